@@ -1,0 +1,151 @@
+//! A unit of work: everything one step of a service changes, committed atomically or not at
+//! all. Writes are collected here and applied by the backend's writer at commit, so many units
+//! can share one database transaction (group commit) while each keeps all-or-nothing semantics.
+
+use tessera_kernel::{Envelope, MessageId, StreamId, Timestamp};
+
+use crate::aggregate::Aggregate;
+use crate::error::Result;
+use crate::model::{ExpectedVersion, NewEvent, Statement, StreamSlice};
+use crate::store::Store;
+
+/// One write inside a unit; the payloads are already serialised.
+#[derive(Clone, Debug)]
+pub(crate) enum Op {
+    Append { stream: StreamId, expected: ExpectedVersion, events: Vec<NewEvent> },
+    Snapshot { stream: StreamId, version: u64, state: String },
+    Send(OutgoingMessage),
+    Schedule { due_at: Timestamp, message: OutgoingMessage },
+    FireTimer(MessageId),
+    CancelTimer(MessageId),
+    RecordInbox(MessageId),
+    Checkpoint { name: String, position: u64 },
+    Execute(Statement),
+    MarkSent(Vec<u64>),
+    PruneOutbox { sent_before: Timestamp },
+    PruneInbox { recorded_before: Timestamp },
+}
+
+/// An envelope on its way to the outbox or the timer table, serialised once.
+#[derive(Clone, Debug)]
+pub(crate) struct OutgoingMessage {
+    pub id: MessageId,
+    pub name: String,
+    pub key: String,
+    pub json: String,
+}
+
+impl OutgoingMessage {
+    fn new(envelope: &Envelope) -> Result<Self> {
+        Ok(Self {
+            id: envelope.id,
+            name: envelope.name.clone(),
+            key: envelope.key.clone(),
+            json: serde_json::to_string(envelope)?,
+        })
+    }
+}
+
+/// What a commit did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitReceipt {
+    /// The new version of each stream appended to, in the order of the appends.
+    pub stream_versions: Vec<(StreamId, u64)>,
+    /// Global position of the last event appended, if any.
+    pub last_position: Option<u64>,
+    /// Rows affected by maintenance operations (mark sent, prune).
+    pub rows_affected: u64,
+}
+
+/// Collects the writes of one step. Reads (`load`) see committed data; every write is checked
+/// and applied at `commit`.
+#[derive(Debug)]
+#[must_use = "a unit of work does nothing until it is committed"]
+pub struct UnitOfWork {
+    store: Store,
+    pub(crate) ops: Vec<Op>,
+}
+
+impl UnitOfWork {
+    pub(crate) fn new(store: Store) -> Self {
+        Self { store, ops: Vec::new() }
+    }
+
+    /// Loads a stream from its latest snapshot, if any, and the events after it.
+    pub async fn load_stream(&self, stream: &StreamId) -> Result<StreamSlice> {
+        self.store.load_stream(stream).await
+    }
+
+    /// Loads and folds an aggregate; returns it with the version to expect on append.
+    pub async fn load<A: Aggregate>(&self, stream: &StreamId) -> Result<(A, ExpectedVersion)> {
+        let slice = self.store.load_stream(stream).await?;
+        let state = A::from_slice(&slice)?;
+        Ok((state, slice.expected()))
+    }
+
+    /// Appends events; the commit fails with `Conflict` if the stream is not at `expected`.
+    pub fn append(&mut self, stream: &StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> &mut Self {
+        self.ops.push(Op::Append { stream: stream.clone(), expected, events });
+        self
+    }
+
+    /// Stores the state of `stream` as of `version`; later loads start from the newest one.
+    pub fn snapshot(&mut self, stream: &StreamId, version: u64, state: String) -> &mut Self {
+        self.ops.push(Op::Snapshot { stream: stream.clone(), version, state });
+        self
+    }
+
+    /// Puts a message in the outbox; the relay publishes it after the commit.
+    pub fn send(&mut self, envelope: &Envelope) -> Result<&mut Self> {
+        self.ops.push(Op::Send(OutgoingMessage::new(envelope)?));
+        Ok(self)
+    }
+
+    /// A durable timer: `envelope` is handed back by `due_timers` from `due_at` on. Its id is
+    /// the envelope's id.
+    pub fn schedule(&mut self, envelope: &Envelope, due_at: Timestamp) -> Result<&mut Self> {
+        self.ops.push(Op::Schedule { due_at, message: OutgoingMessage::new(envelope)? });
+        Ok(self)
+    }
+
+    /// Marks a pending timer fired; the commit fails with `TimerNotPending` if it already
+    /// fired or was cancelled, so a timer's effect happens once.
+    pub fn fire_timer(&mut self, timer: MessageId) -> &mut Self {
+        self.ops.push(Op::FireTimer(timer));
+        self
+    }
+
+    /// Cancels a timer if it is still pending; cancelling a fired timer is not an error.
+    pub fn cancel_timer(&mut self, timer: MessageId) -> &mut Self {
+        self.ops.push(Op::CancelTimer(timer));
+        self
+    }
+
+    /// Records that `message` has been applied; the commit fails with `DuplicateMessage` if
+    /// it already was, which undoes the duplicate's effects with the rest of the unit.
+    pub fn record_inbox(&mut self, message: MessageId) -> &mut Self {
+        self.ops.push(Op::RecordInbox(message));
+        self
+    }
+
+    /// Moves a named checkpoint (a projection's or a subscriber's position).
+    pub fn checkpoint(&mut self, name: impl Into<String>, position: u64) -> &mut Self {
+        self.ops.push(Op::Checkpoint { name: name.into(), position });
+        self
+    }
+
+    /// A statement on the service's own tables, in the same transaction.
+    pub fn execute(&mut self, statement: Statement) -> &mut Self {
+        self.ops.push(Op::Execute(statement));
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub async fn commit(self) -> Result<CommitReceipt> {
+        let store = self.store.clone();
+        store.commit(self).await
+    }
+}
