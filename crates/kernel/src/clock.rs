@@ -119,8 +119,14 @@ mod tests {
     fn timestamp_arithmetic_saturates_instead_of_wrapping() {
         let t = Timestamp::from_micros(5);
         assert_eq!(t.saturating_sub(Duration::from_secs(1)), Timestamp::EPOCH);
-        assert_eq!(Timestamp::from_micros(u64::MAX).saturating_add(Duration::from_secs(1)).as_micros(), u64::MAX);
-        assert_eq!(Timestamp::from_micros(3_000_000).since(Timestamp::from_micros(1_000_000)), Duration::from_secs(2));
+        assert_eq!(
+            Timestamp::from_micros(u64::MAX).saturating_add(Duration::from_secs(1)).as_micros(),
+            u64::MAX
+        );
+        assert_eq!(
+            Timestamp::from_micros(3_000_000).since(Timestamp::from_micros(1_000_000)),
+            Duration::from_secs(2)
+        );
         assert_eq!(Timestamp::from_micros(1).since(Timestamp::from_micros(9)), Duration::ZERO);
     }
 

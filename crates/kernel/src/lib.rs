@@ -13,6 +13,5 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use envelope::{Envelope, EnvelopeError, MessageKind};
 pub use hlc::{ClockSkewError, HlcTimestamp, HybridClock};
 pub use id::{
-    CorrelationId, DeterministicIdGen, IdGen, MessageId, StreamId, StreamIdError, SubjectId,
-    UuidV7Gen,
+    CorrelationId, DeterministicIdGen, IdGen, MessageId, StreamId, StreamIdError, SubjectId, UuidV7Gen,
 };

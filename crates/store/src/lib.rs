@@ -1,1 +1,29 @@
+//! The per-service store: one database per service holding its event streams, outbox, inbox,
+//! checkpoints, durable timers, snapshots and its own tables, all written through a
+//! [`UnitOfWork`] that commits atomically.
+//!
+//! Two backends share one behaviour (checked by one conformance suite in `tests/`):
+//! SQLite (one file, WAL, a single writer thread that group-commits concurrent units, each in
+//! a savepoint) and PostgreSQL (a pool for reads, one writer connection that batches units).
+//! Both keep global positions gap-safe; see `docs/decisions/0001-gap-safe-positions.md`.
 
+mod aggregate;
+mod error;
+mod migrate;
+mod model;
+mod postgres;
+mod sqlite;
+mod store;
+mod unit;
+
+pub use aggregate::Aggregate;
+pub use error::{Result, StoreError};
+pub use migrate::{Migration, MigrationSet};
+pub use model::{
+    DueTimer, EventMetadata, ExpectedVersion, NewEvent, OutboxMessage, RecordedEvent, Row, Snapshot,
+    SqlValue, Statement, StreamSlice,
+};
+pub use postgres::{PostgresOptions, WRITE_LOCK as POSTGRES_WRITE_LOCK, create_database, drop_database};
+pub use sqlite::{SqliteOptions, Synchronous};
+pub use store::{BackendKind, OutboxBacklog, Store, StoreConfig};
+pub use unit::{CommitReceipt, UnitOfWork};

@@ -50,7 +50,8 @@ pub(crate) fn pending<'a>(
     dialect: Dialect,
     applied: &[(u32, String)],
 ) -> Result<Vec<&'a Migration>> {
-    let error = |version, reason: String| StoreError::Migration { scope: set.scope.to_owned(), version, reason };
+    let error =
+        |version, reason: String| StoreError::Migration { scope: set.scope.to_owned(), version, reason };
     for (index, migration) in set.migrations.iter().enumerate() {
         let expected = u32::try_from(index + 1).unwrap_or(u32::MAX);
         if migration.version != expected {
@@ -60,7 +61,10 @@ pub(crate) fn pending<'a>(
     for (version, checksum) in applied {
         match set.migrations.iter().find(|m| m.version == *version) {
             None => {
-                return Err(error(*version, "applied to this database but unknown to this build (a newer build ran here?)".into()));
+                return Err(error(
+                    *version,
+                    "applied to this database but unknown to this build (a newer build ran here?)".into(),
+                ));
             }
             Some(m) if m.checksum(dialect) != *checksum => {
                 return Err(error(*version, format!("`{}` changed after it was applied", m.name)));

@@ -12,7 +12,7 @@ use crate::store::Store;
 /// One write inside a unit; the payloads are already serialised.
 #[derive(Clone, Debug)]
 pub(crate) enum Op {
-    Append { stream: StreamId, expected: ExpectedVersion, events: Vec<NewEvent> },
+    Append { stream: StreamId, expected: ExpectedVersion, events: Vec<EncodedEvent> },
     Snapshot { stream: StreamId, version: u64, state: String },
     Send(OutgoingMessage),
     Schedule { due_at: Timestamp, message: OutgoingMessage },
@@ -24,6 +24,30 @@ pub(crate) enum Op {
     MarkSent(Vec<u64>),
     PruneOutbox { sent_before: Timestamp },
     PruneInbox { recorded_before: Timestamp },
+}
+
+/// An event with its id and metadata already in their stored text form, so the writer only
+/// binds values.
+#[derive(Clone, Debug)]
+pub(crate) struct EncodedEvent {
+    pub id: String,
+    pub name: String,
+    pub schema_version: i64,
+    pub payload: String,
+    pub metadata: String,
+}
+
+impl From<NewEvent> for EncodedEvent {
+    fn from(event: NewEvent) -> Self {
+        Self {
+            id: event.id.to_string(),
+            name: event.name,
+            schema_version: i64::from(event.schema_version),
+            payload: event.payload,
+            // Serialising a struct of ids and strings cannot fail.
+            metadata: serde_json::to_string(&event.metadata).unwrap_or_else(|_| "{}".to_owned()),
+        }
+    }
 }
 
 /// An envelope on its way to the outbox or the timer table, serialised once.
@@ -84,7 +108,13 @@ impl UnitOfWork {
     }
 
     /// Appends events; the commit fails with `Conflict` if the stream is not at `expected`.
-    pub fn append(&mut self, stream: &StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> &mut Self {
+    pub fn append(
+        &mut self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> &mut Self {
+        let events = events.into_iter().map(EncodedEvent::from).collect();
         self.ops.push(Op::Append { stream: stream.clone(), expected, events });
         self
     }

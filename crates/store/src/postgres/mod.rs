@@ -1,0 +1,345 @@
+//! The PostgreSQL backend: one database per service, a pool of connections for reads, and one
+//! writer connection that commits queued units of work in batches.
+//!
+//! Every write transaction first takes a transaction-scoped advisory lock, so writers (this
+//! process's and any replica's) commit one after another and global positions, drawn from a
+//! sequence inside the lock, become visible in commit order: gap-safe. Batching many units per
+//! transaction is what keeps that serialisation fast. See
+//! `docs/decisions/0001-gap-safe-positions.md`.
+
+mod value;
+mod writer;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tessera_kernel::{Clock, MessageId, StreamId, Timestamp};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::NoTls;
+
+use crate::error::{Result, StoreError};
+use crate::migrate::{self, CORE, Dialect, MigrationSet};
+use crate::model::{DueTimer, OutboxMessage, RecordedEvent, Row, Snapshot, SqlValue, Statement};
+use crate::store::{Backend, BackendKind, OutboxBacklog, decode_envelope, decode_event, to_i64, to_u64};
+use crate::unit::{CommitReceipt, Op};
+
+/// The transaction-scoped advisory lock every write transaction on a store's database takes
+/// first. Anything else that writes events or outbox rows there must take it too, or global
+/// positions lose their gap-safety.
+pub const WRITE_LOCK: i64 = 0x7e55_e7a0_0000_0001;
+/// Held while migrations run, so replicas starting together apply each migration once.
+const MIGRATION_LOCK: i64 = 0x7e55_e7a0_0000_0002;
+
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// Connections for reads (the writer has its own).
+    pub pool_size: usize,
+    /// Most units committed in one transaction.
+    pub max_batch: usize,
+    /// Create the database if it does not exist.
+    pub create_database: bool,
+    pub queue_depth: usize,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self { pool_size: 8, max_batch: 1024, create_database: true, queue_depth: 8192 }
+    }
+}
+
+pub(crate) struct Job {
+    ops: Vec<Op>,
+    reply: oneshot::Sender<Result<CommitReceipt>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct PostgresBackend {
+    jobs: mpsc::Sender<Job>,
+    pool: Pool,
+}
+
+fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
+    url.parse().map_err(StoreError::Postgres)
+}
+
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A connection to the server's maintenance database, for creating and dropping databases.
+async fn connect_maintenance(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client> {
+    let mut maintenance = config.clone();
+    maintenance.dbname("postgres");
+    let (client, connection) = maintenance.connect(NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Creates the database named in `url` unless it exists. Safe to race with another process.
+pub async fn create_database(url: &str) -> Result<()> {
+    let config = parse_url(url)?;
+    let name = config.get_dbname().ok_or_else(|| StoreError::Pool("the URL names no database".into()))?;
+    let client = connect_maintenance(&config).await?;
+    let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_some();
+    if !exists
+        && let Err(error) = client.batch_execute(&format!("CREATE DATABASE {}", quote_identifier(name))).await
+    {
+        let raced = error.code().is_some_and(|c| {
+            *c == tokio_postgres::error::SqlState::DUPLICATE_DATABASE
+                || *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+        });
+        if !raced {
+            return Err(error.into());
+        }
+    }
+    Ok(())
+}
+
+/// Drops the database named in `url`, disconnecting its sessions (tests and `tessera` resets).
+pub async fn drop_database(url: &str) -> Result<()> {
+    let config = parse_url(url)?;
+    let name = config.get_dbname().ok_or_else(|| StoreError::Pool("the URL names no database".into()))?;
+    let client = connect_maintenance(&config).await?;
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_identifier(name))).await?;
+    Ok(())
+}
+
+async fn apply_migrations(
+    config: &tokio_postgres::Config,
+    sets: &[MigrationSet],
+    now: Timestamp,
+) -> Result<()> {
+    let (mut client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(connection);
+    // Replicas starting together must not run the same migration twice.
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
+    client.batch_execute(migrate::LEDGER_POSTGRES).await?;
+    for set in sets {
+        let applied: Vec<(u32, String)> = client
+            .query(
+                "SELECT version, checksum FROM tessera_migrations WHERE scope = $1 ORDER BY version",
+                &[&set.scope],
+            )
+            .await?
+            .iter()
+            .map(|row| (u32::try_from(row.get::<_, i64>(0)).unwrap_or(u32::MAX), row.get(1)))
+            .collect();
+        for migration in migrate::pending(set, Dialect::Postgres, &applied)? {
+            let tx = client.transaction().await?;
+            tx.batch_execute(migration.postgres).await.map_err(|e| StoreError::Migration {
+                scope: set.scope.to_owned(),
+                version: migration.version,
+                reason: e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned()),
+            })?;
+            tx.execute(
+                "INSERT INTO tessera_migrations (scope, version, name, checksum, applied_at) VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &set.scope,
+                    &i64::from(migration.version),
+                    &migration.name,
+                    &migration.checksum(Dialect::Postgres),
+                    &to_i64(now.as_micros()),
+                ],
+            )
+            .await?;
+            tx.commit().await?;
+        }
+    }
+    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
+    Ok(())
+}
+
+impl PostgresBackend {
+    pub(crate) async fn open(
+        url: &str,
+        options: PostgresOptions,
+        migrations: &[MigrationSet],
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        if options.create_database {
+            create_database(url).await?;
+        }
+        let config = parse_url(url)?;
+        let sets: Vec<MigrationSet> = std::iter::once(CORE).chain(migrations.iter().copied()).collect();
+        apply_migrations(&config, &sets, clock.now()).await?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .build()
+            .map_err(|e| StoreError::Pool(e.to_string()))?;
+        let (jobs, queue) = mpsc::channel(options.queue_depth.max(1));
+        let writer = writer::Writer::connect(&config).await?;
+        tokio::spawn(writer::run(writer, config, queue, options.max_batch.max(1), clock));
+        Ok(Self { jobs, pool })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(error) => StoreError::Postgres(error),
+            other => StoreError::Pool(other.to_string()),
+        })
+    }
+
+    async fn rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        Ok(client.query(&statement, params).await?)
+    }
+}
+
+const SELECT_EVENTS: &str = "SELECT position, stream_id, version, event_id, name, schema_version, payload, metadata, recorded_at FROM tessera_events";
+
+fn event_from_row(row: &tokio_postgres::Row) -> Result<RecordedEvent> {
+    decode_event(
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+        row.try_get(5)?,
+        row.try_get(6)?,
+        row.try_get(7)?,
+        row.try_get(8)?,
+    )
+}
+
+#[async_trait]
+impl Backend for PostgresBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Postgres
+    }
+
+    async fn commit(&self, ops: Vec<Op>) -> Result<CommitReceipt> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job { ops, reply }).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(&self, stream: &StreamId, after_version: u64) -> Result<Vec<RecordedEvent>> {
+        let sql = format!("{SELECT_EVENTS} WHERE stream_id = $1 AND version > $2 ORDER BY version");
+        self.rows(&sql, &[&stream.as_str(), &to_i64(after_version)])
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect()
+    }
+
+    async fn latest_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
+        let rows = self
+            .rows(
+                "SELECT version, state, taken_at FROM tessera_snapshots WHERE stream_id = $1",
+                &[&stream.as_str()],
+            )
+            .await?;
+        rows.first()
+            .map(|row| {
+                Ok(Snapshot {
+                    stream: stream.clone(),
+                    version: to_u64(row.try_get(0)?)?,
+                    state: row.try_get(1)?,
+                    taken_at: Timestamp::from_micros(to_u64(row.try_get(2)?)?),
+                })
+            })
+            .transpose()
+    }
+
+    async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let sql = format!("{SELECT_EVENTS} WHERE position > $1 ORDER BY position LIMIT $2");
+        self.rows(&sql, &[&to_i64(after_position), &to_i64(limit as u64)])
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect()
+    }
+
+    async fn head_position(&self) -> Result<u64> {
+        let rows = self.rows("SELECT coalesce(max(position), 0) FROM tessera_events", &[]).await?;
+        to_u64(rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
+    }
+
+    async fn outbox_unsent(&self, limit: usize) -> Result<Vec<OutboxMessage>> {
+        let rows = self
+            .rows(
+                "SELECT position, envelope, created_at FROM tessera_outbox WHERE sent_at IS NULL ORDER BY position LIMIT $1",
+                &[&to_i64(limit as u64)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OutboxMessage {
+                    position: to_u64(row.try_get(0)?)?,
+                    envelope: decode_envelope(row.try_get(1)?)?,
+                    created_at: Timestamp::from_micros(to_u64(row.try_get(2)?)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_backlog(&self) -> Result<OutboxBacklog> {
+        let rows = self
+            .rows("SELECT count(*), min(created_at) FROM tessera_outbox WHERE sent_at IS NULL", &[])
+            .await?;
+        let row = rows.first().ok_or_else(|| StoreError::Corrupt("count(*) returned no row".into()))?;
+        let oldest: Option<i64> = row.try_get(1)?;
+        Ok(OutboxBacklog {
+            unsent: to_u64(row.try_get(0)?)?,
+            oldest_unsent: oldest.map(to_u64).transpose()?.map(Timestamp::from_micros),
+        })
+    }
+
+    async fn inbox_contains(&self, message: MessageId) -> Result<bool> {
+        let rows =
+            self.rows("SELECT 1 FROM tessera_inbox WHERE message_id = $1", &[&message.to_string()]).await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<Option<u64>> {
+        let rows = self.rows("SELECT position FROM tessera_checkpoints WHERE name = $1", &[&name]).await?;
+        rows.first().map(|row| to_u64(row.try_get(0)?)).transpose()
+    }
+
+    async fn due_timers(&self, now: Timestamp, limit: usize) -> Result<Vec<DueTimer>> {
+        let rows = self
+            .rows(
+                "SELECT timer_id, due_at, envelope FROM tessera_timers
+                 WHERE state = 'pending' AND due_at <= $1 ORDER BY due_at, timer_id LIMIT $2",
+                &[&to_i64(now.as_micros()), &to_i64(limit as u64)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: &str = row.try_get(0)?;
+                Ok(DueTimer {
+                    id: id.parse().map_err(|e| StoreError::Corrupt(format!("timer id `{id}`: {e}")))?,
+                    due_at: Timestamp::from_micros(to_u64(row.try_get(1)?)?),
+                    envelope: decode_envelope(row.try_get(2)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn query(&self, statement: Statement) -> Result<Vec<Row>> {
+        let client = self.client().await?;
+        let prepared = client.prepare_cached(&statement.sql).await?;
+        let columns: Arc<[String]> = prepared.columns().iter().map(|c| c.name().to_owned()).collect();
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            statement.params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        let rows = client.query(&prepared, &params).await?;
+        rows.iter()
+            .map(|row| {
+                let values =
+                    (0..columns.len()).map(|i| row.try_get::<_, SqlValue>(i)).collect::<Result<_, _>>()?;
+                Ok(Row { columns: columns.clone(), values })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,436 @@
+//! The SQLite backend: one file per service in WAL mode. All writes go through one writer
+//! thread that takes whatever units of work are queued, applies each inside its own savepoint
+//! and commits them together, so one fsync covers many units (group commit) and one unit's
+//! failure leaves its neighbours untouched. Reads run on a small pool of read-only connections,
+//! which WAL lets proceed while the writer commits.
+
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tessera_kernel::{Clock, MessageId, StreamId, Timestamp};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Result, StoreError};
+use crate::migrate::{self, CORE, Dialect, MigrationSet};
+use crate::model::{DueTimer, OutboxMessage, RecordedEvent, Row, Snapshot, SqlValue, Statement};
+use crate::store::{Backend, BackendKind, OutboxBacklog, decode_envelope, decode_event, to_i64, to_u64};
+use crate::unit::{CommitReceipt, Op};
+
+/// How hard a commit waits for the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// fsync on every commit: an acknowledged commit survives power loss. The default.
+    #[default]
+    Full,
+    /// fsync at checkpoints only: survives a process crash, not a power cut.
+    Normal,
+}
+
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    pub synchronous: Synchronous,
+    /// Most units committed in one transaction.
+    pub max_batch: usize,
+    /// Read connections kept open.
+    pub read_connections: usize,
+    /// Queue length before `commit` waits for the writer (back-pressure).
+    pub queue_depth: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self { synchronous: Synchronous::Full, max_batch: 1024, read_connections: 4, queue_depth: 8192 }
+    }
+}
+
+pub(crate) struct Job {
+    ops: Vec<Op>,
+    reply: oneshot::Sender<Result<CommitReceipt>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct SqliteBackend {
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<ReadPool>,
+}
+
+impl SqliteBackend {
+    pub(crate) async fn open(
+        path: PathBuf,
+        options: SqliteOptions,
+        migrations: &[MigrationSet],
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let sets: Vec<MigrationSet> = std::iter::once(CORE).chain(migrations.iter().copied()).collect();
+        let writer_path = path.clone();
+        let write_options = options.clone();
+        let migration_clock = clock.clone();
+        let connection = tokio::task::spawn_blocking(move || -> Result<Connection> {
+            if let Some(parent) = writer_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut connection = open_connection(&writer_path, &write_options, false)?;
+            apply_migrations(&mut connection, &sets, migration_clock.now())?;
+            Ok(connection)
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
+        let (jobs, queue) = mpsc::channel(options.queue_depth.max(1));
+        let max_batch = options.max_batch.max(1);
+        std::thread::Builder::new()
+            .name(format!(
+                "sqlite-writer:{}",
+                path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            ))
+            .spawn(move || writer::run(connection, queue, max_batch, clock))?;
+        Ok(Self { jobs, readers: Arc::new(ReadPool { path, options, idle: Mutex::new(Vec::new()) }) })
+    }
+
+    async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = readers.take()?;
+            let outcome = work(&connection);
+            readers.give_back(connection);
+            outcome
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+    }
+}
+
+fn open_connection(path: &Path, options: &SqliteOptions, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let connection = Connection::open_with_flags(path, flags)?;
+    connection.busy_timeout(Duration::from_secs(10))?;
+    if !read_only {
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    let synchronous = match options.synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    connection.pragma_update(None, "synchronous", synchronous)?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    connection.set_prepared_statement_cache_capacity(64);
+    Ok(connection)
+}
+
+fn apply_migrations(connection: &mut Connection, sets: &[MigrationSet], now: Timestamp) -> Result<()> {
+    connection.execute_batch(migrate::LEDGER_SQLITE)?;
+    for set in sets {
+        let applied: Vec<(u32, String)> = connection
+            .prepare("SELECT version, checksum FROM tessera_migrations WHERE scope = ?1 ORDER BY version")?
+            .query_map([set.scope], |row| Ok((row.get::<_, u32>(0)?, row.get::<_, String>(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for migration in migrate::pending(set, Dialect::Sqlite, &applied)? {
+            let tx = connection.transaction()?;
+            tx.execute_batch(migration.sqlite).map_err(|e| StoreError::Migration {
+                scope: set.scope.to_owned(),
+                version: migration.version,
+                reason: e.to_string(),
+            })?;
+            tx.execute(
+                "INSERT INTO tessera_migrations (scope, version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    set.scope,
+                    migration.version,
+                    migration.name,
+                    migration.checksum(Dialect::Sqlite),
+                    to_i64(now.as_micros())
+                ],
+            )?;
+            tx.commit()?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+struct ReadPool {
+    path: PathBuf,
+    options: SqliteOptions,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn take(&self) -> Result<Connection> {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        match idle {
+            Some(connection) => Ok(connection),
+            None => open_connection(&self.path, &self.options, true),
+        }
+    }
+
+    fn give_back(&self, connection: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.options.read_connections {
+            idle.push(connection);
+        }
+    }
+}
+
+/// `$1, $2, …` (written once for both backends) to SQLite's `?1, ?2, …`, leaving quoted text
+/// alone.
+pub(crate) fn translate_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '$') if chars.peek().is_some_and(char::is_ascii_digit) => {
+                out.push('?');
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn bind_value(value: &SqlValue) -> rusqlite::types::ToSqlOutput<'_> {
+    use rusqlite::types::{ToSqlOutput, ValueRef};
+    ToSqlOutput::Borrowed(match value {
+        SqlValue::Null => ValueRef::Null,
+        SqlValue::Int(v) => ValueRef::Integer(*v),
+        SqlValue::Real(v) => ValueRef::Real(*v),
+        SqlValue::Text(v) => ValueRef::Text(v.as_bytes()),
+        SqlValue::Blob(v) => ValueRef::Blob(v),
+        SqlValue::Bool(v) => ValueRef::Integer(i64::from(*v)),
+    })
+}
+
+impl rusqlite::ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(bind_value(self))
+    }
+}
+
+const EVENT_COLUMNS: &str =
+    "position, stream_id, version, event_id, name, schema_version, payload, metadata, recorded_at";
+
+fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RecordedEvent>> {
+    Ok(decode_event(
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        &row.get::<_, String>(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        &row.get::<_, String>(7)?,
+        row.get(8)?,
+    ))
+}
+
+fn collect_events(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<RecordedEvent>> {
+    statement.query_map(params, event_from_row)?.map(|row| row?).collect()
+}
+
+#[async_trait]
+impl Backend for SqliteBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Sqlite
+    }
+
+    async fn commit(&self, ops: Vec<Op>) -> Result<CommitReceipt> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job { ops, reply }).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(&self, stream: &StreamId, after_version: u64) -> Result<Vec<RecordedEvent>> {
+        let stream = stream.as_str().to_owned();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM tessera_events WHERE stream_id = ?1 AND version > ?2 ORDER BY version"
+            );
+            collect_events(&mut c.prepare_cached(&sql)?, params![stream, to_i64(after_version)])
+        })
+        .await
+    }
+
+    async fn latest_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
+        let id = stream.clone();
+        self.read(move |c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT version, state, taken_at FROM tessera_snapshots WHERE stream_id = ?1",
+                )?
+                .query_row([id.as_str()], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                })
+                .optional()?;
+            row.map(|(version, state, taken_at)| {
+                Ok(Snapshot {
+                    stream: id.clone(),
+                    version: to_u64(version)?,
+                    state,
+                    taken_at: Timestamp::from_micros(to_u64(taken_at)?),
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM tessera_events WHERE position > ?1 ORDER BY position LIMIT ?2"
+            );
+            collect_events(
+                &mut c.prepare_cached(&sql)?,
+                params![to_i64(after_position), to_i64(limit as u64)],
+            )
+        })
+        .await
+    }
+
+    async fn head_position(&self) -> Result<u64> {
+        self.read(|c| {
+            let head: Option<i64> =
+                c.prepare_cached("SELECT max(position) FROM tessera_events")?.query_row([], |r| r.get(0))?;
+            to_u64(head.unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn outbox_unsent(&self, limit: usize) -> Result<Vec<OutboxMessage>> {
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT position, envelope, created_at FROM tessera_outbox WHERE sent_at IS NULL ORDER BY position LIMIT ?1",
+            )?;
+            let rows = statement.query_map([to_i64(limit as u64)], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })?;
+            rows.map(|row| {
+                let (position, envelope, created_at) = row?;
+                Ok(OutboxMessage {
+                    position: to_u64(position)?,
+                    envelope: decode_envelope(&envelope)?,
+                    created_at: Timestamp::from_micros(to_u64(created_at)?),
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn outbox_backlog(&self) -> Result<OutboxBacklog> {
+        self.read(|c| {
+            let (unsent, oldest): (i64, Option<i64>) = c
+                .prepare_cached("SELECT count(*), min(created_at) FROM tessera_outbox WHERE sent_at IS NULL")?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(OutboxBacklog {
+                unsent: to_u64(unsent)?,
+                oldest_unsent: oldest.map(to_u64).transpose()?.map(Timestamp::from_micros),
+            })
+        })
+        .await
+    }
+
+    async fn inbox_contains(&self, message: MessageId) -> Result<bool> {
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT 1 FROM tessera_inbox WHERE message_id = ?1")?
+                .query_row([message.to_string()], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })
+        .await
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<Option<u64>> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            let position: Option<i64> = c
+                .prepare_cached("SELECT position FROM tessera_checkpoints WHERE name = ?1")?
+                .query_row([name], |r| r.get(0))
+                .optional()?;
+            position.map(to_u64).transpose()
+        })
+        .await
+    }
+
+    async fn due_timers(&self, now: Timestamp, limit: usize) -> Result<Vec<DueTimer>> {
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT timer_id, due_at, envelope FROM tessera_timers
+                 WHERE state = 'pending' AND due_at <= ?1 ORDER BY due_at, timer_id LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![to_i64(now.as_micros()), to_i64(limit as u64)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+            })?;
+            rows.map(|row| {
+                let (id, due_at, envelope) = row?;
+                Ok(DueTimer {
+                    id: id.parse().map_err(|e| StoreError::Corrupt(format!("timer id `{id}`: {e}")))?,
+                    due_at: Timestamp::from_micros(to_u64(due_at)?),
+                    envelope: decode_envelope(&envelope)?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn query(&self, statement: Statement) -> Result<Vec<Row>> {
+        self.read(move |c| {
+            let mut prepared = c.prepare_cached(&translate_placeholders(&statement.sql))?;
+            let columns: Arc<[String]> = prepared.column_names().into_iter().map(str::to_owned).collect();
+            let mut rows = prepared.query(rusqlite::params_from_iter(statement.params.iter()))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let values = (0..columns.len())
+                    .map(|i| {
+                        Ok(match row.get_ref(i)? {
+                            rusqlite::types::ValueRef::Null => SqlValue::Null,
+                            rusqlite::types::ValueRef::Integer(v) => SqlValue::Int(v),
+                            rusqlite::types::ValueRef::Real(v) => SqlValue::Real(v),
+                            rusqlite::types::ValueRef::Text(v) => {
+                                SqlValue::Text(String::from_utf8_lossy(v).into_owned())
+                            }
+                            rusqlite::types::ValueRef::Blob(v) => SqlValue::Blob(v.to_vec()),
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                out.push(Row { columns: columns.clone(), values });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::translate_placeholders;
+
+    #[test]
+    fn placeholders_become_numbered_question_marks_outside_quotes() {
+        assert_eq!(
+            translate_placeholders("UPDATE t SET a = $1 WHERE b = '$2' AND c = $12"),
+            "UPDATE t SET a = ?1 WHERE b = '$2' AND c = ?12"
+        );
+        assert_eq!(translate_placeholders("SELECT '$' || $1"), "SELECT '$' || ?1");
+    }
+}

@@ -1,0 +1,240 @@
+//! The writer thread: drains the queue, applies each unit in a savepoint, commits the group.
+
+use rusqlite::{Connection, params};
+use std::sync::Arc;
+
+use tessera_kernel::{Clock, StreamId};
+use tokio::sync::mpsc;
+
+use super::{Job, translate_placeholders};
+use crate::error::{Result, StoreError};
+use crate::model::ExpectedVersion;
+use crate::model::Statement;
+use crate::store::to_i64;
+use crate::unit::{CommitReceipt, EncodedEvent, Op, OutgoingMessage};
+
+pub(super) fn run(
+    connection: Connection,
+    mut queue: mpsc::Receiver<Job>,
+    max_batch: usize,
+    clock: Arc<dyn Clock>,
+) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let results = commit_batch(&connection, &batch, to_i64(clock.now().as_micros()));
+        for (job, result) in batch.drain(..).zip(results) {
+            // A caller that stopped waiting has nothing to be told.
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// Applies every unit of the batch in its own savepoint, then commits once. If the commit
+/// itself fails, every unit of the batch fails with it.
+fn commit_batch(connection: &Connection, batch: &[Job], now: i64) -> Vec<Result<CommitReceipt>> {
+    if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
+        let error = StoreError::from(error);
+        return batch.iter().map(|_| Err(error.shared())).collect();
+    }
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        match apply_in_savepoint(connection, &job.ops, now) {
+            Ok(outcome) => results.push(outcome),
+            Err(broken) => {
+                // The savepoint machinery itself failed: the transaction is unusable.
+                let _ = connection.execute_batch("ROLLBACK");
+                return batch.iter().map(|_| Err(broken.shared())).collect();
+            }
+        }
+    }
+    if let Err(error) = connection.execute_batch("COMMIT") {
+        let error = StoreError::from(error);
+        let _ = connection.execute_batch("ROLLBACK");
+        return batch.iter().map(|_| Err(error.shared())).collect();
+    }
+    results
+}
+
+/// The outer error is the transaction breaking; the inner one is this unit's own failure.
+fn apply_in_savepoint(connection: &Connection, ops: &[Op], now: i64) -> Result<Result<CommitReceipt>> {
+    connection.prepare_cached("SAVEPOINT unit")?.execute([])?;
+    match apply(connection, ops, now) {
+        Ok(receipt) => {
+            connection.prepare_cached("RELEASE unit")?.execute([])?;
+            Ok(Ok(receipt))
+        }
+        Err(error) => {
+            connection.prepare_cached("ROLLBACK TO unit")?.execute([])?;
+            connection.prepare_cached("RELEASE unit")?.execute([])?;
+            Ok(Err(error))
+        }
+    }
+}
+
+fn apply(connection: &Connection, ops: &[Op], now: i64) -> Result<CommitReceipt> {
+    let mut receipt = CommitReceipt::default();
+    for op in ops {
+        match op {
+            Op::Append { stream, expected, events } => {
+                let (version, last_position) = append(connection, stream, *expected, events, now)?;
+                receipt.stream_versions.push((stream.clone(), version));
+                receipt.last_position = last_position.or(receipt.last_position);
+            }
+            Op::Snapshot { stream, version, state } => {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO tessera_snapshots (stream_id, version, state, taken_at) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, state = excluded.state,
+                         taken_at = excluded.taken_at WHERE excluded.version > tessera_snapshots.version",
+                    )?
+                    .execute(params![stream.as_str(), to_i64(*version), state, now])?;
+            }
+            Op::Send(message) => {
+                insert_outbox(connection, message, now)?;
+            }
+            Op::Schedule { due_at, message } => {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO tessera_timers (timer_id, due_at, envelope, state) VALUES (?1, ?2, ?3, 'pending')",
+                    )?
+                    .execute(params![message.id.to_string(), to_i64(due_at.as_micros()), message.json])
+                    .map_err(constraint_as_typed)?;
+            }
+            Op::FireTimer(id) => {
+                let changed = connection
+                    .prepare_cached(
+                        "UPDATE tessera_timers SET state = 'fired', changed_at = ?2 WHERE timer_id = ?1 AND state = 'pending'",
+                    )?
+                    .execute(params![id.to_string(), now])?;
+                if changed == 0 {
+                    return Err(StoreError::TimerNotPending(*id));
+                }
+            }
+            Op::CancelTimer(id) => {
+                connection
+                    .prepare_cached(
+                        "UPDATE tessera_timers SET state = 'cancelled', changed_at = ?2 WHERE timer_id = ?1 AND state = 'pending'",
+                    )?
+                    .execute(params![id.to_string(), now])?;
+            }
+            Op::RecordInbox(id) => {
+                let inserted = connection
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO tessera_inbox (message_id, recorded_at) VALUES (?1, ?2)",
+                    )?
+                    .execute(params![id.to_string(), now])?;
+                if inserted == 0 {
+                    return Err(StoreError::DuplicateMessage(*id));
+                }
+            }
+            Op::Checkpoint { name, position } => {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO tessera_checkpoints (name, position, updated_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+                    )?
+                    .execute(params![name, to_i64(*position), now])?;
+            }
+            Op::Execute(statement) => {
+                receipt.rows_affected += execute(connection, statement)?;
+            }
+            Op::MarkSent(positions) => {
+                let mut update = connection.prepare_cached(
+                    "UPDATE tessera_outbox SET sent_at = ?2 WHERE position = ?1 AND sent_at IS NULL",
+                )?;
+                for position in positions {
+                    receipt.rows_affected += update.execute(params![to_i64(*position), now])? as u64;
+                }
+            }
+            Op::PruneOutbox { sent_before } => {
+                receipt.rows_affected += connection
+                    .prepare_cached("DELETE FROM tessera_outbox WHERE sent_at IS NOT NULL AND sent_at < ?1")?
+                    .execute([to_i64(sent_before.as_micros())])?
+                    as u64;
+            }
+            Op::PruneInbox { recorded_before } => {
+                receipt.rows_affected += connection
+                    .prepare_cached("DELETE FROM tessera_inbox WHERE recorded_at < ?1")?
+                    .execute([to_i64(recorded_before.as_micros())])?
+                    as u64;
+            }
+        }
+    }
+    Ok(receipt)
+}
+
+fn append(
+    connection: &Connection,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: &[EncodedEvent],
+    now: i64,
+) -> Result<(u64, Option<u64>)> {
+    let actual: Option<i64> = connection
+        .prepare_cached("SELECT max(version) FROM tessera_events WHERE stream_id = ?1")?
+        .query_row([stream.as_str()], |row| row.get(0))?;
+    let actual = actual.map(|v| v.max(0).unsigned_abs());
+    if !expected.check(actual) {
+        return Err(StoreError::Conflict { stream: stream.clone(), expected, actual });
+    }
+    let mut version = actual.unwrap_or(0);
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO tessera_events (stream_id, version, event_id, name, schema_version, payload, metadata, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for event in events {
+        version += 1;
+        insert
+            .execute(params![
+                stream.as_str(),
+                to_i64(version),
+                event.id,
+                event.name,
+                event.schema_version,
+                event.payload,
+                event.metadata,
+                now
+            ])
+            .map_err(constraint_as_typed)?;
+    }
+    let last_position = (!events.is_empty()).then(|| connection.last_insert_rowid().max(0).unsigned_abs());
+    Ok((version, last_position))
+}
+
+fn insert_outbox(connection: &Connection, message: &OutgoingMessage, now: i64) -> Result<()> {
+    connection
+        .prepare_cached(
+            "INSERT INTO tessera_outbox (message_id, name, key, envelope, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![message.id.to_string(), message.name, message.key, message.json, now])
+        .map_err(constraint_as_typed)?;
+    Ok(())
+}
+
+fn execute(connection: &Connection, statement: &Statement) -> Result<u64> {
+    let affected = connection
+        .prepare_cached(&translate_placeholders(&statement.sql))?
+        .execute(rusqlite::params_from_iter(statement.params.iter()))
+        .map_err(constraint_as_typed)? as u64;
+    statement.check_affected(affected)?;
+    Ok(affected)
+}
+
+/// Constraint failures are the caller's business (a duplicate email, say), not an outage.
+fn constraint_as_typed(error: rusqlite::Error) -> StoreError {
+    match &error {
+        rusqlite::Error::SqliteFailure(failure, message)
+            if failure.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Constraint(message.clone().unwrap_or_else(|| failure.to_string()))
+        }
+        _ => StoreError::Sqlite(error),
+    }
+}

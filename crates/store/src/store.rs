@@ -1,0 +1,228 @@
+//! The `Store` handle: a cheap clone shared by a service's handlers, relay and subscribers.
+//! Only this file and the backends know that more than one backend exists.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tessera_kernel::{Clock, Envelope, MessageId, StreamId, SystemClock, Timestamp};
+
+use crate::error::{Result, StoreError};
+use crate::migrate::MigrationSet;
+use crate::model::{DueTimer, OutboxMessage, RecordedEvent, Row, Snapshot, Statement, StreamSlice};
+use crate::postgres::{PostgresBackend, PostgresOptions};
+use crate::sqlite::{SqliteBackend, SqliteOptions};
+use crate::unit::{CommitReceipt, Op, UnitOfWork};
+
+/// Where a service's data lives.
+#[derive(Clone, Debug)]
+pub enum StoreConfig {
+    /// One SQLite file (the embedded topology).
+    Sqlite { path: PathBuf, options: SqliteOptions },
+    /// One PostgreSQL database, created if missing (the distributed topology).
+    Postgres { url: String, options: PostgresOptions },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Sqlite => "sqlite",
+            BackendKind::Postgres => "postgres",
+        })
+    }
+}
+
+/// The outbox's backlog: how much the relay has yet to publish and since when.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxBacklog {
+    pub unsent: u64,
+    pub oldest_unsent: Option<Timestamp>,
+}
+
+/// What a backend does; the `Store` handle adds the conveniences on top.
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + fmt::Debug {
+    fn kind(&self) -> BackendKind;
+    async fn commit(&self, ops: Vec<Op>) -> Result<CommitReceipt>;
+    async fn read_stream(&self, stream: &StreamId, after_version: u64) -> Result<Vec<RecordedEvent>>;
+    async fn latest_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>>;
+    async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>>;
+    async fn head_position(&self) -> Result<u64>;
+    async fn outbox_unsent(&self, limit: usize) -> Result<Vec<OutboxMessage>>;
+    async fn outbox_backlog(&self) -> Result<OutboxBacklog>;
+    async fn inbox_contains(&self, message: MessageId) -> Result<bool>;
+    async fn checkpoint(&self, name: &str) -> Result<Option<u64>>;
+    async fn due_timers(&self, now: Timestamp, limit: usize) -> Result<Vec<DueTimer>>;
+    async fn query(&self, statement: Statement) -> Result<Vec<Row>>;
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store and applies the store's own migrations, then
+    /// `migrations` (the service's), in order.
+    pub async fn open(config: &StoreConfig, migrations: &[MigrationSet]) -> Result<Store> {
+        Self::open_with_clock(config, migrations, Arc::new(SystemClock)).await
+    }
+
+    pub async fn open_with_clock(
+        config: &StoreConfig,
+        migrations: &[MigrationSet],
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store> {
+        let backend: Arc<dyn Backend> = match config {
+            StoreConfig::Sqlite { path, options } => {
+                Arc::new(SqliteBackend::open(path.clone(), options.clone(), migrations, clock.clone()).await?)
+            }
+            StoreConfig::Postgres { url, options } => {
+                Arc::new(PostgresBackend::open(url, options.clone(), migrations, clock.clone()).await?)
+            }
+        };
+        Ok(Store { backend, clock })
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        self.backend.kind()
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn begin(&self) -> UnitOfWork {
+        UnitOfWork::new(self.clone())
+    }
+
+    pub(crate) async fn commit(&self, unit: UnitOfWork) -> Result<CommitReceipt> {
+        if unit.ops.is_empty() {
+            return Ok(CommitReceipt::default());
+        }
+        self.backend.commit(unit.ops).await
+    }
+
+    /// The latest snapshot of `stream` (if any) and the events after it.
+    pub async fn load_stream(&self, stream: &StreamId) -> Result<StreamSlice> {
+        let snapshot = self.backend.latest_snapshot(stream).await?;
+        let after = snapshot.as_ref().map_or(0, |s| s.version);
+        let events = self.backend.read_stream(stream, after).await?;
+        Ok(StreamSlice { snapshot, events })
+    }
+
+    /// Every event of `stream` with a version above `after_version`, snapshots ignored.
+    pub async fn read_stream(&self, stream: &StreamId, after_version: u64) -> Result<Vec<RecordedEvent>> {
+        self.backend.read_stream(stream, after_version).await
+    }
+
+    /// Up to `limit` events after `after_position`, in global order. Gap-safe: an event that
+    /// commits later never gets a position below one this call has returned.
+    pub async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        self.backend.read_all(after_position, limit).await
+    }
+
+    /// The highest committed global position (0 when empty): `head - checkpoint` is lag.
+    pub async fn head_position(&self) -> Result<u64> {
+        self.backend.head_position().await
+    }
+
+    /// Unsent outbox messages in commit order.
+    pub async fn outbox_unsent(&self, limit: usize) -> Result<Vec<OutboxMessage>> {
+        self.backend.outbox_unsent(limit).await
+    }
+
+    pub async fn outbox_backlog(&self) -> Result<OutboxBacklog> {
+        self.backend.outbox_backlog().await
+    }
+
+    /// Marks outbox rows published; returns how many were unsent until now.
+    pub async fn mark_sent(&self, positions: &[u64]) -> Result<u64> {
+        if positions.is_empty() {
+            return Ok(0);
+        }
+        let receipt = self.backend.commit(vec![Op::MarkSent(positions.to_vec())]).await?;
+        Ok(receipt.rows_affected)
+    }
+
+    /// Deletes outbox rows sent longer than `retention` ago; returns how many.
+    pub async fn prune_outbox(&self, retention: Duration) -> Result<u64> {
+        let sent_before = self.clock.now().saturating_sub(retention);
+        Ok(self.backend.commit(vec![Op::PruneOutbox { sent_before }]).await?.rows_affected)
+    }
+
+    /// Forgets inbox records older than `retention`; the transport's redelivery window must
+    /// be shorter, or a very late duplicate would be applied again.
+    pub async fn prune_inbox(&self, retention: Duration) -> Result<u64> {
+        let recorded_before = self.clock.now().saturating_sub(retention);
+        Ok(self.backend.commit(vec![Op::PruneInbox { recorded_before }]).await?.rows_affected)
+    }
+
+    pub async fn inbox_contains(&self, message: MessageId) -> Result<bool> {
+        self.backend.inbox_contains(message).await
+    }
+
+    pub async fn checkpoint(&self, name: &str) -> Result<Option<u64>> {
+        self.backend.checkpoint(name).await
+    }
+
+    /// Pending timers due by now (by this store's clock), earliest first.
+    pub async fn due_timers(&self, limit: usize) -> Result<Vec<DueTimer>> {
+        self.backend.due_timers(self.clock.now(), limit).await
+    }
+
+    /// A read of the service's own tables, on a read connection.
+    pub async fn query(&self, statement: Statement) -> Result<Vec<Row>> {
+        self.backend.query(statement).await
+    }
+}
+
+/// Decoding shared by both backends: the columns of `tessera_events` in table order.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn decode_event(
+    position: i64,
+    stream: String,
+    version: i64,
+    id: &str,
+    name: String,
+    schema_version: i64,
+    payload: String,
+    metadata: &str,
+    recorded_at: i64,
+) -> Result<RecordedEvent> {
+    Ok(RecordedEvent {
+        position: to_u64(position)?,
+        stream: StreamId::parse(stream).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        version: to_u64(version)?,
+        id: id.parse().map_err(|e| StoreError::Corrupt(format!("event id `{id}`: {e}")))?,
+        name,
+        schema_version: u32::try_from(schema_version)
+            .map_err(|_| StoreError::Corrupt(format!("schema version {schema_version}")))?,
+        payload,
+        metadata: serde_json::from_str(metadata)
+            .map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?,
+        recorded_at: Timestamp::from_micros(to_u64(recorded_at)?),
+    })
+}
+
+pub(crate) fn decode_envelope(json: &str) -> Result<Envelope> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("stored envelope: {e}")))
+}
+
+pub(crate) fn to_u64(value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative value {value}")))
+}
+
+/// Values above `i64::MAX` cannot be stored; saturating keeps the comparison semantics.
+pub(crate) fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,119 @@
+//! Helpers for tests that need real databases or brokers.
+//!
+//! Suites that need a server read its URL from the environment. Without one they print a loud
+//! `SKIPPED` line and pass, so a fresh machine can run the rest; under `CI=true` a missing URL
+//! fails the test instead, so CI can never skip a suite silently.
+
+use std::path::{Path, PathBuf};
+
+/// The environment variable naming the PostgreSQL server for tests, e.g.
+/// `postgres://postgres@127.0.0.1:5432`.
+pub const POSTGRES_ENV: &str = "TESSERA_TEST_POSTGRES";
+
+/// The server URL for a suite, or `None` after printing why the test is skipped.
+/// Panics when `CI=true`: CI must run every suite.
+pub fn server_url(variable: &str, suite: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_owned()),
+        _ => {
+            let message =
+                format!("SKIPPED: the {suite} suite needs {variable} (a server URL); it is not set");
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{message}, and CI=true forbids skipping");
+            }
+            eprintln!("\n========== {message} ==========\n");
+            None
+        }
+    }
+}
+
+/// A fresh, uniquely named PostgreSQL database, dropped (with its sessions) when this value is.
+#[derive(Debug)]
+pub struct TempPostgres {
+    url: String,
+}
+
+impl TempPostgres {
+    /// `None` (after a loud SKIPPED line) when no server is configured.
+    pub async fn create() -> Option<Self> {
+        let server = server_url(POSTGRES_ENV, "PostgreSQL")?;
+        let name = format!("tessera_test_{}", uuid::Uuid::now_v7().simple());
+        let url = database_url(&server, &name);
+        tessera_store::create_database(&url).await.expect("create the test database");
+        Some(Self { url })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        // Drop runs inside the test's runtime, which cannot block on itself: use a thread.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(tessera_store::drop_database(&url)).ok()
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("warning: could not drop test database {}", self.url);
+        }
+    }
+}
+
+/// `server` with its database path replaced by `name`.
+pub fn database_url(server: &str, name: &str) -> String {
+    let (scheme, rest) = server.split_once("://").unwrap_or(("postgres", server));
+    let (authority, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let host = authority.split('/').next().unwrap_or(authority);
+    match query {
+        Some(query) => format!("{scheme}://{host}/{name}?{query}"),
+        None => format!("{scheme}://{host}/{name}"),
+    }
+}
+
+/// A temporary folder for SQLite files, removed when dropped.
+#[derive(Debug)]
+pub struct TempDataDir {
+    dir: tempfile::TempDir,
+}
+
+impl TempDataDir {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("create a temporary folder") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Default for TempDataDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_url;
+
+    #[test]
+    fn database_url_replaces_or_adds_the_database() {
+        assert_eq!(database_url("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
+        assert_eq!(database_url("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
+        assert_eq!(
+            database_url("postgres://u@h/db?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+    }
+}
