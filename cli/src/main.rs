@@ -1,1 +1,48 @@
-fn main() {}
+//! `tessera`: start the system, benchmark it, operate it.
+
+mod bench;
+mod up;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Data management across microservices: the Tessera platform and shop"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the system embedded: one process, one SQLite file per service in the data folder.
+    Up {
+        /// The data folder.
+        #[arg(long, default_value = "tessera-data", env = "TESSERA_DATA")]
+        data: PathBuf,
+    },
+    /// Measure the platform's throughput and latency.
+    Bench {
+        #[command(subcommand)]
+        target: bench::BenchTarget,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Up { data } => up::run(&data).await,
+        Command::Bench { target } => bench::run(target).await,
+    }
+}

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera_kernel::{Envelope, HlcTimestamp, MessageId, MessageKind, StreamId, UuidV7Gen};
-use tessera_store::{ExpectedVersion, Migration, MigrationSet, NewEvent, SqliteOptions, Statement, Store, StoreConfig};
+use tessera_store::{
+    ExpectedVersion, Migration, MigrationSet, NewEvent, SqliteOptions, Statement, Store, StoreConfig,
+};
 use tessera_testkit::TempDataDir;
 use uuid::Uuid;
 
@@ -50,7 +52,8 @@ fn crash_child_entry_point() {
         return;
     };
     let run: u64 = run.parse().expect("run number");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(async move {
         let store = Store::open(&config(path.into()), &[ROWS]).await.expect("open");
         let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -63,7 +66,10 @@ fn crash_child_entry_point() {
                         let tag = format!("{run}-{n}");
                         let stream = StreamId::parse(format!("crash-{}", n % 8)).expect("stream");
                         let events = (0..EVENTS_PER_UNIT)
-                            .map(|_| NewEvent::new(MessageId::generate(&UuidV7Gen), "crash.Written", &tag).expect("event"))
+                            .map(|_| {
+                                NewEvent::new(MessageId::generate(&UuidV7Gen), "crash.Written", &tag)
+                                    .expect("event")
+                            })
                             .collect();
                         let mut message = Envelope::new(
                             &UuidV7Gen,
@@ -79,16 +85,19 @@ fn crash_child_entry_point() {
                         unit.append(&stream, ExpectedVersion::Any, events);
                         unit.send(&message).expect("send");
                         unit.record_inbox(inbox_id(run, n));
-                        unit.execute(Statement::new("INSERT INTO crash_rows (tag) VALUES ($1)").bind(tag.as_str()));
+                        unit.execute(
+                            Statement::new("INSERT INTO crash_rows (tag) VALUES ($1)").bind(tag.as_str()),
+                        );
                         unit.commit().await.expect("commit");
                         println!("ack {n}");
                     }
                 })
             })
             .collect();
-        for writer in writers {
-            writer.await.expect("writer");
-        }
+        // The writers run until the parent kills this process; only a failure ends them.
+        let Some(first) = writers.into_iter().next() else { return };
+        let Err(error) = first.await;
+        panic!("a writer failed: {error}");
     });
 }
 
@@ -177,10 +186,17 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_unit_and_leaves_no_part
     for (run, acks) in &acknowledged {
         for n in acks {
             let tag = format!("{run}-{n}");
-            assert_eq!(events_per_tag.get(&tag), Some(&EVENTS_PER_UNIT), "acknowledged unit {tag} lost events");
+            assert_eq!(
+                events_per_tag.get(&tag),
+                Some(&EVENTS_PER_UNIT),
+                "acknowledged unit {tag} lost events"
+            );
             assert!(rows.contains(&tag), "acknowledged unit {tag} lost its row");
             assert!(outbox.contains(&tag), "acknowledged unit {tag} lost its outbox message");
-            assert!(store.inbox_contains(inbox_id(*run, *n)).await.expect("inbox"), "unit {tag} lost its inbox record");
+            assert!(
+                store.inbox_contains(inbox_id(*run, *n)).await.expect("inbox"),
+                "unit {tag} lost its inbox record"
+            );
         }
     }
     // Units committed but killed before their acknowledgement was read are fine, if whole.
@@ -193,5 +209,8 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_unit_and_leaves_no_part
         let inbox = inbox_id(run.parse().expect("run"), n.parse().expect("n"));
         assert!(store.inbox_contains(inbox).await.expect("inbox"), "unit {tag} lacks its inbox record");
     }
-    eprintln!("crash test: {KILLS} kills, {total_acks} acknowledged units, {} units stored", event_tags.len());
+    eprintln!(
+        "crash test: {KILLS} kills, {total_acks} acknowledged units, {} units stored",
+        event_tags.len()
+    );
 }

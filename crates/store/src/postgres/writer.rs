@@ -53,7 +53,10 @@ impl CoreStatements {
             lock: client.prepare("SELECT pg_advisory_xact_lock($1)").await?,
             versions: client
                 .prepare(
-                    "SELECT stream_id, max(version) FROM tessera_events WHERE stream_id = ANY($1::text[]) GROUP BY stream_id",
+                    // One index probe per stream (the backward scan behind max), not a scan of
+                    // every event of the streams as `GROUP BY` would do.
+                    "SELECT s, (SELECT max(version) FROM tessera_events WHERE stream_id = s)
+                     FROM unnest($1::text[]) AS u(s)",
                 )
                 .await?,
             inbox_seen: client.prepare("SELECT message_id FROM tessera_inbox WHERE message_id = ANY($1::text[])").await?,
@@ -286,7 +289,9 @@ impl Writer {
         let mut timers = Vec::new();
         for op in units.iter().flat_map(|ops| ops.iter()) {
             match op {
-                Op::Append { stream, .. } => streams.push(stream.as_str().to_owned()),
+                Op::Append { stream, .. } if !streams.iter().any(|s| s == stream.as_str()) => {
+                    streams.push(stream.as_str().to_owned());
+                }
                 Op::RecordInbox(id) => inbox.push(id.to_string()),
                 Op::FireTimer(id) | Op::CancelTimer(id) => timers.push(id.to_string()),
                 _ => {}
@@ -323,10 +328,14 @@ impl Writer {
         Ok(Known {
             versions: versions
                 .iter()
-                .map(|row| {
-                    Ok((row.try_get::<_, String>(0)?, row.try_get::<_, i64>(1)?.max(0).unsigned_abs()))
+                .filter_map(|row| match row.try_get::<_, Option<i64>>(1) {
+                    Ok(Some(version)) => {
+                        Some(row.try_get::<_, String>(0).map(|s| (s, version.max(0).unsigned_abs())))
+                    }
+                    Ok(None) => None,
+                    Err(error) => Some(Err(error)),
                 })
-                .collect::<Result<_>>()?,
+                .collect::<Result<_, _>>()?,
             inbox: seen.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?,
             pending_timers: pending.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?,
         })

@@ -125,6 +125,9 @@ fn open_connection(path: &Path, options: &SqliteOptions, read_only: bool) -> Res
     };
     connection.pragma_update(None, "synchronous", synchronous)?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
+    // Savepoints journal the pages they touch; in memory that costs a copy, not a file write.
+    connection.pragma_update(None, "temp_store", "MEMORY")?;
+    connection.pragma_update(None, "cache_size", -32_768)?;
     connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
 }
@@ -396,7 +399,7 @@ impl Backend for SqliteBackend {
     async fn query(&self, statement: Statement) -> Result<Vec<Row>> {
         self.read(move |c| {
             let mut prepared = c.prepare_cached(&translate_placeholders(&statement.sql))?;
-            let columns: Arc<[String]> = prepared.column_names().into_iter().map(str::to_owned).collect();
+            let columns: Arc<[String]> = prepared.column_names().map(str::to_owned).collect();
             let mut rows = prepared.query(rusqlite::params_from_iter(statement.params.iter()))?;
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {

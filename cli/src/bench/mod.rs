@@ -1,0 +1,19 @@
+//! `tessera bench …`: throughput and latency of the platform's parts, each printed beside the
+//! raw limit of what it is built on, measured in the same run.
+
+mod report;
+mod store;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchTarget {
+    /// Appends per second and commit latency on SQLite and PostgreSQL, beside raw inserts.
+    Store(store::StoreBenchArgs),
+}
+
+pub async fn run(target: BenchTarget) -> anyhow::Result<()> {
+    match target {
+        BenchTarget::Store(args) => store::run(args).await,
+    }
+}
