@@ -269,8 +269,7 @@ impl Writer {
             };
             results.push(outcome);
         }
-        let positions = self.write(&additions, now).await?;
-        self.client.batch_execute("COMMIT").await.map_err(map_db_error)?;
+        let positions = self.write_and_commit(&additions, now).await?;
         let mut consumed = 0;
         for (index, count) in event_counts {
             if count > 0 {
@@ -402,8 +401,10 @@ impl Writer {
         Ok(affected)
     }
 
-    /// The array inserts, pipelined; returns the new events' positions in insertion order.
-    async fn write(&self, add: &Additions, now: i64) -> Result<Vec<u64>> {
+    /// The array inserts and the COMMIT, pipelined in one round trip; returns the new events'
+    /// positions in insertion order. If an insert fails, PostgreSQL answers the COMMIT that
+    /// follows it in the pipeline with a rollback, so nothing of the batch is kept.
+    async fn write_and_commit(&self, add: &Additions, now: i64) -> Result<Vec<u64>> {
         let core = &self.core;
         let client = &self.client;
         let (checkpoint_names, checkpoint_positions): (Vec<&String>, Vec<i64>) =
@@ -451,6 +452,7 @@ impl Writer {
             exec_if(client, &core.set_timer_state, &timer_state_params, !add.timer_state_ids.is_empty()),
             exec_if(client, &core.upsert_checkpoints, &checkpoint_params, !checkpoint_names.is_empty()),
             exec_if(client, &core.upsert_snapshots, &snapshot_params, !snapshot_streams.is_empty()),
+            client.batch_execute("COMMIT"),
         )
         .map_err(map_db_error)?;
         let mut positions = rows.iter().map(|row| row.try_get::<_, i64>(0)).collect::<Result<Vec<_>, _>>()?;
