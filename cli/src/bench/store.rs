@@ -75,7 +75,7 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     remove_sqlite_files(&raw_path);
 
     if let Some(server) = &args.postgres_url {
-        let url = scratch_database_url(server);
+        let url = tessera_store::database_url(server, &format!("tessera_bench_{}", std::process::id()));
         for scenario in SCENARIOS {
             tessera_store::drop_database(&url).await.ok();
             let config = StoreConfig::Postgres { url: url.clone(), options: PostgresOptions::default() };
@@ -105,12 +105,6 @@ fn remove_sqlite_files(path: &std::path::Path) {
         name.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(name));
     }
-}
-
-fn scratch_database_url(server: &str) -> String {
-    let (scheme, rest) = server.split_once("://").unwrap_or(("postgres", server));
-    let host = rest.split(['/', '?']).next().unwrap_or(rest);
-    format!("{scheme}://{host}/tessera_bench_{}", std::process::id())
 }
 
 async fn run_scenario(store: &Store, scenario: Scenario, duration: Duration) -> anyhow::Result<BenchResult> {

@@ -52,7 +52,7 @@ fn store_benches(c: &mut Criterion) {
         StoreConfig::Sqlite { path: dir.path().join("criterion.db"), options: SqliteOptions::default() };
     bench_backend(c, &runtime, "sqlite", sqlite);
     if let Ok(server) = std::env::var("TESSERA_TEST_POSTGRES") {
-        let url = tessera_testkit::database_url(&server, "tessera_criterion");
+        let url = tessera_store::database_url(&server, "tessera_criterion");
         runtime.block_on(tessera_store::drop_database(&url)).ok();
         let postgres = StoreConfig::Postgres { url: url.clone(), options: PostgresOptions::default() };
         bench_backend(c, &runtime, "postgres", postgres);

@@ -23,7 +23,9 @@ pub use model::{
     DueTimer, EventMetadata, ExpectedVersion, NewEvent, OutboxMessage, RecordedEvent, Row, Snapshot,
     SqlValue, Statement, StreamSlice,
 };
-pub use postgres::{PostgresOptions, WRITE_LOCK as POSTGRES_WRITE_LOCK, create_database, drop_database};
+pub use postgres::{
+    PostgresOptions, WRITE_LOCK as POSTGRES_WRITE_LOCK, create_database, database_url, drop_database,
+};
 pub use sqlite::{SqliteOptions, Synchronous};
 pub use store::{BackendKind, OutboxBacklog, Store, StoreConfig};
 pub use unit::{CommitReceipt, UnitOfWork};

@@ -70,6 +70,13 @@ impl OutgoingMessage {
     }
 }
 
+/// A unit on its way to a backend's writer, with the channel its outcome goes back on.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub ops: Vec<Op>,
+    pub reply: tokio::sync::oneshot::Sender<Result<CommitReceipt>>,
+}
+
 /// What a commit did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CommitReceipt {

@@ -38,7 +38,7 @@ impl TempPostgres {
     pub async fn create() -> Option<Self> {
         let server = server_url(POSTGRES_ENV, "PostgreSQL")?;
         let name = format!("tessera_test_{}", uuid::Uuid::now_v7().simple());
-        let url = database_url(&server, &name);
+        let url = tessera_store::database_url(&server, &name);
         tessera_store::create_database(&url).await.expect("create the test database");
         Some(Self { url })
     }
@@ -60,20 +60,6 @@ impl Drop for TempPostgres {
         if !matches!(dropped, Ok(Some(()))) {
             eprintln!("warning: could not drop test database {}", self.url);
         }
-    }
-}
-
-/// `server` with its database path replaced by `name`.
-pub fn database_url(server: &str, name: &str) -> String {
-    let (scheme, rest) = server.split_once("://").unwrap_or(("postgres", server));
-    let (authority, query) = match rest.split_once('?') {
-        Some((before, query)) => (before, Some(query)),
-        None => (rest, None),
-    };
-    let host = authority.split('/').next().unwrap_or(authority);
-    match query {
-        Some(query) => format!("{scheme}://{host}/{name}?{query}"),
-        None => format!("{scheme}://{host}/{name}"),
     }
 }
 
@@ -100,20 +86,5 @@ impl TempDataDir {
 impl Default for TempDataDir {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::database_url;
-
-    #[test]
-    fn database_url_replaces_or_adds_the_database() {
-        assert_eq!(database_url("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
-        assert_eq!(database_url("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
-        assert_eq!(
-            database_url("postgres://u@h/db?sslmode=disable", "x"),
-            "postgres://u@h/x?sslmode=disable"
-        );
     }
 }

@@ -22,7 +22,7 @@ use crate::error::{Result, StoreError};
 use crate::migrate::{self, CORE, Dialect, MigrationSet};
 use crate::model::{DueTimer, OutboxMessage, RecordedEvent, Row, Snapshot, SqlValue, Statement};
 use crate::store::{Backend, BackendKind, OutboxBacklog, decode_envelope, decode_event, to_i64, to_u64};
-use crate::unit::{CommitReceipt, Op};
+use crate::unit::{CommitReceipt, Job, Op};
 
 /// The transaction-scoped advisory lock every write transaction on a store's database takes
 /// first. Anything else that writes events or outbox rows there must take it too, or global
@@ -48,11 +48,6 @@ impl Default for PostgresOptions {
     }
 }
 
-pub(crate) struct Job {
-    ops: Vec<Op>,
-    reply: oneshot::Sender<Result<CommitReceipt>>,
-}
-
 #[derive(Debug)]
 pub(crate) struct PostgresBackend {
     jobs: mpsc::Sender<Job>,
@@ -74,6 +69,21 @@ async fn connect_maintenance(config: &tokio_postgres::Config) -> Result<tokio_po
     let (client, connection) = maintenance.connect(NoTls).await?;
     tokio::spawn(connection);
     Ok(client)
+}
+
+/// `server` (a PostgreSQL URL with or without a database) with its database set to `name`;
+/// query parameters are kept.
+pub fn database_url(server: &str, name: &str) -> String {
+    let (scheme, rest) = server.split_once("://").unwrap_or(("postgres", server));
+    let (authority, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let host = authority.split('/').next().unwrap_or(authority);
+    match query {
+        Some(query) => format!("{scheme}://{host}/{name}?{query}"),
+        None => format!("{scheme}://{host}/{name}"),
+    }
 }
 
 /// Creates the database named in `url` unless it exists. Safe to race with another process.
@@ -341,5 +351,20 @@ impl Backend for PostgresBackend {
                 Ok(Row { columns: columns.clone(), values })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_url;
+
+    #[test]
+    fn database_url_replaces_or_adds_the_database() {
+        assert_eq!(database_url("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
+        assert_eq!(database_url("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
+        assert_eq!(
+            database_url("postgres://u@h/db?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
     }
 }

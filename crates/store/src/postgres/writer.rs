@@ -18,11 +18,11 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
-use super::{Job, WRITE_LOCK};
+use super::WRITE_LOCK;
 use crate::error::{Result, StoreError};
 use crate::model::Statement;
 use crate::store::to_i64;
-use crate::unit::{CommitReceipt, Op};
+use crate::unit::{CommitReceipt, Job, Op};
 
 pub(super) struct Writer {
     client: Client,
@@ -262,7 +262,7 @@ impl Writer {
                     Ok(rows_affected) => {
                         let receipt = CommitReceipt { rows_affected, ..decision.receipt.clone() };
                         event_counts.push((index, decision.events));
-                        decision.accept(ops, &mut known, &mut additions);
+                        accept(ops, &mut known, &mut additions);
                         Ok(receipt)
                     }
                 },
@@ -528,64 +528,62 @@ fn decide(ops: &[Op], known: &Known) -> Result<Decision> {
     Ok(Decision { receipt, events })
 }
 
-impl Decision {
-    /// Adds the unit's writes to the batch and updates what later units will be judged on.
-    fn accept(&self, ops: &[Op], known: &mut Known, add: &mut Additions) {
-        for op in ops {
-            match op {
-                Op::Append { stream, events, .. } => {
-                    let mut version = known.versions.get(stream.as_str()).copied().unwrap_or(0);
-                    for event in events {
-                        version += 1;
-                        add.event_streams.push(stream.as_str().to_owned());
-                        add.event_versions.push(to_i64(version));
-                        add.event_ids.push(event.id.clone());
-                        add.event_names.push(event.name.clone());
-                        add.event_schema_versions.push(event.schema_version);
-                        add.event_payloads.push(event.payload.clone());
-                        add.event_metadata.push(event.metadata.clone());
-                    }
-                    known.versions.insert(stream.as_str().to_owned(), version);
+/// Adds an accepted unit's writes to the batch and updates what later units are judged on.
+fn accept(ops: &[Op], known: &mut Known, add: &mut Additions) {
+    for op in ops {
+        match op {
+            Op::Append { stream, events, .. } => {
+                let mut version = known.versions.get(stream.as_str()).copied().unwrap_or(0);
+                for event in events {
+                    version += 1;
+                    add.event_streams.push(stream.as_str().to_owned());
+                    add.event_versions.push(to_i64(version));
+                    add.event_ids.push(event.id.clone());
+                    add.event_names.push(event.name.clone());
+                    add.event_schema_versions.push(event.schema_version);
+                    add.event_payloads.push(event.payload.clone());
+                    add.event_metadata.push(event.metadata.clone());
                 }
-                Op::Snapshot { stream, version, state } => {
-                    let entry = add
-                        .snapshots
-                        .entry(stream.as_str().to_owned())
-                        .or_insert((to_i64(*version), state.clone()));
-                    if to_i64(*version) > entry.0 {
-                        *entry = (to_i64(*version), state.clone());
-                    }
-                }
-                Op::Send(message) => {
-                    add.outbox_ids.push(message.id.to_string());
-                    add.outbox_names.push(message.name.clone());
-                    add.outbox_keys.push(message.key.clone());
-                    add.outbox_envelopes.push(message.json.clone());
-                }
-                Op::Schedule { due_at, message } => {
-                    add.timer_ids.push(message.id.to_string());
-                    add.timer_due.push(to_i64(due_at.as_micros()));
-                    add.timer_envelopes.push(message.json.clone());
-                    known.pending_timers.insert(message.id.to_string());
-                }
-                Op::FireTimer(id) | Op::CancelTimer(id) => {
-                    let text = id.to_string();
-                    let state = if matches!(op, Op::FireTimer(_)) { "fired" } else { "cancelled" };
-                    if known.pending_timers.remove(&text) {
-                        add.timer_state_ids.push(text);
-                        add.timer_states.push(state.to_owned());
-                    }
-                }
-                Op::RecordInbox(id) => {
-                    let text = id.to_string();
-                    known.inbox.insert(text.clone());
-                    add.inbox_ids.push(text);
-                }
-                Op::Checkpoint { name, position } => {
-                    add.checkpoints.insert(name.clone(), to_i64(*position));
-                }
-                Op::Execute(_) | Op::MarkSent(_) | Op::PruneOutbox { .. } | Op::PruneInbox { .. } => {}
+                known.versions.insert(stream.as_str().to_owned(), version);
             }
+            Op::Snapshot { stream, version, state } => {
+                let entry = add
+                    .snapshots
+                    .entry(stream.as_str().to_owned())
+                    .or_insert((to_i64(*version), state.clone()));
+                if to_i64(*version) > entry.0 {
+                    *entry = (to_i64(*version), state.clone());
+                }
+            }
+            Op::Send(message) => {
+                add.outbox_ids.push(message.id.to_string());
+                add.outbox_names.push(message.name.clone());
+                add.outbox_keys.push(message.key.clone());
+                add.outbox_envelopes.push(message.json.clone());
+            }
+            Op::Schedule { due_at, message } => {
+                add.timer_ids.push(message.id.to_string());
+                add.timer_due.push(to_i64(due_at.as_micros()));
+                add.timer_envelopes.push(message.json.clone());
+                known.pending_timers.insert(message.id.to_string());
+            }
+            Op::FireTimer(id) | Op::CancelTimer(id) => {
+                let text = id.to_string();
+                let state = if matches!(op, Op::FireTimer(_)) { "fired" } else { "cancelled" };
+                if known.pending_timers.remove(&text) {
+                    add.timer_state_ids.push(text);
+                    add.timer_states.push(state.to_owned());
+                }
+            }
+            Op::RecordInbox(id) => {
+                let text = id.to_string();
+                known.inbox.insert(text.clone());
+                add.inbox_ids.push(text);
+            }
+            Op::Checkpoint { name, position } => {
+                add.checkpoints.insert(name.clone(), to_i64(*position));
+            }
+            Op::Execute(_) | Op::MarkSent(_) | Op::PruneOutbox { .. } | Op::PruneInbox { .. } => {}
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::error::{Result, StoreError};
 use crate::migrate::{self, CORE, Dialect, MigrationSet};
 use crate::model::{DueTimer, OutboxMessage, RecordedEvent, Row, Snapshot, SqlValue, Statement};
 use crate::store::{Backend, BackendKind, OutboxBacklog, decode_envelope, decode_event, to_i64, to_u64};
-use crate::unit::{CommitReceipt, Op};
+use crate::unit::{CommitReceipt, Job, Op};
 
 /// How hard a commit waits for the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,11 +46,6 @@ impl Default for SqliteOptions {
     fn default() -> Self {
         Self { synchronous: Synchronous::Full, max_batch: 1024, read_connections: 4, queue_depth: 8192 }
     }
-}
-
-pub(crate) struct Job {
-    ops: Vec<Op>,
-    reply: oneshot::Sender<Result<CommitReceipt>>,
 }
 
 #[derive(Debug)]

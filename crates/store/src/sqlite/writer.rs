@@ -6,12 +6,12 @@ use std::sync::Arc;
 use tessera_kernel::{Clock, StreamId};
 use tokio::sync::mpsc;
 
-use super::{Job, translate_placeholders};
+use super::translate_placeholders;
 use crate::error::{Result, StoreError};
 use crate::model::ExpectedVersion;
 use crate::model::Statement;
 use crate::store::to_i64;
-use crate::unit::{CommitReceipt, EncodedEvent, Op, OutgoingMessage};
+use crate::unit::{CommitReceipt, EncodedEvent, Job, Op, OutgoingMessage};
 
 pub(super) fn run(
     connection: Connection,
