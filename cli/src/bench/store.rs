@@ -35,6 +35,9 @@ pub struct StoreBenchArgs {
     /// SQLite's synchronous setting for the store scenarios.
     #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
     synchronous: String,
+    /// Run only the store scenarios with these writer counts, and no raw limits (for profiling).
+    #[arg(long, value_delimiter = ',')]
+    writers: Vec<usize>,
 }
 
 #[derive(Clone, Copy)]
@@ -57,7 +60,9 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     let synchronous = if args.synchronous == "normal" { Synchronous::Normal } else { Synchronous::Full };
     let mut results = Vec::new();
 
-    for (index, scenario) in SCENARIOS.iter().enumerate() {
+    let selected = |scenario: &Scenario| args.writers.is_empty() || args.writers.contains(&scenario.writers);
+    let with_limits = args.writers.is_empty();
+    for (index, scenario) in SCENARIOS.iter().enumerate().filter(|(_, s)| selected(s)) {
         let path = scratch.join(format!("bench-{index}.db"));
         let config = StoreConfig::Sqlite {
             path: path.clone(),
@@ -68,22 +73,26 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         drop(store);
         remove_sqlite_files(&path);
     }
-    let raw_path = scratch.join("raw.db");
-    results.push(raw_sqlite(&raw_path, 1, duration, synchronous).await?);
-    remove_sqlite_files(&raw_path);
-    results.push(raw_sqlite(&raw_path, 1000, duration, synchronous).await?);
-    remove_sqlite_files(&raw_path);
+    if with_limits {
+        let raw_path = scratch.join("raw.db");
+        results.push(raw_sqlite(&raw_path, 1, duration, synchronous).await?);
+        remove_sqlite_files(&raw_path);
+        results.push(raw_sqlite(&raw_path, 1000, duration, synchronous).await?);
+        remove_sqlite_files(&raw_path);
+    }
 
     if let Some(server) = &args.postgres_url {
         let url = tessera_store::database_url(server, &format!("tessera_bench_{}", std::process::id()));
-        for scenario in SCENARIOS {
+        for scenario in SCENARIOS.into_iter().filter(selected) {
             tessera_store::drop_database(&url).await.ok();
             let config = StoreConfig::Postgres { url: url.clone(), options: PostgresOptions::default() };
             let store = Store::open(&config, &[]).await.context("open the PostgreSQL store")?;
             results.push(run_scenario(&store, scenario, duration).await?);
         }
-        for clients in [1, 32, 64] {
-            results.push(raw_postgres(&url, clients, duration).await?);
+        if with_limits {
+            for clients in [1, 32, 64] {
+                results.push(raw_postgres(&url, clients, duration).await?);
+            }
         }
         tessera_store::drop_database(&url).await.ok();
     } else if !args.json {

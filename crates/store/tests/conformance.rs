@@ -701,3 +701,35 @@ async fn random_units_commit_whole_or_not_at_all(fixture: Fixture) {
         }
     }
 }
+
+/// The SQLite writer caches stream versions; a write by another connection must not leave it
+/// judging appends against a stale version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_foreign_write_is_seen_by_the_next_version_check() {
+    let fixture = Fixture::sqlite();
+    let store = fixture.open().await;
+    let s = stream("shared");
+    let mut unit = store.begin();
+    unit.append(&s, ExpectedVersion::NoStream, vec![event(&UuidV7Gen, 1)]);
+    unit.commit().await.expect("first append");
+
+    let Fixture::Sqlite(dir) = &fixture else { unreachable!("built as SQLite") };
+    let foreign = rusqlite::Connection::open(dir.file("shop.db")).expect("open");
+    foreign
+        .execute(
+            "INSERT INTO tessera_events (stream_id, version, event_id, name, schema_version, payload, metadata, recorded_at)
+             VALUES ('shared', 2, ?1, 'test.Counted', 1, '{\"by\":2}', '{}', 0)",
+            [MessageId::generate(&UuidV7Gen).to_string()],
+        )
+        .expect("foreign append");
+
+    let mut stale = store.begin();
+    stale.append(&s, ExpectedVersion::Exact(1), vec![event(&UuidV7Gen, 3)]);
+    match stale.commit().await {
+        Err(StoreError::Conflict { actual, .. }) => assert_eq!(actual, Some(2)),
+        other => panic!("expected a conflict at version 2, got {other:?}"),
+    }
+    let mut fresh = store.begin();
+    fresh.append(&s, ExpectedVersion::Exact(2), vec![event(&UuidV7Gen, 3)]);
+    assert_eq!(fresh.commit().await.expect("append at 2").stream_versions, vec![(s.clone(), 3)]);
+}

@@ -1,7 +1,9 @@
 //! The writer thread: drains the queue, applies each unit in a savepoint, commits the group.
 
-use rusqlite::{Connection, params};
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use rusqlite::{Connection, params};
 
 use tessera_kernel::{Clock, StreamId};
 use tokio::sync::mpsc;
@@ -19,6 +21,7 @@ pub(super) fn run(
     max_batch: usize,
     clock: Arc<dyn Clock>,
 ) {
+    let mut writer = Writer { connection, heads: StreamHeads::default() };
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -28,7 +31,7 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        let results = commit_batch(&connection, &batch, to_i64(clock.now().as_micros()));
+        let results = writer.commit_batch(&batch, to_i64(clock.now().as_micros()));
         for (job, result) in batch.drain(..).zip(results) {
             // A caller that stopped waiting has nothing to be told.
             let _ = job.reply.send(result);
@@ -36,54 +39,121 @@ pub(super) fn run(
     }
 }
 
-/// Applies every unit of the batch in its own savepoint, then commits once. If the commit
-/// itself fails, every unit of the batch fails with it.
-fn commit_batch(connection: &Connection, batch: &[Job], now: i64) -> Vec<Result<CommitReceipt>> {
-    if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
-        let error = StoreError::from(error);
-        return batch.iter().map(|_| Err(error.shared())).collect();
+struct Writer {
+    connection: Connection,
+    heads: StreamHeads,
+}
+
+/// The current version of recently written streams, so that a version check costs a hash
+/// lookup instead of an index probe. Every write to the file goes through this writer, but to
+/// stay correct if another connection writes anyway, the cache is dropped whenever
+/// `PRAGMA data_version` (which moves only on other connections' commits) has moved.
+#[derive(Default)]
+struct StreamHeads {
+    versions: HashMap<String, Option<u64>>,
+    /// Entries this batch changed, with their previous value, to undo a unit that rolls back.
+    undo: Vec<(String, Option<Option<u64>>)>,
+    data_version: Option<i64>,
+}
+
+impl StreamHeads {
+    const MAX_ENTRIES: usize = 100_000;
+
+    /// Called inside the batch's write transaction, before any unit runs.
+    fn validate(&mut self, connection: &Connection) -> Result<()> {
+        let current: i64 =
+            connection.prepare_cached("PRAGMA data_version")?.query_row([], |row| row.get(0))?;
+        if self.data_version != Some(current) || self.versions.len() > Self::MAX_ENTRIES {
+            self.versions.clear();
+            self.data_version = Some(current);
+        }
+        Ok(())
     }
-    let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        match apply_in_savepoint(connection, &job.ops, now) {
-            Ok(outcome) => results.push(outcome),
-            Err(broken) => {
-                // The savepoint machinery itself failed: the transaction is unusable.
-                let _ = connection.execute_batch("ROLLBACK");
-                return batch.iter().map(|_| Err(broken.shared())).collect();
+
+    fn current(&mut self, connection: &Connection, stream: &StreamId) -> Result<Option<u64>> {
+        if let Some(version) = self.versions.get(stream.as_str()) {
+            return Ok(*version);
+        }
+        let version: Option<i64> = connection
+            .prepare_cached("SELECT max(version) FROM tessera_events WHERE stream_id = ?1")?
+            .query_row([stream.as_str()], |row| row.get(0))?;
+        let version = version.map(|v| v.max(0).unsigned_abs());
+        self.versions.insert(stream.as_str().to_owned(), version);
+        Ok(version)
+    }
+
+    fn set(&mut self, stream: &StreamId, version: u64) {
+        let previous = self.versions.insert(stream.as_str().to_owned(), Some(version));
+        self.undo.push((stream.as_str().to_owned(), previous));
+    }
+
+    /// Reverts the changes made since `mark` (a unit that rolled back).
+    fn revert(&mut self, mark: usize) {
+        for (stream, previous) in self.undo.drain(mark..).rev() {
+            match previous {
+                Some(version) => self.versions.insert(stream, version),
+                None => self.versions.remove(&stream),
+            };
+        }
+    }
+}
+
+impl Writer {
+    /// Applies every unit of the batch in its own savepoint, then commits once. If the commit
+    /// itself fails, every unit of the batch fails with it.
+    fn commit_batch(&mut self, batch: &[Job], now: i64) -> Vec<Result<CommitReceipt>> {
+        let outcome = self.try_commit_batch(batch, now);
+        // Whatever happened, the undo log belongs to this batch only.
+        self.heads.undo.clear();
+        match outcome {
+            Ok(results) => results,
+            Err(error) => {
+                let _ = self.connection.execute_batch("ROLLBACK");
+                // The cache may hold versions of the rolled-back batch.
+                self.heads.versions.clear();
+                batch.iter().map(|_| Err(error.shared())).collect()
             }
         }
     }
-    if let Err(error) = connection.execute_batch("COMMIT") {
-        let error = StoreError::from(error);
-        let _ = connection.execute_batch("ROLLBACK");
-        return batch.iter().map(|_| Err(error.shared())).collect();
+
+    /// `Err` means the transaction as a whole failed; per-unit failures are in the list.
+    fn try_commit_batch(&mut self, batch: &[Job], now: i64) -> Result<Vec<Result<CommitReceipt>>> {
+        self.connection.execute_batch("BEGIN IMMEDIATE")?;
+        self.heads.validate(&self.connection)?;
+        let mut results = Vec::with_capacity(batch.len());
+        for job in batch {
+            results.push(self.apply_in_savepoint(&job.ops, now)?);
+        }
+        self.connection.execute_batch("COMMIT")?;
+        Ok(results)
     }
-    results
+
+    /// The outer error is the transaction breaking; the inner one is this unit's own failure.
+    fn apply_in_savepoint(&mut self, ops: &[Op], now: i64) -> Result<Result<CommitReceipt>> {
+        let connection = &self.connection;
+        connection.prepare_cached("SAVEPOINT unit")?.execute([])?;
+        let mark = self.heads.undo.len();
+        match apply(connection, &mut self.heads, ops, now) {
+            Ok(receipt) => {
+                connection.prepare_cached("RELEASE unit")?.execute([])?;
+                Ok(Ok(receipt))
+            }
+            Err(error) => {
+                self.heads.revert(mark);
+                connection.prepare_cached("ROLLBACK TO unit")?.execute([])?;
+                connection.prepare_cached("RELEASE unit")?.execute([])?;
+                Ok(Err(error))
+            }
+        }
+    }
 }
 
-/// The outer error is the transaction breaking; the inner one is this unit's own failure.
-fn apply_in_savepoint(connection: &Connection, ops: &[Op], now: i64) -> Result<Result<CommitReceipt>> {
-    connection.prepare_cached("SAVEPOINT unit")?.execute([])?;
-    match apply(connection, ops, now) {
-        Ok(receipt) => {
-            connection.prepare_cached("RELEASE unit")?.execute([])?;
-            Ok(Ok(receipt))
-        }
-        Err(error) => {
-            connection.prepare_cached("ROLLBACK TO unit")?.execute([])?;
-            connection.prepare_cached("RELEASE unit")?.execute([])?;
-            Ok(Err(error))
-        }
-    }
-}
-
-fn apply(connection: &Connection, ops: &[Op], now: i64) -> Result<CommitReceipt> {
+fn apply(connection: &Connection, heads: &mut StreamHeads, ops: &[Op], now: i64) -> Result<CommitReceipt> {
     let mut receipt = CommitReceipt::default();
     for op in ops {
         match op {
             Op::Append { stream, expected, events } => {
-                let (version, last_position) = append(connection, stream, *expected, events, now)?;
+                let (version, last_position) = append(connection, heads, stream, *expected, events, now)?;
                 receipt.stream_versions.push((stream.clone(), version));
                 receipt.last_position = last_position.or(receipt.last_position);
             }
@@ -172,15 +242,13 @@ fn apply(connection: &Connection, ops: &[Op], now: i64) -> Result<CommitReceipt>
 
 fn append(
     connection: &Connection,
+    heads: &mut StreamHeads,
     stream: &StreamId,
     expected: ExpectedVersion,
     events: &[EncodedEvent],
     now: i64,
 ) -> Result<(u64, Option<u64>)> {
-    let actual: Option<i64> = connection
-        .prepare_cached("SELECT max(version) FROM tessera_events WHERE stream_id = ?1")?
-        .query_row([stream.as_str()], |row| row.get(0))?;
-    let actual = actual.map(|v| v.max(0).unsigned_abs());
+    let actual = heads.current(connection, stream)?;
     if !expected.check(actual) {
         return Err(StoreError::Conflict { stream: stream.clone(), expected, actual });
     }
@@ -203,6 +271,9 @@ fn append(
                 now
             ])
             .map_err(constraint_as_typed)?;
+    }
+    if !events.is_empty() {
+        heads.set(stream, version);
     }
     let last_position = (!events.is_empty()).then(|| connection.last_insert_rowid().max(0).unsigned_abs());
     Ok((version, last_position))
