@@ -45,13 +45,28 @@ struct Scenario {
     name: &'static str,
     writers: usize,
     events_per_unit: usize,
+    /// Each unit starts a new stream (like placing an order) instead of extending the
+    /// writer's own long stream.
+    new_stream_per_unit: bool,
 }
 
-const SCENARIOS: [Scenario; 4] = [
-    Scenario { name: "append 1-event units", writers: 1, events_per_unit: 1 },
-    Scenario { name: "append 1-event units", writers: 16, events_per_unit: 1 },
-    Scenario { name: "append 1-event units", writers: 64, events_per_unit: 1 },
-    Scenario { name: "append 100-event units", writers: 8, events_per_unit: 100 },
+const SCENARIOS: [Scenario; 6] = [
+    Scenario { name: "append 1-event units", writers: 1, events_per_unit: 1, new_stream_per_unit: false },
+    Scenario { name: "append 1-event units", writers: 16, events_per_unit: 1, new_stream_per_unit: false },
+    Scenario { name: "append 1-event units", writers: 64, events_per_unit: 1, new_stream_per_unit: false },
+    Scenario { name: "append 100-event units", writers: 8, events_per_unit: 100, new_stream_per_unit: false },
+    Scenario {
+        name: "1-event units, new stream each",
+        writers: 16,
+        events_per_unit: 1,
+        new_stream_per_unit: true,
+    },
+    Scenario {
+        name: "1-event units, new stream each",
+        writers: 64,
+        events_per_unit: 1,
+        new_stream_per_unit: true,
+    },
 ];
 
 pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
@@ -75,10 +90,11 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     }
     if with_limits {
         let raw_path = scratch.join("raw.db");
-        results.push(raw_sqlite(&raw_path, 1, duration, synchronous).await?);
-        remove_sqlite_files(&raw_path);
-        results.push(raw_sqlite(&raw_path, 1000, duration, synchronous).await?);
-        remove_sqlite_files(&raw_path);
+        // 64 rows per commit is the most that 64 closed-loop writers can ever share a commit.
+        for rows_per_commit in [1, 64, 1000] {
+            results.push(raw_sqlite(&raw_path, rows_per_commit, duration, synchronous).await?);
+            remove_sqlite_files(&raw_path);
+        }
     }
 
     if let Some(server) = &args.postgres_url {
@@ -126,7 +142,7 @@ async fn run_scenario(store: &Store, scenario: Scenario, duration: Duration) -> 
         .map(|writer| {
             let (store, payload) = (store.clone(), payload.clone());
             tokio::spawn(async move {
-                let stream = StreamId::parse(format!("bench-{writer}"))?;
+                let mut stream = StreamId::parse(format!("bench-{writer}"))?;
                 let mut version = None;
                 let mut latency = latency_histogram();
                 let mut units = 0u64;
@@ -134,6 +150,10 @@ async fn run_scenario(store: &Store, scenario: Scenario, duration: Duration) -> 
                     let events = (0..scenario.events_per_unit)
                         .map(|_| NewEvent::new(MessageId::generate(&UuidV7Gen), "bench.Appended", &payload))
                         .collect::<Result<Vec<_>, _>>()?;
+                    if scenario.new_stream_per_unit {
+                        stream = StreamId::for_entity("order", MessageId::generate(&UuidV7Gen))?;
+                        version = None;
+                    }
                     let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
                     let mut unit = store.begin();
                     unit.append(&stream, expected, events);
