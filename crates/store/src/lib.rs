@@ -27,5 +27,5 @@ pub use postgres::{
     PostgresOptions, WRITE_LOCK as POSTGRES_WRITE_LOCK, create_database, database_url, drop_database,
 };
 pub use sqlite::{SqliteOptions, Synchronous};
-pub use store::{BackendKind, OutboxBacklog, Store, StoreConfig};
+pub use store::{BackendKind, Lease, OutboxBacklog, Store, StoreConfig};
 pub use unit::{CommitReceipt, UnitOfWork};

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tessera_kernel::{Clock, Envelope, MessageId, StreamId, SystemClock, Timestamp};
+use tokio::sync::Notify;
 
 use crate::error::{Result, StoreError};
 use crate::migrate::MigrationSet;
@@ -56,18 +57,36 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     async fn latest_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>>;
     async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>>;
     async fn head_position(&self) -> Result<u64>;
-    async fn outbox_unsent(&self, limit: usize) -> Result<Vec<OutboxMessage>>;
+    async fn outbox_unsent(&self, after_position: u64, limit: usize) -> Result<Vec<OutboxMessage>>;
     async fn outbox_backlog(&self) -> Result<OutboxBacklog>;
     async fn inbox_contains(&self, message: MessageId) -> Result<bool>;
     async fn checkpoint(&self, name: &str) -> Result<Option<u64>>;
     async fn due_timers(&self, now: Timestamp, limit: usize) -> Result<Vec<DueTimer>>;
     async fn query(&self, statement: Statement) -> Result<Vec<Row>>;
+    async fn try_lease(&self, name: &str) -> Result<Option<Lease>>;
+}
+
+/// Leadership among replicas of one service (one active relay, say). On PostgreSQL it is a
+/// session advisory lock on a connection of its own: it ends when the holder drops it, or when
+/// its process or connection dies, and then another replica can take it. A SQLite file has
+/// one process by design, so there the lease is always granted.
+#[derive(Debug)]
+pub struct Lease {
+    pub(crate) connection: Option<tokio_postgres::Client>,
+}
+
+impl Lease {
+    /// False once the connection holding the lock is gone: stop acting as leader.
+    pub fn is_held(&self) -> bool {
+        self.connection.as_ref().is_none_or(|c| !c.is_closed())
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Arc<dyn Backend>,
     clock: Arc<dyn Clock>,
+    outbox_signal: Arc<Notify>,
 }
 
 impl Store {
@@ -90,7 +109,7 @@ impl Store {
                 Arc::new(PostgresBackend::open(url, options.clone(), migrations, clock.clone()).await?)
             }
         };
-        Ok(Store { backend, clock })
+        Ok(Store { backend, clock, outbox_signal: Arc::new(Notify::new()) })
     }
 
     pub fn kind(&self) -> BackendKind {
@@ -109,7 +128,24 @@ impl Store {
         if unit.ops.is_empty() {
             return Ok(CommitReceipt::default());
         }
-        self.backend.commit(unit.ops).await
+        let sends = unit.ops.iter().any(|op| matches!(op, Op::Send(_)));
+        let receipt = self.backend.commit(unit.ops).await?;
+        if sends {
+            // A stored permit wakes the relay even if it is not waiting at this instant.
+            self.outbox_signal.notify_one();
+        }
+        Ok(receipt)
+    }
+
+    /// Resolves after a commit in this process put messages in the outbox (the relay waits on
+    /// it instead of polling). Commits by other processes are not seen: poll as well.
+    pub async fn outbox_committed(&self) {
+        self.outbox_signal.notified().await;
+    }
+
+    /// Tries to become the leader named `name` among the processes sharing this database.
+    pub async fn try_lease(&self, name: &str) -> Result<Option<Lease>> {
+        self.backend.try_lease(name).await
     }
 
     /// The latest snapshot of `stream` (if any) and the events after it.
@@ -136,9 +172,9 @@ impl Store {
         self.backend.head_position().await
     }
 
-    /// Unsent outbox messages in commit order.
-    pub async fn outbox_unsent(&self, limit: usize) -> Result<Vec<OutboxMessage>> {
-        self.backend.outbox_unsent(limit).await
+    /// Unsent outbox messages after `after_position`, in commit order.
+    pub async fn outbox_unsent(&self, after_position: u64, limit: usize) -> Result<Vec<OutboxMessage>> {
+        self.backend.outbox_unsent(after_position, limit).await
     }
 
     pub async fn outbox_backlog(&self) -> Result<OutboxBacklog> {

@@ -209,7 +209,7 @@ async fn a_failed_unit_leaves_no_event_outbox_row_inbox_record_timer_or_row(fixt
 
     assert!(store.read_stream(&s, 0).await.expect("read").is_empty());
     assert!(store.read_all(0, 100).await.expect("read all").is_empty());
-    assert!(store.outbox_unsent(100).await.expect("outbox").is_empty());
+    assert!(store.outbox_unsent(0, 100).await.expect("outbox").is_empty());
     assert!(store.due_timers(100).await.expect("timers").is_empty());
     assert!(!store.inbox_contains(inbound).await.expect("inbox"));
     assert_eq!(store.checkpoint("projection").await.expect("checkpoint"), None);
@@ -250,7 +250,7 @@ async fn failing_units_do_not_fail_their_neighbours_in_a_group_commit(fixture: F
             assert_eq!(stored.len(), 1, "unit {i}");
         }
     }
-    let unsent = store.outbox_unsent(1000).await.expect("outbox");
+    let unsent = store.outbox_unsent(0, 1000).await.expect("outbox");
     assert_eq!(unsent.len(), 133);
 }
 
@@ -303,7 +303,7 @@ async fn outbox_is_read_in_commit_order_marked_sent_and_pruned_after_retention(f
     for task in tasks {
         task.await.expect("task");
     }
-    let unsent = store.outbox_unsent(1000).await.expect("outbox");
+    let unsent = store.outbox_unsent(0, 1000).await.expect("outbox");
     assert_eq!(unsent.len(), 200);
     assert!(unsent.windows(2).all(|w| w[0].position < w[1].position), "positions ascend");
     for k in 0..8 {
@@ -321,13 +321,17 @@ async fn outbox_is_read_in_commit_order_marked_sent_and_pruned_after_retention(f
     let first_half: Vec<u64> = unsent[..100].iter().map(|m| m.position).collect();
     assert_eq!(store.mark_sent(&first_half).await.expect("mark"), 100);
     assert_eq!(store.mark_sent(&first_half).await.expect("mark again"), 0, "marking twice changes nothing");
-    let rest = store.outbox_unsent(1000).await.expect("outbox");
+    let rest = store.outbox_unsent(0, 1000).await.expect("outbox");
     assert_eq!(rest.first().map(|m| m.position), Some(unsent[100].position));
 
     assert_eq!(store.prune_outbox(Duration::from_secs(60)).await.expect("prune"), 0, "within retention");
     clock.advance(Duration::from_secs(61));
     assert_eq!(store.prune_outbox(Duration::from_secs(60)).await.expect("prune"), 100);
-    assert_eq!(store.outbox_unsent(1000).await.expect("outbox").len(), 100, "unsent rows are never pruned");
+    assert_eq!(
+        store.outbox_unsent(0, 1000).await.expect("outbox").len(),
+        100,
+        "unsent rows are never pruned"
+    );
 }
 
 trait NowStamp {
@@ -628,7 +632,7 @@ async fn own_table_constraints_surface_as_typed_errors(fixture: Fixture) {
     let mut second = store.begin();
     second.send(&message).expect("send");
     assert!(matches!(second.commit().await, Err(StoreError::Constraint(_))));
-    assert_eq!(store.outbox_unsent(10).await.expect("outbox").len(), 1);
+    assert_eq!(store.outbox_unsent(0, 10).await.expect("outbox").len(), 1);
 }
 
 /// Random batches of units, each with a random (often wrong) expected version, submitted

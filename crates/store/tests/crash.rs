@@ -174,7 +174,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_unit_and_leaves_no_part
         .map(|row| row.text("tag").expect("tag").to_owned())
         .collect();
     let outbox: BTreeSet<String> = store
-        .outbox_unsent(usize::MAX >> 1)
+        .outbox_unsent(0, usize::MAX >> 1)
         .await
         .expect("outbox")
         .into_iter()

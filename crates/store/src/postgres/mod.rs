@@ -21,7 +21,9 @@ use tokio_postgres::NoTls;
 use crate::error::{Result, StoreError};
 use crate::migrate::{self, CORE, Dialect, MigrationSet};
 use crate::model::{DueTimer, OutboxMessage, RecordedEvent, Row, Snapshot, SqlValue, Statement};
-use crate::store::{Backend, BackendKind, OutboxBacklog, decode_envelope, decode_event, to_i64, to_u64};
+use crate::store::{
+    Backend, BackendKind, Lease, OutboxBacklog, decode_envelope, decode_event, to_i64, to_u64,
+};
 use crate::unit::{CommitReceipt, Job, Op};
 
 /// The transaction-scoped advisory lock every write transaction on a store's database takes
@@ -52,6 +54,7 @@ impl Default for PostgresOptions {
 pub(crate) struct PostgresBackend {
     jobs: mpsc::Sender<Job>,
     pool: Pool,
+    config: tokio_postgres::Config,
 }
 
 fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
@@ -184,8 +187,8 @@ impl PostgresBackend {
             .map_err(|e| StoreError::Pool(e.to_string()))?;
         let (jobs, queue) = mpsc::channel(options.queue_depth.max(1));
         let writer = writer::Writer::connect(&config).await?;
-        tokio::spawn(writer::run(writer, config, queue, options.max_batch.max(1), clock));
-        Ok(Self { jobs, pool })
+        tokio::spawn(writer::run(writer, config.clone(), queue, options.max_batch.max(1), clock));
+        Ok(Self { jobs, pool, config })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -276,11 +279,12 @@ impl Backend for PostgresBackend {
         to_u64(rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
     }
 
-    async fn outbox_unsent(&self, limit: usize) -> Result<Vec<OutboxMessage>> {
+    async fn outbox_unsent(&self, after_position: u64, limit: usize) -> Result<Vec<OutboxMessage>> {
         let rows = self
             .rows(
-                "SELECT position, envelope, created_at FROM tessera_outbox WHERE sent_at IS NULL ORDER BY position LIMIT $1",
-                &[&to_i64(limit as u64)],
+                "SELECT position, envelope, created_at FROM tessera_outbox
+                 WHERE sent_at IS NULL AND position > $1 ORDER BY position LIMIT $2",
+                &[&to_i64(after_position), &to_i64(limit as u64)],
             )
             .await?;
         rows.iter()
@@ -335,6 +339,16 @@ impl Backend for PostgresBackend {
                 })
             })
             .collect()
+    }
+
+    async fn try_lease(&self, name: &str) -> Result<Option<Lease>> {
+        let (client, connection) = self.config.connect(NoTls).await?;
+        tokio::spawn(connection);
+        let acquired: bool = client
+            .query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&name])
+            .await?
+            .try_get(0)?;
+        Ok(acquired.then_some(Lease { connection: Some(client) }))
     }
 
     async fn query(&self, statement: Statement) -> Result<Vec<Row>> {

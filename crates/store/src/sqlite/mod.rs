@@ -18,7 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Result, StoreError};
 use crate::migrate::{self, CORE, Dialect, MigrationSet};
 use crate::model::{DueTimer, OutboxMessage, RecordedEvent, Row, Snapshot, SqlValue, Statement};
-use crate::store::{Backend, BackendKind, OutboxBacklog, decode_envelope, decode_event, to_i64, to_u64};
+use crate::store::{
+    Backend, BackendKind, Lease, OutboxBacklog, decode_envelope, decode_event, to_i64, to_u64,
+};
 use crate::unit::{CommitReceipt, Job, Op};
 
 /// How hard a commit waits for the disk.
@@ -313,12 +315,13 @@ impl Backend for SqliteBackend {
         .await
     }
 
-    async fn outbox_unsent(&self, limit: usize) -> Result<Vec<OutboxMessage>> {
+    async fn outbox_unsent(&self, after_position: u64, limit: usize) -> Result<Vec<OutboxMessage>> {
         self.read(move |c| {
             let mut statement = c.prepare_cached(
-                "SELECT position, envelope, created_at FROM tessera_outbox WHERE sent_at IS NULL ORDER BY position LIMIT ?1",
+                "SELECT position, envelope, created_at FROM tessera_outbox
+                 WHERE sent_at IS NULL AND position > ?1 ORDER BY position LIMIT ?2",
             )?;
-            let rows = statement.query_map([to_i64(limit as u64)], |r| {
+            let rows = statement.query_map([to_i64(after_position), to_i64(limit as u64)], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
             })?;
             rows.map(|row| {
@@ -389,6 +392,10 @@ impl Backend for SqliteBackend {
             .collect()
         })
         .await
+    }
+
+    async fn try_lease(&self, _name: &str) -> Result<Option<Lease>> {
+        Ok(Some(Lease { connection: None }))
     }
 
     async fn query(&self, statement: Statement) -> Result<Vec<Row>> {

@@ -1,0 +1,27 @@
+//! Messaging between services. A service's [`Relay`] publishes its outbox through a
+//! [`Transport`] (in-process in the embedded topology, NATS JetStream in the distributed one),
+//! and a [`Subscriber`] applies each message inside a unit of work that records it in the inbox,
+//! so at-least-once delivery turns into exactly-once effects. A message that keeps failing is
+//! parked in the service's dead-letter table; [`Upcasters`] lift old payload versions first.
+
+mod dead_letter;
+mod error;
+mod in_process;
+mod nats;
+mod relay;
+mod subscriber;
+mod transport;
+mod upcast;
+
+pub use dead_letter::{DeadLetter, MIGRATIONS, drop_dead_letter, list_dead_letters, request_retry};
+pub use error::{BusError, Result};
+pub use in_process::InProcessTransport;
+pub use nats::{NatsOptions, NatsTransport};
+pub use relay::{Relay, RelayOptions};
+pub use subscriber::{Handler, HandlerError, Subscriber, SubscriberOptions};
+pub use transport::{AckFuture, Consumer, ConsumerSpec, Delivery, Transport};
+pub use upcast::{UpcastError, Upcasters};
+
+/// A hook called at a named point of the relay or subscriber: tests use it to kill the process
+/// at exactly that instant; production code leaves it unset.
+pub type Hook = std::sync::Arc<dyn Fn(&tessera_kernel::Envelope) + Send + Sync>;

@@ -1,0 +1,200 @@
+//! The distributed topology's transport: NATS JetStream.
+//!
+//! One stream per source service (`TESSERA_<SOURCE>`, subjects `tessera.<source>.>`), each
+//! message on `tessera.<source>.<name>` with `Nats-Msg-Id` set to the envelope id, so the
+//! server drops a republished duplicate within its duplicate window. Consumers are durable pull
+//! consumers named `<subscriber>__<source>`, acknowledged explicitly after the subscriber's
+//! commit. Streams and consumers are created idempotently when first used.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer, stream};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tessera_kernel::Envelope;
+
+use crate::error::{BusError, Result};
+use crate::transport::{AckFuture, Acker, Consumer, ConsumerSpec, Delivery, Transport};
+
+/// Stream settings; the defaults suit one server. Every stream this transport creates uses them.
+#[derive(Clone, Debug)]
+pub struct NatsOptions {
+    pub replicas: usize,
+    pub storage: stream::StorageType,
+    /// How long the server remembers message ids to drop duplicates.
+    pub duplicate_window: Duration,
+    /// How long messages are kept (zero: forever).
+    pub max_age: Duration,
+}
+
+impl Default for NatsOptions {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct NatsTransport {
+    jetstream: jetstream::Context,
+    options: NatsOptions,
+    /// Sources whose stream is known to exist.
+    streams: Mutex<HashSet<String>>,
+}
+
+/// The header names carried besides `Nats-Msg-Id`, so that tools can route and trace messages
+/// without parsing payloads.
+pub(crate) mod header {
+    pub const MESSAGE_ID: &str = "Nats-Msg-Id";
+    pub const CORRELATION_ID: &str = "Tessera-Correlation-Id";
+    pub const CAUSATION_ID: &str = "Tessera-Causation-Id";
+    pub const SUBJECT: &str = "Tessera-Subject";
+    pub const TRACEPARENT: &str = "traceparent";
+}
+
+pub fn stream_name(source: &str) -> String {
+    format!("TESSERA_{}", source.to_ascii_uppercase().replace(['.', ' ', '*', '>'], "_"))
+}
+
+fn consumer_name(spec: &ConsumerSpec) -> String {
+    format!("{}__{}", spec.subscriber, spec.source).replace(['.', ' ', '*', '>'], "_")
+}
+
+impl NatsTransport {
+    pub async fn connect(url: &str, options: NatsOptions) -> Result<Self> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(BusError::nats)?;
+        Ok(Self { jetstream: jetstream::new(client), options, streams: Mutex::new(HashSet::new()) })
+    }
+
+    async fn ensure_stream(&self, source: &str) -> Result<stream::Stream> {
+        let config = stream::Config {
+            name: stream_name(source),
+            subjects: vec![format!("tessera.{source}.>")],
+            num_replicas: self.options.replicas,
+            storage: self.options.storage,
+            duplicate_window: self.options.duplicate_window,
+            max_age: self.options.max_age,
+            ..Default::default()
+        };
+        let stream = self.jetstream.get_or_create_stream(config).await.map_err(BusError::nats)?;
+        self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(source.to_owned());
+        Ok(stream)
+    }
+
+    fn knows_stream(&self, source: &str) -> bool {
+        self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(source)
+    }
+}
+
+#[async_trait]
+impl Transport for NatsTransport {
+    async fn publish(&self, envelope: &Envelope) -> Result<AckFuture> {
+        if !self.knows_stream(&envelope.source) {
+            self.ensure_stream(&envelope.source).await?;
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(header::MESSAGE_ID, envelope.id.to_string().as_str());
+        headers.insert(header::CORRELATION_ID, envelope.correlation_id.to_string().as_str());
+        if let Some(causation) = envelope.causation_id {
+            headers.insert(header::CAUSATION_ID, causation.to_string().as_str());
+        }
+        if let Some(subject) = envelope.subject {
+            headers.insert(header::SUBJECT, subject.to_string().as_str());
+        }
+        if let Some(traceparent) = &envelope.traceparent {
+            headers.insert(header::TRACEPARENT, traceparent.as_str());
+        }
+        let payload = serde_json::to_vec(envelope)
+            .map_err(|e| BusError::Malformed { id: envelope.id.to_string(), reason: e.to_string() })?;
+        let subject = format!("tessera.{}.{}", envelope.source, envelope.name);
+        let ack = self
+            .jetstream
+            .publish_with_headers(subject, headers, payload.into())
+            .await
+            .map_err(BusError::nats)?;
+        Ok(Box::pin(async move { ack.await.map(|_| ()).map_err(BusError::nats) }))
+    }
+
+    async fn consume(&self, spec: &ConsumerSpec) -> Result<Box<dyn Consumer>> {
+        let stream = self.ensure_stream(&spec.source).await?;
+        let name = consumer_name(spec);
+        let config = consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: format!("tessera.{}.>", spec.source),
+            ack_policy: consumer::AckPolicy::Explicit,
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_wait: spec.ack_wait,
+            max_ack_pending: i64::try_from(spec.max_in_flight).unwrap_or(i64::MAX),
+            ..Default::default()
+        };
+        let consumer = stream.get_or_create_consumer(&name, config).await.map_err(BusError::nats)?;
+        Ok(Box::new(NatsConsumer { consumer }))
+    }
+}
+
+struct NatsConsumer {
+    consumer: consumer::Consumer<consumer::pull::Config>,
+}
+
+impl std::fmt::Debug for NatsConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsConsumer").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Consumer for NatsConsumer {
+    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        let mut batch = self
+            .consumer
+            .batch()
+            .max_messages(max)
+            .expires(wait.max(Duration::from_millis(10)))
+            .messages()
+            .await
+            .map_err(BusError::nats)?;
+        let mut deliveries = Vec::new();
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(BusError::nats)?;
+            let delivered = message.info().map(|info| info.delivered.max(1).unsigned_abs()).unwrap_or(1);
+            match serde_json::from_slice::<Envelope>(&message.payload) {
+                Ok(envelope) => {
+                    deliveries.push(Delivery { envelope, delivered, acker: Box::new(NatsAcker { message }) });
+                }
+                Err(error) => {
+                    // Not ours to handle and never will be: terminate it rather than loop.
+                    tracing::error!(%error, "dropping a message that is not an envelope");
+                    let _ = message.ack_with(AckKind::Term).await;
+                }
+            }
+        }
+        Ok(deliveries)
+    }
+}
+
+struct NatsAcker {
+    message: jetstream::Message,
+}
+
+#[async_trait]
+impl Acker for NatsAcker {
+    async fn ack(self: Box<Self>) -> Result<()> {
+        // Double ack: wait for the server to confirm, so that a reported ack really happened.
+        self.message.double_ack().await.map_err(BusError::nats)
+    }
+
+    async fn in_progress(&self) {
+        let _ = self.message.ack_with(AckKind::Progress).await;
+    }
+}

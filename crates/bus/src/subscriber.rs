@@ -1,0 +1,313 @@
+//! The subscriber: consumes one source service's messages and applies each inside a unit of
+//! work that also records the message in the inbox, then commits, then acknowledges. A
+//! redelivered message fails the inbox check and is simply acknowledged: one effect.
+//!
+//! Messages are spread over lanes by their ordering key; a lane handles its messages one after
+//! another, so order holds per key while different keys proceed in parallel (and their units
+//! share group commits). A failing message is retried with exponential backoff and jitter in
+//! its lane; after `max_attempts` it is parked in the dead-letter table and acknowledged, and
+//! the lane moves on.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tessera_kernel::Envelope;
+use tessera_store::{Store, StoreError, UnitOfWork};
+use tokio::sync::{mpsc, watch};
+
+use crate::Hook;
+use crate::dead_letter::{self, DeadLetter};
+use crate::error::Result;
+use crate::transport::{ConsumerSpec, Delivery, Transport};
+use crate::upcast::Upcasters;
+
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a service does with one message. Write every effect into `unit`: it commits together
+/// with the inbox record, or not at all.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError>;
+}
+
+#[derive(Clone)]
+pub struct SubscriberOptions {
+    pub lanes: usize,
+    /// Messages fetched from the transport at a time.
+    pub batch: usize,
+    /// Attempts before a message is parked as a dead letter.
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// How often to look for dead letters an operator asked to retry.
+    pub dead_letter_poll: Duration,
+    /// Called after a message's unit committed and before it is acknowledged.
+    pub after_commit: Option<Hook>,
+}
+
+impl Default for SubscriberOptions {
+    fn default() -> Self {
+        Self {
+            lanes: 32,
+            batch: 256,
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(5),
+            dead_letter_poll: Duration::from_secs(1),
+            after_commit: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SubscriberOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriberOptions")
+            .field("lanes", &self.lanes)
+            .field("batch", &self.batch)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+pub struct Subscriber {
+    spec: ConsumerSpec,
+    transport: Arc<dyn Transport>,
+    lane: Arc<Lane>,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber").field("spec", &self.spec).finish_non_exhaustive()
+    }
+}
+
+/// What every lane shares.
+struct Lane {
+    consumer: String,
+    store: Store,
+    handler: Arc<dyn Handler>,
+    upcasters: Arc<Upcasters>,
+    options: SubscriberOptions,
+}
+
+/// Why applying a message did not produce its effect this time.
+enum Failure {
+    /// The inbox already holds it: acknowledge and move on.
+    AlreadyApplied,
+    /// Worth retrying without counting an attempt (the database is away).
+    Transient(String),
+    /// Counts towards `max_attempts`.
+    Failed(String),
+}
+
+impl Subscriber {
+    pub fn new(
+        service: impl Into<String>,
+        source: impl Into<String>,
+        store: Store,
+        transport: Arc<dyn Transport>,
+        handler: Arc<dyn Handler>,
+        upcasters: Arc<Upcasters>,
+        options: SubscriberOptions,
+    ) -> Self {
+        let spec = ConsumerSpec::new(service, source);
+        let consumer = format!("{}__{}", spec.subscriber, spec.source);
+        Self { spec, transport, lane: Arc::new(Lane { consumer, store, handler, upcasters, options }) }
+    }
+
+    /// The name under which this subscription's dead letters are filed.
+    pub fn consumer_name(&self) -> &str {
+        &self.lane.consumer
+    }
+
+    /// Runs until `shutdown` becomes true, then lets the lanes finish what they hold.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let mut consumer = self.transport.consume(&self.spec).await?;
+        let options = &self.lane.options;
+        let lanes: Vec<_> = (0..options.lanes.max(1))
+            .map(|_| {
+                let (sender, mut receiver) = mpsc::unbounded_channel::<Delivery>();
+                let lane = self.lane.clone();
+                let task = tokio::spawn(async move {
+                    while let Some(delivery) = receiver.recv().await {
+                        lane.process(delivery).await;
+                    }
+                });
+                (sender, task)
+            })
+            .collect();
+        let mut last_dead_letter_poll = Instant::now();
+        while !*shutdown.borrow() {
+            let batch = tokio::select! {
+                batch = consumer.next_batch(options.batch, Duration::from_millis(200)) => batch,
+                _ = shutdown.changed() => break,
+            };
+            match batch {
+                Ok(deliveries) => {
+                    for delivery in deliveries {
+                        let lane = lane_of(&delivery.envelope.key, lanes.len());
+                        // A lane only stops when its sender is dropped, below.
+                        let _ = lanes[lane].0.send(delivery);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(consumer = %self.lane.consumer, %error, "fetch failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            if last_dead_letter_poll.elapsed() >= options.dead_letter_poll {
+                last_dead_letter_poll = Instant::now();
+                if let Err(error) = self.lane.retry_dead_letters().await {
+                    tracing::warn!(consumer = %self.lane.consumer, %error, "dead-letter retry failed");
+                }
+            }
+        }
+        for (sender, task) in lanes {
+            drop(sender);
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+fn lane_of(key: &str, lanes: usize) -> usize {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    usize::try_from(hasher.finish() % lanes as u64).unwrap_or(0)
+}
+
+impl Lane {
+    async fn process(&self, delivery: Delivery) {
+        let envelope = match self.upcasters.upcast(delivery.envelope.clone()) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                self.park(&delivery.envelope, &error.to_string(), 1).await;
+                self.acknowledge(delivery).await;
+                return;
+            }
+        };
+        let mut attempts = 0u32;
+        let mut transient_failures = 0u32;
+        loop {
+            let failure = match self.apply(&envelope, None).await {
+                Ok(()) => {
+                    if let Some(hook) = &self.options.after_commit {
+                        hook(&envelope);
+                    }
+                    break;
+                }
+                Err(Failure::AlreadyApplied) => break,
+                Err(Failure::Transient(error)) => {
+                    transient_failures += 1;
+                    tracing::warn!(consumer = %self.consumer, id = %envelope.id, %error, "transient failure; retrying");
+                    transient_failures
+                }
+                Err(Failure::Failed(error)) => {
+                    attempts += 1;
+                    if attempts >= self.options.max_attempts {
+                        tracing::warn!(consumer = %self.consumer, id = %envelope.id, %error, attempts, "parking as a dead letter");
+                        self.park(&envelope, &error, attempts).await;
+                        break;
+                    }
+                    tracing::debug!(consumer = %self.consumer, id = %envelope.id, %error, attempts, "handler failed; retrying");
+                    attempts
+                }
+            };
+            delivery.in_progress().await;
+            tokio::time::sleep(self.backoff(failure)).await;
+        }
+        self.acknowledge(delivery).await;
+    }
+
+    async fn acknowledge(&self, delivery: Delivery) {
+        let id = delivery.envelope.id;
+        if let Err(error) = delivery.ack().await {
+            // The effect is committed; a redelivery will meet the inbox record.
+            tracing::warn!(consumer = %self.consumer, %id, %error, "ack failed");
+        }
+    }
+
+    /// One attempt: inbox record, handler, (resolving a dead letter,) commit.
+    async fn apply(&self, envelope: &Envelope, dead_letter: Option<i64>) -> Result<(), Failure> {
+        let mut unit = self.store.begin();
+        unit.record_inbox(envelope.id);
+        self.handler.handle(envelope, &mut unit).await.map_err(|e| Failure::Failed(e.to_string()))?;
+        if let Some(id) = dead_letter {
+            dead_letter::resolve(&mut unit, id);
+        }
+        match unit.commit().await {
+            Ok(_) => Ok(()),
+            Err(StoreError::DuplicateMessage(_)) => Err(Failure::AlreadyApplied),
+            Err(error) if error.is_transient() => Err(Failure::Transient(error.to_string())),
+            Err(error) => Err(Failure::Failed(error.to_string())),
+        }
+    }
+
+    /// Parks the message, retrying until the store takes it: dropping it would lose it.
+    async fn park(&self, envelope: &Envelope, error: &str, attempts: u32) {
+        let mut tries = 0;
+        loop {
+            let mut unit = self.store.begin();
+            let parked = match dead_letter::park(
+                &mut unit,
+                &self.consumer,
+                envelope,
+                error,
+                attempts,
+                self.store.clock().now(),
+            ) {
+                Ok(()) => unit.commit().await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match parked {
+                Ok(()) => return,
+                Err(reason) => {
+                    tries += 1;
+                    tracing::error!(consumer = %self.consumer, id = %envelope.id, %reason, "cannot park dead letter; retrying");
+                    tokio::time::sleep(self.backoff(tries)).await;
+                }
+            }
+        }
+    }
+
+    async fn retry_dead_letters(&self) -> Result<()> {
+        for letter in dead_letter::due_for_retry(&self.store, &self.consumer).await? {
+            self.retry(letter).await?;
+        }
+        Ok(())
+    }
+
+    async fn retry(&self, letter: DeadLetter) -> Result<()> {
+        let outcome = match self.upcasters.upcast(letter.envelope.clone()) {
+            Ok(envelope) => self.apply(&envelope, Some(letter.id)).await,
+            Err(error) => Err(Failure::Failed(error.to_string())),
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(Failure::AlreadyApplied) => {
+                dead_letter::drop_dead_letter(&self.store, letter.id).await?;
+            }
+            Err(Failure::Transient(error) | Failure::Failed(error)) => {
+                self.park(&letter.envelope, &error, 1).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Exponential backoff with jitter: half the step fixed, half random.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let step = self
+            .options
+            .backoff_base
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)))
+            .min(self.options.backoff_max);
+        let half = step / 2;
+        // The random bits of a UUID v7 are a good enough source of jitter.
+        let random = uuid::Uuid::now_v7().as_u128() as u64;
+        let jitter_micros = u64::try_from(half.as_micros()).unwrap_or(u64::MAX).max(1);
+        half + Duration::from_micros(random % jitter_micros)
+    }
+}
