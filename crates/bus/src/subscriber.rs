@@ -44,6 +44,9 @@ pub struct SubscriberOptions {
     pub backoff_max: Duration,
     /// How often to look for dead letters an operator asked to retry.
     pub dead_letter_poll: Duration,
+    /// How long a fetched message may go unacknowledged before the transport redelivers it
+    /// (to this or another replica). Retries keep extending it.
+    pub ack_wait: Duration,
     /// Called after a message's unit committed and before it is acknowledged.
     pub after_commit: Option<Hook>,
 }
@@ -57,6 +60,7 @@ impl Default for SubscriberOptions {
             backoff_base: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
             dead_letter_poll: Duration::from_secs(1),
+            ack_wait: Duration::from_secs(30),
             after_commit: None,
         }
     }
@@ -113,7 +117,7 @@ impl Subscriber {
         upcasters: Arc<Upcasters>,
         options: SubscriberOptions,
     ) -> Self {
-        let spec = ConsumerSpec::new(service, source);
+        let spec = ConsumerSpec { ack_wait: options.ack_wait, ..ConsumerSpec::new(service, source) };
         let consumer = format!("{}__{}", spec.subscriber, spec.source);
         Self { spec, transport, lane: Arc::new(Lane { consumer, store, handler, upcasters, options }) }
     }

@@ -63,23 +63,35 @@ impl Drop for TempPostgres {
     }
 }
 
-/// A temporary folder for SQLite files, removed when dropped.
+/// A temporary folder for SQLite files, removed when dropped if this value created it.
 #[derive(Debug)]
 pub struct TempDataDir {
-    dir: tempfile::TempDir,
+    path: PathBuf,
+    owned: Option<tempfile::TempDir>,
 }
 
 impl TempDataDir {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().expect("create a temporary folder") }
+        let dir = tempfile::tempdir().expect("create a temporary folder");
+        Self { path: dir.path().to_path_buf(), owned: Some(dir) }
+    }
+
+    /// A folder someone else owns (a child process working in its parent's folder); it is
+    /// left in place when this value is dropped.
+    pub fn at(path: PathBuf) -> Self {
+        Self { path, owned: None }
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
     }
 
     pub fn file(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.path.join(name)
+    }
+
+    pub fn is_owned(&self) -> bool {
+        self.owned.is_some()
     }
 }
 

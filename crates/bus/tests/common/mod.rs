@@ -42,6 +42,7 @@ impl Kind {
     pub fn from_env() -> Kind {
         match std::env::var("TESSERA_TEST_TRANSPORT").as_deref() {
             Ok("nats") => Kind::Nats,
+            Ok("in_process") => Kind::InProcess,
             _ => Kind::InProcess,
         }
     }
