@@ -105,6 +105,18 @@ impl World {
         World { kind, dir, source, producer, consumer, transport }
     }
 
+    /// Another handle on the same stores and transport (the folder stays with `self`).
+    pub fn clone_handles(&self) -> World {
+        World {
+            kind: self.kind,
+            dir: TempDataDir::at(self.dir.path().to_path_buf()),
+            source: self.source.clone(),
+            producer: self.producer.clone(),
+            consumer: self.consumer.clone(),
+            transport: self.transport.clone(),
+        }
+    }
+
     pub fn envelope(&self, key: &str, seq: u64, poison: bool) -> Envelope {
         Envelope::new(
             &UuidV7Gen,
