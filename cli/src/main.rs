@@ -1,6 +1,7 @@
 //! `tessera`: start the system, benchmark it, operate it.
 
 mod bench;
+mod dlq;
 mod up;
 
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ enum Command {
         #[arg(long, default_value = "tessera-data", env = "TESSERA_DATA")]
         data: PathBuf,
     },
+    /// Inspect and act on a service's dead letters.
+    Dlq(dlq::DlqArgs),
     /// Measure the platform's throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -43,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Up { data } => up::run(&data).await,
+        Command::Dlq(args) => dlq::run(args).await,
         Command::Bench { target } => bench::run(target).await,
     }
 }
