@@ -1,6 +1,7 @@
 //! `tessera bench …`: throughput and latency of the platform's parts, each printed beside the
 //! raw limit of what it is built on, measured in the same run.
 
+mod bus;
 mod report;
 mod store;
 
@@ -10,10 +11,13 @@ use clap::Subcommand;
 pub enum BenchTarget {
     /// Appends per second and commit latency on SQLite and PostgreSQL, beside raw inserts.
     Store(store::StoreBenchArgs),
+    /// End-to-end messages per second, outbox commit to consumer commit, on each transport.
+    Bus(bus::BusBenchArgs),
 }
 
 pub async fn run(target: BenchTarget) -> anyhow::Result<()> {
     match target {
         BenchTarget::Store(args) => store::run(args).await,
+        BenchTarget::Bus(args) => bus::run(args).await,
     }
 }

@@ -139,12 +139,15 @@ impl Transport for NatsTransport {
             ..Default::default()
         };
         let consumer = stream.get_or_create_consumer(&name, config).await.map_err(BusError::nats)?;
-        Ok(Box::new(NatsConsumer { consumer }))
+        Ok(Box::new(NatsConsumer { consumer, messages: None }))
     }
 }
 
 struct NatsConsumer {
     consumer: consumer::Consumer<consumer::pull::Config>,
+    /// A continuous pull: the server pushes messages as they arrive, up to the consumer's
+    /// ack-pending limit, so a quiet moment never holds back the next message.
+    messages: Option<consumer::pull::Stream>,
 }
 
 impl std::fmt::Debug for NatsConsumer {
@@ -153,30 +156,67 @@ impl std::fmt::Debug for NatsConsumer {
     }
 }
 
+impl NatsConsumer {
+    fn deliver(message: jetstream::Message) -> Option<Delivery> {
+        let delivered = message.info().map(|info| info.delivered.max(1).unsigned_abs()).unwrap_or(1);
+        match serde_json::from_slice::<Envelope>(&message.payload) {
+            Ok(envelope) => Some(Delivery { envelope, delivered, acker: Box::new(NatsAcker { message }) }),
+            Err(error) => {
+                // Not ours to handle and never will be: terminate it rather than loop.
+                tracing::error!(%error, "terminating a message that is not an envelope");
+                tokio::spawn(async move {
+                    let _ = message.ack_with(AckKind::Term).await;
+                });
+                None
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Consumer for NatsConsumer {
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
-        let mut batch = self
-            .consumer
-            .batch()
-            .max_messages(max)
-            .expires(wait.max(Duration::from_millis(10)))
-            .messages()
-            .await
-            .map_err(BusError::nats)?;
+        if self.messages.is_none() {
+            let stream = self
+                .consumer
+                .stream()
+                .max_messages_per_batch(max.max(1))
+                .heartbeat(Duration::from_secs(5))
+                .messages()
+                .await
+                .map_err(BusError::nats)?;
+            self.messages = Some(stream);
+        }
+        let Some(messages) = self.messages.as_mut() else { return Ok(Vec::new()) };
         let mut deliveries = Vec::new();
-        while let Some(message) = batch.next().await {
-            let message = message.map_err(BusError::nats)?;
-            let delivered = message.info().map(|info| info.delivered.max(1).unsigned_abs()).unwrap_or(1);
-            match serde_json::from_slice::<Envelope>(&message.payload) {
-                Ok(envelope) => {
-                    deliveries.push(Delivery { envelope, delivered, acker: Box::new(NatsAcker { message }) });
+        let first = match tokio::time::timeout(wait, messages.next()).await {
+            Err(_) => return Ok(deliveries),
+            Ok(None) => {
+                self.messages = None;
+                return Err(BusError::Closed);
+            }
+            Ok(Some(first)) => first,
+        };
+        match first {
+            Ok(message) => deliveries.extend(Self::deliver(message)),
+            Err(error) => {
+                // The pull stream ends on errors it cannot recover from; open a new one next time.
+                self.messages = None;
+                return Err(BusError::nats(error));
+            }
+        }
+        while deliveries.len() < max {
+            match futures_util::FutureExt::now_or_never(messages.next()) {
+                Some(Some(Ok(message))) => deliveries.extend(Self::deliver(message)),
+                Some(Some(Err(error))) => {
+                    tracing::warn!(%error, "pull stream error");
+                    break;
                 }
-                Err(error) => {
-                    // Not ours to handle and never will be: terminate it rather than loop.
-                    tracing::error!(%error, "dropping a message that is not an envelope");
-                    let _ = message.ack_with(AckKind::Term).await;
+                Some(None) => {
+                    self.messages = None;
+                    break;
                 }
+                None => break,
             }
         }
         Ok(deliveries)
@@ -190,8 +230,10 @@ struct NatsAcker {
 #[async_trait]
 impl Acker for NatsAcker {
     async fn ack(self: Box<Self>) -> Result<()> {
-        // Double ack: wait for the server to confirm, so that a reported ack really happened.
-        self.message.double_ack().await.map_err(BusError::nats)
+        // A plain ack, not a confirmed one: if it is lost, the message comes back after
+        // `ack_wait` and meets its inbox record. A confirmed ack would cost a round trip per
+        // message for no gain in correctness.
+        self.message.ack().await.map_err(BusError::nats)
     }
 
     async fn in_progress(&self) {

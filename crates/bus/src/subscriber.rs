@@ -47,6 +47,9 @@ pub struct SubscriberOptions {
     /// How long a fetched message may go unacknowledged before the transport redelivers it
     /// (to this or another replica). Retries keep extending it.
     pub ack_wait: Duration,
+    /// Most messages of one lane applied in one unit of work when they queue up; a group
+    /// that fails as a whole is retried message by message.
+    pub group: usize,
     /// Called after a message's unit committed and before it is acknowledged.
     pub after_commit: Option<Hook>,
 }
@@ -61,6 +64,7 @@ impl Default for SubscriberOptions {
             backoff_max: Duration::from_secs(5),
             dead_letter_poll: Duration::from_secs(1),
             ack_wait: Duration::from_secs(30),
+            group: 64,
             after_commit: None,
         }
     }
@@ -136,8 +140,16 @@ impl Subscriber {
                 let (sender, mut receiver) = mpsc::unbounded_channel::<Delivery>();
                 let lane = self.lane.clone();
                 let task = tokio::spawn(async move {
+                    let mut group = Vec::new();
                     while let Some(delivery) = receiver.recv().await {
-                        lane.process(delivery).await;
+                        group.push(delivery);
+                        while group.len() < lane.options.group {
+                            match receiver.try_recv() {
+                                Ok(delivery) => group.push(delivery),
+                                Err(_) => break,
+                            }
+                        }
+                        lane.process_group(std::mem::take(&mut group)).await;
                     }
                 });
                 (sender, task)
@@ -184,6 +196,46 @@ fn lane_of(key: &str, lanes: usize) -> usize {
 }
 
 impl Lane {
+    /// Applies queued messages of this lane in one unit: one commit instead of many. Any
+    /// failure (a duplicate, a handler error, an upcasting error) sends the whole group down
+    /// the one-by-one path, which sorts out each message; the group's unit is never committed,
+    /// so nothing is applied twice.
+    async fn process_group(&self, group: Vec<Delivery>) {
+        if group.len() == 1 {
+            for delivery in group {
+                self.process(delivery).await;
+            }
+            return;
+        }
+        let mut unit = self.store.begin();
+        let mut applied = Vec::with_capacity(group.len());
+        let mut whole = true;
+        for delivery in &group {
+            let Ok(envelope) = self.upcasters.upcast(delivery.envelope.clone()) else {
+                whole = false;
+                break;
+            };
+            unit.record_inbox(envelope.id);
+            if self.handler.handle(&envelope, &mut unit).await.is_err() {
+                whole = false;
+                break;
+            }
+            applied.push(envelope);
+        }
+        if whole && unit.commit().await.is_ok() {
+            for (delivery, envelope) in group.into_iter().zip(&applied) {
+                if let Some(hook) = &self.options.after_commit {
+                    hook(envelope);
+                }
+                self.acknowledge(delivery).await;
+            }
+            return;
+        }
+        for delivery in group {
+            self.process(delivery).await;
+        }
+    }
+
     async fn process(&self, delivery: Delivery) {
         let envelope = match self.upcasters.upcast(delivery.envelope.clone()) {
             Ok(envelope) => envelope,

@@ -1,0 +1,292 @@
+//! `tessera bench bus`: messages per second from the producer's outbox commit to the
+//! consumer's commit (relay, transport, subscriber with inbox, two SQLite stores at
+//! synchronous=FULL), the latency at half that rate under an open-loop producer, and raw
+//! JetStream async publishing as the limit underneath.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_nats::jetstream;
+use clap::Args;
+use hdrhistogram::Histogram;
+use tessera_bus::{
+    Handler, HandlerError, InProcessTransport, NatsOptions, NatsTransport, Relay, RelayOptions, Subscriber,
+    SubscriberOptions, Transport, Upcasters,
+};
+use tessera_kernel::{Clock, Envelope, HlcTimestamp, MessageKind, SystemClock, UuidV7Gen};
+use tessera_store::{SqliteOptions, Store, StoreConfig, UnitOfWork};
+use tokio::sync::watch;
+
+use super::report::{BenchResult, Report, latency_histogram};
+
+#[derive(Debug, Args)]
+pub struct BusBenchArgs {
+    #[arg(long)]
+    json: bool,
+    /// Messages for the throughput run.
+    #[arg(long, default_value_t = 30_000)]
+    messages: u64,
+    /// Seconds of the half-load latency run.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// NATS server to bench against (a scratch stream is created and deleted).
+    #[arg(long, env = "TESSERA_BENCH_NATS")]
+    nats_url: Option<String>,
+    /// Where SQLite scratch files go (default: a temporary folder).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// Counts consumer commits and records their latency since the producer's commit.
+#[derive(Debug)]
+struct Meter {
+    applied: AtomicU64,
+    latency: Mutex<Histogram<u64>>,
+}
+
+impl Meter {
+    fn record(&self, envelope: &Envelope) {
+        let latency = SystemClock.now().since(envelope.at.wall());
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+        let _ = self.latency.lock().unwrap_or_else(PoisonError::into_inner).record(micros);
+        self.applied.fetch_add(1, Ordering::Release);
+    }
+
+    fn reset(&self) -> Histogram<u64> {
+        std::mem::replace(
+            &mut *self.latency.lock().unwrap_or_else(PoisonError::into_inner),
+            latency_histogram(),
+        )
+    }
+}
+
+/// A consumer that only records the message in its inbox: the cost measured is the bus's.
+struct InboxOnly;
+
+#[async_trait::async_trait]
+impl Handler for InboxOnly {
+    async fn handle(&self, _: &Envelope, _: &mut UnitOfWork) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+struct Pipeline {
+    source: String,
+    producer: Store,
+    meter: Arc<Meter>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Pipeline {
+    async fn start(dir: &std::path::Path, transport: Arc<dyn Transport>, tag: &str) -> anyhow::Result<Self> {
+        let source = format!("bench{}{}", tag, std::process::id());
+        let open = |name: &str| StoreConfig::Sqlite {
+            path: dir.join(format!("{name}-{source}.db")),
+            options: SqliteOptions::default(),
+        };
+        let producer = Store::open(&open("producer"), &[]).await?;
+        let consumer = Store::open(&open("consumer"), &[tessera_bus::MIGRATIONS]).await?;
+        let meter = Arc::new(Meter { applied: AtomicU64::new(0), latency: Mutex::new(latency_histogram()) });
+        let hook_meter = meter.clone();
+        let (stop, stopped) = watch::channel(false);
+        let subscriber = Subscriber::new(
+            "benchconsumer",
+            source.clone(),
+            consumer,
+            transport.clone(),
+            Arc::new(InboxOnly),
+            Arc::new(Upcasters::new()),
+            SubscriberOptions {
+                lanes: 64,
+                batch: 1024,
+                after_commit: Some(Arc::new(move |envelope| hook_meter.record(envelope))),
+                ..SubscriberOptions::default()
+            },
+        );
+        let mut tasks = vec![tokio::spawn({
+            let stopped = stopped.clone();
+            async move {
+                if let Err(error) = subscriber.run(stopped).await {
+                    eprintln!("subscriber: {error}");
+                }
+            }
+        })];
+        // The in-process transport delivers only to consumers that exist when a message is
+        // published: let the subscriber register first.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let relay = Relay::new(source.clone(), producer.clone(), transport, RelayOptions::default());
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = relay.run(stopped).await {
+                eprintln!("relay: {error}");
+            }
+        }));
+        Ok(Self { source, producer, meter, stop, tasks })
+    }
+
+    fn envelope(&self, n: u64) -> Envelope {
+        Envelope::new(
+            &UuidV7Gen,
+            MessageKind::Event,
+            format!("{}.Measured", self.source),
+            self.source.clone(),
+            format!("key-{}", n % 256),
+            HlcTimestamp::new(SystemClock.now(), 0),
+            serde_json::json!({ "n": n, "sku": "SKU-0001", "quantity": 1 }),
+        )
+    }
+
+    async fn produce(&self, first: u64, count: u64) -> anyhow::Result<()> {
+        let mut unit = self.producer.begin();
+        for n in first..first + count {
+            unit.send(&self.envelope(n))?;
+        }
+        unit.commit().await?;
+        Ok(())
+    }
+
+    async fn wait_for(&self, applied: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.meter.applied.load(Ordering::Acquire) < applied {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+pub async fn run(args: BusBenchArgs) -> anyhow::Result<()> {
+    let scratch = args
+        .dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("tessera-bench-bus-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).with_context(|| format!("create {}", scratch.display()))?;
+    let mut results = Vec::new();
+    let in_process: Arc<dyn Transport> = Arc::new(InProcessTransport::new());
+    results.extend(measure(&scratch, in_process, "in-process", "ip", &args).await?);
+    if let Some(url) = &args.nats_url {
+        let nats: Arc<dyn Transport> = Arc::new(NatsTransport::connect(url, NatsOptions::default()).await?);
+        let measured = measure(&scratch, nats, "nats", "nats", &args).await;
+        delete_stream(url, &format!("TESSERA_BENCHNATS{}", std::process::id())).await;
+        results.extend(measured?);
+        results.push(raw_jetstream_publish(url, args.messages).await?);
+    } else if !args.json {
+        eprintln!("(NATS skipped: pass --nats-url or set TESSERA_BENCH_NATS)");
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Report { bench: "bus", results }.print(args.json)
+}
+
+async fn measure(
+    dir: &std::path::Path,
+    transport: Arc<dyn Transport>,
+    label: &str,
+    tag: &str,
+    args: &BusBenchArgs,
+) -> anyhow::Result<Vec<BenchResult>> {
+    let pipeline = Pipeline::start(dir, transport, tag).await?;
+
+    // Maximum rate: a backlog committed up front, drained end to end.
+    let mut produced = 0;
+    while produced < args.messages {
+        let count = (args.messages - produced).min(1000);
+        pipeline.produce(produced, count).await?;
+        produced += count;
+    }
+    let started = Instant::now();
+    anyhow::ensure!(
+        pipeline.wait_for(produced, Duration::from_secs(300)).await,
+        "{label}: the backlog did not drain"
+    );
+    let elapsed = started.elapsed();
+    let drained = pipeline.meter.reset();
+    let max =
+        BenchResult::new("end to end, backlog drain (msgs/s)", label, 1, args.messages, elapsed, &drained);
+
+    // Half that rate, open loop: a batch every millisecond whatever the latency.
+    let rate = (max.ops_per_sec / 2.0).max(1000.0);
+    let duration = Duration::from_secs_f64(args.seconds.max(0.5));
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let first = produced;
+    while started.elapsed() < duration {
+        tick.tick().await;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let due = first + (rate * started.elapsed().as_secs_f64()) as u64;
+        if due > produced {
+            pipeline.produce(produced, due - produced).await?;
+            produced = due;
+        }
+    }
+    anyhow::ensure!(
+        pipeline.wait_for(produced, Duration::from_secs(60)).await,
+        "{label}: the half-load run did not finish"
+    );
+    let half = pipeline.meter.reset();
+    let half_result = BenchResult::new(
+        "end to end at half the maximum rate (msgs/s)",
+        label,
+        1,
+        produced - first,
+        started.elapsed(),
+        &half,
+    );
+    pipeline.stop().await;
+    Ok(vec![max, half_result])
+}
+
+async fn delete_stream(url: &str, name: &str) {
+    if let Ok(client) = async_nats::connect(url).await {
+        let _ = jetstream::new(client).delete_stream(name).await;
+    }
+}
+
+/// The limit underneath: async publishes to one stream with up to 1024 acknowledgements
+/// outstanding, no store involved.
+async fn raw_jetstream_publish(url: &str, messages: u64) -> anyhow::Result<BenchResult> {
+    let client = async_nats::connect(url).await?;
+    let context = jetstream::new(client);
+    let name = format!("TESSERA_RAW{}", std::process::id());
+    let subject = format!("tesseraraw{}", std::process::id());
+    context
+        .get_or_create_stream(jetstream::stream::Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            ..Default::default()
+        })
+        .await?;
+    let payload = bytes::Bytes::from_static(br#"{"n":1,"sku":"SKU-0001","quantity":1}"#);
+    let mut latency = latency_histogram();
+    let mut in_flight = std::collections::VecDeque::new();
+    let started = Instant::now();
+    for _ in 0..messages {
+        if in_flight.len() >= 1024 {
+            let (sent, ack): (Instant, jetstream::context::PublishAckFuture) =
+                in_flight.pop_front().expect("non-empty");
+            ack.await?;
+            latency.record(super::report::micros(sent.elapsed()))?;
+        }
+        in_flight.push_back((Instant::now(), context.publish(subject.clone(), payload.clone()).await?));
+    }
+    for (sent, ack) in in_flight {
+        ack.await?;
+        latency.record(super::report::micros(sent.elapsed()))?;
+    }
+    let elapsed = started.elapsed();
+    let _ = context.delete_stream(&name).await;
+    Ok(BenchResult::new("raw JetStream async publish (msgs/s)", "nats", 1, messages, elapsed, &latency))
+}
