@@ -73,10 +73,9 @@ impl Relay {
         Self { service: service.into(), store, transport, options }
     }
 
-    /// Runs until `shutdown` becomes true; then finishes the publishes in flight.
+    /// Runs until `shutdown` becomes true.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
         let lease_name = format!("tessera.relay.{}", self.service);
-        let mut last_prune = Instant::now();
         while !*shutdown.borrow() {
             let Some(lease) = self.store.try_lease(&lease_name).await? else {
                 // Another replica publishes; wait and try again.
@@ -86,76 +85,81 @@ impl Relay {
                 }
                 continue;
             };
-            while lease.is_held() && !*shutdown.borrow() {
-                let published = match self.publish_pending().await {
-                    Ok(published) => published,
-                    Err(error) => {
-                        tracing::warn!(service = %self.service, %error, "relay round failed; retrying");
-                        tokio::time::sleep(self.options.poll).await;
-                        continue;
-                    }
-                };
-                if last_prune.elapsed() >= self.options.prune_every {
-                    last_prune = Instant::now();
-                    if let Err(error) = self.store.prune_outbox(self.options.retention).await {
-                        tracing::warn!(service = %self.service, %error, "outbox prune failed");
-                    }
-                }
-                if published == 0 {
-                    tokio::select! {
-                        () = self.store.outbox_committed() => {}
-                        () = tokio::time::sleep(self.options.poll) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                }
+            if let Err(error) = self.lead(&lease, &mut shutdown).await {
+                tracing::warn!(service = %self.service, %error, "relay failed; starting over from the oldest unsent row");
+                tokio::time::sleep(self.options.poll).await;
             }
         }
         Ok(())
     }
 
-    /// Publishes everything unsent, keeping up to `window` acknowledgements outstanding, and
-    /// marks rows sent as their acknowledgements arrive. Returns how many were published.
-    pub async fn publish_pending(&self) -> Result<usize> {
+    /// Publishes continuously while holding the lease: new rows go out while earlier ones
+    /// await their acknowledgements (up to `window`), and acknowledged rows are marked sent
+    /// in one commit per burst. Any error ends the round; the next one starts again from the
+    /// oldest unsent row, so nothing is skipped (a republished message meets the inbox).
+    async fn lead(&self, lease: &tessera_store::Lease, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
         let mut in_flight = FuturesOrdered::new();
-        let mut after = 0;
-        let mut published = 0;
         let mut acknowledged = Vec::new();
-        loop {
-            let rows = self.store.outbox_unsent(after, self.options.batch).await?;
-            let Some(last) = rows.last() else { break };
-            after = last.position;
-            for row in rows {
-                while in_flight.len() >= self.options.window {
-                    if let Some(done) = in_flight.next().await {
-                        self.settle(done, &mut acknowledged).await?;
-                    }
+        let mut after = 0;
+        let mut last_prune = Instant::now();
+        while lease.is_held() && !*shutdown.borrow() {
+            let room = self.options.window.saturating_sub(in_flight.len());
+            let mut published = 0;
+            if room > 0 {
+                for row in self.store.outbox_unsent(after, self.options.batch.min(room)).await? {
+                    after = row.position;
+                    let ack = self.transport.publish(&row.envelope).await?;
+                    in_flight.push_back(async move { (row, ack.await) });
+                    published += 1;
                 }
-                let ack = self.transport.publish(&row.envelope).await?;
-                published += 1;
-                in_flight.push_back(async move { (row, ack.await) });
             }
-            self.flush(&mut acknowledged).await?;
+            if published > 0 && in_flight.len() < self.options.window {
+                // More may be waiting: read again before sleeping, but first take any
+                // acknowledgements that are already in.
+                self.settle_ready(&mut in_flight, &mut acknowledged).await?;
+                continue;
+            }
+            tokio::select! {
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.settle(done, &mut acknowledged)?;
+                    self.settle_ready(&mut in_flight, &mut acknowledged).await?;
+                }
+                () = self.store.outbox_committed(), if in_flight.len() < self.options.window => {}
+                () = tokio::time::sleep(self.options.poll) => {}
+                _ = shutdown.changed() => {}
+            }
+            if last_prune.elapsed() >= self.options.prune_every {
+                last_prune = Instant::now();
+                if let Err(error) = self.store.prune_outbox(self.options.retention).await {
+                    tracing::warn!(service = %self.service, %error, "outbox prune failed");
+                }
+            }
         }
-        while let Some(done) = in_flight.next().await {
-            self.settle(done, &mut acknowledged).await?;
-        }
-        self.flush(&mut acknowledged).await?;
-        Ok(published)
+        // Shutting down or deposed: mark what was acknowledged; the rest stays unsent.
+        self.flush(&mut acknowledged).await
     }
 
-    async fn settle(
+    /// Takes every acknowledgement already available, then marks those rows sent at once.
+    async fn settle_ready<F>(
         &self,
-        (row, outcome): (OutboxMessage, Result<()>),
+        in_flight: &mut FuturesOrdered<F>,
         acknowledged: &mut Vec<u64>,
-    ) -> Result<()> {
+    ) -> Result<()>
+    where
+        F: Future<Output = (OutboxMessage, Result<()>)>,
+    {
+        while let Some(Some(done)) = futures_util::FutureExt::now_or_never(in_flight.next()) {
+            self.settle(done, acknowledged)?;
+        }
+        self.flush(acknowledged).await
+    }
+
+    fn settle(&self, (row, outcome): (OutboxMessage, Result<()>), acknowledged: &mut Vec<u64>) -> Result<()> {
         outcome?;
         if let Some(hook) = &self.options.after_publish {
             hook(&row.envelope);
         }
         acknowledged.push(row.position);
-        if acknowledged.len() >= 256 {
-            self.flush(acknowledged).await?;
-        }
         Ok(())
     }
 

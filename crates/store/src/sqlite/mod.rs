@@ -54,6 +54,8 @@ impl Default for SqliteOptions {
 pub(crate) struct SqliteBackend {
     jobs: mpsc::Sender<Job>,
     readers: Arc<ReadPool>,
+    /// Dropped with the backend, which ends the checkpoint thread.
+    _checkpoint_stop: std::sync::mpsc::Sender<()>,
 }
 
 impl SqliteBackend {
@@ -78,6 +80,11 @@ impl SqliteBackend {
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
         let (jobs, queue) = mpsc::channel(options.queue_depth.max(1));
+        let (checkpoint_stop, checkpoint_stopped) = std::sync::mpsc::channel::<()>();
+        let checkpoint_connection = open_connection(&path, &options, false)?;
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_in_background(&checkpoint_connection, &checkpoint_stopped))?;
         let max_batch = options.max_batch.max(1);
         std::thread::Builder::new()
             .name(format!(
@@ -85,7 +92,11 @@ impl SqliteBackend {
                 path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
             ))
             .spawn(move || writer::run(connection, queue, max_batch, clock))?;
-        Ok(Self { jobs, readers: Arc::new(ReadPool { path, options, idle: Mutex::new(Vec::new()) }) })
+        Ok(Self {
+            jobs,
+            readers: Arc::new(ReadPool { path, options, idle: Mutex::new(Vec::new()) }),
+            _checkpoint_stop: checkpoint_stop,
+        })
     }
 
     async fn read<T, F>(&self, work: F) -> Result<T>
@@ -115,6 +126,11 @@ fn open_connection(path: &Path, options: &SqliteOptions, read_only: bool) -> Res
     connection.busy_timeout(Duration::from_secs(10))?;
     if !read_only {
         connection.pragma_update(None, "journal_mode", "WAL")?;
+        // Checkpoints run on their own connection (below), not inside a unit's commit, where
+        // copying pages back and syncing the database file would stall every waiting unit.
+        connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // After a checkpoint lets the WAL restart, trim the file back to this size.
+        connection.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     }
     let synchronous = match options.synchronous {
         Synchronous::Full => "FULL",
@@ -127,6 +143,17 @@ fn open_connection(path: &Path, options: &SqliteOptions, read_only: bool) -> Res
     connection.pragma_update(None, "cache_size", -32_768)?;
     connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
+}
+
+/// Copies committed WAL frames back into the database every few milliseconds. PASSIVE never
+/// waits for the writer or readers; it copies what it can, and once it has caught up the
+/// writer's next transaction starts the WAL over from the beginning.
+fn checkpoint_in_background(connection: &Connection, stop: &std::sync::mpsc::Receiver<()>) {
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(50)) {
+        if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "background checkpoint failed");
+        }
+    }
 }
 
 fn apply_migrations(connection: &mut Connection, sets: &[MigrationSet], now: Timestamp) -> Result<()> {
