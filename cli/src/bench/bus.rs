@@ -26,10 +26,10 @@ use super::report::{BenchResult, Report, latency_histogram};
 pub struct BusBenchArgs {
     #[arg(long)]
     json: bool,
-    /// Messages for the throughput run.
+    /// Messages for the drain run.
     #[arg(long, default_value_t = 30_000)]
     messages: u64,
-    /// Seconds of the half-load latency run.
+    /// Seconds of the saturated run and of the half-load run.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
     /// NATS server to bench against (a scratch stream is created and deleted).
@@ -182,7 +182,7 @@ pub async fn run(args: BusBenchArgs) -> anyhow::Result<()> {
         let measured = measure(&scratch, nats, "nats", "nats", &args).await;
         delete_stream(url, &format!("TESSERA_BENCHNATS{}", std::process::id())).await;
         results.extend(measured?);
-        results.push(raw_jetstream_publish(url, args.messages).await?);
+        results.push(raw_jetstream_publish(url, 100_000).await?);
     } else if !args.json {
         eprintln!("(NATS skipped: pass --nats-url or set TESSERA_BENCH_NATS)");
     }
@@ -199,22 +199,72 @@ async fn measure(
 ) -> anyhow::Result<Vec<BenchResult>> {
     let pipeline = Pipeline::start(dir, transport, tag).await?;
 
-    // Maximum rate: a backlog committed up front, drained end to end.
-    let mut produced = 0;
-    while produced < args.messages {
-        let count = (args.messages - produced).min(1000);
-        pipeline.produce(produced, count).await?;
-        produced += count;
+    // Drain: a backlog committed up front, then consumed end to end; the relay, transport
+    // and subscriber alone, with the producer idle.
+    let mut backlog = 0;
+    while backlog < args.messages {
+        let count = (args.messages - backlog).min(1000);
+        pipeline.produce(500_000_000 + backlog, count).await?;
+        backlog += count;
     }
     let started = Instant::now();
     anyhow::ensure!(
-        pipeline.wait_for(produced, Duration::from_secs(300)).await,
+        pipeline.wait_for(backlog, Duration::from_secs(300)).await,
         "{label}: the backlog did not drain"
     );
-    let elapsed = started.elapsed();
+    let drain_elapsed = started.elapsed();
     let drained = pipeline.meter.reset();
-    let max =
-        BenchResult::new("end to end, backlog drain (msgs/s)", label, 1, args.messages, elapsed, &drained);
+    let drain =
+        BenchResult::new("end to end, backlog drain (msgs/s)", label, 1, backlog, drain_elapsed, &drained);
+    let applied_by_drain = pipeline.meter.applied.load(Ordering::Acquire);
+
+    // Maximum rate: producers commit as fast as they can while the pipeline consumes; the
+    // consumer's commit rate over the window is what the whole chain sustains.
+    let pipeline = Arc::new(pipeline);
+    let produced_total = Arc::new(AtomicU64::new(0));
+    let producing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let applied_base = applied_by_drain;
+    let producers: Vec<_> = (0..2)
+        .map(|p| {
+            let (pipeline, produced_total, producing) =
+                (pipeline.clone(), produced_total.clone(), producing.clone());
+            tokio::spawn(async move {
+                let mut n = p * 1_000_000_000;
+                while producing.load(Ordering::Acquire) {
+                    // Keep the backlog bounded so the window measures flow, not a queue.
+                    let applied = pipeline.meter.applied.load(Ordering::Acquire) - applied_base;
+                    if produced_total.load(Ordering::Acquire) > applied + 20_000 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    pipeline.produce(n, 200).await?;
+                    n += 200;
+                    produced_total.fetch_add(200, Ordering::AcqRel);
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pipeline.meter.reset();
+    let window = Duration::from_secs_f64(args.seconds.max(0.5));
+    let applied_before = pipeline.meter.applied.load(Ordering::Acquire);
+    let started = Instant::now();
+    tokio::time::sleep(window).await;
+    let applied = pipeline.meter.applied.load(Ordering::Acquire) - applied_before;
+    let elapsed = started.elapsed();
+    let saturated = pipeline.meter.reset();
+    producing.store(false, Ordering::Release);
+    for producer in producers {
+        producer.await??;
+    }
+    let mut produced = produced_total.load(Ordering::Acquire) + applied_by_drain;
+    anyhow::ensure!(
+        pipeline.wait_for(produced, Duration::from_secs(120)).await,
+        "{label}: the backlog did not drain"
+    );
+    pipeline.meter.reset();
+    let max = BenchResult::new("end to end, saturated (msgs/s)", label, 2, applied, elapsed, &saturated);
 
     // Half that rate, open loop: a batch every millisecond whatever the latency.
     let rate = (max.ops_per_sec / 2.0).max(1000.0);
@@ -223,12 +273,14 @@ async fn measure(
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let first = produced;
+    let mut next = 2_000_000_000;
     while started.elapsed() < duration {
         tick.tick().await;
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let due = first + (rate * started.elapsed().as_secs_f64()) as u64;
         if due > produced {
-            pipeline.produce(produced, due - produced).await?;
+            pipeline.produce(next, due - produced).await?;
+            next += due - produced;
             produced = due;
         }
     }
@@ -245,8 +297,11 @@ async fn measure(
         started.elapsed(),
         &half,
     );
-    pipeline.stop().await;
-    Ok(vec![max, half_result])
+    match Arc::try_unwrap(pipeline) {
+        Ok(pipeline) => pipeline.stop().await,
+        Err(_) => anyhow::bail!("{label}: the pipeline is still shared"),
+    }
+    Ok(vec![drain, max, half_result])
 }
 
 async fn delete_stream(url: &str, name: &str) {
