@@ -3,10 +3,12 @@
 //! It keeps nothing durable, so it acknowledges a publish only when every consumer of the
 //! source has acknowledged the message, that is, committed its effect. Until then the outbox
 //! row stays unsent; after a crash the relay publishes it again and the inbox drops the
-//! duplicate. The outbox is the durable log.
+//! duplicate: the outbox is the durable log. Consumers are declared when their `Subscriber` is
+//! built, before any relay runs; a message for a source nobody declared is acknowledged at
+//! once (docs/decisions/0002-in-process-delivery.md).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -26,18 +28,33 @@ impl InProcessTransport {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// The durable queue of one consumer, created on first use.
+    fn queue(&self, spec: &ConsumerSpec) -> Arc<Queue> {
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        let queues = sources.entry(spec.source.clone()).or_default();
+        if let Some(queue) = queues.iter().find(|q| q.name == spec.subscriber) {
+            return queue.clone();
+        }
+        let queue = Arc::new(Queue { name: spec.subscriber.clone(), ..Queue::default() });
+        queues.push(queue.clone());
+        queue
+    }
 }
 
 /// One durable consumer's queue.
 #[derive(Debug, Default)]
 struct Queue {
     name: String,
+    /// Always sorted by `seq`: a redelivered message goes back to its place.
     pending: Mutex<VecDeque<Pending>>,
+    next_seq: AtomicU64,
     arrived: Notify,
 }
 
 #[derive(Debug)]
 struct Pending {
+    seq: u64,
     envelope: Envelope,
     delivered: u64,
     outstanding: Arc<Outstanding>,
@@ -61,13 +78,22 @@ impl Outstanding {
 }
 
 impl Queue {
-    fn push_back(&self, pending: Pending) {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner).push_back(pending);
+    fn push_new(&self, envelope: Envelope, outstanding: Arc<Outstanding>) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        // Sequence numbers are taken under the lock, so the queue stays sorted.
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        pending.push_back(Pending { seq, envelope, delivered: 0, outstanding });
+        drop(pending);
         self.arrived.notify_one();
     }
 
-    fn push_front(&self, pending: Pending) {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner).push_front(pending);
+    /// Puts an unacknowledged message back in publish order (several may come back at once,
+    /// in any order, when a consumer drops what it held).
+    fn requeue(&self, returned: Pending) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = pending.partition_point(|p| p.seq < returned.seq);
+        pending.insert(at, returned);
+        drop(pending);
         self.arrived.notify_one();
     }
 
@@ -96,11 +122,7 @@ impl Transport for InProcessTransport {
         let outstanding =
             Arc::new(Outstanding { remaining: AtomicUsize::new(queues.len()), done: Mutex::new(Some(done)) });
         for queue in queues {
-            queue.push_back(Pending {
-                envelope: envelope.clone(),
-                delivered: 0,
-                outstanding: outstanding.clone(),
-            });
+            queue.push_new(envelope.clone(), outstanding.clone());
         }
         Ok(Box::pin(async move {
             // A dropped sender means the transport went away with the message unacknowledged.
@@ -109,17 +131,11 @@ impl Transport for InProcessTransport {
     }
 
     async fn consume(&self, spec: &ConsumerSpec) -> Result<Box<dyn Consumer>> {
-        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
-        let queues = sources.entry(spec.source.clone()).or_default();
-        let queue = match queues.iter().find(|q| q.name == spec.subscriber) {
-            Some(queue) => queue.clone(),
-            None => {
-                let queue = Arc::new(Queue { name: spec.subscriber.clone(), ..Queue::default() });
-                queues.push(queue.clone());
-                queue
-            }
-        };
-        Ok(Box::new(InProcessConsumer { queue }))
+        Ok(Box::new(InProcessConsumer { queue: self.queue(spec) }))
+    }
+
+    fn declare(&self, spec: &ConsumerSpec) {
+        self.queue(spec);
     }
 }
 
@@ -172,7 +188,7 @@ impl Acker for InProcessAcker {
 impl Drop for InProcessAcker {
     fn drop(&mut self) {
         if let Some(pending) = self.pending.take() {
-            self.queue.push_front(pending);
+            self.queue.requeue(pending);
         }
     }
 }

@@ -77,8 +77,16 @@ impl Relay {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
         let lease_name = format!("tessera.relay.{}", self.service);
         while !*shutdown.borrow() {
-            let Some(lease) = self.store.try_lease(&lease_name).await? else {
-                // Another replica publishes; wait and try again.
+            let lease = match self.store.try_lease(&lease_name).await {
+                Ok(lease) => lease,
+                Err(error) => {
+                    // The database is away (a failover, a restart): keep trying.
+                    tracing::warn!(service = %self.service, %error, "cannot ask for the relay lease");
+                    None
+                }
+            };
+            let Some(lease) = lease else {
+                // Another replica publishes, or the database is away; wait and try again.
                 tokio::select! {
                     () = tokio::time::sleep(self.options.poll) => {}
                     _ = shutdown.changed() => {}

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use tessera_kernel::Envelope;
 use tessera_store::{Store, StoreError, UnitOfWork};
 use tokio::sync::{mpsc, watch};
@@ -122,6 +123,9 @@ impl Subscriber {
         options: SubscriberOptions,
     ) -> Self {
         let spec = ConsumerSpec { ack_wait: options.ack_wait, ..ConsumerSpec::new(service, source) };
+        // Declared now, not when `run` gets going, so that nothing published in between is
+        // missed (the in-process transport keeps messages only for declared consumers).
+        transport.declare(&spec);
         let consumer = format!("{}__{}", spec.subscriber, spec.source);
         Self { spec, transport, lane: Arc::new(Lane { consumer, store, handler, upcasters, options }) }
     }
@@ -139,17 +143,31 @@ impl Subscriber {
             .map(|_| {
                 let (sender, mut receiver) = mpsc::unbounded_channel::<Delivery>();
                 let lane = self.lane.clone();
+                let stop = shutdown.clone();
                 let task = tokio::spawn(async move {
-                    let mut group = Vec::new();
-                    while let Some(delivery) = receiver.recv().await {
-                        group.push(delivery);
+                    let mut carried: Option<Delivery> = None;
+                    loop {
+                        let first = match carried.take() {
+                            Some(delivery) => delivery,
+                            None => match receiver.recv().await {
+                                Some(delivery) => delivery,
+                                None => break,
+                            },
+                        };
+                        let mut group = vec![first];
+                        // One message per key in a group: a handler must see the effects of
+                        // the message before it, and a unit only reads committed data.
                         while group.len() < lane.options.group {
                             match receiver.try_recv() {
-                                Ok(delivery) => group.push(delivery),
+                                Ok(next) if group.iter().any(|d| d.envelope.key == next.envelope.key) => {
+                                    carried = Some(next);
+                                    break;
+                                }
+                                Ok(next) => group.push(next),
                                 Err(_) => break,
                             }
                         }
-                        lane.process_group(std::mem::take(&mut group)).await;
+                        lane.process_group(group, &stop).await;
                     }
                 });
                 (sender, task)
@@ -165,8 +183,11 @@ impl Subscriber {
                 Ok(deliveries) => {
                     for delivery in deliveries {
                         let lane = lane_of(&delivery.envelope.key, lanes.len());
-                        // A lane only stops when its sender is dropped, below.
-                        let _ = lanes[lane].0.send(delivery);
+                        // A lane stops only when its sender is dropped, below, or if its task
+                        // died; then the delivery goes back unacknowledged and comes again.
+                        if lanes[lane].0.send(delivery).is_err() {
+                            return Err(crate::error::BusError::Closed);
+                        }
                     }
                 }
                 Err(error) => {
@@ -176,7 +197,7 @@ impl Subscriber {
             }
             if last_dead_letter_poll.elapsed() >= options.dead_letter_poll {
                 last_dead_letter_poll = Instant::now();
-                if let Err(error) = self.lane.retry_dead_letters().await {
+                if let Err(error) = self.lane.retry_dead_letters(&shutdown).await {
                     tracing::warn!(consumer = %self.lane.consumer, %error, "dead-letter retry failed");
                 }
             }
@@ -200,10 +221,10 @@ impl Lane {
     /// failure (a duplicate, a handler error, an upcasting error) sends the whole group down
     /// the one-by-one path, which sorts out each message; the group's unit is never committed,
     /// so nothing is applied twice.
-    async fn process_group(&self, group: Vec<Delivery>) {
+    async fn process_group(&self, group: Vec<Delivery>, shutdown: &watch::Receiver<bool>) {
         if group.len() == 1 {
             for delivery in group {
-                self.process(delivery).await;
+                self.process(delivery, shutdown).await;
             }
             return;
         }
@@ -216,7 +237,7 @@ impl Lane {
                 break;
             };
             unit.record_inbox(envelope.id);
-            if self.handler.handle(&envelope, &mut unit).await.is_err() {
+            if self.handle(&envelope, &mut unit).await.is_err() {
                 whole = false;
                 break;
             }
@@ -232,16 +253,34 @@ impl Lane {
             return;
         }
         for delivery in group {
-            self.process(delivery).await;
+            self.process(delivery, shutdown).await;
         }
     }
 
-    async fn process(&self, delivery: Delivery) {
+    /// The handler, with a panic turned into an ordinary failure: a panicking handler must
+    /// not take its lane (and every key hashed to it) down with it.
+    async fn handle(&self, envelope: &Envelope, unit: &mut UnitOfWork) -> Result<(), String> {
+        match std::panic::AssertUnwindSafe(self.handler.handle(envelope, unit)).catch_unwind().await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                Err(format!("handler panicked: {what}"))
+            }
+        }
+    }
+
+    async fn process(&self, delivery: Delivery, shutdown: &watch::Receiver<bool>) {
         let envelope = match self.upcasters.upcast(delivery.envelope.clone()) {
             Ok(envelope) => envelope,
             Err(error) => {
-                self.park(&delivery.envelope, &error.to_string(), 1).await;
-                self.acknowledge(delivery).await;
+                if self.park(&delivery.envelope, &error.to_string(), 1, shutdown).await {
+                    self.acknowledge(delivery).await;
+                }
                 return;
             }
         };
@@ -265,13 +304,19 @@ impl Lane {
                     attempts += 1;
                     if attempts >= self.options.max_attempts {
                         tracing::warn!(consumer = %self.consumer, id = %envelope.id, %error, attempts, "parking as a dead letter");
-                        self.park(&envelope, &error, attempts).await;
+                        if !self.park(&envelope, &error, attempts, shutdown).await {
+                            return;
+                        }
                         break;
                     }
                     tracing::debug!(consumer = %self.consumer, id = %envelope.id, %error, attempts, "handler failed; retrying");
                     attempts
                 }
             };
+            if *shutdown.borrow() {
+                // Leave it unacknowledged: it is delivered again after the restart.
+                return;
+            }
             delivery.in_progress().await;
             tokio::time::sleep(self.backoff(failure)).await;
         }
@@ -290,7 +335,7 @@ impl Lane {
     async fn apply(&self, envelope: &Envelope, dead_letter: Option<i64>) -> Result<(), Failure> {
         let mut unit = self.store.begin();
         unit.record_inbox(envelope.id);
-        self.handler.handle(envelope, &mut unit).await.map_err(|e| Failure::Failed(e.to_string()))?;
+        self.handle(envelope, &mut unit).await.map_err(Failure::Failed)?;
         if let Some(id) = dead_letter {
             dead_letter::resolve(&mut unit, id);
         }
@@ -302,8 +347,15 @@ impl Lane {
         }
     }
 
-    /// Parks the message, retrying until the store takes it: dropping it would lose it.
-    async fn park(&self, envelope: &Envelope, error: &str, attempts: u32) {
+    /// Parks the message, retrying until the store takes it (dropping it would lose it) or
+    /// shutdown begins; returns whether it was parked, that is, may be acknowledged.
+    async fn park(
+        &self,
+        envelope: &Envelope,
+        error: &str,
+        attempts: u32,
+        shutdown: &watch::Receiver<bool>,
+    ) -> bool {
         let mut tries = 0;
         loop {
             let mut unit = self.store.begin();
@@ -319,7 +371,8 @@ impl Lane {
                 Err(e) => Err(e.to_string()),
             };
             match parked {
-                Ok(()) => return,
+                Ok(()) => return true,
+                Err(_) if *shutdown.borrow() => return false,
                 Err(reason) => {
                     tries += 1;
                     tracing::error!(consumer = %self.consumer, id = %envelope.id, %reason, "cannot park dead letter; retrying");
@@ -329,14 +382,14 @@ impl Lane {
         }
     }
 
-    async fn retry_dead_letters(&self) -> Result<()> {
+    async fn retry_dead_letters(&self, shutdown: &watch::Receiver<bool>) -> Result<()> {
         for letter in dead_letter::due_for_retry(&self.store, &self.consumer).await? {
-            self.retry(letter).await?;
+            self.retry(letter, shutdown).await?;
         }
         Ok(())
     }
 
-    async fn retry(&self, letter: DeadLetter) -> Result<()> {
+    async fn retry(&self, letter: DeadLetter, shutdown: &watch::Receiver<bool>) -> Result<()> {
         let outcome = match self.upcasters.upcast(letter.envelope.clone()) {
             Ok(envelope) => self.apply(&envelope, Some(letter.id)).await,
             Err(error) => Err(Failure::Failed(error.to_string())),
@@ -347,7 +400,7 @@ impl Lane {
                 dead_letter::drop_dead_letter(&self.store, letter.id).await?;
             }
             Err(Failure::Transient(error) | Failure::Failed(error)) => {
-                self.park(&letter.envelope, &error, 1).await;
+                self.park(&letter.envelope, &error, 1, shutdown).await;
             }
         }
         Ok(())

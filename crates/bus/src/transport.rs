@@ -22,6 +22,11 @@ pub trait Transport: Send + Sync + fmt::Debug {
 
     /// Opens (creating if needed) the durable consumer `spec.subscriber` of `spec.source`.
     async fn consume(&self, spec: &ConsumerSpec) -> Result<Box<dyn Consumer>>;
+
+    /// Declares a consumer ahead of `consume`, synchronously, so that messages published from
+    /// now on are kept for it. `Subscriber::new` calls it; a transport whose server keeps
+    /// messages anyway (NATS) has nothing to do.
+    fn declare(&self, _spec: &ConsumerSpec) {}
 }
 
 /// One durable consumer: a subscribing service reading one source service's messages. Replicas

@@ -44,6 +44,9 @@ conformance!(
     a_restarted_subscriber_resumes_from_its_durable_position,
     headers_carry_correlation_causation_trace_and_subject,
     old_payload_versions_are_upcast_before_the_handler_sees_them,
+    a_panicking_handler_parks_its_message_and_its_lane_keeps_working,
+    a_handler_sees_the_committed_effect_of_the_previous_message_of_its_key,
+    messages_published_before_the_subscriber_runs_are_kept_for_it,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -289,4 +292,74 @@ async fn old_payload_versions_are_upcast_before_the_handler_sees_them(world: Wor
     relay.stop().await;
     subscriber.stop().await;
     let _ = MessageId::generate(&UuidV7Gen);
+}
+
+async fn a_panicking_handler_parks_its_message_and_its_lane_keeps_working(world: World) {
+    let subscriber = world.subscriber(TestHandler::new(), Upcasters::new(), fast_subscriber());
+    let relay = world.relay(fast_relay());
+    let mut falls_over = world.envelope("shaky", 0, false);
+    falls_over.payload["panic"] = json!(true);
+    let mut messages = vec![falls_over.clone()];
+    // The same key (the same lane) and others, after it.
+    messages.extend((1..20).map(|i| world.envelope(if i % 2 == 0 { "shaky" } else { "steady" }, i, false)));
+    world.produce(&messages).await;
+    assert_eq!(world.wait_for_effects(19, WAIT).await.len(), 19, "the lane survived the panic");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let letters = loop {
+        let letters = list_dead_letters(&world.consumer, None).await.expect("list");
+        if !letters.is_empty() || tokio::time::Instant::now() > deadline {
+            break letters;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].envelope.id, falls_over.id);
+    assert!(letters[0].error.contains("handler panicked: the handler fell over"), "{}", letters[0].error);
+    relay.stop().await;
+    subscriber.stop().await;
+}
+
+/// Messages of one key arrive in a burst, so a lane has many queued at once: each handler must
+/// still see what the previous message of its key committed.
+async fn a_handler_sees_the_committed_effect_of_the_previous_message_of_its_key(world: World) {
+    let messages: Vec<_> = (0..300).map(|i| world.envelope(&format!("reader-{}", i % 3), i, false)).collect();
+    world.produce(&messages).await;
+    let subscriber = world.subscriber(TestHandler::new(), Upcasters::new(), fast_subscriber());
+    let relay = world.relay(fast_relay());
+    let effects = world.wait_for_effects(300, WAIT).await;
+    assert_eq!(effects.len(), 300);
+    let mut per_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for effect in effects {
+        per_key.entry(effect.key).or_default().push(effect.previous);
+    }
+    for (key, previous) in per_key {
+        assert_eq!(previous, (0..100).collect::<Vec<_>>(), "{key}: a handler missed an earlier effect");
+    }
+    relay.stop().await;
+    subscriber.stop().await;
+}
+
+/// The relay may start before the subscriber's loop: what it publishes in between is kept for
+/// the subscriber (declared when it was built), not acknowledged into the void.
+async fn messages_published_before_the_subscriber_runs_are_kept_for_it(world: World) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let subscriber = tessera_bus::Subscriber::new(
+        "consumer",
+        world.source.clone(),
+        world.consumer.clone(),
+        world.transport.clone(),
+        TestHandler::new(),
+        std::sync::Arc::new(Upcasters::new()),
+        fast_subscriber(),
+    );
+    let relay = world.relay(fast_relay());
+    let messages: Vec<_> = (0..10).map(|i| world.envelope("early", i, false)).collect();
+    world.produce(&messages).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let running = tokio::spawn(subscriber.run(stopped));
+    let effects = world.wait_for_effects(10, WAIT).await;
+    assert_eq!(effects.iter().map(|e| e.seq).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+    stop.send(true).expect("stop");
+    running.await.expect("task").expect("subscriber");
+    relay.stop().await;
 }

@@ -114,6 +114,11 @@ impl UnitOfWork {
         Ok((state, slice.expected()))
     }
 
+    /// Reads the service's own tables as committed (this unit's writes are not visible yet).
+    pub async fn query(&self, statement: Statement) -> Result<Vec<crate::model::Row>> {
+        self.store.query(statement).await
+    }
+
     /// Appends events; the commit fails with `Conflict` if the stream is not at `expected`.
     pub fn append(
         &mut self,

@@ -27,8 +27,8 @@ pub const EFFECTS: MigrationSet = MigrationSet {
     migrations: &[Migration {
         version: 1,
         name: "effects",
-        sqlite: "CREATE TABLE effects (id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, key TEXT NOT NULL, seq BIGINT NOT NULL, payload TEXT NOT NULL);",
-        postgres: "CREATE TABLE effects (id BIGSERIAL PRIMARY KEY, message_id TEXT NOT NULL, key TEXT NOT NULL, seq BIGINT NOT NULL, payload TEXT NOT NULL);",
+        sqlite: "CREATE TABLE effects (id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, key TEXT NOT NULL, seq BIGINT NOT NULL, payload TEXT NOT NULL, previous BIGINT NOT NULL);",
+        postgres: "CREATE TABLE effects (id BIGSERIAL PRIMARY KEY, message_id TEXT NOT NULL, key TEXT NOT NULL, seq BIGINT NOT NULL, payload TEXT NOT NULL, previous BIGINT NOT NULL);",
     }],
 };
 
@@ -178,7 +178,7 @@ impl World {
 
 pub async fn effects(store: &Store) -> Vec<Effect> {
     store
-        .query(Statement::new("SELECT message_id, key, seq, payload FROM effects ORDER BY id"))
+        .query(Statement::new("SELECT message_id, key, seq, payload, previous FROM effects ORDER BY id"))
         .await
         .expect("effects")
         .iter()
@@ -187,6 +187,7 @@ pub async fn effects(store: &Store) -> Vec<Effect> {
             key: row.text("key").expect("key").to_owned(),
             seq: row.int("seq").expect("seq"),
             payload: row.text("payload").expect("payload").to_owned(),
+            previous: row.int("previous").expect("previous"),
         })
         .collect()
 }
@@ -208,6 +209,8 @@ pub struct Effect {
     pub key: String,
     pub seq: i64,
     pub payload: String,
+    /// How many effects of the same key the handler saw committed before this one.
+    pub previous: i64,
 }
 
 /// Records one effect row per message; refuses "poison" messages until cured; can fail the
@@ -241,6 +244,9 @@ impl Handler for TestHandler {
         if message.payload["poison"].as_bool() == Some(true) && !self.cured.load(Ordering::SeqCst) {
             return Err("poison message: the handler cannot apply it".into());
         }
+        if message.payload["panic"].as_bool() == Some(true) {
+            panic!("the handler fell over");
+        }
         let attempt = {
             let mut attempts = self.attempts.lock().expect("attempts");
             let n = attempts.entry(message.id.to_string()).or_default();
@@ -250,12 +256,22 @@ impl Handler for TestHandler {
         if attempt <= self.fail_first {
             return Err(format!("induced failure {attempt}").into());
         }
+        // A read-then-write handler: it must see the effect of the previous message of its key.
+        let previous = unit
+            .query(
+                Statement::new("SELECT count(*) AS n FROM effects WHERE key = $1").bind(message.key.as_str()),
+            )
+            .await?[0]
+            .int("n")?;
         unit.execute(
-            Statement::new("INSERT INTO effects (message_id, key, seq, payload) VALUES ($1, $2, $3, $4)")
-                .bind(message.id.to_string())
-                .bind(message.key.as_str())
-                .bind(message.payload["seq"].as_i64().unwrap_or(-1))
-                .bind(message.payload.to_string()),
+            Statement::new(
+                "INSERT INTO effects (message_id, key, seq, payload, previous) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(message.id.to_string())
+            .bind(message.key.as_str())
+            .bind(message.payload["seq"].as_i64().unwrap_or(-1))
+            .bind(message.payload.to_string())
+            .bind(previous),
         );
         Ok(())
     }
