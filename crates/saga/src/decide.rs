@@ -1,0 +1,526 @@
+//! The pure part: what a saga does next, given its state and what just happened.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A command a step sends (or its compensation): for which service, which message, with
+/// what payload. The engine adds the saga id and step to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Command {
+    pub target: String,
+    pub name: String,
+    pub payload: Value,
+}
+
+pub struct Step {
+    pub name: &'static str,
+    /// How long to wait for the reply to the step's command (and to its compensation).
+    pub timeout: Duration,
+    /// Builds the step's command from the saga's data.
+    pub action: fn(&Value) -> Command,
+    /// Builds the command that undoes the step; `None` for a step with nothing to undo. It
+    /// must be safe to run when the step's command had no effect (after a timeout, nobody
+    /// knows whether it had).
+    pub compensation: Option<fn(&Value) -> Command>,
+}
+
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Step")
+            .field("name", &self.name)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+pub struct SagaDefinition {
+    pub name: &'static str,
+    pub steps: Vec<Step>,
+    /// Failed compensation attempts after which the saga is flagged stuck (it keeps retrying).
+    pub stuck_after: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting for the reply to `step`'s command.
+    Running,
+    /// Undoing: waiting for the reply to `step`'s compensation.
+    Compensating,
+    /// Every step succeeded.
+    Completed,
+    /// A step failed and everything before it was undone.
+    Compensated,
+}
+
+impl Status {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Completed | Status::Compensated)
+    }
+}
+
+/// A saga instance as persisted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SagaState {
+    pub id: String,
+    pub data: Value,
+    pub status: Status,
+    pub step: usize,
+    /// Failed attempts of the current compensation.
+    pub attempt: u32,
+    /// Why the saga is compensating or compensated.
+    pub reason: Option<String>,
+    /// Set while a compensation keeps failing: the saga cannot make progress on its own.
+    pub stuck: Option<String>,
+    /// The engine's handle on the pending timer, to cancel it when the saga moves on.
+    #[serde(default)]
+    pub pending_timer: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The step (or compensation) happened; `data` is merged into the saga's data.
+    Succeeded {
+        data: Option<Value>,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerPurpose {
+    /// No reply came in time.
+    Timeout,
+    /// Time to send a failed compensation again.
+    Retry,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    Reply { step: usize, compensation: bool, outcome: Outcome },
+    Timer { step: usize, compensation: bool, attempt: u32, purpose: TimerPurpose },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimerRequest {
+    pub step: usize,
+    pub compensation: bool,
+    pub attempt: u32,
+    pub purpose: TimerPurpose,
+    pub after: Duration,
+}
+
+/// What to do: the new state, the commands to send (tagged with step and whether they
+/// compensate), and the timer that replaces any pending one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub state: SagaState,
+    pub send: Vec<(usize, bool, Command)>,
+    pub timer: Option<TimerRequest>,
+    /// False when the input was stale or a duplicate: nothing changed.
+    pub changed: bool,
+}
+
+impl Decision {
+    fn unchanged(state: SagaState) -> Self {
+        Self { state, send: Vec::new(), timer: None, changed: false }
+    }
+}
+
+/// A new saga: send the first step's command and wait for it.
+pub fn start(definition: &SagaDefinition, id: String, data: Value) -> Decision {
+    let state = SagaState {
+        id,
+        data,
+        status: Status::Running,
+        step: 0,
+        attempt: 0,
+        reason: None,
+        stuck: None,
+        pending_timer: None,
+    };
+    if definition.steps.is_empty() {
+        return Decision {
+            state: SagaState { status: Status::Completed, ..state },
+            send: Vec::new(),
+            timer: None,
+            changed: true,
+        };
+    }
+    run_step(definition, state, 0)
+}
+
+/// The next move of `state` after `input`.
+pub fn decide(definition: &SagaDefinition, state: SagaState, input: Input) -> Decision {
+    match (state.status, input) {
+        (Status::Running, Input::Reply { step, compensation: false, outcome }) if step == state.step => {
+            match outcome {
+                Outcome::Succeeded { data } => {
+                    let mut state = state;
+                    merge(&mut state.data, data);
+                    if step + 1 == definition.steps.len() {
+                        let state = SagaState { status: Status::Completed, ..state };
+                        Decision { state, send: Vec::new(), timer: None, changed: true }
+                    } else {
+                        run_step(definition, state, step + 1)
+                    }
+                }
+                // The step's command failed, so it had no effect: undo the ones before it.
+                Outcome::Failed { reason } => compensate_from(definition, state, step.checked_sub(1), reason),
+            }
+        }
+        (Status::Running, Input::Timer { step, compensation: false, purpose: TimerPurpose::Timeout, .. })
+            if step == state.step =>
+        {
+            // Nobody knows whether it happened: undo it too.
+            let reason = format!("step {} timed out", definition.steps[step].name);
+            compensate_from(definition, state, Some(step), reason)
+        }
+        (Status::Compensating, Input::Reply { step, compensation: true, outcome }) if step == state.step => {
+            match outcome {
+                Outcome::Succeeded { .. } => {
+                    let reason = state.reason.clone().unwrap_or_default();
+                    let state = SagaState { stuck: None, ..state };
+                    compensate_from(definition, state, step.checked_sub(1), reason)
+                }
+                Outcome::Failed { reason } => retry_later(definition, state, reason),
+            }
+        }
+        (Status::Compensating, Input::Timer { step, compensation: true, attempt, purpose })
+            if step == state.step && attempt == state.attempt =>
+        {
+            match purpose {
+                TimerPurpose::Timeout => retry_later(definition, state, "no reply in time".to_owned()),
+                TimerPurpose::Retry => send_compensation(definition, state),
+            }
+        }
+        // A late, duplicate or stale input: the saga has moved on.
+        (_, _) => Decision::unchanged(state),
+    }
+}
+
+fn merge(data: &mut Value, update: Option<Value>) {
+    match (data, update) {
+        (Value::Object(data), Some(Value::Object(update))) => data.extend(update),
+        (data, Some(update)) if !update.is_null() => *data = update,
+        _ => {}
+    }
+}
+
+fn run_step(definition: &SagaDefinition, state: SagaState, step: usize) -> Decision {
+    let definition_step = &definition.steps[step];
+    let command = (definition_step.action)(&state.data);
+    let state = SagaState { status: Status::Running, step, attempt: 0, ..state };
+    Decision {
+        state,
+        send: vec![(step, false, command)],
+        timer: Some(TimerRequest {
+            step,
+            compensation: false,
+            attempt: 0,
+            purpose: TimerPurpose::Timeout,
+            after: definition_step.timeout,
+        }),
+        changed: true,
+    }
+}
+
+/// Compensates the highest step at or below `from` that has a compensation.
+fn compensate_from(
+    definition: &SagaDefinition,
+    state: SagaState,
+    from: Option<usize>,
+    reason: String,
+) -> Decision {
+    let next = from.and_then(|from| (0..=from).rev().find(|&i| definition.steps[i].compensation.is_some()));
+    match next {
+        None => {
+            let state = SagaState { status: Status::Compensated, reason: Some(reason), stuck: None, ..state };
+            Decision { state, send: Vec::new(), timer: None, changed: true }
+        }
+        Some(step) => {
+            let state =
+                SagaState { status: Status::Compensating, step, attempt: 0, reason: Some(reason), ..state };
+            send_compensation(definition, state)
+        }
+    }
+}
+
+fn send_compensation(definition: &SagaDefinition, state: SagaState) -> Decision {
+    let step = &definition.steps[state.step];
+    let Some(compensation) = step.compensation else {
+        // compensate_from only lands on steps with a compensation.
+        return Decision::unchanged(state);
+    };
+    let command = compensation(&state.data);
+    let timer = TimerRequest {
+        step: state.step,
+        compensation: true,
+        attempt: state.attempt,
+        purpose: TimerPurpose::Timeout,
+        after: step.timeout,
+    };
+    Decision { send: vec![(state.step, true, command)], timer: Some(timer), state, changed: true }
+}
+
+/// A compensation failed: try again after a backoff, and flag the saga stuck past the limit.
+fn retry_later(definition: &SagaDefinition, mut state: SagaState, reason: String) -> Decision {
+    state.attempt += 1;
+    if state.attempt >= definition.stuck_after {
+        state.stuck = Some(format!(
+            "compensation of step {} failed {} times; last: {reason}",
+            definition.steps[state.step].name, state.attempt
+        ));
+    }
+    let exponent = state.attempt.saturating_sub(1).min(16);
+    let after = definition.retry_base.saturating_mul(2u32.saturating_pow(exponent)).min(definition.retry_max);
+    let timer = TimerRequest {
+        step: state.step,
+        compensation: true,
+        attempt: state.attempt,
+        purpose: TimerPurpose::Retry,
+        after,
+    };
+    Decision { state, send: Vec::new(), timer: Some(timer), changed: true }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn command(name: &str) -> Command {
+        Command { target: "svc".into(), name: name.into(), payload: json!({}) }
+    }
+
+    /// Place order: reserve stock (undo: release), authorise payment (undo: void), confirm.
+    fn place_order() -> SagaDefinition {
+        SagaDefinition {
+            name: "place_order",
+            steps: vec![
+                Step {
+                    name: "reserve",
+                    timeout: Duration::from_secs(5),
+                    action: |_| command("inventory.ReserveStock"),
+                    compensation: Some(|_| command("inventory.ReleaseStock")),
+                },
+                Step {
+                    name: "authorise",
+                    timeout: Duration::from_secs(5),
+                    action: |_| command("payments.AuthorisePayment"),
+                    compensation: Some(|_| command("payments.VoidPayment")),
+                },
+                Step {
+                    name: "confirm",
+                    timeout: Duration::from_secs(5),
+                    action: |_| command("orders.Confirm"),
+                    compensation: None,
+                },
+            ],
+            stuck_after: 3,
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_secs(10),
+        }
+    }
+
+    fn ok(step: usize) -> Input {
+        Input::Reply { step, compensation: false, outcome: Outcome::Succeeded { data: None } }
+    }
+
+    fn failed(step: usize) -> Input {
+        Input::Reply { step, compensation: false, outcome: Outcome::Failed { reason: "declined".into() } }
+    }
+
+    fn undone(step: usize) -> Input {
+        Input::Reply { step, compensation: true, outcome: Outcome::Succeeded { data: None } }
+    }
+
+    fn undo_failed(step: usize) -> Input {
+        Input::Reply { step, compensation: true, outcome: Outcome::Failed { reason: "network".into() } }
+    }
+
+    fn sent(decision: &Decision) -> Vec<&str> {
+        decision.send.iter().map(|(_, _, c)| c.name.as_str()).collect()
+    }
+
+    /// given the inputs so far, when `input`, then the decision.
+    fn given(inputs: &[Input]) -> SagaState {
+        let definition = place_order();
+        let mut state = start(&definition, "s-1".into(), json!({"order": 1})).state;
+        for input in inputs {
+            state = decide(&definition, state, input.clone()).state;
+        }
+        state
+    }
+
+    #[test]
+    fn start_sends_the_first_command_and_waits_for_it() {
+        let decision = start(&place_order(), "s-1".into(), json!({}));
+        assert_eq!(sent(&decision), vec!["inventory.ReserveStock"]);
+        assert_eq!(decision.timer.as_ref().map(|t| (t.step, t.purpose)), Some((0, TimerPurpose::Timeout)));
+    }
+
+    #[test]
+    fn every_step_succeeding_completes_the_saga_and_merges_reply_data() {
+        let definition = place_order();
+        let state = given(&[ok(0)]);
+        let decision = decide(
+            &definition,
+            state,
+            Input::Reply {
+                step: 1,
+                compensation: false,
+                outcome: Outcome::Succeeded { data: Some(json!({"auth": "A1"})) },
+            },
+        );
+        assert_eq!(sent(&decision), vec!["orders.Confirm"]);
+        assert_eq!(decision.state.data, json!({"order": 1, "auth": "A1"}));
+        let done = decide(&definition, decision.state, ok(2));
+        assert_eq!(done.state.status, Status::Completed);
+        assert!(done.send.is_empty() && done.timer.is_none());
+    }
+
+    #[test]
+    fn a_declined_payment_releases_the_stock_and_ends_compensated() {
+        let definition = place_order();
+        let decision = decide(&definition, given(&[ok(0)]), failed(1));
+        assert_eq!(sent(&decision), vec!["inventory.ReleaseStock"], "the failed step itself is not undone");
+        assert_eq!(decision.state.status, Status::Compensating);
+        let done = decide(&definition, decision.state, undone(0));
+        assert_eq!(done.state.status, Status::Compensated);
+        assert_eq!(done.state.reason.as_deref(), Some("declined"));
+    }
+
+    #[test]
+    fn a_timed_out_step_is_undone_too_in_reverse_order() {
+        let definition = place_order();
+        let timeout =
+            Input::Timer { step: 1, compensation: false, attempt: 0, purpose: TimerPurpose::Timeout };
+        let decision = decide(&definition, given(&[ok(0)]), timeout);
+        assert_eq!(sent(&decision), vec!["payments.VoidPayment"]);
+        let next = decide(&definition, decision.state, undone(1));
+        assert_eq!(sent(&next), vec!["inventory.ReleaseStock"]);
+        let done = decide(&definition, next.state, undone(0));
+        assert_eq!(done.state.status, Status::Compensated);
+        assert_eq!(done.state.reason.as_deref(), Some("step authorise timed out"));
+    }
+
+    #[test]
+    fn a_failing_first_step_needs_no_compensation() {
+        let decision = decide(&place_order(), given(&[]), failed(0));
+        assert_eq!(decision.state.status, Status::Compensated);
+        assert!(decision.send.is_empty());
+    }
+
+    #[test]
+    fn a_failing_compensation_is_retried_with_backoff_and_flagged_stuck() {
+        let definition = place_order();
+        let mut state = decide(&definition, given(&[ok(0)]), failed(1)).state;
+        let mut waits = Vec::new();
+        for attempt in 1..=3 {
+            let decision = decide(&definition, state, undo_failed(0));
+            let timer = decision.timer.clone().expect("retry timer");
+            assert_eq!((timer.purpose, timer.attempt), (TimerPurpose::Retry, attempt));
+            waits.push(timer.after);
+            // The retry timer resends the compensation.
+            let retry = Input::Timer { step: 0, compensation: true, attempt, purpose: TimerPurpose::Retry };
+            let resent = decide(&definition, decision.state, retry);
+            assert_eq!(sent(&resent), vec!["inventory.ReleaseStock"]);
+            state = resent.state;
+        }
+        assert_eq!(
+            waits,
+            vec![Duration::from_millis(100), Duration::from_millis(200), Duration::from_millis(400)]
+        );
+        assert!(state.stuck.as_deref().is_some_and(|s| s.contains("failed 3 times")), "{:?}", state.stuck);
+        let recovered = decide(&definition, state, undone(0));
+        assert_eq!(recovered.state.status, Status::Compensated);
+        assert_eq!(recovered.state.stuck, None, "no longer stuck once it went through");
+    }
+
+    #[test]
+    fn late_and_duplicate_inputs_change_nothing() {
+        let definition = place_order();
+        let state = given(&[ok(0)]);
+        for stale in [
+            ok(0),
+            failed(0),
+            undone(0),
+            Input::Timer { step: 0, compensation: false, attempt: 0, purpose: TimerPurpose::Timeout },
+        ] {
+            let decision = decide(&definition, state.clone(), stale);
+            assert!(!decision.changed);
+            assert_eq!(decision.state, state);
+        }
+        let done = given(&[ok(0), ok(1), ok(2)]);
+        assert!(!decide(&definition, done, failed(2)).changed, "a completed saga stays completed");
+    }
+
+    proptest! {
+        /// Whatever the outcomes, a saga ends completed (every step succeeded, nothing undone)
+        /// or compensated, having undone exactly the compensable steps it started before the
+        /// failure (and the failed step if it timed out), in reverse order.
+        #[test]
+        fn compensations_undo_exactly_what_was_done_in_reverse(
+            outcomes in prop::collection::vec(0u8..3, 3),
+            compensation_failures in prop::collection::vec(0u32..4, 3),
+        ) {
+            let definition = place_order();
+            let mut decision = start(&definition, "p".into(), json!({}));
+            let mut compensations = Vec::new();
+            let mut failed_at = None;
+            for _ in 0..64 {
+                let state = decision.state.clone();
+                if state.status.is_terminal() {
+                    break;
+                }
+                let input = match state.status {
+                    Status::Running => match outcomes[state.step] {
+                        0 => ok(state.step),
+                        1 => { failed_at = Some((state.step, false)); failed(state.step) }
+                        _ => {
+                            failed_at = Some((state.step, true));
+                            Input::Timer { step: state.step, compensation: false, attempt: 0, purpose: TimerPurpose::Timeout }
+                        }
+                    },
+                    _ => {
+                        if state.attempt < compensation_failures[state.step] {
+                            if decision.timer.as_ref().is_some_and(|t| t.purpose == TimerPurpose::Retry) {
+                                Input::Timer { step: state.step, compensation: true, attempt: state.attempt, purpose: TimerPurpose::Retry }
+                            } else {
+                                undo_failed(state.step)
+                            }
+                        } else {
+                            undone(state.step)
+                        }
+                    }
+                };
+                decision = decide(&definition, state, input);
+                for (step, compensation, _) in &decision.send {
+                    if *compensation && compensations.last().is_none_or(|last| last != step) {
+                        compensations.push(*step);
+                    }
+                }
+            }
+            prop_assert!(decision.state.status.is_terminal());
+            let expected: Vec<usize> = match failed_at {
+                None => Vec::new(),
+                Some((step, timed_out)) => {
+                    let top = if timed_out { step as isize } else { step as isize - 1 };
+                    (0..=top).rev().map(|i| i as usize).filter(|&i| definition.steps[i].compensation.is_some()).collect()
+                }
+            };
+            prop_assert_eq!(decision.state.status == Status::Completed, failed_at.is_none());
+            prop_assert_eq!(compensations, expected);
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! The engine: applies the pure decisions to a service's store. Saga state, the commands a
+//! decision sends (outbox) and its timer (durable timers) are written in the caller's unit of
+//! work, the one that also records the inbox, so a reply is applied exactly once and a crash
+//! never leaves a command unsent or sent twice.
+//!
+//! Wire protocol: every command carries `"saga": {"name", "id", "step", "compensation"}` in its
+//! payload; a reply echoes that object and adds `"ok"`, and `"reason"` or `"data"`.
+//! [`SagaEngine::reply`] builds such a reply for the service that handled the command.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageId, MessageKind, Timestamp};
+use tessera_store::{Migration, MigrationSet, Row, Statement, Store, StoreError, UnitOfWork};
+
+use crate::decide::{self, Decision, Input, Outcome, SagaDefinition, SagaState, Status, TimerPurpose};
+
+/// Include in the store of every service that orchestrates sagas.
+pub const MIGRATIONS: MigrationSet = MigrationSet {
+    scope: "tessera.saga",
+    migrations: &[Migration {
+        version: 1,
+        name: "sagas",
+        sqlite: "CREATE TABLE tessera_sagas (
+                saga_id TEXT PRIMARY KEY, saga TEXT NOT NULL, status TEXT NOT NULL, stuck TEXT,
+                state TEXT NOT NULL, version BIGINT NOT NULL, started_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL);
+            CREATE INDEX tessera_sagas_open ON tessera_sagas (saga, status);",
+        postgres: "CREATE TABLE tessera_sagas (
+                saga_id TEXT PRIMARY KEY, saga TEXT NOT NULL, status TEXT NOT NULL, stuck TEXT,
+                state TEXT NOT NULL, version BIGINT NOT NULL, started_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL);
+            CREATE INDEX tessera_sagas_open ON tessera_sagas (saga, status);",
+    }],
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("saga {0} is stored in a form this build cannot read: {1}")]
+    Corrupt(String, String),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// One saga as listed for operators.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SagaSummary {
+    pub id: String,
+    pub saga: String,
+    pub status: Status,
+    pub step: usize,
+    pub reason: Option<String>,
+    pub stuck: Option<String>,
+    pub started_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+pub struct SagaEngine {
+    service: String,
+    definition: Arc<SagaDefinition>,
+    physical: Arc<dyn Clock>,
+    clock: HybridClock,
+    ids: Arc<dyn IdGen>,
+}
+
+impl std::fmt::Debug for SagaEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SagaEngine")
+            .field("service", &self.service)
+            .field("saga", &self.definition.name)
+            .finish()
+    }
+}
+
+impl SagaEngine {
+    /// `clock` must be the store's clock: timers fall due by it.
+    pub fn new(
+        service: impl Into<String>,
+        definition: SagaDefinition,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGen>,
+    ) -> Self {
+        Self {
+            service: service.into(),
+            definition: Arc::new(definition),
+            clock: HybridClock::new(clock.clone()),
+            physical: clock,
+            ids,
+        }
+    }
+
+    fn timer_name(&self) -> String {
+        format!("{}.SagaTimer", self.service)
+    }
+
+    /// Starts saga `id` with `data` in `unit`: the first command goes out when it commits.
+    pub fn start(
+        &self,
+        unit: &mut UnitOfWork,
+        id: &str,
+        data: Value,
+        cause: Option<&Envelope>,
+    ) -> Result<SagaState> {
+        let decision = decide::start(&self.definition, id.to_owned(), data);
+        self.apply(unit, decision, None, cause)
+    }
+
+    /// Applies a reply to one of this saga's commands. `Ok(false)`: not a reply for this saga
+    /// (another handler's business). Stale and duplicate replies are accepted and change nothing.
+    pub async fn handle_reply(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<bool> {
+        let tag = &message.payload["saga"];
+        if tag["name"].as_str() != Some(self.definition.name) {
+            return Ok(false);
+        }
+        let (Some(id), Some(step)) = (tag["id"].as_str(), tag["step"].as_u64()) else { return Ok(false) };
+        let compensation = tag["compensation"].as_bool().unwrap_or(false);
+        let outcome = if message.payload["ok"].as_bool() == Some(true) {
+            Outcome::Succeeded { data: message.payload.get("data").cloned() }
+        } else {
+            let reason = message.payload["reason"].as_str().unwrap_or("the step failed").to_owned();
+            Outcome::Failed { reason }
+        };
+        let Some((state, version)) = self.load(unit, id).await? else {
+            tracing::warn!(saga = self.definition.name, id, "reply for an unknown saga ignored");
+            return Ok(true);
+        };
+        let step = usize::try_from(step).unwrap_or(usize::MAX);
+        let decision = decide::decide(&self.definition, state, Input::Reply { step, compensation, outcome });
+        if decision.changed {
+            self.apply(unit, decision, Some(version), Some(message))?;
+        }
+        Ok(true)
+    }
+
+    /// Fires this saga's due timers, each in a unit of its own; returns how many it applied.
+    /// A timer whose saga moved on is just marked fired.
+    pub async fn fire_due_timers(&self, store: &Store, limit: usize) -> Result<usize> {
+        let mut fired = 0;
+        for timer in store.due_timers(limit).await? {
+            let payload = &timer.envelope.payload;
+            if timer.envelope.name != self.timer_name()
+                || payload["saga"].as_str() != Some(self.definition.name)
+            {
+                continue;
+            }
+            let Some(id) = payload["saga_id"].as_str() else { continue };
+            let input = Input::Timer {
+                step: payload["step"].as_u64().and_then(|s| usize::try_from(s).ok()).unwrap_or(usize::MAX),
+                compensation: payload["compensation"].as_bool().unwrap_or(false),
+                attempt: payload["attempt"].as_u64().and_then(|a| u32::try_from(a).ok()).unwrap_or(u32::MAX),
+                purpose: serde_json::from_value(payload["purpose"].clone()).unwrap_or(TimerPurpose::Timeout),
+            };
+            let mut unit = store.begin();
+            unit.fire_timer(timer.id);
+            if let Some((state, version)) = self.load(&unit, id).await? {
+                let decision = decide::decide(&self.definition, state, input);
+                if decision.changed {
+                    self.apply(&mut unit, decision, Some(version), Some(&timer.envelope))?;
+                }
+            }
+            match unit.commit().await {
+                Ok(_) => fired += 1,
+                // Another unit fired it, or the saga moved on meanwhile: it is due again next
+                // time round, or gone.
+                Err(StoreError::TimerNotPending(_) | StoreError::Rejected { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(fired)
+    }
+
+    /// Builds the reply to a saga command, for the service that handled it.
+    pub fn reply(
+        command: &Envelope,
+        ids: &dyn IdGen,
+        at: tessera_kernel::HlcTimestamp,
+        result: Result<Option<Value>, String>,
+    ) -> Envelope {
+        let mut payload = json!({ "saga": command.payload["saga"].clone() });
+        match result {
+            Ok(data) => {
+                payload["ok"] = json!(true);
+                if let Some(data) = data {
+                    payload["data"] = data;
+                }
+            }
+            Err(reason) => {
+                payload["ok"] = json!(false);
+                payload["reason"] = json!(reason);
+            }
+        }
+        let reply_name = format!(
+            "{}.{}Replied",
+            command.target.as_deref().unwrap_or_default(),
+            command.name.rsplit('.').next().unwrap_or_default()
+        );
+        Envelope::new(
+            ids,
+            MessageKind::Reply,
+            reply_name,
+            command.target.clone().unwrap_or_default(),
+            command.key.clone(),
+            at,
+            payload,
+        )
+        .to_target(command.source.clone())
+        .caused_by(command)
+    }
+
+    async fn load(&self, unit: &UnitOfWork, id: &str) -> Result<Option<(SagaState, i64)>> {
+        let rows = unit
+            .query(
+                Statement::new("SELECT state, version FROM tessera_sagas WHERE saga_id = $1 AND saga = $2")
+                    .bind(id)
+                    .bind(self.definition.name),
+            )
+            .await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let state: SagaState = serde_json::from_str(row.text("state")?)
+            .map_err(|e| EngineError::Corrupt(id.to_owned(), e.to_string()))?;
+        Ok(Some((state, row.int("version")?)))
+    }
+
+    fn apply(
+        &self,
+        unit: &mut UnitOfWork,
+        decision: Decision,
+        version: Option<i64>,
+        cause: Option<&Envelope>,
+    ) -> Result<SagaState> {
+        let Decision { mut state, send, timer, .. } = decision;
+        if let Some(pending) = state.pending_timer.take()
+            && let Ok(id) = pending.parse::<MessageId>()
+        {
+            unit.cancel_timer(id);
+        }
+        for (step, compensation, command) in send {
+            let mut payload = command.payload;
+            if !payload.is_object() {
+                payload = json!({ "value": payload });
+            }
+            payload["saga"] = json!({ "name": self.definition.name, "id": state.id, "step": step, "compensation": compensation });
+            let mut envelope = Envelope::new(
+                &*self.ids,
+                MessageKind::Command,
+                command.name,
+                self.service.clone(),
+                state.id.clone(),
+                self.clock.now(),
+                payload,
+            )
+            .to_target(command.target);
+            if let Some(cause) = cause {
+                envelope = envelope.caused_by(cause);
+            }
+            unit.send(&envelope)?;
+        }
+        if let Some(timer) = timer {
+            let payload = json!({
+                "saga": self.definition.name, "saga_id": state.id, "step": timer.step,
+                "compensation": timer.compensation, "attempt": timer.attempt, "purpose": timer.purpose,
+            });
+            let envelope = Envelope::new(
+                &*self.ids,
+                MessageKind::Command,
+                self.timer_name(),
+                self.service.clone(),
+                state.id.clone(),
+                self.clock.now(),
+                payload,
+            )
+            .to_target(self.service.clone());
+            unit.schedule(&envelope, self.physical.now().saturating_add(timer.after))?;
+            state.pending_timer = Some(envelope.id.to_string());
+        }
+        let json = serde_json::to_string(&state)
+            .map_err(|e| EngineError::Corrupt(state.id.clone(), e.to_string()))?;
+        let now = i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX);
+        let status = serde_json::to_value(state.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let statement = match version {
+            None => Statement::new(
+                "INSERT INTO tessera_sagas (saga_id, saga, status, stuck, state, version, started_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
+            )
+            .bind(state.id.as_str())
+            .bind(self.definition.name)
+            .bind(status)
+            .bind(state.stuck.clone())
+            .bind(json)
+            .bind(now),
+            Some(version) => Statement::new(
+                "UPDATE tessera_sagas SET status = $3, stuck = $4, state = $5, version = version + 1, updated_at = $6
+                 WHERE saga_id = $1 AND version = $2",
+            )
+            .bind(state.id.as_str())
+            .bind(version)
+            .bind(status)
+            .bind(state.stuck.clone())
+            .bind(json)
+            .bind(now)
+            // Two inputs raced for this saga: the loser's unit rolls back and is retried.
+            .expect_rows(1, "saga_changed_concurrently"),
+        };
+        unit.execute(statement);
+        Ok(state)
+    }
+
+    /// Sagas of this kind, optionally only those with `status`, oldest first.
+    pub async fn list(&self, store: &Store, status: Option<Status>) -> Result<Vec<SagaSummary>> {
+        let mut sql =
+            "SELECT saga_id, saga, state, started_at, updated_at FROM tessera_sagas WHERE saga = $1"
+                .to_owned();
+        let mut statement_status = None;
+        if let Some(status) = status {
+            sql.push_str(" AND status = $2");
+            statement_status = serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned));
+        }
+        sql.push_str(" ORDER BY started_at, saga_id");
+        let mut statement = Statement::new(sql).bind(self.definition.name);
+        if let Some(status) = statement_status {
+            statement = statement.bind(status);
+        }
+        store.query(statement).await?.iter().map(summary).collect()
+    }
+
+    /// Sagas whose compensation keeps failing: the ones an operator must look at.
+    pub async fn stuck(&self, store: &Store) -> Result<Vec<SagaSummary>> {
+        let statement = Statement::new(
+            "SELECT saga_id, saga, state, started_at, updated_at FROM tessera_sagas
+             WHERE saga = $1 AND stuck IS NOT NULL ORDER BY started_at, saga_id",
+        )
+        .bind(self.definition.name);
+        store.query(statement).await?.iter().map(summary).collect()
+    }
+}
+
+fn summary(row: &Row) -> Result<SagaSummary> {
+    let id = row.text("saga_id")?.to_owned();
+    let state: SagaState = serde_json::from_str(row.text("state")?)
+        .map_err(|e| EngineError::Corrupt(id.clone(), e.to_string()))?;
+    let micros = |column| row.int(column).map(|v| Timestamp::from_micros(v.max(0).unsigned_abs()));
+    Ok(SagaSummary {
+        id,
+        saga: row.text("saga")?.to_owned(),
+        status: state.status,
+        step: state.step,
+        reason: state.reason,
+        stuck: state.stuck,
+        started_at: micros("started_at")?,
+        updated_at: micros("updated_at")?,
+    })
+}

@@ -1,0 +1,223 @@
+//! The engine against a real store (SQLite), with a manual clock for timeouts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tessera_kernel::{Envelope, HlcTimestamp, ManualClock, Timestamp, UuidV7Gen};
+use tessera_saga::{Command, SagaDefinition, SagaEngine, Status, Step};
+use tessera_store::{SqliteOptions, Store, StoreConfig};
+use tessera_testkit::TempDataDir;
+
+fn command(target: &str, name: &str) -> Command {
+    Command { target: target.into(), name: name.into(), payload: json!({}) }
+}
+
+fn place_order() -> SagaDefinition {
+    SagaDefinition {
+        name: "place_order",
+        steps: vec![
+            Step {
+                name: "reserve",
+                timeout: Duration::from_secs(5),
+                action: |data| Command {
+                    payload: json!({ "order": data["order"] }),
+                    ..command("inventory", "inventory.ReserveStock")
+                },
+                compensation: Some(|_| command("inventory", "inventory.ReleaseStock")),
+            },
+            Step {
+                name: "authorise",
+                timeout: Duration::from_secs(5),
+                action: |_| command("payments", "payments.AuthorisePayment"),
+                compensation: Some(|_| command("payments", "payments.VoidPayment")),
+            },
+            Step {
+                name: "confirm",
+                timeout: Duration::from_secs(5),
+                action: |_| command("orders", "orders.ConfirmOrder"),
+                compensation: None,
+            },
+        ],
+        stuck_after: 2,
+        retry_base: Duration::from_secs(1),
+        retry_max: Duration::from_secs(30),
+    }
+}
+
+struct Fixture {
+    _dir: TempDataDir,
+    store: Store,
+    clock: Arc<ManualClock>,
+    engine: SagaEngine,
+}
+
+async fn fixture() -> Fixture {
+    let dir = TempDataDir::new();
+    let clock = Arc::new(ManualClock::new(Timestamp::from_micros(1_000_000_000)));
+    let config = StoreConfig::Sqlite { path: dir.file("orders.db"), options: SqliteOptions::default() };
+    let store =
+        Store::open_with_clock(&config, &[tessera_saga::MIGRATIONS], clock.clone()).await.expect("store");
+    let engine = SagaEngine::new("orders", place_order(), clock.clone(), Arc::new(UuidV7Gen));
+    Fixture { _dir: dir, store, clock, engine }
+}
+
+impl Fixture {
+    /// The outbox's commands so far, oldest first, and marks them sent.
+    async fn take_commands(&self) -> Vec<Envelope> {
+        let rows = self.store.outbox_unsent(0, 100).await.expect("outbox");
+        let positions: Vec<u64> = rows.iter().map(|r| r.position).collect();
+        self.store.mark_sent(&positions).await.expect("mark");
+        rows.into_iter().map(|r| r.envelope).collect()
+    }
+
+    async fn answer(&self, command: &Envelope, result: Result<Option<serde_json::Value>, String>) -> bool {
+        let reply = SagaEngine::reply(command, &UuidV7Gen, HlcTimestamp::default(), result);
+        let mut unit = self.store.begin();
+        unit.record_inbox(reply.id);
+        let handled = self.engine.handle_reply(&reply, &mut unit).await.expect("handle");
+        unit.commit().await.expect("commit");
+        handled
+    }
+
+    async fn status(&self) -> (Status, usize) {
+        let sagas = self.engine.list(&self.store, None).await.expect("list");
+        (sagas[0].status, sagas[0].step)
+    }
+}
+
+#[tokio::test]
+async fn a_saga_sends_each_step_in_turn_and_completes() {
+    let f = fixture().await;
+    let mut unit = f.store.begin();
+    f.engine.start(&mut unit, "order-1", json!({ "order": 1 }), None).expect("start");
+    unit.commit().await.expect("commit");
+
+    let commands = f.take_commands().await;
+    assert_eq!(commands.len(), 1);
+    let reserve = &commands[0];
+    assert_eq!(
+        (reserve.name.as_str(), reserve.target.as_deref(), reserve.key.as_str()),
+        ("inventory.ReserveStock", Some("inventory"), "order-1")
+    );
+    assert_eq!(reserve.payload["order"], 1);
+    assert_eq!(
+        reserve.payload["saga"],
+        json!({ "name": "place_order", "id": "order-1", "step": 0, "compensation": false })
+    );
+
+    assert!(f.answer(reserve, Ok(Some(json!({ "reservation": "r-9" })))).await);
+    let authorise = f.take_commands().await.pop().expect("next command");
+    assert_eq!(authorise.name, "payments.AuthorisePayment");
+    assert_eq!(reserve.causation_id, None, "started without a cause");
+    assert_eq!(authorise.correlation_id, reserve.correlation_id, "one correlation through the replies");
+    assert!(
+        authorise.causation_id.is_some_and(|cause| cause != reserve.id),
+        "caused by the reply, not the command"
+    );
+    assert!(f.answer(&authorise, Ok(None)).await);
+    let confirm = f.take_commands().await.pop().expect("next command");
+    assert_eq!(confirm.correlation_id, reserve.correlation_id);
+    assert!(f.answer(&confirm, Ok(None)).await);
+    assert_eq!(f.status().await, (Status::Completed, 2));
+    assert!(f.take_commands().await.is_empty());
+
+    // Earlier timers were cancelled as the saga moved on: nothing fires later.
+    f.clock.advance(Duration::from_secs(3600));
+    assert_eq!(f.engine.fire_due_timers(&f.store, 100).await.expect("timers"), 0);
+    assert!(f.store.due_timers(100).await.expect("due").is_empty());
+}
+
+#[tokio::test]
+async fn a_timed_out_step_is_compensated_in_reverse_and_a_late_reply_changes_nothing() {
+    let f = fixture().await;
+    let mut unit = f.store.begin();
+    f.engine.start(&mut unit, "order-2", json!({ "order": 2 }), None).expect("start");
+    unit.commit().await.expect("commit");
+    let reserve = f.take_commands().await.pop().expect("reserve");
+    f.answer(&reserve, Ok(None)).await;
+    let authorise = f.take_commands().await.pop().expect("authorise");
+
+    f.clock.advance(Duration::from_secs(4));
+    assert_eq!(f.engine.fire_due_timers(&f.store, 100).await.expect("timers"), 0, "not due yet");
+    f.clock.advance(Duration::from_secs(2));
+    assert_eq!(f.engine.fire_due_timers(&f.store, 100).await.expect("timers"), 1);
+    let void = f.take_commands().await.pop().expect("void");
+    assert_eq!(void.name, "payments.VoidPayment", "the timed-out step is undone first");
+    assert_eq!(f.status().await, (Status::Compensating, 1));
+
+    // The authorisation's reply arrives late: ignored.
+    f.answer(&authorise, Ok(None)).await;
+    assert!(f.take_commands().await.is_empty());
+
+    f.answer(&void, Ok(None)).await;
+    let release = f.take_commands().await.pop().expect("release");
+    assert_eq!(release.name, "inventory.ReleaseStock");
+    f.answer(&release, Ok(None)).await;
+    let sagas = f.engine.list(&f.store, Some(Status::Compensated)).await.expect("list");
+    assert_eq!(sagas.len(), 1);
+    assert_eq!(sagas[0].reason.as_deref(), Some("step authorise timed out"));
+}
+
+#[tokio::test]
+async fn a_compensation_that_keeps_failing_is_retried_and_listed_as_stuck() {
+    let f = fixture().await;
+    let mut unit = f.store.begin();
+    f.engine.start(&mut unit, "order-3", json!({}), None).expect("start");
+    unit.commit().await.expect("commit");
+    let reserve = f.take_commands().await.pop().expect("reserve");
+    f.answer(&reserve, Ok(None)).await;
+    let authorise = f.take_commands().await.pop().expect("authorise");
+    f.answer(&authorise, Err("card declined".into())).await;
+    let mut release = f.take_commands().await.pop().expect("release");
+    assert_eq!(release.name, "inventory.ReleaseStock");
+
+    for attempt in 1..=2u64 {
+        f.answer(&release, Err("inventory unavailable".into())).await;
+        assert!(f.take_commands().await.is_empty(), "no resend before the backoff");
+        f.clock.advance(Duration::from_secs(1 << attempt));
+        assert_eq!(f.engine.fire_due_timers(&f.store, 100).await.expect("timers"), 1);
+        release = f.take_commands().await.pop().expect("resent");
+        assert_eq!(release.name, "inventory.ReleaseStock");
+    }
+    let stuck = f.engine.stuck(&f.store).await.expect("stuck");
+    assert_eq!(stuck.len(), 1);
+    assert!(
+        stuck[0].stuck.as_deref().is_some_and(|s| s.contains("inventory unavailable")),
+        "{:?}",
+        stuck[0].stuck
+    );
+
+    f.answer(&release, Ok(None)).await;
+    assert!(f.engine.stuck(&f.store).await.expect("stuck").is_empty());
+    let done = f.engine.list(&f.store, None).await.expect("list");
+    assert_eq!((done[0].status, done[0].reason.as_deref()), (Status::Compensated, Some("card declined")));
+}
+
+#[tokio::test]
+async fn a_duplicate_reply_sends_nothing_twice_and_foreign_messages_are_not_claimed() {
+    let f = fixture().await;
+    let mut unit = f.store.begin();
+    f.engine.start(&mut unit, "order-4", json!({}), None).expect("start");
+    unit.commit().await.expect("commit");
+    let reserve = f.take_commands().await.pop().expect("reserve");
+    let reply = SagaEngine::reply(&reserve, &UuidV7Gen, HlcTimestamp::default(), Ok(None));
+    for _ in 0..2 {
+        let mut unit = f.store.begin();
+        f.engine.handle_reply(&reply, &mut unit).await.expect("handle");
+        unit.commit().await.expect("commit");
+    }
+    assert_eq!(f.take_commands().await.len(), 1, "one authorisation, not two");
+
+    let foreign = Envelope::new(
+        &UuidV7Gen,
+        tessera_kernel::MessageKind::Event,
+        "inventory.StockAdjusted",
+        "inventory",
+        "sku-1",
+        HlcTimestamp::default(),
+        json!({}),
+    );
+    let mut unit = f.store.begin();
+    assert!(!f.engine.handle_reply(&foreign, &mut unit).await.expect("handle"));
+}
