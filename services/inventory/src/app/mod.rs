@@ -1,0 +1,228 @@
+//! The glue between inventory's rules and its store: product administration, and the
+//! handler for the commands the order sagas send.
+
+mod reservations;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tessera_contracts::inventory::{ProductCreated, StockChanged};
+use tessera_contracts::{Currency, Message, Money, Sku};
+use tessera_kernel::{Envelope, HybridClock, IdGen, MessageKind};
+use tessera_store::{Row, Statement, Store, StoreError, UnitOfWork};
+
+use crate::domain::{InventoryError, StockLevel};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Domain(#[from] InventoryError),
+    #[error("a product with sku {0} exists already")]
+    Duplicate(Sku),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
+}
+
+/// A product as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Product {
+    pub sku: Sku,
+    pub name: String,
+    pub description: String,
+    pub price: Money,
+    pub level: StockLevel,
+    pub version: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Inventory {
+    store: Store,
+    ids: Arc<dyn IdGen>,
+    clock: Arc<HybridClock>,
+}
+
+const PRODUCT_COLUMNS: &str = "sku, name, description, price, currency, available, reserved, sold, version";
+
+fn product_from_row(row: &Row) -> Result<Product, AppError> {
+    let corrupt = |e: &dyn std::fmt::Display| AppError::Corrupt(e.to_string());
+    Ok(Product {
+        sku: Sku::parse(row.text("sku")?).map_err(|e| corrupt(&e))?,
+        name: row.text("name")?.to_owned(),
+        description: row.text("description")?.to_owned(),
+        price: Money::new(
+            row.int("price")?,
+            Currency::parse(row.text("currency")?).map_err(|e| corrupt(&e))?,
+        )
+        .map_err(|e| corrupt(&e))?,
+        level: StockLevel {
+            available: row.int("available")?,
+            reserved: row.int("reserved")?,
+            sold: row.int("sold")?,
+        },
+        version: row.int("version")?,
+    })
+}
+
+impl Inventory {
+    pub fn new(store: Store, ids: Arc<dyn IdGen>, clock: Arc<HybridClock>) -> Self {
+        Self { store, ids, clock }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// An event of this service, keyed by sku so consumers see one product's changes in order.
+    pub(crate) fn event<M: Message>(&self, key: &str, message: &M) -> Result<Envelope, AppError> {
+        let payload = serde_json::to_value(message).map_err(|e| AppError::Corrupt(e.to_string()))?;
+        Ok(Envelope::new(
+            &*self.ids,
+            MessageKind::Event,
+            M::NAME,
+            crate::SERVICE,
+            key,
+            self.clock.now(),
+            payload,
+        )
+        .with_version(M::VERSION))
+    }
+
+    pub(crate) fn stock_changed(
+        &self,
+        unit: &mut UnitOfWork,
+        cause: Option<&Envelope>,
+        change: StockChanged,
+    ) -> Result<(), AppError> {
+        let mut event = self.event(change.sku.as_str(), &change)?;
+        if let Some(cause) = cause {
+            event = event.caused_by(cause);
+        }
+        unit.send(&event)?;
+        Ok(())
+    }
+
+    /// Adds a product with its initial stock (recorded as the first adjustment).
+    pub async fn create_product(
+        &self,
+        sku: &Sku,
+        name: &str,
+        description: &str,
+        price: &Money,
+        stock: i64,
+    ) -> Result<(), AppError> {
+        StockLevel::default().adjust(sku, stock)?;
+        let mut unit = self.store.begin();
+        unit.execute(
+            Statement::new(format!(
+                "INSERT INTO products ({PRODUCT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 1)"
+            ))
+            .bind(sku.as_str())
+            .bind(name)
+            .bind(description)
+            .bind(price.amount)
+            .bind(String::from(price.currency.clone()))
+            .bind(stock),
+        );
+        self.record_adjustment(&mut unit, sku, stock, "initial stock");
+        let created = ProductCreated {
+            sku: sku.clone(),
+            name: name.to_owned(),
+            price: price.clone(),
+            available: stock,
+        };
+        unit.send(&self.event(sku.as_str(), &created)?)?;
+        match unit.commit().await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Constraint(_)) => Err(AppError::Duplicate(sku.clone())),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Adds `delta` (negative to remove) to the available stock; returns the new level.
+    pub async fn adjust_stock(&self, sku: &Sku, delta: i64, reason: &str) -> Result<StockLevel, AppError> {
+        let product = self.product(sku).await?.ok_or_else(|| InventoryError::UnknownSku(sku.clone()))?;
+        product.level.adjust(sku, delta)?;
+        let mut unit = self.store.begin();
+        unit.execute(
+            Statement::new(
+                "UPDATE products SET available = available + $2, version = version + 1
+                 WHERE sku = $1 AND available + $2 >= 0",
+            )
+            .bind(sku.as_str())
+            .bind(delta)
+            .expect_rows(1, "stock_below_zero"),
+        );
+        self.record_adjustment(&mut unit, sku, delta, reason);
+        let change = StockChanged {
+            sku: sku.clone(),
+            cause: "adjustment".into(),
+            order_id: None,
+            available_delta: delta,
+            reserved_delta: 0,
+            sold_delta: 0,
+        };
+        self.stock_changed(&mut unit, None, change)?;
+        match unit.commit().await {
+            Ok(_) => {}
+            // Someone reserved in between: judge again on fresh numbers.
+            Err(StoreError::Rejected { .. }) => {
+                let now = self.product(sku).await?.map(|p| p.level).unwrap_or_default();
+                return Err(
+                    InventoryError::BelowZero { sku: sku.clone(), available: now.available, delta }.into()
+                );
+            }
+            Err(error) => return Err(error.into()),
+        }
+        Ok(self.product(sku).await?.map(|p| p.level).unwrap_or_default())
+    }
+
+    fn record_adjustment(&self, unit: &mut UnitOfWork, sku: &Sku, delta: i64, reason: &str) {
+        let at = i64::try_from(self.clock.now().wall().as_micros()).unwrap_or(i64::MAX);
+        unit.execute(
+            Statement::new("INSERT INTO adjustments (sku, delta, reason, at) VALUES ($1, $2, $3, $4)")
+                .bind(sku.as_str())
+                .bind(delta)
+                .bind(reason)
+                .bind(at),
+        );
+    }
+
+    pub async fn product(&self, sku: &Sku) -> Result<Option<Product>, AppError> {
+        let rows = self
+            .store
+            .query(
+                Statement::new(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE sku = $1"))
+                    .bind(sku.as_str()),
+            )
+            .await?;
+        rows.first().map(product_from_row).transpose()
+    }
+
+    pub async fn products(&self) -> Result<Vec<Product>, AppError> {
+        let rows = self
+            .store
+            .query(Statement::new(format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY sku")))
+            .await?;
+        rows.iter().map(product_from_row).collect()
+    }
+
+    /// Per sku: the sum of every adjustment (initial stock included) next to the current level.
+    /// Equal for every sku, always: stock is conserved.
+    pub async fn conservation(&self) -> Result<BTreeMap<Sku, (i64, StockLevel)>, AppError> {
+        let adjustments = self
+            .store
+            .query(Statement::new("SELECT sku, sum(delta) AS total FROM adjustments GROUP BY sku"))
+            .await?;
+        let mut totals = BTreeMap::new();
+        for row in adjustments {
+            let sku = Sku::parse(row.text("sku")?).map_err(|e| AppError::Corrupt(e.to_string()))?;
+            totals.insert(sku, (row.int("total")?, StockLevel::default()));
+        }
+        for product in self.products().await? {
+            totals.entry(product.sku).or_insert((0, StockLevel::default())).1 = product.level;
+        }
+        Ok(totals)
+    }
+}

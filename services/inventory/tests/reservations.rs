@@ -1,0 +1,277 @@
+//! Inventory as a saga participant, end to end through the real bus: an orders store sends
+//! commands through its outbox, relay and the in-process transport; inventory's subscriber
+//! applies them next to its inbox and answers in its own outbox.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tessera_bus::{
+    InProcessTransport, Relay, RelayOptions, Subscriber, SubscriberOptions, Transport, Upcasters,
+};
+use tessera_contracts::inventory::{CommitReservation, ReleaseStock, ReserveStock, Restock};
+use tessera_contracts::{Message, Money, OrderLine, Quantity, Sku};
+use tessera_inventory::domain::{InventoryError, StockLevel};
+use tessera_inventory::{AppError, Inventory};
+use tessera_kernel::{Envelope, HlcTimestamp, HybridClock, MessageKind, SystemClock, UuidV7Gen};
+use tessera_store::{SqliteOptions, Statement, Store, StoreConfig};
+use tessera_testkit::TempDataDir;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+struct Shop {
+    _dir: TempDataDir,
+    orders: Store,
+    inventory: Inventory,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn shop() -> Shop {
+    let dir = TempDataDir::new();
+    let open = |name: &str| StoreConfig::Sqlite {
+        path: dir.file(&format!("{name}.db")),
+        options: SqliteOptions::default(),
+    };
+    let orders = Store::open(&open("orders"), &[]).await.expect("orders store");
+    let inventory_store =
+        Store::open(&open("inventory"), &tessera_inventory::migrations()).await.expect("inventory store");
+    let clock = Arc::new(HybridClock::new(Arc::new(SystemClock)));
+    let inventory = Inventory::new(inventory_store.clone(), Arc::new(UuidV7Gen), clock);
+    let transport: Arc<dyn Transport> = Arc::new(InProcessTransport::new());
+    let (stop, stopped) = watch::channel(false);
+    let subscriber = Subscriber::new(
+        "inventory",
+        "orders",
+        inventory_store,
+        transport.clone(),
+        Arc::new(inventory.clone()),
+        Arc::new(Upcasters::new()),
+        SubscriberOptions {
+            backoff_base: Duration::from_millis(2),
+            max_attempts: 10,
+            ..SubscriberOptions::default()
+        },
+    );
+    let relay = Relay::new(
+        "orders",
+        orders.clone(),
+        transport,
+        RelayOptions { poll: Duration::from_millis(20), ..RelayOptions::default() },
+    );
+    let tasks = vec![
+        tokio::spawn({
+            let stopped = stopped.clone();
+            async move { subscriber.run(stopped).await.expect("subscriber") }
+        }),
+        tokio::spawn(async move { relay.run(stopped).await.expect("relay") }),
+    ];
+    Shop { _dir: dir, orders, inventory, stop, tasks }
+}
+
+fn sku(s: &str) -> Sku {
+    Sku::parse(s).expect("sku")
+}
+
+fn line(s: &str, quantity: i64) -> OrderLine {
+    OrderLine { sku: sku(s), quantity: Quantity::new(quantity).expect("quantity") }
+}
+
+impl Shop {
+    /// Sends a command as the place-order saga would (with its saga tag).
+    async fn send<M: Message>(
+        &self,
+        order_id: Uuid,
+        step: usize,
+        compensation: bool,
+        command: &M,
+    ) -> Envelope {
+        let mut payload = serde_json::to_value(command).expect("payload");
+        payload["saga"] = json!({ "name": "place_order", "id": order_id.to_string(), "step": step, "compensation": compensation });
+        let envelope = Envelope::new(
+            &UuidV7Gen,
+            MessageKind::Command,
+            M::NAME,
+            "orders",
+            order_id.to_string(),
+            HlcTimestamp::default(),
+            payload,
+        )
+        .to_target("inventory");
+        let mut unit = self.orders.begin();
+        unit.send(&envelope).expect("send");
+        unit.commit().await.expect("commit");
+        envelope
+    }
+
+    /// Inventory's reply to `command`, once it is in inventory's outbox.
+    async fn reply_to(&self, command: &Envelope) -> Value {
+        for _ in 0..1000 {
+            let replies = self.inventory.store().outbox_unsent(0, 100_000).await.expect("outbox");
+            if let Some(reply) = replies.iter().find(|m| {
+                m.envelope.kind == MessageKind::Reply && m.envelope.causation_id == Some(command.id)
+            }) {
+                return reply.envelope.payload.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no reply to {}", command.name);
+    }
+
+    async fn level(&self, s: &str) -> StockLevel {
+        self.inventory.product(&sku(s)).await.expect("product").expect("exists").level
+    }
+
+    async fn assert_conserved(&self) {
+        for (sku, (adjusted, level)) in self.inventory.conservation().await.expect("conservation") {
+            assert_eq!(adjusted, level.total(), "{sku}: adjustments {adjusted} vs {level:?}");
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).expect("stop");
+        for task in self.tasks {
+            task.await.expect("task");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_last_unit_is_reserved_by_exactly_one_of_many_concurrent_orders() {
+    let shop = shop().await;
+    shop.inventory
+        .create_product(&sku("LAST-1"), "Last mug", "", &Money::eur(900).expect("money"), 1)
+        .await
+        .expect("create");
+    let mut commands = Vec::new();
+    for _ in 0..24 {
+        let order_id = Uuid::now_v7();
+        commands.push(
+            shop.send(order_id, 0, false, &ReserveStock { order_id, lines: vec![line("LAST-1", 1)] }).await,
+        );
+    }
+    let mut reserved = 0;
+    for command in &commands {
+        let reply = shop.reply_to(command).await;
+        if reply["ok"] == true {
+            reserved += 1;
+            assert_eq!(reply["data"]["total"], json!({"amount": 900, "currency": "EUR"}));
+        } else {
+            assert_eq!(reply["reason"], "out_of_stock");
+        }
+    }
+    assert_eq!(reserved, 1, "sold once, never oversold");
+    assert_eq!(shop.level("LAST-1").await, StockLevel { available: 0, reserved: 1, sold: 0 });
+    shop.assert_conserved().await;
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reservation_is_all_lines_or_none_then_released_committed_and_restocked() {
+    let shop = shop().await;
+    let price = Money::eur(1500).expect("money");
+    shop.inventory.create_product(&sku("TEE-1"), "T-shirt", "cotton", &price, 5).await.expect("create");
+    shop.inventory.create_product(&sku("CAP-1"), "Cap", "", &price, 1).await.expect("create");
+
+    // One short line: nothing is held.
+    let short = Uuid::now_v7();
+    let command = shop
+        .send(
+            short,
+            0,
+            false,
+            &ReserveStock { order_id: short, lines: vec![line("TEE-1", 2), line("CAP-1", 2)] },
+        )
+        .await;
+    assert_eq!(shop.reply_to(&command).await["reason"], "out_of_stock");
+    assert_eq!(shop.level("TEE-1").await.available, 5, "all or nothing");
+
+    // Unknown sku.
+    let unknown = Uuid::now_v7();
+    let command = shop
+        .send(unknown, 0, false, &ReserveStock { order_id: unknown, lines: vec![line("NOPE-1", 1)] })
+        .await;
+    assert_eq!(shop.reply_to(&command).await["reason"], "unknown_sku");
+
+    // Reserve, then release: back where it was; releasing again is a no-op.
+    let released = Uuid::now_v7();
+    let command = shop
+        .send(
+            released,
+            0,
+            false,
+            &ReserveStock { order_id: released, lines: vec![line("TEE-1", 2), line("CAP-1", 1)] },
+        )
+        .await;
+    let reply = shop.reply_to(&command).await;
+    assert_eq!(reply["ok"], true);
+    assert_eq!(reply["data"]["total"]["amount"], 4500);
+    assert_eq!(shop.level("TEE-1").await, StockLevel { available: 3, reserved: 2, sold: 0 });
+    for _ in 0..2 {
+        let command = shop.send(released, 0, true, &ReleaseStock { order_id: released }).await;
+        assert_eq!(shop.reply_to(&command).await["ok"], true);
+    }
+    assert_eq!(shop.level("TEE-1").await, StockLevel { available: 5, reserved: 0, sold: 0 });
+    assert_eq!(shop.level("CAP-1").await, StockLevel { available: 1, reserved: 0, sold: 0 });
+
+    // Reserve, commit (sold), restock (cancelled after confirmation).
+    let sold = Uuid::now_v7();
+    let command =
+        shop.send(sold, 0, false, &ReserveStock { order_id: sold, lines: vec![line("TEE-1", 3)] }).await;
+    assert_eq!(shop.reply_to(&command).await["ok"], true);
+    let command = shop.send(sold, 2, false, &CommitReservation { order_id: sold }).await;
+    assert_eq!(shop.reply_to(&command).await["ok"], true);
+    assert_eq!(shop.level("TEE-1").await, StockLevel { available: 2, reserved: 0, sold: 3 });
+    let command = shop.send(sold, 0, false, &ReleaseStock { order_id: sold }).await;
+    assert_eq!(shop.reply_to(&command).await["ok"], true, "releasing a sold reservation changes nothing");
+    assert_eq!(shop.level("TEE-1").await, StockLevel { available: 2, reserved: 0, sold: 3 });
+    let command = shop.send(sold, 0, false, &Restock { order_id: sold }).await;
+    assert_eq!(shop.reply_to(&command).await["ok"], true);
+    assert_eq!(shop.level("TEE-1").await, StockLevel { available: 5, reserved: 0, sold: 0 });
+
+    // Every change was published as an event with its deltas.
+    let events = shop
+        .inventory
+        .store()
+        .query(Statement::new(
+            "SELECT count(*) AS n FROM tessera_outbox WHERE name = 'inventory.StockChanged'",
+        ))
+        .await
+        .expect("events");
+    assert_eq!(
+        events[0].int("n").expect("n"),
+        7,
+        "2 reserved + 2 released, then 1 reserved + 1 sold + 1 restocked"
+    );
+    shop.assert_conserved().await;
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn product_administration_refuses_duplicates_and_negative_stock() {
+    let shop = shop().await;
+    let price = Money::eur(500).expect("money");
+    shop.inventory.create_product(&sku("PEN-1"), "Pen", "", &price, 3).await.expect("create");
+    assert!(matches!(
+        shop.inventory.create_product(&sku("PEN-1"), "Pen", "", &price, 3).await,
+        Err(AppError::Duplicate(_))
+    ));
+    assert!(matches!(
+        shop.inventory.adjust_stock(&sku("PEN-1"), -4, "stocktake").await,
+        Err(AppError::Domain(InventoryError::BelowZero { available: 3, delta: -4, .. }))
+    ));
+    assert_eq!(
+        shop.inventory.adjust_stock(&sku("PEN-1"), -3, "stocktake").await.expect("adjust").available,
+        0
+    );
+    assert_eq!(
+        shop.inventory.adjust_stock(&sku("PEN-1"), 10, "delivery").await.expect("adjust").available,
+        10
+    );
+    assert!(matches!(
+        shop.inventory.adjust_stock(&sku("NOPE-1"), 1, "x").await,
+        Err(AppError::Domain(InventoryError::UnknownSku(_)))
+    ));
+    shop.assert_conserved().await;
+    shop.stop().await;
+}
