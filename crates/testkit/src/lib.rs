@@ -4,7 +4,11 @@
 //! `SKIPPED` line and pass, so a fresh machine can run the rest; under `CI=true` a missing URL
 //! fails the test instead, so CI can never skip a suite silently.
 
+mod participant;
+
 use std::path::{Path, PathBuf};
+
+pub use participant::Participant;
 
 /// The environment variable naming the PostgreSQL server for tests, e.g.
 /// `postgres://postgres@127.0.0.1:5432`.

@@ -3,70 +3,29 @@
 //! applies them next to its inbox and answers in its own outbox.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
-use tessera_bus::{
-    InProcessTransport, Relay, RelayOptions, Subscriber, SubscriberOptions, Transport, Upcasters,
-};
 use tessera_contracts::inventory::{CommitReservation, ReleaseStock, ReserveStock, Restock};
 use tessera_contracts::{Message, Money, OrderLine, Quantity, Sku};
 use tessera_inventory::domain::{InventoryError, StockLevel};
 use tessera_inventory::{AppError, Inventory};
-use tessera_kernel::{Envelope, HlcTimestamp, HybridClock, MessageKind, SystemClock, UuidV7Gen};
-use tessera_store::{SqliteOptions, Statement, Store, StoreConfig};
-use tessera_testkit::TempDataDir;
-use tokio::sync::watch;
+use tessera_kernel::{Envelope, HybridClock, SystemClock, UuidV7Gen};
+use tessera_store::Statement;
+use tessera_testkit::Participant;
 use uuid::Uuid;
 
 struct Shop {
-    _dir: TempDataDir,
-    orders: Store,
-    inventory: Inventory,
-    stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    participant: Participant,
+    inventory: Arc<Inventory>,
 }
 
 async fn shop() -> Shop {
-    let dir = TempDataDir::new();
-    let open = |name: &str| StoreConfig::Sqlite {
-        path: dir.file(&format!("{name}.db")),
-        options: SqliteOptions::default(),
-    };
-    let orders = Store::open(&open("orders"), &[]).await.expect("orders store");
-    let inventory_store =
-        Store::open(&open("inventory"), &tessera_inventory::migrations()).await.expect("inventory store");
-    let clock = Arc::new(HybridClock::new(Arc::new(SystemClock)));
-    let inventory = Inventory::new(inventory_store.clone(), Arc::new(UuidV7Gen), clock);
-    let transport: Arc<dyn Transport> = Arc::new(InProcessTransport::new());
-    let (stop, stopped) = watch::channel(false);
-    let subscriber = Subscriber::new(
-        "inventory",
-        "orders",
-        inventory_store,
-        transport.clone(),
-        Arc::new(inventory.clone()),
-        Arc::new(Upcasters::new()),
-        SubscriberOptions {
-            backoff_base: Duration::from_millis(2),
-            max_attempts: 10,
-            ..SubscriberOptions::default()
-        },
-    );
-    let relay = Relay::new(
-        "orders",
-        orders.clone(),
-        transport,
-        RelayOptions { poll: Duration::from_millis(20), ..RelayOptions::default() },
-    );
-    let tasks = vec![
-        tokio::spawn({
-            let stopped = stopped.clone();
-            async move { subscriber.run(stopped).await.expect("subscriber") }
-        }),
-        tokio::spawn(async move { relay.run(stopped).await.expect("relay") }),
-    ];
-    Shop { _dir: dir, orders, inventory, stop, tasks }
+    let (participant, inventory) =
+        Participant::start("inventory", &tessera_inventory::migrations(), |store| {
+            Inventory::new(store, Arc::new(UuidV7Gen), Arc::new(HybridClock::new(Arc::new(SystemClock))))
+        })
+        .await;
+    Shop { participant, inventory }
 }
 
 fn sku(s: &str) -> Sku {
@@ -86,36 +45,12 @@ impl Shop {
         compensation: bool,
         command: &M,
     ) -> Envelope {
-        let mut payload = serde_json::to_value(command).expect("payload");
-        payload["saga"] = json!({ "name": "place_order", "id": order_id.to_string(), "step": step, "compensation": compensation });
-        let envelope = Envelope::new(
-            &UuidV7Gen,
-            MessageKind::Command,
-            M::NAME,
-            "orders",
-            order_id.to_string(),
-            HlcTimestamp::default(),
-            payload,
-        )
-        .to_target("inventory");
-        let mut unit = self.orders.begin();
-        unit.send(&envelope).expect("send");
-        unit.commit().await.expect("commit");
-        envelope
+        let payload = serde_json::to_value(command).expect("payload");
+        self.participant.send(&order_id.to_string(), step, compensation, M::NAME, payload).await
     }
 
-    /// Inventory's reply to `command`, once it is in inventory's outbox.
     async fn reply_to(&self, command: &Envelope) -> Value {
-        for _ in 0..1000 {
-            let replies = self.inventory.store().outbox_unsent(0, 100_000).await.expect("outbox");
-            if let Some(reply) = replies.iter().find(|m| {
-                m.envelope.kind == MessageKind::Reply && m.envelope.causation_id == Some(command.id)
-            }) {
-                return reply.envelope.payload.clone();
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("no reply to {}", command.name);
+        self.participant.reply_to(command).await
     }
 
     async fn level(&self, s: &str) -> StockLevel {
@@ -129,10 +64,7 @@ impl Shop {
     }
 
     async fn stop(self) {
-        self.stop.send(true).expect("stop");
-        for task in self.tasks {
-            task.await.expect("task");
-        }
+        self.participant.stop().await;
     }
 }
 

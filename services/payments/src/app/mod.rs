@@ -1,0 +1,460 @@
+//! Payments' glue: tokenisation, and the handler for the order sagas' payment commands. One
+//! payment per order (the table's key), one capture per order (another table's key), and the
+//! network's idempotency keys derived from the order: whatever is redelivered or retried, an
+//! order is never charged twice.
+
+mod network;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use tessera_bus::{Handler, HandlerError};
+use tessera_contracts::payments::{
+    AuthorisePayment, CapturePayment, PaymentAuthorised, PaymentCaptured, PaymentDeclined, PaymentRefunded,
+    RefundPayment, VoidPayment,
+};
+use tessera_contracts::{Currency, Message, Money};
+use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageKind, Timestamp};
+use tessera_saga::SagaEngine;
+use tessera_store::{Row, Statement, Store, StoreError, UnitOfWork};
+use uuid::Uuid;
+
+pub use network::{CardNetwork, NetworkError, NetworkSettings, SimulatedNetwork};
+
+use crate::domain::{CardError, CardProfile, validate_card};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Card(#[from] CardError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A stored payment method, as shown to its owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentMethod {
+    pub token: String,
+    pub customer_id: Uuid,
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: u32,
+    pub exp_year: u32,
+}
+
+/// A payment as stored, per order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub status: String,
+    pub amount: Money,
+    pub last4: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Payments {
+    store: Store,
+    network: Arc<dyn CardNetwork>,
+    ids: Arc<dyn IdGen>,
+    clock: Arc<HybridClock>,
+    physical: Arc<dyn Clock>,
+    /// Attempts against the network per command before the failure is handed back.
+    network_attempts: u32,
+}
+
+/// The civil (year, month) of a timestamp, UTC (Howard Hinnant's days-to-civil).
+fn year_month(at: Timestamp) -> (u32, u32) {
+    let days = i64::try_from(at.as_micros() / 86_400_000_000).unwrap_or(0) + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (u32::try_from(year).unwrap_or(0), u32::try_from(month).unwrap_or(1))
+}
+
+fn payment_from_row(row: &Row) -> Result<Payment, HandlerError> {
+    Ok(Payment {
+        id: row.text("payment_id")?.parse()?,
+        order_id: row.text("order_id")?.parse()?,
+        status: row.text("status")?.to_owned(),
+        amount: Money::new(row.int("amount")?, Currency::parse(row.text("currency")?)?)?,
+        last4: row.text("last4")?.to_owned(),
+        reason: row.opt_text("reason")?.map(str::to_owned),
+    })
+}
+
+impl Payments {
+    pub fn new(
+        store: Store,
+        network: Arc<dyn CardNetwork>,
+        ids: Arc<dyn IdGen>,
+        physical: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            network,
+            ids,
+            clock: Arc::new(HybridClock::new(physical.clone())),
+            physical,
+            network_attempts: 3,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Validates a card and stores a token for it, bound to `customer_id`. The number and CVC
+    /// go no further than this call.
+    pub async fn tokenise(
+        &self,
+        customer_id: Uuid,
+        number: &str,
+        exp_month: u32,
+        exp_year: u32,
+        cvc: &str,
+    ) -> Result<PaymentMethod, AppError> {
+        let card = validate_card(number, exp_month, exp_year, cvc, year_month(self.physical.now()))?;
+        let token = format!("tok_{}", Uuid::now_v7().simple());
+        let mut unit = self.store.begin();
+        unit.execute(
+            Statement::new(
+                "INSERT INTO payment_methods (token, customer_id, brand, last4, exp_month, exp_year, profile, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(token.as_str())
+            .bind(customer_id.to_string())
+            .bind(card.brand.to_string())
+            .bind(card.last4())
+            .bind(card.exp_month)
+            .bind(card.exp_year)
+            .bind(card.profile.as_str())
+            .bind(i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX)),
+        );
+        unit.commit().await?;
+        Ok(PaymentMethod {
+            token,
+            customer_id,
+            brand: card.brand.to_string(),
+            last4: card.last4(),
+            exp_month: card.exp_month,
+            exp_year: card.exp_year,
+        })
+    }
+
+    pub async fn payment(&self, order_id: Uuid) -> Result<Option<Payment>, HandlerError> {
+        let rows = self
+            .store
+            .query(
+                Statement::new(format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1"))
+                    .bind(order_id.to_string()),
+            )
+            .await?;
+        rows.first().map(payment_from_row).transpose()
+    }
+
+    fn event<M: Message>(&self, cause: &Envelope, message: &M) -> Result<Envelope, HandlerError> {
+        Ok(Envelope::new(
+            &*self.ids,
+            MessageKind::Event,
+            M::NAME,
+            crate::SERVICE,
+            cause.key.clone(),
+            self.clock.now(),
+            serde_json::to_value(message)?,
+        )
+        .with_version(M::VERSION)
+        .caused_by(cause))
+    }
+
+    fn reply(
+        &self,
+        unit: &mut UnitOfWork,
+        command: &Envelope,
+        result: Result<Option<serde_json::Value>, String>,
+    ) -> Result<(), HandlerError> {
+        if command.payload.get("saga").is_some() {
+            unit.send(&SagaEngine::reply(command, &*self.ids, self.clock.now(), result))?;
+        }
+        Ok(())
+    }
+
+    /// Calls the network, retrying transient errors with backoff; a definitive answer (or the
+    /// last transient error) comes back.
+    async fn with_retries<T, F, Fut>(&self, mut call: F) -> Result<T, NetworkError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, NetworkError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match call().await {
+                Err(NetworkError::Transient(reason)) if attempt < self.network_attempts => {
+                    tracing::debug!(%reason, attempt, "transient card network error; retrying");
+                    tokio::time::sleep(Duration::from_millis(20 * 2u64.pow(attempt))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn stored_payment(
+        &self,
+        unit: &UnitOfWork,
+        order_id: Uuid,
+    ) -> Result<Option<Payment>, HandlerError> {
+        let rows = unit
+            .query(
+                Statement::new(format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1"))
+                    .bind(order_id.to_string()),
+            )
+            .await?;
+        rows.first().map(payment_from_row).transpose()
+    }
+
+    async fn authorise(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
+        let command: AuthorisePayment = serde_json::from_value(message.payload.clone())?;
+        if let Some(payment) = self.stored_payment(unit, command.order_id).await? {
+            // Asked again: the first answer stands; the card is not charged again.
+            let answer = match payment.status.as_str() {
+                "authorised" | "captured" => {
+                    Ok(Some(json!({ "payment_id": payment.id, "last4": payment.last4 })))
+                }
+                _ => Err(payment.reason.unwrap_or(payment.status)),
+            };
+            return self.reply(unit, message, answer);
+        }
+        let methods = unit
+            .query(
+                Statement::new("SELECT customer_id, last4, profile FROM payment_methods WHERE token = $1")
+                    .bind(command.payment_token.as_str()),
+            )
+            .await?;
+        let Some(method) = methods
+            .first()
+            .filter(|m| m.text("customer_id").is_ok_and(|c| c == command.customer_id.to_string()))
+        else {
+            return self.reply(unit, message, Err("unknown_payment_token".into()));
+        };
+        let profile = CardProfile::parse(method.text("profile")?).ok_or("stored card profile unknown")?;
+        let last4 = method.text("last4")?.to_owned();
+        let key = format!("authorise-{}", command.order_id);
+        let answer = self.with_retries(|| self.network.authorise(&key, profile, &command.amount)).await;
+        let payment_id = Uuid::now_v7();
+        let (status, code, reason) = match &answer {
+            Ok(code) => ("authorised", Some(code.clone()), None),
+            Err(NetworkError::Declined(reason)) => ("declined", None, Some(*reason)),
+            // Still failing after the retries: let the subscriber retry the command later.
+            Err(NetworkError::Transient(error)) => return Err(error.clone().into()),
+        };
+        let reason_code = reason.map(|r| {
+            serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+        });
+        unit.execute(
+            Statement::new(format!("INSERT INTO payments ({PAYMENT_COLUMNS}, customer_id, token, authorisation, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
+                .bind(payment_id.to_string())
+                .bind(command.order_id.to_string())
+                .bind(status)
+                .bind(command.amount.amount)
+                .bind(String::from(command.amount.currency.clone()))
+                .bind(last4.as_str())
+                .bind(reason_code.clone())
+                .bind(command.customer_id.to_string())
+                .bind(command.payment_token.as_str())
+                .bind(code)
+                .bind(i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX)),
+        );
+        match reason {
+            None => {
+                let event = PaymentAuthorised {
+                    order_id: command.order_id,
+                    payment_id,
+                    amount: command.amount,
+                    last4: last4.clone(),
+                };
+                unit.send(&self.event(message, &event)?)?;
+                self.reply(unit, message, Ok(Some(json!({ "payment_id": payment_id, "last4": last4 }))))
+            }
+            Some(reason) => {
+                unit.send(&self.event(message, &PaymentDeclined { order_id: command.order_id, reason })?)?;
+                self.reply(unit, message, Err(reason_code.unwrap_or_else(|| "declined".into())))
+            }
+        }
+    }
+
+    /// Moves an order's payment from one status to the next through the network; a payment
+    /// already past that point is answered as done, so the command is safe to repeat.
+    async fn settle(
+        &self,
+        message: &Envelope,
+        unit: &mut UnitOfWork,
+        order_id: Uuid,
+        operation: Operation,
+    ) -> Result<(), HandlerError> {
+        let Some(payment) = self.stored_payment(unit, order_id).await? else {
+            // Nothing was authorised (declined before, or never asked): nothing to undo.
+            return self.reply(
+                unit,
+                message,
+                if operation == Operation::Void { Ok(None) } else { Err("no_payment".into()) },
+            );
+        };
+        if operation.done(&payment.status) {
+            return self.reply(unit, message, Ok(None));
+        }
+        if payment.status != operation.from() {
+            return self.reply(unit, message, Err(format!("payment_is_{}", payment.status)));
+        }
+        let authorisation = unit
+            .query(
+                Statement::new("SELECT authorisation FROM payments WHERE order_id = $1")
+                    .bind(order_id.to_string()),
+            )
+            .await?
+            .first()
+            .and_then(|row| row.opt_text("authorisation").ok().flatten().map(str::to_owned))
+            .unwrap_or_default();
+        let key = format!("{}-{order_id}", operation.name());
+        let outcome = self
+            .with_retries(|| async {
+                match operation {
+                    Operation::Capture => self.network.capture(&key, &authorisation, &payment.amount).await,
+                    Operation::Void => self.network.void(&key, &authorisation).await,
+                    Operation::Refund => self.network.refund(&key, &authorisation, &payment.amount).await,
+                }
+            })
+            .await;
+        if let Err(error) = outcome {
+            return Err(error.to_string().into());
+        }
+        unit.execute(
+            Statement::new(
+                "UPDATE payments SET status = $2, updated_at = $4 WHERE order_id = $1 AND status = $3",
+            )
+            .bind(order_id.to_string())
+            .bind(operation.to())
+            .bind(operation.from())
+            .bind(i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX))
+            .expect_rows(1, "payment_changed"),
+        );
+        let now = i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX);
+        match operation {
+            Operation::Capture => {
+                // The key of `captures` is the order: a second capture cannot be stored.
+                unit.execute(
+                    Statement::new("INSERT INTO captures (order_id, amount, at) VALUES ($1, $2, $3)")
+                        .bind(order_id.to_string())
+                        .bind(payment.amount.amount)
+                        .bind(now),
+                );
+                let event =
+                    PaymentCaptured { order_id, payment_id: payment.id, amount: payment.amount.clone() };
+                unit.send(&self.event(message, &event)?)?;
+            }
+            Operation::Refund => {
+                unit.execute(
+                    Statement::new("INSERT INTO refunds (order_id, amount, at) VALUES ($1, $2, $3)")
+                        .bind(order_id.to_string())
+                        .bind(payment.amount.amount)
+                        .bind(now),
+                );
+                let event =
+                    PaymentRefunded { order_id, payment_id: payment.id, amount: payment.amount.clone() };
+                unit.send(&self.event(message, &event)?)?;
+            }
+            Operation::Void => {}
+        }
+        self.reply(unit, message, Ok(None))
+    }
+}
+
+const PAYMENT_COLUMNS: &str = "payment_id, order_id, status, amount, currency, last4, reason";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Operation {
+    Capture,
+    Void,
+    Refund,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Capture => "capture",
+            Operation::Void => "void",
+            Operation::Refund => "refund",
+        }
+    }
+
+    fn from(self) -> &'static str {
+        match self {
+            Operation::Capture | Operation::Void => "authorised",
+            Operation::Refund => "captured",
+        }
+    }
+
+    fn to(self) -> &'static str {
+        match self {
+            Operation::Capture => "captured",
+            Operation::Void => "voided",
+            Operation::Refund => "refunded",
+        }
+    }
+
+    /// Whether a payment in `status` has already been through this operation.
+    fn done(self, status: &str) -> bool {
+        match self {
+            Operation::Capture => matches!(status, "captured" | "refunded"),
+            Operation::Void => matches!(status, "voided" | "declined"),
+            Operation::Refund => status == "refunded",
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for Payments {
+    async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
+        if message.target.as_deref() != Some(crate::SERVICE) {
+            return Ok(());
+        }
+        match message.name.as_str() {
+            AuthorisePayment::NAME => self.authorise(message, unit).await,
+            CapturePayment::NAME => {
+                let command: CapturePayment = serde_json::from_value(message.payload.clone())?;
+                self.settle(message, unit, command.order_id, Operation::Capture).await
+            }
+            VoidPayment::NAME => {
+                let command: VoidPayment = serde_json::from_value(message.payload.clone())?;
+                self.settle(message, unit, command.order_id, Operation::Void).await
+            }
+            RefundPayment::NAME => {
+                let command: RefundPayment = serde_json::from_value(message.payload.clone())?;
+                self.settle(message, unit, command.order_id, Operation::Refund).await
+            }
+            other => Err(format!("payments has no command {other}").into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::year_month;
+    use tessera_kernel::Timestamp;
+
+    #[test]
+    fn timestamps_map_to_their_civil_month() {
+        assert_eq!(year_month(Timestamp::EPOCH), (1970, 1));
+        // 2026-11-26T00:00:00Z
+        assert_eq!(year_month(Timestamp::from_micros(1_795_651_200_000_000)), (2026, 11));
+        // 2024-02-29T12:00:00Z
+        assert_eq!(year_month(Timestamp::from_micros(1_709_208_000_000_000)), (2024, 2));
+    }
+}
