@@ -44,6 +44,20 @@ pub enum EngineError {
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
+/// A saga's move, handed to its orchestrator so it can update its own records (an order's
+/// status, say) in the same unit of work.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    pub before: SagaState,
+    pub after: SagaState,
+}
+
+/// Reacts to transitions that timers cause (replies return theirs to the caller directly).
+#[async_trait::async_trait]
+pub trait SagaObserver: Send + Sync {
+    async fn on_transition(&self, transition: &Transition, unit: &mut UnitOfWork) -> Result<()>;
+}
+
 /// One saga as listed for operators.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SagaSummary {
@@ -107,14 +121,24 @@ impl SagaEngine {
         self.apply(unit, decision, None, cause)
     }
 
-    /// Applies a reply to one of this saga's commands. `Ok(false)`: not a reply for this saga
-    /// (another handler's business). Stale and duplicate replies are accepted and change nothing.
-    pub async fn handle_reply(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<bool> {
-        let tag = &message.payload["saga"];
-        if tag["name"].as_str() != Some(self.definition.name) {
-            return Ok(false);
+    /// Whether `message` is a reply to one of this saga's commands.
+    pub fn claims(&self, message: &Envelope) -> bool {
+        message.payload["saga"]["name"].as_str() == Some(self.definition.name)
+    }
+
+    /// Applies a reply to one of this saga's commands and returns the move it caused, if any.
+    /// Stale and duplicate replies, and messages that are not this saga's replies, change
+    /// nothing (`None`).
+    pub async fn handle_reply(
+        &self,
+        message: &Envelope,
+        unit: &mut UnitOfWork,
+    ) -> Result<Option<Transition>> {
+        if !self.claims(message) {
+            return Ok(None);
         }
-        let (Some(id), Some(step)) = (tag["id"].as_str(), tag["step"].as_u64()) else { return Ok(false) };
+        let tag = &message.payload["saga"];
+        let (Some(id), Some(step)) = (tag["id"].as_str(), tag["step"].as_u64()) else { return Ok(None) };
         let compensation = tag["compensation"].as_bool().unwrap_or(false);
         let outcome = if message.payload["ok"].as_bool() == Some(true) {
             Outcome::Succeeded { data: message.payload.get("data").cloned() }
@@ -124,19 +148,26 @@ impl SagaEngine {
         };
         let Some((state, version)) = self.load(unit, id).await? else {
             tracing::warn!(saga = self.definition.name, id, "reply for an unknown saga ignored");
-            return Ok(true);
+            return Ok(None);
         };
         let step = usize::try_from(step).unwrap_or(usize::MAX);
+        let before = state.clone();
         let decision = decide::decide(&self.definition, state, Input::Reply { step, compensation, outcome });
-        if decision.changed {
-            self.apply(unit, decision, Some(version), Some(message))?;
+        if !decision.changed {
+            return Ok(None);
         }
-        Ok(true)
+        let after = self.apply(unit, decision, Some(version), Some(message))?;
+        Ok(Some(Transition { before, after }))
     }
 
     /// Fires this saga's due timers, each in a unit of its own; returns how many it applied.
     /// A timer whose saga moved on is just marked fired.
-    pub async fn fire_due_timers(&self, store: &Store, limit: usize) -> Result<usize> {
+    pub async fn fire_due_timers(
+        &self,
+        store: &Store,
+        limit: usize,
+        observer: Option<&dyn SagaObserver>,
+    ) -> Result<usize> {
         let mut fired = 0;
         for timer in store.due_timers(limit).await? {
             let payload = &timer.envelope.payload;
@@ -155,9 +186,13 @@ impl SagaEngine {
             let mut unit = store.begin();
             unit.fire_timer(timer.id);
             if let Some((state, version)) = self.load(&unit, id).await? {
+                let before = state.clone();
                 let decision = decide::decide(&self.definition, state, input);
                 if decision.changed {
-                    self.apply(&mut unit, decision, Some(version), Some(&timer.envelope))?;
+                    let after = self.apply(&mut unit, decision, Some(version), Some(&timer.envelope))?;
+                    if let Some(observer) = observer {
+                        observer.on_transition(&Transition { before, after }, &mut unit).await?;
+                    }
                 }
             }
             match unit.commit().await {

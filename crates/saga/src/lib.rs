@@ -15,4 +15,4 @@ pub use decide::{
     Command, Decision, Input, Outcome, SagaDefinition, SagaState, Status, Step, TimerPurpose, TimerRequest,
     decide, start,
 };
-pub use engine::{EngineError, MIGRATIONS, SagaEngine, SagaSummary};
+pub use engine::{EngineError, MIGRATIONS, SagaEngine, SagaObserver, SagaSummary, Transition};

@@ -75,7 +75,7 @@ impl Fixture {
         let reply = SagaEngine::reply(command, &UuidV7Gen, HlcTimestamp::default(), result);
         let mut unit = self.store.begin();
         unit.record_inbox(reply.id);
-        let handled = self.engine.handle_reply(&reply, &mut unit).await.expect("handle");
+        let handled = self.engine.handle_reply(&reply, &mut unit).await.expect("handle").is_some();
         unit.commit().await.expect("commit");
         handled
     }
@@ -124,7 +124,7 @@ async fn a_saga_sends_each_step_in_turn_and_completes() {
 
     // Earlier timers were cancelled as the saga moved on: nothing fires later.
     f.clock.advance(Duration::from_secs(3600));
-    assert_eq!(f.engine.fire_due_timers(&f.store, 100).await.expect("timers"), 0);
+    assert_eq!(f.engine.fire_due_timers(&f.store, 100, None).await.expect("timers"), 0);
     assert!(f.store.due_timers(100).await.expect("due").is_empty());
 }
 
@@ -139,9 +139,9 @@ async fn a_timed_out_step_is_compensated_in_reverse_and_a_late_reply_changes_not
     let authorise = f.take_commands().await.pop().expect("authorise");
 
     f.clock.advance(Duration::from_secs(4));
-    assert_eq!(f.engine.fire_due_timers(&f.store, 100).await.expect("timers"), 0, "not due yet");
+    assert_eq!(f.engine.fire_due_timers(&f.store, 100, None).await.expect("timers"), 0, "not due yet");
     f.clock.advance(Duration::from_secs(2));
-    assert_eq!(f.engine.fire_due_timers(&f.store, 100).await.expect("timers"), 1);
+    assert_eq!(f.engine.fire_due_timers(&f.store, 100, None).await.expect("timers"), 1);
     let void = f.take_commands().await.pop().expect("void");
     assert_eq!(void.name, "payments.VoidPayment", "the timed-out step is undone first");
     assert_eq!(f.status().await, (Status::Compensating, 1));
@@ -176,7 +176,7 @@ async fn a_compensation_that_keeps_failing_is_retried_and_listed_as_stuck() {
         f.answer(&release, Err("inventory unavailable".into())).await;
         assert!(f.take_commands().await.is_empty(), "no resend before the backoff");
         f.clock.advance(Duration::from_secs(1 << attempt));
-        assert_eq!(f.engine.fire_due_timers(&f.store, 100).await.expect("timers"), 1);
+        assert_eq!(f.engine.fire_due_timers(&f.store, 100, None).await.expect("timers"), 1);
         release = f.take_commands().await.pop().expect("resent");
         assert_eq!(release.name, "inventory.ReleaseStock");
     }
@@ -219,5 +219,6 @@ async fn a_duplicate_reply_sends_nothing_twice_and_foreign_messages_are_not_clai
         json!({}),
     );
     let mut unit = f.store.begin();
-    assert!(!f.engine.handle_reply(&foreign, &mut unit).await.expect("handle"));
+    assert!(f.engine.handle_reply(&foreign, &mut unit).await.expect("handle").is_none());
+    assert!(!f.engine.claims(&foreign));
 }

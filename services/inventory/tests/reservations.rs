@@ -87,7 +87,7 @@ async fn the_last_unit_is_reserved_by_exactly_one_of_many_concurrent_orders() {
         let reply = shop.reply_to(command).await;
         if reply["ok"] == true {
             reserved += 1;
-            assert_eq!(reply["data"]["total"], json!({"amount": 900, "currency": "EUR"}));
+            assert_eq!(reply["data"]["reserved"]["total"], json!({"amount": 900, "currency": "EUR"}));
         } else {
             assert_eq!(reply["reason"], "out_of_stock");
         }
@@ -137,7 +137,7 @@ async fn a_reservation_is_all_lines_or_none_then_released_committed_and_restocke
         .await;
     let reply = shop.reply_to(&command).await;
     assert_eq!(reply["ok"], true);
-    assert_eq!(reply["data"]["total"]["amount"], 4500);
+    assert_eq!(reply["data"]["reserved"]["total"]["amount"], 4500);
     assert_eq!(shop.level("TEE-1").await, StockLevel { available: 3, reserved: 2, sold: 0 });
     for _ in 0..2 {
         let command = shop.send(released, 0, true, &ReleaseStock { order_id: released }).await;

@@ -57,7 +57,10 @@ async fn each_test_card_gets_its_answer_and_an_order_is_captured_once() {
     let approved = f.token("4242424242424242").await;
     let order = Uuid::now_v7();
     let reply = f.authorise(order, &approved, 4200).await;
-    assert_eq!((reply["ok"].clone(), reply["data"]["last4"].clone()), (json!(true), json!("4242")));
+    assert_eq!(
+        (reply["ok"].clone(), reply["data"]["payment"]["last4"].clone()),
+        (json!(true), json!("4242"))
+    );
     // Asked again (a redelivered or repeated command): the same answer, no second authorisation.
     assert_eq!(f.authorise(order, &approved, 4200).await["ok"], true);
     for _ in 0..3 {

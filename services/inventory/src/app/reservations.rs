@@ -139,7 +139,7 @@ impl Inventory {
         let held = self.reservation(unit, command.order_id, "held").await?;
         if !held.is_empty() {
             let reserved = serde_json::to_value(Self::priced(&held)?)?;
-            self.reply(unit, message, Ok(Some(reserved)))?;
+            self.reply(unit, message, Ok(Some(serde_json::json!({ "reserved": reserved }))))?;
             return Ok(());
         }
         let mut products = BTreeMap::new();
@@ -209,7 +209,7 @@ impl Inventory {
                 .collect::<Result<_, tessera_contracts::ValueError>>()?,
             total: Money::new(total, currency)?,
         };
-        self.reply(unit, message, Ok(Some(serde_json::to_value(reserved)?)))?;
+        self.reply(unit, message, Ok(Some(serde_json::json!({ "reserved": reserved }))))?;
         Ok(())
     }
 

@@ -281,7 +281,11 @@ impl Payments {
                     last4: last4.clone(),
                 };
                 unit.send(&self.event(message, &event)?)?;
-                self.reply(unit, message, Ok(Some(json!({ "payment_id": payment_id, "last4": last4 }))))
+                self.reply(
+                    unit,
+                    message,
+                    Ok(Some(json!({ "payment": { "payment_id": payment_id, "last4": last4 } }))),
+                )
             }
             Some(reason) => {
                 unit.send(&self.event(message, &PaymentDeclined { order_id: command.order_id, reason })?)?;
