@@ -24,6 +24,10 @@ pub struct Step {
     /// must be safe to run when the step's command had no effect (after a timeout, nobody
     /// knows whether it had).
     pub compensation: Option<fn(&Value) -> Command>,
+    /// A step past the point of no return (after the order is confirmed, say): when it fails
+    /// or times out, it is sent again with backoff, never compensated, and the saga is flagged
+    /// stuck if it keeps failing.
+    pub retriable: bool,
 }
 
 impl std::fmt::Debug for Step {
@@ -159,11 +163,24 @@ pub fn start(definition: &SagaDefinition, id: String, data: Value) -> Decision {
 
 /// The next move of `state` after `input`.
 pub fn decide(definition: &SagaDefinition, state: SagaState, input: Input) -> Decision {
+    let retriable = definition.steps.get(state.step).is_some_and(|step| step.retriable);
     match (state.status, input) {
+        (
+            Status::Running,
+            Input::Reply { step, compensation: false, outcome: Outcome::Failed { reason } },
+        ) if step == state.step && retriable => retry_later(definition, state, reason),
+        (Status::Running, Input::Timer { step, compensation: false, attempt, purpose })
+            if step == state.step && attempt == state.attempt && retriable =>
+        {
+            match purpose {
+                TimerPurpose::Timeout => retry_later(definition, state, "no reply in time".to_owned()),
+                TimerPurpose::Retry => resend_step(definition, state),
+            }
+        }
         (Status::Running, Input::Reply { step, compensation: false, outcome }) if step == state.step => {
             match outcome {
                 Outcome::Succeeded { data } => {
-                    let mut state = state;
+                    let mut state = SagaState { stuck: None, ..state };
                     merge(&mut state.data, data);
                     if step + 1 == definition.steps.len() {
                         let state = SagaState { status: Status::Completed, ..state };
@@ -215,21 +232,22 @@ fn merge(data: &mut Value, update: Option<Value>) {
 }
 
 fn run_step(definition: &SagaDefinition, state: SagaState, step: usize) -> Decision {
+    resend_step(definition, SagaState { status: Status::Running, step, attempt: 0, ..state })
+}
+
+/// Sends the current step's command (again, for a retriable step's retry).
+fn resend_step(definition: &SagaDefinition, state: SagaState) -> Decision {
+    let step = state.step;
     let definition_step = &definition.steps[step];
     let command = (definition_step.action)(&state.data);
-    let state = SagaState { status: Status::Running, step, attempt: 0, ..state };
-    Decision {
-        state,
-        send: vec![(step, false, command)],
-        timer: Some(TimerRequest {
-            step,
-            compensation: false,
-            attempt: 0,
-            purpose: TimerPurpose::Timeout,
-            after: definition_step.timeout,
-        }),
-        changed: true,
-    }
+    let timer = TimerRequest {
+        step,
+        compensation: false,
+        attempt: state.attempt,
+        purpose: TimerPurpose::Timeout,
+        after: definition_step.timeout,
+    };
+    Decision { state, send: vec![(step, false, command)], timer: Some(timer), changed: true }
 }
 
 /// Compensates the highest step at or below `from` that has a compensation.
@@ -270,12 +288,15 @@ fn send_compensation(definition: &SagaDefinition, state: SagaState) -> Decision 
     Decision { send: vec![(state.step, true, command)], timer: Some(timer), state, changed: true }
 }
 
-/// A compensation failed: try again after a backoff, and flag the saga stuck past the limit.
+/// A compensation or a retriable step failed: try again after a backoff, and flag the saga
+/// stuck past the limit.
 fn retry_later(definition: &SagaDefinition, mut state: SagaState, reason: String) -> Decision {
     state.attempt += 1;
+    let compensation = state.status == Status::Compensating;
     if state.attempt >= definition.stuck_after {
+        let what = if compensation { "compensation of step" } else { "step" };
         state.stuck = Some(format!(
-            "compensation of step {} failed {} times; last: {reason}",
+            "{what} {} failed {} times; last: {reason}",
             definition.steps[state.step].name, state.attempt
         ));
     }
@@ -283,7 +304,7 @@ fn retry_later(definition: &SagaDefinition, mut state: SagaState, reason: String
     let after = definition.retry_base.saturating_mul(2u32.saturating_pow(exponent)).min(definition.retry_max);
     let timer = TimerRequest {
         step: state.step,
-        compensation: true,
+        compensation,
         attempt: state.attempt,
         purpose: TimerPurpose::Retry,
         after,
@@ -312,21 +333,24 @@ mod tests {
                     timeout: Duration::from_secs(5),
                     action: |_| command("inventory.ReserveStock"),
                     compensation: Some(|_| command("inventory.ReleaseStock")),
+                    retriable: false,
                 },
                 Step {
                     name: "authorise",
                     timeout: Duration::from_secs(5),
                     action: |_| command("payments.AuthorisePayment"),
                     compensation: Some(|_| command("payments.VoidPayment")),
+                    retriable: false,
                 },
                 Step {
-                    name: "confirm",
+                    name: "capture",
                     timeout: Duration::from_secs(5),
-                    action: |_| command("orders.Confirm"),
+                    action: |_| command("payments.Capture"),
                     compensation: None,
+                    retriable: true,
                 },
             ],
-            stuck_after: 3,
+            stuck_after: 2,
             retry_base: Duration::from_millis(100),
             retry_max: Duration::from_secs(10),
         }
@@ -382,7 +406,7 @@ mod tests {
                 outcome: Outcome::Succeeded { data: Some(json!({"auth": "A1"})) },
             },
         );
-        assert_eq!(sent(&decision), vec!["orders.Confirm"]);
+        assert_eq!(sent(&decision), vec!["payments.Capture"]);
         assert_eq!(decision.state.data, json!({"order": 1, "auth": "A1"}));
         let done = decide(&definition, decision.state, ok(2));
         assert_eq!(done.state.status, Status::Completed);
@@ -426,7 +450,7 @@ mod tests {
         let definition = place_order();
         let mut state = decide(&definition, given(&[ok(0)]), failed(1)).state;
         let mut waits = Vec::new();
-        for attempt in 1..=3 {
+        for attempt in 1..=2 {
             let decision = decide(&definition, state, undo_failed(0));
             let timer = decision.timer.clone().expect("retry timer");
             assert_eq!((timer.purpose, timer.attempt), (TimerPurpose::Retry, attempt));
@@ -437,14 +461,36 @@ mod tests {
             assert_eq!(sent(&resent), vec!["inventory.ReleaseStock"]);
             state = resent.state;
         }
-        assert_eq!(
-            waits,
-            vec![Duration::from_millis(100), Duration::from_millis(200), Duration::from_millis(400)]
-        );
-        assert!(state.stuck.as_deref().is_some_and(|s| s.contains("failed 3 times")), "{:?}", state.stuck);
+        assert_eq!(waits, vec![Duration::from_millis(100), Duration::from_millis(200)]);
+        assert!(state.stuck.as_deref().is_some_and(|s| s.contains("failed 2 times")), "{:?}", state.stuck);
         let recovered = decide(&definition, state, undone(0));
         assert_eq!(recovered.state.status, Status::Compensated);
         assert_eq!(recovered.state.stuck, None, "no longer stuck once it went through");
+    }
+
+    #[test]
+    fn a_step_past_the_point_of_no_return_is_retried_not_compensated() {
+        let definition = place_order();
+        let state = given(&[ok(0), ok(1)]);
+        let timeout =
+            Input::Timer { step: 2, compensation: false, attempt: 0, purpose: TimerPurpose::Timeout };
+        let decision = decide(&definition, state, timeout);
+        assert_eq!(decision.state.status, Status::Running, "never compensated");
+        assert!(decision.send.is_empty());
+        assert_eq!(decision.timer.as_ref().map(|t| (t.purpose, t.attempt)), Some((TimerPurpose::Retry, 1)));
+        let retry = Input::Timer { step: 2, compensation: false, attempt: 1, purpose: TimerPurpose::Retry };
+        let resent = decide(&definition, decision.state, retry);
+        assert_eq!(sent(&resent), vec!["payments.Capture"]);
+        let failed_again = decide(&definition, resent.state, failed(2));
+        assert!(
+            failed_again.state.stuck.as_deref().is_some_and(|s| s.starts_with("step capture failed 2 times")),
+            "{:?}",
+            failed_again.state.stuck
+        );
+        let retry = Input::Timer { step: 2, compensation: false, attempt: 2, purpose: TimerPurpose::Retry };
+        let resent = decide(&definition, failed_again.state, retry);
+        let done = decide(&definition, resent.state, ok(2));
+        assert_eq!((done.state.status, done.state.stuck), (Status::Completed, None));
     }
 
     #[test]
@@ -462,6 +508,7 @@ mod tests {
             assert_eq!(decision.state, state);
         }
         let done = given(&[ok(0), ok(1), ok(2)]);
+        assert_eq!(done.status, Status::Completed);
         assert!(!decide(&definition, done, failed(2)).changed, "a completed saga stays completed");
     }
 
@@ -484,6 +531,14 @@ mod tests {
                     break;
                 }
                 let input = match state.status {
+                    // A retriable step fails once, is retried, then succeeds.
+                    Status::Running if definition.steps[state.step].retriable => match decision.timer.as_ref() {
+                        Some(t) if t.purpose == TimerPurpose::Retry => {
+                            Input::Timer { step: state.step, compensation: false, attempt: state.attempt, purpose: TimerPurpose::Retry }
+                        }
+                        _ if state.attempt == 0 && outcomes[state.step] != 0 => failed(state.step),
+                        _ => ok(state.step),
+                    },
                     Status::Running => match outcomes[state.step] {
                         0 => ok(state.step),
                         1 => { failed_at = Some((state.step, false)); failed(state.step) }

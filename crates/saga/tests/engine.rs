@@ -25,18 +25,21 @@ fn place_order() -> SagaDefinition {
                     ..command("inventory", "inventory.ReserveStock")
                 },
                 compensation: Some(|_| command("inventory", "inventory.ReleaseStock")),
+                retriable: false,
             },
             Step {
                 name: "authorise",
                 timeout: Duration::from_secs(5),
                 action: |_| command("payments", "payments.AuthorisePayment"),
                 compensation: Some(|_| command("payments", "payments.VoidPayment")),
+                retriable: false,
             },
             Step {
                 name: "confirm",
                 timeout: Duration::from_secs(5),
                 action: |_| command("orders", "orders.ConfirmOrder"),
                 compensation: None,
+                retriable: true,
             },
         ],
         stuck_after: 2,
