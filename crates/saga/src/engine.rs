@@ -22,14 +22,14 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
         version: 1,
         name: "sagas",
         sqlite: "CREATE TABLE tessera_sagas (
-                saga_id TEXT PRIMARY KEY, saga TEXT NOT NULL, status TEXT NOT NULL, stuck TEXT,
+                saga_id TEXT NOT NULL, saga TEXT NOT NULL, status TEXT NOT NULL, stuck TEXT,
                 state TEXT NOT NULL, version BIGINT NOT NULL, started_at BIGINT NOT NULL,
-                updated_at BIGINT NOT NULL);
+                updated_at BIGINT NOT NULL, PRIMARY KEY (saga, saga_id));
             CREATE INDEX tessera_sagas_open ON tessera_sagas (saga, status);",
         postgres: "CREATE TABLE tessera_sagas (
-                saga_id TEXT PRIMARY KEY, saga TEXT NOT NULL, status TEXT NOT NULL, stuck TEXT,
+                saga_id TEXT NOT NULL, saga TEXT NOT NULL, status TEXT NOT NULL, stuck TEXT,
                 state TEXT NOT NULL, version BIGINT NOT NULL, started_at BIGINT NOT NULL,
-                updated_at BIGINT NOT NULL);
+                updated_at BIGINT NOT NULL, PRIMARY KEY (saga, saga_id));
             CREATE INDEX tessera_sagas_open ON tessera_sagas (saga, status);",
     }],
 };
@@ -330,7 +330,7 @@ impl SagaEngine {
             .bind(now),
             Some(version) => Statement::new(
                 "UPDATE tessera_sagas SET status = $3, stuck = $4, state = $5, version = version + 1, updated_at = $6
-                 WHERE saga_id = $1 AND version = $2",
+                 WHERE saga_id = $1 AND version = $2 AND saga = $7",
             )
             .bind(state.id.as_str())
             .bind(version)
@@ -338,6 +338,7 @@ impl SagaEngine {
             .bind(state.stuck.clone())
             .bind(json)
             .bind(now)
+            .bind(self.definition.name)
             // Two inputs raced for this saga: the loser's unit rolls back and is retried.
             .expect_rows(1, "saga_changed_concurrently"),
         };

@@ -18,8 +18,9 @@ const SCHEMA: &str = "
     CREATE TABLE payments (
         order_id TEXT PRIMARY KEY, payment_id TEXT NOT NULL UNIQUE, customer_id TEXT NOT NULL, token TEXT NOT NULL,
         amount BIGINT NOT NULL CHECK (amount >= 0), currency TEXT NOT NULL, last4 TEXT NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('authorised', 'declined', 'voided', 'captured', 'refunded')),
-        reason TEXT, authorisation TEXT, updated_at BIGINT NOT NULL);
+        status TEXT NOT NULL CHECK (status IN ('authorising', 'authorised', 'declined', 'voided', 'captured', 'refunded')),
+        reason TEXT, authorisation TEXT, request TEXT, updated_at BIGINT NOT NULL);
+    CREATE INDEX payments_authorising ON payments (status) WHERE status = 'authorising';
     CREATE TABLE captures (order_id TEXT PRIMARY KEY, amount BIGINT NOT NULL, at BIGINT NOT NULL);
     CREATE TABLE refunds (order_id TEXT PRIMARY KEY, amount BIGINT NOT NULL, at BIGINT NOT NULL);";
 

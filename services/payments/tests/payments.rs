@@ -19,6 +19,8 @@ struct Fixture {
     payments: Arc<Payments>,
     network: Arc<SimulatedNetwork>,
     customer: Uuid,
+    /// Stops the authorisation worker when the fixture goes.
+    _worker: tokio::sync::watch::Sender<bool>,
 }
 
 async fn fixture() -> Fixture {
@@ -32,7 +34,9 @@ async fn fixture() -> Fixture {
             Payments::new(store, card_network, Arc::new(UuidV7Gen), Arc::new(ManualClock::new(TODAY)))
         })
         .await;
-    Fixture { participant, payments, network, customer: Uuid::now_v7() }
+    let (worker, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(payments.as_ref().clone().run_authorisations(16, stopped));
+    Fixture { participant, payments, network, customer: Uuid::now_v7(), _worker: worker }
 }
 
 impl Fixture {

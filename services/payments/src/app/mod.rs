@@ -62,8 +62,10 @@ pub struct Payments {
     ids: Arc<dyn IdGen>,
     clock: Arc<HybridClock>,
     physical: Arc<dyn Clock>,
-    /// Attempts against the network per command before the failure is handed back.
+    /// Attempts against the network per round before the worker tries again later.
     network_attempts: u32,
+    /// Wakes the authorisation worker when a request is recorded.
+    requested: Arc<tokio::sync::Notify>,
 }
 
 /// The civil (year, month) of a timestamp, UTC (Howard Hinnant's days-to-civil).
@@ -104,6 +106,7 @@ impl Payments {
             clock: Arc::new(HybridClock::new(physical.clone())),
             physical,
             network_attempts: 3,
+            requested: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -244,53 +247,151 @@ impl Payments {
         else {
             return self.reply(unit, message, Err("unknown_payment_token".into()));
         };
-        let profile = CardProfile::parse(method.text("profile")?).ok_or("stored card profile unknown")?;
         let last4 = method.text("last4")?.to_owned();
-        let key = format!("authorise-{}", command.order_id);
-        let answer = self.with_retries(|| self.network.authorise(&key, profile, &command.amount)).await;
-        let payment_id = Uuid::now_v7();
-        let (status, code, reason) = match &answer {
-            Ok(code) => ("authorised", Some(code.clone()), None),
-            Err(NetworkError::Declined(reason)) => ("declined", None, Some(*reason)),
-            // Still failing after the retries: let the subscriber retry the command later.
-            Err(NetworkError::Transient(error)) => return Err(error.clone().into()),
-        };
-        let reason_code = reason.map(|r| {
-            serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-        });
+        // Record the request; the authorisation worker calls the network and answers, so a
+        // slow card network never holds up other orders' messages.
         unit.execute(
-            Statement::new(format!("INSERT INTO payments ({PAYMENT_COLUMNS}, customer_id, token, authorisation, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
-                .bind(payment_id.to_string())
-                .bind(command.order_id.to_string())
-                .bind(status)
-                .bind(command.amount.amount)
-                .bind(String::from(command.amount.currency.clone()))
-                .bind(last4.as_str())
-                .bind(reason_code.clone())
-                .bind(command.customer_id.to_string())
-                .bind(command.payment_token.as_str())
-                .bind(code)
-                .bind(i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX)),
+            Statement::new(format!(
+                "INSERT INTO payments ({PAYMENT_COLUMNS}, customer_id, token, request, updated_at)
+                 VALUES ($1, $2, 'authorising', $3, $4, $5, NULL, $6, $7, $8, $9)"
+            ))
+            .bind(Uuid::now_v7().to_string())
+            .bind(command.order_id.to_string())
+            .bind(command.amount.amount)
+            .bind(String::from(command.amount.currency.clone()))
+            .bind(last4.as_str())
+            .bind(command.customer_id.to_string())
+            .bind(command.payment_token.as_str())
+            .bind(serde_json::to_string(message)?)
+            .bind(i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX)),
         );
-        match reason {
-            None => {
+        self.requested.notify_one();
+        Ok(())
+    }
+
+    /// Authorises recorded requests against the network, up to `concurrency` at a time, until
+    /// `shutdown`. Requests left over by a crash are picked up on start.
+    pub async fn run_authorisations(
+        self,
+        concurrency: usize,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let in_flight = Arc::new(std::sync::Mutex::new(std::collections::HashSet::<String>::new()));
+        while !*shutdown.borrow() {
+            match self
+                .store
+                .query(Statement::new(
+                    "SELECT order_id FROM payments WHERE status = 'authorising' LIMIT 1024",
+                ))
+                .await
+            {
+                Ok(rows) => {
+                    for row in rows {
+                        let Ok(order_id) = row.text("order_id").map(str::to_owned) else { continue };
+                        if !in_flight
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(order_id.clone())
+                        {
+                            continue;
+                        }
+                        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                        let (payments, in_flight) = (self.clone(), in_flight.clone());
+                        tokio::spawn(async move {
+                            if let Err(error) = payments.authorise_recorded(&order_id).await {
+                                tracing::warn!(%order_id, %error, "authorisation not finished; retrying later");
+                            }
+                            in_flight
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .remove(&order_id);
+                            drop(slot);
+                        });
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot read authorisation requests"),
+            }
+            tokio::select! {
+                () = self.requested.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// One recorded request: the network's answer, the payment's new status, its event and the
+    /// reply to the saga, in one unit.
+    async fn authorise_recorded(&self, order_id: &str) -> Result<(), HandlerError> {
+        let rows = self
+            .store
+            .query(
+                Statement::new(
+                    "SELECT p.request, p.amount, p.currency, p.last4, m.profile FROM payments p
+                     JOIN payment_methods m ON m.token = p.token WHERE p.order_id = $1 AND p.status = 'authorising'",
+                )
+                .bind(order_id),
+            )
+            .await?;
+        let Some(row) = rows.first() else { return Ok(()) };
+        let request: Envelope = serde_json::from_str(row.text("request")?)?;
+        let command: AuthorisePayment = serde_json::from_value(request.payload.clone())?;
+        let profile = CardProfile::parse(row.text("profile")?).ok_or("stored card profile unknown")?;
+        let last4 = row.text("last4")?.to_owned();
+        let key = format!("authorise-{order_id}");
+        let answer = self.with_retries(|| self.network.authorise(&key, profile, &command.amount)).await;
+        let mut unit = self.store.begin();
+        let now = i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX);
+        let record =
+            |unit: &mut UnitOfWork, status: &str, authorisation: Option<String>, reason: Option<String>| {
+                unit.execute(
+                    Statement::new(
+                        "UPDATE payments SET status = $2, authorisation = $3, reason = $4, updated_at = $5
+                     WHERE order_id = $1 AND status = 'authorising'",
+                    )
+                    .bind(order_id)
+                    .bind(status)
+                    .bind(authorisation)
+                    .bind(reason)
+                    .bind(now)
+                    .expect_rows(1, "payment_changed"),
+                );
+            };
+        let payment_id: Uuid = unit
+            .query(Statement::new("SELECT payment_id FROM payments WHERE order_id = $1").bind(order_id))
+            .await?
+            .first()
+            .ok_or("payment vanished")?
+            .text("payment_id")?
+            .parse()?;
+        match answer {
+            Ok(code) => {
+                record(&mut unit, "authorised", Some(code), None);
                 let event = PaymentAuthorised {
                     order_id: command.order_id,
                     payment_id,
                     amount: command.amount,
                     last4: last4.clone(),
                 };
-                unit.send(&self.event(message, &event)?)?;
+                unit.send(&self.event(&request, &event)?)?;
                 self.reply(
-                    unit,
-                    message,
+                    &mut unit,
+                    &request,
                     Ok(Some(json!({ "payment": { "payment_id": payment_id, "last4": last4 } }))),
-                )
+                )?;
             }
-            Some(reason) => {
-                unit.send(&self.event(message, &PaymentDeclined { order_id: command.order_id, reason })?)?;
-                self.reply(unit, message, Err(reason_code.unwrap_or_else(|| "declined".into())))
+            Err(NetworkError::Declined(reason)) => {
+                let code = serde_json::to_value(reason)?.as_str().unwrap_or("declined").to_owned();
+                record(&mut unit, "declined", None, Some(code.clone()));
+                unit.send(&self.event(&request, &PaymentDeclined { order_id: command.order_id, reason })?)?;
+                self.reply(&mut unit, &request, Err(code))?;
             }
+            Err(NetworkError::Transient(error)) => return Err(error.into()),
+        }
+        match unit.commit().await {
+            // Someone else finished it first: fine.
+            Ok(_) | Err(StoreError::Rejected { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
         }
     }
 

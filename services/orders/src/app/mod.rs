@@ -1,0 +1,410 @@
+//! Orders' glue: placing and cancelling, the sagas' effects on the order stream, the order
+//! summaries read model (kept in the same unit as the events), and the saga timer loop.
+
+pub mod sagas;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use tessera_bus::{Handler, HandlerError};
+use tessera_contracts::inventory::Reserved;
+use tessera_contracts::orders::{
+    OrderCancelled, OrderConfirmed, OrderPlaced, OrderRejected, RejectionReason,
+};
+use tessera_contracts::{Message, OrderLine};
+use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageId, MessageKind, StreamId};
+use tessera_saga::{SagaEngine, SagaObserver, Status, Transition};
+use tessera_store::{NewEvent, Statement, Store, StoreError, UnitOfWork};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::domain::{Order, OrderCommand, OrderError, OrderStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Order(#[from] OrderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Saga(#[from] tessera_saga::EngineError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct OrdersSettings {
+    /// How long to wait for the card network before rejecting with `payment_timeout`.
+    pub payment_timeout: Duration,
+    pub reserve_timeout: Duration,
+}
+
+impl Default for OrdersSettings {
+    fn default() -> Self {
+        Self { payment_timeout: Duration::from_secs(10), reserve_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// One line of `GET /orders`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderSummary {
+    pub order_id: Uuid,
+    pub customer_id: Uuid,
+    pub status: String,
+    pub reason: Option<String>,
+    pub total: Option<i64>,
+    pub item_count: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Orders {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    place: SagaEngine,
+    cancel: SagaEngine,
+    ids: Arc<dyn IdGen>,
+    clock: HybridClock,
+}
+
+fn stream(order_id: Uuid) -> Result<StreamId, AppError> {
+    StreamId::for_entity("order", order_id).map_err(|e| AppError::Internal(e.to_string()))
+}
+
+fn reason_code(reason: RejectionReason) -> String {
+    serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+impl Orders {
+    pub fn new(store: Store, settings: &OrdersSettings, ids: Arc<dyn IdGen>, clock: Arc<dyn Clock>) -> Self {
+        let place = SagaEngine::new(
+            crate::SERVICE,
+            sagas::place_order(settings.reserve_timeout, settings.payment_timeout),
+            clock.clone(),
+            ids.clone(),
+        );
+        let cancel = SagaEngine::new(crate::SERVICE, sagas::cancel_order(), clock.clone(), ids.clone());
+        Self { inner: Arc::new(Inner { store, place, cancel, ids, clock: HybridClock::new(clock) }) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn place_saga(&self) -> &SagaEngine {
+        &self.inner.place
+    }
+
+    /// Places an order: its first event, its summary, the public `OrderPlaced` and the saga's
+    /// first command commit together. Returns at once; the saga decides the outcome.
+    pub async fn place(
+        &self,
+        customer_id: Uuid,
+        lines: Vec<OrderLine>,
+        payment_token: &str,
+    ) -> Result<Uuid, AppError> {
+        let order_id = Uuid::now_v7();
+        let command = OrderCommand::Place {
+            order_id,
+            customer_id,
+            lines: lines.clone(),
+            payment_token: payment_token.to_owned(),
+        };
+        let events = Order::default().decide(command)?;
+        let mut unit = self.inner.store.begin();
+        self.inner.append(&mut unit, order_id, tessera_store::ExpectedVersion::NoStream, &events, None)?;
+        let item_count: i64 = lines.iter().map(|l| i64::from(l.quantity.get())).sum();
+        unit.execute(
+            Statement::new(
+                "INSERT INTO order_summaries (order_id, customer_id, status, item_count, updated_at) VALUES ($1, $2, 'pending', $3, $4)",
+            )
+            .bind(order_id.to_string())
+            .bind(customer_id.to_string())
+            .bind(item_count)
+            .bind(self.inner.now()),
+        );
+        let placed = OrderPlaced { order_id, customer_id, lines: lines.clone() };
+        unit.send(&self.inner.event(order_id, &placed, None)?)?;
+        let data = json!({ "order_id": order_id, "customer_id": customer_id, "lines": lines, "payment_token": payment_token });
+        self.inner.place.start(&mut unit, &order_id.to_string(), data, None)?;
+        unit.commit().await?;
+        Ok(order_id)
+    }
+
+    /// Cancels a confirmed order: refund and restock follow through the cancel saga.
+    pub async fn cancel(&self, order_id: Uuid) -> Result<(), AppError> {
+        let mut unit = self.inner.store.begin();
+        let (order, expected) = unit.load::<Order>(&stream(order_id)?).await?;
+        let events = order.decide(OrderCommand::RequestCancel)?;
+        self.inner.append(&mut unit, order_id, expected, &events, None)?;
+        let data = json!({ "order_id": order_id, "reserved": { "total": order.total } });
+        self.inner.cancel.start(&mut unit, &order_id.to_string(), data, None)?;
+        match unit.commit().await {
+            // A concurrent change of the same order: decide again on what it is now.
+            Err(StoreError::Conflict { .. }) => Err(AppError::Order(OrderError::NotCancellable(
+                self.order(order_id).await?.map_or(OrderStatus::New, |o| o.status),
+            ))),
+            other => other.map(|_| ()).map_err(AppError::from),
+        }
+    }
+
+    pub async fn order(&self, order_id: Uuid) -> Result<Option<Order>, AppError> {
+        let (order, _) = self.inner.store.begin().load::<Order>(&stream(order_id)?).await?;
+        Ok((order.status != OrderStatus::New).then_some(order))
+    }
+
+    /// Summaries, newest first, optionally of one customer and one public status.
+    pub async fn summaries(
+        &self,
+        customer: Option<Uuid>,
+        status: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OrderSummary>, AppError> {
+        let mut statement = Statement::new(
+            "SELECT order_id, customer_id, status, reason, total, item_count FROM order_summaries
+             WHERE ($1 = '' OR customer_id = $1) AND ($2 = '' OR status = $2) ORDER BY order_id DESC LIMIT $3",
+        );
+        statement = statement
+            .bind(customer.map(|c| c.to_string()).unwrap_or_default())
+            .bind(status.unwrap_or_default())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = self.inner.store.query(statement).await?;
+        rows.iter()
+            .map(|row| {
+                let parse = |text: &str| text.parse::<Uuid>().map_err(|e| AppError::Internal(e.to_string()));
+                Ok(OrderSummary {
+                    order_id: parse(row.text("order_id")?)?,
+                    customer_id: parse(row.text("customer_id")?)?,
+                    status: row.text("status")?.to_owned(),
+                    reason: row.opt_text("reason")?.map(str::to_owned),
+                    total: match row.get("total")? {
+                        tessera_store::SqlValue::Int(v) => Some(*v),
+                        _ => None,
+                    },
+                    item_count: row.int("item_count")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Fires due saga timers until `shutdown`, every `every`.
+    pub async fn run_timers(self, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            for (saga, engine) in
+                [(sagas::PLACE_ORDER, &self.inner.place), (sagas::CANCEL_ORDER, &self.inner.cancel)]
+            {
+                let observer = Observer { inner: &self.inner, saga };
+                if let Err(error) = engine.fire_due_timers(&self.inner.store, 256, Some(&observer)).await {
+                    tracing::warn!(%error, "saga timers failed; retrying");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn now(&self) -> i64 {
+        i64::try_from(self.clock.now().wall().as_micros()).unwrap_or(i64::MAX)
+    }
+
+    fn event<M: Message>(
+        &self,
+        order_id: Uuid,
+        message: &M,
+        cause: Option<&Envelope>,
+    ) -> Result<Envelope, AppError> {
+        let payload = serde_json::to_value(message).map_err(|e| AppError::Internal(e.to_string()))?;
+        let mut envelope = Envelope::new(
+            &*self.ids,
+            MessageKind::Event,
+            M::NAME,
+            crate::SERVICE,
+            order_id.to_string(),
+            self.clock.now(),
+            payload,
+        )
+        .with_version(M::VERSION);
+        if let Some(cause) = cause {
+            envelope = envelope.caused_by(cause);
+        }
+        Ok(envelope)
+    }
+
+    fn append(
+        &self,
+        unit: &mut UnitOfWork,
+        order_id: Uuid,
+        expected: tessera_store::ExpectedVersion,
+        events: &[crate::domain::OrderEvent],
+        cause: Option<&Envelope>,
+    ) -> Result<(), AppError> {
+        let stored = events
+            .iter()
+            .map(|event| {
+                let mut new = NewEvent::new(MessageId::generate(&*self.ids), event.name(), event)?;
+                if let Some(cause) = cause {
+                    new.metadata.correlation_id = Some(cause.correlation_id);
+                    new.metadata.causation_id = Some(cause.id);
+                }
+                Ok(new)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        unit.append(&stream(order_id)?, expected, stored);
+        Ok(())
+    }
+
+    /// Applies an outcome to the order (if it is still open to it) and mirrors it in the
+    /// summary and in a public event.
+    async fn record(
+        &self,
+        unit: &mut UnitOfWork,
+        order_id: Uuid,
+        command: OrderCommand,
+        cause: Option<&Envelope>,
+    ) -> Result<(), AppError> {
+        let (order, expected) = unit.load::<Order>(&stream(order_id)?).await?;
+        let events = match order.decide(command) {
+            Ok(events) => events,
+            // Already decided (a duplicate outcome): nothing to record.
+            Err(OrderError::NotPending(_) | OrderError::NotCancelling) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        self.append(unit, order_id, expected, &events, cause)?;
+        let after = events.iter().fold(order, |order, event| order.evolve(event));
+        let customer_id = after.customer_id.unwrap_or_default();
+        unit.execute(
+            Statement::new("UPDATE order_summaries SET status = $2, reason = $3, total = $4, updated_at = $5 WHERE order_id = $1")
+                .bind(order_id.to_string())
+                .bind(after.status.public())
+                .bind(after.reason.map(reason_code))
+                .bind(after.total.as_ref().map(|t| t.amount))
+                .bind(self.now()),
+        );
+        match after.status {
+            OrderStatus::Confirmed
+                if after.payment_id.is_some()
+                    && events.iter().any(|e| matches!(e, crate::domain::OrderEvent::Confirmed)) =>
+            {
+                let total = after
+                    .total
+                    .clone()
+                    .ok_or_else(|| AppError::Internal("confirmed without a total".into()))?;
+                let confirmed = OrderConfirmed { order_id, customer_id, lines: after.priced.clone(), total };
+                unit.send(&self.event(order_id, &confirmed, cause)?)?;
+            }
+            OrderStatus::Rejected => {
+                let reason = after.reason.unwrap_or(RejectionReason::PaymentDeclined);
+                unit.send(&self.event(order_id, &OrderRejected { order_id, customer_id, reason }, cause)?)?;
+            }
+            OrderStatus::Cancelled => {
+                let refunded = after
+                    .total
+                    .clone()
+                    .ok_or_else(|| AppError::Internal("cancelled without a total".into()))?;
+                unit.send(&self.event(
+                    order_id,
+                    &OrderCancelled { order_id, customer_id, refunded },
+                    cause,
+                )?)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// What a saga's move means for the order.
+    async fn react(
+        &self,
+        saga: &str,
+        transition: &Transition,
+        unit: &mut UnitOfWork,
+        cause: Option<&Envelope>,
+    ) -> Result<(), AppError> {
+        let (before, after) = (&transition.before, &transition.after);
+        let order_id: Uuid = after.id.parse().map_err(|e: uuid::Error| AppError::Internal(e.to_string()))?;
+        if saga == sagas::CANCEL_ORDER {
+            if after.status == Status::Completed && before.status != Status::Completed {
+                self.record(unit, order_id, OrderCommand::CompleteCancel, cause).await?;
+            }
+            return Ok(());
+        }
+        let left_running = before.status == Status::Running && after.status != Status::Running;
+        if before.step == 0 && after.step >= 1 && after.status == Status::Running {
+            let reserved: Reserved = serde_json::from_value(after.data["reserved"].clone())
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+            self.record(
+                unit,
+                order_id,
+                OrderCommand::RecordReservation { lines: reserved.lines, total: reserved.total },
+                cause,
+            )
+            .await?;
+        } else if before.step == 1 && after.step >= 2 && after.status == Status::Running {
+            let payment = &after.data["payment"];
+            let payment_id = payment["payment_id"].as_str().and_then(|p| p.parse().ok()).unwrap_or_default();
+            let last4 = payment["last4"].as_str().unwrap_or_default().to_owned();
+            self.record(unit, order_id, OrderCommand::RecordAuthorisation { payment_id, last4 }, cause)
+                .await?;
+        } else if left_running && matches!(after.status, Status::Compensating | Status::Compensated) {
+            // The order is rejected as soon as a step fails; the undoing goes on behind it.
+            let reason = match before.step {
+                0 => RejectionReason::OutOfStock,
+                _ if after.reason.as_deref().is_some_and(|r| r.contains("timed out")) => {
+                    RejectionReason::PaymentTimeout
+                }
+                _ => RejectionReason::PaymentDeclined,
+            };
+            self.record(unit, order_id, OrderCommand::Reject { reason }, cause).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Hands timer-caused transitions of one saga to the order.
+struct Observer<'a> {
+    inner: &'a Inner,
+    saga: &'static str,
+}
+
+#[async_trait]
+impl SagaObserver for Observer<'_> {
+    async fn on_transition(
+        &self,
+        transition: &Transition,
+        unit: &mut UnitOfWork,
+    ) -> Result<(), tessera_saga::EngineError> {
+        self.inner
+            .react(self.saga, transition, unit, None)
+            .await
+            .map_err(|e| tessera_saga::EngineError::Corrupt(transition.after.id.clone(), e.to_string()))
+    }
+}
+
+#[async_trait]
+impl Handler for Orders {
+    async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
+        if message.kind != MessageKind::Reply || message.target.as_deref() != Some(crate::SERVICE) {
+            return Ok(());
+        }
+        for (name, engine) in
+            [(sagas::PLACE_ORDER, &self.inner.place), (sagas::CANCEL_ORDER, &self.inner.cancel)]
+        {
+            if engine.claims(message) {
+                if let Some(transition) = engine.handle_reply(message, unit).await? {
+                    self.inner.react(name, &transition, unit, Some(message)).await?;
+                }
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
