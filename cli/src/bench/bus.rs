@@ -180,7 +180,13 @@ pub async fn run(args: BusBenchArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.nats_url {
         let nats: Arc<dyn Transport> = Arc::new(NatsTransport::connect(url, NatsOptions::default()).await?);
         let measured = measure(&scratch, nats, "nats", "nats", &args).await;
-        delete_stream(url, &format!("TESSERA_BENCHNATS{}", std::process::id())).await;
+        delete_stream(
+            url,
+            &NatsTransport::connect(url, NatsOptions::default())
+                .await?
+                .stream_name(&format!("benchnats{}", std::process::id())),
+        )
+        .await;
         results.extend(measured?);
         results.push(raw_jetstream_publish(url, 100_000).await?);
     } else if !args.json {

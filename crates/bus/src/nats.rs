@@ -1,7 +1,7 @@
 //! The distributed topology's transport: NATS JetStream.
 //!
-//! One stream per source service (`TESSERA_<SOURCE>`, subjects `tessera.<source>.>`), each
-//! message on `tessera.<source>.<name>` with `Nats-Msg-Id` set to the envelope id, so the
+//! One stream per source service (`TESSERA_<SOURCE>`, subjects `tessera.<source>.>`, where
+//! `tessera` is the configurable namespace), each message on `tessera.<source>.<name>` with `Nats-Msg-Id` set to the envelope id, so the
 //! server drops a republished duplicate within its duplicate window. Consumers are durable pull
 //! consumers named `<subscriber>__<source>`, acknowledged explicitly after the subscriber's
 //! commit. Streams and consumers are created idempotently when first used.
@@ -21,6 +21,9 @@ use crate::transport::{AckFuture, Acker, Consumer, ConsumerSpec, Delivery, Trans
 /// Stream settings; the defaults suit one server. Every stream this transport creates uses them.
 #[derive(Clone, Debug)]
 pub struct NatsOptions {
+    /// Prefix of every subject and stream: one server can host several environments (or test
+    /// runs) side by side. `tessera` by default.
+    pub namespace: String,
     pub replicas: usize,
     pub storage: stream::StorageType,
     /// How long the server remembers message ids to drop duplicates.
@@ -32,6 +35,7 @@ pub struct NatsOptions {
 impl Default for NatsOptions {
     fn default() -> Self {
         Self {
+            namespace: "tessera".to_owned(),
             replicas: 1,
             storage: stream::StorageType::File,
             duplicate_window: Duration::from_secs(120),
@@ -58,12 +62,12 @@ pub(crate) mod header {
     pub const TRACEPARENT: &str = "traceparent";
 }
 
-pub fn stream_name(source: &str) -> String {
-    format!("TESSERA_{}", source.to_ascii_uppercase().replace(['.', ' ', '*', '>'], "_"))
+fn token(text: &str) -> String {
+    text.replace(['.', ' ', '*', '>'], "_")
 }
 
 fn consumer_name(spec: &ConsumerSpec) -> String {
-    format!("{}__{}", spec.subscriber, spec.source).replace(['.', ' ', '*', '>'], "_")
+    token(&format!("{}__{}", spec.subscriber, spec.source))
 }
 
 impl NatsTransport {
@@ -79,8 +83,8 @@ impl NatsTransport {
 
     async fn ensure_stream(&self, source: &str) -> Result<stream::Stream> {
         let config = stream::Config {
-            name: stream_name(source),
-            subjects: vec![format!("tessera.{source}.>")],
+            name: self.stream_name(source),
+            subjects: vec![format!("{}.{source}.>", self.options.namespace)],
             num_replicas: self.options.replicas,
             storage: self.options.storage,
             duplicate_window: self.options.duplicate_window,
@@ -90,6 +94,11 @@ impl NatsTransport {
         let stream = self.jetstream.get_or_create_stream(config).await.map_err(BusError::nats)?;
         self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(source.to_owned());
         Ok(stream)
+    }
+
+    /// `<NAMESPACE>_<SOURCE>`, upper case.
+    pub fn stream_name(&self, source: &str) -> String {
+        token(&format!("{}_{}", self.options.namespace, source)).to_ascii_uppercase()
     }
 
     fn knows_stream(&self, source: &str) -> bool {
@@ -117,7 +126,7 @@ impl Transport for NatsTransport {
         }
         let payload = serde_json::to_vec(envelope)
             .map_err(|e| BusError::Malformed { id: envelope.id.to_string(), reason: e.to_string() })?;
-        let subject = format!("tessera.{}.{}", envelope.source, envelope.name);
+        let subject = format!("{}.{}.{}", self.options.namespace, envelope.source, envelope.name);
         let ack = self
             .jetstream
             .publish_with_headers(subject, headers, payload.into())
@@ -131,7 +140,7 @@ impl Transport for NatsTransport {
         let name = consumer_name(spec);
         let config = consumer::pull::Config {
             durable_name: Some(name.clone()),
-            filter_subject: format!("tessera.{}.>", spec.source),
+            filter_subject: format!("{}.{}.>", self.options.namespace, spec.source),
             ack_policy: consumer::AckPolicy::Explicit,
             deliver_policy: consumer::DeliverPolicy::All,
             ack_wait: spec.ack_wait,

@@ -6,20 +6,36 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera_bus::{
-    InProcessTransport, Relay, RelayOptions, Subscriber, SubscriberOptions, Transport, Upcasters,
+    InProcessTransport, NatsOptions, NatsTransport, Relay, RelayOptions, Subscriber, SubscriberOptions,
+    Transport, Upcasters,
 };
 use tessera_contracts::{Money, OrderLine, Quantity, Sku};
 use tessera_inventory::Inventory;
 use tessera_kernel::{HybridClock, SystemClock, UuidV7Gen};
 use tessera_orders::{Orders, OrdersSettings};
 use tessera_payments::{NetworkSettings, Payments, SimulatedNetwork};
-use tessera_store::{SqliteOptions, Statement, Store, StoreConfig};
-use tessera_testkit::TempDataDir;
+use tessera_store::{PostgresOptions, SqliteOptions, Statement, Store, StoreConfig};
+use tessera_testkit::{TempDataDir, TempPostgres};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+/// Where the shop runs: SQLite files and the in-process transport (embedded), or PostgreSQL
+/// databases and NATS JetStream (distributed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Topology {
+    Embedded,
+    Distributed,
+}
+
+/// Keeps the temporary folder or databases alive while the shop runs.
+#[allow(dead_code)]
+enum Storage {
+    Files(TempDataDir),
+    Databases(Vec<TempPostgres>),
+}
+
 struct Shop {
-    _dir: TempDataDir,
+    _storage: Storage,
     orders: Orders,
     inventory: Inventory,
     payments: Arc<Payments>,
@@ -27,34 +43,59 @@ struct Shop {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-async fn open(dir: &TempDataDir, name: &str, migrations: &[tessera_store::MigrationSet]) -> Store {
-    let config =
-        StoreConfig::Sqlite { path: dir.file(&format!("{name}.db")), options: SqliteOptions::default() };
-    Store::open(&config, migrations).await.expect("open store")
+/// One store per service, on the topology's backend.
+async fn stores(topology: Topology) -> Option<(Storage, [Store; 3])> {
+    let sets =
+        [tessera_orders::migrations(), tessera_inventory::migrations(), tessera_payments::migrations()];
+    match topology {
+        Topology::Embedded => {
+            let dir = TempDataDir::new();
+            let mut stores = Vec::new();
+            for (name, migrations) in ["orders", "inventory", "payments"].iter().zip(&sets) {
+                let path = dir.file(&format!("{name}.db"));
+                let config = StoreConfig::Sqlite { path, options: SqliteOptions::default() };
+                stores.push(Store::open(&config, migrations).await.expect("open store"));
+            }
+            Some((Storage::Files(dir), stores.try_into().ok()?))
+        }
+        Topology::Distributed => {
+            let mut databases = Vec::new();
+            let mut stores = Vec::new();
+            for migrations in &sets {
+                let database = TempPostgres::create().await?;
+                let url = database.url().to_owned();
+                let config = StoreConfig::Postgres { url, options: PostgresOptions::default() };
+                stores.push(Store::open(&config, migrations).await.expect("open store"));
+                databases.push(database);
+            }
+            Some((Storage::Databases(databases), stores.try_into().ok()?))
+        }
+    }
 }
 
-async fn shop(settings: OrdersSettings, network: NetworkSettings) -> Shop {
-    let dir = TempDataDir::new();
+async fn transport(topology: Topology) -> Option<Arc<dyn Transport>> {
+    match topology {
+        Topology::Embedded => Some(Arc::new(InProcessTransport::new())),
+        Topology::Distributed => {
+            let url = tessera_testkit::server_url("TESSERA_TEST_NATS", "NATS")?;
+            // A namespace of its own: this run's streams never meet another run's.
+            let namespace = format!("shop{}", &Uuid::now_v7().simple().to_string()[20..]);
+            let options =
+                NatsOptions { namespace, max_age: Duration::from_secs(3600), ..NatsOptions::default() };
+            Some(Arc::new(NatsTransport::connect(&url, options).await.expect("connect to NATS")))
+        }
+    }
+}
+
+async fn shop(topology: Topology, settings: OrdersSettings, network: NetworkSettings) -> Option<Shop> {
+    let (storage, [orders_store, inventory_store, payments_store]) = stores(topology).await?;
+    let transport = transport(topology).await?;
     let clock = Arc::new(SystemClock);
     let ids = Arc::new(UuidV7Gen);
-    let orders = Orders::new(
-        open(&dir, "orders", &tessera_orders::migrations()).await,
-        &settings,
-        ids.clone(),
-        clock.clone(),
-    );
-    let inventory = Inventory::new(
-        open(&dir, "inventory", &tessera_inventory::migrations()).await,
-        ids.clone(),
-        Arc::new(HybridClock::new(clock.clone())),
-    );
-    let payments = Arc::new(Payments::new(
-        open(&dir, "payments", &tessera_payments::migrations()).await,
-        Arc::new(SimulatedNetwork::new(network)),
-        ids,
-        clock,
-    ));
-    let transport: Arc<dyn Transport> = Arc::new(InProcessTransport::new());
+    let orders = Orders::new(orders_store, &settings, ids.clone(), clock.clone());
+    let inventory = Inventory::new(inventory_store, ids.clone(), Arc::new(HybridClock::new(clock.clone())));
+    let payments =
+        Arc::new(Payments::new(payments_store, Arc::new(SimulatedNetwork::new(network)), ids, clock));
     let (stop, stopped) = watch::channel(false);
     let options = SubscriberOptions {
         backoff_base: Duration::from_millis(5),
@@ -119,7 +160,7 @@ async fn shop(settings: OrdersSettings, network: NetworkSettings) -> Shop {
     }
     tasks.push(tokio::spawn(payments.as_ref().clone().run_authorisations(256, stopped.clone())));
     tasks.push(tokio::spawn(orders.clone().run_timers(Duration::from_millis(50), stopped)));
-    Shop { _dir: dir, orders, inventory, payments, stop, tasks }
+    Some(Shop { _storage: storage, orders, inventory, payments, stop, tasks })
 }
 
 fn sku(s: &str) -> Sku {
@@ -181,12 +222,21 @@ impl Shop {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_orders_settle_with_exactly_the_right_money_and_stock() {
+async fn embedded_a_thousand_orders_settle_with_exactly_the_right_money_and_stock() {
+    a_thousand_orders_settle(Topology::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_a_thousand_orders_settle_with_exactly_the_right_money_and_stock() {
+    a_thousand_orders_settle(Topology::Distributed).await;
+}
+
+async fn a_thousand_orders_settle(topology: Topology) {
     let count: usize = std::env::var("TESSERA_SHOP_ORDERS").ok().and_then(|n| n.parse().ok()).unwrap_or(1000);
     let settings =
-        OrdersSettings { payment_timeout: Duration::from_millis(800), ..OrdersSettings::default() };
-    let network = NetworkSettings { slow_delay: Duration::from_secs(2), ..NetworkSettings::default() };
-    let shop = shop(settings, network).await;
+        OrdersSettings { payment_timeout: Duration::from_millis(1500), ..OrdersSettings::default() };
+    let network = NetworkSettings { slow_delay: Duration::from_secs(3), ..NetworkSettings::default() };
+    let Some(shop) = shop(topology, settings, network).await else { return };
     let price = |cents| Money::eur(cents).expect("money");
     shop.inventory.create_product(&sku("MUG-1"), "Mug", "", &price(900), 5_000).await.expect("mug");
     shop.inventory.create_product(&sku("TEE-1"), "T-shirt", "", &price(1500), 120).await.expect("tee");
@@ -346,6 +396,6 @@ async fn a_thousand_orders_settle_with_exactly_the_right_money_and_stock() {
     }
     let rare = shop.inventory.product(&sku("RARE-1")).await.expect("rare").expect("exists").level;
     assert!(rare.sold <= 3, "never oversold: {rare:?}");
-    eprintln!("shop: {count} orders settled: {outcomes:?}");
+    eprintln!("shop ({topology:?}): {count} orders settled: {outcomes:?}");
     shop.stop().await;
 }

@@ -213,7 +213,9 @@ impl Inventory {
     pub async fn conservation(&self) -> Result<BTreeMap<Sku, (i64, StockLevel)>, AppError> {
         let adjustments = self
             .store
-            .query(Statement::new("SELECT sku, sum(delta) AS total FROM adjustments GROUP BY sku"))
+            .query(Statement::new(
+                "SELECT sku, CAST(sum(delta) AS BIGINT) AS total FROM adjustments GROUP BY sku",
+            ))
             .await?;
         let mut totals = BTreeMap::new();
         for row in adjustments {
