@@ -194,7 +194,7 @@ pub fn decide(definition: &SagaDefinition, state: SagaState, input: Input) -> De
             }
         }
         (Status::Running, Input::Timer { step, compensation: false, purpose: TimerPurpose::Timeout, .. })
-            if step == state.step =>
+            if step == state.step && !retriable =>
         {
             // Nobody knows whether it happened: undo it too.
             let reason = format!("step {} timed out", definition.steps[step].name);

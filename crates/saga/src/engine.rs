@@ -190,17 +190,27 @@ impl SagaEngine {
                 let decision = decide::decide(&self.definition, state, input);
                 if decision.changed {
                     let after = self.apply(&mut unit, decision, Some(version), Some(&timer.envelope))?;
-                    if let Some(observer) = observer {
-                        observer.on_transition(&Transition { before, after }, &mut unit).await?;
+                    if let Some(observer) = observer
+                        && let Err(error) =
+                            observer.on_transition(&Transition { before, after }, &mut unit).await
+                    {
+                        // This timer stays pending and is tried again; the others go on.
+                        tracing::warn!(saga = self.definition.name, id, %error, "timer transition failed");
+                        continue;
                     }
                 }
             }
             match unit.commit().await {
                 Ok(_) => fired += 1,
-                // Another unit fired it, or the saga moved on meanwhile: it is due again next
-                // time round, or gone.
-                Err(StoreError::TimerNotPending(_) | StoreError::Rejected { .. }) => {}
-                Err(error) => return Err(error.into()),
+                // Another unit fired it, or the saga (or its orchestrator's record) moved on
+                // meanwhile: it is due again next time round, or gone.
+                Err(
+                    StoreError::TimerNotPending(_)
+                    | StoreError::Rejected { .. }
+                    | StoreError::Conflict { .. },
+                ) => {}
+                Err(error) if error.is_transient() => return Err(error.into()),
+                Err(error) => tracing::warn!(saga = self.definition.name, id, %error, "timer failed"),
             }
         }
         Ok(fired)

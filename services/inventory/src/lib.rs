@@ -32,7 +32,8 @@ pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet 
                 PRIMARY KEY (order_id, sku));
             CREATE TABLE adjustments (
                 id INTEGER PRIMARY KEY AUTOINCREMENT, sku TEXT NOT NULL, delta BIGINT NOT NULL,
-                reason TEXT NOT NULL, at BIGINT NOT NULL);",
+                reason TEXT NOT NULL, at BIGINT NOT NULL);
+            CREATE TABLE released_orders (order_id TEXT PRIMARY KEY);",
         postgres: "
             CREATE TABLE products (
                 sku TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT NOT NULL,
@@ -48,7 +49,8 @@ pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet 
                 PRIMARY KEY (order_id, sku));
             CREATE TABLE adjustments (
                 id BIGSERIAL PRIMARY KEY, sku TEXT NOT NULL, delta BIGINT NOT NULL,
-                reason TEXT NOT NULL, at BIGINT NOT NULL);",
+                reason TEXT NOT NULL, at BIGINT NOT NULL);
+            CREATE TABLE released_orders (order_id TEXT PRIMARY KEY);",
     }],
 };
 

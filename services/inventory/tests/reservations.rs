@@ -207,3 +207,37 @@ async fn product_administration_refuses_duplicates_and_negative_stock() {
     shop.assert_conserved().await;
     shop.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_that_arrives_first_refuses_the_later_reservation_and_mixed_currencies_hold_nothing() {
+    let shop = shop().await;
+    shop.inventory
+        .create_product(&sku("EUR-1"), "Euro mug", "", &Money::eur(900).expect("money"), 5)
+        .await
+        .expect("create");
+    let dollars = Money::new(1000, tessera_contracts::Currency::parse("USD").expect("usd")).expect("money");
+    shop.inventory.create_product(&sku("USD-1"), "Dollar mug", "", &dollars, 5).await.expect("create");
+
+    // The saga gave up and released before the (late, retried) reservation was applied.
+    let order = Uuid::now_v7();
+    let release = shop.send(order, 0, true, &ReleaseStock { order_id: order }).await;
+    assert_eq!(shop.reply_to(&release).await["ok"], true);
+    let reserve =
+        shop.send(order, 0, false, &ReserveStock { order_id: order, lines: vec![line("EUR-1", 1)] }).await;
+    assert_eq!(shop.reply_to(&reserve).await["reason"], "reservation_closed");
+    assert_eq!(shop.level("EUR-1").await.available, 5, "nothing held for a released order");
+
+    let mixed = Uuid::now_v7();
+    let reserve = shop
+        .send(
+            mixed,
+            0,
+            false,
+            &ReserveStock { order_id: mixed, lines: vec![line("EUR-1", 1), line("USD-1", 1)] },
+        )
+        .await;
+    assert_eq!(shop.reply_to(&reserve).await["reason"], "mixed_currencies");
+    assert_eq!((shop.level("EUR-1").await.reserved, shop.level("USD-1").await.reserved), (0, 0));
+    shop.assert_conserved().await;
+    shop.stop().await;
+}

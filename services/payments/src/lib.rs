@@ -22,7 +22,8 @@ const SCHEMA: &str = "
         reason TEXT, authorisation TEXT, request TEXT, updated_at BIGINT NOT NULL);
     CREATE INDEX payments_authorising ON payments (status) WHERE status = 'authorising';
     CREATE TABLE captures (order_id TEXT PRIMARY KEY, amount BIGINT NOT NULL, at BIGINT NOT NULL);
-    CREATE TABLE refunds (order_id TEXT PRIMARY KEY, amount BIGINT NOT NULL, at BIGINT NOT NULL);";
+    CREATE TABLE refunds (order_id TEXT PRIMARY KEY, amount BIGINT NOT NULL, at BIGINT NOT NULL);
+    CREATE TABLE voided_orders (order_id TEXT PRIMARY KEY);";
 
 pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet {
     scope: "payments",

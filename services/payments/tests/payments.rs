@@ -173,3 +173,20 @@ async fn no_card_number_or_cvc_is_stored() {
     assert!(!haystack.contains("\"987\"") && !haystack.contains("cvc"), "the CVC is in {path}");
     assert!(haystack.contains(&token), "the scan reads the real data");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_void_that_arrives_first_refuses_the_later_authorisation_and_a_repeat_answers_alike() {
+    let f = fixture().await;
+    let token = f.token("4242424242424242").await;
+    let order = Uuid::now_v7();
+    assert_eq!(f.command(order, "payments.VoidPayment", json!({ "order_id": order })).await["ok"], true);
+    let reply = f.authorise(order, &token, 100).await;
+    assert_eq!(reply["reason"], "payment_cancelled", "no money is held for a voided order");
+    assert!(f.payments.payment(order).await.expect("payment").is_none());
+
+    let order = Uuid::now_v7();
+    let first = f.authorise(order, &token, 100).await;
+    let again = f.authorise(order, &token, 100).await;
+    assert_eq!(first["data"], again["data"], "a repeated authorisation answers in the same shape");
+    f.participant.stop().await;
+}

@@ -136,6 +136,21 @@ impl Inventory {
     async fn reserve(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
         let command: ReserveStock = parse(message)?;
         // Already held for this order (the command came twice): answer as before.
+        // Released before it was ever reserved (the saga gave up first), or already through:
+        // never hold stock for it again.
+        let closed = unit
+            .query(
+                Statement::new(
+                    "SELECT 1 AS x FROM released_orders WHERE order_id = $1
+                     UNION ALL SELECT 1 AS x FROM reservations WHERE order_id = $1 AND state <> 'held'",
+                )
+                .bind(command.order_id.to_string()),
+            )
+            .await?;
+        if !closed.is_empty() {
+            self.reply(unit, message, Err("reservation_closed".to_owned()))?;
+            return Ok(());
+        }
         let held = self.reservation(unit, command.order_id, "held").await?;
         if !held.is_empty() {
             let reserved = serde_json::to_value(Self::priced(&held)?)?;
@@ -157,6 +172,13 @@ impl Inventory {
                 return Ok(());
             }
         };
+        // Every line in one currency, checked before anything is written.
+        let currencies: std::collections::HashSet<_> =
+            plan.iter().map(|(sku, _)| &products[sku].price.currency).collect();
+        if currencies.len() > 1 {
+            self.reply(unit, message, Err("mixed_currencies".to_owned()))?;
+            return Ok(());
+        }
         let mut rows = Vec::with_capacity(plan.len());
         for (sku, quantity) in plan {
             let product = &products[&sku];
@@ -195,10 +217,6 @@ impl Inventory {
             rows.push((sku, product.name.clone(), quantity, product.price.clone()));
         }
         let currency = rows.first().map_or_else(Currency::eur, |(_, _, _, price)| price.currency.clone());
-        if rows.iter().any(|(_, _, _, price)| price.currency != currency) {
-            self.reply(unit, message, Err("mixed_currencies".to_owned()))?;
-            return Ok(());
-        }
         let total: i64 = rows.iter().map(|(_, _, quantity, price)| quantity * price.amount).sum();
         let reserved = Reserved {
             lines: rows
@@ -222,7 +240,18 @@ impl Inventory {
     ) -> Result<(), HandlerError> {
         // Nothing in the expected state (never reserved, or already moved): a no-op, so the
         // command is safe to repeat and to send after a timeout.
-        for row in self.reservation(unit, order_id, step.source_state()).await? {
+        let rows = self.reservation(unit, order_id, step.source_state()).await?;
+        if rows.is_empty() && matches!(step, Move::Release) {
+            // Remember the release, so that a reservation request arriving later (a dead
+            // letter retried, say) is refused instead of holding stock for good.
+            unit.execute(
+                Statement::new(
+                    "INSERT INTO released_orders (order_id) VALUES ($1) ON CONFLICT (order_id) DO NOTHING",
+                )
+                .bind(order_id.to_string()),
+            );
+        }
+        for row in rows {
             let sku = Sku::parse(row.text("sku")?)?;
             let quantity = row.int("quantity")?;
             // The rules first: a stored level that cannot take the move is a bug to report.

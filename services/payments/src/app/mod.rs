@@ -228,12 +228,24 @@ impl Payments {
         if let Some(payment) = self.stored_payment(unit, command.order_id).await? {
             // Asked again: the first answer stands; the card is not charged again.
             let answer = match payment.status.as_str() {
-                "authorised" | "captured" => {
-                    Ok(Some(json!({ "payment_id": payment.id, "last4": payment.last4 })))
+                // Still with the network: the worker answers when it knows.
+                "authorising" => return Ok(()),
+                "authorised" | "captured" | "refunded" => {
+                    Ok(Some(json!({ "payment": { "payment_id": payment.id, "last4": payment.last4 } })))
                 }
                 _ => Err(payment.reason.unwrap_or(payment.status)),
             };
             return self.reply(unit, message, answer);
+        }
+        // Voided before it was ever asked for (the saga gave up first): never authorise it.
+        let voided = unit
+            .query(
+                Statement::new("SELECT 1 AS x FROM voided_orders WHERE order_id = $1")
+                    .bind(command.order_id.to_string()),
+            )
+            .await?;
+        if !voided.is_empty() {
+            return self.reply(unit, message, Err("payment_cancelled".into()));
         }
         let methods = unit
             .query(
@@ -405,12 +417,18 @@ impl Payments {
         operation: Operation,
     ) -> Result<(), HandlerError> {
         let Some(payment) = self.stored_payment(unit, order_id).await? else {
-            // Nothing was authorised (declined before, or never asked): nothing to undo.
-            return self.reply(
-                unit,
-                message,
-                if operation == Operation::Void { Ok(None) } else { Err("no_payment".into()) },
+            if operation != Operation::Void {
+                return self.reply(unit, message, Err("no_payment".into()));
+            }
+            // Nothing to undo yet; remember the void so that an authorisation request arriving
+            // later (a dead letter retried, say) is refused instead of holding money.
+            unit.execute(
+                Statement::new(
+                    "INSERT INTO voided_orders (order_id) VALUES ($1) ON CONFLICT (order_id) DO NOTHING",
+                )
+                .bind(order_id.to_string()),
             );
+            return self.reply(unit, message, Ok(None));
         };
         if operation.done(&payment.status) {
             return self.reply(unit, message, Ok(None));
