@@ -51,6 +51,18 @@ conformance!(
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// The consumer's dead letters, once there is at least one (or after `WAIT`).
+async fn wait_for_dead_letters(world: &World) -> Vec<tessera_bus::DeadLetter> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let letters = list_dead_letters(&world.consumer, None).await.expect("list");
+        if !letters.is_empty() || tokio::time::Instant::now() > deadline {
+            return letters;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn every_message_has_one_effect_and_its_outbox_row_is_marked_sent(world: World) {
     let subscriber = world.subscriber(TestHandler::new(), Upcasters::new(), fast_subscriber());
     let relay = world.relay(fast_relay());
@@ -142,14 +154,7 @@ async fn a_poison_message_is_parked_while_other_keys_flow_and_can_be_retried(wor
     let effects = world.wait_for_effects(50, WAIT).await;
     assert_eq!(effects.len(), 50, "the other keys flowed");
 
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let letters = loop {
-        let letters = list_dead_letters(&world.consumer, None).await.expect("list");
-        if !letters.is_empty() || tokio::time::Instant::now() > deadline {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let letters = wait_for_dead_letters(&world).await;
     assert_eq!(letters.len(), 1);
     let letter = &letters[0];
     assert_eq!(letter.envelope.id, poison.id);
@@ -278,14 +283,7 @@ async fn old_payload_versions_are_upcast_before_the_handler_sees_them(world: Wor
     let mut broken = world.envelope("versions", 0, false);
     broken.payload = json!({ "nothing": true });
     world.produce(std::slice::from_ref(&broken)).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let letters = loop {
-        let letters = list_dead_letters(&world.consumer, None).await.expect("list");
-        if !letters.is_empty() || tokio::time::Instant::now() > deadline {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let letters = wait_for_dead_letters(&world).await;
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].envelope.version, 1);
     assert!(letters[0].error.contains("old_seq missing"), "{}", letters[0].error);
@@ -304,14 +302,7 @@ async fn a_panicking_handler_parks_its_message_and_its_lane_keeps_working(world:
     messages.extend((1..20).map(|i| world.envelope(if i % 2 == 0 { "shaky" } else { "steady" }, i, false)));
     world.produce(&messages).await;
     assert_eq!(world.wait_for_effects(19, WAIT).await.len(), 19, "the lane survived the panic");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let letters = loop {
-        let letters = list_dead_letters(&world.consumer, None).await.expect("list");
-        if !letters.is_empty() || tokio::time::Instant::now() > deadline {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let letters = wait_for_dead_letters(&world).await;
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].envelope.id, falls_over.id);
     assert!(letters[0].error.contains("handler panicked: the handler fell over"), "{}", letters[0].error);

@@ -12,45 +12,31 @@ pub use app::{AppError, Inventory, Product};
 /// The service's name: its store file, its message names' owner, its relay's name.
 pub const SERVICE: &str = "inventory";
 
+/// Written once for both dialects: no autoincrement columns, only portable types.
+const SCHEMA: &str = "
+    CREATE TABLE products (
+        sku TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT NOT NULL,
+        price BIGINT NOT NULL, currency TEXT NOT NULL,
+        available BIGINT NOT NULL CHECK (available >= 0),
+        reserved BIGINT NOT NULL CHECK (reserved >= 0),
+        sold BIGINT NOT NULL CHECK (sold >= 0),
+        version BIGINT NOT NULL);
+    CREATE TABLE reservations (
+        order_id TEXT NOT NULL, sku TEXT NOT NULL, name TEXT NOT NULL, quantity BIGINT NOT NULL,
+        unit_price BIGINT NOT NULL, currency TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('held', 'released', 'committed', 'restocked')),
+        PRIMARY KEY (order_id, sku));
+    CREATE TABLE adjustments (
+        id TEXT PRIMARY KEY, sku TEXT NOT NULL, delta BIGINT NOT NULL, reason TEXT NOT NULL, at BIGINT NOT NULL);
+    CREATE TABLE released_orders (order_id TEXT PRIMARY KEY);";
+
 pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet {
     scope: "inventory",
     migrations: &[tessera_store::Migration {
         version: 1,
         name: "products, reservations, adjustments",
-        sqlite: "
-            CREATE TABLE products (
-                sku TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT NOT NULL,
-                price BIGINT NOT NULL, currency TEXT NOT NULL,
-                available BIGINT NOT NULL CHECK (available >= 0),
-                reserved BIGINT NOT NULL CHECK (reserved >= 0),
-                sold BIGINT NOT NULL CHECK (sold >= 0),
-                version BIGINT NOT NULL);
-            CREATE TABLE reservations (
-                order_id TEXT NOT NULL, sku TEXT NOT NULL, name TEXT NOT NULL, quantity BIGINT NOT NULL,
-                unit_price BIGINT NOT NULL, currency TEXT NOT NULL,
-                state TEXT NOT NULL CHECK (state IN ('held', 'released', 'committed', 'restocked')),
-                PRIMARY KEY (order_id, sku));
-            CREATE TABLE adjustments (
-                id INTEGER PRIMARY KEY AUTOINCREMENT, sku TEXT NOT NULL, delta BIGINT NOT NULL,
-                reason TEXT NOT NULL, at BIGINT NOT NULL);
-            CREATE TABLE released_orders (order_id TEXT PRIMARY KEY);",
-        postgres: "
-            CREATE TABLE products (
-                sku TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT NOT NULL,
-                price BIGINT NOT NULL, currency TEXT NOT NULL,
-                available BIGINT NOT NULL CHECK (available >= 0),
-                reserved BIGINT NOT NULL CHECK (reserved >= 0),
-                sold BIGINT NOT NULL CHECK (sold >= 0),
-                version BIGINT NOT NULL);
-            CREATE TABLE reservations (
-                order_id TEXT NOT NULL, sku TEXT NOT NULL, name TEXT NOT NULL, quantity BIGINT NOT NULL,
-                unit_price BIGINT NOT NULL, currency TEXT NOT NULL,
-                state TEXT NOT NULL CHECK (state IN ('held', 'released', 'committed', 'restocked')),
-                PRIMARY KEY (order_id, sku));
-            CREATE TABLE adjustments (
-                id BIGSERIAL PRIMARY KEY, sku TEXT NOT NULL, delta BIGINT NOT NULL,
-                reason TEXT NOT NULL, at BIGINT NOT NULL);
-            CREATE TABLE released_orders (order_id TEXT PRIMARY KEY);",
+        sqlite: SCHEMA,
+        postgres: SCHEMA,
     }],
 };
 

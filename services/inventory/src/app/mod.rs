@@ -181,11 +181,14 @@ impl Inventory {
     fn record_adjustment(&self, unit: &mut UnitOfWork, sku: &Sku, delta: i64, reason: &str) {
         let at = i64::try_from(self.clock.now().wall().as_micros()).unwrap_or(i64::MAX);
         unit.execute(
-            Statement::new("INSERT INTO adjustments (sku, delta, reason, at) VALUES ($1, $2, $3, $4)")
-                .bind(sku.as_str())
-                .bind(delta)
-                .bind(reason)
-                .bind(at),
+            Statement::new(
+                "INSERT INTO adjustments (id, sku, delta, reason, at) VALUES ($5, $1, $2, $3, $4)",
+            )
+            .bind(sku.as_str())
+            .bind(delta)
+            .bind(reason)
+            .bind(at)
+            .bind(tessera_kernel::MessageId::generate(&*self.ids).to_string()),
         );
     }
 
