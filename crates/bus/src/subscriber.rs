@@ -135,8 +135,37 @@ impl Subscriber {
         &self.lane.consumer
     }
 
-    /// Runs until `shutdown` becomes true, then lets the lanes finish what they hold.
+    /// Runs until `shutdown` becomes true. Among replicas of the service sharing a database,
+    /// one consumes at a time (the others stand by and take over when its lease goes), so
+    /// messages of one key are never handled by two processes at once.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let lease_name = format!("tessera.subscriber.{}", self.lane.consumer);
+        while !*shutdown.borrow() {
+            let lease = match self.lane.store.try_lease(&lease_name).await {
+                Ok(lease) => lease,
+                Err(error) => {
+                    tracing::warn!(consumer = %self.lane.consumer, %error, "cannot ask for the subscriber lease");
+                    None
+                }
+            };
+            let Some(lease) = lease else {
+                tokio::select! {
+                    () = tokio::time::sleep(STANDBY_POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            };
+            self.consume_while_leading(&lease, &mut shutdown).await?;
+        }
+        Ok(())
+    }
+
+    /// Consumes while this replica holds the lease, then lets the lanes finish what they hold.
+    async fn consume_while_leading(
+        &self,
+        lease: &tessera_store::Lease,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
         let mut consumer = self.transport.consume(&self.spec).await?;
         let options = &self.lane.options;
         let lanes: Vec<_> = (0..options.lanes.max(1))
@@ -174,7 +203,7 @@ impl Subscriber {
             })
             .collect();
         let mut last_dead_letter_poll = Instant::now();
-        while !*shutdown.borrow() {
+        while !*shutdown.borrow() && lease.is_held() {
             let batch = tokio::select! {
                 batch = consumer.next_batch(options.batch, Duration::from_millis(200)) => batch,
                 _ = shutdown.changed() => break,
@@ -197,7 +226,7 @@ impl Subscriber {
             }
             if last_dead_letter_poll.elapsed() >= options.dead_letter_poll {
                 last_dead_letter_poll = Instant::now();
-                if let Err(error) = self.lane.retry_dead_letters(&shutdown).await {
+                if let Err(error) = self.lane.retry_dead_letters(shutdown).await {
                     tracing::warn!(consumer = %self.lane.consumer, %error, "dead-letter retry failed");
                 }
             }
@@ -209,6 +238,9 @@ impl Subscriber {
         Ok(())
     }
 }
+
+/// How often a standby replica asks for the lease.
+const STANDBY_POLL: Duration = Duration::from_millis(250);
 
 fn lane_of(key: &str, lanes: usize) -> usize {
     let mut hasher = DefaultHasher::new();
