@@ -4,6 +4,7 @@
 //! `SKIPPED` line and pass, so a fresh machine can run the rest; under `CI=true` a missing URL
 //! fails the test instead, so CI can never skip a suite silently.
 
+pub mod http;
 mod participant;
 
 use std::path::{Path, PathBuf};

@@ -18,6 +18,7 @@ pub enum ValueError {
 }
 
 /// A product's stock-keeping unit: `[A-Z0-9-]{3,32}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Sku(String);
@@ -55,6 +56,7 @@ impl From<Sku> for String {
 }
 
 /// How many units of one sku a line orders: 1 to 1000.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "i64", into = "i64")]
 pub struct Quantity(u32);
@@ -88,6 +90,7 @@ impl From<Quantity> for i64 {
 }
 
 /// An ISO 4217 code.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Currency(String);
@@ -121,7 +124,9 @@ impl From<Currency> for String {
 }
 
 /// An amount in minor units (cents) with its currency: `{"amount": 1999, "currency": "EUR"}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Money {
     pub amount: i64,
     pub currency: Currency,
@@ -138,6 +143,7 @@ impl Money {
 }
 
 /// One line of an order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderLine {

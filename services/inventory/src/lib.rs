@@ -6,8 +6,9 @@
 
 mod app;
 pub mod domain;
+pub mod http;
 
-pub use app::{AppError, Inventory, Product};
+pub use app::{AppError, Inventory, Product, ProductChanges};
 
 /// The service's name: its store file, its message names' owner, its relay's name.
 pub const SERVICE: &str = "inventory";

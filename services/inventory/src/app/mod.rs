@@ -6,7 +6,7 @@ mod reservations;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tessera_contracts::inventory::{ProductCreated, StockChanged};
+use tessera_contracts::inventory::{ProductCreated, ProductUpdated, StockChanged};
 use tessera_contracts::{Currency, Message, Money, Sku};
 use tessera_kernel::{Envelope, HybridClock, IdGen, MessageKind};
 use tessera_store::{Row, Statement, Store, StoreError, UnitOfWork};
@@ -23,6 +23,18 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("stored data cannot be read: {0}")]
     Corrupt(String),
+    #[error("the product is at version {current}, not the one named")]
+    Stale { current: i64 },
+    #[error("prices of this product are in {expected}")]
+    Currency { expected: String },
+}
+
+/// The fields of a product an administrator may change; `None` keeps the current value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProductChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub price: Option<Money>,
 }
 
 /// A product as stored.
@@ -201,6 +213,79 @@ impl Inventory {
             )
             .await?;
         rows.first().map(product_from_row).transpose()
+    }
+
+    /// Changes a product's description fields if it is still at `expected_version` (`None`:
+    /// whatever version it is at). The version guard is in the UPDATE itself, so two writers
+    /// that read the same version cannot both succeed.
+    pub async fn update_product(
+        &self,
+        sku: &Sku,
+        expected_version: Option<i64>,
+        changes: ProductChanges,
+    ) -> Result<Product, AppError> {
+        let current = self.product(sku).await?.ok_or_else(|| InventoryError::UnknownSku(sku.clone()))?;
+        let version = expected_version.unwrap_or(current.version);
+        if version != current.version {
+            return Err(AppError::Stale { current: current.version });
+        }
+        if let Some(price) = &changes.price
+            && price.currency != current.price.currency
+        {
+            return Err(AppError::Currency { expected: current.price.currency.clone().into() });
+        }
+        let updated = Product {
+            name: changes.name.unwrap_or(current.name),
+            description: changes.description.unwrap_or(current.description),
+            price: changes.price.unwrap_or(current.price),
+            version: version + 1,
+            ..current
+        };
+        let mut unit = self.store.begin();
+        unit.execute(
+            Statement::new(
+                "UPDATE products SET name = $2, description = $3, price = $4, version = $5
+                 WHERE sku = $1 AND version = $6",
+            )
+            .bind(sku.as_str())
+            .bind(updated.name.as_str())
+            .bind(updated.description.as_str())
+            .bind(updated.price.amount)
+            .bind(updated.version)
+            .bind(version)
+            .expect_rows(1, "stale_version"),
+        );
+        let event = ProductUpdated {
+            sku: sku.clone(),
+            name: updated.name.clone(),
+            description: updated.description.clone(),
+            price: updated.price.clone(),
+            version: updated.version,
+        };
+        unit.send(&self.event(sku.as_str(), &event)?)?;
+        match unit.commit().await {
+            Ok(_) => Ok(updated),
+            Err(StoreError::Rejected { .. }) => {
+                let now = self.product(sku).await?.map_or(0, |p| p.version);
+                Err(AppError::Stale { current: now })
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// One page of products in sku order, starting after `after`.
+    pub async fn products_page(&self, after: Option<&Sku>, limit: u32) -> Result<Vec<Product>, AppError> {
+        let rows = self
+            .store
+            .query(
+                Statement::new(format!(
+                    "SELECT {PRODUCT_COLUMNS} FROM products WHERE sku > $1 ORDER BY sku LIMIT $2"
+                ))
+                .bind(after.map_or("", Sku::as_str))
+                .bind(i64::from(limit)),
+            )
+            .await?;
+        rows.iter().map(product_from_row).collect()
     }
 
     pub async fn products(&self) -> Result<Vec<Product>, AppError> {

@@ -1,0 +1,203 @@
+//! Extractors that turn every malformed request into a problem: a body that is not JSON (400),
+//! JSON of the wrong shape (422 naming the field), the wrong media type (415), a body over the
+//! limit (413), a bad path segment or query string (400/422). axum's own rejections are plain
+//! text; these are not.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use crate::problem::{FieldError, Problem};
+
+/// A JSON body, parsed strictly; the type decides what is allowed (`deny_unknown_fields`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Json<T>(pub T);
+
+fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
+    let Some(Ok(value)) = content_type.map(|v| v.to_str()) else { return false };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn body_problem(rejection: &BytesRejection) -> Problem {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is over 1 MiB")
+    } else {
+        Problem::new(StatusCode::BAD_REQUEST, "unreadable_body", rejection.body_text())
+    }
+}
+
+/// Turns a JSON path from serde_path_to_error (`items[0].quantity`, `?` at the root) into the
+/// field name a client sees.
+fn field_name(path: &serde_path_to_error::Path) -> String {
+    let text = path.to_string();
+    if text == "." || text == "?" { String::new() } else { text }
+}
+
+/// Parses `bytes` as `T`, naming the failing field when the JSON is well-formed but wrong.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let inner = error.inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = field_name(error.path());
+                let message = inner.to_string();
+                // serde appends " at line L column C"; the field path already says where.
+                let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+                Problem::invalid(vec![FieldError::new(join_missing(field, &message), message)])
+            }
+            _ => malformed(inner),
+        }
+    })?;
+    deserializer.end().map_err(|e| malformed(&e))?;
+    Ok(value)
+}
+
+fn malformed(error: &serde_json::Error) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {error}"))
+}
+
+/// serde names a missing field only in its message ("missing field `sku`"), and the path then
+/// points at the object that lacks it: join the two.
+fn join_missing(path: String, message: &str) -> String {
+    let Some(missing) = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) else {
+        return path;
+    };
+    if path.is_empty() { missing.to_owned() } else { format!("{path}.{missing}") }
+}
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(request.headers().get(header::CONTENT_TYPE)) {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(request, state).await.map_err(|r| body_problem(&r))?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Path parameters; a segment of the wrong type is a 400 naming the parameter.
+#[derive(Clone, Copy, Debug)]
+pub struct Path<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Path<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                Err(Problem::new(StatusCode::BAD_REQUEST, "invalid_path", rejection.body_text()))
+            }
+        }
+    }
+}
+
+/// The query string; unknown or malformed parameters are a 422 naming the parameter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Query<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Query<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query().unwrap_or_default()).map(Query)
+    }
+}
+
+/// Parses a query string as `T`, naming the failing parameter.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, Problem> {
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let message = error.inner().to_string();
+        let field = field_name(error.path());
+        Problem::invalid(vec![FieldError::new(join_missing(field, &message), message)])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Line {
+        sku: String,
+        quantity: u32,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        items: Vec<Line>,
+    }
+
+    #[test]
+    fn a_wrong_type_names_its_field() {
+        let problem = parse_json::<Body>(br#"{"items":[{"sku":"A","quantity":"x"}]}"#).unwrap_err();
+        assert_eq!(problem.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(problem.errors[0].field, "items[0].quantity");
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let problem = parse_json::<Body>(br#"{"items":[{"sku":"A"}]}"#).unwrap_err();
+        assert_eq!(problem.errors[0].field, "items[0].quantity", "{problem:?}");
+        let problem = parse_json::<Body>(br#"{}"#).unwrap_err();
+        assert_eq!(problem.errors[0].field, "items", "{problem:?}");
+    }
+
+    #[test]
+    fn unknown_fields_and_trailing_garbage_are_refused() {
+        let problem = parse_json::<Body>(br#"{"items":[],"admin":true}"#).unwrap_err();
+        assert_eq!(problem.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let problem = parse_json::<Body>(br#"{"items":[]} x"#).unwrap_err();
+        assert_eq!(problem.status, StatusCode::BAD_REQUEST);
+        let problem = parse_json::<Body>(br#"{"items":"#).unwrap_err();
+        assert_eq!(problem.code, "malformed_json");
+    }
+
+    #[test]
+    fn query_values_are_decoded_and_typed() {
+        #[derive(Debug, serde::Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        struct Page {
+            limit: Option<u32>,
+            cursor: Option<String>,
+        }
+        let value: Page = parse_query("limit=5&cursor=a%2Bb+c").expect("parses");
+        assert_eq!(value, Page { limit: Some(5), cursor: Some("a+b c".into()) });
+        assert_eq!(parse_query::<Page>("limit=x").unwrap_err().errors[0].field, "limit");
+        assert_eq!(parse_query::<Page>("other=1").unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}
