@@ -29,6 +29,12 @@ impl Timestamp {
         Self(u64::try_from(since.as_micros()).unwrap_or(u64::MAX))
     }
 
+    /// RFC 3339 in UTC with microseconds, as APIs show instants: `2026-11-26T07:00:00.000000Z`.
+    pub fn to_rfc3339(self) -> String {
+        let time = UNIX_EPOCH + Duration::from_micros(self.0);
+        humantime::format_rfc3339_micros(time).to_string()
+    }
+
     #[must_use]
     pub fn saturating_add(self, duration: Duration) -> Self {
         let add = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
@@ -104,6 +110,11 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_print_as_rfc3339_utc() {
+        assert_eq!(Timestamp::from_micros(1_795_651_200_000_001).to_rfc3339(), "2026-11-26T00:00:00.000001Z");
+    }
 
     #[test]
     fn manual_clock_moves_only_when_told() {

@@ -374,6 +374,16 @@ impl SagaEngine {
         store.query(statement).await?.iter().map(summary).collect()
     }
 
+    /// The saga of this kind with id `saga_id`, if one was started.
+    pub async fn find(&self, store: &Store, saga_id: &str) -> Result<Option<SagaSummary>> {
+        let statement = Statement::new(
+            "SELECT saga_id, saga, state, started_at, updated_at FROM tessera_sagas WHERE saga = $1 AND saga_id = $2",
+        )
+        .bind(self.definition.name)
+        .bind(saga_id);
+        store.query(statement).await?.first().map(summary).transpose()
+    }
+
     /// Sagas whose compensation keeps failing: the ones an operator must look at.
     pub async fn stuck(&self, store: &Store) -> Result<Vec<SagaSummary>> {
         let statement = Statement::new(

@@ -4,9 +4,10 @@
 
 mod app;
 pub mod domain;
+pub mod http;
 
 pub use app::sagas::{CANCEL_ORDER, PLACE_ORDER};
-pub use app::{AppError, OrderSummary, Orders, OrdersSettings};
+pub use app::{AppError, OrderHistory, OrderRecord, OrderSummary, Orders, OrdersSettings};
 
 pub const SERVICE: &str = "orders";
 

@@ -4,6 +4,7 @@
 
 mod app;
 pub mod domain;
+pub mod http;
 
 pub use app::{
     AppError, CardNetwork, NetworkError, NetworkSettings, Payment, PaymentMethod, Payments, SimulatedNetwork,

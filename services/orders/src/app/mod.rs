@@ -14,9 +14,9 @@ use tessera_contracts::orders::{
     OrderCancelled, OrderConfirmed, OrderPlaced, OrderRejected, RejectionReason,
 };
 use tessera_contracts::{Message, OrderLine};
-use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageId, MessageKind, StreamId};
-use tessera_saga::{SagaEngine, SagaObserver, Status, Transition};
-use tessera_store::{NewEvent, Statement, Store, StoreError, UnitOfWork};
+use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageId, MessageKind, StreamId, Timestamp};
+use tessera_saga::{SagaEngine, SagaObserver, SagaSummary, Status, Transition};
+use tessera_store::{NewEvent, RecordedEvent, Statement, Store, StoreError, UnitOfWork};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -56,6 +56,23 @@ pub struct OrderSummary {
     pub reason: Option<String>,
     pub total: Option<i64>,
     pub item_count: i64,
+}
+
+/// An order as read for display: its state, its stream version (the ETag) and when it began
+/// and last changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub order: Order,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What happened to an order, in order: its events and the sagas that worked on it.
+#[derive(Clone, Debug)]
+pub struct OrderHistory {
+    pub events: Vec<RecordedEvent>,
+    pub sagas: Vec<SagaSummary>,
 }
 
 #[derive(Clone, Debug)]
@@ -158,21 +175,55 @@ impl Orders {
         Ok((order.status != OrderStatus::New).then_some(order))
     }
 
-    /// Summaries, newest first, optionally of one customer and one public status.
+    /// An order with its version and times, folded from its whole stream.
+    pub async fn record(&self, order_id: Uuid) -> Result<Option<OrderRecord>, AppError> {
+        let events = self.inner.store.read_stream(&stream(order_id)?, 0).await?;
+        let (Some(first), Some(last)) = (events.first(), events.last()) else { return Ok(None) };
+        let mut order = Order::default();
+        for event in &events {
+            order = order.evolve(&event.decode::<crate::domain::OrderEvent>()?);
+        }
+        Ok(Some(OrderRecord {
+            version: last.version,
+            created_at: first.recorded_at,
+            updated_at: last.recorded_at,
+            order,
+        }))
+    }
+
+    /// The order's events and its sagas (place, then cancel if there is one).
+    pub async fn history(&self, order_id: Uuid) -> Result<Option<OrderHistory>, AppError> {
+        let events = self.inner.store.read_stream(&stream(order_id)?, 0).await?;
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let mut sagas = Vec::new();
+        for engine in [&self.inner.place, &self.inner.cancel] {
+            sagas.extend(engine.find(&self.inner.store, &order_id.to_string()).await?);
+        }
+        Ok(Some(OrderHistory { events, sagas }))
+    }
+
+    /// Summaries, newest first, optionally of one customer and one public status, starting
+    /// after (older than) the order `before`.
     pub async fn summaries(
         &self,
         customer: Option<Uuid>,
         status: Option<&str>,
+        before: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<OrderSummary>, AppError> {
+        // Version-7 ids sort by creation time, so the id is both the order and the cursor.
         let mut statement = Statement::new(
             "SELECT order_id, customer_id, status, reason, total, item_count FROM order_summaries
-             WHERE ($1 = '' OR customer_id = $1) AND ($2 = '' OR status = $2) ORDER BY order_id DESC LIMIT $3",
+             WHERE ($1 = '' OR customer_id = $1) AND ($2 = '' OR status = $2) AND ($4 = '' OR order_id < $4)
+             ORDER BY order_id DESC LIMIT $3",
         );
         statement = statement
             .bind(customer.map(|c| c.to_string()).unwrap_or_default())
             .bind(status.unwrap_or_default())
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(before.map(|c| c.to_string()).unwrap_or_default());
         let rows = self.inner.store.query(statement).await?;
         rows.iter()
             .map(|row| {

@@ -152,6 +152,29 @@ impl Payments {
         })
     }
 
+    /// A stored payment method by its token.
+    pub async fn payment_method(&self, token: &str) -> Result<Option<PaymentMethod>, AppError> {
+        let rows = self
+            .store
+            .query(
+                Statement::new(
+                    "SELECT token, customer_id, brand, last4, exp_month, exp_year FROM payment_methods WHERE token = $1",
+                )
+                .bind(token),
+            )
+            .await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
+        Ok(Some(PaymentMethod {
+            token: row.text("token")?.to_owned(),
+            customer_id: row.text("customer_id")?.parse().map_err(|e| corrupt(&e))?,
+            brand: row.text("brand")?.to_owned(),
+            last4: row.text("last4")?.to_owned(),
+            exp_month: u32::try_from(row.int("exp_month")?).map_err(|e| corrupt(&e))?,
+            exp_year: u32::try_from(row.int("exp_year")?).map_err(|e| corrupt(&e))?,
+        }))
+    }
+
     pub async fn payment(&self, order_id: Uuid) -> Result<Option<Payment>, HandlerError> {
         let rows = self
             .store
