@@ -4,8 +4,6 @@ mod bench;
 mod dlq;
 mod up;
 
-use std::path::PathBuf;
-
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -22,11 +20,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start the system embedded: one process, one SQLite file per service in the data folder.
-    Up {
-        /// The data folder.
-        #[arg(long, default_value = "tessera-data", env = "TESSERA_DATA")]
-        data: PathBuf,
-    },
+    Up(up::UpArgs),
     /// Inspect and act on a service's dead letters.
     Dlq(dlq::DlqArgs),
     /// Measure the platform's throughput and latency.
@@ -45,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Up { data } => up::run(&data).await,
+        Command::Up(args) => up::run(args).await,
         Command::Dlq(args) => dlq::run(args).await,
         Command::Bench { target } => bench::run(target).await,
     }

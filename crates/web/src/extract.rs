@@ -64,7 +64,8 @@ fn malformed(error: &serde_json::Error) -> Problem {
 /// serde names a missing field only in its message ("missing field `sku`"), and the path then
 /// points at the object that lacks it: join the two.
 fn join_missing(path: String, message: &str) -> String {
-    let Some(missing) = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) else {
+    let Some(missing) = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next())
+    else {
         return path;
     };
     if path.is_empty() { missing.to_owned() } else { format!("{path}.{missing}") }

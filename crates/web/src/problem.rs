@@ -22,37 +22,80 @@ impl FieldError {
     }
 }
 
-/// An error as a client sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+/// An error as a client sees it. `type` and `title` follow from `code` and `status`, so they
+/// are computed when the problem is written out.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
-    /// A URI naming the kind of problem; `about:blank`-style tags under `urn:tessera:problem:`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    #[schema(value_type = u16)]
-    #[serde(serialize_with = "status_code")]
     pub status: StatusCode,
     pub detail: String,
     /// Stable machine code, e.g. `out_of_stock`.
     pub code: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
 }
 
-fn status_code<S: serde::Serializer>(status: &StatusCode, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_u16(status.as_u16())
+/// The wire form (RFC 9457 members plus `code` and `errors`).
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
+}
+
+/// The document's description of the wire form.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ProblemSchema {
+    /// `urn:tessera:problem:<code>`.
+    #[schema(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// Stable machine code, e.g. `out_of_stock`.
+    code: String,
+    /// Field errors, when the request had invalid fields.
+    #[schema(nullable = false)]
+    errors: Option<Vec<FieldError>>,
+}
+
+impl utoipa::PartialSchema for Problem {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        ProblemSchema::schema()
+    }
+}
+
+impl ToSchema for Problem {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Problem")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        schemas.push((FieldError::name().into_owned(), <FieldError as utoipa::PartialSchema>::schema()));
+    }
+}
+
+impl Serialize for Problem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ProblemBody {
+            kind: format!("urn:tessera:problem:{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: &self.code,
+            errors: &self.errors,
+        }
+        .serialize(serializer)
+    }
 }
 
 impl Problem {
     pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
-        Self {
-            kind: format!("urn:tessera:problem:{code}"),
-            title: status.canonical_reason().unwrap_or("Error").to_owned(),
-            status,
-            detail: detail.into(),
-            code: code.to_owned(),
-            errors: Vec::new(),
-        }
+        Self { status, detail: detail.into(), code: code.to_owned(), errors: Vec::new() }
     }
 
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {

@@ -10,7 +10,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use tessera_contracts::{Money, Sku};
-use tessera_web::{ApiResult, ETag, FieldError, IfMatch, Json, Path, Problem, Query, page_limit, stale, store_problem};
+use tessera_web::{
+    ApiResult, ETag, FieldError, IfMatch, Json, Path, Problem, Query, page_limit, stale, store_problem,
+};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -37,11 +39,15 @@ pub fn router() -> OpenApiRouter<Inventory> {
 impl From<AppError> for Problem {
     fn from(error: AppError) -> Self {
         match error {
-            AppError::Domain(InventoryError::UnknownSku(sku)) => Problem::not_found(format!("no product {sku}")),
+            AppError::Domain(InventoryError::UnknownSku(sku)) => {
+                Problem::not_found(format!("no product {sku}"))
+            }
             AppError::Domain(error @ InventoryError::BelowZero { .. }) => {
                 Problem::conflict(error.code(), error.to_string())
             }
-            AppError::Domain(error) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, error.code(), error.to_string()),
+            AppError::Domain(error) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, error.code(), error.to_string())
+            }
             AppError::Duplicate(sku) => {
                 Problem::conflict("duplicate_sku", format!("a product with sku {sku} exists already"))
             }
@@ -175,7 +181,9 @@ async fn list_products(
     let limit = page_limit(query.limit)?;
     let after = match query.cursor.as_deref() {
         None | Some("") => None,
-        Some(cursor) => Some(Sku::parse(cursor).map_err(|_| Problem::invalid_field("cursor", "not a cursor of this list"))?),
+        Some(cursor) => Some(
+            Sku::parse(cursor).map_err(|_| Problem::invalid_field("cursor", "not a cursor of this list"))?,
+        ),
     };
     let mut products = inventory.products_page(after.as_ref(), limit + 1).await?;
     let more = products.len() > limit as usize;
@@ -197,7 +205,13 @@ async fn create_product(
 ) -> ApiResult<impl IntoResponse> {
     let mut errors = Vec::new();
     check_text(&mut errors, "name", &body.name, MAX_NAME, true);
-    check_text(&mut errors, "description", body.description.as_deref().unwrap_or_default(), MAX_DESCRIPTION, false);
+    check_text(
+        &mut errors,
+        "description",
+        body.description.as_deref().unwrap_or_default(),
+        MAX_DESCRIPTION,
+        false,
+    );
     check_price(&mut errors, &body.price);
     if !(0..=MAX_STOCK).contains(&body.stock) {
         errors.push(FieldError::new("stock", format!("must be between 0 and {MAX_STOCK}")));
@@ -205,7 +219,8 @@ async fn create_product(
     ensure_valid(errors)?;
     let description = body.description.unwrap_or_default();
     inventory.create_product(&body.sku, body.name.trim(), &description, &body.price, body.stock).await?;
-    let product = inventory.product(&body.sku).await?.ok_or_else(|| Problem::internal(&"created product vanished"))?;
+    let product =
+        inventory.product(&body.sku).await?.ok_or_else(|| Problem::internal(&"created product vanished"))?;
     Ok((StatusCode::CREATED, ETag(product.version), Json(ProductView::from(&product))))
 }
 
@@ -213,9 +228,13 @@ async fn create_product(
 #[utoipa::path(get, path = "/products/{sku}", tag = "products",
     params(("sku" = String, Path, description = "the product's sku")),
     responses((status = 200, body = ProductView, headers(("ETag" = String))), (status = 404, body = Problem)))]
-async fn get_product(State(inventory): State<Inventory>, Path(sku): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn get_product(
+    State(inventory): State<Inventory>,
+    Path(sku): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let sku = parse_sku(&sku)?;
-    let product = inventory.product(&sku).await?.ok_or_else(|| Problem::not_found(format!("no product {sku}")))?;
+    let product =
+        inventory.product(&sku).await?.ok_or_else(|| Problem::not_found(format!("no product {sku}")))?;
     Ok((ETag(product.version), Json(ProductView::from(&product))))
 }
 
@@ -265,7 +284,10 @@ async fn adjust_stock(
     let sku = parse_sku(&sku)?;
     let mut errors = Vec::new();
     if body.delta == 0 || body.delta.abs() > MAX_STOCK {
-        errors.push(FieldError::new("delta", format!("must be non-zero and between -{MAX_STOCK} and {MAX_STOCK}")));
+        errors.push(FieldError::new(
+            "delta",
+            format!("must be non-zero and between -{MAX_STOCK} and {MAX_STOCK}"),
+        ));
     }
     check_text(&mut errors, "reason", &body.reason, MAX_REASON, true);
     ensure_valid(errors)?;

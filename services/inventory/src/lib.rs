@@ -7,6 +7,9 @@
 mod app;
 pub mod domain;
 pub mod http;
+mod service;
+
+pub use service::InventoryService;
 
 pub use app::{AppError, Inventory, Product, ProductChanges};
 

@@ -22,7 +22,8 @@ async fn app() -> App {
     let data = TempDataDir::new();
     let config = StoreConfig::Sqlite { path: data.file("inventory.db"), options: SqliteOptions::default() };
     let store = Store::open(&config, &tessera_inventory::migrations()).await.expect("open the store");
-    let inventory = Inventory::new(store, Arc::new(UuidV7Gen), Arc::new(HybridClock::new(Arc::new(SystemClock))));
+    let inventory =
+        Inventory::new(store, Arc::new(UuidV7Gen), Arc::new(HybridClock::new(Arc::new(SystemClock))));
     let (router, openapi) = tessera_inventory::http::router().split_for_parts();
     App { router: tessera_web::standard_layers(router.with_state(inventory)), openapi, _data: data }
 }
@@ -35,7 +36,8 @@ fn tea(sku: &str, stock: i64) -> serde_json::Value {
 async fn a_created_product_is_served_with_its_etag_and_listed_in_pages() {
     let app = app().await;
     for n in 0..5 {
-        let created = call(&app.router, Method::POST, "/products", Some(tea(&format!("TEA-00{n}"), 10))).await;
+        let created =
+            call(&app.router, Method::POST, "/products", Some(tea(&format!("TEA-00{n}"), 10))).await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
         assert_eq!(created.header("etag"), Some("\"1\""));
     }
@@ -50,13 +52,24 @@ async fn a_created_product_is_served_with_its_etag_and_listed_in_pages() {
     let first = call(&app.router, Method::GET, "/products?limit=2", None).await;
     assert_eq!(first.status, StatusCode::OK);
     let skus = |answer: &tessera_testkit::http::Answer| -> Vec<String> {
-        answer.body["items"].as_array().expect("items").iter().map(|i| i["sku"].as_str().unwrap_or_default().to_owned()).collect()
+        answer.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["sku"].as_str().unwrap_or_default().to_owned())
+            .collect()
     };
     assert_eq!(skus(&first), ["TEA-000", "TEA-001"]);
     let cursor = first.body["next_cursor"].as_str().expect("a next page");
     let second = call(&app.router, Method::GET, &format!("/products?limit=2&cursor={cursor}"), None).await;
     assert_eq!(skus(&second), ["TEA-002", "TEA-003"]);
-    let last = call(&app.router, Method::GET, &format!("/products?limit=2&cursor={}", second.body["next_cursor"].as_str().expect("more")), None).await;
+    let last = call(
+        &app.router,
+        Method::GET,
+        &format!("/products?limit=2&cursor={}", second.body["next_cursor"].as_str().expect("more")),
+        None,
+    )
+    .await;
     assert_eq!(skus(&last), ["TEA-004"]);
     assert!(last.body["next_cursor"].is_null(), "the last page has no cursor");
 
@@ -70,13 +83,28 @@ async fn malformed_requests_get_problems_naming_what_is_wrong() {
     let app = app().await;
     let cases = [
         (json!({"sku": "tea", "name": "x", "price": {"amount": 1, "currency": "EUR"}, "stock": 1}), "sku"),
-        (json!({"sku": "TEA-1", "name": "x", "price": {"amount": -1, "currency": "EUR"}, "stock": 1}), "price.amount"),
-        (json!({"sku": "TEA-1", "name": "x", "price": {"amount": 1, "currency": "eur"}, "stock": 1}), "price.currency"),
+        (
+            json!({"sku": "TEA-1", "name": "x", "price": {"amount": -1, "currency": "EUR"}, "stock": 1}),
+            "price.amount",
+        ),
+        (
+            json!({"sku": "TEA-1", "name": "x", "price": {"amount": 1, "currency": "eur"}, "stock": 1}),
+            "price.currency",
+        ),
         (json!({"sku": "TEA-1", "name": " ", "price": {"amount": 1, "currency": "EUR"}, "stock": 1}), "name"),
-        (json!({"sku": "TEA-1", "name": "x", "price": {"amount": 1, "currency": "EUR"}, "stock": -5}), "stock"),
-        (json!({"sku": "TEA-1", "name": "x", "price": {"amount": 1, "currency": "EUR"}, "stock": "many"}), "stock"),
+        (
+            json!({"sku": "TEA-1", "name": "x", "price": {"amount": 1, "currency": "EUR"}, "stock": -5}),
+            "stock",
+        ),
+        (
+            json!({"sku": "TEA-1", "name": "x", "price": {"amount": 1, "currency": "EUR"}, "stock": "many"}),
+            "stock",
+        ),
         (json!({"sku": "TEA-1", "name": "x", "price": {"amount": 1, "currency": "EUR"}}), "stock"),
-        (json!({"sku": "TEA-1", "name": "x", "price": {"amount": 1, "currency": "EUR"}, "stock": 1, "sold": 9}), ""),
+        (
+            json!({"sku": "TEA-1", "name": "x", "price": {"amount": 1, "currency": "EUR"}, "stock": 1, "sold": 9}),
+            "",
+        ),
     ];
     for (body, field) in cases {
         let answer = call(&app.router, Method::POST, "/products", Some(body.clone())).await;
@@ -92,9 +120,13 @@ async fn malformed_requests_get_problems_naming_what_is_wrong() {
 
     let huge = vec![b' '; 1024 * 1024 + 1];
     let too_large = call_raw(&app.router, Method::POST, "/products", Some(huge), &[]).await;
-    assert_eq!((too_large.status, too_large.problem_code()), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
+    assert_eq!(
+        (too_large.status, too_large.problem_code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+    );
 
-    let text = call_raw(&app.router, Method::POST, "/products", None, &[("content-type", "text/plain")]).await;
+    let text =
+        call_raw(&app.router, Method::POST, "/products", None, &[("content-type", "text/plain")]).await;
     assert_eq!(text.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     text.problem_code();
 
@@ -105,7 +137,10 @@ async fn malformed_requests_get_problems_naming_what_is_wrong() {
     let unknown = call(&app.router, Method::GET, "/products/NOPE-1", None).await;
     assert_eq!((unknown.status, unknown.problem_code()), (StatusCode::NOT_FOUND, "not_found"));
     let bad_limit = call(&app.router, Method::GET, "/products?limit=0", None).await;
-    assert_eq!((bad_limit.status, bad_limit.problem_code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
+    assert_eq!(
+        (bad_limit.status, bad_limit.problem_code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+    );
     let bad_param = call(&app.router, Method::GET, "/products?limit=ten", None).await;
     assert_eq!(bad_param.body["errors"][0]["field"], "limit");
 }
@@ -116,12 +151,27 @@ async fn updates_need_the_current_etag_and_two_racing_writers_get_one_200_and_on
     call(&app.router, Method::POST, "/products", Some(tea("TEA-100", 3))).await;
     let patch = json!({"name": "Gyokuro"});
     let missing = call(&app.router, Method::PATCH, "/products/TEA-100", Some(patch.clone())).await;
-    assert_eq!((missing.status, missing.problem_code()), (StatusCode::PRECONDITION_REQUIRED, "precondition_required"));
+    assert_eq!(
+        (missing.status, missing.problem_code()),
+        (StatusCode::PRECONDITION_REQUIRED, "precondition_required")
+    );
 
     let body = patch.to_string().into_bytes();
     let (a, b) = tokio::join!(
-        call_raw(&app.router, Method::PATCH, "/products/TEA-100", Some(body.clone()), &[("if-match", "\"1\"")]),
-        call_raw(&app.router, Method::PATCH, "/products/TEA-100", Some(body.clone()), &[("if-match", "\"1\"")]),
+        call_raw(
+            &app.router,
+            Method::PATCH,
+            "/products/TEA-100",
+            Some(body.clone()),
+            &[("if-match", "\"1\"")]
+        ),
+        call_raw(
+            &app.router,
+            Method::PATCH,
+            "/products/TEA-100",
+            Some(body.clone()),
+            &[("if-match", "\"1\"")]
+        ),
     );
     let mut statuses = [a.status, b.status];
     statuses.sort();
@@ -130,12 +180,28 @@ async fn updates_need_the_current_etag_and_two_racing_writers_get_one_200_and_on
     assert_eq!(winner.header("etag"), Some("\"2\""));
     assert_eq!(winner.body["name"], "Gyokuro");
 
-    let stale = call_raw(&app.router, Method::PATCH, "/products/TEA-100", Some(body.clone()), &[("if-match", "\"1\"")]).await;
+    let stale = call_raw(
+        &app.router,
+        Method::PATCH,
+        "/products/TEA-100",
+        Some(body.clone()),
+        &[("if-match", "\"1\"")],
+    )
+    .await;
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
     let price = json!({"price": {"amount": 990, "currency": "USD"}}).to_string().into_bytes();
-    let currency = call_raw(&app.router, Method::PATCH, "/products/TEA-100", Some(price), &[("if-match", "\"2\"")]).await;
+    let currency =
+        call_raw(&app.router, Method::PATCH, "/products/TEA-100", Some(price), &[("if-match", "\"2\"")])
+            .await;
     assert_eq!(currency.body["errors"][0]["field"], "price.currency");
-    let status = call_raw(&app.router, Method::PATCH, "/products/TEA-100", Some(br#"{"available": 100}"#.to_vec()), &[("if-match", "*")]).await;
+    let status = call_raw(
+        &app.router,
+        Method::PATCH,
+        "/products/TEA-100",
+        Some(br#"{"available": 100}"#.to_vec()),
+        &[("if-match", "*")],
+    )
+    .await;
     assert_eq!(status.status, StatusCode::UNPROCESSABLE_ENTITY, "stock is not a patchable field");
 }
 
@@ -143,13 +209,29 @@ async fn updates_need_the_current_etag_and_two_racing_writers_get_one_200_and_on
 async fn stock_adjustments_never_go_below_zero() {
     let app = app().await;
     call(&app.router, Method::POST, "/products", Some(tea("TEA-200", 2))).await;
-    let added = call(&app.router, Method::POST, "/products/TEA-200/stock", Some(json!({"delta": 5, "reason": "delivery"}))).await;
+    let added = call(
+        &app.router,
+        Method::POST,
+        "/products/TEA-200/stock",
+        Some(json!({"delta": 5, "reason": "delivery"})),
+    )
+    .await;
     assert_eq!((added.status, added.body.clone()), (StatusCode::OK, json!({"available": 7})));
-    let too_many = call(&app.router, Method::POST, "/products/TEA-200/stock", Some(json!({"delta": -8, "reason": "breakage"}))).await;
+    let too_many = call(
+        &app.router,
+        Method::POST,
+        "/products/TEA-200/stock",
+        Some(json!({"delta": -8, "reason": "breakage"})),
+    )
+    .await;
     assert_eq!((too_many.status, too_many.problem_code()), (StatusCode::CONFLICT, "stock_below_zero"));
-    let no_reason = call(&app.router, Method::POST, "/products/TEA-200/stock", Some(json!({"delta": -1, "reason": ""}))).await;
+    let no_reason =
+        call(&app.router, Method::POST, "/products/TEA-200/stock", Some(json!({"delta": -1, "reason": ""})))
+            .await;
     assert_eq!(no_reason.body["errors"][0]["field"], "reason");
-    let unknown = call(&app.router, Method::POST, "/products/NOPE-2/stock", Some(json!({"delta": 1, "reason": "x"}))).await;
+    let unknown =
+        call(&app.router, Method::POST, "/products/NOPE-2/stock", Some(json!({"delta": 1, "reason": "x"})))
+            .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     let product = call(&app.router, Method::GET, "/products/TEA-200", None).await;
     assert_eq!(product.body["available"], 7);

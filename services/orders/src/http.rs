@@ -44,7 +44,9 @@ impl From<AppError> for Problem {
                 Problem::conflict(error.code(), format!("{error}; only a confirmed order can be cancelled"))
             }
             AppError::Order(OrderError::NotPlaced) => Problem::not_found("no such order"),
-            AppError::Order(error) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, error.code(), error.to_string()),
+            AppError::Order(error) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, error.code(), error.to_string())
+            }
             AppError::Store(error) => store_problem(&error),
             AppError::Saga(error) => Problem::internal(&error),
             AppError::Internal(error) => Problem::internal(&error),
@@ -112,7 +114,12 @@ impl From<&OrderRecord> for OrderView {
             order
                 .lines
                 .iter()
-                .map(|l| OrderItem { sku: l.sku.to_string(), quantity: l.quantity.get(), name: None, unit_price: None })
+                .map(|l| OrderItem {
+                    sku: l.sku.to_string(),
+                    quantity: l.quantity.get(),
+                    name: None,
+                    unit_price: None,
+                })
                 .collect()
         } else {
             order
@@ -207,7 +214,10 @@ fn order_id(text: &str) -> ApiResult<Uuid> {
 /// Place an order; the answer comes before the outcome (202).
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = NewOrder,
     responses((status = 202, body = Accepted), (status = 422, body = Problem)))]
-async fn place_order(State(orders): State<Orders>, Json(body): Json<NewOrder>) -> ApiResult<impl IntoResponse> {
+async fn place_order(
+    State(orders): State<Orders>,
+    Json(body): Json<NewOrder>,
+) -> ApiResult<impl IntoResponse> {
     let mut errors = Vec::new();
     if body.items.is_empty() {
         errors.push(FieldError::new("items", "must hold at least one line"));
@@ -216,7 +226,10 @@ async fn place_order(State(orders): State<Orders>, Json(body): Json<NewOrder>) -
     }
     for (index, line) in body.items.iter().enumerate() {
         if body.items[..index].iter().any(|earlier| earlier.sku == line.sku) {
-            errors.push(FieldError::new(format!("items[{index}].sku"), "appears twice; order it once with the sum"));
+            errors.push(FieldError::new(
+                format!("items[{index}].sku"),
+                "appears twice; order it once with the sum",
+            ));
         }
     }
     let token = body.payment_token.trim();
@@ -243,7 +256,10 @@ async fn get_order(State(orders): State<Orders>, Path(id): Path<String>) -> ApiR
 /// Order summaries, newest first.
 #[utoipa::path(get, path = "/orders", tag = "orders", params(ListQuery),
     responses((status = 200, body = SummaryPage), (status = 422, body = Problem)))]
-async fn list_orders(State(orders): State<Orders>, Query(query): Query<ListQuery>) -> ApiResult<Json<SummaryPage>> {
+async fn list_orders(
+    State(orders): State<Orders>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<SummaryPage>> {
     let limit = page_limit(query.limit)?;
     if let Some(status) = query.status.as_deref()
         && !["pending", "confirmed", "rejected", "cancelled"].contains(&status)
@@ -252,12 +268,15 @@ async fn list_orders(State(orders): State<Orders>, Query(query): Query<ListQuery
     }
     let before = match query.cursor.as_deref() {
         None | Some("") => None,
-        Some(cursor) => {
-            Some(cursor.parse::<Uuid>().map_err(|_| Problem::invalid_field("cursor", "not a cursor of this list"))?)
-        }
+        Some(cursor) => Some(
+            cursor
+                .parse::<Uuid>()
+                .map_err(|_| Problem::invalid_field("cursor", "not a cursor of this list"))?,
+        ),
     };
     let limit = limit as usize;
-    let mut summaries = orders.summaries(query.customer_id, query.status.as_deref(), before, limit + 1).await?;
+    let mut summaries =
+        orders.summaries(query.customer_id, query.status.as_deref(), before, limit + 1).await?;
     let more = summaries.len() > limit;
     summaries.truncate(limit);
     let next_cursor = if more { summaries.last().map(|s| s.order_id.to_string()) } else { None };

@@ -5,6 +5,9 @@
 mod app;
 pub mod domain;
 pub mod http;
+mod service;
+
+pub use service::OrdersService;
 
 pub use app::sagas::{CANCEL_ORDER, PLACE_ORDER};
 pub use app::{AppError, OrderHistory, OrderRecord, OrderSummary, Orders, OrdersSettings};

@@ -30,8 +30,10 @@ pub fn router() -> OpenApiRouter<Payments> {
 impl From<AppError> for Problem {
     fn from(error: AppError) -> Self {
         match error {
-            AppError::Card(card) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, card.code(), card.to_string())
-                .with_errors(vec![tessera_web::FieldError::new(card.field(), card.to_string())]),
+            AppError::Card(card) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, card.code(), card.to_string())
+                    .with_errors(vec![tessera_web::FieldError::new(card.field(), card.to_string())])
+            }
             AppError::Store(error) => store_problem(&error),
         }
     }
@@ -93,7 +95,14 @@ pub struct PaymentView {
 
 impl From<Payment> for PaymentView {
     fn from(p: Payment) -> Self {
-        Self { id: p.id, order_id: p.order_id, status: p.status, amount: p.amount, last4: p.last4, reason: p.reason }
+        Self {
+            id: p.id,
+            order_id: p.order_id,
+            status: p.status,
+            amount: p.amount,
+            last4: p.last4,
+            reason: p.reason,
+        }
     }
 }
 
@@ -111,8 +120,9 @@ async fn tokenise_card(
     State(payments): State<Payments>,
     Json(card): Json<NewCard>,
 ) -> ApiResult<(StatusCode, Json<PaymentMethodView>)> {
-    let method =
-        payments.tokenise(card.customer_id, &card.card_number, card.exp_month, card.exp_year, &card.cvc).await?;
+    let method = payments
+        .tokenise(card.customer_id, &card.card_number, card.exp_month, card.exp_year, &card.cvc)
+        .await?;
     Ok((StatusCode::CREATED, Json(method.into())))
 }
 
@@ -124,7 +134,8 @@ async fn get_payment_method(
     State(payments): State<Payments>,
     Path(token): Path<String>,
 ) -> ApiResult<Json<PaymentMethodView>> {
-    let method = payments.payment_method(&token).await?.ok_or_else(|| Problem::not_found("no such payment method"))?;
+    let method =
+        payments.payment_method(&token).await?.ok_or_else(|| Problem::not_found("no such payment method"))?;
     Ok(Json(method.into()))
 }
 

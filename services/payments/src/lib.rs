@@ -5,6 +5,9 @@
 mod app;
 pub mod domain;
 pub mod http;
+mod service;
+
+pub use service::PaymentsService;
 
 pub use app::{
     AppError, CardNetwork, NetworkError, NetworkSettings, Payment, PaymentMethod, Payments, SimulatedNetwork,

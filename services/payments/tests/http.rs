@@ -20,7 +20,8 @@ async fn app(data: &TempDataDir) -> (Router, Store) {
     let config = StoreConfig::Sqlite { path: data.file("payments.db"), options: SqliteOptions::default() };
     let store = Store::open(&config, &tessera_payments::migrations()).await.expect("open the store");
     let network = Arc::new(SimulatedNetwork::new(NetworkSettings::default()));
-    let payments = Payments::new(store.clone(), network, Arc::new(UuidV7Gen), Arc::new(ManualClock::new(TODAY)));
+    let payments =
+        Payments::new(store.clone(), network, Arc::new(UuidV7Gen), Arc::new(ManualClock::new(TODAY)));
     let (router, _) = tessera_payments::http::router().split_for_parts();
     (tessera_web::standard_layers(router.with_state(payments)), store)
 }
@@ -34,7 +35,9 @@ async fn a_tokenised_card_keeps_only_brand_and_last_four_and_the_file_never_hold
     let data = TempDataDir::new();
     let (router, store) = app(&data).await;
     let customer = Uuid::now_v7();
-    let created = call(&router, Method::POST, "/payment-methods", Some(card(customer, "4242424242424242", 12, 2030))).await;
+    let created =
+        call(&router, Method::POST, "/payment-methods", Some(card(customer, "4242424242424242", 12, 2030)))
+            .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(created.body["brand"], "visa");
     assert_eq!(created.body["last4"], "4242");
@@ -69,9 +72,21 @@ async fn invalid_cards_get_422_naming_the_field() {
         (card(customer, "42424242", 12, 2030), "invalid_card_number", "card_number"),
         (card(customer, "4242424242424242", 10, 2026), "card_expired", "exp_month"),
         (card(customer, "4242424242424242", 13, 2030), "invalid_expiry", "exp_month"),
-        (json!({"customer_id": customer, "card_number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "1"}), "invalid_cvc", "cvc"),
-        (json!({"customer_id": "me", "card_number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}), "validation_failed", "customer_id"),
-        (json!({"customer_id": customer, "card_number": "4242424242424242", "exp_month": -1, "exp_year": 2030, "cvc": "123"}), "validation_failed", "exp_month"),
+        (
+            json!({"customer_id": customer, "card_number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "1"}),
+            "invalid_cvc",
+            "cvc",
+        ),
+        (
+            json!({"customer_id": "me", "card_number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}),
+            "validation_failed",
+            "customer_id",
+        ),
+        (
+            json!({"customer_id": customer, "card_number": "4242424242424242", "exp_month": -1, "exp_year": 2030, "cvc": "123"}),
+            "validation_failed",
+            "exp_month",
+        ),
     ] {
         let answer = call(&router, Method::POST, "/payment-methods", Some(body.clone())).await;
         assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -88,7 +103,10 @@ async fn payments_are_listed_by_order_and_the_query_is_checked() {
     let none = call(&router, Method::GET, &format!("/payments?order_id={}", Uuid::now_v7()), None).await;
     assert_eq!((none.status, none.body.clone()), (StatusCode::OK, json!([])));
     let missing = call(&router, Method::GET, "/payments", None).await;
-    assert_eq!((missing.status, missing.body["errors"][0]["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("order_id")));
+    assert_eq!(
+        (missing.status, missing.body["errors"][0]["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("order_id"))
+    );
     let bad = call(&router, Method::GET, "/payments?order_id=42", None).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
 }

@@ -1,0 +1,12 @@
+//! Runs services. A service says what it is (its name, migrations, routes, the sources it
+//! subscribes to, its background work) through [`Service`]; the runtime gives it a store, starts
+//! its relay and subscribers on a transport, serves its routes, and stops it all in order.
+//! Only this crate and the binary know which backends and transports exist.
+
+mod node;
+mod service;
+mod storage;
+
+pub use node::{Node, NodeError, NodeOptions};
+pub use service::{Service, Subscription, Task};
+pub use storage::{Storage, open_store};

@@ -1,0 +1,38 @@
+//! Where services keep their data: one SQLite file per service in a folder (embedded), or one
+//! PostgreSQL database per service on a server (distributed), created when missing.
+
+use std::path::PathBuf;
+
+use tessera_store::{MigrationSet, PostgresOptions, SqliteOptions, Store, StoreConfig, StoreError};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// `<folder>/<service>.db`.
+    Files(PathBuf),
+    /// Database `tessera_<service>` on the server `postgres://user@host:port`.
+    Postgres(String),
+}
+
+impl Storage {
+    pub fn config(&self, service: &str) -> StoreConfig {
+        match self {
+            Storage::Files(folder) => StoreConfig::Sqlite {
+                path: folder.join(format!("{service}.db")),
+                options: SqliteOptions::default(),
+            },
+            Storage::Postgres(server) => StoreConfig::Postgres {
+                url: tessera_store::database_url(server, &format!("tessera_{service}")),
+                options: PostgresOptions::default(),
+            },
+        }
+    }
+}
+
+/// Opens (creating if needed, and migrating) the store of `service`.
+pub async fn open_store(
+    storage: &Storage,
+    service: &str,
+    migrations: &[MigrationSet],
+) -> Result<Store, StoreError> {
+    Store::open(&storage.config(service), migrations).await
+}

@@ -1,0 +1,57 @@
+//! Orders as the runtime runs it: its routes, the replies and events of `inventory` and
+//! `payments`, and the loop that fires saga timers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_kernel::{Clock, IdGen};
+use tessera_runtime::{Service, Subscription, Task};
+use tessera_store::Store;
+use tokio::sync::watch;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::{Orders, OrdersSettings};
+
+/// How often due saga timers are looked for: the resolution of step timeouts.
+const TIMER_TICK: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Debug)]
+pub struct OrdersService {
+    orders: Orders,
+}
+
+impl OrdersService {
+    pub fn new(store: Store, settings: &OrdersSettings, ids: Arc<dyn IdGen>, clock: Arc<dyn Clock>) -> Self {
+        Self { orders: Orders::new(store, settings, ids, clock) }
+    }
+
+    pub fn orders(&self) -> &Orders {
+        &self.orders
+    }
+}
+
+impl Service for OrdersService {
+    fn name(&self) -> &'static str {
+        crate::SERVICE
+    }
+
+    fn store(&self) -> &Store {
+        self.orders.store()
+    }
+
+    fn routes(&self) -> OpenApiRouter {
+        crate::http::router().with_state(self.orders.clone())
+    }
+
+    fn subscriptions(&self) -> Vec<Subscription> {
+        let handler = Arc::new(self.orders.clone());
+        vec![
+            Subscription { source: "inventory", handler: handler.clone() },
+            Subscription { source: "payments", handler },
+        ]
+    }
+
+    fn tasks(&self, stop: watch::Receiver<bool>) -> Vec<Task> {
+        vec![Box::pin(self.orders.clone().run_timers(TIMER_TICK, stop))]
+    }
+}
