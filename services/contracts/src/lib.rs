@@ -5,6 +5,7 @@
 //! Fields holding personal data are typed [`Personal`], so the privacy layer can find and
 //! encrypt them; nothing else about them changes on the wire today.
 
+pub mod customers;
 pub mod inventory;
 pub mod orders;
 pub mod payments;
