@@ -10,6 +10,7 @@ mod service;
 pub use service::OrdersService;
 
 pub use app::sagas::{CANCEL_ORDER, PLACE_ORDER};
+pub use app::summaries::OrderSummaries;
 pub use app::{AppError, OrderHistory, OrderRecord, OrderSummary, Orders, OrdersSettings};
 
 pub const SERVICE: &str = "orders";
@@ -21,16 +22,32 @@ const SCHEMA: &str = "
     CREATE INDEX order_summaries_customer ON order_summaries (customer_id, order_id);
     CREATE INDEX order_summaries_status ON order_summaries (status, order_id);";
 
+/// Version 2 reshapes the summaries (the stream version they reflect instead of a time) and
+/// asks the projection runner to rebuild them from the event store: a read model migrates by
+/// being rebuilt.
+const SUMMARIES_BY_VERSION: &str = "
+    DROP TABLE order_summaries;
+    CREATE TABLE order_summaries (
+        order_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
+        total BIGINT, item_count BIGINT NOT NULL, version BIGINT NOT NULL);
+    CREATE INDEX order_summaries_customer ON order_summaries (customer_id, order_id);
+    CREATE INDEX order_summaries_status ON order_summaries (status, order_id);
+    INSERT INTO tessera_projections (name, mode, position, rebuild_requested, rebuilds, updated_at)
+    VALUES ('order_summaries', 'inline', 0, 1, 0, 0);";
+
 pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet {
     scope: "orders",
-    migrations: &[tessera_store::Migration {
-        version: 1,
-        name: "order summaries",
-        sqlite: SCHEMA,
-        postgres: SCHEMA,
-    }],
+    migrations: &[
+        tessera_store::Migration { version: 1, name: "order summaries", sqlite: SCHEMA, postgres: SCHEMA },
+        tessera_store::Migration {
+            version: 2,
+            name: "order summaries by stream version, rebuilt",
+            sqlite: SUMMARIES_BY_VERSION,
+            postgres: SUMMARIES_BY_VERSION,
+        },
+    ],
 };
 
 pub fn migrations() -> Vec<tessera_store::MigrationSet> {
-    vec![tessera_bus::MIGRATIONS, tessera_saga::MIGRATIONS, MIGRATIONS]
+    vec![tessera_bus::MIGRATIONS, tessera_saga::MIGRATIONS, tessera_projection::MIGRATIONS, MIGRATIONS]
 }

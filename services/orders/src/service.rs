@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_kernel::{Clock, IdGen};
+use tessera_projection::{Mode, ProjectionRunner, RunnerOptions};
 use tessera_runtime::{Service, Subscription, Task};
 use tessera_store::Store;
 use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{Orders, OrdersSettings};
+use crate::{OrderSummaries, Orders, OrdersSettings};
 
 /// How often due saga timers are looked for: the resolution of step timeouts.
 const TIMER_TICK: Duration = Duration::from_millis(100);
@@ -52,6 +53,12 @@ impl Service for OrdersService {
     }
 
     fn tasks(&self, stop: watch::Receiver<bool>) -> Vec<Task> {
-        vec![Box::pin(self.orders.clone().run_timers(TIMER_TICK, stop))]
+        let summaries = ProjectionRunner::new(
+            self.orders.store().clone(),
+            Arc::new(OrderSummaries),
+            Mode::Inline,
+            RunnerOptions::default(),
+        );
+        vec![Box::pin(self.orders.clone().run_timers(TIMER_TICK, stop.clone())), Box::pin(summaries.run(stop))]
     }
 }

@@ -2,6 +2,7 @@
 //! summaries read model (kept in the same unit as the events), and the saga timer loop.
 
 pub mod sagas;
+pub mod summaries;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,11 +40,13 @@ pub struct OrdersSettings {
     /// How long to wait for the card network before rejecting with `payment_timeout`.
     pub payment_timeout: Duration,
     pub reserve_timeout: Duration,
+    /// A snapshot of an order is stored every this many events (0: never); loads start from it.
+    pub snapshot_every: u64,
 }
 
 impl Default for OrdersSettings {
     fn default() -> Self {
-        Self { payment_timeout: Duration::from_secs(10), reserve_timeout: Duration::from_secs(30) }
+        Self { payment_timeout: Duration::from_secs(10), reserve_timeout: Duration::from_secs(30), snapshot_every: 4 }
     }
 }
 
@@ -87,15 +90,13 @@ struct Inner {
     cancel: SagaEngine,
     ids: Arc<dyn IdGen>,
     clock: HybridClock,
+    snapshot_every: u64,
 }
 
 fn stream(order_id: Uuid) -> Result<StreamId, AppError> {
     StreamId::for_entity("order", order_id).map_err(|e| AppError::Internal(e.to_string()))
 }
 
-fn reason_code(reason: RejectionReason) -> String {
-    serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
 
 impl Orders {
     pub fn new(store: Store, settings: &OrdersSettings, ids: Arc<dyn IdGen>, clock: Arc<dyn Clock>) -> Self {
@@ -106,7 +107,16 @@ impl Orders {
             ids.clone(),
         );
         let cancel = SagaEngine::new(crate::SERVICE, sagas::cancel_order(), clock.clone(), ids.clone());
-        Self { inner: Arc::new(Inner { store, place, cancel, ids, clock: HybridClock::new(clock) }) }
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                place,
+                cancel,
+                ids,
+                clock: HybridClock::new(clock),
+                snapshot_every: settings.snapshot_every,
+            }),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -134,17 +144,7 @@ impl Orders {
         };
         let events = Order::default().decide(command)?;
         let mut unit = self.inner.store.begin();
-        self.inner.append(&mut unit, order_id, tessera_store::ExpectedVersion::NoStream, &events, None)?;
-        let item_count: i64 = lines.iter().map(|l| i64::from(l.quantity.get())).sum();
-        unit.execute(
-            Statement::new(
-                "INSERT INTO order_summaries (order_id, customer_id, status, item_count, updated_at) VALUES ($1, $2, 'pending', $3, $4)",
-            )
-            .bind(order_id.to_string())
-            .bind(customer_id.to_string())
-            .bind(item_count)
-            .bind(self.inner.now()),
-        );
+        self.inner.append(&mut unit, order_id, &Order::default(), tessera_store::ExpectedVersion::NoStream, &events, None)?;
         let placed = OrderPlaced { order_id, customer_id, lines: lines.clone() };
         unit.send(&self.inner.event(order_id, &placed, None)?)?;
         let data = json!({ "order_id": order_id, "customer_id": customer_id, "lines": lines, "payment_token": payment_token });
@@ -158,7 +158,7 @@ impl Orders {
         let mut unit = self.inner.store.begin();
         let (order, expected) = unit.load::<Order>(&stream(order_id)?).await?;
         let events = order.decide(OrderCommand::RequestCancel)?;
-        self.inner.append(&mut unit, order_id, expected, &events, None)?;
+        self.inner.append(&mut unit, order_id, &order, expected, &events, None)?;
         let data = json!({ "order_id": order_id, "reserved": { "total": order.total } });
         self.inner.cancel.start(&mut unit, &order_id.to_string(), data, None)?;
         match unit.commit().await {
@@ -263,9 +263,6 @@ impl Orders {
 }
 
 impl Inner {
-    fn now(&self) -> i64 {
-        i64::try_from(self.clock.now().wall().as_micros()).unwrap_or(i64::MAX)
-    }
 
     fn event<M: Message>(
         &self,
@@ -290,14 +287,34 @@ impl Inner {
         Ok(envelope)
     }
 
+    /// Appends `events` to the order's stream (which holds `before` at `expected`), with the
+    /// summary's changes and, every `snapshot_every` events, a snapshot of the state after them.
     fn append(
         &self,
         unit: &mut UnitOfWork,
         order_id: Uuid,
+        before: &Order,
         expected: tessera_store::ExpectedVersion,
         events: &[crate::domain::OrderEvent],
         cause: Option<&Envelope>,
     ) -> Result<(), AppError> {
+        let base = match expected {
+            tessera_store::ExpectedVersion::NoStream => 0,
+            tessera_store::ExpectedVersion::Exact(version) => version,
+            tessera_store::ExpectedVersion::Any => {
+                return Err(AppError::Internal("orders append at a known version only".into()));
+            }
+        };
+        let mut state = before.clone();
+        for (offset, event) in (1..).zip(events) {
+            let version = base + offset;
+            unit.execute(summaries::statement(summaries::TABLE, order_id, event, version));
+            state = state.evolve(event);
+            if self.snapshot_every > 0 && version % self.snapshot_every == 0 {
+                let encoded = serde_json::to_string(&state).map_err(|e| AppError::Internal(e.to_string()))?;
+                unit.snapshot(&stream(order_id)?, version, encoded);
+            }
+        }
         let stored = events
             .iter()
             .map(|event| {
@@ -329,17 +346,9 @@ impl Inner {
             Err(OrderError::NotPending(_) | OrderError::NotCancelling) => return Ok(()),
             Err(error) => return Err(error.into()),
         };
-        self.append(unit, order_id, expected, &events, cause)?;
+        self.append(unit, order_id, &order, expected, &events, cause)?;
         let after = events.iter().fold(order, |order, event| order.evolve(event));
         let customer_id = after.customer_id.unwrap_or_default();
-        unit.execute(
-            Statement::new("UPDATE order_summaries SET status = $2, reason = $3, total = $4, updated_at = $5 WHERE order_id = $1")
-                .bind(order_id.to_string())
-                .bind(after.status.public())
-                .bind(after.reason.map(reason_code))
-                .bind(after.total.as_ref().map(|t| t.amount))
-                .bind(self.now()),
-        );
         match after.status {
             OrderStatus::Confirmed
                 if after.payment_id.is_some()
