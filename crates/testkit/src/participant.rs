@@ -100,6 +100,13 @@ impl Participant {
         envelope
     }
 
+    /// Publishes `envelope` as a message of the orders service (an event, say).
+    pub async fn publish(&self, envelope: &Envelope) {
+        let mut unit = self.orders.begin();
+        unit.send(envelope).expect("send");
+        unit.commit().await.expect("commit");
+    }
+
     /// The participant's reply to `command`, once it is in the participant's outbox.
     pub async fn reply_to(&self, command: &Envelope) -> Value {
         for _ in 0..2000 {

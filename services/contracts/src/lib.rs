@@ -9,6 +9,7 @@ pub mod customers;
 pub mod inventory;
 pub mod orders;
 pub mod payments;
+pub mod support;
 mod values;
 
 pub use values::{Currency, Money, OrderLine, Personal, Quantity, Sku, ValueError};

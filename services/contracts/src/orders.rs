@@ -21,6 +21,10 @@ pub struct OrderPlaced {
     pub order_id: Uuid,
     pub customer_id: Uuid,
     pub lines: Vec<OrderLine>,
+    /// The order's stream version after the change: replicas merge by it (last writer wins),
+    /// so duplicates and reordering converge. 0 from senders that predate it.
+    #[serde(default)]
+    pub version: u64,
 }
 message!(OrderPlaced, "orders.OrderPlaced", 1, Event);
 
@@ -30,6 +34,10 @@ pub struct OrderConfirmed {
     pub customer_id: Uuid,
     pub lines: Vec<PricedLine>,
     pub total: Money,
+    /// The order's stream version after the change: replicas merge by it (last writer wins),
+    /// so duplicates and reordering converge. 0 from senders that predate it.
+    #[serde(default)]
+    pub version: u64,
 }
 message!(OrderConfirmed, "orders.OrderConfirmed", 1, Event);
 
@@ -38,6 +46,10 @@ pub struct OrderRejected {
     pub order_id: Uuid,
     pub customer_id: Uuid,
     pub reason: RejectionReason,
+    /// The order's stream version after the change: replicas merge by it (last writer wins),
+    /// so duplicates and reordering converge. 0 from senders that predate it.
+    #[serde(default)]
+    pub version: u64,
 }
 message!(OrderRejected, "orders.OrderRejected", 1, Event);
 
@@ -46,6 +58,10 @@ pub struct OrderCancelled {
     pub order_id: Uuid,
     pub customer_id: Uuid,
     pub refunded: Money,
+    /// The order's stream version after the change: replicas merge by it (last writer wins),
+    /// so duplicates and reordering converge. 0 from senders that predate it.
+    #[serde(default)]
+    pub version: u64,
 }
 message!(OrderCancelled, "orders.OrderCancelled", 1, Event);
 
@@ -59,7 +75,7 @@ mod tests {
         let (order_id, customer_id) = (Uuid::now_v7(), Uuid::now_v7());
         let line =
             OrderLine { sku: Sku::parse("SKU-1").expect("sku"), quantity: Quantity::new(1).expect("qty") };
-        round_trip(&OrderPlaced { order_id, customer_id, lines: vec![line] });
+        round_trip(&OrderPlaced { order_id, customer_id, lines: vec![line], version: 1 });
         let priced = PricedLine {
             sku: Sku::parse("SKU-1").expect("sku"),
             name: "Mug".into(),
@@ -71,9 +87,10 @@ mod tests {
             customer_id,
             lines: vec![priced],
             total: Money::eur(900).expect("money"),
+            version: 4,
         });
-        round_trip(&OrderRejected { order_id, customer_id, reason: RejectionReason::PaymentTimeout });
-        round_trip(&OrderCancelled { order_id, customer_id, refunded: Money::eur(900).expect("money") });
+        round_trip(&OrderRejected { order_id, customer_id, reason: RejectionReason::PaymentTimeout, version: 2 });
+        round_trip(&OrderCancelled { order_id, customer_id, refunded: Money::eur(900).expect("money"), version: 6 });
         assert_eq!(serde_json::to_value(RejectionReason::OutOfStock).expect("json"), "out_of_stock");
     }
 }

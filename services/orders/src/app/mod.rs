@@ -145,7 +145,7 @@ impl Orders {
         let events = Order::default().decide(command)?;
         let mut unit = self.inner.store.begin();
         self.inner.append(&mut unit, order_id, &Order::default(), tessera_store::ExpectedVersion::NoStream, &events, None)?;
-        let placed = OrderPlaced { order_id, customer_id, lines: lines.clone() };
+        let placed = OrderPlaced { order_id, customer_id, lines: lines.clone(), version: events.len() as u64 };
         unit.send(&self.inner.event(order_id, &placed, None)?)?;
         let data = json!({ "order_id": order_id, "customer_id": customer_id, "lines": lines, "payment_token": payment_token });
         self.inner.place.start(&mut unit, &order_id.to_string(), data, None)?;
@@ -347,6 +347,10 @@ impl Inner {
             Err(error) => return Err(error.into()),
         };
         self.append(unit, order_id, &order, expected, &events, cause)?;
+        let version = match expected {
+            tessera_store::ExpectedVersion::Exact(base) => base,
+            _ => 0,
+        } + events.len() as u64;
         let after = events.iter().fold(order, |order, event| order.evolve(event));
         let customer_id = after.customer_id.unwrap_or_default();
         match after.status {
@@ -358,12 +362,12 @@ impl Inner {
                     .total
                     .clone()
                     .ok_or_else(|| AppError::Internal("confirmed without a total".into()))?;
-                let confirmed = OrderConfirmed { order_id, customer_id, lines: after.priced.clone(), total };
+                let confirmed = OrderConfirmed { order_id, customer_id, lines: after.priced.clone(), total, version };
                 unit.send(&self.event(order_id, &confirmed, cause)?)?;
             }
             OrderStatus::Rejected => {
                 let reason = after.reason.unwrap_or(RejectionReason::PaymentDeclined);
-                unit.send(&self.event(order_id, &OrderRejected { order_id, customer_id, reason }, cause)?)?;
+                unit.send(&self.event(order_id, &OrderRejected { order_id, customer_id, reason, version }, cause)?)?;
             }
             OrderStatus::Cancelled => {
                 let refunded = after
@@ -372,7 +376,7 @@ impl Inner {
                     .ok_or_else(|| AppError::Internal("cancelled without a total".into()))?;
                 unit.send(&self.event(
                     order_id,
-                    &OrderCancelled { order_id, customer_id, refunded },
+                    &OrderCancelled { order_id, customer_id, refunded, version },
                     cause,
                 )?)?;
             }

@@ -1,0 +1,386 @@
+//! Support's glue: tickets in its own tables, and the handler that keeps the order-summary
+//! replica from the orders service's events (exactly once per message through the
+//! subscriber's inbox, and convergent under duplicates and reordering through the merge).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tessera_bus::{Handler, HandlerError};
+use tessera_contracts::orders::{OrderCancelled, OrderConfirmed, OrderPlaced, OrderRejected};
+use tessera_contracts::support::{TicketClosed, TicketOpened};
+use tessera_contracts::{Currency, Message, Money, Personal};
+use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageKind, SubjectId, Timestamp};
+use tessera_store::{Row, SqlValue, Statement, Store, StoreError, UnitOfWork};
+use uuid::Uuid;
+
+use crate::domain::{OrderReplica, ReplicaUpdate, TicketError, TicketStatus, check_message, check_subject};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Ticket(#[from] TicketError),
+    #[error("no ticket {0}")]
+    UnknownTicket(Uuid),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
+}
+
+/// Who wrote a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Author {
+    Customer,
+    Support,
+}
+
+impl Author {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Author::Customer => "customer",
+            Author::Support => "support",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub order_id: Option<Uuid>,
+    pub subject: String,
+    pub status: TicketStatus,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketMessage {
+    pub id: Uuid,
+    pub author: String,
+    pub body: String,
+    pub at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct Support {
+    store: Store,
+    ids: Arc<dyn IdGen>,
+    clock: Arc<HybridClock>,
+}
+
+fn corrupt(error: impl std::fmt::Display) -> AppError {
+    AppError::Corrupt(error.to_string())
+}
+
+fn micros(at: Timestamp) -> i64 {
+    i64::try_from(at.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn timestamp(row: &Row, column: &str) -> Result<Timestamp, AppError> {
+    Ok(Timestamp::from_micros(u64::try_from(row.int(column)?).map_err(corrupt)?))
+}
+
+const TICKET_COLUMNS: &str = "id, customer_id, order_id, subject, status, created_at, updated_at";
+
+fn ticket_from_row(row: &Row) -> Result<Ticket, AppError> {
+    Ok(Ticket {
+        id: row.text("id")?.parse().map_err(corrupt)?,
+        customer_id: row.text("customer_id")?.parse().map_err(corrupt)?,
+        order_id: row.opt_text("order_id")?.map(str::parse).transpose().map_err(corrupt)?,
+        subject: row.text("subject")?.to_owned(),
+        status: TicketStatus::parse(row.text("status")?).ok_or_else(|| corrupt("unknown ticket status"))?,
+        created_at: timestamp(row, "created_at")?,
+        updated_at: timestamp(row, "updated_at")?,
+    })
+}
+
+const REPLICA_COLUMNS: &str = "order_id, customer_id, status, reason, total, currency, item_count, source_version";
+
+fn replica_from_row(row: &Row) -> Result<OrderReplica, AppError> {
+    let total = match (row.get("total")?, row.opt_text("currency")?) {
+        (SqlValue::Int(amount), Some(currency)) => {
+            Some(Money::new(*amount, Currency::parse(currency).map_err(corrupt)?).map_err(corrupt)?)
+        }
+        _ => None,
+    };
+    Ok(OrderReplica {
+        order_id: row.text("order_id")?.parse().map_err(corrupt)?,
+        customer_id: row.text("customer_id")?.parse().map_err(corrupt)?,
+        status: row.text("status")?.to_owned(),
+        reason: row.opt_text("reason")?.map(str::to_owned),
+        total,
+        item_count: match row.get("item_count")? {
+            SqlValue::Int(n) => Some(*n),
+            _ => None,
+        },
+        source_version: u64::try_from(row.int("source_version")?).map_err(corrupt)?,
+    })
+}
+
+/// What an order event means for the replica; `None` for events it does not track.
+fn update_from(message: &Envelope) -> Result<Option<ReplicaUpdate>, serde_json::Error> {
+    let payload = message.payload.clone();
+    let update = match message.name.as_str() {
+        OrderPlaced::NAME => {
+            let e: OrderPlaced = serde_json::from_value(payload)?;
+            let items = e.lines.iter().map(|l| i64::from(l.quantity.get())).sum();
+            ReplicaUpdate {
+                order_id: e.order_id,
+                customer_id: e.customer_id,
+                status: "pending".into(),
+                reason: None,
+                total: None,
+                item_count: Some(items),
+                source_version: e.version,
+            }
+        }
+        OrderConfirmed::NAME => {
+            let e: OrderConfirmed = serde_json::from_value(payload)?;
+            let items = e.lines.iter().map(|l| i64::from(l.quantity.get())).sum();
+            ReplicaUpdate {
+                order_id: e.order_id,
+                customer_id: e.customer_id,
+                status: "confirmed".into(),
+                reason: None,
+                total: Some(e.total),
+                item_count: Some(items),
+                source_version: e.version,
+            }
+        }
+        OrderRejected::NAME => {
+            let e: OrderRejected = serde_json::from_value(payload)?;
+            let reason = serde_json::to_value(e.reason)?.as_str().map(str::to_owned);
+            ReplicaUpdate {
+                order_id: e.order_id,
+                customer_id: e.customer_id,
+                status: "rejected".into(),
+                reason,
+                total: None,
+                item_count: None,
+                source_version: e.version,
+            }
+        }
+        OrderCancelled::NAME => {
+            let e: OrderCancelled = serde_json::from_value(payload)?;
+            ReplicaUpdate {
+                order_id: e.order_id,
+                customer_id: e.customer_id,
+                status: "cancelled".into(),
+                reason: None,
+                total: Some(e.refunded),
+                item_count: None,
+                source_version: e.version,
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(update))
+}
+
+impl Support {
+    pub fn new(store: Store, ids: Arc<dyn IdGen>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, ids, clock: Arc::new(HybridClock::new(clock)) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn now(&self) -> i64 {
+        micros(self.clock.now().wall())
+    }
+
+    fn event<M: Message>(&self, key: Uuid, subject: Uuid, message: &M) -> Result<Envelope, AppError> {
+        let payload = serde_json::to_value(message).map_err(corrupt)?;
+        Ok(Envelope::new(&*self.ids, MessageKind::Event, M::NAME, crate::SERVICE, key.to_string(), self.clock.now(), payload)
+            .with_version(M::VERSION)
+            .about(SubjectId::from(subject)))
+    }
+
+    /// Opens a ticket with its first message.
+    pub async fn open(
+        &self,
+        customer_id: Uuid,
+        order_id: Option<Uuid>,
+        subject: &str,
+        message: &str,
+    ) -> Result<Uuid, AppError> {
+        check_subject(subject)?;
+        check_message(message)?;
+        let id = Uuid::now_v7();
+        let now = self.now();
+        let mut unit = self.store.begin();
+        unit.execute(
+            Statement::new(format!(
+                "INSERT INTO tickets ({TICKET_COLUMNS}) VALUES ($1, $2, $3, $4, 'open', $5, $5)"
+            ))
+            .bind(id.to_string())
+            .bind(customer_id.to_string())
+            .bind(order_id.map(|o| o.to_string()))
+            .bind(subject.trim())
+            .bind(now),
+        );
+        self.add_message(&mut unit, id, Author::Customer, message, now);
+        let opened = TicketOpened { ticket_id: id, customer_id, order_id, subject: Personal(subject.trim().to_owned()) };
+        unit.send(&self.event(id, customer_id, &opened)?)?;
+        unit.commit().await?;
+        Ok(id)
+    }
+
+    fn add_message(&self, unit: &mut UnitOfWork, ticket: Uuid, author: Author, body: &str, now: i64) {
+        // Only while the ticket is open: the guard sits in the insert itself.
+        unit.execute(
+            Statement::new(
+                "INSERT INTO ticket_messages (id, ticket_id, author, body, at)
+                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM tickets WHERE id = $2 AND status = 'open')",
+            )
+            .bind(Uuid::now_v7().to_string())
+            .bind(ticket.to_string())
+            .bind(author.as_str())
+            .bind(body)
+            .bind(now)
+            .expect_rows(1, "ticket_closed"),
+        );
+        unit.execute(Statement::new("UPDATE tickets SET updated_at = $2 WHERE id = $1").bind(ticket.to_string()).bind(now));
+    }
+
+    /// Adds a message to an open ticket.
+    pub async fn reply(&self, ticket: Uuid, author: Author, body: &str) -> Result<(), AppError> {
+        check_message(body)?;
+        self.ticket(ticket).await?.ok_or(AppError::UnknownTicket(ticket))?;
+        let mut unit = self.store.begin();
+        self.add_message(&mut unit, ticket, author, body, self.now());
+        match unit.commit().await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Rejected { .. }) => Err(TicketError::Closed.into()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Closes an open ticket.
+    pub async fn close(&self, ticket: Uuid) -> Result<(), AppError> {
+        let found = self.ticket(ticket).await?.ok_or(AppError::UnknownTicket(ticket))?;
+        let mut unit = self.store.begin();
+        unit.execute(
+            Statement::new("UPDATE tickets SET status = 'closed', updated_at = $2 WHERE id = $1 AND status = 'open'")
+                .bind(ticket.to_string())
+                .bind(self.now())
+                .expect_rows(1, "ticket_closed"),
+        );
+        let closed = TicketClosed { ticket_id: ticket, customer_id: found.customer_id };
+        unit.send(&self.event(ticket, found.customer_id, &closed)?)?;
+        match unit.commit().await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Rejected { .. }) => Err(TicketError::Closed.into()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub async fn ticket(&self, id: Uuid) -> Result<Option<Ticket>, AppError> {
+        let rows = self
+            .store
+            .query(Statement::new(format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1")).bind(id.to_string()))
+            .await?;
+        rows.first().map(ticket_from_row).transpose()
+    }
+
+    pub async fn messages(&self, ticket: Uuid) -> Result<Vec<TicketMessage>, AppError> {
+        let rows = self
+            .store
+            .query(
+                Statement::new("SELECT id, author, body, at FROM ticket_messages WHERE ticket_id = $1 ORDER BY id")
+                    .bind(ticket.to_string()),
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TicketMessage {
+                    id: row.text("id")?.parse().map_err(corrupt)?,
+                    author: row.text("author")?.to_owned(),
+                    body: row.text("body")?.to_owned(),
+                    at: timestamp(row, "at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Tickets, newest first, optionally of one customer and one status, older than `before`.
+    pub async fn tickets(
+        &self,
+        customer: Option<Uuid>,
+        status: Option<TicketStatus>,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Ticket>, AppError> {
+        let rows = self
+            .store
+            .query(
+                Statement::new(format!(
+                    "SELECT {TICKET_COLUMNS} FROM tickets
+                     WHERE ($1 = '' OR customer_id = $1) AND ($2 = '' OR status = $2) AND ($3 = '' OR id < $3)
+                     ORDER BY id DESC LIMIT $4"
+                ))
+                .bind(customer.map(|c| c.to_string()).unwrap_or_default())
+                .bind(status.map(TicketStatus::as_str).unwrap_or_default())
+                .bind(before.map(|b| b.to_string()).unwrap_or_default())
+                .bind(i64::from(limit)),
+            )
+            .await?;
+        rows.iter().map(ticket_from_row).collect()
+    }
+
+    /// Support's copy of an order's summary, if it has heard of the order.
+    pub async fn replica(&self, order_id: Uuid) -> Result<Option<OrderReplica>, AppError> {
+        let rows = self
+            .store
+            .query(
+                Statement::new(format!("SELECT {REPLICA_COLUMNS} FROM order_replicas WHERE order_id = $1"))
+                    .bind(order_id.to_string()),
+            )
+            .await?;
+        rows.first().map(replica_from_row).transpose()
+    }
+
+    /// Every replica, in order id order (for comparisons and rebuild checks).
+    pub async fn replicas(&self) -> Result<Vec<OrderReplica>, AppError> {
+        let rows =
+            self.store.query(Statement::new(format!("SELECT {REPLICA_COLUMNS} FROM order_replicas ORDER BY order_id"))).await?;
+        rows.iter().map(replica_from_row).collect()
+    }
+}
+
+#[async_trait]
+impl Handler for Support {
+    async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
+        let Some(update) = update_from(message)? else { return Ok(()) };
+        let rows = unit
+            .query(
+                Statement::new(format!("SELECT {REPLICA_COLUMNS} FROM order_replicas WHERE order_id = $1"))
+                    .bind(update.order_id.to_string()),
+            )
+            .await?;
+        let existing = rows.first().map(replica_from_row).transpose().map_err(|e| HandlerError::from(e.to_string()))?;
+        let merged = match existing {
+            Some(replica) => replica.merge(update),
+            None => OrderReplica::from_update(update),
+        };
+        unit.execute(
+            Statement::new(format!(
+                "INSERT INTO order_replicas ({REPLICA_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, reason = excluded.reason,
+                   total = excluded.total, currency = excluded.currency, item_count = excluded.item_count,
+                   source_version = excluded.source_version"
+            ))
+            .bind(merged.order_id.to_string())
+            .bind(merged.customer_id.to_string())
+            .bind(merged.status.as_str())
+            .bind(merged.reason.clone())
+            .bind(merged.total.as_ref().map(|t| t.amount))
+            .bind(merged.total.as_ref().map(|t| String::from(t.currency.clone())))
+            .bind(merged.item_count)
+            .bind(i64::try_from(merged.source_version).unwrap_or(i64::MAX)),
+        );
+        Ok(())
+    }
+}

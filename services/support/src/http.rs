@@ -1,0 +1,242 @@
+//! Support's HTTP routes: tickets and their messages, with the order summary support holds.
+//!
+//! These routes are the service's own: the acting customer (and whether a message comes from
+//! the customer or from support) is set by the gateway from the caller's token.
+
+// utoipa's path macro writes fully qualified paths into the code it generates.
+#![allow(unused_qualifications)]
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use tessera_contracts::Money;
+use tessera_web::{ApiResult, FieldError, Json, Path, Problem, Query, page_limit, store_problem};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::app::{AppError, Author, Support, Ticket};
+use crate::domain::{OrderReplica, TicketError, TicketStatus};
+
+pub fn router() -> OpenApiRouter<Support> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tickets, open_ticket))
+        .routes(routes!(get_ticket))
+        .routes(routes!(add_message))
+        .routes(routes!(close_ticket))
+}
+
+impl From<AppError> for Problem {
+    fn from(error: AppError) -> Self {
+        match error {
+            AppError::Ticket(TicketError::Closed) => Problem::conflict("ticket_closed", "the ticket is closed"),
+            AppError::Ticket(error @ (TicketError::Empty { field } | TicketError::TooLong { field, .. })) => {
+                Problem::invalid(vec![FieldError::new(field, error.to_string())])
+            }
+            AppError::UnknownTicket(_) => Problem::not_found("no such ticket"),
+            AppError::Store(error) => store_problem(&error),
+            AppError::Corrupt(_) => Problem::internal(&error),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTicket {
+    /// The customer opening it (the gateway sets it from the caller's token).
+    pub customer_id: Uuid,
+    pub order_id: Option<Uuid>,
+    pub subject: String,
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessage {
+    /// `customer` or `support` (the gateway sets it from the caller's role).
+    pub author: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Created {
+    pub id: Uuid,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageView {
+    pub id: Uuid,
+    pub author: String,
+    pub message: String,
+    pub at: String,
+}
+
+/// The order as support knows it, from its replica.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderSummaryView {
+    pub order_id: Uuid,
+    pub customer_id: Uuid,
+    pub status: String,
+    pub reason: Option<String>,
+    pub total: Option<Money>,
+    pub item_count: Option<i64>,
+    /// The order stream version this copy reflects.
+    pub source_version: u64,
+}
+
+impl From<OrderReplica> for OrderSummaryView {
+    fn from(r: OrderReplica) -> Self {
+        Self {
+            order_id: r.order_id,
+            customer_id: r.customer_id,
+            status: r.status,
+            reason: r.reason,
+            total: r.total,
+            item_count: r.item_count,
+            source_version: r.source_version,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketView {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub order_id: Option<Uuid>,
+    pub subject: String,
+    /// open or closed.
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<MessageView>>,
+    /// Present when the ticket names an order support has heard of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<OrderSummaryView>,
+}
+
+impl From<Ticket> for TicketView {
+    fn from(t: Ticket) -> Self {
+        Self {
+            id: t.id,
+            customer_id: t.customer_id,
+            order_id: t.order_id,
+            subject: t.subject,
+            status: t.status.as_str().to_owned(),
+            created_at: t.created_at.to_rfc3339(),
+            updated_at: t.updated_at.to_rfc3339(),
+            messages: None,
+            order: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketPage {
+    pub items: Vec<TicketView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    pub customer_id: Option<Uuid>,
+    /// open or closed.
+    pub status: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+fn ticket_id(text: &str) -> ApiResult<Uuid> {
+    text.parse().map_err(|_| Problem::not_found("no such ticket"))
+}
+
+/// Open a ticket with its first message.
+#[utoipa::path(post, path = "/tickets", tag = "support", request_body = NewTicket,
+    responses((status = 201, body = Created), (status = 422, body = Problem)))]
+async fn open_ticket(
+    State(support): State<Support>,
+    Json(body): Json<NewTicket>,
+) -> ApiResult<(StatusCode, Json<Created>)> {
+    let id = support.open(body.customer_id, body.order_id, &body.subject, &body.message).await?;
+    Ok((StatusCode::CREATED, Json(Created { id })))
+}
+
+/// A ticket with its messages and support's copy of the order it is about.
+#[utoipa::path(get, path = "/tickets/{id}", tag = "support",
+    params(("id" = Uuid, Path, description = "the ticket id")),
+    responses((status = 200, body = TicketView), (status = 404, body = Problem)))]
+async fn get_ticket(State(support): State<Support>, Path(id): Path<String>) -> ApiResult<Json<TicketView>> {
+    let id = ticket_id(&id)?;
+    let ticket = support.ticket(id).await?.ok_or_else(|| Problem::not_found("no such ticket"))?;
+    let order = match ticket.order_id {
+        Some(order_id) => support.replica(order_id).await?.map(OrderSummaryView::from),
+        None => None,
+    };
+    let messages = support
+        .messages(id)
+        .await?
+        .into_iter()
+        .map(|m| MessageView { id: m.id, author: m.author, message: m.body, at: m.at.to_rfc3339() })
+        .collect();
+    let mut view = TicketView::from(ticket);
+    view.messages = Some(messages);
+    view.order = order;
+    Ok(Json(view))
+}
+
+/// Tickets, newest first.
+#[utoipa::path(get, path = "/tickets", tag = "support", params(ListQuery),
+    responses((status = 200, body = TicketPage), (status = 422, body = Problem)))]
+async fn list_tickets(State(support): State<Support>, Query(query): Query<ListQuery>) -> ApiResult<Json<TicketPage>> {
+    let limit = page_limit(query.limit)?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => {
+            Some(TicketStatus::parse(text).ok_or_else(|| Problem::invalid_field("status", "must be open or closed"))?)
+        }
+    };
+    let before = match query.cursor.as_deref() {
+        None | Some("") => None,
+        Some(cursor) => {
+            Some(cursor.parse::<Uuid>().map_err(|_| Problem::invalid_field("cursor", "not a cursor of this list"))?)
+        }
+    };
+    let mut tickets = support.tickets(query.customer_id, status, before, limit + 1).await?;
+    let more = tickets.len() > limit as usize;
+    tickets.truncate(limit as usize);
+    let next_cursor = if more { tickets.last().map(|t| t.id.to_string()) } else { None };
+    Ok(Json(TicketPage { items: tickets.into_iter().map(TicketView::from).collect(), next_cursor }))
+}
+
+/// Add a message to an open ticket.
+#[utoipa::path(post, path = "/tickets/{id}/messages", tag = "support", request_body = NewMessage,
+    params(("id" = Uuid, Path, description = "the ticket id")),
+    responses((status = 201), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn add_message(
+    State(support): State<Support>,
+    Path(id): Path<String>,
+    Json(body): Json<NewMessage>,
+) -> ApiResult<StatusCode> {
+    let id = ticket_id(&id)?;
+    let author = match body.author.as_str() {
+        "customer" => Author::Customer,
+        "support" => Author::Support,
+        _ => return Err(Problem::invalid_field("author", "must be customer or support")),
+    };
+    support.reply(id, author, &body.message).await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// Close an open ticket.
+#[utoipa::path(post, path = "/tickets/{id}/close", tag = "support",
+    params(("id" = Uuid, Path, description = "the ticket id")),
+    responses((status = 200, body = TicketView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn close_ticket(State(support): State<Support>, Path(id): Path<String>) -> ApiResult<Json<TicketView>> {
+    let id = ticket_id(&id)?;
+    support.close(id).await?;
+    let ticket = support.ticket(id).await?.ok_or_else(|| Problem::not_found("no such ticket"))?;
+    Ok(Json(TicketView::from(ticket)))
+}

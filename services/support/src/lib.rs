@@ -1,0 +1,41 @@
+//! The support service: tickets (open, reply, close) bound to a customer and optionally to an
+//! order, and support's own replica of order summaries, built from the orders service's
+//! events. It never asks the orders service: what it knows of an order arrived as messages.
+
+mod app;
+pub mod domain;
+pub mod http;
+mod service;
+
+pub use app::{AppError, Author, Support, Ticket, TicketMessage};
+pub use service::SupportService;
+
+pub const SERVICE: &str = "support";
+
+const SCHEMA: &str = "
+    CREATE TABLE tickets (
+        id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, order_id TEXT, subject TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('open', 'closed')),
+        created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL);
+    CREATE INDEX tickets_customer ON tickets (customer_id, id);
+    CREATE INDEX tickets_status ON tickets (status, id);
+    CREATE TABLE ticket_messages (
+        id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, author TEXT NOT NULL, body TEXT NOT NULL, at BIGINT NOT NULL);
+    CREATE INDEX ticket_messages_ticket ON ticket_messages (ticket_id, id);
+    CREATE TABLE order_replicas (
+        order_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
+        total BIGINT, currency TEXT, item_count BIGINT, source_version BIGINT NOT NULL);";
+
+pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet {
+    scope: "support",
+    migrations: &[tessera_store::Migration {
+        version: 1,
+        name: "tickets, messages, order replicas",
+        sqlite: SCHEMA,
+        postgres: SCHEMA,
+    }],
+};
+
+pub fn migrations() -> Vec<tessera_store::MigrationSet> {
+    vec![tessera_bus::MIGRATIONS, MIGRATIONS]
+}

@@ -1,0 +1,48 @@
+//! Support as the runtime runs it: its routes, and the orders service's events.
+
+use std::sync::Arc;
+
+use tessera_kernel::{Clock, IdGen};
+use tessera_runtime::{Service, Subscription, Task};
+use tessera_store::Store;
+use tokio::sync::watch;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::Support;
+
+#[derive(Clone, Debug)]
+pub struct SupportService {
+    support: Support,
+}
+
+impl SupportService {
+    pub fn new(store: Store, ids: Arc<dyn IdGen>, clock: Arc<dyn Clock>) -> Self {
+        Self { support: Support::new(store, ids, clock) }
+    }
+
+    pub fn support(&self) -> &Support {
+        &self.support
+    }
+}
+
+impl Service for SupportService {
+    fn name(&self) -> &'static str {
+        crate::SERVICE
+    }
+
+    fn store(&self) -> &Store {
+        self.support.store()
+    }
+
+    fn routes(&self) -> OpenApiRouter {
+        crate::http::router().with_state(self.support.clone())
+    }
+
+    fn subscriptions(&self) -> Vec<Subscription> {
+        vec![Subscription { source: "orders", handler: Arc::new(self.support.clone()) }]
+    }
+
+    fn tasks(&self, _stop: watch::Receiver<bool>) -> Vec<Task> {
+        Vec::new()
+    }
+}
