@@ -2,6 +2,7 @@
 
 mod bench;
 mod dlq;
+mod projections;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,8 @@ enum Command {
     Up(up::UpArgs),
     /// Inspect and act on a service's dead letters.
     Dlq(dlq::DlqArgs),
+    /// List read models with their lag, and rebuild one on a running system.
+    Projections(projections::ProjectionsArgs),
     /// Measure the platform's throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -41,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Up(args) => up::run(args).await,
         Command::Dlq(args) => dlq::run(args).await,
+        Command::Projections(args) => projections::run(args).await,
         Command::Bench { target } => bench::run(target).await,
     }
 }

@@ -17,6 +17,7 @@ use tessera_kernel::{Clock, IdGen, SystemClock, UuidV7Gen};
 use tessera_orders::{OrdersService, OrdersSettings};
 use tessera_payments::{NetworkSettings, PaymentsService, SimulatedNetwork};
 use tessera_runtime::{Node, NodeOptions, Service, Storage, open_store};
+use tessera_support::SupportService;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -88,9 +89,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ids.clone(),
         clock.clone(),
     );
+    let support = SupportService::new(
+        open(tessera_support::SERVICE, tessera_support::migrations()).await?,
+        ids.clone(),
+        clock.clone(),
+    );
     seed_catalogue(&inventory).await?;
 
-    let services: Vec<Arc<dyn Service>> = vec![Arc::new(inventory), Arc::new(payments), Arc::new(orders)];
+    let services: Vec<Arc<dyn Service>> =
+        vec![Arc::new(inventory), Arc::new(payments), Arc::new(orders), Arc::new(support)];
     let node = Node::start(services, Arc::new(InProcessTransport::new()), NodeOptions::default())?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

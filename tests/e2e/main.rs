@@ -220,6 +220,35 @@ fn up_serves_the_shop_and_orders_interrupted_by_kill_9_complete_after_a_restart(
     let (code, problem) = up.call("POST", &format!("/api/v1/orders/{ok}/cancel"), None);
     assert_eq!((code, problem["code"].clone()), (409, json!("already_cancelled")));
 
+    // Support's replica of the order follows the orders service's events.
+    let ticket = json!({"customer_id": customer, "order_id": ok, "subject": "Refund?", "message": "I cancelled it."});
+    let (code, opened) = up.call("POST", "/api/v1/tickets", Some(ticket));
+    assert_eq!(code, 201, "{opened}");
+    let ticket_path = format!("/api/v1/tickets/{}", opened["id"].as_str().unwrap_or_default());
+    let started = Instant::now();
+    while up.call("GET", &ticket_path, None).1["order"]["status"] != "cancelled" {
+        assert!(started.elapsed() < Duration::from_secs(20), "support's replica catches up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Rebuilding the order summaries on the running system changes nothing a client sees.
+    let listing = format!("/api/v1/orders?customer_id={customer}&limit=200");
+    let (_, before) = up.call("GET", &listing, None);
+    let rebuilt = tessera()
+        .args(["projections", "rebuild", "orders", "order_summaries", "--wait", "--timeout", "60", "--data"])
+        .arg(&data)
+        .output()
+        .expect("run tessera projections rebuild");
+    assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
+    assert!(String::from_utf8_lossy(&rebuilt.stdout).contains("rebuilt in"));
+    let (_, after) = up.call("GET", &listing, None);
+    assert_eq!(before, after);
+    let listed = tessera().args(["projections", "list", "--json", "--data"]).arg(&data).output().expect("list");
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("json");
+    let summaries = listed.as_array().and_then(|l| l.iter().find(|p| p["name"] == "order_summaries")).expect("listed");
+    assert!(summaries["rebuilds"].as_u64() >= Some(2), "the migration's rebuild and ours: {summaries}");
+    assert_eq!(summaries["lag_events"], 0);
+
     // SIGTERM stops it cleanly and promptly.
     let mut up = up;
     let pid = up.child.id().to_string();
