@@ -14,6 +14,7 @@ use tessera_inventory::Inventory;
 use tessera_kernel::{HybridClock, SystemClock, UuidV7Gen};
 use tessera_orders::domain::{Order, OrderEvent};
 use tessera_orders::{OrderSummaries, Orders, OrdersSettings};
+use tessera_support::Support;
 use tessera_projection::{Mode, ProjectionRunner, RunnerOptions, request_rebuild, status, table_digest};
 use tessera_payments::{NetworkSettings, Payments, SimulatedNetwork};
 use tessera_store::{PostgresOptions, SqliteOptions, Statement, Store, StoreConfig};
@@ -41,19 +42,24 @@ struct Shop {
     orders: Orders,
     inventory: Inventory,
     payments: Arc<Payments>,
+    support: Support,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// One store per service, on the topology's backend.
-async fn stores(topology: Topology) -> Option<(Storage, [Store; 3])> {
-    let sets =
-        [tessera_orders::migrations(), tessera_inventory::migrations(), tessera_payments::migrations()];
+async fn stores(topology: Topology) -> Option<(Storage, [Store; 4])> {
+    let sets = [
+        tessera_orders::migrations(),
+        tessera_inventory::migrations(),
+        tessera_payments::migrations(),
+        tessera_support::migrations(),
+    ];
     match topology {
         Topology::Embedded => {
             let dir = TempDataDir::new();
             let mut stores = Vec::new();
-            for (name, migrations) in ["orders", "inventory", "payments"].iter().zip(&sets) {
+            for (name, migrations) in ["orders", "inventory", "payments", "support"].iter().zip(&sets) {
                 let path = dir.file(&format!("{name}.db"));
                 let config = StoreConfig::Sqlite { path, options: SqliteOptions::default() };
                 stores.push(Store::open(&config, migrations).await.expect("open store"));
@@ -90,12 +96,13 @@ async fn transport(topology: Topology) -> Option<Arc<dyn Transport>> {
 }
 
 async fn shop(topology: Topology, settings: OrdersSettings, network: NetworkSettings) -> Option<Shop> {
-    let (storage, [orders_store, inventory_store, payments_store]) = stores(topology).await?;
+    let (storage, [orders_store, inventory_store, payments_store, support_store]) = stores(topology).await?;
     let transport = transport(topology).await?;
     let clock = Arc::new(SystemClock);
     let ids = Arc::new(UuidV7Gen);
     let orders = Orders::new(orders_store, &settings, ids.clone(), clock.clone());
     let inventory = Inventory::new(inventory_store, ids.clone(), Arc::new(HybridClock::new(clock.clone())));
+    let support = Support::new(support_store, ids.clone(), clock.clone());
     let payments =
         Arc::new(Payments::new(payments_store, Arc::new(SimulatedNetwork::new(network)), ids, clock));
     let (stop, stopped) = watch::channel(false);
@@ -106,6 +113,15 @@ async fn shop(topology: Topology, settings: OrdersSettings, network: NetworkSett
     };
     // Subscribers first (they declare their queues), then relays.
     let subscribers = [
+        Subscriber::new(
+            "support",
+            "orders",
+            support.store().clone(),
+            transport.clone(),
+            Arc::new(support.clone()),
+            Arc::new(Upcasters::new()),
+            options.clone(),
+        ),
         Subscriber::new(
             "inventory",
             "orders",
@@ -162,7 +178,7 @@ async fn shop(topology: Topology, settings: OrdersSettings, network: NetworkSett
     }
     tasks.push(tokio::spawn(payments.as_ref().clone().run_authorisations(256, stopped.clone())));
     tasks.push(tokio::spawn(orders.clone().run_timers(Duration::from_millis(50), stopped)));
-    Some(Shop { _storage: storage, orders, inventory, payments, stop, tasks })
+    Some(Shop { _storage: storage, orders, inventory, payments, support, stop, tasks })
 }
 
 fn sku(s: &str) -> Sku {
@@ -399,8 +415,48 @@ async fn a_thousand_orders_settle(topology: Topology) {
     let rare = shop.inventory.product(&sku("RARE-1")).await.expect("rare").expect("exists").level;
     assert!(rare.sold <= 3, "never oversold: {rare:?}");
     read_models_agree_with_the_event_store(&shop).await;
+    support_replica_matches_the_summaries(&shop).await;
     eprintln!("shop ({topology:?}): {count} orders settled: {outcomes:?}");
     shop.stop().await;
+}
+
+/// Support's replica, fed through the bus, ends equal to the orders service's own summaries.
+async fn support_replica_matches_the_summaries(shop: &Shop) {
+    let summaries = |rows: Vec<tessera_store::Row>| -> Vec<(String, String, Option<String>, i64)> {
+        rows.iter()
+            .map(|r| {
+                (
+                    r.text("order_id").expect("id").to_owned(),
+                    r.text("status").expect("status").to_owned(),
+                    r.opt_text("reason").expect("reason").map(str::to_owned),
+                    r.int("item_count").expect("items"),
+                )
+            })
+            .collect()
+    };
+    let expected = summaries(
+        Shop::rows(shop.orders.store(), "SELECT order_id, status, reason, item_count FROM order_summaries ORDER BY order_id").await,
+    );
+    let started = Instant::now();
+    loop {
+        let replica = summaries(
+            Shop::rows(
+                shop.support.store(),
+                "SELECT order_id, status, reason, item_count FROM order_replicas ORDER BY order_id",
+            )
+            .await,
+        );
+        if replica == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "support's replica differs: {} rows vs {}",
+            replica.len(),
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Orders with snapshots load the same from snapshot + tail as from the whole stream, and the
