@@ -139,9 +139,17 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
             let started = Instant::now();
             let mut last = String::new();
             loop {
-                let now = statuses(&store).await.into_iter().find(|s| &s.name == name).context("projection vanished")?;
+                let now = statuses(&store)
+                    .await
+                    .into_iter()
+                    .find(|s| &s.name == name)
+                    .context("projection vanished")?;
                 if now.rebuilds > before.rebuilds && now.rebuilding.is_none() && !now.rebuild_requested {
-                    println!("rebuilt in {:.1} s at position {}", started.elapsed().as_secs_f64(), now.position);
+                    println!(
+                        "rebuilt in {:.1} s at position {}",
+                        started.elapsed().as_secs_f64(),
+                        now.position
+                    );
                     return Ok(());
                 }
                 let line = match now.rebuilding {

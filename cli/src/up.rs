@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::Args;
 use tessera_bus::InProcessTransport;
 use tessera_contracts::{Money, Sku};
+use tessera_customers::CustomersService;
 use tessera_inventory::{InventoryService, domain::InventoryError};
 use tessera_kernel::{Clock, IdGen, SystemClock, UuidV7Gen};
 use tessera_orders::{OrdersService, OrdersSettings};
@@ -89,6 +90,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ids.clone(),
         clock.clone(),
     );
+    let customers = CustomersService::new(
+        open(tessera_customers::SERVICE, tessera_customers::migrations()).await?,
+        ids.clone(),
+        clock.clone(),
+    );
     let support = SupportService::new(
         open(tessera_support::SERVICE, tessera_support::migrations()).await?,
         ids.clone(),
@@ -96,8 +102,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     seed_catalogue(&inventory).await?;
 
-    let services: Vec<Arc<dyn Service>> =
-        vec![Arc::new(inventory), Arc::new(payments), Arc::new(orders), Arc::new(support)];
+    let services: Vec<Arc<dyn Service>> = vec![
+        Arc::new(inventory),
+        Arc::new(payments),
+        Arc::new(orders),
+        Arc::new(customers),
+        Arc::new(support),
+    ];
     let node = Node::start(services, Arc::new(InProcessTransport::new()), NodeOptions::default())?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -221,7 +221,8 @@ fn up_serves_the_shop_and_orders_interrupted_by_kill_9_complete_after_a_restart(
     assert_eq!((code, problem["code"].clone()), (409, json!("already_cancelled")));
 
     // Support's replica of the order follows the orders service's events.
-    let ticket = json!({"customer_id": customer, "order_id": ok, "subject": "Refund?", "message": "I cancelled it."});
+    let ticket =
+        json!({"customer_id": customer, "order_id": ok, "subject": "Refund?", "message": "I cancelled it."});
     let (code, opened) = up.call("POST", "/api/v1/tickets", Some(ticket));
     assert_eq!(code, 201, "{opened}");
     let ticket_path = format!("/api/v1/tickets/{}", opened["id"].as_str().unwrap_or_default());
@@ -243,9 +244,11 @@ fn up_serves_the_shop_and_orders_interrupted_by_kill_9_complete_after_a_restart(
     assert!(String::from_utf8_lossy(&rebuilt.stdout).contains("rebuilt in"));
     let (_, after) = up.call("GET", &listing, None);
     assert_eq!(before, after);
-    let listed = tessera().args(["projections", "list", "--json", "--data"]).arg(&data).output().expect("list");
+    let listed =
+        tessera().args(["projections", "list", "--json", "--data"]).arg(&data).output().expect("list");
     let listed: Value = serde_json::from_slice(&listed.stdout).expect("json");
-    let summaries = listed.as_array().and_then(|l| l.iter().find(|p| p["name"] == "order_summaries")).expect("listed");
+    let summaries =
+        listed.as_array().and_then(|l| l.iter().find(|p| p["name"] == "order_summaries")).expect("listed");
     assert!(summaries["rebuilds"].as_u64() >= Some(2), "the migration's rebuild and ours: {summaries}");
     assert_eq!(summaries["lag_events"], 0);
 

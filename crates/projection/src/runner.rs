@@ -66,10 +66,10 @@ impl ProjectionRunner {
                     None
                 }
             };
-            if let Some(lease) = lease {
-                if let Err(error) = self.lead(&lease, &mut stop).await {
-                    tracing::warn!(projection = self.projection.name(), %error, "projection failed; starting again");
-                }
+            if let Some(lease) = lease
+                && let Err(error) = self.lead(&lease, &mut stop).await
+            {
+                tracing::warn!(projection = self.projection.name(), %error, "projection failed; starting again");
             }
             tokio::select! {
                 () = tokio::time::sleep(self.options.poll) => {}
@@ -158,7 +158,8 @@ impl ProjectionRunner {
         let rebuilds = self
             .store
             .query(
-                Statement::new("SELECT rebuilds FROM tessera_projections WHERE name = $1").bind(self.projection.name()),
+                Statement::new("SELECT rebuilds FROM tessera_projections WHERE name = $1")
+                    .bind(self.projection.name()),
             )
             .await?
             .first()
@@ -204,7 +205,11 @@ impl ProjectionRunner {
         unit.execute(Statement::new(format!("ALTER TABLE {} RENAME TO {table}", self.shadow())));
         let progress = commit_or_retry(unit).await?;
         if progress == Progress::Busy {
-            tracing::info!(projection = self.projection.name(), position = shadow_position, "rebuild swapped in");
+            tracing::info!(
+                projection = self.projection.name(),
+                position = shadow_position,
+                "rebuild swapped in"
+            );
         }
         Ok(progress)
     }

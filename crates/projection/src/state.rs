@@ -103,10 +103,12 @@ pub(crate) async fn read(store: &Store, name: &str) -> Result<Checkpoints> {
 pub async fn request_rebuild(store: &Store, name: &str) -> Result<()> {
     let mut unit = store.begin();
     unit.execute(
-        Statement::new("UPDATE tessera_projections SET rebuild_requested = 1, updated_at = $2 WHERE name = $1")
-            .bind(name)
-            .bind(micros(store.clock().now()))
-            .expect_rows(1, "unknown_projection"),
+        Statement::new(
+            "UPDATE tessera_projections SET rebuild_requested = 1, updated_at = $2 WHERE name = $1",
+        )
+        .bind(name)
+        .bind(micros(store.clock().now()))
+        .expect_rows(1, "unknown_projection"),
     );
     match unit.commit().await {
         Ok(_) => Ok(()),

@@ -7,17 +7,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tessera_kernel::{MessageId, StreamId, UuidV7Gen};
-use tessera_projection::{Mode, Projection, ProjectionRunner, RunnerOptions, request_rebuild, status, table_digest};
+use tessera_projection::{
+    Mode, Projection, ProjectionRunner, RunnerOptions, request_rebuild, status, table_digest,
+};
 use tessera_store::{
-    ExpectedVersion, Migration, MigrationSet, NewEvent, PostgresOptions, RecordedEvent, SqliteOptions, Statement,
-    Store, StoreConfig, UnitOfWork,
+    ExpectedVersion, Migration, MigrationSet, NewEvent, PostgresOptions, RecordedEvent, SqliteOptions,
+    Statement, Store, StoreConfig, UnitOfWork,
 };
 use tessera_testkit::{TempDataDir, TempPostgres};
 use tokio::sync::watch;
 
 fn counts_table(table: &str, index_prefix: &str) -> Vec<String> {
     vec![
-        format!("CREATE TABLE {table} (stream_id TEXT PRIMARY KEY, events BIGINT NOT NULL, last_version BIGINT NOT NULL)"),
+        format!(
+            "CREATE TABLE {table} (stream_id TEXT PRIMARY KEY, events BIGINT NOT NULL, last_version BIGINT NOT NULL)"
+        ),
         format!("CREATE INDEX {index_prefix}_events ON {table} (events)"),
     ]
 }
@@ -63,7 +67,12 @@ impl Projection for Counts {
     fn create(&self, table: &str, index_prefix: &str) -> Vec<String> {
         counts_table(table, index_prefix)
     }
-    fn apply(&self, event: &RecordedEvent, table: &str, unit: &mut UnitOfWork) -> tessera_projection::Result<()> {
+    fn apply(
+        &self,
+        event: &RecordedEvent,
+        table: &str,
+        unit: &mut UnitOfWork,
+    ) -> tessera_projection::Result<()> {
         unit.execute(count_statement(table, event.stream.as_str(), event.version));
         Ok(())
     }
@@ -87,7 +96,8 @@ async fn store(backend: &str) -> Option<(Fixture, Store)> {
         }
         _ => {
             let database = TempPostgres::create().await?;
-            let config = StoreConfig::Postgres { url: database.url().to_owned(), options: PostgresOptions::default() };
+            let config =
+                StoreConfig::Postgres { url: database.url().to_owned(), options: PostgresOptions::default() };
             let store = Store::open(&config, &migrations).await.expect("open");
             Some((Fixture::Postgres(database), store))
         }
@@ -102,7 +112,10 @@ async fn write(store: Store, events: usize, pause: Duration) {
         let mut unit = store.begin();
         let stream = StreamId::for_entity("thing", n % 20).expect("stream");
         let batch: Vec<_> = (0..5)
-            .map(|i| NewEvent::new(MessageId::generate(&ids), "test.Happened", &json!({"n": n, "i": i})).expect("event"))
+            .map(|i| {
+                NewEvent::new(MessageId::generate(&ids), "test.Happened", &json!({"n": n, "i": i}))
+                    .expect("event")
+            })
             .collect();
         let head = store.read_stream(&stream, 0).await.expect("read").last().map_or(0, |e| e.version);
         let expected = if head == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(head) };
@@ -117,7 +130,13 @@ async fn write(store: Store, events: usize, pause: Duration) {
     }
 }
 
-fn start(store: &Store, name: &'static str, table: &'static str, mode: Mode, batch: usize) -> watch::Sender<bool> {
+fn start(
+    store: &Store,
+    name: &'static str,
+    table: &'static str,
+    mode: Mode,
+    batch: usize,
+) -> watch::Sender<bool> {
     let (stop, stopped) = watch::channel(false);
     let runner = ProjectionRunner::new(
         store.clone(),
@@ -161,7 +180,10 @@ async fn lag_is_reported_while_events_flow_and_returns_to_zero(backend: &str) {
     assert!(saw_lag, "lag was visible while the runner caught up");
     let now = projection(&store, "counts").await;
     assert_eq!((now.position, now.lag_events), (now.head, 0));
-    let total = store.query(Statement::new("SELECT CAST(sum(events) AS BIGINT) AS n FROM counts")).await.expect("sum");
+    let total = store
+        .query(Statement::new("SELECT CAST(sum(events) AS BIGINT) AS n FROM counts"))
+        .await
+        .expect("sum");
     assert_eq!(total[0].int("n").expect("n"), 500, "every event applied exactly once");
 }
 

@@ -83,7 +83,8 @@ mod tests {
         .expect("serialise");
         assert_eq!(json["name"], "Ada");
         assert_eq!(json["address"]["country"], "DE");
-        let extra = serde_json::json!({"line1": "x", "city": "y", "postal_code": "1", "country": "DE", "floor": 2});
+        let extra =
+            serde_json::json!({"line1": "x", "city": "y", "postal_code": "1", "country": "DE", "floor": 2});
         assert!(serde_json::from_value::<Address>(extra).is_err());
     }
 }

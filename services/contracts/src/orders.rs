@@ -89,8 +89,18 @@ mod tests {
             total: Money::eur(900).expect("money"),
             version: 4,
         });
-        round_trip(&OrderRejected { order_id, customer_id, reason: RejectionReason::PaymentTimeout, version: 2 });
-        round_trip(&OrderCancelled { order_id, customer_id, refunded: Money::eur(900).expect("money"), version: 6 });
+        round_trip(&OrderRejected {
+            order_id,
+            customer_id,
+            reason: RejectionReason::PaymentTimeout,
+            version: 2,
+        });
+        round_trip(&OrderCancelled {
+            order_id,
+            customer_id,
+            refunded: Money::eur(900).expect("money"),
+            version: 6,
+        });
         assert_eq!(serde_json::to_value(RejectionReason::OutOfStock).expect("json"), "out_of_stock");
     }
 }

@@ -179,9 +179,8 @@ async fn register(
     let name = checks.take(Name::parse(&body.name));
     let password = checks.take(Password::parse(&body.password));
     let address = checks.take_address(&body.address);
-    let (email, name, password, address) = checks.finish(
-        email.zip(name).zip(password).zip(address).map(|(((e, n), p), a)| (e, n, p, a)),
-    )?;
+    let (email, name, password, address) =
+        checks.finish(email.zip(name).zip(password).zip(address).map(|(((e, n), p), a)| (e, n, p, a)))?;
     let id = customers.register(email, name, password, address).await?;
     Ok((StatusCode::CREATED, ETag(1), Json(Registered { id })))
 }
@@ -190,9 +189,13 @@ async fn register(
 #[utoipa::path(get, path = "/customers/{id}", tag = "customers",
     params(("id" = String, Path, description = "the customer's id")),
     responses((status = 200, body = CustomerView, headers(("ETag" = String))), (status = 404, body = Problem)))]
-async fn get_customer(State(customers): State<Customers>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn get_customer(
+    State(customers): State<Customers>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let id = parse_id(&id)?;
-    let customer = customers.profile(id).await?.ok_or_else(|| Problem::not_found(format!("no customer {id}")))?;
+    let customer =
+        customers.profile(id).await?.ok_or_else(|| Problem::not_found(format!("no customer {id}")))?;
     Ok((ETag(customer.version), Json(CustomerView::from(customer))))
 }
 

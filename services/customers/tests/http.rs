@@ -67,8 +67,13 @@ async fn outbox(store: &Store) -> Vec<(String, String, Value)> {
 }
 
 async fn credentials(app: &App, email: &str, password: &str) -> Answer {
-    call(&app.router, Method::POST, "/customers/credentials", Some(json!({"email": email, "password": password})))
-        .await
+    call(
+        &app.router,
+        Method::POST,
+        "/customers/credentials",
+        Some(json!({"email": email, "password": password})),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -141,9 +146,19 @@ async fn invalid_registrations_get_422_naming_the_field() {
         (with(base.clone(), "/address/country", json!("gb")), "address.country"),
         (with(base.clone(), "/address/country", json!("UK")), "address.country"),
         (with(base.clone(), "/address/country", json!("GBR")), "address.country"),
-        (with(base.clone(), "/address", json!({"line1": "x", "city": "y", "postal_code": "1"})), "address.country"),
+        (
+            with(base.clone(), "/address", json!({"line1": "x", "city": "y", "postal_code": "1"})),
+            "address.country",
+        ),
         (json!({"email": "linus@example.com", "name": "Linus", "password": PASSWORD}), "address"),
-        (with(base.clone(), "/address", json!({"line1": "x", "city": "y", "postal_code": "1", "country": "FI", "floor": 3})), ""),
+        (
+            with(
+                base.clone(),
+                "/address",
+                json!({"line1": "x", "city": "y", "postal_code": "1", "country": "FI", "floor": 3}),
+            ),
+            "",
+        ),
         (with(base.clone(), "/name", json!(null)), "name"),
     ];
     for (body, field) in cases {
@@ -159,16 +174,31 @@ async fn invalid_registrations_get_422_naming_the_field() {
     let mut unknown = base.clone();
     unknown["admin"] = json!(true);
     let answer = call(&app.router, Method::POST, "/customers", Some(unknown)).await;
-    assert_eq!((answer.status, answer.problem_code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
+    assert_eq!(
+        (answer.status, answer.problem_code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+    );
 
     let everything = json!({"email": "x", "name": "", "password": "p",
                             "address": {"line1": "", "city": "", "postal_code": "", "country": "de"}});
     let answer = call(&app.router, Method::POST, "/customers", Some(everything)).await;
-    let fields: Vec<&str> =
-        answer.body["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+    let fields: Vec<&str> = answer.body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
     assert_eq!(
         fields,
-        ["email", "name", "password", "address.line1", "address.city", "address.postal_code", "address.country"]
+        [
+            "email",
+            "name",
+            "password",
+            "address.line1",
+            "address.city",
+            "address.postal_code",
+            "address.country"
+        ]
     );
 
     let garbage = call_raw(&app.router, Method::POST, "/customers", Some(b"{\"email\":".to_vec()), &[]).await;
@@ -198,7 +228,8 @@ async fn credentials_match_only_the_right_password_and_both_failures_get_the_sam
     }
     assert!(!wrong_password.body.to_string().contains("Tr0ub4dor"));
 
-    let missing = call(&app.router, Method::POST, "/customers/credentials", Some(json!({"email": "a@b.co"}))).await;
+    let missing =
+        call(&app.router, Method::POST, "/customers/credentials", Some(json!({"email": "a@b.co"}))).await;
     assert_eq!(
         (missing.status, missing.body["errors"][0]["field"].clone()),
         (StatusCode::UNPROCESSABLE_ENTITY, json!("password"))
@@ -250,16 +281,25 @@ async fn updates_need_the_current_etag_and_two_racing_writers_get_one_200_and_on
     let (winner, loser) = if a.status == StatusCode::OK { (&a, &b) } else { (&b, &a) };
     assert_eq!(loser.problem_code(), "precondition_failed");
     assert_eq!(winner.header("etag"), Some("\"2\""));
-    assert_eq!((winner.body["name"].clone(), winner.body["version"].clone()), (json!("Margaret Hamilton"), json!(2)));
+    assert_eq!(
+        (winner.body["name"].clone(), winner.body["version"].clone()),
+        (json!("Margaret Hamilton"), json!(2))
+    );
     assert_eq!(winner.body["address"]["city"], "London", "an absent field keeps its value");
 
-    let stale = call_raw(&app.router, Method::PATCH, &path, Some(body.clone()), &[("if-match", "\"1\"")]).await;
+    let stale =
+        call_raw(&app.router, Method::PATCH, &path, Some(body.clone()), &[("if-match", "\"1\"")]).await;
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
 
     let moved = json!({"address": {"line1": " 1 Main Street ", "city": "Boston", "postal_code": "02108", "country": "US"}});
-    let answer =
-        call_raw(&app.router, Method::PATCH, &path, Some(moved.to_string().into_bytes()), &[("if-match", "\"2\"")])
-            .await;
+    let answer = call_raw(
+        &app.router,
+        Method::PATCH,
+        &path,
+        Some(moved.to_string().into_bytes()),
+        &[("if-match", "\"2\"")],
+    )
+    .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(answer.header("etag"), Some("\"3\""));
     let profile = call(&app.router, Method::GET, &path, None).await;
@@ -273,14 +313,22 @@ async fn updates_need_the_current_etag_and_two_racing_writers_get_one_200_and_on
     );
 
     for (body, field) in [
-        (json!({"address": {"line1": "x", "city": "y", "postal_code": "1", "country": "us"}}), "address.country"),
+        (
+            json!({"address": {"line1": "x", "city": "y", "postal_code": "1", "country": "us"}}),
+            "address.country",
+        ),
         (json!({"name": ""}), "name"),
         (json!({"email": "new@example.com"}), ""),
         (json!({"password": "new password"}), ""),
     ] {
-        let answer =
-            call_raw(&app.router, Method::PATCH, &path, Some(body.to_string().into_bytes()), &[("if-match", "\"3\"")])
-                .await;
+        let answer = call_raw(
+            &app.router,
+            Method::PATCH,
+            &path,
+            Some(body.to_string().into_bytes()),
+            &[("if-match", "\"3\"")],
+        )
+        .await;
         assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {}", answer.body);
         if !field.is_empty() {
             assert_eq!(answer.body["errors"][0]["field"], field);
@@ -296,8 +344,11 @@ async fn updates_need_the_current_etag_and_two_racing_writers_get_one_200_and_on
     .await;
     assert_eq!(nobody.status, StatusCode::NOT_FOUND);
 
-    let events: Vec<(String, Value)> =
-        outbox(&app.store).await.into_iter().map(|(name, _, envelope)| (name, envelope["payload"].clone())).collect();
+    let events: Vec<(String, Value)> = outbox(&app.store)
+        .await
+        .into_iter()
+        .map(|(name, _, envelope)| (name, envelope["payload"].clone()))
+        .collect();
     let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(
         names,

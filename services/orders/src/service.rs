@@ -59,6 +59,9 @@ impl Service for OrdersService {
             Mode::Inline,
             RunnerOptions::default(),
         );
-        vec![Box::pin(self.orders.clone().run_timers(TIMER_TICK, stop.clone())), Box::pin(summaries.run(stop))]
+        vec![
+            Box::pin(self.orders.clone().run_timers(TIMER_TICK, stop.clone())),
+            Box::pin(summaries.run(stop)),
+        ]
     }
 }

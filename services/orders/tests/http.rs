@@ -38,10 +38,19 @@ async fn placing_checks_every_field_and_names_the_bad_one() {
         (order(customer, json!([{"sku": "TEA-001", "quantity": 1001}])), "items[0].quantity"),
         (order(customer, json!([{"sku": "tea", "quantity": 1}])), "items[0].sku"),
         (order(customer, json!([{"sku": "TEA-001", "quantity": 1, "price": 0}])), "items[0]"),
-        (order(customer, json!([{"sku": "TEA-001", "quantity": 1}, {"sku": "TEA-001", "quantity": 2}])), "items[1].sku"),
+        (
+            order(customer, json!([{"sku": "TEA-001", "quantity": 1}, {"sku": "TEA-001", "quantity": 2}])),
+            "items[1].sku",
+        ),
         (order(customer, json!(many)), "items"),
-        (json!({"customer_id": customer, "items": [{"sku": "TEA-001", "quantity": 1}], "payment_token": ""}), "payment_token"),
-        (json!({"customer_id": customer, "items": [{"sku": "TEA-001", "quantity": 1}], "payment_token": "t", "status": "confirmed"}), ""),
+        (
+            json!({"customer_id": customer, "items": [{"sku": "TEA-001", "quantity": 1}], "payment_token": ""}),
+            "payment_token",
+        ),
+        (
+            json!({"customer_id": customer, "items": [{"sku": "TEA-001", "quantity": 1}], "payment_token": "t", "status": "confirmed"}),
+            "",
+        ),
     ] {
         let answer = call(&router, Method::POST, "/orders", Some(body.clone())).await;
         assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {}", answer.body);
@@ -58,7 +67,13 @@ async fn lists_page_newest_first_and_filter_by_customer_and_status() {
     let mut placed = Vec::new();
     for n in 0..5 {
         let customer = if n % 2 == 0 { alice } else { bob };
-        let answer = call(&router, Method::POST, "/orders", Some(order(customer, json!([{"sku": "TEA-001", "quantity": 1}])))).await;
+        let answer = call(
+            &router,
+            Method::POST,
+            "/orders",
+            Some(order(customer, json!([{"sku": "TEA-001", "quantity": 1}]))),
+        )
+        .await;
         assert_eq!((answer.status, answer.body["status"].clone()), (StatusCode::ACCEPTED, json!("pending")));
         placed.push(answer.body["id"].as_str().expect("id").to_owned());
     }
@@ -67,7 +82,13 @@ async fn lists_page_newest_first_and_filter_by_customer_and_status() {
     loop {
         let page = call(&router, Method::GET, &format!("/orders?limit=2&cursor={cursor}"), None).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-        seen.extend(page.body["items"].as_array().expect("items").iter().map(|i| i["id"].as_str().unwrap_or_default().to_owned()));
+        seen.extend(
+            page.body["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|i| i["id"].as_str().unwrap_or_default().to_owned()),
+        );
         match page.body["next_cursor"].as_str() {
             Some(next) => cursor = next.to_owned(),
             None => break,
@@ -76,9 +97,11 @@ async fn lists_page_newest_first_and_filter_by_customer_and_status() {
     placed.reverse();
     assert_eq!(seen, placed, "every order once, newest first");
 
-    let alices = call(&router, Method::GET, &format!("/orders?customer_id={alice}&status=pending"), None).await;
+    let alices =
+        call(&router, Method::GET, &format!("/orders?customer_id={alice}&status=pending"), None).await;
     assert_eq!(alices.body["items"].as_array().map(Vec::len), Some(3));
-    let none = call(&router, Method::GET, &format!("/orders?customer_id={alice}&status=confirmed"), None).await;
+    let none =
+        call(&router, Method::GET, &format!("/orders?customer_id={alice}&status=confirmed"), None).await;
     assert_eq!(none.body["items"], json!([]));
     let bad = call(&router, Method::GET, "/orders?status=lost", None).await;
     assert_eq!(bad.body["errors"][0]["field"], "status");
@@ -90,19 +113,32 @@ async fn lists_page_newest_first_and_filter_by_customer_and_status() {
 async fn an_order_reads_back_with_its_etag_history_and_cancel_rules() {
     let data = TempDataDir::new();
     let router = app(&data).await;
-    let placed = call(&router, Method::POST, "/orders", Some(order(Uuid::now_v7(), json!([{"sku": "TEA-001", "quantity": 3}])))).await;
+    let placed = call(
+        &router,
+        Method::POST,
+        "/orders",
+        Some(order(Uuid::now_v7(), json!([{"sku": "TEA-001", "quantity": 3}]))),
+    )
+    .await;
     let id = placed.body["id"].as_str().expect("id");
     let view = call(&router, Method::GET, &format!("/orders/{id}"), None).await;
     assert_eq!(view.status, StatusCode::OK);
     assert_eq!(view.header("etag"), Some("\"1\""));
-    assert_eq!(view.body["items"], json!([{"sku": "TEA-001", "quantity": 3, "name": null, "unit_price": null}]));
+    assert_eq!(
+        view.body["items"],
+        json!([{"sku": "TEA-001", "quantity": 3, "name": null, "unit_price": null}])
+    );
     let history = call(&router, Method::GET, &format!("/orders/{id}/history"), None).await;
     assert_eq!(history.body["events"][0]["name"], "orders.Placed");
     assert_eq!(history.body["sagas"][0]["saga"], "place_order");
 
     let early = call(&router, Method::POST, &format!("/orders/{id}/cancel"), None).await;
     assert_eq!((early.status, early.problem_code()), (StatusCode::CONFLICT, "order_not_cancellable"));
-    for path in [format!("/orders/{}", Uuid::now_v7()), "/orders/not-an-id".to_owned(), format!("/orders/{}/history", Uuid::now_v7())] {
+    for path in [
+        format!("/orders/{}", Uuid::now_v7()),
+        "/orders/not-an-id".to_owned(),
+        format!("/orders/{}/history", Uuid::now_v7()),
+    ] {
         let missing = call(&router, Method::GET, &path, None).await;
         assert_eq!((missing.status, missing.problem_code()), (StatusCode::NOT_FOUND, "not_found"), "{path}");
     }

@@ -14,10 +14,10 @@ use tessera_inventory::Inventory;
 use tessera_kernel::{HybridClock, SystemClock, UuidV7Gen};
 use tessera_orders::domain::{Order, OrderEvent};
 use tessera_orders::{OrderSummaries, Orders, OrdersSettings};
-use tessera_support::Support;
-use tessera_projection::{Mode, ProjectionRunner, RunnerOptions, request_rebuild, status, table_digest};
 use tessera_payments::{NetworkSettings, Payments, SimulatedNetwork};
+use tessera_projection::{Mode, ProjectionRunner, RunnerOptions, request_rebuild, status, table_digest};
 use tessera_store::{PostgresOptions, SqliteOptions, Statement, Store, StoreConfig};
+use tessera_support::Support;
 use tessera_testkit::{TempDataDir, TempPostgres};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -435,7 +435,11 @@ async fn support_replica_matches_the_summaries(shop: &Shop) {
             .collect()
     };
     let expected = summaries(
-        Shop::rows(shop.orders.store(), "SELECT order_id, status, reason, item_count FROM order_summaries ORDER BY order_id").await,
+        Shop::rows(
+            shop.orders.store(),
+            "SELECT order_id, status, reason, item_count FROM order_summaries ORDER BY order_id",
+        )
+        .await,
     );
     let started = Instant::now();
     loop {
@@ -466,14 +470,17 @@ async fn read_models_agree_with_the_event_store(shop: &Shop) {
     let snapshots = Shop::rows(store, "SELECT stream_id FROM tessera_snapshots").await;
     assert!(snapshots.len() > 100, "orders of 4+ events have snapshots: {}", snapshots.len());
     for row in snapshots.iter().take(200) {
-        let stream = tessera_kernel::StreamId::parse(row.text("stream_id").expect("stream")).expect("stream id");
+        let stream =
+            tessera_kernel::StreamId::parse(row.text("stream_id").expect("stream")).expect("stream id");
         let (from_snapshot, _) = store.begin().load::<Order>(&stream).await.expect("load");
         let full = store
             .read_stream(&stream, 0)
             .await
             .expect("read")
             .iter()
-            .fold(Order::default(), |order, event| order.evolve(&event.decode::<OrderEvent>().expect("decode")));
+            .fold(Order::default(), |order, event| {
+                order.evolve(&event.decode::<OrderEvent>().expect("decode"))
+            });
         assert_eq!(from_snapshot, full, "{stream}: snapshot + tail = the whole fold");
     }
 
@@ -488,7 +495,12 @@ async fn read_models_agree_with_the_event_store(shop: &Shop) {
     let running = tokio::spawn(runner.run(stopped));
     // The migration asked for a first rebuild; ask for another and wait for both.
     let started = Instant::now();
-    while status(store).await.expect("status").first().is_none_or(|s| s.rebuilds < 1 || s.rebuilding.is_some()) {
+    while status(store)
+        .await
+        .expect("status")
+        .first()
+        .is_none_or(|s| s.rebuilds < 1 || s.rebuilding.is_some())
+    {
         assert!(started.elapsed() < Duration::from_secs(60), "the summaries rebuild");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -30,7 +30,9 @@ pub fn router() -> OpenApiRouter<Support> {
 impl From<AppError> for Problem {
     fn from(error: AppError) -> Self {
         match error {
-            AppError::Ticket(TicketError::Closed) => Problem::conflict("ticket_closed", "the ticket is closed"),
+            AppError::Ticket(TicketError::Closed) => {
+                Problem::conflict("ticket_closed", "the ticket is closed")
+            }
             AppError::Ticket(error @ (TicketError::Empty { field } | TicketError::TooLong { field, .. })) => {
                 Problem::invalid(vec![FieldError::new(field, error.to_string())])
             }
@@ -190,19 +192,25 @@ async fn get_ticket(State(support): State<Support>, Path(id): Path<String>) -> A
 /// Tickets, newest first.
 #[utoipa::path(get, path = "/tickets", tag = "support", params(ListQuery),
     responses((status = 200, body = TicketPage), (status = 422, body = Problem)))]
-async fn list_tickets(State(support): State<Support>, Query(query): Query<ListQuery>) -> ApiResult<Json<TicketPage>> {
+async fn list_tickets(
+    State(support): State<Support>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<TicketPage>> {
     let limit = page_limit(query.limit)?;
     let status = match query.status.as_deref() {
         None => None,
-        Some(text) => {
-            Some(TicketStatus::parse(text).ok_or_else(|| Problem::invalid_field("status", "must be open or closed"))?)
-        }
+        Some(text) => Some(
+            TicketStatus::parse(text)
+                .ok_or_else(|| Problem::invalid_field("status", "must be open or closed"))?,
+        ),
     };
     let before = match query.cursor.as_deref() {
         None | Some("") => None,
-        Some(cursor) => {
-            Some(cursor.parse::<Uuid>().map_err(|_| Problem::invalid_field("cursor", "not a cursor of this list"))?)
-        }
+        Some(cursor) => Some(
+            cursor
+                .parse::<Uuid>()
+                .map_err(|_| Problem::invalid_field("cursor", "not a cursor of this list"))?,
+        ),
     };
     let mut tickets = support.tickets(query.customer_id, status, before, limit + 1).await?;
     let more = tickets.len() > limit as usize;

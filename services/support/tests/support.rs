@@ -46,9 +46,10 @@ fn lines() -> Value {
 async fn the_replica_converges_under_reordering_and_duplicates_and_tickets_show_it() {
     let (participant, support, router) = support().await;
     let (order_id, customer_id) = (Uuid::now_v7(), Uuid::now_v7());
-    let placed: OrderPlaced =
-        serde_json::from_value(json!({"order_id": order_id, "customer_id": customer_id, "lines": lines(), "version": 1}))
-            .expect("placed");
+    let placed: OrderPlaced = serde_json::from_value(
+        json!({"order_id": order_id, "customer_id": customer_id, "lines": lines(), "version": 1}),
+    )
+    .expect("placed");
     let confirmed: OrderConfirmed = serde_json::from_value(json!({
         "order_id": order_id, "customer_id": customer_id, "version": 4,
         "lines": [{"sku": "TEA-001", "name": "Sencha", "quantity": 2, "unit_price": {"amount": 850, "currency": "EUR"}},
@@ -78,11 +79,13 @@ async fn the_replica_converges_under_reordering_and_duplicates_and_tickets_show_
 
     // A second order, rejected, reported before its placement.
     let other = Uuid::now_v7();
-    let rejected = OrderRejected { order_id: other, customer_id, reason: RejectionReason::OutOfStock, version: 2 };
+    let rejected =
+        OrderRejected { order_id: other, customer_id, reason: RejectionReason::OutOfStock, version: 2 };
     participant.publish(&event(other, &rejected)).await;
-    let placed_other: OrderPlaced =
-        serde_json::from_value(json!({"order_id": other, "customer_id": customer_id, "lines": lines(), "version": 1}))
-            .expect("placed");
+    let placed_other: OrderPlaced = serde_json::from_value(
+        json!({"order_id": other, "customer_id": customer_id, "lines": lines(), "version": 1}),
+    )
+    .expect("placed");
     participant.publish(&event(other, &placed_other)).await;
     let started = Instant::now();
     while support.replica(other).await.expect("replica").is_none_or(|r| r.item_count.is_none()) {
@@ -90,7 +93,10 @@ async fn the_replica_converges_under_reordering_and_duplicates_and_tickets_show_
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let other_replica = support.replica(other).await.expect("replica").expect("exists");
-    assert_eq!((other_replica.status.as_str(), other_replica.reason.as_deref()), ("rejected", Some("out_of_stock")));
+    assert_eq!(
+        (other_replica.status.as_str(), other_replica.reason.as_deref()),
+        ("rejected", Some("out_of_stock"))
+    );
 
     let opened = call(
         &router,
@@ -120,33 +126,60 @@ async fn tickets_open_take_replies_and_close_once() {
     .await;
     assert_eq!(opened.status, StatusCode::CREATED);
     let id = opened.body["id"].as_str().expect("id").to_owned();
-    let reply = call(&router, Method::POST, &format!("/tickets/{id}/messages"), Some(json!({"author": "support", "message": "An answer"}))).await;
+    let reply = call(
+        &router,
+        Method::POST,
+        &format!("/tickets/{id}/messages"),
+        Some(json!({"author": "support", "message": "An answer"})),
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     let ticket = call(&router, Method::GET, &format!("/tickets/{id}"), None).await;
-    let authors: Vec<_> = ticket.body["messages"].as_array().expect("messages").iter().map(|m| m["author"].clone()).collect();
+    let authors: Vec<_> =
+        ticket.body["messages"].as_array().expect("messages").iter().map(|m| m["author"].clone()).collect();
     assert_eq!(authors, [json!("customer"), json!("support")]);
     assert!(ticket.body.get("order").is_none());
 
-    let open = call(&router, Method::GET, &format!("/tickets?status=open&customer_id={customer}"), None).await;
+    let open =
+        call(&router, Method::GET, &format!("/tickets?status=open&customer_id={customer}"), None).await;
     assert_eq!(open.body["items"].as_array().map(Vec::len), Some(1));
     let closed = call(&router, Method::POST, &format!("/tickets/{id}/close"), None).await;
     assert_eq!((closed.status, closed.body["status"].clone()), (StatusCode::OK, json!("closed")));
     let again = call(&router, Method::POST, &format!("/tickets/{id}/close"), None).await;
     assert_eq!((again.status, again.problem_code()), (StatusCode::CONFLICT, "ticket_closed"));
-    let late = call(&router, Method::POST, &format!("/tickets/{id}/messages"), Some(json!({"author": "customer", "message": "Hello?"}))).await;
+    let late = call(
+        &router,
+        Method::POST,
+        &format!("/tickets/{id}/messages"),
+        Some(json!({"author": "customer", "message": "Hello?"})),
+    )
+    .await;
     assert_eq!((late.status, late.problem_code()), (StatusCode::CONFLICT, "ticket_closed"));
-    let none = call(&router, Method::GET, &format!("/tickets?status=open&customer_id={customer}"), None).await;
+    let none =
+        call(&router, Method::GET, &format!("/tickets?status=open&customer_id={customer}"), None).await;
     assert_eq!(none.body["items"], json!([]));
 
     for (path, body, field) in [
         ("/tickets", json!({"customer_id": customer, "subject": " ", "message": "x"}), "subject"),
-        ("/tickets", json!({"customer_id": customer, "subject": "x", "message": "y".repeat(5001)}), "message"),
-        ("/tickets", json!({"customer_id": customer, "subject": "x", "message": "y", "status": "closed"}), ""),
+        (
+            "/tickets",
+            json!({"customer_id": customer, "subject": "x", "message": "y".repeat(5001)}),
+            "message",
+        ),
+        (
+            "/tickets",
+            json!({"customer_id": customer, "subject": "x", "message": "y", "status": "closed"}),
+            "",
+        ),
         (&*format!("/tickets/{id}/messages"), json!({"author": "admin", "message": "x"}), "author"),
     ] {
         let answer = call(&router, Method::POST, path, Some(body.clone())).await;
         assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-        assert!(answer.body["errors"][0]["field"].as_str().unwrap_or_default().starts_with(field), "{}", answer.body);
+        assert!(
+            answer.body["errors"][0]["field"].as_str().unwrap_or_default().starts_with(field),
+            "{}",
+            answer.body
+        );
     }
     let missing = call(&router, Method::GET, &format!("/tickets/{}", Uuid::now_v7()), None).await;
     assert_eq!((missing.status, missing.problem_code()), (StatusCode::NOT_FOUND, "not_found"));

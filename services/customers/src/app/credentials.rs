@@ -6,9 +6,9 @@
 //! A check for an email nobody registered verifies against [`DUMMY_HASH`] all the same, so an
 //! attacker cannot tell from the time taken whether an address has an account.
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 
 use crate::domain::Password;
 
@@ -17,7 +17,8 @@ use super::AppError;
 /// An argon2id hash, with the default parameters, of a random password nobody knows. Verified
 /// against when the email is unknown, so that check costs what a real one costs; a unit test
 /// keeps its parameters equal to the defaults.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$PLACEHOLDER";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$J0pvEHMdNJvaPB/qGkskIQ$2rL7oSjNHu9sYy3IOlbPPgTwYqGei/kgAUMYJ1Oy1Qk";
 
 /// Hashes `password` with a fresh random salt, on the blocking pool.
 pub(super) async fn hash(password: Password) -> Result<String, AppError> {

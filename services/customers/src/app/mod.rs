@@ -54,7 +54,10 @@ pub struct Customer {
 /// Personal data stays out of logs: only the id and version are shown.
 impl std::fmt::Debug for Customer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Customer").field("id", &self.id).field("version", &self.version).finish_non_exhaustive()
+        f.debug_struct("Customer")
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -251,7 +254,8 @@ impl Customers {
                     .await?;
                 match rows.first() {
                     Some(row) => {
-                        let id = Uuid::parse_str(row.text("id")?).map_err(|e| AppError::Corrupt(e.to_string()))?;
+                        let id =
+                            Uuid::parse_str(row.text("id")?).map_err(|e| AppError::Corrupt(e.to_string()))?;
                         Some((id, row.text("password_hash")?.to_owned()))
                     }
                     None => None,

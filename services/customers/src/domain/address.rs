@@ -108,7 +108,8 @@ mod tests {
 
     #[test]
     fn a_valid_address_is_kept_with_its_parts_trimmed() {
-        let parsed = PostalAddress::parse(&address(" Hauptstraße 1 ", "Berlin ", " 10115", "DE")).expect("valid");
+        let parsed =
+            PostalAddress::parse(&address(" Hauptstraße 1 ", "Berlin ", " 10115", "DE")).expect("valid");
         assert_eq!(parsed.into_address(), address("Hauptstraße 1", "Berlin", "10115", "DE"));
     }
 
@@ -118,7 +119,8 @@ mod tests {
             .expect_err("invalid");
         let fields: Vec<&str> = errors.iter().map(ProfileError::field).collect();
         assert_eq!(fields, ["address.line1", "address.city", "address.postal_code", "address.country"]);
-        let bounds = PostalAddress::parse(&address(&"l".repeat(200), &"c".repeat(100), &"9".repeat(20), "GB"));
+        let bounds =
+            PostalAddress::parse(&address(&"l".repeat(200), &"c".repeat(100), &"9".repeat(20), "GB"));
         assert!(bounds.is_ok());
     }
 

@@ -40,7 +40,10 @@ mod tests {
 
     #[test]
     fn passwords_are_8_to_128_characters_kept_as_typed() {
-        assert_eq!(Password::parse(" spaced out ").map(|p| p.expose().to_vec()), Ok(b" spaced out ".to_vec()));
+        assert_eq!(
+            Password::parse(" spaced out ").map(|p| p.expose().to_vec()),
+            Ok(b" spaced out ".to_vec())
+        );
         assert!(Password::parse(&"ü".repeat(8)).is_ok(), "characters are counted, not bytes");
         assert!(Password::parse(&"x".repeat(128)).is_ok());
         for bad in ["", "short", "1234567", &"x".repeat(129)] {

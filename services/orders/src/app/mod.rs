@@ -46,7 +46,11 @@ pub struct OrdersSettings {
 
 impl Default for OrdersSettings {
     fn default() -> Self {
-        Self { payment_timeout: Duration::from_secs(10), reserve_timeout: Duration::from_secs(30), snapshot_every: 4 }
+        Self {
+            payment_timeout: Duration::from_secs(10),
+            reserve_timeout: Duration::from_secs(30),
+            snapshot_every: 4,
+        }
     }
 }
 
@@ -97,7 +101,6 @@ fn stream(order_id: Uuid) -> Result<StreamId, AppError> {
     StreamId::for_entity("order", order_id).map_err(|e| AppError::Internal(e.to_string()))
 }
 
-
 impl Orders {
     pub fn new(store: Store, settings: &OrdersSettings, ids: Arc<dyn IdGen>, clock: Arc<dyn Clock>) -> Self {
         let place = SagaEngine::new(
@@ -144,8 +147,16 @@ impl Orders {
         };
         let events = Order::default().decide(command)?;
         let mut unit = self.inner.store.begin();
-        self.inner.append(&mut unit, order_id, &Order::default(), tessera_store::ExpectedVersion::NoStream, &events, None)?;
-        let placed = OrderPlaced { order_id, customer_id, lines: lines.clone(), version: events.len() as u64 };
+        self.inner.append(
+            &mut unit,
+            order_id,
+            &Order::default(),
+            tessera_store::ExpectedVersion::NoStream,
+            &events,
+            None,
+        )?;
+        let placed =
+            OrderPlaced { order_id, customer_id, lines: lines.clone(), version: events.len() as u64 };
         unit.send(&self.inner.event(order_id, &placed, None)?)?;
         let data = json!({ "order_id": order_id, "customer_id": customer_id, "lines": lines, "payment_token": payment_token });
         self.inner.place.start(&mut unit, &order_id.to_string(), data, None)?;
@@ -263,7 +274,6 @@ impl Orders {
 }
 
 impl Inner {
-
     fn event<M: Message>(
         &self,
         order_id: Uuid,
@@ -362,12 +372,17 @@ impl Inner {
                     .total
                     .clone()
                     .ok_or_else(|| AppError::Internal("confirmed without a total".into()))?;
-                let confirmed = OrderConfirmed { order_id, customer_id, lines: after.priced.clone(), total, version };
+                let confirmed =
+                    OrderConfirmed { order_id, customer_id, lines: after.priced.clone(), total, version };
                 unit.send(&self.event(order_id, &confirmed, cause)?)?;
             }
             OrderStatus::Rejected => {
                 let reason = after.reason.unwrap_or(RejectionReason::PaymentDeclined);
-                unit.send(&self.event(order_id, &OrderRejected { order_id, customer_id, reason, version }, cause)?)?;
+                unit.send(&self.event(
+                    order_id,
+                    &OrderRejected { order_id, customer_id, reason, version },
+                    cause,
+                )?)?;
             }
             OrderStatus::Cancelled => {
                 let refunded = after

@@ -76,8 +76,14 @@ impl Projection for OrderSummaries {
         create(table, index_prefix)
     }
 
-    fn apply(&self, event: &RecordedEvent, table: &str, unit: &mut UnitOfWork) -> tessera_projection::Result<()> {
-        let failed = |reason: String| ProjectionError::Apply { projection: NAME, position: event.position, reason };
+    fn apply(
+        &self,
+        event: &RecordedEvent,
+        table: &str,
+        unit: &mut UnitOfWork,
+    ) -> tessera_projection::Result<()> {
+        let failed =
+            |reason: String| ProjectionError::Apply { projection: NAME, position: event.position, reason };
         let Some(id) = event.stream.as_str().strip_prefix("order-") else { return Ok(()) };
         let order_id: Uuid = id.parse().map_err(|e: uuid::Error| failed(e.to_string()))?;
         let decoded: OrderEvent = event.decode().map_err(|e| failed(e.to_string()))?;

@@ -95,7 +95,8 @@ fn ticket_from_row(row: &Row) -> Result<Ticket, AppError> {
     })
 }
 
-const REPLICA_COLUMNS: &str = "order_id, customer_id, status, reason, total, currency, item_count, source_version";
+const REPLICA_COLUMNS: &str =
+    "order_id, customer_id, status, reason, total, currency, item_count, source_version";
 
 fn replica_from_row(row: &Row) -> Result<OrderReplica, AppError> {
     let total = match (row.get("total")?, row.opt_text("currency")?) {
@@ -193,9 +194,17 @@ impl Support {
 
     fn event<M: Message>(&self, key: Uuid, subject: Uuid, message: &M) -> Result<Envelope, AppError> {
         let payload = serde_json::to_value(message).map_err(corrupt)?;
-        Ok(Envelope::new(&*self.ids, MessageKind::Event, M::NAME, crate::SERVICE, key.to_string(), self.clock.now(), payload)
-            .with_version(M::VERSION)
-            .about(SubjectId::from(subject)))
+        Ok(Envelope::new(
+            &*self.ids,
+            MessageKind::Event,
+            M::NAME,
+            crate::SERVICE,
+            key.to_string(),
+            self.clock.now(),
+            payload,
+        )
+        .with_version(M::VERSION)
+        .about(SubjectId::from(subject)))
     }
 
     /// Opens a ticket with its first message.
@@ -222,7 +231,12 @@ impl Support {
             .bind(now),
         );
         self.add_message(&mut unit, id, Author::Customer, message, now);
-        let opened = TicketOpened { ticket_id: id, customer_id, order_id, subject: Personal(subject.trim().to_owned()) };
+        let opened = TicketOpened {
+            ticket_id: id,
+            customer_id,
+            order_id,
+            subject: Personal(subject.trim().to_owned()),
+        };
         unit.send(&self.event(id, customer_id, &opened)?)?;
         unit.commit().await?;
         Ok(id)
@@ -242,7 +256,11 @@ impl Support {
             .bind(now)
             .expect_rows(1, "ticket_closed"),
         );
-        unit.execute(Statement::new("UPDATE tickets SET updated_at = $2 WHERE id = $1").bind(ticket.to_string()).bind(now));
+        unit.execute(
+            Statement::new("UPDATE tickets SET updated_at = $2 WHERE id = $1")
+                .bind(ticket.to_string())
+                .bind(now),
+        );
     }
 
     /// Adds a message to an open ticket.
@@ -263,10 +281,12 @@ impl Support {
         let found = self.ticket(ticket).await?.ok_or(AppError::UnknownTicket(ticket))?;
         let mut unit = self.store.begin();
         unit.execute(
-            Statement::new("UPDATE tickets SET status = 'closed', updated_at = $2 WHERE id = $1 AND status = 'open'")
-                .bind(ticket.to_string())
-                .bind(self.now())
-                .expect_rows(1, "ticket_closed"),
+            Statement::new(
+                "UPDATE tickets SET status = 'closed', updated_at = $2 WHERE id = $1 AND status = 'open'",
+            )
+            .bind(ticket.to_string())
+            .bind(self.now())
+            .expect_rows(1, "ticket_closed"),
         );
         let closed = TicketClosed { ticket_id: ticket, customer_id: found.customer_id };
         unit.send(&self.event(ticket, found.customer_id, &closed)?)?;
@@ -280,7 +300,10 @@ impl Support {
     pub async fn ticket(&self, id: Uuid) -> Result<Option<Ticket>, AppError> {
         let rows = self
             .store
-            .query(Statement::new(format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1")).bind(id.to_string()))
+            .query(
+                Statement::new(format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1"))
+                    .bind(id.to_string()),
+            )
             .await?;
         rows.first().map(ticket_from_row).transpose()
     }
@@ -289,8 +312,10 @@ impl Support {
         let rows = self
             .store
             .query(
-                Statement::new("SELECT id, author, body, at FROM ticket_messages WHERE ticket_id = $1 ORDER BY id")
-                    .bind(ticket.to_string()),
+                Statement::new(
+                    "SELECT id, author, body, at FROM ticket_messages WHERE ticket_id = $1 ORDER BY id",
+                )
+                .bind(ticket.to_string()),
             )
             .await?;
         rows.iter()
@@ -344,8 +369,10 @@ impl Support {
 
     /// Every replica, in order id order (for comparisons and rebuild checks).
     pub async fn replicas(&self) -> Result<Vec<OrderReplica>, AppError> {
-        let rows =
-            self.store.query(Statement::new(format!("SELECT {REPLICA_COLUMNS} FROM order_replicas ORDER BY order_id"))).await?;
+        let rows = self
+            .store
+            .query(Statement::new(format!("SELECT {REPLICA_COLUMNS} FROM order_replicas ORDER BY order_id")))
+            .await?;
         rows.iter().map(replica_from_row).collect()
     }
 }
@@ -360,7 +387,8 @@ impl Handler for Support {
                     .bind(update.order_id.to_string()),
             )
             .await?;
-        let existing = rows.first().map(replica_from_row).transpose().map_err(|e| HandlerError::from(e.to_string()))?;
+        let existing =
+            rows.first().map(replica_from_row).transpose().map_err(|e| HandlerError::from(e.to_string()))?;
         let merged = match existing {
             Some(replica) => replica.merge(update),
             None => OrderReplica::from_update(update),

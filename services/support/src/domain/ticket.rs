@@ -74,7 +74,10 @@ mod tests {
     fn texts_are_bounded_and_not_blank() {
         assert_eq!(check_subject("  "), Err(TicketError::Empty { field: "subject" }));
         assert!(check_subject(&"x".repeat(MAX_SUBJECT)).is_ok());
-        assert_eq!(check_subject(&"x".repeat(MAX_SUBJECT + 1)), Err(TicketError::TooLong { field: "subject", max: MAX_SUBJECT }));
+        assert_eq!(
+            check_subject(&"x".repeat(MAX_SUBJECT + 1)),
+            Err(TicketError::TooLong { field: "subject", max: MAX_SUBJECT })
+        );
         assert!(check_message("Where is my order?").is_ok());
         assert_eq!(TicketStatus::parse("closed"), Some(TicketStatus::Closed));
         assert_eq!(TicketStatus::parse("lost"), None);
