@@ -13,6 +13,7 @@ use clap::Args;
 use tessera_bus::InProcessTransport;
 use tessera_contracts::{Money, Sku};
 use tessera_customers::CustomersService;
+use tessera_gateway::{Gateway, GatewayConfig, InProcess, ServiceClient, Services, TokenSettings};
 use tessera_inventory::{InventoryService, domain::InventoryError};
 use tessera_kernel::{Clock, IdGen, SystemClock, UuidV7Gen};
 use tessera_orders::{OrdersService, OrdersSettings};
@@ -110,13 +111,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Arc::new(support),
     ];
     let node = Node::start(services, Arc::new(InProcessTransport::new()), NodeOptions::default())?;
+    let gateway_store = open(tessera_gateway::SERVICE, vec![tessera_gateway::MIGRATIONS]).await?;
+    let client = |name: &'static str| -> anyhow::Result<Arc<dyn ServiceClient>> {
+        let router = node.service_router(name).with_context(|| format!("no {name} service in this node"))?;
+        Ok(Arc::new(InProcess::new(name, router)))
+    };
+    let services = Services {
+        inventory: client(tessera_inventory::SERVICE)?,
+        orders: client(tessera_orders::SERVICE)?,
+        payments: client(tessera_payments::SERVICE)?,
+        customers: client(tessera_customers::SERVICE)?,
+        support: client(tessera_support::SERVICE)?,
+    };
+    let gateway_config = GatewayConfig::default();
+    let staff: Vec<_> = gateway_config.staff.iter().map(|u| (u.email.clone(), u.password.clone())).collect();
+    let gateway = Gateway::new(services, gateway_store, gateway_config, TokenSettings::default())
+        .await
+        .context("cannot start the gateway")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}; choose another address with --listen", args.listen))?;
     let address = listener.local_addr()?;
-    print_banner(&data, address, started.elapsed());
+    print_banner(&data, address, started.elapsed(), &staff);
 
-    tessera_web::serve(listener, node.router(), shutdown_signal()).await.context("the HTTP server failed")?;
+    let public = gateway.router(node.openapi().clone());
+    tessera_web::serve(listener, public, shutdown_signal()).await.context("the HTTP server failed")?;
     eprintln!("stopping: finishing work in flight");
     if node.shutdown(SHUTDOWN_GRACE).await {
         eprintln!("stopped");
@@ -154,14 +173,20 @@ async fn seed_catalogue(inventory: &InventoryService) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(data: &Path, address: SocketAddr, took: Duration) {
+fn print_banner(data: &Path, address: SocketAddr, took: Duration, staff: &[(String, String)]) {
     let base = format!("http://{address}");
     println!("Tessera is up (embedded) in {} ms", took.as_millis());
     println!("  data      {}", data.display());
     println!("  API       {base}/api/v1");
     println!("  OpenAPI   {base}/openapi.json");
     println!("  health    {base}/health   readiness {base}/ready");
+    for (email, password) in staff {
+        println!("  sign in   {email} / {password}");
+    }
     println!("  try       curl -s {base}/api/v1/products");
+    println!(
+        "            curl -s {base}/api/v1/auth/token -H 'content-type: application/json' -d '{{\"email\":\"admin@tessera.local\",\"password\":\"admin\"}}'"
+    );
     println!("listening on {base}");
 }
 

@@ -7,16 +7,31 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub fn request(base: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+pub fn request(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     let bytes = body.map(|b| b.to_string().into_bytes());
-    request_raw(base, method, path, bytes.as_deref())
+    request_raw(base, method, path, bytes.as_deref(), headers)
 }
 
-pub fn request_raw(base: &str, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
+pub fn request_raw(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     let authority = base.strip_prefix("http://").expect("an http:// base");
     let mut stream = TcpStream::connect(authority).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     if let Some(body) = body {
         head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
     }

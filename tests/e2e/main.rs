@@ -72,7 +72,30 @@ impl Up {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        request(&self.base, method, path, body.as_ref())
+        request(&self.base, method, path, body.as_ref(), &[])
+    }
+
+    fn call_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let bearer = format!("Bearer {token}");
+        request(&self.base, method, path, body.as_ref(), &[("Authorization", &bearer)])
+    }
+
+    /// A token for the demo admin or for a customer, by email and password.
+    fn sign_in(&self, email: &str, password: &str) -> String {
+        let (code, body) =
+            self.call("POST", "/api/v1/auth/token", Some(json!({"email": email, "password": password})));
+        assert_eq!(code, 200, "{body}");
+        body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// Registers a customer and signs them in: (customer id, token).
+    fn customer(&self, email: &str) -> (String, String) {
+        let registration = json!({"email": email, "name": "Ada Lovelace", "password": "correct horse battery",
+            "address": {"line1": "12 St James's Square", "city": "London", "postal_code": "SW1Y 4JH", "country": "GB"}});
+        let (code, body) = self.call("POST", "/api/v1/customers", Some(registration));
+        assert_eq!(code, 201, "{body}");
+        let id = body["id"].as_str().expect("id").to_owned();
+        (id, self.sign_in(email, "correct horse battery"))
     }
 
     fn kill(mut self) {
@@ -80,17 +103,17 @@ impl Up {
         let _ = self.child.wait();
     }
 
-    fn status(&self, order: &str) -> Value {
-        let (code, body) = self.call("GET", &format!("/api/v1/orders/{order}"), None);
+    fn status(&self, token: &str, order: &str) -> Value {
+        let (code, body) = self.call_as(token, "GET", &format!("/api/v1/orders/{order}"), None);
         assert_eq!(code, 200, "{body}");
         body
     }
 
     /// Waits until every order is out of `pending`, returning each final view.
-    fn settle(&self, orders: &[String], within: Duration) -> Vec<Value> {
+    fn settle(&self, token: &str, orders: &[String], within: Duration) -> Vec<Value> {
         let started = Instant::now();
         loop {
-            let views: Vec<Value> = orders.iter().map(|o| self.status(o)).collect();
+            let views: Vec<Value> = orders.iter().map(|o| self.status(token, o)).collect();
             if views.iter().all(|v| v["status"] != "pending") {
                 return views;
             }
@@ -107,18 +130,41 @@ impl Drop for Up {
     }
 }
 
-fn token(up: &Up, customer: &str, number: &str) -> String {
-    let card = json!({"customer_id": customer, "card_number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"});
-    let (code, body) = up.call("POST", "/api/v1/payment-methods", Some(card));
+fn card(up: &Up, bearer: &str, number: &str) -> String {
+    let card = json!({"card_number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"});
+    let (code, body) = up.call_as(bearer, "POST", "/api/v1/payment-methods", Some(card));
     assert_eq!(code, 201, "{body}");
     body["token"].as_str().expect("token").to_owned()
 }
 
-fn place(up: &Up, customer: &str, token: &str, sku: &str, quantity: u32) -> String {
-    let order = json!({"customer_id": customer, "items": [{"sku": sku, "quantity": quantity}], "payment_token": token});
-    let (code, body) = up.call("POST", "/api/v1/orders", Some(order));
+fn place(up: &Up, bearer: &str, card: &str, sku: &str, quantity: u32) -> String {
+    let order = json!({"items": [{"sku": sku, "quantity": quantity}], "payment_token": card});
+    let key = uuid_like();
+    let auth = format!("Bearer {bearer}");
+    let headers = [("Authorization", auth.as_str()), ("Idempotency-Key", key.as_str())];
+    let (code, body) = request(&up.base, "POST", "/api/v1/orders", Some(&order), &headers);
     assert_eq!(code, 202, "{body}");
     body["id"].as_str().expect("id").to_owned()
+}
+
+/// A fresh idempotency key.
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("key-{nanos}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The customer id inside a token (its `sub`), read without verifying: a test helper.
+fn uuid_of(_up: &Up, token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url"),
+    )
+    .expect("claims");
+    claims["sub"].as_str().expect("sub").to_owned()
 }
 
 fn available(up: &Up, sku: &str) -> i64 {
@@ -146,41 +192,56 @@ fn up_serves_the_shop_and_orders_interrupted_by_kill_9_complete_after_a_restart(
     assert!(products["items"].as_array().expect("items").iter().any(|p| p["sku"] == "TEA-001"), "{products}");
     let tea_before = available(&up, "TEA-001");
 
-    let customer = "0195f2a8-5f7e-7c3a-9d3e-3b1f6a0c2d11";
-    let approved = token(&up, customer, "4242424242424242");
-    let declined = token(&up, customer, "4000000000000002");
-    let ok = place(&up, customer, &approved, "TEA-001", 2);
-    let no = place(&up, customer, &declined, "TEA-001", 1);
-    let views = up.settle(&[ok.clone(), no.clone()], Duration::from_secs(20));
+    let (customer, me) = up.customer("ada@example.com");
+    let approved = card(&up, &me, "4242424242424242");
+    let declined = card(&up, &me, "4000000000000002");
+    let ok = place(&up, &me, &approved, "TEA-001", 2);
+    let no = place(&up, &me, &declined, "TEA-001", 1);
+    let views = up.settle(&me, &[ok.clone(), no.clone()], Duration::from_secs(20));
     assert_eq!(views[0]["status"], "confirmed", "{}", views[0]);
     assert_eq!(views[0]["total"], json!({"amount": 1700, "currency": "EUR"}));
+    assert_eq!(views[0]["customer"]["name"], "Ada Lovelace", "the composed view names the customer");
+    assert_eq!(views[0]["payment"]["status"], "captured", "{}", views[0]);
+    assert_eq!(views[0]["degraded"], json!([]));
     assert_eq!(
         (views[1]["status"].clone(), views[1]["reason"].clone()),
         (json!("rejected"), json!("payment_declined"))
     );
-    let (_, payments) = up.call("GET", &format!("/api/v1/payments?order_id={ok}"), None);
+    let (_, payments) = up.call_as(&me, "GET", &format!("/api/v1/payments?order_id={ok}"), None);
     assert_eq!(payments[0]["status"], "captured", "{payments}");
+
+    // Another customer cannot see the order; staff can, and only staff read its history.
+    let (_, eve) = up.customer("eve@example.com");
+    assert_eq!(up.call_as(&eve, "GET", &format!("/api/v1/orders/{ok}"), None).0, 404);
+    assert_eq!(up.call_as(&eve, "GET", &format!("/api/v1/orders/{ok}/history"), None).0, 403);
+    let admin = up.sign_in("admin@tessera.local", "admin");
+    assert_eq!(up.call_as(&admin, "GET", &format!("/api/v1/orders/{ok}"), None).0, 200);
+    let (code, history) = up.call_as(&admin, "GET", &format!("/api/v1/orders/{ok}/history"), None);
+    assert_eq!((code, history["events"][0]["name"].clone()), (200, json!("orders.Placed")));
+    assert_eq!(up.call("GET", &format!("/api/v1/orders/{ok}"), None).0, 401, "no token, no order");
 
     // Orders in flight when the process dies. The slow card answers after 5 s and the payment
     // timeout is 2 s, so those two are certainly mid-saga at the kill: their timeout timers
     // must survive it and reject them after the restart, releasing their stock.
-    let slow = token(&up, customer, "4000000000003220");
+    let slow = card(&up, &me, "4000000000003220");
     let mugs_before = available(&up, "MUG-001");
-    let in_flight: Vec<String> = (0..5).map(|_| place(&up, customer, &approved, "MUG-001", 1)).collect();
-    let timing_out: Vec<String> = (0..2).map(|_| place(&up, customer, &slow, "MUG-001", 1)).collect();
+    let in_flight: Vec<String> = (0..5).map(|_| place(&up, &me, &approved, "MUG-001", 1)).collect();
+    let timing_out: Vec<String> = (0..2).map(|_| place(&up, &me, &slow, "MUG-001", 1)).collect();
     up.kill();
 
     let up = Up::start(&data);
-    let views = up.settle(&in_flight, Duration::from_secs(30));
+    // The signing key is kept in the gateway's store: tokens survive the restart.
+    let views = up.settle(&me, &in_flight, Duration::from_secs(30));
     assert!(views.iter().all(|v| v["status"] == "confirmed"), "{views:?}");
-    let views = up.settle(&timing_out, Duration::from_secs(30));
+    let views = up.settle(&me, &timing_out, Duration::from_secs(30));
     for view in &views {
         assert_eq!(
             (view["status"].clone(), view["reason"].clone()),
             (json!("rejected"), json!("payment_timeout")),
             "{view}"
         );
-        let (_, payments) = up.call(
+        let (_, payments) = up.call_as(
+            &me,
             "GET",
             &format!("/api/v1/payments?order_id={}", view["id"].as_str().unwrap_or_default()),
             None,
@@ -197,9 +258,11 @@ fn up_serves_the_shop_and_orders_interrupted_by_kill_9_complete_after_a_restart(
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(available(&up, "TEA-001"), tea_before - 2, "the declined order's stock came back");
-    let (_, list) =
-        up.call("GET", &format!("/api/v1/orders?customer_id={customer}&status=confirmed&limit=200"), None);
+    let (_, list) = up.call_as(&me, "GET", "/api/v1/orders?status=confirmed&limit=200", None);
     assert_eq!(list["items"].as_array().map(Vec::len), Some(6), "{list}");
+    let (code, _) =
+        up.call_as(&me, "GET", &format!("/api/v1/orders?customer_id={}", uuid_of(&up, &eve)), None);
+    assert_eq!(code, 403, "a customer lists only their own orders");
     let (code, products) = up.call("GET", "/api/v1/products?limit=200", None);
     assert_eq!(code, 200);
     let skus: Vec<_> =
@@ -209,32 +272,32 @@ fn up_serves_the_shop_and_orders_interrupted_by_kill_9_complete_after_a_restart(
     assert_eq!(skus, unique, "seeding twice added nothing twice");
 
     // Cancelling a confirmed order refunds and restocks it; a second cancel is a conflict.
-    let (code, _) = up.call("POST", &format!("/api/v1/orders/{ok}/cancel"), None);
+    let (code, _) = up.call_as(&me, "POST", &format!("/api/v1/orders/{ok}/cancel"), None);
     assert_eq!(code, 202);
     let started = Instant::now();
-    while up.status(&ok)["status"] != "cancelled" {
+    while up.status(&me, &ok)["status"] != "cancelled" {
         assert!(started.elapsed() < Duration::from_secs(20), "the cancellation completes");
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(available(&up, "TEA-001"), tea_before, "restocked");
-    let (code, problem) = up.call("POST", &format!("/api/v1/orders/{ok}/cancel"), None);
+    let (code, problem) = up.call_as(&me, "POST", &format!("/api/v1/orders/{ok}/cancel"), None);
     assert_eq!((code, problem["code"].clone()), (409, json!("already_cancelled")));
 
     // Support's replica of the order follows the orders service's events.
-    let ticket =
-        json!({"customer_id": customer, "order_id": ok, "subject": "Refund?", "message": "I cancelled it."});
-    let (code, opened) = up.call("POST", "/api/v1/tickets", Some(ticket));
+    let ticket = json!({"order_id": ok, "subject": "Refund?", "message": "I cancelled it."});
+    let (code, opened) = up.call_as(&me, "POST", "/api/v1/tickets", Some(ticket));
     assert_eq!(code, 201, "{opened}");
     let ticket_path = format!("/api/v1/tickets/{}", opened["id"].as_str().unwrap_or_default());
     let started = Instant::now();
-    while up.call("GET", &ticket_path, None).1["order"]["status"] != "cancelled" {
+    while up.call_as(&me, "GET", &ticket_path, None).1["order"]["status"] != "cancelled" {
         assert!(started.elapsed() < Duration::from_secs(20), "support's replica catches up");
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(up.call_as(&eve, "GET", &ticket_path, None).0, 404, "another customer's ticket");
 
     // Rebuilding the order summaries on the running system changes nothing a client sees.
-    let listing = format!("/api/v1/orders?customer_id={customer}&limit=200");
-    let (_, before) = up.call("GET", &listing, None);
+    let listing = "/api/v1/orders?limit=200";
+    let (_, before) = up.call_as(&me, "GET", listing, None);
     let rebuilt = tessera()
         .args(["projections", "rebuild", "orders", "order_summaries", "--wait", "--timeout", "60", "--data"])
         .arg(&data)
@@ -242,7 +305,7 @@ fn up_serves_the_shop_and_orders_interrupted_by_kill_9_complete_after_a_restart(
         .expect("run tessera projections rebuild");
     assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
     assert!(String::from_utf8_lossy(&rebuilt.stdout).contains("rebuilt in"));
-    let (_, after) = up.call("GET", &listing, None);
+    let (_, after) = up.call_as(&me, "GET", listing, None);
     assert_eq!(before, after);
     let listed =
         tessera().args(["projections", "list", "--json", "--data"]).arg(&data).output().expect("list");
@@ -251,6 +314,7 @@ fn up_serves_the_shop_and_orders_interrupted_by_kill_9_complete_after_a_restart(
         listed.as_array().and_then(|l| l.iter().find(|p| p["name"] == "order_summaries")).expect("listed");
     assert!(summaries["rebuilds"].as_u64() >= Some(2), "the migration's rebuild and ours: {summaries}");
     assert_eq!(summaries["lag_events"], 0);
+    let _ = customer;
 
     // SIGTERM stops it cleanly and promptly.
     let mut up = up;
@@ -272,26 +336,49 @@ fn up_serves_the_shop_and_orders_interrupted_by_kill_9_complete_after_a_restart(
 fn bad_requests_to_up_get_problem_json_never_a_500() {
     let dir = tempfile::tempdir().expect("temp dir");
     let up = Up::start(&dir.path().join("data"));
-    for (method, path, body) in [
-        ("GET", "/api/v1/nowhere", None),
-        ("POST", "/api/v1/orders", Some(json!({"items": []}))),
-        ("POST", "/api/v1/orders", Some(json!({"customer_id": "x", "items": [], "payment_token": "t"}))),
-        ("GET", "/api/v1/orders/not-a-uuid", None),
-        ("GET", "/api/v1/orders?limit=1000", None),
+    let admin = up.sign_in("admin@tessera.local", "admin");
+    let (_, me) = up.customer("grace@example.com");
+    let product =
+        |sku: &str| json!({"sku": sku, "name": "x", "price": {"amount": 1, "currency": "EUR"}, "stock": 1});
+    for (token, method, path, body, expected) in [
+        (None, "GET", "/api/v1/nowhere", None, 404),
+        (None, "POST", "/api/v1/orders", Some(json!({"items": []})), 401),
+        (Some(&me), "POST", "/api/v1/orders", Some(json!({"items": []})), 400),
+        (Some(&admin), "GET", "/api/v1/orders/not-a-uuid", None, 404),
+        (Some(&admin), "GET", "/api/v1/orders?limit=1000", None, 422),
+        (Some(&me), "POST", "/api/v1/products", Some(product("TEA-009")), 403),
+        (Some(&admin), "POST", "/api/v1/products", Some(product("TEA-001")), 409),
+        (None, "DELETE", "/api/v1/products/TEA-001", None, 405),
         (
+            None,
             "POST",
-            "/api/v1/products",
-            Some(
-                json!({"sku": "TEA-001", "name": "x", "price": {"amount": 1, "currency": "EUR"}, "stock": 1}),
-            ),
+            "/api/v1/auth/token",
+            Some(json!({"email": "admin@tessera.local", "password": "wrong"})),
+            401,
         ),
-        ("DELETE", "/api/v1/products/TEA-001", None),
+        (
+            None,
+            "POST",
+            "/api/v1/auth/token",
+            Some(json!({"email": "nobody@example.com", "password": "wrong"})),
+            401,
+        ),
     ] {
-        let (code, problem) = up.call(method, path, body);
-        assert!((400..500).contains(&code), "{method} {path} → {code} {problem}");
+        let (code, problem) = match token {
+            Some(token) => up.call_as(token, method, path, body),
+            None => up.call(method, path, body),
+        };
+        assert_eq!(code, expected, "{method} {path} → {problem}");
         assert!(problem["code"].is_string() && problem["status"] == code, "{method} {path} → {problem}");
     }
     let huge = format!("{{\"sku\":\"{}\"}}", "A".repeat(1024 * 1024 + 10));
-    let (code, problem) = http::request_raw(&up.base, "POST", "/api/v1/products", Some(huge.as_bytes()));
+    let bearer = format!("Bearer {admin}");
+    let (code, problem) = http::request_raw(
+        &up.base,
+        "POST",
+        "/api/v1/products",
+        Some(huge.as_bytes()),
+        &[("Authorization", &bearer)],
+    );
     assert_eq!((code, problem["code"].clone()), (413, json!("body_too_large")));
 }

@@ -40,6 +40,7 @@ pub struct Node {
     tasks: Vec<JoinHandle<()>>,
     router: Router,
     openapi: OpenApi,
+    service_routers: Vec<(&'static str, Router)>,
 }
 
 impl std::fmt::Debug for Node {
@@ -104,12 +105,25 @@ impl Node {
             tasks.extend(service.tasks(stopped.clone()).into_iter().map(tokio::spawn));
         }
         let (router, openapi) = routes(&services);
-        Ok(Self { services, stop, tasks, router, openapi })
+        let service_routers = services
+            .iter()
+            .map(|service| {
+                let (router, _) = service.routes().split_for_parts();
+                (service.name(), tessera_web::standard_layers(router))
+            })
+            .collect();
+        Ok(Self { services, stop, tasks, router, openapi, service_routers })
     }
 
     /// Every route of this node's services under `/api/v1`, and the infrastructure routes.
     pub fn router(&self) -> Router {
         self.router.clone()
+    }
+
+    /// One service's own routes (not under `/api/v1`, no infrastructure routes): what a
+    /// gateway in this process calls.
+    pub fn service_router(&self, name: &str) -> Option<Router> {
+        self.service_routers.iter().find(|(service, _)| *service == name).map(|(_, router)| router.clone())
     }
 
     pub fn openapi(&self) -> &OpenApi {

@@ -1,0 +1,115 @@
+//! Who is calling: the bearer token's claims, checked on every request. A route that needs a
+//! caller takes [`Caller`]; one open to anyone takes [`MaybeCaller`], which still refuses a
+//! token that is present but bad (a client should learn its token is broken).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tessera_kernel::Timestamp;
+use tessera_web::Problem;
+
+use crate::Gateway;
+use crate::auth::{Claims, Role};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub sub: String,
+    pub role: Role,
+}
+
+impl Caller {
+    pub fn is_staff(&self) -> bool {
+        matches!(self.role, Role::Support | Role::Admin)
+    }
+
+    /// Whether this caller is the customer `customer_id`.
+    pub fn is(&self, customer_id: &str) -> bool {
+        self.role == Role::Customer && self.sub == customer_id
+    }
+
+    /// A customer reaches only their own objects; staff reach all.
+    pub fn may_see(&self, customer_id: &str) -> bool {
+        self.is_staff() || self.is(customer_id)
+    }
+}
+
+impl From<Claims> for Caller {
+    fn from(claims: Claims) -> Self {
+        Self { sub: claims.sub, role: claims.role }
+    }
+}
+
+/// 401 with the challenge RFC 6750 asks for.
+#[derive(Debug)]
+pub struct Unauthorized(Problem);
+
+impl IntoResponse for Unauthorized {
+    fn into_response(self) -> Response {
+        let mut response = self.0.into_response();
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+    }
+}
+
+fn unauthorized(detail: &str) -> Unauthorized {
+    Unauthorized(Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail))
+}
+
+fn bearer(parts: &Parts) -> Result<Option<&str>, Unauthorized> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let value = value.to_str().map_err(|_| unauthorized("the Authorization header is not text"))?;
+    let (scheme, token) =
+        value.split_once(' ').ok_or_else(|| unauthorized("use Authorization: Bearer <token>"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(unauthorized("use Authorization: Bearer <token>"));
+    }
+    Ok(Some(token.trim()))
+}
+
+fn verify(gateway: &Gateway, token: &str) -> Result<Caller, Unauthorized> {
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    gateway.keys.verify(token, now).map(Caller::from).map_err(|error| {
+        tracing::info!(%error, "token refused");
+        unauthorized("the token is missing, expired, not yet valid or not ours")
+    })
+}
+
+impl FromRequestParts<Gateway> for Caller {
+    type Rejection = Unauthorized;
+
+    async fn from_request_parts(parts: &mut Parts, gateway: &Gateway) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?.ok_or_else(|| unauthorized("this route needs a bearer token"))?;
+        verify(gateway, token)
+    }
+}
+
+/// A caller when a token is sent; nobody when none is.
+#[derive(Clone, Debug)]
+pub struct MaybeCaller(pub Option<Caller>);
+
+impl FromRequestParts<Gateway> for MaybeCaller {
+    type Rejection = Unauthorized;
+
+    async fn from_request_parts(parts: &mut Parts, gateway: &Gateway) -> Result<Self, Self::Rejection> {
+        match bearer(parts)? {
+            None => Ok(Self(None)),
+            Some(token) => verify(gateway, token).map(|caller| Self(Some(caller))),
+        }
+    }
+}
+
+/// 403: a valid caller without the right role.
+pub fn forbidden(detail: &str) -> Problem {
+    Problem::new(StatusCode::FORBIDDEN, "forbidden", detail)
+}
+
+/// Refuses callers whose role is not among `roles`.
+pub fn require(caller: &Caller, roles: &[Role]) -> Result<(), Problem> {
+    if roles.contains(&caller.role) {
+        Ok(())
+    } else {
+        let names: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+        Err(forbidden(&format!("this needs the role {}", names.join(" or "))))
+    }
+}

@@ -1,0 +1,155 @@
+//! The gateway's own store: the signing key, and the `Idempotency-Key` records of order
+//! placement. A key is reserved before the order is placed (so two racing requests with one
+//! key place one order), answered from its record afterwards, and refused with another body.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use tessera_store::{Migration, MigrationSet, SqlValue, Statement, Store, StoreError};
+
+use crate::GatewayError;
+use crate::auth::{SigningKey, TokenError};
+
+const SCHEMA: &str = "
+    CREATE TABLE gateway_keys (kid TEXT PRIMARY KEY, pkcs8 TEXT NOT NULL, created_at BIGINT NOT NULL);
+    CREATE TABLE gateway_idempotency (
+        caller TEXT NOT NULL, idempotency_key TEXT NOT NULL, request_hash TEXT NOT NULL,
+        status BIGINT, body TEXT, created_at BIGINT NOT NULL,
+        PRIMARY KEY (caller, idempotency_key));";
+
+pub const MIGRATIONS: MigrationSet = MigrationSet {
+    scope: "gateway",
+    migrations: &[Migration {
+        version: 1,
+        name: "signing keys, idempotency keys",
+        sqlite: SCHEMA,
+        postgres: SCHEMA,
+    }],
+};
+
+fn now(store: &Store) -> i64 {
+    i64::try_from(store.clock().now().as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The newest stored signing key, or a new one stored first.
+pub(crate) async fn signing_key(store: &Store) -> Result<SigningKey, GatewayError> {
+    if let Some(key) = newest_key(store).await? {
+        return Ok(key);
+    }
+    let key = SigningKey::generate()?;
+    let mut unit = store.begin();
+    unit.execute(
+        Statement::new("INSERT INTO gateway_keys (kid, pkcs8, created_at) VALUES ($1, $2, $3) ON CONFLICT (kid) DO NOTHING")
+            .bind(key.kid.as_str())
+            .bind(STANDARD.encode(key.pkcs8().unwrap_or_default()))
+            .bind(now(store)),
+    );
+    unit.commit().await?;
+    // Another replica may have stored its key at the same moment: everyone takes the newest.
+    Ok(newest_key(store).await?.unwrap_or(key))
+}
+
+async fn newest_key(store: &Store) -> Result<Option<SigningKey>, GatewayError> {
+    let rows = store
+        .query(Statement::new("SELECT pkcs8 FROM gateway_keys ORDER BY created_at DESC, kid LIMIT 1"))
+        .await?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let der = STANDARD
+        .decode(row.text("pkcs8")?)
+        .map_err(|e| GatewayError::Token(TokenError::Signing(e.to_string())))?;
+    Ok(Some(SigningKey::from_pkcs8(&der)?))
+}
+
+/// What a key's record says about a new request with it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Reservation {
+    /// The key is ours now: place the order, then `complete`.
+    Reserved,
+    /// The first request with this key finished: its answer.
+    Replay { status: u16, body: String },
+    /// The first request with this key is still being answered.
+    InFlight,
+    /// The key was used with another body.
+    Mismatch,
+}
+
+pub(crate) async fn reserve(
+    store: &Store,
+    caller: &str,
+    key: &str,
+    hash: &str,
+) -> Result<Reservation, StoreError> {
+    for _ in 0..2 {
+        let rows = store
+            .query(
+                Statement::new(
+                    "SELECT request_hash, status, body FROM gateway_idempotency WHERE caller = $1 AND idempotency_key = $2",
+                )
+                .bind(caller)
+                .bind(key),
+            )
+            .await?;
+        if let Some(row) = rows.first() {
+            if row.text("request_hash")? != hash {
+                return Ok(Reservation::Mismatch);
+            }
+            return Ok(match (row.get("status")?, row.opt_text("body")?) {
+                (SqlValue::Int(status), Some(body)) => Reservation::Replay {
+                    status: u16::try_from(*status).unwrap_or(500),
+                    body: body.to_owned(),
+                },
+                _ => Reservation::InFlight,
+            });
+        }
+        let mut unit = store.begin();
+        unit.execute(
+            Statement::new(
+                "INSERT INTO gateway_idempotency (caller, idempotency_key, request_hash, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(caller)
+            .bind(key)
+            .bind(hash)
+            .bind(now(store)),
+        );
+        match unit.commit().await {
+            Ok(_) => return Ok(Reservation::Reserved),
+            // Someone reserved it between our read and our insert: read their record.
+            Err(StoreError::Constraint(_)) => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(Reservation::InFlight)
+}
+
+/// Records the answer to a reserved key.
+pub(crate) async fn complete(
+    store: &Store,
+    caller: &str,
+    key: &str,
+    status: u16,
+    body: &str,
+) -> Result<(), StoreError> {
+    let mut unit = store.begin();
+    unit.execute(
+        Statement::new("UPDATE gateway_idempotency SET status = $3, body = $4 WHERE caller = $1 AND idempotency_key = $2")
+            .bind(caller)
+            .bind(key)
+            .bind(i64::from(status))
+            .bind(body),
+    );
+    unit.commit().await?;
+    Ok(())
+}
+
+/// Frees a reserved key whose request failed for a passing reason, so a retry can use it.
+pub(crate) async fn release(store: &Store, caller: &str, key: &str) -> Result<(), StoreError> {
+    let mut unit = store.begin();
+    unit.execute(
+        Statement::new(
+            "DELETE FROM gateway_idempotency WHERE caller = $1 AND idempotency_key = $2 AND status IS NULL",
+        )
+        .bind(caller)
+        .bind(key),
+    );
+    unit.commit().await?;
+    Ok(())
+}

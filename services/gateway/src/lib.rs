@@ -1,0 +1,161 @@
+//! The gateway: the only door to the shop. It authenticates (EdDSA JWTs it issues), authorises
+//! every object by role and owner, composes views from several services in parallel (naming
+//! the parts that did not answer in time instead of failing), and guards the edge: idempotent
+//! order placement, rate limits, body limits, CORS, security headers and request ids.
+//!
+//! It depends on no service crate: it reaches each through a [`ServiceClient`], in process
+//! (embedded) or over HTTP (distributed), and speaks their HTTP APIs.
+
+mod access;
+pub mod auth;
+mod clients;
+mod compose;
+mod edge;
+mod idempotency;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tessera_store::Store;
+
+pub use access::{Caller, MaybeCaller};
+pub use auth::{KeyRing, Role, SigningKey, TokenSettings};
+pub use clients::{ClientError, InProcess, Reply, ServiceClient, Services};
+pub use edge::RateLimits;
+pub use idempotency::MIGRATIONS;
+
+/// The gateway's name: its store file.
+pub const SERVICE: &str = "gateway";
+
+/// A member of staff who signs in with a password from configuration (the demo's admin and
+/// support users).
+#[derive(Clone)]
+pub struct StaffUser {
+    pub email: String,
+    pub password: String,
+    pub role: Role,
+}
+
+impl std::fmt::Debug for StaffUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaffUser")
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// How long a composed view waits for each service before naming it in `degraded`.
+    pub dependency_timeout: Duration,
+    /// How long a forwarded call may take before the client gets 504.
+    pub call_timeout: Duration,
+    pub staff: Vec<StaffUser>,
+    pub rate_limits: RateLimits,
+    /// Origins allowed by CORS; none by default.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            dependency_timeout: Duration::from_millis(200),
+            call_timeout: Duration::from_secs(10),
+            staff: vec![
+                StaffUser {
+                    email: "admin@tessera.local".into(),
+                    password: "admin".into(),
+                    role: Role::Admin,
+                },
+                StaffUser {
+                    email: "support@tessera.local".into(),
+                    password: "support".into(),
+                    role: Role::Support,
+                },
+            ],
+            rate_limits: RateLimits::default(),
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) services: Services,
+    pub(crate) keys: KeyRing,
+    pub(crate) config: Arc<GatewayConfig>,
+    pub(crate) staff: Arc<Vec<(String, String, Role)>>,
+    pub(crate) store: Store,
+    pub(crate) limiter: Arc<edge::Limiter>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot hash a staff password: {0}")]
+    Hashing(String),
+    #[error(transparent)]
+    Store(#[from] tessera_store::StoreError),
+    #[error(transparent)]
+    Token(#[from] auth::TokenError),
+}
+
+impl Gateway {
+    /// Builds the gateway. The signing key is loaded from (or created in) the gateway's store,
+    /// so tokens survive restarts and every replica signs alike.
+    pub async fn new(
+        services: Services,
+        store: Store,
+        config: GatewayConfig,
+        tokens: TokenSettings,
+    ) -> Result<Self, GatewayError> {
+        let key = idempotency::signing_key(&store).await?;
+        let staff = config
+            .staff
+            .iter()
+            .map(|user| {
+                let hash = routes::hash_password(&user.password).map_err(GatewayError::Hashing)?;
+                Ok((user.email.trim().to_ascii_lowercase(), hash, user.role))
+            })
+            .collect::<Result<Vec<_>, GatewayError>>()?;
+        let limiter = Arc::new(edge::Limiter::new(&config.rate_limits));
+        Ok(Self {
+            services,
+            keys: KeyRing::new(key, tokens),
+            config: Arc::new(config),
+            staff: Arc::new(staff),
+            store,
+            limiter,
+        })
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// The public router: `/api/v1/...`, `/.well-known/jwks.json`, `/health`, `/ready` and
+    /// `/openapi.json` (the services' documents under their public paths, with the gateway's
+    /// own routes and its bearer scheme added).
+    pub fn router(&self, services_openapi: utoipa::openapi::OpenApi) -> Router {
+        let document = Arc::new(routes::public_openapi(services_openapi));
+        let router = routes::router()
+            .route(
+                "/openapi.json",
+                axum::routing::get(move || {
+                    let document = document.clone();
+                    async move { axum::Json(document.as_ref().clone()) }
+                }),
+            )
+            .with_state(self.clone());
+        edge::layers(tessera_web::standard_layers(router), self)
+    }
+}

@@ -1,0 +1,742 @@
+//! Every public endpoint of API.md: who may call it, what the gateway adds or checks, and
+//! which service answers. Services trust the gateway's calls; the gateway trusts no client.
+
+use std::sync::Arc;
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tessera_kernel::Timestamp;
+use tessera_web::{ApiResult, FieldError, Json, Path, Problem};
+
+use crate::access::{Caller, MaybeCaller, forbidden, require};
+use crate::auth::Role;
+use crate::clients::{ClientError, Reply, ServiceClient, call};
+use crate::idempotency::{self, Reservation};
+use crate::{Gateway, compose};
+
+pub(crate) fn router() -> Router<Gateway> {
+    let api = Router::new()
+        .route("/auth/token", post(issue_token))
+        .route("/products", get(list_products).post(create_product))
+        .route("/products/{sku}", get(get_product).patch(update_product))
+        .route("/products/{sku}/stock", post(adjust_stock))
+        .route("/customers", post(register_customer))
+        .route("/customers/{id}", get(get_customer).patch(update_customer))
+        .route("/customers/{id}/export", get(export_customer))
+        .route("/payment-methods", post(add_payment_method))
+        .route("/payments", get(list_payments))
+        .route("/orders", get(list_orders).post(place_order))
+        .route("/orders/{id}", get(compose::order_view))
+        .route("/orders/{id}/cancel", post(cancel_order))
+        .route("/orders/{id}/history", get(order_history))
+        .route("/tickets", get(list_tickets).post(open_ticket))
+        .route("/tickets/{id}", get(get_ticket))
+        .route("/tickets/{id}/messages", post(add_ticket_message))
+        .route("/tickets/{id}/close", post(close_ticket));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/health", get(tessera_web::health))
+        .route("/ready", get(ready))
+}
+
+pub(crate) fn hash_password(password: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system_time(std::time::SystemTime::now())
+}
+
+/// A service that did not answer becomes 503 (unreachable) or 504 (too slow).
+pub(crate) fn unavailable(error: &ClientError) -> Problem {
+    match error {
+        ClientError::Timeout { .. } => {
+            tracing::warn!(%error, "dependency too slow");
+            Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "dependency_timeout",
+                "a service did not answer in time; retry",
+            )
+        }
+        ClientError::Unreachable { .. } => Problem::unavailable(error),
+    }
+}
+
+/// Passes a service's answer on as it is (status, body, and the headers a client uses).
+pub(crate) fn pass_on(reply: Reply) -> Response {
+    let mut response = Response::new(Body::from(reply.body));
+    *response.status_mut() = reply.status;
+    for name in [header::CONTENT_TYPE, header::ETAG, header::LOCATION] {
+        if let Some(value) = reply.headers.get(&name) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response
+}
+
+impl Gateway {
+    /// Calls a service with the gateway's call timeout.
+    pub(crate) async fn call(
+        &self,
+        service: &Arc<dyn ServiceClient>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(header::HeaderName, String)],
+    ) -> ApiResult<Reply> {
+        let body = body.map(|b| Bytes::from(b.to_string()));
+        call(service, method, path, body, headers, self.config.call_timeout)
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    async fn forward(
+        &self,
+        service: &Arc<dyn ServiceClient>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(header::HeaderName, String)],
+    ) -> ApiResult<Response> {
+        self.call(service, method, path, body, headers).await.map(pass_on)
+    }
+
+    /// The customer who owns an order, or 404 (also when the caller may not know it exists).
+    async fn order_owner(&self, caller: &Caller, order_id: &str) -> ApiResult<String> {
+        let reply =
+            self.call(&self.services.orders, Method::GET, &format!("/orders/{order_id}"), None, &[]).await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            return Err(Problem::not_found("no such order"));
+        }
+        if !reply.is_success() {
+            return pass_on_error(reply);
+        }
+        let owner = reply.json()["customer_id"].as_str().unwrap_or_default().to_owned();
+        if caller.may_see(&owner) { Ok(owner) } else { Err(Problem::not_found("no such order")) }
+    }
+}
+
+/// A service's error answer, returned as the client's error.
+fn pass_on_error<T>(reply: Reply) -> ApiResult<T> {
+    let body = reply.json();
+    let code = body["code"].as_str().unwrap_or("upstream_error");
+    let detail = body["detail"].as_str().unwrap_or("a service refused the request");
+    let mut problem = Problem::new(reply.status, code, detail);
+    if let Some(errors) = body["errors"].as_array() {
+        problem.errors = errors
+            .iter()
+            .map(|e| {
+                FieldError::new(
+                    e["field"].as_str().unwrap_or_default(),
+                    e["message"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+    }
+    Err(problem)
+}
+
+fn if_match(headers: &HeaderMap) -> Vec<(header::HeaderName, String)> {
+    headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| vec![(header::IF_MATCH, v.to_owned())])
+        .unwrap_or_default()
+}
+
+fn with_query(path: &str, query: Option<&str>) -> String {
+    match query {
+        Some(query) if !query.is_empty() => format!("{path}?{query}"),
+        _ => path.to_owned(),
+    }
+}
+
+/// The body as a JSON object (the services check its fields; the gateway only reads or sets
+/// the caller-owned ones).
+fn object(body: Value) -> ApiResult<serde_json::Map<String, Value>> {
+    match body {
+        Value::Object(map) => Ok(map),
+        _ => Err(Problem::invalid_field("", "the body must be a JSON object")),
+    }
+}
+
+/// Sets `customer_id` to the calling customer's id; a different one is someone else's.
+fn own_customer_id(caller: &Caller, body: &mut serde_json::Map<String, Value>) -> ApiResult<()> {
+    match body.get("customer_id") {
+        Some(Value::String(id)) if id == &caller.sub => Ok(()),
+        None | Some(Value::Null) => {
+            body.insert("customer_id".into(), Value::String(caller.sub.clone()));
+            Ok(())
+        }
+        Some(_) => Err(forbidden("customer_id names another customer")),
+    }
+}
+
+async fn jwks(State(gateway): State<Gateway>) -> impl IntoResponse {
+    axum::Json(gateway.keys.jwks(now()))
+}
+
+async fn ready(State(gateway): State<Gateway>) -> Response {
+    match gateway.store.head_position().await {
+        Ok(_) => axum::Json(json!({"status": "ready"})).into_response(),
+        Err(error) => Problem::unavailable(&error).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+/// `POST /auth/token`: the same 401 for an unknown email and a wrong password.
+async fn issue_token(
+    State(gateway): State<Gateway>,
+    Json(credentials): Json<Credentials>,
+) -> ApiResult<Response> {
+    let refused = || {
+        Problem::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "the email or the password is wrong")
+    };
+    let email = credentials.email.trim().to_ascii_lowercase();
+    let staff = gateway.staff.iter().find(|(known, _, _)| *known == email).cloned();
+    let (sub, role) = if let Some((email, hash, role)) = staff {
+        let password = credentials.password;
+        let matches = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        })
+        .await
+        .unwrap_or(false);
+        if !matches {
+            return Err(refused());
+        }
+        (email, role)
+    } else {
+        let body = json!({"email": credentials.email, "password": credentials.password});
+        let reply = gateway
+            .call(&gateway.services.customers, Method::POST, "/customers/credentials", Some(body), &[])
+            .await?;
+        if !reply.is_success() {
+            return Err(refused());
+        }
+        let id = reply.json()["customer_id"].as_str().unwrap_or_default().to_owned();
+        if id.is_empty() {
+            return Err(refused());
+        }
+        (id, Role::Customer)
+    };
+    let token = gateway.keys.issue(&sub, role, now()).map_err(|e| Problem::internal(&e))?;
+    Ok(axum::Json(json!({
+        "access_token": token, "token_type": "Bearer", "expires_in": gateway.keys.settings.ttl.as_secs(),
+    }))
+    .into_response())
+}
+
+// ---- products (inventory) ----
+
+async fn list_products(
+    State(g): State<Gateway>,
+    _caller: MaybeCaller,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    g.forward(&g.services.inventory, Method::GET, &with_query("/products", query.as_deref()), None, &[]).await
+}
+
+async fn get_product(
+    State(g): State<Gateway>,
+    _caller: MaybeCaller,
+    Path(sku): Path<String>,
+) -> ApiResult<Response> {
+    g.forward(&g.services.inventory, Method::GET, &format!("/products/{sku}"), None, &[]).await
+}
+
+async fn create_product(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    require(&caller, &[Role::Admin])?;
+    g.forward(&g.services.inventory, Method::POST, "/products", Some(body), &[]).await
+}
+
+async fn update_product(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(sku): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    require(&caller, &[Role::Admin])?;
+    g.forward(
+        &g.services.inventory,
+        Method::PATCH,
+        &format!("/products/{sku}"),
+        Some(body),
+        &if_match(&headers),
+    )
+    .await
+}
+
+async fn adjust_stock(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(sku): Path<String>,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    require(&caller, &[Role::Admin])?;
+    g.forward(&g.services.inventory, Method::POST, &format!("/products/{sku}/stock"), Some(body), &[]).await
+}
+
+// ---- customers ----
+
+async fn register_customer(
+    State(g): State<Gateway>,
+    _caller: MaybeCaller,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    g.forward(&g.services.customers, Method::POST, "/customers", Some(body), &[]).await
+}
+
+/// Masks all but the first character of each part of an email, and the address but its country.
+fn mask(profile: &mut Value) {
+    if let Some(email) = profile["email"].as_str() {
+        let masked = match email.split_once('@') {
+            Some((local, domain)) => format!("{}***@{}", local.chars().next().unwrap_or('*'), domain),
+            None => "***".to_owned(),
+        };
+        profile["email"] = Value::String(masked);
+    }
+    if let Some(address) = profile.get_mut("address").and_then(Value::as_object_mut) {
+        for (field, value) in address.iter_mut() {
+            if field != "country" {
+                *value = Value::String("***".into());
+            }
+        }
+    }
+}
+
+async fn get_customer(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    if !caller.may_see(&id) {
+        return Err(Problem::not_found("no such customer"));
+    }
+    let reply = g.call(&g.services.customers, Method::GET, &format!("/customers/{id}"), None, &[]).await?;
+    if caller.role == Role::Support && reply.is_success() {
+        let mut profile = reply.json();
+        mask(&mut profile);
+        let mut response = axum::Json(profile).into_response();
+        if let Some(tag) = reply.headers.get(header::ETAG) {
+            response.headers_mut().insert(header::ETAG, tag.clone());
+        }
+        return Ok(response);
+    }
+    Ok(pass_on(reply))
+}
+
+async fn update_customer(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    if !(caller.is(&id) || caller.role == Role::Admin) {
+        return Err(if caller.role == Role::Support {
+            forbidden("support may not change profiles")
+        } else {
+            Problem::not_found("no such customer")
+        });
+    }
+    g.forward(
+        &g.services.customers,
+        Method::PATCH,
+        &format!("/customers/{id}"),
+        Some(body),
+        &if_match(&headers),
+    )
+    .await
+}
+
+/// Everything the services hold about one person.
+async fn export_customer(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    if !(caller.is(&id) || caller.role == Role::Admin) {
+        return Err(if caller.role == Role::Support {
+            forbidden("support may not export a person")
+        } else {
+            Problem::not_found("no such customer")
+        });
+    }
+    let profile = g.call(&g.services.customers, Method::GET, &format!("/customers/{id}"), None, &[]).await?;
+    if !profile.is_success() {
+        return pass_on_error(profile);
+    }
+    let orders = g
+        .call(&g.services.orders, Method::GET, &format!("/orders?customer_id={id}&limit=200"), None, &[])
+        .await?;
+    let tickets = g
+        .call(&g.services.support, Method::GET, &format!("/tickets?customer_id={id}&limit=200"), None, &[])
+        .await?;
+    let mut payments = Vec::new();
+    for order in orders.json()["items"].as_array().cloned().unwrap_or_default() {
+        let order_id = order["id"].as_str().unwrap_or_default();
+        let reply = g
+            .call(&g.services.payments, Method::GET, &format!("/payments?order_id={order_id}"), None, &[])
+            .await?;
+        payments.extend(reply.json().as_array().cloned().unwrap_or_default());
+    }
+    Ok(axum::Json(json!({
+        "customer": profile.json(),
+        "orders": orders.json()["items"],
+        "payments": payments,
+        "tickets": tickets.json()["items"],
+    }))
+    .into_response())
+}
+
+// ---- payments ----
+
+async fn add_payment_method(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    require(&caller, &[Role::Customer])?;
+    let mut body = object(body)?;
+    own_customer_id(&caller, &mut body)?;
+    g.forward(&g.services.payments, Method::POST, "/payment-methods", Some(Value::Object(body)), &[]).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaymentsQuery {
+    order_id: uuid::Uuid,
+}
+
+async fn list_payments(
+    State(g): State<Gateway>,
+    caller: Caller,
+    tessera_web::Query(query): tessera_web::Query<PaymentsQuery>,
+) -> ApiResult<Response> {
+    let order_id = query.order_id.to_string();
+    g.order_owner(&caller, &order_id).await?;
+    g.forward(&g.services.payments, Method::GET, &format!("/payments?order_id={order_id}"), None, &[]).await
+}
+
+// ---- orders ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrdersQuery {
+    customer_id: Option<uuid::Uuid>,
+    status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+async fn list_orders(
+    State(g): State<Gateway>,
+    caller: Caller,
+    tessera_web::Query(query): tessera_web::Query<OrdersQuery>,
+) -> ApiResult<Response> {
+    let customer = match (caller.role, query.customer_id) {
+        (Role::Customer, Some(id)) if id.to_string() != caller.sub => {
+            return Err(forbidden("a customer lists only their own orders"));
+        }
+        (Role::Customer, _) => Some(caller.sub.clone()),
+        (_, id) => id.map(|id| id.to_string()),
+    };
+    let mut pairs = Vec::new();
+    if let Some(customer) = customer {
+        pairs.push(("customer_id", customer));
+    }
+    for (name, value) in
+        [("status", query.status), ("cursor", query.cursor), ("limit", query.limit.map(|l| l.to_string()))]
+    {
+        if let Some(value) = value {
+            pairs.push((name, value));
+        }
+    }
+    let query = serde_urlencoded::to_string(&pairs).map_err(|e| Problem::internal(&e))?;
+    g.forward(&g.services.orders, Method::GET, &with_query("/orders", Some(&query)), None, &[]).await
+}
+
+/// Checks the lines' skus and the payment token before the order is placed: an unknown sku or
+/// a token that is not the caller's is a 422 now, not a rejection later.
+async fn check_order(g: &Gateway, caller: &Caller, body: &serde_json::Map<String, Value>) -> ApiResult<()> {
+    let mut errors = Vec::new();
+    if let Some(items) = body.get("items").and_then(Value::as_array) {
+        let lookups = items.iter().enumerate().filter_map(|(index, item)| {
+            let sku = item.get("sku")?.as_str()?.to_owned();
+            Some(async move {
+                let path = format!("/products/{}", sku);
+                let reply = g.call(&g.services.inventory, Method::GET, &path, None, &[]).await;
+                (index, sku, reply)
+            })
+        });
+        for (index, sku, reply) in futures_util::future::join_all(lookups).await {
+            if reply?.status == StatusCode::NOT_FOUND {
+                errors.push(FieldError::new(format!("items[{index}].sku"), format!("no product {sku}")));
+            }
+        }
+    }
+    if let Some(token) = body.get("payment_token").and_then(Value::as_str)
+        && !token.is_empty()
+        && !token.contains('/')
+    {
+        let reply = g
+            .call(&g.services.payments, Method::GET, &format!("/payment-methods/{token}"), None, &[])
+            .await?;
+        let owner = reply.json()["customer_id"].as_str().map(str::to_owned);
+        if !reply.is_success() || owner.as_deref() != Some(caller.sub.as_str()) {
+            errors.push(FieldError::new("payment_token", "no payment method of yours has this token"));
+        }
+    } else if body.get("payment_token").is_some() {
+        errors.push(FieldError::new("payment_token", "no payment method of yours has this token"));
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Problem::invalid(errors)) }
+}
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// `POST /orders`: customers only, with an `Idempotency-Key`; the same key and body answer as
+/// the first time, the same key with another body is refused.
+async fn place_order(
+    State(g): State<Gateway>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    require(&caller, &[Role::Customer])?;
+    let key = headers.get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    if key.is_empty() || key.len() > 255 {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_required",
+            "send an Idempotency-Key header of 1 to 255 characters",
+        ));
+    }
+    if !headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+    {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        ));
+    }
+    let parsed: Value = tessera_web::parse_json(&body)?;
+    let hash = {
+        let digest = ring::digest::digest(&ring::digest::SHA256, &body);
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    match idempotency::reserve(&g.store, &caller.sub, &key, &hash)
+        .await
+        .map_err(|e| tessera_web::store_problem(&e))?
+    {
+        Reservation::Replay { status, body } => {
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return Ok(response);
+        }
+        Reservation::Mismatch => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with another request body",
+            ));
+        }
+        Reservation::InFlight => {
+            return Err(Problem::conflict(
+                "idempotency_key_in_use",
+                "a request with this Idempotency-Key is still being answered",
+            ));
+        }
+        Reservation::Reserved => {}
+    }
+    let outcome = place_checked(&g, &caller, parsed).await;
+    let (status, text) = match &outcome {
+        Ok(reply) => (reply.status, String::from_utf8_lossy(&reply.body).into_owned()),
+        Err(problem) => (problem.status, serde_json::to_string(problem).unwrap_or_default()),
+    };
+    if status.is_server_error() {
+        // A passing failure: free the key so the client's retry can succeed.
+        let _ = idempotency::release(&g.store, &caller.sub, &key).await;
+    } else if let Err(error) =
+        idempotency::complete(&g.store, &caller.sub, &key, status.as_u16(), &text).await
+    {
+        tracing::error!(%error, "cannot record an idempotent answer");
+    }
+    match outcome {
+        Ok(reply) => Ok(pass_on(reply)),
+        Err(problem) => Err(problem),
+    }
+}
+
+async fn place_checked(g: &Gateway, caller: &Caller, body: Value) -> ApiResult<Reply> {
+    let mut body = object(body)?;
+    own_customer_id(caller, &mut body)?;
+    check_order(g, caller, &body).await?;
+    g.call(&g.services.orders, Method::POST, "/orders", Some(Value::Object(body)), &[]).await
+}
+
+async fn cancel_order(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    g.order_owner(&caller, &id).await?;
+    g.forward(&g.services.orders, Method::POST, &format!("/orders/{id}/cancel"), None, &[]).await
+}
+
+async fn order_history(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    if !caller.is_staff() {
+        return Err(forbidden("an order's history is for support and admins"));
+    }
+    g.forward(&g.services.orders, Method::GET, &format!("/orders/{id}/history"), None, &[]).await
+}
+
+// ---- tickets (support) ----
+
+async fn open_ticket(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    require(&caller, &[Role::Customer])?;
+    let mut body = object(body)?;
+    own_customer_id(&caller, &mut body)?;
+    if let Some(order_id) = body.get("order_id").and_then(Value::as_str)
+        && (uuid::Uuid::parse_str(order_id).is_err() || g.order_owner(&caller, order_id).await.is_err())
+    {
+        return Err(Problem::invalid_field("order_id", "no order of yours has this id"));
+    }
+    g.forward(&g.services.support, Method::POST, "/tickets", Some(Value::Object(body)), &[]).await
+}
+
+/// The ticket, if the caller may see it (its owner or staff); 404 otherwise.
+async fn visible_ticket(g: &Gateway, caller: &Caller, id: &str) -> ApiResult<Reply> {
+    let reply = g.call(&g.services.support, Method::GET, &format!("/tickets/{id}"), None, &[]).await?;
+    if !reply.is_success() {
+        return pass_on_error(reply);
+    }
+    let owner = reply.json()["customer_id"].as_str().unwrap_or_default().to_owned();
+    if caller.may_see(&owner) { Ok(reply) } else { Err(Problem::not_found("no such ticket")) }
+}
+
+async fn get_ticket(State(g): State<Gateway>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+    visible_ticket(&g, &caller, &id).await.map(pass_on)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketsQuery {
+    status: Option<String>,
+    customer_id: Option<uuid::Uuid>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+async fn list_tickets(
+    State(g): State<Gateway>,
+    caller: Caller,
+    tessera_web::Query(query): tessera_web::Query<TicketsQuery>,
+) -> ApiResult<Response> {
+    let customer = match (caller.role, query.customer_id) {
+        (Role::Customer, Some(id)) if id.to_string() != caller.sub => {
+            return Err(forbidden("a customer lists only their own tickets"));
+        }
+        (Role::Customer, _) => Some(caller.sub.clone()),
+        (_, id) => id.map(|id| id.to_string()),
+    };
+    let mut pairs = Vec::new();
+    if let Some(customer) = customer {
+        pairs.push(("customer_id", customer));
+    }
+    for (name, value) in
+        [("status", query.status), ("cursor", query.cursor), ("limit", query.limit.map(|l| l.to_string()))]
+    {
+        if let Some(value) = value {
+            pairs.push((name, value));
+        }
+    }
+    let query = serde_urlencoded::to_string(&pairs).map_err(|e| Problem::internal(&e))?;
+    g.forward(&g.services.support, Method::GET, &with_query("/tickets", Some(&query)), None, &[]).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketMessage {
+    message: String,
+}
+
+async fn add_ticket_message(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<TicketMessage>,
+) -> ApiResult<Response> {
+    let author = match caller.role {
+        Role::Customer => "customer",
+        Role::Support => "support",
+        Role::Admin => return Err(forbidden("messages come from the ticket's customer or from support")),
+    };
+    visible_ticket(&g, &caller, &id).await?;
+    let body = json!({"author": author, "message": body.message});
+    g.forward(&g.services.support, Method::POST, &format!("/tickets/{id}/messages"), Some(body), &[]).await
+}
+
+async fn close_ticket(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    require(&caller, &[Role::Support, Role::Admin])?;
+    g.forward(&g.services.support, Method::POST, &format!("/tickets/{id}/close"), None, &[]).await
+}
+
+/// The public document: the services' routes under `/api/v1` with the bearer scheme, minus
+/// the services' internal routes.
+pub(crate) fn public_openapi(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+    let components = document.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+    );
+    document.security =
+        Some(vec![utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    // Internal routes the gateway does not expose.
+    let hidden = ["/api/v1/customers/credentials", "/api/v1/payment-methods/{token}"];
+    document.paths.paths.retain(|path, _| !hidden.contains(&path.as_str()));
+    document
+}
