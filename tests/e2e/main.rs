@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `tessera` binary, started as a user would start it, spoken to
 //! over real HTTP.
 
+mod authz;
 mod http;
 
 use std::io::{BufRead, BufReader};
