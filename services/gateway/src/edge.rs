@@ -19,21 +19,20 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::Gateway;
 
-/// Requests allowed per second, with a burst, per bearer token and per client address.
+/// Requests allowed per second, and the burst above that rate, per bearer token and per
+/// client address.
 #[derive(Clone, Debug)]
 pub struct RateLimits {
     pub per_token: NonZeroU32,
+    pub token_burst: NonZeroU32,
     pub per_address: NonZeroU32,
-    pub burst: NonZeroU32,
+    pub address_burst: NonZeroU32,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
-        Self {
-            per_token: NonZeroU32::new(200).unwrap_or(NonZeroU32::MIN),
-            per_address: NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN),
-            burst: NonZeroU32::new(400).unwrap_or(NonZeroU32::MIN),
-        }
+        let n = |value| NonZeroU32::new(value).unwrap_or(NonZeroU32::MIN);
+        Self { per_token: n(200), token_burst: n(400), per_address: n(2000), address_burst: n(4000) }
     }
 }
 
@@ -45,8 +44,10 @@ pub(crate) struct Limiter {
 impl Limiter {
     pub(crate) fn new(limits: &RateLimits) -> Self {
         Self {
-            tokens: RateLimiter::keyed(Quota::per_second(limits.per_token).allow_burst(limits.burst)),
-            addresses: RateLimiter::keyed(Quota::per_second(limits.per_address).allow_burst(limits.burst)),
+            tokens: RateLimiter::keyed(Quota::per_second(limits.per_token).allow_burst(limits.token_burst)),
+            addresses: RateLimiter::keyed(
+                Quota::per_second(limits.per_address).allow_burst(limits.address_burst),
+            ),
         }
     }
 

@@ -1,0 +1,277 @@
+//! The gateway in process over the real services on SQLite files: composition with a silent
+//! service, idempotent order placement under a race, rate limits, and the edge's headers.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+use tessera_gateway::{
+    Gateway, GatewayConfig, InProcess, RateLimits, Role, ServiceClient, Services, TokenSettings,
+};
+use tessera_kernel::{Clock, IdGen, SystemClock, Timestamp, UuidV7Gen};
+use tessera_runtime::{Service, Storage, open_store};
+use tessera_testkit::TempDataDir;
+use tessera_testkit::http::call_raw;
+use uuid::Uuid;
+
+struct Shop {
+    router: Router,
+    gateway: Gateway,
+    payments: tessera_payments::PaymentsService,
+    _data: TempDataDir,
+}
+
+fn service_router(service: &dyn Service) -> Router {
+    let (router, _) = service.routes().split_for_parts();
+    tessera_web::standard_layers(router)
+}
+
+/// A customers service that accepts requests and never answers: what a stuck dependency looks
+/// like from the gateway.
+fn silent_service() -> Router {
+    Router::new().fallback(|| std::future::pending::<()>())
+}
+
+async fn shop(config: GatewayConfig, customers_silent: bool) -> Shop {
+    let data = TempDataDir::new();
+    let storage = Storage::Files(data.path().to_path_buf());
+    let ids: Arc<dyn IdGen> = Arc::new(UuidV7Gen);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let open = async |name: &str, migrations: Vec<tessera_store::MigrationSet>| {
+        open_store(&storage, name, &migrations).await.expect("open store")
+    };
+    let inventory = tessera_inventory::InventoryService::new(
+        open("inventory", tessera_inventory::migrations()).await,
+        ids.clone(),
+        clock.clone(),
+    );
+    let network =
+        Arc::new(tessera_payments::SimulatedNetwork::new(tessera_payments::NetworkSettings::default()));
+    let payments = tessera_payments::PaymentsService::new(
+        open("payments", tessera_payments::migrations()).await,
+        network,
+        ids.clone(),
+        clock.clone(),
+    );
+    let orders = tessera_orders::OrdersService::new(
+        open("orders", tessera_orders::migrations()).await,
+        &tessera_orders::OrdersSettings::default(),
+        ids.clone(),
+        clock.clone(),
+    );
+    let customers = tessera_customers::CustomersService::new(
+        open("customers", tessera_customers::migrations()).await,
+        ids.clone(),
+        clock.clone(),
+    );
+    let support = tessera_support::SupportService::new(
+        open("support", tessera_support::migrations()).await,
+        ids,
+        clock,
+    );
+    inventory
+        .inventory()
+        .create_product(
+            &tessera_contracts::Sku::parse("TEA-001").expect("sku"),
+            "Sencha",
+            "Green tea",
+            &tessera_contracts::Money::eur(850).expect("money"),
+            100,
+        )
+        .await
+        .expect("product");
+    let client = |name: &'static str, router: Router| -> Arc<dyn ServiceClient> {
+        Arc::new(InProcess::new(name, router))
+    };
+    let services = Services {
+        inventory: client("inventory", service_router(&inventory)),
+        orders: client("orders", service_router(&orders)),
+        payments: client("payments", service_router(&payments)),
+        customers: client(
+            "customers",
+            if customers_silent { silent_service() } else { service_router(&customers) },
+        ),
+        support: client("support", service_router(&support)),
+    };
+    let gateway_store = open("gateway", vec![tessera_gateway::MIGRATIONS]).await;
+    let gateway =
+        Gateway::new(services, gateway_store, config, TokenSettings::default()).await.expect("gateway");
+    let router = gateway.router(utoipa::openapi::OpenApi::default());
+    Shop { router, gateway, payments, _data: data }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system_time(std::time::SystemTime::now())
+}
+
+impl Shop {
+    fn customer(&self) -> (Uuid, String) {
+        let id = Uuid::now_v7();
+        (id, self.gateway.keys().issue(&id.to_string(), Role::Customer, now()).expect("token"))
+    }
+
+    async fn card(&self, customer: Uuid) -> String {
+        self.payments
+            .payments()
+            .tokenise(customer, "4242424242424242", 12, 2031, "123")
+            .await
+            .expect("card")
+            .token
+    }
+
+    async fn place(&self, token: &str, key: &str, body: &serde_json::Value) -> tessera_testkit::http::Answer {
+        let bearer = format!("Bearer {token}");
+        call_raw(
+            &self.router,
+            Method::POST,
+            "/api/v1/orders",
+            Some(body.to_string().into_bytes()),
+            &[("authorization", &bearer), ("idempotency-key", key)],
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn a_silent_service_is_named_in_degraded_and_the_view_still_answers_in_time() {
+    let shop = shop(GatewayConfig::default(), true).await;
+    let (customer, token) = shop.customer();
+    let card = shop.card(customer).await;
+    let body = json!({"items": [{"sku": "TEA-001", "quantity": 2}], "payment_token": card});
+    let placed = shop.place(&token, "k-1", &body).await;
+    assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
+    let id = placed.body["id"].as_str().expect("id");
+
+    let started = Instant::now();
+    let bearer = format!("Bearer {token}");
+    let view = call_raw(
+        &shop.router,
+        Method::GET,
+        &format!("/api/v1/orders/{id}"),
+        None,
+        &[("authorization", &bearer)],
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(view.status, StatusCode::OK, "{}", view.body);
+    assert_eq!(view.body["degraded"], json!(["customers"]));
+    assert_eq!(view.body["items"][0]["name"], "Sencha", "the other parts are there");
+    assert_eq!(view.body["customer"]["id"], customer.to_string());
+    assert!(took < Duration::from_millis(1500), "bounded by the 200 ms dependency deadline: {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_idempotency_key_places_one_order_even_when_two_requests_race() {
+    let shop = shop(GatewayConfig::default(), false).await;
+    let (customer, token) = shop.customer();
+    let card = shop.card(customer).await;
+    let body = json!({"items": [{"sku": "TEA-001", "quantity": 1}], "payment_token": card});
+    let (a, b) = tokio::join!(shop.place(&token, "race", &body), shop.place(&token, "race", &body));
+    let statuses = [a.status, b.status];
+    assert!(statuses.contains(&StatusCode::ACCEPTED), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::ACCEPTED || *s == StatusCode::CONFLICT),
+        "the loser is a replay or told the key is in use: {} / {}",
+        a.body,
+        b.body
+    );
+    let first = if a.status == StatusCode::ACCEPTED { &a } else { &b };
+    let again = shop.place(&token, "race", &body).await;
+    assert_eq!(
+        (again.status, again.body.clone()),
+        (StatusCode::ACCEPTED, first.body.clone()),
+        "the same answer again"
+    );
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let other = shop
+        .place(&token, "race", &json!({"items": [{"sku": "TEA-001", "quantity": 2}], "payment_token": card}))
+        .await;
+    assert_eq!(
+        (other.status, other.problem_code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+    );
+
+    let bearer = format!("Bearer {token}");
+    let list =
+        call_raw(&shop.router, Method::GET, "/api/v1/orders", None, &[("authorization", &bearer)]).await;
+    assert_eq!(list.body["items"].as_array().map(Vec::len), Some(1), "one order: {}", list.body);
+
+    let missing = call_raw(
+        &shop.router,
+        Method::POST,
+        "/api/v1/orders",
+        Some(body.to_string().into_bytes()),
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(
+        (missing.status, missing.problem_code()),
+        (StatusCode::BAD_REQUEST, "idempotency_key_required")
+    );
+    let unknown = shop
+        .place(
+            &token,
+            "k-2",
+            &json!({"items": [{"sku": "NOPE-001", "quantity": 1}], "payment_token": "tok_nothing"}),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<_> =
+        unknown.body["errors"].as_array().expect("errors").iter().map(|e| e["field"].clone()).collect();
+    assert_eq!(fields, [json!("items[0].sku"), json!("payment_token")]);
+}
+
+#[tokio::test]
+async fn a_token_over_its_rate_gets_429_with_retry_after() {
+    let n = |value| NonZeroU32::new(value).expect("non-zero");
+    let limits =
+        RateLimits { per_token: n(1), token_burst: n(3), per_address: n(1000), address_burst: n(1000) };
+    let shop = shop(GatewayConfig { rate_limits: limits, ..GatewayConfig::default() }, false).await;
+    let (_, token) = shop.customer();
+    let bearer = format!("Bearer {token}");
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..5 {
+        let answer =
+            call_raw(&shop.router, Method::GET, "/api/v1/orders", None, &[("authorization", &bearer)]).await;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(answer.problem_code(), "rate_limited");
+            retry_after = answer.header("retry-after").map(str::to_owned);
+        }
+        statuses.push(answer.status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    assert!(retry_after.and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s >= 1));
+    let (_, other) = shop.customer();
+    let answer = call_raw(
+        &shop.router,
+        Method::GET,
+        "/api/v1/orders",
+        None,
+        &[("authorization", &format!("Bearer {other}"))],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "another token has its own allowance");
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_the_security_headers() {
+    let shop = shop(GatewayConfig::default(), false).await;
+    for (path, status) in [("/api/v1/products", 200), ("/api/v1/nowhere", 404), ("/api/v1/orders", 401)] {
+        let answer = call_raw(&shop.router, Method::GET, path, None, &[]).await;
+        assert_eq!(answer.status.as_u16(), status, "{path}");
+        assert!(answer.header("x-request-id").is_some_and(|id| id.len() >= 32), "{path}: a request id");
+        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(answer.header("x-frame-options"), Some("DENY"), "{path}");
+        assert!(answer.header("content-security-policy").is_some(), "{path}");
+    }
+    let answer =
+        call_raw(&shop.router, Method::GET, "/api/v1/products", None, &[("x-request-id", "trace-me-42")])
+            .await;
+    assert_eq!(answer.header("x-request-id"), Some("trace-me-42"), "a client's id is kept");
+    let challenge = call_raw(&shop.router, Method::GET, "/api/v1/orders", None, &[]).await;
+    assert_eq!(challenge.header("www-authenticate"), Some("Bearer"));
+}
