@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 use crate::http::request;
 use crate::{Up, card, place};
 
+/// One row of the matrix: method, path, body, extra headers, and the status for each actor.
+type Row<'a> = (&'a str, String, Option<Value>, &'a [(&'a str, &'a str)], [u16; 5]);
+
 /// Who calls, in the order of each row's expected statuses.
 const ACTORS: [&str; 5] = ["nobody", "owner", "other customer", "support", "admin"];
 
@@ -37,7 +40,7 @@ fn every_endpoint_answers_each_role_and_owner_as_specified() {
     let card_body =
         json!({"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"});
     let order_body = json!({"items": [{"sku": "TEA-001", "quantity": 1}], "payment_token": alice_card});
-    let rows: Vec<(&str, String, Option<Value>, &[(&str, &str)], [u16; 5])> = vec![
+    let rows: Vec<Row> = vec![
         ("GET", "/api/v1/products".into(), None, &[], [200, 200, 200, 200, 200]),
         ("GET", "/api/v1/products/TEA-001".into(), None, &[], [200, 200, 200, 200, 200]),
         (
