@@ -32,7 +32,7 @@ fn service_router(service: &dyn Service) -> Router {
 /// A customers service that accepts requests and never answers: what a stuck dependency looks
 /// like from the gateway.
 fn silent_service() -> Router {
-    Router::new().fallback(|| std::future::pending::<()>())
+    Router::new().fallback(std::future::pending::<()>)
 }
 
 async fn shop(config: GatewayConfig, customers_silent: bool) -> Shop {
