@@ -2,6 +2,7 @@
 
 mod bench;
 mod dlq;
+mod embedded;
 mod projections;
 mod up;
 

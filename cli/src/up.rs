@@ -5,21 +5,15 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use tessera_bus::InProcessTransport;
 use tessera_contracts::{Money, Sku};
-use tessera_customers::CustomersService;
-use tessera_gateway::{Gateway, GatewayConfig, InProcess, ServiceClient, Services, TokenSettings};
-use tessera_inventory::{InventoryService, domain::InventoryError};
-use tessera_kernel::{Clock, IdGen, SystemClock, UuidV7Gen};
-use tessera_orders::{OrdersService, OrdersSettings};
-use tessera_payments::{NetworkSettings, PaymentsService, SimulatedNetwork};
-use tessera_runtime::{Node, NodeOptions, Service, Storage, open_store};
-use tessera_support::SupportService;
+use tessera_gateway::GatewayConfig;
+use tessera_inventory::domain::InventoryError;
+
+use crate::embedded::{Embedded, EmbeddedSettings};
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -60,84 +54,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create the data folder {}", args.data.display()))?;
     let data = args.data.canonicalize().with_context(|| format!("cannot resolve {}", args.data.display()))?;
-    let storage = Storage::Files(data.clone());
-
-    let ids: Arc<dyn IdGen> = Arc::new(UuidV7Gen);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let open = |service: &'static str, migrations: Vec<tessera_store::MigrationSet>| {
-        let storage = storage.clone();
-        async move {
-            open_store(&storage, service, &migrations).await.with_context(|| {
-                format!("cannot open the {service} store in {}", data_path(&storage).display())
-            })
-        }
-    };
-    let inventory = InventoryService::new(
-        open(tessera_inventory::SERVICE, tessera_inventory::migrations()).await?,
-        ids.clone(),
-        clock.clone(),
-    );
-    let network = SimulatedNetwork::new(NetworkSettings { slow_delay, ..NetworkSettings::default() });
-    let payments = PaymentsService::new(
-        open(tessera_payments::SERVICE, tessera_payments::migrations()).await?,
-        Arc::new(network),
-        ids.clone(),
-        clock.clone(),
-    );
-    let settings = OrdersSettings { payment_timeout, ..OrdersSettings::default() };
-    let orders = OrdersService::new(
-        open(tessera_orders::SERVICE, tessera_orders::migrations()).await?,
-        &settings,
-        ids.clone(),
-        clock.clone(),
-    );
-    let customers = CustomersService::new(
-        open(tessera_customers::SERVICE, tessera_customers::migrations()).await?,
-        ids.clone(),
-        clock.clone(),
-    );
-    let support = SupportService::new(
-        open(tessera_support::SERVICE, tessera_support::migrations()).await?,
-        ids.clone(),
-        clock.clone(),
-    );
-    seed_catalogue(&inventory).await?;
-
-    let services: Vec<Arc<dyn Service>> = vec![
-        Arc::new(inventory),
-        Arc::new(payments),
-        Arc::new(orders),
-        Arc::new(customers),
-        Arc::new(support),
-    ];
-    let node = Node::start(services, Arc::new(InProcessTransport::new()), NodeOptions::default())?;
-    let gateway_store = open(tessera_gateway::SERVICE, vec![tessera_gateway::MIGRATIONS]).await?;
-    let client = |name: &'static str| -> anyhow::Result<Arc<dyn ServiceClient>> {
-        let router = node.service_router(name).with_context(|| format!("no {name} service in this node"))?;
-        Ok(Arc::new(InProcess::new(name, router)))
-    };
-    let services = Services {
-        inventory: client(tessera_inventory::SERVICE)?,
-        orders: client(tessera_orders::SERVICE)?,
-        payments: client(tessera_payments::SERVICE)?,
-        customers: client(tessera_customers::SERVICE)?,
-        support: client(tessera_support::SERVICE)?,
-    };
-    let gateway_config = GatewayConfig::default();
-    let staff: Vec<_> = gateway_config.staff.iter().map(|u| (u.email.clone(), u.password.clone())).collect();
-    let gateway = Gateway::new(services, gateway_store, gateway_config, TokenSettings::default())
-        .await
-        .context("cannot start the gateway")?;
+    let settings =
+        EmbeddedSettings { payment_timeout, slow_card_delay: slow_delay, gateway: GatewayConfig::default() };
+    let staff: Vec<_> =
+        settings.gateway.staff.iter().map(|u| (u.email.clone(), u.password.clone())).collect();
+    let system = Embedded::start(&data, settings).await?;
+    seed_catalogue(&system.inventory).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}; choose another address with --listen", args.listen))?;
     let address = listener.local_addr()?;
     print_banner(&data, address, started.elapsed(), &staff);
 
-    let public = gateway.router(node.openapi().clone());
-    tessera_web::serve(listener, public, shutdown_signal()).await.context("the HTTP server failed")?;
+    tessera_web::serve(listener, system.router.clone(), shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
     eprintln!("stopping: finishing work in flight");
-    if node.shutdown(SHUTDOWN_GRACE).await {
+    if system.node.shutdown(SHUTDOWN_GRACE).await {
         eprintln!("stopped");
     } else {
         eprintln!(
@@ -147,22 +80,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn data_path(storage: &Storage) -> &Path {
-    match storage {
-        Storage::Files(path) => path,
-        Storage::Postgres(_) => Path::new("PostgreSQL"),
-    }
-}
-
 /// Adds the demo products that are missing; products already there are left as they are.
-async fn seed_catalogue(inventory: &InventoryService) -> anyhow::Result<()> {
+async fn seed_catalogue(inventory: &tessera_inventory::Inventory) -> anyhow::Result<()> {
     for (sku, name, description, price, stock) in DEMO_CATALOGUE {
         let sku = Sku::parse(sku)?;
-        if inventory.inventory().product(&sku).await?.is_some() {
+        if inventory.product(&sku).await?.is_some() {
             continue;
         }
-        match inventory.inventory().create_product(&sku, name, description, &Money::eur(price)?, stock).await
-        {
+        match inventory.create_product(&sku, name, description, &Money::eur(price)?, stock).await {
             Ok(()) | Err(tessera_inventory::AppError::Duplicate(_)) => {}
             Err(tessera_inventory::AppError::Domain(InventoryError::BelowZero { .. })) => {
                 anyhow::bail!("the demo catalogue has a negative stock for {sku}")

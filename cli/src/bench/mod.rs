@@ -2,6 +2,7 @@
 //! raw limit of what it is built on, measured in the same run.
 
 mod bus;
+mod gateway;
 mod report;
 mod store;
 
@@ -13,11 +14,14 @@ pub enum BenchTarget {
     Store(store::StoreBenchArgs),
     /// End-to-end messages per second, outbox commit to consumer commit, on each transport.
     Bus(bus::BusBenchArgs),
+    /// Latency the gateway adds to a read, its maximum rate, and the composed view under load.
+    Gateway(gateway::GatewayBenchArgs),
 }
 
 pub async fn run(target: BenchTarget) -> anyhow::Result<()> {
     match target {
         BenchTarget::Store(args) => store::run(args).await,
         BenchTarget::Bus(args) => bus::run(args).await,
+        BenchTarget::Gateway(args) => gateway::run(args).await,
     }
 }

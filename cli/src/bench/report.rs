@@ -51,12 +51,12 @@ impl Report {
             return Ok(());
         }
         println!(
-            "{:<34} {:<9} {:>7} {:>14} {:>10} {:>10}",
+            "{:<40} {:<10} {:>7} {:>12} {:>9} {:>9}",
             "name", "backend", "writers", "ops/s", "p50 µs", "p99 µs"
         );
         for r in &self.results {
             println!(
-                "{:<34} {:<9} {:>7} {:>14.0} {:>10} {:>10}",
+                "{:<40} {:<10} {:>7} {:>12.0} {:>9} {:>9}",
                 r.name, r.backend, r.writers, r.ops_per_sec, r.p50_us, r.p99_us
             );
         }

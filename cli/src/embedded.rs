@@ -1,0 +1,112 @@
+//! The embedded topology's wiring, shared by `tessera up` and the benchmarks: every service
+//! on its own SQLite file in one folder, the in-process transport, and the gateway in front,
+//! calling each service's router in process.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use tessera_bus::InProcessTransport;
+use tessera_customers::CustomersService;
+use tessera_gateway::{Gateway, GatewayConfig, InProcess, ServiceClient, Services, TokenSettings};
+use tessera_inventory::InventoryService;
+use tessera_kernel::{Clock, IdGen, SystemClock, UuidV7Gen};
+use tessera_orders::{OrdersService, OrdersSettings};
+use tessera_payments::{NetworkSettings, PaymentsService, SimulatedNetwork};
+use tessera_runtime::{Node, NodeOptions, Service, Storage, open_store};
+use tessera_support::SupportService;
+
+#[derive(Clone, Debug)]
+pub struct EmbeddedSettings {
+    pub payment_timeout: Duration,
+    pub slow_card_delay: Duration,
+    pub gateway: GatewayConfig,
+}
+
+/// A running embedded system.
+pub struct Embedded {
+    pub node: Node,
+    pub gateway: Gateway,
+    /// The public router: the gateway's routes and the infrastructure routes.
+    pub router: Router,
+    pub inventory: tessera_inventory::Inventory,
+    pub payments: tessera_payments::Payments,
+}
+
+impl Embedded {
+    pub async fn start(data: &Path, settings: EmbeddedSettings) -> anyhow::Result<Self> {
+        let storage = Storage::Files(data.to_path_buf());
+        let ids: Arc<dyn IdGen> = Arc::new(UuidV7Gen);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let open = |service: &'static str, migrations: Vec<tessera_store::MigrationSet>| {
+            let storage = storage.clone();
+            async move {
+                open_store(&storage, service, &migrations)
+                    .await
+                    .with_context(|| format!("cannot open the {service} store in {}", data.display()))
+            }
+        };
+        let inventory = InventoryService::new(
+            open(tessera_inventory::SERVICE, tessera_inventory::migrations()).await?,
+            ids.clone(),
+            clock.clone(),
+        );
+        let network = SimulatedNetwork::new(NetworkSettings {
+            slow_delay: settings.slow_card_delay,
+            ..NetworkSettings::default()
+        });
+        let payments = PaymentsService::new(
+            open(tessera_payments::SERVICE, tessera_payments::migrations()).await?,
+            Arc::new(network),
+            ids.clone(),
+            clock.clone(),
+        );
+        let orders_settings =
+            OrdersSettings { payment_timeout: settings.payment_timeout, ..OrdersSettings::default() };
+        let orders = OrdersService::new(
+            open(tessera_orders::SERVICE, tessera_orders::migrations()).await?,
+            &orders_settings,
+            ids.clone(),
+            clock.clone(),
+        );
+        let customers = CustomersService::new(
+            open(tessera_customers::SERVICE, tessera_customers::migrations()).await?,
+            ids.clone(),
+            clock.clone(),
+        );
+        let support = SupportService::new(
+            open(tessera_support::SERVICE, tessera_support::migrations()).await?,
+            ids.clone(),
+            clock.clone(),
+        );
+        let (inventory_app, payments_app) = (inventory.inventory().clone(), payments.payments().clone());
+        let services: Vec<Arc<dyn Service>> = vec![
+            Arc::new(inventory),
+            Arc::new(payments),
+            Arc::new(orders),
+            Arc::new(customers),
+            Arc::new(support),
+        ];
+        let node = Node::start(services, Arc::new(InProcessTransport::new()), NodeOptions::default())?;
+        let gateway_store = open(tessera_gateway::SERVICE, vec![tessera_gateway::MIGRATIONS]).await?;
+        let client = |name: &'static str| -> anyhow::Result<Arc<dyn ServiceClient>> {
+            let router =
+                node.service_router(name).with_context(|| format!("no {name} service in this node"))?;
+            Ok(Arc::new(InProcess::new(name, router)))
+        };
+        let clients = Services {
+            inventory: client(tessera_inventory::SERVICE)?,
+            orders: client(tessera_orders::SERVICE)?,
+            payments: client(tessera_payments::SERVICE)?,
+            customers: client(tessera_customers::SERVICE)?,
+            support: client(tessera_support::SERVICE)?,
+        };
+        let gateway = Gateway::new(clients, gateway_store, settings.gateway, TokenSettings::default())
+            .await
+            .context("cannot start the gateway")?;
+        let router = gateway.router(node.openapi().clone());
+        Ok(Self { node, gateway, router, inventory: inventory_app, payments: payments_app })
+    }
+}
