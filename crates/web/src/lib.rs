@@ -6,6 +6,7 @@
 mod extract;
 mod preconditions;
 mod problem;
+mod tls;
 
 use std::future::Future;
 
@@ -17,6 +18,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub use extract::{Json, Path, Query, parse_json, parse_query};
 pub use preconditions::{ETag, IfMatch, stale};
+pub use tls::{Identity, TlsError, serve_tls};
 pub use problem::{ApiResult, FieldError, PROBLEM_JSON, Problem, store_problem};
 
 /// The largest request body any route accepts.
