@@ -372,6 +372,37 @@ fn bad_requests_to_up_get_problem_json_never_a_500() {
         assert_eq!(code, expected, "{method} {path} → {problem}");
         assert!(problem["code"].is_string() && problem["status"] == code, "{method} {path} → {problem}");
     }
+    // Path segments and tokens never smuggle anything into a service's path.
+    let some_order = "0195f2a8-5f7e-7c3a-9d3e-3b1f6a0c2d11";
+    for path in [
+        "/api/v1/orders/%20",
+        &format!("/api/v1/orders/{some_order}%2Fcancel"),
+        "/api/v1/products/..%2Forders",
+    ] {
+        let (code, problem) = up.call_as(&admin, "GET", path, None);
+        assert_eq!((code, problem["code"].clone()), (404, json!("not_found")), "{path}");
+    }
+    let mine = format!("Bearer {me}");
+    let order_headers = [("Authorization", mine.as_str()), ("Idempotency-Key", "bad-1")];
+    let smuggled = json!({"items": [{"sku": "TEA-001", "quantity": 1}], "payment_token": "tok_x#y"});
+    let (code, problem) = request(&up.base, "POST", "/api/v1/orders", Some(&smuggled), &order_headers);
+    assert_eq!((code, problem["errors"][0]["field"].clone()), (422, json!("payment_token")), "{problem}");
+    let many: Vec<Value> = (0..101).map(|n| json!({"sku": format!("SKU-{n:04}"), "quantity": 1})).collect();
+    let order_headers = [("Authorization", mine.as_str()), ("Idempotency-Key", "bad-2")];
+    let (code, problem) = request(
+        &up.base,
+        "POST",
+        "/api/v1/orders",
+        Some(&json!({"items": many, "payment_token": "tok_x"})),
+        &order_headers,
+    );
+    assert_eq!((code, problem["errors"][0]["field"].clone()), (422, json!("items")), "{problem}");
+    let order_headers = [("Authorization", mine.as_str()), ("Idempotency-Key", "bad-3")];
+    let huge_order = format!("{{\"items\":\"{}\"}}", "A".repeat(1024 * 1024 + 10));
+    let (code, problem) =
+        http::request_raw(&up.base, "POST", "/api/v1/orders", Some(huge_order.as_bytes()), &order_headers);
+    assert_eq!((code, problem["code"].clone()), (413, json!("body_too_large")));
+
     let huge = format!("{{\"sku\":\"{}\"}}", "A".repeat(1024 * 1024 + 10));
     let bearer = format!("Bearer {admin}");
     let (code, problem) = http::request_raw(

@@ -16,13 +16,15 @@ use crate::problem::{FieldError, Problem};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Json<T>(pub T);
 
-fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
+/// Whether a `Content-Type` names JSON (`application/json` or `application/*+json`).
+pub fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
     let Some(Ok(value)) = content_type.map(|v| v.to_str()) else { return false };
     let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-fn body_problem(rejection: &BytesRejection) -> Problem {
+/// The problem for a body that could not be read (413 over the limit, 400 otherwise).
+pub fn body_problem(rejection: &BytesRejection) -> Problem {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is over 1 MiB")
     } else {

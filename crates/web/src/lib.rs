@@ -16,10 +16,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use extract::{Json, Path, Query, parse_json, parse_query};
+pub use extract::{Json, Path, Query, body_problem, is_json, parse_json, parse_query};
 pub use preconditions::{ETag, IfMatch, stale};
-pub use tls::{Identity, TlsError, serve_tls};
 pub use problem::{ApiResult, FieldError, PROBLEM_JSON, Problem, store_problem};
+pub use tls::{Identity, TlsError, serve_tls};
 
 /// The largest request body any route accepts.
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
@@ -70,5 +70,7 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    // With the peer's address in each request, so limits can be kept per client address.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
 }

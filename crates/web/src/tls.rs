@@ -53,13 +53,11 @@ impl Identity {
 
     /// A self-signed certificate for `hosts` (names or IP addresses).
     pub fn self_signed(hosts: &[String]) -> Result<Self, TlsError> {
-        let certified = rcgen::generate_simple_self_signed(hosts.to_vec()).map_err(|e| TlsError::Generate(e.to_string()))?;
-        let key = PrivateKeyDer::try_from(certified.key_pair.serialize_der()).map_err(|e| TlsError::Generate(e.to_string()))?;
-        Ok(Self {
-            chain: vec![certified.cert.der().clone()],
-            key,
-            certificate_pem: certified.cert.pem(),
-        })
+        let certified = rcgen::generate_simple_self_signed(hosts.to_vec())
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        let key = PrivateKeyDer::try_from(certified.key_pair.serialize_der())
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        Ok(Self { chain: vec![certified.cert.der().clone()], key, certificate_pem: certified.cert.pem() })
     }
 
     /// A server configuration: TLS 1.2 or newer, HTTP/1.1 offered by ALPN.
@@ -101,9 +99,8 @@ pub async fn serve_tls(
             () = &mut shutdown => break,
         };
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(
-            router.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer))),
-        );
+        let service =
+            TowerToHyperService::new(router.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer))));
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {

@@ -17,8 +17,9 @@ use crate::routes::unavailable;
 pub(crate) async fn order_view(
     State(g): State<Gateway>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(text): Path<String>,
 ) -> ApiResult<Response> {
+    let id = uuid::Uuid::parse_str(&text).map_err(|_| Problem::not_found("no such order"))?;
     let timeout = g.config.dependency_timeout;
     let order =
         call(&g.services.orders, Method::GET, &format!("/orders/{id}"), None, &[], g.config.call_timeout)
@@ -31,7 +32,10 @@ pub(crate) async fn order_view(
         return Err(Problem::unavailable(&format!("orders answered {}", order.status)));
     }
     let view = order.json();
-    let customer_id = view["customer_id"].as_str().unwrap_or_default().to_owned();
+    let customer_id =
+        view["customer_id"].as_str().and_then(|c| uuid::Uuid::parse_str(c).ok()).map(|c| c.to_string());
+    let customer_id =
+        customer_id.ok_or_else(|| Problem::unavailable(&"orders answered without a customer"))?;
     if !caller.may_see(&customer_id) {
         return Err(Problem::not_found("no such order"));
     }
@@ -70,7 +74,12 @@ pub(crate) async fn order_view(
     let payment = match payment {
         Ok(reply) if reply.is_success() => {
             let first = reply.json().as_array().and_then(|p| p.first().cloned()).unwrap_or(Value::Null);
-            json!({"status": first["status"], "last4": first["last4"]})
+            let last4 = if first["last4"].is_null() {
+                view["payment"]["last4"].clone()
+            } else {
+                first["last4"].clone()
+            };
+            json!({"status": first["status"], "last4": last4})
         }
         _ => {
             degraded.push("payments");

@@ -36,6 +36,9 @@ impl Default for RateLimits {
     }
 }
 
+/// Keys a limiter keeps before it drops the ones that are back to a full allowance.
+const MAX_KEYS: usize = 50_000;
+
 pub(crate) struct Limiter {
     tokens: DefaultKeyedRateLimiter<String>,
     addresses: DefaultKeyedRateLimiter<String>,
@@ -52,13 +55,18 @@ impl Limiter {
     }
 
     /// `Err(seconds to wait)` when either key is over its limit.
-    fn check(&self, token: Option<&str>, address: &str) -> Result<(), u64> {
+    fn check(&self, subject: Option<&str>, address: &str) -> Result<(), u64> {
         let wait = |outcome: Result<(), governor::NotUntil<governor::clock::QuantaInstant>>| {
             outcome.map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()).as_secs() + 1)
         };
+        // Forget idle keys now and then, so the tables stay as small as the active clients.
+        if self.addresses.len() > MAX_KEYS || self.tokens.len() > MAX_KEYS {
+            self.addresses.retain_recent();
+            self.tokens.retain_recent();
+        }
         wait(self.addresses.check_key(&address.to_owned()))?;
-        if let Some(token) = token {
-            wait(self.tokens.check_key(&token.to_owned()))?;
+        if let Some(subject) = subject {
+            wait(self.tokens.check_key(&subject.to_owned()))?;
         }
         Ok(())
     }
@@ -69,9 +77,19 @@ async fn rate_limit(State(gateway): State<Gateway>, request: Request, next: Next
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or_else(|| "local".to_owned(), |info| info.0.ip().to_string());
-    // Limited per presented token, valid or not: a flood of bad tokens is a flood too.
-    let token = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if let Err(seconds) = gateway.limiter.check(token.as_deref(), &address) {
+    // Limited per subject of a valid token (new tokens for the same person share one
+    // allowance); a bad token counts against its address only, so it cannot grow the table.
+    let subject = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|token| {
+            let now = tessera_kernel::Timestamp::from_system_time(std::time::SystemTime::now());
+            gateway.keys.verify(token.trim(), now).ok()
+        })
+        .map(|claims| claims.sub);
+    if let Err(seconds) = gateway.limiter.check(subject.as_deref(), &address) {
         let mut response =
             Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down")
                 .into_response();
@@ -102,7 +120,12 @@ pub(crate) fn layers(router: Router, gateway: &Gateway) -> Router {
             header::IF_MATCH,
             HeaderName::from_static("idempotency-key"),
         ])
-        .expose_headers([header::ETAG, REQUEST_ID, header::RETRY_AFTER]);
+        .expose_headers([
+            header::ETAG,
+            REQUEST_ID,
+            header::RETRY_AFTER,
+            HeaderName::from_static("idempotent-replayed"),
+        ]);
     let security = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),

@@ -57,6 +57,8 @@ pub struct GatewayConfig {
     pub rate_limits: RateLimits,
     /// Origins allowed by CORS; none by default.
     pub cors_origins: Vec<String>,
+    /// Send `Strict-Transport-Security` (when served over TLS).
+    pub hsts: bool,
 }
 
 impl Default for GatewayConfig {
@@ -78,6 +80,7 @@ impl Default for GatewayConfig {
             ],
             rate_limits: RateLimits::default(),
             cors_origins: Vec::new(),
+            hsts: false,
         }
     }
 }

@@ -8,10 +8,12 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_kernel::Timestamp;
@@ -116,7 +118,7 @@ impl Gateway {
     }
 
     /// The customer who owns an order, or 404 (also when the caller may not know it exists).
-    async fn order_owner(&self, caller: &Caller, order_id: &str) -> ApiResult<String> {
+    async fn order_owner(&self, caller: &Caller, order_id: uuid::Uuid) -> ApiResult<String> {
         let reply =
             self.call(&self.services.orders, Method::GET, &format!("/orders/{order_id}"), None, &[]).await?;
         if reply.status == StatusCode::NOT_FOUND {
@@ -148,6 +150,22 @@ fn pass_on_error<T>(reply: Reply) -> ApiResult<T> {
             .collect();
     }
     Err(problem)
+}
+
+/// A path id the gateway will put into a service's path: a UUID, or the object does not exist.
+/// Parsing it (rather than passing text on) keeps `/`, `?`, `#` and `..` out of forwarded paths.
+fn uuid(text: &str, what: &str) -> ApiResult<uuid::Uuid> {
+    uuid::Uuid::parse_str(text).map_err(|_| Problem::not_found(format!("no such {what}")))
+}
+
+fn sku(text: &str) -> ApiResult<tessera_contracts::Sku> {
+    tessera_contracts::Sku::parse(text).map_err(|_| Problem::not_found(format!("no product {text}")))
+}
+
+/// Payment tokens are `tok_` and hex; anything else names no token (and never reaches a path).
+fn plausible_token(token: &str) -> bool {
+    (1..=100).contains(&token.len())
+        && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn if_match(headers: &HeaderMap) -> Vec<(header::HeaderName, String)> {
@@ -182,7 +200,8 @@ fn own_customer_id(caller: &Caller, body: &mut serde_json::Map<String, Value>) -
             body.insert("customer_id".into(), Value::String(caller.sub.clone()));
             Ok(())
         }
-        Some(_) => Err(forbidden("customer_id names another customer")),
+        Some(Value::String(_)) => Err(forbidden("customer_id names another customer")),
+        Some(_) => Err(Problem::invalid_field("customer_id", "must be your customer id, as a string")),
     }
 }
 
@@ -231,8 +250,12 @@ async fn issue_token(
         let reply = gateway
             .call(&gateway.services.customers, Method::POST, "/customers/credentials", Some(body), &[])
             .await?;
-        if !reply.is_success() {
+        // Wrong credentials (or a malformed email) are 401; a customers outage is not.
+        if matches!(reply.status, StatusCode::UNAUTHORIZED | StatusCode::UNPROCESSABLE_ENTITY) {
             return Err(refused());
+        }
+        if !reply.is_success() {
+            return pass_on_error(reply);
         }
         let id = reply.json()["customer_id"].as_str().unwrap_or_default().to_owned();
         if id.is_empty() {
@@ -260,8 +283,9 @@ async fn list_products(
 async fn get_product(
     State(g): State<Gateway>,
     _caller: MaybeCaller,
-    Path(sku): Path<String>,
+    Path(text): Path<String>,
 ) -> ApiResult<Response> {
+    let sku = sku(&text)?;
     g.forward(&g.services.inventory, Method::GET, &format!("/products/{sku}"), None, &[]).await
 }
 
@@ -277,11 +301,12 @@ async fn create_product(
 async fn update_product(
     State(g): State<Gateway>,
     caller: Caller,
-    Path(sku): Path<String>,
+    Path(text): Path<String>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
     require(&caller, &[Role::Admin])?;
+    let sku = sku(&text)?;
     g.forward(
         &g.services.inventory,
         Method::PATCH,
@@ -295,10 +320,11 @@ async fn update_product(
 async fn adjust_stock(
     State(g): State<Gateway>,
     caller: Caller,
-    Path(sku): Path<String>,
+    Path(text): Path<String>,
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
     require(&caller, &[Role::Admin])?;
+    let sku = sku(&text)?;
     g.forward(&g.services.inventory, Method::POST, &format!("/products/{sku}/stock"), Some(body), &[]).await
 }
 
@@ -333,8 +359,9 @@ fn mask(profile: &mut Value) {
 async fn get_customer(
     State(g): State<Gateway>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(text): Path<String>,
 ) -> ApiResult<Response> {
+    let id = uuid(&text, "customer")?.to_string();
     if !caller.may_see(&id) {
         return Err(Problem::not_found("no such customer"));
     }
@@ -354,10 +381,11 @@ async fn get_customer(
 async fn update_customer(
     State(g): State<Gateway>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(text): Path<String>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
+    let id = uuid(&text, "customer")?.to_string();
     if !(caller.is(&id) || caller.role == Role::Admin) {
         return Err(if caller.role == Role::Support {
             forbidden("support may not change profiles")
@@ -375,13 +403,33 @@ async fn update_customer(
     .await
 }
 
+/// Every page of a list, or the first failing answer as the error.
+async fn all_pages(g: &Gateway, service: &Arc<dyn ServiceClient>, path: &str) -> ApiResult<Vec<Value>> {
+    let mut items = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let reply =
+            g.call(service, Method::GET, &format!("{path}&limit=200&cursor={cursor}"), None, &[]).await?;
+        if !reply.is_success() {
+            return Err(Problem::unavailable(&format!("{} answered {}", service.name(), reply.status)));
+        }
+        let page = reply.json();
+        items.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(next) if !next.is_empty() => cursor = next.to_owned(),
+            _ => return Ok(items),
+        }
+    }
+}
+
 /// Everything the services hold about one person.
 async fn export_customer(
     State(g): State<Gateway>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(text): Path<String>,
 ) -> ApiResult<Response> {
-    if !(caller.is(&id) || caller.role == Role::Admin) {
+    let id = uuid(&text, "customer")?;
+    if !(caller.is(&id.to_string()) || caller.role == Role::Admin) {
         return Err(if caller.role == Role::Support {
             forbidden("support may not export a person")
         } else {
@@ -392,26 +440,30 @@ async fn export_customer(
     if !profile.is_success() {
         return pass_on_error(profile);
     }
-    let orders = g
-        .call(&g.services.orders, Method::GET, &format!("/orders?customer_id={id}&limit=200"), None, &[])
-        .await?;
-    let tickets = g
-        .call(&g.services.support, Method::GET, &format!("/tickets?customer_id={id}&limit=200"), None, &[])
-        .await?;
+    let orders = all_pages(&g, &g.services.orders, &format!("/orders?customer_id={id}")).await?;
+    let tickets = all_pages(&g, &g.services.support, &format!("/tickets?customer_id={id}")).await?;
+    let order_ids: Vec<uuid::Uuid> = orders.iter().filter_map(|o| o["id"].as_str()?.parse().ok()).collect();
+    let lookups = futures_util::stream::iter(order_ids.into_iter().map(|order_id| {
+        let g = &g;
+        async move {
+            g.call(&g.services.payments, Method::GET, &format!("/payments?order_id={order_id}"), None, &[])
+                .await
+        }
+    }))
+    .buffered(8)
+    .collect::<Vec<_>>()
+    .await;
     let mut payments = Vec::new();
-    for order in orders.json()["items"].as_array().cloned().unwrap_or_default() {
-        let order_id = order["id"].as_str().unwrap_or_default();
-        let reply = g
-            .call(&g.services.payments, Method::GET, &format!("/payments?order_id={order_id}"), None, &[])
-            .await?;
+    for reply in lookups {
+        let reply = reply?;
+        if !reply.is_success() {
+            return Err(Problem::unavailable(&format!("payments answered {}", reply.status)));
+        }
         payments.extend(reply.json().as_array().cloned().unwrap_or_default());
     }
-    Ok(axum::Json(json!({
-        "customer": profile.json(),
-        "orders": orders.json()["items"],
-        "payments": payments,
-        "tickets": tickets.json()["items"],
-    }))
+    Ok(axum::Json(
+        json!({"customer": profile.json(), "orders": orders, "payments": payments, "tickets": tickets}),
+    )
     .into_response())
 }
 
@@ -439,8 +491,8 @@ async fn list_payments(
     caller: Caller,
     tessera_web::Query(query): tessera_web::Query<PaymentsQuery>,
 ) -> ApiResult<Response> {
-    let order_id = query.order_id.to_string();
-    g.order_owner(&caller, &order_id).await?;
+    let order_id = query.order_id;
+    g.order_owner(&caller, order_id).await?;
     g.forward(&g.services.payments, Method::GET, &format!("/payments?order_id={order_id}"), None, &[]).await
 }
 
@@ -482,38 +534,61 @@ async fn list_orders(
     g.forward(&g.services.orders, Method::GET, &with_query("/orders", Some(&query)), None, &[]).await
 }
 
+/// The most lines an order may have (orders says so too; checked here before any lookup).
+const MAX_LINES: usize = 100;
+
 /// Checks the lines' skus and the payment token before the order is placed: an unknown sku or
-/// a token that is not the caller's is a 422 now, not a rejection later.
+/// a token that is not the caller's is a 422 now, not a rejection later. A service that cannot
+/// answer makes it a 503, never a field error.
 async fn check_order(g: &Gateway, caller: &Caller, body: &serde_json::Map<String, Value>) -> ApiResult<()> {
     let mut errors = Vec::new();
-    if let Some(items) = body.get("items").and_then(Value::as_array) {
-        let lookups = items.iter().enumerate().filter_map(|(index, item)| {
-            let sku = item.get("sku")?.as_str()?.to_owned();
-            Some(async move {
-                let path = format!("/products/{}", sku);
-                let reply = g.call(&g.services.inventory, Method::GET, &path, None, &[]).await;
-                (index, sku, reply)
-            })
-        });
-        for (index, sku, reply) in futures_util::future::join_all(lookups).await {
-            if reply?.status == StatusCode::NOT_FOUND {
-                errors.push(FieldError::new(format!("items[{index}].sku"), format!("no product {sku}")));
-            }
+    let items = body.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+    if items.len() > MAX_LINES {
+        return Err(Problem::invalid_field("items", format!("must hold at most {MAX_LINES} lines")));
+    }
+    let mut skus: Vec<(usize, tessera_contracts::Sku)> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let Some(text) = item.get("sku").and_then(Value::as_str) else { continue };
+        match tessera_contracts::Sku::parse(text) {
+            Ok(sku) if !skus.iter().any(|(_, seen)| *seen == sku) => skus.push((index, sku)),
+            Ok(_) => {}
+            Err(error) => errors.push(FieldError::new(format!("items[{index}].sku"), error.to_string())),
         }
     }
-    if let Some(token) = body.get("payment_token").and_then(Value::as_str)
-        && !token.is_empty()
-        && !token.contains('/')
-    {
-        let reply = g
-            .call(&g.services.payments, Method::GET, &format!("/payment-methods/{token}"), None, &[])
-            .await?;
-        let owner = reply.json()["customer_id"].as_str().map(str::to_owned);
-        if !reply.is_success() || owner.as_deref() != Some(caller.sub.as_str()) {
-            errors.push(FieldError::new("payment_token", "no payment method of yours has this token"));
+    let lookups = futures_util::stream::iter(skus.into_iter().map(|(index, sku)| async move {
+        let reply = g.call(&g.services.inventory, Method::GET, &format!("/products/{sku}"), None, &[]).await;
+        (index, sku, reply)
+    }))
+    .buffered(8)
+    .collect::<Vec<_>>()
+    .await;
+    for (index, sku, reply) in lookups {
+        let reply = reply?;
+        match reply.status {
+            status if status.is_success() => {}
+            StatusCode::NOT_FOUND => {
+                errors.push(FieldError::new(format!("items[{index}].sku"), format!("no product {sku}")))
+            }
+            status => return Err(Problem::unavailable(&format!("inventory answered {status}"))),
         }
-    } else if body.get("payment_token").is_some() {
-        errors.push(FieldError::new("payment_token", "no payment method of yours has this token"));
+    }
+    match body.get("payment_token") {
+        Some(Value::String(token)) if plausible_token(token.trim()) => {
+            let path = format!("/payment-methods/{}", token.trim());
+            let reply = g.call(&g.services.payments, Method::GET, &path, None, &[]).await?;
+            let mine = reply.json()["customer_id"].as_str() == Some(caller.sub.as_str());
+            match reply.status {
+                status if status.is_success() && mine => {}
+                status if status.is_success() || status == StatusCode::NOT_FOUND => {
+                    errors
+                        .push(FieldError::new("payment_token", "no payment method of yours has this token"));
+                }
+                status => return Err(Problem::unavailable(&format!("payments answered {status}"))),
+            }
+        }
+        Some(_) => errors.push(FieldError::new("payment_token", "no payment method of yours has this token")),
+        // Missing: orders names it.
+        None => {}
     }
     if errors.is_empty() { Ok(()) } else { Err(Problem::invalid(errors)) }
 }
@@ -526,7 +601,7 @@ async fn place_order(
     State(g): State<Gateway>,
     caller: Caller,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     require(&caller, &[Role::Customer])?;
     let key = headers.get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
@@ -537,17 +612,14 @@ async fn place_order(
             "send an Idempotency-Key header of 1 to 255 characters",
         ));
     }
-    if !headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
-    {
+    if !tessera_web::is_json(headers.get(header::CONTENT_TYPE)) {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send the body as application/json",
         ));
     }
+    let body = body.map_err(|rejection| tessera_web::body_problem(&rejection))?;
     let parsed: Value = tessera_web::parse_json(&body)?;
     let hash = {
         let digest = ring::digest::digest(&ring::digest::SHA256, &body);
@@ -560,7 +632,8 @@ async fn place_order(
         Reservation::Replay { status, body } => {
             let mut response = Response::new(Body::from(body));
             *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            let content_type = if status >= 400 { tessera_web::PROBLEM_JSON } else { "application/json" };
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             return Ok(response);
         }
@@ -579,49 +652,66 @@ async fn place_order(
         }
         Reservation::Reserved => {}
     }
-    let outcome = place_checked(&g, &caller, parsed).await;
-    let (status, text) = match &outcome {
-        Ok(reply) => (reply.status, String::from_utf8_lossy(&reply.body).into_owned()),
-        Err(problem) => (problem.status, serde_json::to_string(problem).unwrap_or_default()),
+    // Placed and recorded in a task of its own: a client that hangs up mid-request does not
+    // leave the key reserved with no answer.
+    let task = {
+        let (g, caller) = (g.clone(), caller.clone());
+        tokio::spawn(async move {
+            let outcome = place_checked(&g, &caller, parsed, &key).await;
+            let (status, text) = match &outcome {
+                Ok(reply) => (reply.status, String::from_utf8_lossy(&reply.body).into_owned()),
+                Err(problem) => (problem.status, serde_json::to_string(problem).unwrap_or_default()),
+            };
+            let recorded = if status.is_server_error() {
+                // A passing failure: free the key for the client's retry, which cannot place a
+                // second order because orders keeps one order per key.
+                idempotency::release(&g.store, &caller.sub, &key).await
+            } else {
+                idempotency::complete(&g.store, &caller.sub, &key, status.as_u16(), &text).await
+            };
+            if let Err(error) = recorded {
+                tracing::error!(%error, "cannot record an idempotent answer");
+            }
+            outcome
+        })
     };
-    if status.is_server_error() {
-        // A passing failure: free the key so the client's retry can succeed.
-        let _ = idempotency::release(&g.store, &caller.sub, &key).await;
-    } else if let Err(error) =
-        idempotency::complete(&g.store, &caller.sub, &key, status.as_u16(), &text).await
-    {
-        tracing::error!(%error, "cannot record an idempotent answer");
-    }
-    match outcome {
-        Ok(reply) => Ok(pass_on(reply)),
-        Err(problem) => Err(problem),
+    match task.await {
+        Ok(Ok(reply)) => Ok(pass_on(reply)),
+        Ok(Err(problem)) => Err(problem),
+        Err(error) => Err(Problem::internal(&error)),
     }
 }
 
-async fn place_checked(g: &Gateway, caller: &Caller, body: Value) -> ApiResult<Reply> {
+async fn place_checked(g: &Gateway, caller: &Caller, body: Value, key: &str) -> ApiResult<Reply> {
     let mut body = object(body)?;
     own_customer_id(caller, &mut body)?;
+    if body.contains_key("request_key") {
+        return Err(Problem::invalid_field("request_key", "unknown field; send Idempotency-Key instead"));
+    }
     check_order(g, caller, &body).await?;
+    body.insert("request_key".into(), Value::String(key.to_owned()));
     g.call(&g.services.orders, Method::POST, "/orders", Some(Value::Object(body)), &[]).await
 }
 
 async fn cancel_order(
     State(g): State<Gateway>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(text): Path<String>,
 ) -> ApiResult<Response> {
-    g.order_owner(&caller, &id).await?;
+    let id = uuid(&text, "order")?;
+    g.order_owner(&caller, id).await?;
     g.forward(&g.services.orders, Method::POST, &format!("/orders/{id}/cancel"), None, &[]).await
 }
 
 async fn order_history(
     State(g): State<Gateway>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(text): Path<String>,
 ) -> ApiResult<Response> {
     if !caller.is_staff() {
         return Err(forbidden("an order's history is for support and admins"));
     }
+    let id = uuid(&text, "order")?;
     g.forward(&g.services.orders, Method::GET, &format!("/orders/{id}/history"), None, &[]).await
 }
 
@@ -635,16 +725,24 @@ async fn open_ticket(
     require(&caller, &[Role::Customer])?;
     let mut body = object(body)?;
     own_customer_id(&caller, &mut body)?;
-    if let Some(order_id) = body.get("order_id").and_then(Value::as_str)
-        && (uuid::Uuid::parse_str(order_id).is_err() || g.order_owner(&caller, order_id).await.is_err())
-    {
-        return Err(Problem::invalid_field("order_id", "no order of yours has this id"));
+    match body.get("order_id") {
+        None | Some(Value::Null) => {}
+        Some(value) => {
+            let not_yours = || Problem::invalid_field("order_id", "no order of yours has this id");
+            let order_id =
+                value.as_str().and_then(|v| uuid::Uuid::parse_str(v).ok()).ok_or_else(not_yours)?;
+            match g.order_owner(&caller, order_id).await {
+                Ok(_) => {}
+                Err(problem) if problem.status == StatusCode::NOT_FOUND => return Err(not_yours()),
+                Err(problem) => return Err(problem),
+            }
+        }
     }
     g.forward(&g.services.support, Method::POST, "/tickets", Some(Value::Object(body)), &[]).await
 }
 
 /// The ticket, if the caller may see it (its owner or staff); 404 otherwise.
-async fn visible_ticket(g: &Gateway, caller: &Caller, id: &str) -> ApiResult<Reply> {
+async fn visible_ticket(g: &Gateway, caller: &Caller, id: uuid::Uuid) -> ApiResult<Reply> {
     let reply = g.call(&g.services.support, Method::GET, &format!("/tickets/{id}"), None, &[]).await?;
     if !reply.is_success() {
         return pass_on_error(reply);
@@ -653,8 +751,12 @@ async fn visible_ticket(g: &Gateway, caller: &Caller, id: &str) -> ApiResult<Rep
     if caller.may_see(&owner) { Ok(reply) } else { Err(Problem::not_found("no such ticket")) }
 }
 
-async fn get_ticket(State(g): State<Gateway>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
-    visible_ticket(&g, &caller, &id).await.map(pass_on)
+async fn get_ticket(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(text): Path<String>,
+) -> ApiResult<Response> {
+    visible_ticket(&g, &caller, uuid(&text, "ticket")?).await.map(pass_on)
 }
 
 #[derive(Deserialize)]
@@ -702,15 +804,16 @@ struct TicketMessage {
 async fn add_ticket_message(
     State(g): State<Gateway>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(text): Path<String>,
     Json(body): Json<TicketMessage>,
 ) -> ApiResult<Response> {
+    let id = uuid(&text, "ticket")?;
     let author = match caller.role {
         Role::Customer => "customer",
         Role::Support => "support",
         Role::Admin => return Err(forbidden("messages come from the ticket's customer or from support")),
     };
-    visible_ticket(&g, &caller, &id).await?;
+    visible_ticket(&g, &caller, id).await?;
     let body = json!({"author": author, "message": body.message});
     g.forward(&g.services.support, Method::POST, &format!("/tickets/{id}/messages"), Some(body), &[]).await
 }
@@ -718,9 +821,10 @@ async fn add_ticket_message(
 async fn close_ticket(
     State(g): State<Gateway>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(text): Path<String>,
 ) -> ApiResult<Response> {
     require(&caller, &[Role::Support, Role::Admin])?;
+    let id = uuid(&text, "ticket")?;
     g.forward(&g.services.support, Method::POST, &format!("/tickets/{id}/close"), None, &[]).await
 }
 

@@ -61,6 +61,10 @@ pub struct NewOrder {
     pub customer_id: Uuid,
     pub items: Vec<OrderLine>,
     pub payment_token: String,
+    /// The client's idempotency key (the gateway passes `Idempotency-Key`): the same key for
+    /// the same customer answers with the first order and places nothing.
+    #[serde(default)]
+    pub request_key: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -236,10 +240,13 @@ async fn place_order(
     if token.is_empty() || token.len() > MAX_TOKEN {
         errors.push(FieldError::new("payment_token", format!("must be 1 to {MAX_TOKEN} characters")));
     }
+    if body.request_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 255) {
+        errors.push(FieldError::new("request_key", "must be 1 to 255 characters"));
+    }
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    let id = orders.place(body.customer_id, body.items, token).await?;
+    let id = orders.place(body.customer_id, body.items, token, body.request_key.as_deref()).await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { id, status: "pending".into() })))
 }
 

@@ -35,6 +35,12 @@ const SUMMARIES_BY_VERSION: &str = "
     INSERT INTO tessera_projections (name, mode, position, rebuild_requested, rebuilds, updated_at)
     VALUES ('order_summaries', 'inline', 0, 1, 0, 0);";
 
+/// Idempotency of placement: one order per (customer, request key).
+const REQUEST_KEYS: &str = "
+    CREATE TABLE order_requests (
+        customer_id TEXT NOT NULL, request_key TEXT NOT NULL, order_id TEXT NOT NULL,
+        PRIMARY KEY (customer_id, request_key));";
+
 pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet {
     scope: "orders",
     migrations: &[
@@ -44,6 +50,12 @@ pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet 
             name: "order summaries by stream version, rebuilt",
             sqlite: SUMMARIES_BY_VERSION,
             postgres: SUMMARIES_BY_VERSION,
+        },
+        tessera_store::Migration {
+            version: 3,
+            name: "request keys",
+            sqlite: REQUEST_KEYS,
+            postgres: REQUEST_KEYS,
         },
     ],
 };

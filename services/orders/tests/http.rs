@@ -145,3 +145,33 @@ async fn an_order_reads_back_with_its_etag_history_and_cancel_rules() {
     let missing = call(&router, Method::POST, &format!("/orders/{}/cancel", Uuid::now_v7()), None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
 }
+
+#[tokio::test]
+async fn the_same_request_key_places_one_order() {
+    let data = TempDataDir::new();
+    let router = app(&data).await;
+    let customer = Uuid::now_v7();
+    let mut body = order(customer, json!([{"sku": "TEA-001", "quantity": 1}]));
+    body["request_key"] = json!("retry-me");
+    let (a, b) = tokio::join!(
+        call(&router, Method::POST, "/orders", Some(body.clone())),
+        call(&router, Method::POST, "/orders", Some(body.clone())),
+    );
+    let again = call(&router, Method::POST, "/orders", Some(body.clone())).await;
+    assert_eq!(
+        (a.status, b.status, again.status),
+        (StatusCode::ACCEPTED, StatusCode::ACCEPTED, StatusCode::ACCEPTED)
+    );
+    assert_eq!(a.body["id"], b.body["id"]);
+    assert_eq!(a.body["id"], again.body["id"]);
+    let list = call(&router, Method::GET, &format!("/orders?customer_id={customer}"), None).await;
+    assert_eq!(list.body["items"].as_array().map(Vec::len), Some(1), "one order: {}", list.body);
+    let other = call(
+        &router,
+        Method::POST,
+        "/orders",
+        Some(order(Uuid::now_v7(), json!([{"sku": "TEA-001", "quantity": 1}]))),
+    )
+    .await;
+    assert_ne!(other.body["id"], a.body["id"], "keys are per customer");
+}

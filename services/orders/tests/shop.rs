@@ -289,7 +289,7 @@ async fn a_thousand_orders_settle(topology: Topology) {
             1 | 2 => vec![line("MUG-1", 1 + (i % 3) as i64), line("TEE-1", 1)],
             _ => vec![line("MUG-1", 1 + (i % 3) as i64)],
         };
-        placed.push((shop.orders.place(*customer, lines, &tokens[kind]).await.expect("place"), kind));
+        placed.push((shop.orders.place(*customer, lines, &tokens[kind], None).await.expect("place"), kind));
     }
     shop.wait_until_settled(&placed.iter().map(|(id, _)| *id).collect::<Vec<_>>(), Duration::from_secs(240))
         .await;

@@ -132,12 +132,22 @@ impl Orders {
 
     /// Places an order: its first event, its summary, the public `OrderPlaced` and the saga's
     /// first command commit together. Returns at once; the saga decides the outcome.
+    ///
+    /// With a `request_key` (the client's idempotency key), placing again with the same key
+    /// for the same customer places nothing and returns the first order's id: the key is
+    /// recorded in the same unit as the order, under a unique key.
     pub async fn place(
         &self,
         customer_id: Uuid,
         lines: Vec<OrderLine>,
         payment_token: &str,
+        request_key: Option<&str>,
     ) -> Result<Uuid, AppError> {
+        if let Some(key) = request_key
+            && let Some(existing) = self.placed_with(customer_id, key).await?
+        {
+            return Ok(existing);
+        }
         let order_id = Uuid::now_v7();
         let command = OrderCommand::Place {
             order_id,
@@ -160,8 +170,45 @@ impl Orders {
         unit.send(&self.inner.event(order_id, &placed, None)?)?;
         let data = json!({ "order_id": order_id, "customer_id": customer_id, "lines": lines, "payment_token": payment_token });
         self.inner.place.start(&mut unit, &order_id.to_string(), data, None)?;
-        unit.commit().await?;
-        Ok(order_id)
+        if let Some(key) = request_key {
+            unit.execute(
+                Statement::new(
+                    "INSERT INTO order_requests (customer_id, request_key, order_id) VALUES ($1, $2, $3)",
+                )
+                .bind(customer_id.to_string())
+                .bind(key)
+                .bind(order_id.to_string()),
+            );
+        }
+        match unit.commit().await {
+            Ok(_) => Ok(order_id),
+            // The same request, placed concurrently a moment ago: answer with that order.
+            Err(StoreError::Constraint(_)) if request_key.is_some() => {
+                let key = request_key.unwrap_or_default();
+                self.placed_with(customer_id, key)
+                    .await?
+                    .ok_or_else(|| AppError::Internal("a request key collided with no order".into()))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The order placed by `customer_id` with `request_key`, if any.
+    async fn placed_with(&self, customer_id: Uuid, request_key: &str) -> Result<Option<Uuid>, AppError> {
+        let rows = self
+            .inner
+            .store
+            .query(
+                Statement::new(
+                    "SELECT order_id FROM order_requests WHERE customer_id = $1 AND request_key = $2",
+                )
+                .bind(customer_id.to_string())
+                .bind(request_key),
+            )
+            .await?;
+        rows.first()
+            .map(|row| row.text("order_id")?.parse::<Uuid>().map_err(|e| AppError::Internal(e.to_string())))
+            .transpose()
     }
 
     /// Cancels a confirmed order: refund and restock follow through the cancel saga.
