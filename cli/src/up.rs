@@ -29,6 +29,15 @@ pub struct UpArgs {
     /// How long the simulated network takes to answer for the slow test card (seconds).
     #[arg(long, default_value_t = 15.0, env = "TESSERA_SLOW_CARD_DELAY")]
     slow_card_delay: f64,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "TESSERA_TLS_CERT", requires = "tls_key", conflicts_with = "tls_self_signed")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "TESSERA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a certificate generated at start (written to <data>/tls/self-signed.pem).
+    #[arg(long, env = "TESSERA_TLS_SELF_SIGNED")]
+    tls_self_signed: bool,
 }
 
 /// How long a graceful stop may take before the process exits anyway.
@@ -54,8 +63,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create the data folder {}", args.data.display()))?;
     let data = args.data.canonicalize().with_context(|| format!("cannot resolve {}", args.data.display()))?;
-    let settings =
-        EmbeddedSettings { payment_timeout, slow_card_delay: slow_delay, gateway: GatewayConfig::default() };
+    let identity = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {
+        (Some(cert), Some(key), _) => Some(tessera_web::Identity::from_pem_files(cert, key)?),
+        (_, _, true) => {
+            let hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), args.listen.ip().to_string()];
+            let identity = tessera_web::Identity::self_signed(&hosts)?;
+            let folder = data.join("tls");
+            std::fs::create_dir_all(&folder)?;
+            std::fs::write(folder.join("self-signed.pem"), &identity.certificate_pem)?;
+            Some(identity)
+        }
+        _ => None,
+    };
+    let gateway = GatewayConfig { hsts: identity.is_some(), ..GatewayConfig::default() };
+    let settings = EmbeddedSettings { payment_timeout, slow_card_delay: slow_delay, gateway };
     let staff: Vec<_> =
         settings.gateway.staff.iter().map(|u| (u.email.clone(), u.password.clone())).collect();
     let system = Embedded::start(&data, settings).await?;
@@ -64,11 +85,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}; choose another address with --listen", args.listen))?;
     let address = listener.local_addr()?;
-    print_banner(&data, address, started.elapsed(), &staff);
+    let scheme = if identity.is_some() { "https" } else { "http" };
+    print_banner(&data, scheme, address, started.elapsed(), &staff);
+    if args.tls_self_signed {
+        println!("  trust     {}", data.join("tls").join("self-signed.pem").display());
+    }
 
-    tessera_web::serve(listener, system.router.clone(), shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+    match identity {
+        Some(identity) => {
+            let config = identity.server_config()?;
+            tessera_web::serve_tls(listener, system.router.clone(), config, shutdown_signal())
+                .await
+                .context("the HTTPS server failed")?;
+        }
+        None => tessera_web::serve(listener, system.router.clone(), shutdown_signal())
+            .await
+            .context("the HTTP server failed")?,
+    }
     eprintln!("stopping: finishing work in flight");
     if system.node.shutdown(SHUTDOWN_GRACE).await {
         eprintln!("stopped");
@@ -98,8 +131,8 @@ async fn seed_catalogue(inventory: &tessera_inventory::Inventory) -> anyhow::Res
     Ok(())
 }
 
-fn print_banner(data: &Path, address: SocketAddr, took: Duration, staff: &[(String, String)]) {
-    let base = format!("http://{address}");
+fn print_banner(data: &Path, scheme: &str, address: SocketAddr, took: Duration, staff: &[(String, String)]) {
+    let base = format!("{scheme}://{address}");
     println!("Tessera is up (embedded) in {} ms", took.as_millis());
     println!("  data      {}", data.display());
     println!("  API       {base}/api/v1");

@@ -42,6 +42,10 @@ struct Up {
 
 impl Up {
     fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, extra: &[&str]) -> Self {
         let mut child = tessera()
             .args([
                 "up",
@@ -54,6 +58,7 @@ impl Up {
                 "--data",
             ])
             .arg(data)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -413,4 +418,41 @@ fn bad_requests_to_up_get_problem_json_never_a_500() {
         &[("Authorization", &bearer)],
     );
     assert_eq!((code, problem["code"].clone()), (413, json!("body_too_large")));
+}
+
+#[test]
+fn up_serves_tls_1_2_or_newer_with_a_self_signed_certificate() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let up = Up::start_with(&data, &["--tls-self-signed"]);
+    assert!(up.base.starts_with("https://"), "{}", up.base);
+    let certificate = data.join("tls").join("self-signed.pem");
+    let curl = Command::new("curl")
+        .args(["--silent", "--show-error", "--include", "--cacert"])
+        .arg(&certificate)
+        .arg(format!("{}/api/v1/products?limit=1", up.base))
+        .output()
+        .expect("run curl");
+    let answer = String::from_utf8_lossy(&curl.stdout).to_ascii_lowercase();
+    assert!(curl.status.success(), "{}", String::from_utf8_lossy(&curl.stderr));
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(answer.contains("strict-transport-security: max-age="), "{answer}");
+    let untrusted =
+        Command::new("curl").args(["--silent", &format!("{}/health", up.base)]).status().expect("curl");
+    assert!(!untrusted.success(), "without the certificate the connection is refused by the client");
+
+    let authority = up.base.trim_start_matches("https://").to_owned();
+    let handshake = |version: &str| {
+        Command::new("openssl")
+            .args(["s_client", "-connect", &authority, version])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl")
+    };
+    let old = handshake("-tls1_1");
+    let text = String::from_utf8_lossy(&old.stdout);
+    assert!(text.contains("Cipher is (NONE)"), "TLS 1.1 is refused: {text}");
+    let tls12 = handshake("-tls1_2");
+    let text = String::from_utf8_lossy(&tls12.stdout);
+    assert!(text.contains("New, TLSv1.2, Cipher is ECDHE"), "TLS 1.2 is accepted: {text}");
 }
