@@ -377,6 +377,20 @@ fn bad_requests_to_up_get_problem_json_never_a_500() {
         assert_eq!(code, expected, "{method} {path} → {problem}");
         assert!(problem["code"].is_string() && problem["status"] == code, "{method} {path} → {problem}");
     }
+    // The public document and its viewer, served offline.
+    let (code, document) = up.call("GET", "/openapi.json", None);
+    assert_eq!(code, 200);
+    for path in
+        ["/api/v1/orders", "/api/v1/products/{sku}", "/api/v1/customers/{id}", "/api/v1/tickets/{id}/close"]
+    {
+        assert!(document["paths"][path].is_object(), "{path} is documented");
+    }
+    assert!(document["paths"]["/api/v1/customers/credentials"].is_null(), "internal routes are not public");
+    assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let (code, page) = up.call("GET", "/docs/", None);
+    assert_eq!(code, 200);
+    assert!(page.as_str().is_some_and(|html| html.contains("swagger")), "Swagger UI: {page}");
+
     // Path segments and tokens never smuggle anything into a service's path.
     let some_order = "0195f2a8-5f7e-7c3a-9d3e-3b1f6a0c2d11";
     for path in [

@@ -149,16 +149,17 @@ impl Gateway {
     /// `/openapi.json` (the services' documents under their public paths, with the gateway's
     /// own routes and its bearer scheme added).
     pub fn router(&self, services_openapi: utoipa::openapi::OpenApi) -> Router {
-        let document = Arc::new(routes::public_openapi(services_openapi));
-        let router = routes::router()
-            .route(
-                "/openapi.json",
-                axum::routing::get(move || {
-                    let document = document.clone();
-                    async move { axum::Json(document.as_ref().clone()) }
-                }),
-            )
-            .with_state(self.clone());
+        let document = routes::public_openapi(services_openapi);
+        // Swagger UI is served from the crate's vendored copy (no download at build or run
+        // time); its page needs its own scripts and styles, so it gets its own CSP.
+        let docs: Router = Router::from(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", document))
+            .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                axum::http::HeaderValue::from_static(
+                    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'",
+                ),
+            ));
+        let router = routes::router().with_state(self.clone()).merge(docs);
         edge::layers(tessera_web::standard_layers(router), self)
     }
 }
