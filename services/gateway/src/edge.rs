@@ -55,7 +55,7 @@ impl Limiter {
     }
 
     /// `Err(seconds to wait)` when either key is over its limit.
-    fn check(&self, subject: Option<&str>, address: &str) -> Result<(), u64> {
+    pub(crate) fn check(&self, subject: Option<&str>, address: &str) -> Result<(), u64> {
         let wait = |outcome: Result<(), governor::NotUntil<governor::clock::QuantaInstant>>| {
             outcome.map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()).as_secs() + 1)
         };

@@ -11,6 +11,7 @@ pub mod auth;
 mod clients;
 mod compose;
 mod edge;
+pub mod graphql;
 mod idempotency;
 mod routes;
 
@@ -59,6 +60,8 @@ pub struct GatewayConfig {
     pub cors_origins: Vec<String>,
     /// Send `Strict-Transport-Security` (when served over TLS).
     pub hsts: bool,
+    /// Answer GraphQL introspection queries (off in production).
+    pub graphql_introspection: bool,
 }
 
 impl Default for GatewayConfig {
@@ -81,6 +84,7 @@ impl Default for GatewayConfig {
             rate_limits: RateLimits::default(),
             cors_origins: Vec::new(),
             hsts: false,
+            graphql_introspection: false,
         }
     }
 }
@@ -159,7 +163,15 @@ impl Gateway {
                     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'",
                 ),
             ));
-        let router = routes::router().with_state(self.clone()).merge(docs);
+        let rest = routes::router().with_state(self.clone());
+        let graphql = Router::new().route("/graphql", axum::routing::post(graphql::serve)).with_state(
+            graphql::GraphqlState {
+                gateway: self.clone(),
+                rest: rest.clone(),
+                schema: graphql::schema(self.config.graphql_introspection),
+            },
+        );
+        let router = rest.merge(docs).merge(graphql);
         edge::layers(tessera_web::standard_layers(router), self)
     }
 }

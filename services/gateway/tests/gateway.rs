@@ -275,3 +275,113 @@ async fn every_answer_carries_a_request_id_and_the_security_headers() {
     let challenge = call_raw(&shop.router, Method::GET, "/api/v1/orders", None, &[]).await;
     assert_eq!(challenge.header("www-authenticate"), Some("Bearer"));
 }
+
+async fn graphql(shop: &Shop, token: Option<&str>, body: serde_json::Value) -> tessera_testkit::http::Answer {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer.iter().map(|b| ("authorization", b.as_str())).collect();
+    call_raw(&shop.router, Method::POST, "/graphql", Some(body.to_string().into_bytes()), &headers).await
+}
+
+#[tokio::test]
+async fn graphql_follows_the_same_rules_by_id_through_aliases_and_nested_fields() {
+    let shop = shop(GatewayConfig::default(), false).await;
+    let (alice, alice_token) = shop.customer();
+    let (_, bob_token) = shop.customer();
+    let card = shop.card(alice).await;
+    let placed = graphql(
+        &shop,
+        Some(&alice_token),
+        json!({"query": format!(
+            "mutation {{ placeOrder(items: [{{sku: \"TEA-001\", quantity: 2}}], paymentToken: \"{card}\", idempotencyKey: \"g-1\") {{ id status }} }}"
+        )}),
+    )
+    .await;
+    assert_eq!(placed.status, StatusCode::OK);
+    let order = placed.body["data"]["placeOrder"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", placed.body))
+        .to_owned();
+
+    let query = json!({"query": format!("{{ mine: order(id: \"{order}\") {{ id status items {{ sku name quantity }} }} product(sku: \"TEA-001\") {{ name }} }}")});
+    let answer = graphql(&shop, Some(&alice_token), query.clone()).await;
+    assert_eq!(answer.body["data"]["mine"]["id"], order, "{}", answer.body);
+    assert_eq!(answer.body["data"]["mine"]["items"][0]["name"], "Sencha");
+    let answer = graphql(&shop, Some(&bob_token), query).await;
+    assert!(answer.body["data"]["mine"].is_null(), "bob cannot reach alice's order: {}", answer.body);
+    assert_eq!(answer.body["data"]["product"]["name"], "Sencha", "public fields still answer");
+
+    // A customer listing someone else's orders, directly or through an alias, is refused.
+    let theirs = json!({"query": format!("{{ x: orders(customerId: \"{alice}\") {{ items {{ id }} }} }}")});
+    let answer = graphql(&shop, Some(&bob_token), theirs).await;
+    assert!(answer.body["data"]["x"].is_null(), "{}", answer.body);
+    assert_eq!(answer.body["errors"][0]["extensions"]["code"], "forbidden");
+    let anonymous =
+        graphql(&shop, None, json!({"query": format!("{{ order(id: \"{order}\") {{ id }} }}")})).await;
+    assert_eq!(anonymous.body["errors"][0]["extensions"]["status"], 401, "{}", anonymous.body);
+}
+
+#[tokio::test]
+async fn abusive_graphql_is_refused_before_it_runs() {
+    let shop = shop(GatewayConfig::default(), false).await;
+    let (customer, token) = shop.customer();
+    // Deep: the customer → orders → order → customer cycle, eleven levels down.
+    let deep = format!(
+        "{{ customer(id: \"{customer}\") {{ orders(limit: 1) {{ items {{ order {{ customer {{ profile {{ orders(limit: 1) {{ items {{ order {{ customer {{ id }} }} }} }} }} }} }} }} }} }} }}"
+    );
+    let answer = graphql(&shop, Some(&token), json!({"query": deep})).await;
+    assert!(
+        answer.body["data"].is_null()
+            && answer.body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("nested too deep")),
+        "{}",
+        answer.body
+    );
+    // Costly: 200 composed orders each with its customer's profile.
+    let costly =
+        "{ orders(limit: 200) { items { order { items { name } customer { profile { email } } } } } }";
+    let answer = graphql(&shop, Some(&token), json!({"query": costly})).await;
+    assert!(
+        answer.body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("too complex")),
+        "{}",
+        answer.body
+    );
+    // Wide: many aliases of one field.
+    let wide: String = (0..20).map(|n| format!("p{n}: product(sku: \"TEA-001\") {{ name }} ")).collect();
+    let answer = graphql(&shop, Some(&token), json!({"query": format!("{{ {wide} }}")})).await;
+    assert_eq!((answer.status, answer.problem_code()), (StatusCode::BAD_REQUEST, "query_too_complex"));
+    // Large batches, and introspection.
+    let batch: Vec<_> = (0..11).map(|_| json!({"query": "{ product(sku: \"TEA-001\") { name } }"})).collect();
+    let answer = graphql(&shop, Some(&token), json!(batch)).await;
+    assert_eq!((answer.status, answer.problem_code()), (StatusCode::BAD_REQUEST, "query_too_complex"));
+    let answer = graphql(&shop, Some(&token), json!({"query": "{ __schema { types { name } } }"})).await;
+    assert!(answer.body["data"]["__schema"].is_null(), "introspection is off: {}", answer.body);
+    let answer = graphql(&shop, Some(&token), json!({"query": "{"})).await;
+    assert!(
+        answer.body["errors"].is_array() && answer.status == StatusCode::OK,
+        "a syntax error is a GraphQL error"
+    );
+}
+
+#[tokio::test]
+async fn every_operation_of_a_batch_counts_against_the_rate_limit() {
+    let n = |value| NonZeroU32::new(value).expect("non-zero");
+    let limits =
+        RateLimits { per_token: n(1), token_burst: n(3), per_address: n(1000), address_burst: n(1000) };
+    let shop = shop(GatewayConfig { rate_limits: limits, ..GatewayConfig::default() }, false).await;
+    let (_, token) = shop.customer();
+    let batch: Vec<_> = (0..5).map(|_| json!({"query": "{ product(sku: \"TEA-001\") { name } }"})).collect();
+    let answer = graphql(&shop, Some(&token), json!(batch)).await;
+    assert_eq!((answer.status, answer.problem_code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+    assert!(answer.header("retry-after").is_some());
+}
+
+#[test]
+fn the_graphql_schema_matches_its_snapshot() {
+    let sdl = tessera_gateway::graphql::schema(false).sdl();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/schema.graphql");
+    if std::env::var("TESSERA_UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, &sdl).expect("write the snapshot");
+    }
+    let snapshot =
+        std::fs::read_to_string(&path).expect("the snapshot exists (TESSERA_UPDATE_SNAPSHOTS=1 writes it)");
+    assert_eq!(sdl, snapshot, "the schema changed: review it, then run with TESSERA_UPDATE_SNAPSHOTS=1");
+}
