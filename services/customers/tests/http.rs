@@ -258,6 +258,43 @@ async fn an_unknown_email_takes_as_long_to_refuse_as_a_wrong_password() {
     assert!(unknown * 4 >= wrong, "unknown email {unknown:?} vs wrong password {wrong:?}");
 }
 
+/// The same customers routes on a fresh PostgreSQL database (the distributed backend), or
+/// `None` after a loud SKIPPED line when no server is configured.
+async fn postgres_app() -> Option<(App, tessera_testkit::TempPostgres)> {
+    let database = tessera_testkit::TempPostgres::create().await?;
+    let config = StoreConfig::Postgres {
+        url: database.url().to_owned(),
+        options: tessera_store::PostgresOptions::default(),
+    };
+    let store = Store::open(&config, &tessera_customers::migrations()).await.expect("open the store");
+    let customers = Customers::new(store.clone(), Arc::new(UuidV7Gen), Arc::new(SystemClock));
+    let (router, openapi) = tessera_customers::http::router().split_for_parts();
+    let app = App {
+        router: tessera_web::standard_layers(router.with_state(customers)),
+        store,
+        openapi,
+        data: TempDataDir::new(),
+    };
+    Some((app, database))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_racing_writers_with_one_etag_get_one_200_and_one_412() {
+    let Some((app, _database)) = postgres_app().await else { return };
+    let id = register(&app, "grace@example.com").await;
+    let path = format!("/customers/{id}");
+    let body = json!({"name": "Grace Hopper"}).to_string().into_bytes();
+    let (a, b) = tokio::join!(
+        call_raw(&app.router, Method::PATCH, &path, Some(body.clone()), &[("if-match", "\"1\"")]),
+        call_raw(&app.router, Method::PATCH, &path, Some(body.clone()), &[("if-match", "\"1\"")]),
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::PRECONDITION_FAILED], "{} / {}", a.body, b.body);
+    let duplicate = call(&app.router, Method::POST, "/customers", Some(ada("GRACE@example.com"))).await;
+    assert_eq!(duplicate.status, StatusCode::CONFLICT, "unique email on PostgreSQL too");
+}
+
 #[tokio::test]
 async fn updates_need_the_current_etag_and_two_racing_writers_get_one_200_and_one_412() {
     let app = app().await;
