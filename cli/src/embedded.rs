@@ -106,7 +106,7 @@ impl Embedded {
         let gateway = Gateway::new(clients, gateway_store, settings.gateway, TokenSettings::default())
             .await
             .context("cannot start the gateway")?;
-        let router = gateway.router(node.openapi().clone());
+        let router = gateway.router(node.openapi().clone(), Some(Arc::new(node.readiness())));
         Ok(Self { node, gateway, router, inventory: inventory_app, payments: payments_app })
     }
 }

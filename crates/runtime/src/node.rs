@@ -7,11 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use tessera_bus::{Relay, RelayOptions, Subscriber, SubscriberOptions, Transport, Upcasters};
-use tessera_web::Problem;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use utoipa::openapi::OpenApi;
@@ -130,6 +127,11 @@ impl Node {
         &self.openapi
     }
 
+    /// The readiness of every store of this node.
+    pub fn readiness(&self) -> StoreReadiness {
+        StoreReadiness(self.services.iter().map(|s| (s.name(), s.store().clone())).collect())
+    }
+
     pub fn services(&self) -> &[Arc<dyn Service>] {
         &self.services
     }
@@ -199,28 +201,32 @@ fn routes(services: &[Arc<dyn Service>]) -> (Router, OpenApi) {
     let stores: Vec<_> = services.iter().map(|s| (s.name(), s.store().clone())).collect();
     let router = api
         .route("/health", get(tessera_web::health))
-        .route("/ready", get(move || ready(stores.clone())))
+        .route(
+            "/ready",
+            get(move || {
+                let stores = StoreReadiness(stores.clone());
+                async move { tessera_web::ready(&stores).await }
+            }),
+        )
         .route("/openapi.json", get(move || async move { axum::Json(document.as_ref().clone()) }));
     (tessera_web::standard_layers(router), openapi)
 }
 
-/// `GET /ready`: every store answers within a second (its migrations ran when it opened).
-async fn ready(stores: Vec<(&'static str, tessera_store::Store)>) -> axum::response::Response {
-    let mut failing = Vec::new();
-    for (name, store) in &stores {
-        let answered = tokio::time::timeout(Duration::from_secs(1), store.head_position()).await;
-        if !matches!(answered, Ok(Ok(_))) {
-            failing.push(*name);
-        }
-    }
-    if failing.is_empty() {
-        (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ready" }))).into_response()
-    } else {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("not answering: {}", failing.join(", ")),
-        )
-        .into_response()
+/// Every store answers within a second (its migrations ran when it opened).
+#[derive(Clone, Debug)]
+pub struct StoreReadiness(pub Vec<(&'static str, tessera_store::Store)>);
+
+impl tessera_web::Readiness for StoreReadiness {
+    fn check(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), Vec<String>>> + Send + '_>> {
+        Box::pin(async move {
+            let mut failing = Vec::new();
+            for (name, store) in &self.0 {
+                let answered = tokio::time::timeout(Duration::from_secs(1), store.head_position()).await;
+                if !matches!(answered, Ok(Ok(_))) {
+                    failing.push((*name).to_owned());
+                }
+            }
+            if failing.is_empty() { Ok(()) } else { Err(failing) }
+        })
     }
 }

@@ -59,6 +59,24 @@ pub fn standard_layers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> R
         .layer(CatchPanicLayer::custom(panic_response))
 }
 
+/// Whether what a process depends on answers (its stores, say); `Err` names what does not.
+pub trait Readiness: Send + Sync {
+    fn check(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), Vec<String>>> + Send + '_>>;
+}
+
+/// `GET /ready` for a readiness check: 200, or 503 naming what does not answer.
+pub async fn ready(readiness: &dyn Readiness) -> Response {
+    match readiness.check().await {
+        Ok(()) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(failing) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("not answering: {}", failing.join(", ")),
+        )
+        .into_response(),
+    }
+}
+
 /// `GET /health`: the process answers.
 pub async fn health() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))

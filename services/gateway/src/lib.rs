@@ -152,7 +152,13 @@ impl Gateway {
     /// The public router: `/api/v1/...`, `/.well-known/jwks.json`, `/health`, `/ready` and
     /// `/openapi.json` (the services' documents under their public paths, with the gateway's
     /// own routes and its bearer scheme added).
-    pub fn router(&self, services_openapi: utoipa::openapi::OpenApi) -> Router {
+    /// `readiness` checks what the gateway depends on besides its own store (the services'
+    /// stores in the embedded topology).
+    pub fn router(
+        &self,
+        services_openapi: utoipa::openapi::OpenApi,
+        readiness: Option<Arc<dyn tessera_web::Readiness>>,
+    ) -> Router {
         let document = routes::public_openapi(services_openapi);
         // Swagger UI is served from the crate's vendored copy (no download at build or run
         // time); its page needs its own scripts and styles, so it gets its own CSP.
@@ -164,6 +170,14 @@ impl Gateway {
                 ),
             ));
         let rest = routes::router().with_state(self.clone());
+        let gateway = self.clone();
+        let ready = Router::new().route(
+            "/ready",
+            axum::routing::get(move || {
+                let (gateway, readiness) = (gateway.clone(), readiness.clone());
+                async move { routes::ready(&gateway, readiness.as_deref()).await }
+            }),
+        );
         let graphql = Router::new().route("/graphql", axum::routing::post(graphql::serve)).with_state(
             graphql::GraphqlState {
                 gateway: self.clone(),
@@ -171,7 +185,7 @@ impl Gateway {
                 schema: graphql::schema(self.config.graphql_introspection),
             },
         );
-        let router = rest.merge(docs).merge(graphql);
+        let router = rest.merge(docs).merge(graphql).merge(ready);
         edge::layers(tessera_web::standard_layers(router), self)
     }
 }

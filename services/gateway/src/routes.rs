@@ -48,7 +48,6 @@ pub(crate) fn router() -> Router<Gateway> {
         .nest("/api/v1", api)
         .route("/.well-known/jwks.json", get(jwks))
         .route("/health", get(tessera_web::health))
-        .route("/ready", get(ready))
 }
 
 pub(crate) fn hash_password(password: &str) -> Result<String, String> {
@@ -209,10 +208,32 @@ async fn jwks(State(gateway): State<Gateway>) -> impl IntoResponse {
     axum::Json(gateway.keys.jwks(now()))
 }
 
-async fn ready(State(gateway): State<Gateway>) -> Response {
-    match gateway.store.head_position().await {
-        Ok(_) => axum::Json(json!({"status": "ready"})).into_response(),
-        Err(error) => Problem::unavailable(&error).into_response(),
+/// `GET /ready`: the gateway's store and whatever `readiness` checks answer.
+pub(crate) async fn ready(gateway: &Gateway, readiness: Option<&dyn tessera_web::Readiness>) -> Response {
+    let own = GatewayStore(gateway.store.clone());
+    if let Err(failing) = tessera_web::Readiness::check(&own).await {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("not answering: {}", failing.join(", ")),
+        )
+        .into_response();
+    }
+    match readiness {
+        Some(readiness) => tessera_web::ready(readiness).await,
+        None => axum::Json(json!({"status": "ready"})).into_response(),
+    }
+}
+
+struct GatewayStore(tessera_store::Store);
+
+impl tessera_web::Readiness for GatewayStore {
+    fn check(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), Vec<String>>> + Send + '_>> {
+        Box::pin(async move {
+            let answered =
+                tokio::time::timeout(std::time::Duration::from_secs(1), self.0.head_position()).await;
+            if matches!(answered, Ok(Ok(_))) { Ok(()) } else { Err(vec![crate::SERVICE.to_owned()]) }
+        })
     }
 }
 

@@ -99,7 +99,7 @@ async fn shop(config: GatewayConfig, customers_silent: bool) -> Shop {
     let gateway_store = open("gateway", vec![tessera_gateway::MIGRATIONS]).await;
     let gateway =
         Gateway::new(services, gateway_store, config, TokenSettings::default()).await.expect("gateway");
-    let router = gateway.router(utoipa::openapi::OpenApi::default());
+    let router = gateway.router(utoipa::openapi::OpenApi::default(), None);
     Shop { router, gateway, payments, _data: data }
 }
 
