@@ -4,6 +4,7 @@ mod bench;
 mod dlq;
 mod embedded;
 mod projections;
+mod serve;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Start the system embedded: one process, one SQLite file per service in the data folder.
     Up(up::UpArgs),
+    /// Run one service, or the gateway, in its own process (distributed: PostgreSQL and NATS).
+    Serve(serve::ServeArgs),
     /// Inspect and act on a service's dead letters.
     Dlq(dlq::DlqArgs),
     /// List read models with their lag, and rebuild one on a running system.
@@ -44,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Up(args) => up::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
         Command::Dlq(args) => dlq::run(args).await,
         Command::Projections(args) => projections::run(args).await,
         Command::Bench { target } => bench::run(target).await,

@@ -148,7 +148,7 @@ fn print_banner(data: &Path, scheme: &str, address: SocketAddr, took: Duration, 
     println!("listening on {base}");
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

@@ -2,6 +2,7 @@
 //! over real HTTP.
 
 mod authz;
+mod distributed;
 mod http;
 
 use std::io::{BufRead, BufReader};

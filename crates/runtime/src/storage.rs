@@ -9,8 +9,9 @@ use tessera_store::{MigrationSet, PostgresOptions, SqliteOptions, Store, StoreCo
 pub enum Storage {
     /// `<folder>/<service>.db`.
     Files(PathBuf),
-    /// Database `tessera_<service>` on the server `postgres://user@host:port`.
-    Postgres(String),
+    /// Database `<prefix>_<service>` on the server `postgres://user@host:port` (prefix
+    /// `tessera` in production; a test run uses its own).
+    Postgres { server: String, prefix: String },
 }
 
 impl Storage {
@@ -20,8 +21,8 @@ impl Storage {
                 path: folder.join(format!("{service}.db")),
                 options: SqliteOptions::default(),
             },
-            Storage::Postgres(server) => StoreConfig::Postgres {
-                url: tessera_store::database_url(server, &format!("tessera_{service}")),
+            Storage::Postgres { server, prefix } => StoreConfig::Postgres {
+                url: tessera_store::database_url(server, &format!("{prefix}_{service}")),
                 options: PostgresOptions::default(),
             },
         }

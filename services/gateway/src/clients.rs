@@ -60,6 +60,52 @@ impl ServiceClient for InProcess {
     }
 }
 
+/// A service in another process, over HTTP/1.1 with pooled keep-alive connections.
+#[derive(Clone)]
+pub struct Http {
+    name: &'static str,
+    base: String,
+    client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>,
+}
+
+impl Http {
+    /// `base` is the service's root, `http://host:port`.
+    pub fn new(name: &'static str, base: &str) -> Self {
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build_http();
+        Self { name, base: base.trim_end_matches('/').to_owned(), client }
+    }
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http").field("name", &self.name).field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl ServiceClient for Http {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    async fn send(&self, request: Request<Body>) -> Result<axum::response::Response, ClientError> {
+        let unreachable = |reason: String| ClientError::Unreachable { service: self.name, reason };
+        let (mut parts, body) = request.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = format!("{}{path}", self.base)
+            .parse()
+            .map_err(|e: axum::http::uri::InvalidUri| unreachable(e.to_string()))?;
+        let response = self
+            .client
+            .request(Request::from_parts(parts, body))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(response.map(Body::new))
+    }
+}
+
 /// A service's answer, read whole.
 #[derive(Debug, Clone)]
 pub struct Reply {

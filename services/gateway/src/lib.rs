@@ -23,7 +23,7 @@ use tessera_store::Store;
 
 pub use access::{Caller, MaybeCaller};
 pub use auth::{KeyRing, Role, SigningKey, TokenSettings};
-pub use clients::{ClientError, InProcess, Reply, ServiceClient, Services};
+pub use clients::{ClientError, Http, InProcess, Reply, ServiceClient, Services};
 pub use edge::RateLimits;
 pub use idempotency::MIGRATIONS;
 

@@ -1,0 +1,196 @@
+//! `tessera serve <service>`: one service, or the gateway, in a process of its own (the
+//! distributed topology). A service keeps its data in its own PostgreSQL database (created if
+//! missing) and talks to the others through NATS JetStream; it serves its own routes for the
+//! gateway. The gateway reaches each service over HTTP. Several replicas of a service may run
+//! side by side on one database: one relay, one consumer per subscription and one runner per
+//! projection are active at a time; the others stand by.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::routing::get;
+use clap::Args;
+use tessera_bus::{NatsOptions, NatsTransport};
+use tessera_gateway::{Gateway, GatewayConfig, Http, ServiceClient, Services, TokenSettings};
+use tessera_kernel::{Clock, IdGen, SystemClock, UuidV7Gen};
+use tessera_runtime::{Node, NodeOptions, Service, Storage, open_store};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// inventory, orders, payments, customers, support, or gateway.
+    service: String,
+    /// The PostgreSQL server; each service uses its own database on it.
+    #[arg(long, env = "TESSERA_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432")]
+    database_url: String,
+    /// Prefix of the database names (`<prefix>_<service>`).
+    #[arg(long, env = "TESSERA_DATABASE_PREFIX", default_value = "tessera")]
+    database_prefix: String,
+    #[arg(long, env = "TESSERA_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Prefix of every NATS subject and stream.
+    #[arg(long, env = "TESSERA_NATS_NAMESPACE", default_value = "tessera")]
+    nats_namespace: String,
+    #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// For the gateway: a service's address, `<name>=http://host:port`; once per service.
+    #[arg(long = "service-url", value_name = "NAME=URL")]
+    service_urls: Vec<String>,
+    /// How long an order waits for the card network before it is rejected (seconds).
+    #[arg(long, default_value_t = 10.0, env = "TESSERA_PAYMENT_TIMEOUT")]
+    payment_timeout: f64,
+    /// How long the simulated network takes for the slow test card (seconds).
+    #[arg(long, default_value_t = 15.0, env = "TESSERA_SLOW_CARD_DELAY")]
+    slow_card_delay: f64,
+}
+
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let storage =
+        Storage::Postgres { server: args.database_url.clone(), prefix: args.database_prefix.clone() };
+    if args.service == tessera_gateway::SERVICE {
+        return serve_gateway(&args, &storage).await;
+    }
+    let ids: Arc<dyn IdGen> = Arc::new(UuidV7Gen);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let open = |name: &'static str, migrations: Vec<tessera_store::MigrationSet>| {
+        let storage = storage.clone();
+        async move {
+            open_store(&storage, name, &migrations)
+                .await
+                .with_context(|| format!("cannot open the {name} database"))
+        }
+    };
+    let seconds = |value: f64, flag: &str| {
+        Duration::try_from_secs_f64(value)
+            .with_context(|| format!("--{flag} must be a non-negative number of seconds"))
+    };
+    let service: Arc<dyn Service> = match args.service.as_str() {
+        "inventory" => Arc::new(tessera_inventory::InventoryService::new(
+            open(tessera_inventory::SERVICE, tessera_inventory::migrations()).await?,
+            ids,
+            clock,
+        )),
+        "payments" => {
+            let network = tessera_payments::SimulatedNetwork::new(tessera_payments::NetworkSettings {
+                slow_delay: seconds(args.slow_card_delay, "slow-card-delay")?,
+                ..tessera_payments::NetworkSettings::default()
+            });
+            Arc::new(tessera_payments::PaymentsService::new(
+                open(tessera_payments::SERVICE, tessera_payments::migrations()).await?,
+                Arc::new(network),
+                ids,
+                clock,
+            ))
+        }
+        "orders" => {
+            let settings = tessera_orders::OrdersSettings {
+                payment_timeout: seconds(args.payment_timeout, "payment-timeout")?,
+                ..tessera_orders::OrdersSettings::default()
+            };
+            Arc::new(tessera_orders::OrdersService::new(
+                open(tessera_orders::SERVICE, tessera_orders::migrations()).await?,
+                &settings,
+                ids,
+                clock,
+            ))
+        }
+        "customers" => Arc::new(tessera_customers::CustomersService::new(
+            open(tessera_customers::SERVICE, tessera_customers::migrations()).await?,
+            ids,
+            clock,
+        )),
+        "support" => Arc::new(tessera_support::SupportService::new(
+            open(tessera_support::SERVICE, tessera_support::migrations()).await?,
+            ids,
+            clock,
+        )),
+        other => bail!(
+            "no service named {other}: choose inventory, orders, payments, customers, support or gateway"
+        ),
+    };
+    let name = service.name();
+    let options = NatsOptions { namespace: args.nats_namespace.clone(), ..NatsOptions::default() };
+    let transport =
+        NatsTransport::connect(&args.nats_url, options).await.context("cannot connect to NATS")?;
+    let node = Node::start(vec![service], Arc::new(transport), NodeOptions::default())?;
+    let routes = node.service_router(name).context("the service's routes")?;
+    let readiness = node.readiness();
+    let document = Arc::new(node.openapi().clone());
+    let router = Router::new()
+        .route("/health", get(tessera_web::health))
+        .route(
+            "/ready",
+            get(move || {
+                let readiness = readiness.clone();
+                async move { tessera_web::ready(&readiness).await }
+            }),
+        )
+        .route("/openapi.json", get(move || async move { axum::Json(document.as_ref().clone()) }))
+        .merge(routes);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("{name}: databases {}_*, NATS namespace {}", args.database_prefix, args.nats_namespace);
+    println!("listening on http://{}", listener.local_addr()?);
+    tessera_web::serve(listener, router, crate::up::shutdown_signal()).await?;
+    node.shutdown(SHUTDOWN_GRACE).await;
+    Ok(())
+}
+
+async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()> {
+    let mut urls = std::collections::HashMap::new();
+    for entry in &args.service_urls {
+        let (name, url) =
+            entry.split_once('=').with_context(|| format!("--service-url {entry}: use NAME=URL"))?;
+        urls.insert(name.to_owned(), url.to_owned());
+    }
+    let mut client = |name: &'static str| -> anyhow::Result<Arc<dyn ServiceClient>> {
+        let url = urls.remove(name).with_context(|| {
+            format!("give the {name} service's address: --service-url {name}=http://host:port")
+        })?;
+        Ok(Arc::new(Http::new(name, &url)))
+    };
+    let services = Services {
+        inventory: client(tessera_inventory::SERVICE)?,
+        orders: client(tessera_orders::SERVICE)?,
+        payments: client(tessera_payments::SERVICE)?,
+        customers: client(tessera_customers::SERVICE)?,
+        support: client(tessera_support::SERVICE)?,
+    };
+    if let Some(unknown) = urls.keys().next() {
+        bail!("--service-url names no service the gateway calls: {unknown}");
+    }
+    // The public document: each service's own, fetched from it.
+    let mut document = utoipa::openapi::OpenApi::default();
+    for service in
+        [&services.inventory, &services.orders, &services.payments, &services.customers, &services.support]
+    {
+        let request = axum::http::Request::get("/openapi.json").body(axum::body::Body::empty())?;
+        match service.send(request).await {
+            Ok(response) => {
+                let bytes = http_body_util::BodyExt::collect(response.into_body()).await?.to_bytes();
+                match serde_json::from_slice::<utoipa::openapi::OpenApi>(&bytes) {
+                    Ok(part) => document.merge(part),
+                    Err(error) => eprintln!("warning: {}'s document is unreadable: {error}", service.name()),
+                }
+            }
+            Err(error) => eprintln!("warning: {error}; its routes are missing from /openapi.json"),
+        }
+    }
+    let store = open_store(storage, tessera_gateway::SERVICE, &[tessera_gateway::MIGRATIONS])
+        .await
+        .context("cannot open the gateway's database")?;
+    let gateway = Gateway::new(services, store, GatewayConfig::default(), TokenSettings::default()).await?;
+    let router = gateway.router(document, None);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("gateway serving");
+    println!("listening on http://{}", listener.local_addr()?);
+    tessera_web::serve(listener, router, crate::up::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! The distributed topology through the real binary: every service in its own process on its
+//! own PostgreSQL database, NATS JetStream between them, the gateway calling them over HTTP.
+//! Orders are placed through the gateway, the payments process is killed with SIGKILL mid-run
+//! and started again, and every order must still end terminal with money and stock right.
+//! Needs `TESSERA_TEST_POSTGRES` and `TESSERA_TEST_NATS`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::http::request;
+use crate::tessera;
+
+struct Process {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn server(variable: &str, suite: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_owned()),
+        _ => {
+            let message = format!("SKIPPED: the {suite} suite needs {variable}; it is not set");
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "{message}, and CI=true forbids skipping"
+            );
+            eprintln!("\n========== {message} ==========\n");
+            None
+        }
+    }
+}
+
+struct Cluster {
+    postgres: String,
+    nats: String,
+    prefix: String,
+}
+
+impl Cluster {
+    fn start(&self, service: &str, listen: &str, extra: &[String]) -> Process {
+        let mut child = tessera()
+            .args([
+                "serve",
+                service,
+                "--listen",
+                listen,
+                "--database-url",
+                &self.postgres,
+                "--database-prefix",
+                &self.prefix,
+            ])
+            .args(["--nats-url", &self.nats, "--nats-namespace", &self.prefix, "--payment-timeout", "5"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tessera serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines.next().expect("serve printed its address").expect("read stdout");
+            if let Some(base) = line.strip_prefix("listening on ") {
+                break base.trim().to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Process { child, base }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        for service in ["inventory", "orders", "payments", "customers", "support", "gateway"] {
+            let url = tessera_store::database_url(&self.postgres, &format!("{}_{service}", self.prefix));
+            let _ = runtime.block_on(tessera_store::drop_database(&url));
+        }
+    }
+}
+
+fn call(
+    base: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> (u16, Value) {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(bearer) = &bearer {
+        headers.push(("Authorization", bearer));
+    }
+    if let Some(key) = key {
+        headers.push(("Idempotency-Key", key));
+    }
+    request(base, method, path, body.as_ref(), &headers)
+}
+
+#[test]
+fn distributed_orders_survive_a_killed_payments_process() {
+    let (Some(postgres), Some(nats)) = (
+        server("TESSERA_TEST_POSTGRES", "distributed end-to-end"),
+        server("TESSERA_TEST_NATS", "distributed end-to-end"),
+    ) else {
+        return;
+    };
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let cluster = Cluster { postgres, nats, prefix: format!("e2e{}", nanos % 1_000_000_000_000) };
+    let mut services = std::collections::BTreeMap::new();
+    for service in ["inventory", "orders", "payments", "customers", "support"] {
+        services.insert(service, cluster.start(service, "127.0.0.1:0", &[]));
+    }
+    let urls: Vec<String> =
+        services.iter().map(|(name, p)| format!("--service-url={name}={}", p.base)).collect();
+    let gateway = cluster.start("gateway", "127.0.0.1:0", &urls);
+    let g = gateway.base.as_str();
+
+    let (code, _) = call(g, None, "GET", "/ready", None, None);
+    assert_eq!(code, 200);
+    let admin = sign_in(g, "admin@tessera.local", "admin");
+    let product = json!({"sku": "DIST-001", "name": "Distributed tea", "price": {"amount": 500, "currency": "EUR"}, "stock": 100});
+    assert_eq!(call(g, Some(&admin), "POST", "/api/v1/products", Some(product), None).0, 201);
+    let registration = json!({"email": "dist@example.com", "name": "Dist", "password": "distributed",
+        "address": {"line1": "1 Main St", "city": "Oslo", "postal_code": "0150", "country": "NO"}});
+    assert_eq!(call(g, None, "POST", "/api/v1/customers", Some(registration), None).0, 201);
+    let me = sign_in(g, "dist@example.com", "distributed");
+    let card = json!({"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"});
+    let (code, card) = call(g, Some(&me), "POST", "/api/v1/payment-methods", Some(card), None);
+    assert_eq!(code, 201, "{card}");
+    let card = card["token"].as_str().expect("token").to_owned();
+
+    let place = |n: usize| {
+        let body = json!({"items": [{"sku": "DIST-001", "quantity": 1}], "payment_token": card});
+        let (code, placed) =
+            call(g, Some(&me), "POST", "/api/v1/orders", Some(body), Some(&format!("d-{n}")));
+        assert_eq!(code, 202, "{placed}");
+        placed["id"].as_str().expect("id").to_owned()
+    };
+    let mut orders: Vec<String> = (0..10).map(place).collect();
+    // Kill payments while these are in flight (their authorisations wait in JetStream), keep it
+    // down a moment, then start it again on the same address and place more.
+    let payments = services.remove("payments").expect("payments");
+    let address = payments.base.trim_start_matches("http://").to_owned();
+    drop(payments);
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, _) = call(
+        g,
+        Some(&me),
+        "POST",
+        "/api/v1/orders",
+        Some(json!({"items": [{"sku": "DIST-001", "quantity": 1}], "payment_token": card})),
+        Some("while-down"),
+    );
+    assert_eq!(code, 503, "with payments down the token cannot be checked: a retryable 503, not a 4xx");
+    services.insert("payments", cluster.start("payments", &address, &[]));
+    orders.extend((10..15).map(place));
+
+    let started = Instant::now();
+    let views: Vec<Value> = loop {
+        let views: Vec<Value> = orders
+            .iter()
+            .map(|id| call(g, Some(&me), "GET", &format!("/api/v1/orders/{id}"), None, None).1)
+            .collect();
+        if views.iter().all(|v| v["status"] == "confirmed" || v["status"] == "rejected") {
+            break views;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "orders still pending: {views:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let confirmed = views.iter().filter(|v| v["status"] == "confirmed").count();
+    for view in views.iter().filter(|v| v["status"] == "confirmed") {
+        let id = view["id"].as_str().unwrap_or_default();
+        let (_, payments) = call(g, Some(&me), "GET", &format!("/api/v1/payments?order_id={id}"), None, None);
+        assert_eq!(payments[0]["status"], "captured", "{id}: {payments}");
+        assert_eq!(payments[0]["amount"]["amount"], 500);
+    }
+    let started = Instant::now();
+    loop {
+        let (_, product) = call(g, None, "GET", "/api/v1/products/DIST-001", None, None);
+        if product["available"].as_i64() == Some(100 - i64::try_from(confirmed).unwrap_or(0))
+            && product["reserved"] == 0
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "stock conserved: {product}, {confirmed} confirmed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(confirmed >= 10, "only payments died; the card approves: {confirmed} of {}", orders.len());
+}
+
+fn sign_in(base: &str, email: &str, password: &str) -> String {
+    let (code, body) = call(
+        base,
+        None,
+        "POST",
+        "/api/v1/auth/token",
+        Some(json!({"email": email, "password": password})),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    body["access_token"].as_str().expect("token").to_owned()
+}
