@@ -202,6 +202,26 @@ fn distributed_orders_survive_a_killed_payments_process() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(confirmed >= 10, "only payments died; the card approves: {confirmed} of {}", orders.len());
+
+    // With the customers process stopped, the composed view still answers, naming the part
+    // it could not get.
+    let customers = services.remove("customers").expect("customers");
+    let address = customers.base.trim_start_matches("http://").to_owned();
+    drop(customers);
+    let (code, view) = call(g, Some(&me), "GET", &format!("/api/v1/orders/{}", orders[0]), None, None);
+    assert_eq!((code, view["degraded"].clone()), (200, json!(["customers"])), "{view}");
+    assert_eq!(view["status"], "confirmed", "the rest of the view is there: {view}");
+    services.insert("customers", cluster.start("customers", &address, &[]));
+    let started = Instant::now();
+    loop {
+        let (_, view) = call(g, Some(&me), "GET", &format!("/api/v1/orders/{}", orders[0]), None, None);
+        if view["degraded"] == json!([]) {
+            assert_eq!(view["customer"]["name"], "Dist");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "customers is back: {view}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn sign_in(base: &str, email: &str, password: &str) -> String {
