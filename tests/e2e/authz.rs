@@ -138,6 +138,17 @@ fn every_endpoint_answers_each_role_and_owner_as_specified() {
             [401, 422, 422, 422, 422],
         ),
         ("POST", format!("/api/v1/tickets/{ticket}/close"), None, &[], [401, 403, 403, 200, 409]),
+        ("GET", "/api/v1/admin/services".into(), None, &[], [401, 403, 403, 403, 200]),
+        ("GET", "/api/v1/admin/dlq".into(), None, &[], [401, 403, 403, 403, 200]),
+        ("GET", "/api/v1/admin/sagas?state=stuck".into(), None, &[], [401, 403, 403, 403, 200]),
+        (
+            "POST",
+            "/api/v1/admin/projections/order_summaries/rebuild".into(),
+            None,
+            &[],
+            [401, 403, 403, 403, 202],
+        ),
+        ("POST", "/api/v1/admin/dlq/orders:12345/retry".into(), None, &[], [401, 403, 403, 403, 404]),
         ("POST", format!("/api/v1/orders/{order}/cancel"), None, &[], [401, 202, 404, 409, 409]),
     ];
     let mut failures = Vec::new();
@@ -163,6 +174,16 @@ fn every_endpoint_answers_each_role_and_owner_as_specified() {
         rows.len() * 5,
         failures.join("\n")
     );
+
+    // The operators' view covers every service.
+    let (_, overview) = up.call_as(&admin, "GET", "/api/v1/admin/services", None);
+    let services = overview["services"].as_array().expect("services");
+    assert_eq!(services.len(), 5, "{overview}");
+    assert!(services.iter().all(|s| s["health"] == "up" && s["outbox"]["unsent"].is_u64()), "{overview}");
+    let orders = services.iter().find(|s| s["service"] == "orders").expect("orders");
+    assert_eq!(orders["projections"][0]["name"], "order_summaries", "{orders}");
+    let (code, _) = up.call_as(&admin, "POST", "/api/v1/admin/projections/nothing_here/rebuild", None);
+    assert_eq!(code, 404);
 
     // Support sees the customer, masked.
     let (_, profile) = up.call_as(&support, "GET", &format!("/api/v1/customers/{alice_id}"), None);

@@ -3,6 +3,7 @@
 //! its relay and subscribers on a transport, serves its routes, and stops it all in order.
 //! Only this crate and the binary know which backends and transports exist.
 
+mod admin;
 mod node;
 mod service;
 mod storage;

@@ -106,6 +106,7 @@ impl Node {
             .iter()
             .map(|service| {
                 let (router, _) = service.routes().split_for_parts();
+                let router = router.merge(crate::admin::routes(service.name(), service.store().clone()));
                 (service.name(), tessera_web::standard_layers(router))
             })
             .collect();

@@ -29,11 +29,17 @@ impl Storage {
     }
 }
 
-/// Opens (creating if needed, and migrating) the store of `service`.
+/// Opens (creating if needed, and migrating) the store of `service`. Every store the runtime
+/// opens also gets the projection runner's table, so every service reports its projections
+/// (none, or some) the same way.
 pub async fn open_store(
     storage: &Storage,
     service: &str,
     migrations: &[MigrationSet],
 ) -> Result<Store, StoreError> {
-    Store::open(&storage.config(service), migrations).await
+    let mut all = migrations.to_vec();
+    if !all.iter().any(|set| set.scope == tessera_projection::MIGRATIONS.scope) {
+        all.insert(0, tessera_projection::MIGRATIONS);
+    }
+    Store::open(&storage.config(service), &all).await
 }

@@ -7,6 +7,7 @@
 //! (embedded) or over HTTP (distributed), and speaks their HTTP APIs.
 
 mod access;
+mod admin;
 pub mod auth;
 mod clients;
 mod compose;

@@ -43,7 +43,13 @@ pub(crate) fn router() -> Router<Gateway> {
         .route("/tickets", get(list_tickets).post(open_ticket))
         .route("/tickets/{id}", get(get_ticket))
         .route("/tickets/{id}/messages", post(add_ticket_message))
-        .route("/tickets/{id}/close", post(close_ticket));
+        .route("/tickets/{id}/close", post(close_ticket))
+        .route("/admin/services", get(crate::admin::services))
+        .route("/admin/dlq", get(crate::admin::dead_letters))
+        .route("/admin/dlq/{id}/retry", post(crate::admin::retry))
+        .route("/admin/dlq/{id}", axum::routing::delete(crate::admin::drop_letter))
+        .route("/admin/sagas", get(crate::admin::sagas))
+        .route("/admin/projections/{name}/rebuild", post(crate::admin::rebuild));
     Router::new()
         .nest("/api/v1", api)
         .route("/.well-known/jwks.json", get(jwks))
@@ -862,6 +868,8 @@ pub(crate) fn public_openapi(mut document: utoipa::openapi::OpenApi) -> utoipa::
         Some(vec![utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new())]);
     // Internal routes the gateway does not expose.
     let hidden = ["/api/v1/customers/credentials", "/api/v1/payment-methods/{token}"];
+    // The services' own /admin routes are internal; the gateway's admin routes are listed in
+    // API.md and answered by the gateway.
     document.paths.paths.retain(|path, _| !hidden.contains(&path.as_str()));
     document
 }

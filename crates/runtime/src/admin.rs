@@ -1,0 +1,144 @@
+//! Every service's operator routes, added by the runtime to its router (internal: the gateway
+//! exposes them to admins under `/api/v1/admin`): where its outbox, dead letters, sagas and
+//! projections stand, and the actions on them.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tessera_store::{SqlValue, Statement, Store};
+use tessera_web::{ApiResult, Path, Problem, Query};
+
+#[derive(Clone)]
+struct Admin {
+    service: &'static str,
+    store: Store,
+}
+
+pub(crate) fn routes(service: &'static str, store: Store) -> Router {
+    Router::new()
+        .route("/admin/status", get(status))
+        .route("/admin/dlq", get(dead_letters))
+        .route("/admin/dlq/{id}/retry", post(retry))
+        .route("/admin/dlq/{id}", axum::routing::delete(drop_letter))
+        .route("/admin/sagas", get(sagas))
+        .route("/admin/projections/{name}/rebuild", post(rebuild))
+        .with_state(Admin { service, store })
+}
+
+fn failed(error: &dyn std::fmt::Display) -> Problem {
+    Problem::unavailable(error)
+}
+
+fn micros_to_seconds(now: tessera_kernel::Timestamp, then: tessera_kernel::Timestamp) -> f64 {
+    now.since(then).as_secs_f64()
+}
+
+async fn status(State(admin): State<Admin>) -> ApiResult<Response> {
+    let now = admin.store.clock().now();
+    let backlog = admin.store.outbox_backlog().await.map_err(|e| failed(&e))?;
+    let head = admin.store.head_position().await.map_err(|e| failed(&e))?;
+    let dead = tessera_bus::list_dead_letters(&admin.store, None).await.map_err(|e| failed(&e))?;
+    let projections = tessera_projection::status(&admin.store).await.unwrap_or_default();
+    let stuck = stuck_sagas(&admin.store).await.len();
+    let started = std::time::Instant::now();
+    admin.store.head_position().await.map_err(|e| failed(&e))?;
+    Ok(axum::Json(json!({
+        "service": admin.service,
+        "health": "up",
+        "events": head,
+        "outbox": {
+            "unsent": backlog.unsent,
+            "oldest_unsent_seconds": backlog.oldest_unsent.map(|t| micros_to_seconds(now, t)),
+        },
+        "dead_letters": dead.iter().filter(|d| d.state == "parked").count(),
+        "stuck_sagas": stuck,
+        "store_read_ms": started.elapsed().as_secs_f64() * 1000.0,
+        "projections": projections.iter().map(|p| json!({
+            "name": p.name, "mode": p.mode, "position": p.position, "head": p.head,
+            "lag_events": p.lag_events, "lag_seconds": p.lag_seconds,
+            "rebuilding": p.rebuilding, "rebuilds": p.rebuilds,
+        })).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+async fn dead_letters(State(admin): State<Admin>) -> ApiResult<Response> {
+    let letters = tessera_bus::list_dead_letters(&admin.store, None).await.map_err(|e| failed(&e))?;
+    let items: Vec<Value> = letters
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id, "consumer": d.consumer, "message_id": d.envelope.id.to_string(),
+                "name": d.envelope.name, "key": d.envelope.key, "error": d.error,
+                "attempts": d.attempts, "state": d.state, "failed_at": d.failed_at.to_rfc3339(),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "items": items })).into_response())
+}
+
+async fn retry(State(admin): State<Admin>, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+    if tessera_bus::request_retry(&admin.store, id).await.map_err(|e| failed(&e))? {
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(Problem::not_found("no such dead letter"))
+    }
+}
+
+async fn drop_letter(State(admin): State<Admin>, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+    if tessera_bus::drop_dead_letter(&admin.store, id).await.map_err(|e| failed(&e))? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Problem::not_found("no such dead letter"))
+    }
+}
+
+/// Sagas whose compensation keeps failing, from the saga table if this service runs sagas.
+async fn stuck_sagas(store: &Store) -> Vec<Value> {
+    let rows = store
+        .query(Statement::new(
+            "SELECT saga, saga_id, stuck, updated_at FROM tessera_sagas WHERE stuck IS NOT NULL ORDER BY updated_at",
+        ))
+        .await
+        .unwrap_or_default();
+    rows.iter()
+        .map(|row| {
+            let text = |column| row.text(column).map(str::to_owned).unwrap_or_default();
+            let updated = match row.get("updated_at") {
+                Ok(SqlValue::Int(v)) => tessera_kernel::Timestamp::from_micros(v.max(&0).unsigned_abs()).to_rfc3339(),
+                _ => String::new(),
+            };
+            json!({"saga": text("saga"), "id": text("saga_id"), "reason": text("stuck"), "updated_at": updated})
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SagaQuery {
+    state: Option<String>,
+}
+
+async fn sagas(State(admin): State<Admin>, Query(query): Query<SagaQuery>) -> ApiResult<Response> {
+    match query.state.as_deref() {
+        None | Some("stuck") => {
+            Ok(axum::Json(json!({ "items": stuck_sagas(&admin.store).await })).into_response())
+        }
+        Some(_) => Err(Problem::invalid_field("state", "only state=stuck is listed")),
+    }
+}
+
+async fn rebuild(State(admin): State<Admin>, Path(name): Path<String>) -> ApiResult<Response> {
+    match tessera_projection::request_rebuild(&admin.store, &name).await {
+        Ok(()) => {
+            Ok((StatusCode::ACCEPTED, axum::Json(json!({"service": admin.service, "projection": name})))
+                .into_response())
+        }
+        Err(tessera_projection::ProjectionError::Unknown(_)) => Err(Problem::not_found("no such projection")),
+        Err(error) => Err(failed(&error)),
+    }
+}

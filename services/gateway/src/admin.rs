@@ -1,0 +1,142 @@
+//! `/api/v1/admin/...`: the operators' view across every service, for admins only. Each
+//! service answers for itself (its internal `/admin` routes); the gateway gathers the answers,
+//! and a service that does not answer in time is reported as down rather than failing the page.
+
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tessera_web::{ApiResult, Path, Problem};
+
+use crate::Gateway;
+use crate::access::{Caller, require};
+use crate::auth::Role;
+use crate::clients::{ServiceClient, call};
+use crate::routes::{pass_on, unavailable};
+
+fn all(g: &Gateway) -> [&std::sync::Arc<dyn ServiceClient>; 5] {
+    [
+        &g.services.inventory,
+        &g.services.orders,
+        &g.services.payments,
+        &g.services.customers,
+        &g.services.support,
+    ]
+}
+
+/// `GET /admin/services`: per service, health, outbox backlog, dead letters, stuck sagas,
+/// projection lag and the store's read latency.
+pub(crate) async fn services(State(g): State<Gateway>, caller: Caller) -> ApiResult<Response> {
+    require(&caller, &[Role::Admin])?;
+    let timeout = g.config.dependency_timeout * 5;
+    let answers = futures_util::future::join_all(all(&g).map(|service| async move {
+        (service.name(), call(service, Method::GET, "/admin/status", None, &[], timeout).await)
+    }))
+    .await;
+    let services: Vec<Value> = answers
+        .into_iter()
+        .map(|(name, answer)| match answer {
+            Ok(reply) if reply.is_success() => reply.json(),
+            Ok(reply) => json!({"service": name, "health": "failing", "status": reply.status.as_u16()}),
+            Err(error) => json!({"service": name, "health": "down", "error": error.to_string()}),
+        })
+        .collect();
+    Ok(axum::Json(json!({ "services": services })).into_response())
+}
+
+/// `GET /admin/dlq`: every service's dead letters; ids are `<service>:<id>`.
+pub(crate) async fn dead_letters(State(g): State<Gateway>, caller: Caller) -> ApiResult<Response> {
+    require(&caller, &[Role::Admin])?;
+    let mut items = Vec::new();
+    for service in all(&g) {
+        let reply = g.call(service, Method::GET, "/admin/dlq", None, &[]).await?;
+        if !reply.is_success() {
+            return Err(Problem::unavailable(&format!("{} answered {}", service.name(), reply.status)));
+        }
+        for mut letter in reply.json()["items"].as_array().cloned().unwrap_or_default() {
+            letter["id"] = json!(format!("{}:{}", service.name(), letter["id"]));
+            letter["service"] = json!(service.name());
+            items.push(letter);
+        }
+    }
+    Ok(axum::Json(json!({ "items": items })).into_response())
+}
+
+fn letter<'a>(g: &'a Gateway, id: &str) -> ApiResult<(&'a std::sync::Arc<dyn ServiceClient>, i64)> {
+    let missing = || Problem::not_found("no such dead letter");
+    let (service, number) = id.split_once(':').ok_or_else(missing)?;
+    let number: i64 = number.parse().map_err(|_| missing())?;
+    let client = all(g).into_iter().find(|s| s.name() == service).ok_or_else(missing)?;
+    Ok((client, number))
+}
+
+pub(crate) async fn retry(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    require(&caller, &[Role::Admin])?;
+    let (service, number) = letter(&g, &id)?;
+    g.call(service, Method::POST, &format!("/admin/dlq/{number}/retry"), None, &[]).await.map(pass_on)
+}
+
+pub(crate) async fn drop_letter(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    require(&caller, &[Role::Admin])?;
+    let (service, number) = letter(&g, &id)?;
+    g.call(service, Method::DELETE, &format!("/admin/dlq/{number}"), None, &[]).await.map(pass_on)
+}
+
+/// `GET /admin/sagas?state=stuck`: sagas run in orders.
+pub(crate) async fn sagas(
+    State(g): State<Gateway>,
+    caller: Caller,
+    tessera_web::Query(query): tessera_web::Query<SagaQuery>,
+) -> ApiResult<Response> {
+    require(&caller, &[Role::Admin])?;
+    if query.state.as_deref().is_some_and(|s| s != "stuck") {
+        return Err(Problem::invalid_field("state", "only state=stuck is listed"));
+    }
+    g.call(&g.services.orders, Method::GET, "/admin/sagas?state=stuck", None, &[]).await.map(pass_on)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SagaQuery {
+    state: Option<String>,
+}
+
+/// `POST /admin/projections/{name}/rebuild`: asks the service that has it; 202, progress in
+/// `/admin/services`.
+pub(crate) async fn rebuild(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    require(&caller, &[Role::Admin])?;
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit());
+    if !valid {
+        return Err(Problem::not_found("no such projection"));
+    }
+    for service in all(&g) {
+        let answer = call(
+            service,
+            Method::POST,
+            &format!("/admin/projections/{name}/rebuild"),
+            None,
+            &[],
+            g.config.call_timeout,
+        )
+        .await
+        .map_err(|e| unavailable(&e))?;
+        if answer.status == StatusCode::ACCEPTED {
+            return Ok(pass_on(answer));
+        }
+    }
+    Err(Problem::not_found("no such projection"))
+}
