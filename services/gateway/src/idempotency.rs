@@ -72,17 +72,23 @@ pub(crate) enum Reservation {
     Mismatch,
 }
 
+/// A reservation older than this whose answer never came (the gateway stopped mid-request)
+/// is taken over by the next request with the key. Safe because orders itself places at most
+/// one order per key.
+const STALE_AFTER_MICROS: i64 = 60_000_000;
+
 pub(crate) async fn reserve(
     store: &Store,
     caller: &str,
     key: &str,
     hash: &str,
 ) -> Result<Reservation, StoreError> {
-    for _ in 0..2 {
+    for _ in 0..3 {
         let rows = store
             .query(
                 Statement::new(
-                    "SELECT request_hash, status, body FROM gateway_idempotency WHERE caller = $1 AND idempotency_key = $2",
+                    "SELECT request_hash, status, body, created_at FROM gateway_idempotency
+                     WHERE caller = $1 AND idempotency_key = $2",
                 )
                 .bind(caller)
                 .bind(key),
@@ -92,13 +98,31 @@ pub(crate) async fn reserve(
             if row.text("request_hash")? != hash {
                 return Ok(Reservation::Mismatch);
             }
-            return Ok(match (row.get("status")?, row.opt_text("body")?) {
-                (SqlValue::Int(status), Some(body)) => Reservation::Replay {
-                    status: u16::try_from(*status).unwrap_or(500),
-                    body: body.to_owned(),
-                },
-                _ => Reservation::InFlight,
-            });
+            if let (SqlValue::Int(status), Some(body)) = (row.get("status")?, row.opt_text("body")?) {
+                let status = u16::try_from(*status).unwrap_or(500);
+                return Ok(Reservation::Replay { status, body: body.to_owned() });
+            }
+            let created = row.int("created_at")?;
+            if now(store) - created < STALE_AFTER_MICROS {
+                return Ok(Reservation::InFlight);
+            }
+            let mut unit = store.begin();
+            unit.execute(
+                Statement::new(
+                    "UPDATE gateway_idempotency SET created_at = $4
+                     WHERE caller = $1 AND idempotency_key = $2 AND created_at = $3 AND status IS NULL",
+                )
+                .bind(caller)
+                .bind(key)
+                .bind(created)
+                .bind(now(store))
+                .expect_rows(1, "taken_over"),
+            );
+            match unit.commit().await {
+                Ok(_) => return Ok(Reservation::Reserved),
+                Err(StoreError::Rejected { .. }) => continue,
+                Err(error) => return Err(error),
+            }
         }
         let mut unit = store.begin();
         unit.execute(

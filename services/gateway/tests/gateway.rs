@@ -385,3 +385,54 @@ fn the_graphql_schema_matches_its_snapshot() {
         std::fs::read_to_string(&path).expect("the snapshot exists (TESSERA_UPDATE_SNAPSHOTS=1 writes it)");
     assert_eq!(sdl, snapshot, "the schema changed: review it, then run with TESSERA_UPDATE_SNAPSHOTS=1");
 }
+
+#[tokio::test]
+async fn a_reservation_abandoned_mid_request_is_taken_over_after_a_minute() {
+    let shop = shop(GatewayConfig::default(), false).await;
+    let (customer, token) = shop.customer();
+    let card = shop.card(customer).await;
+    let body = json!({"items": [{"sku": "TEA-001", "quantity": 1}], "payment_token": card});
+    let hash = {
+        let digest = ring_digest(body.to_string().as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    // A gateway that reserved the key and died before answering, two minutes ago.
+    let config = tessera_store::StoreConfig::Sqlite {
+        path: shop._data.file("gateway.db"),
+        options: tessera_store::SqliteOptions::default(),
+    };
+    let store = tessera_store::Store::open(&config, &[tessera_gateway::MIGRATIONS]).await.expect("open");
+    let two_minutes_ago = i64::try_from(now().as_micros()).expect("micros") - 120_000_000;
+    let mut unit = store.begin();
+    unit.execute(
+        tessera_store::Statement::new(
+            "INSERT INTO gateway_idempotency (caller, idempotency_key, request_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(customer.to_string())
+        .bind("abandoned")
+        .bind(hash.as_str())
+        .bind(two_minutes_ago),
+    );
+    unit.commit().await.expect("insert");
+    let placed = shop.place(&token, "abandoned", &body).await;
+    assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
+
+    let mut unit = store.begin();
+    unit.execute(
+        tessera_store::Statement::new(
+            "INSERT INTO gateway_idempotency (caller, idempotency_key, request_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(customer.to_string())
+        .bind("fresh")
+        .bind(hash.as_str())
+        .bind(i64::try_from(now().as_micros()).expect("micros")),
+    );
+    unit.commit().await.expect("insert");
+    let busy = shop.place(&token, "fresh", &body).await;
+    assert_eq!((busy.status, busy.problem_code()), (StatusCode::CONFLICT, "idempotency_key_in_use"));
+}
+
+/// SHA-256, as the gateway hashes a request body.
+fn ring_digest(bytes: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().to_vec()
+}
