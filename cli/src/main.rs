@@ -1,6 +1,7 @@
 //! `tessera`: start the system, benchmark it, operate it.
 
 mod bench;
+mod demo;
 mod dlq;
 mod embedded;
 mod projections;
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Start the system embedded: one process, one SQLite file per service in the data folder.
     Up(up::UpArgs),
+    /// Run a scripted scenario against a running system and print each order's timeline.
+    Demo(demo::DemoArgs),
     /// Run one service, or the gateway, in its own process (distributed: PostgreSQL and NATS).
     Serve(serve::ServeArgs),
     /// Inspect and act on a service's dead letters.
@@ -48,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Up(args) => up::run(args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Dlq(args) => dlq::run(args).await,
         Command::Projections(args) => projections::run(args).await,
         Command::Bench { target } => bench::run(target).await,

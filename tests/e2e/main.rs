@@ -471,3 +471,24 @@ fn up_serves_tls_1_2_or_newer_with_a_self_signed_certificate() {
     let text = String::from_utf8_lossy(&tls12.stdout);
     assert!(text.contains("New, TLSv1.2, Cipher is ECDHE"), "TLS 1.2 is accepted: {text}");
 }
+
+#[test]
+fn demo_runs_its_scenario_against_a_running_system() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let up = Up::start(&dir.path().join("data"));
+    let output =
+        tessera().args(["demo", "--url", &up.base, "--timeout", "60"]).output().expect("run tessera demo");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}\n{}", String::from_utf8_lossy(&output.stderr));
+    for expected in [
+        "approved                   cancelled",
+        "declined                   rejected (payment_declined)",
+        "insufficient funds         rejected (payment_declined)",
+        "transient error, retried   confirmed",
+        "slow, times out            rejected (payment_timeout)",
+        "orders.Placed",
+        "ticket ",
+    ] {
+        assert!(printed.contains(expected), "the demo prints {expected:?}:\n{printed}");
+    }
+}

@@ -1,0 +1,204 @@
+//! `tessera demo`: a scripted scenario against a running system (the embedded one on
+//! 127.0.0.1:8080 by default), through the public API as a client would: customers sign up,
+//! pay with each test card, one order is cancelled, a ticket is opened; then every order's
+//! final state and its timeline are printed.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::body::Body;
+use axum::http::{Method, Request};
+use clap::Args;
+use http_body_util::BodyExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use tessera_gateway::{Http, ServiceClient};
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The system's address.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "TESSERA_URL")]
+    url: String,
+    /// The admin sign-in (the demo's by default).
+    #[arg(long, default_value = "admin@tessera.local")]
+    admin_email: String,
+    #[arg(long, default_value = "admin")]
+    admin_password: String,
+    /// Give up waiting for the orders after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+}
+
+const CARDS: [(&str, &str); 5] = [
+    ("4242424242424242", "approved"),
+    ("4000000000000002", "declined"),
+    ("4000000000009995", "insufficient funds"),
+    ("4000000000000119", "transient error, retried"),
+    ("4000000000003220", "slow, times out"),
+];
+
+struct Client {
+    http: Http,
+}
+
+impl Client {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = Request::builder().method(method.clone()).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))?;
+        let response = self.http.send(request).await.with_context(|| format!("{method} {path}"))?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    }
+
+    async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let (status, answer) = self.call(method.clone(), path, token, body, key).await?;
+        if !(200..300).contains(&status) {
+            bail!("{method} {path} answered {status}: {answer}");
+        }
+        Ok(answer)
+    }
+
+    async fn sign_in(&self, email: &str, password: &str) -> anyhow::Result<String> {
+        let answer = self
+            .expect(
+                Method::POST,
+                "/api/v1/auth/token",
+                None,
+                Some(json!({"email": email, "password": password})),
+                None,
+            )
+            .await?;
+        answer["access_token"].as_str().map(str::to_owned).context("no access_token in the answer")
+    }
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let client = Client { http: Http::new("tessera", &args.url) };
+    let started = Instant::now();
+    loop {
+        match client.call(Method::GET, "/ready", None, None, None).await {
+            Ok((200, _)) => break,
+            _ if started.elapsed() > Duration::from_secs(10) => {
+                bail!("{} is not ready: is `tessera up` running?", args.url)
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let admin =
+        client.sign_in(&args.admin_email, &args.admin_password).await.context("the admin cannot sign in")?;
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
+    let email = format!("demo-{run}@example.com");
+    let registration = json!({"email": email, "name": "Demo Customer", "password": "demo-password",
+        "address": {"line1": "1 Demo Street", "city": "Lisbon", "postal_code": "1100-001", "country": "PT"}});
+    let customer = client.expect(Method::POST, "/api/v1/customers", None, Some(registration), None).await?;
+    let token = client.sign_in(&email, "demo-password").await?;
+    println!("customer {} signed up as {email}", customer["id"].as_str().unwrap_or_default());
+
+    let mut orders = Vec::new();
+    for (n, (number, label)) in CARDS.iter().enumerate() {
+        let card = json!({"card_number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"});
+        let method =
+            client.expect(Method::POST, "/api/v1/payment-methods", Some(&token), Some(card), None).await?;
+        let body = json!({"items": [{"sku": "TEA-001", "quantity": 1}, {"sku": "MUG-001", "quantity": 1}],
+            "payment_token": method["token"]});
+        let key = format!("demo-{run}-{n}");
+        let placed =
+            client.expect(Method::POST, "/api/v1/orders", Some(&token), Some(body), Some(&key)).await?;
+        orders.push((placed["id"].as_str().unwrap_or_default().to_owned(), *label, *number));
+    }
+
+    let bar = ProgressBar::new(orders.len() as u64);
+    bar.set_style(ProgressStyle::with_template("{spinner} orders settled {pos}/{len} {msg}")?);
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    loop {
+        let mut settled = 0;
+        for (id, _, _) in &orders {
+            let view =
+                client.expect(Method::GET, &format!("/api/v1/orders/{id}"), Some(&token), None, None).await?;
+            if view["status"] != "pending" {
+                settled += 1;
+            }
+        }
+        bar.set_position(settled);
+        if settled == orders.len() as u64 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("orders still pending after {} s", args.timeout);
+        }
+        bar.tick();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    bar.finish_with_message("done");
+
+    // Cancel the approved order, and open a ticket about it.
+    let (approved, _, _) = &orders[0];
+    client
+        .expect(Method::POST, &format!("/api/v1/orders/{approved}/cancel"), Some(&token), None, None)
+        .await?;
+    while client.expect(Method::GET, &format!("/api/v1/orders/{approved}"), Some(&token), None, None).await?["status"]
+        != "cancelled"
+    {
+        if Instant::now() > deadline {
+            bail!("the cancellation did not complete");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ticket = json!({"order_id": approved, "subject": "Changed my mind", "message": "I cancelled; is the refund on its way?"});
+    let ticket = client.expect(Method::POST, "/api/v1/tickets", Some(&token), Some(ticket), None).await?;
+    println!("ticket {} opened about order {approved}", ticket["id"].as_str().unwrap_or_default());
+
+    println!();
+    for (id, label, number) in &orders {
+        let view =
+            client.expect(Method::GET, &format!("/api/v1/orders/{id}"), Some(&token), None, None).await?;
+        let reason = view["reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default();
+        let total = view["total"]["amount"]
+            .as_i64()
+            .map(|a| format!("{}.{:02} EUR", a / 100, a % 100))
+            .unwrap_or_default();
+        println!(
+            "order {id}  card …{}  {label:<26} {}{reason}  {total}",
+            &number[12..],
+            view["status"].as_str().unwrap_or("?")
+        );
+        let history = client
+            .expect(Method::GET, &format!("/api/v1/orders/{id}/history"), Some(&admin), None, None)
+            .await?;
+        for event in history["events"].as_array().cloned().unwrap_or_default() {
+            println!(
+                "    {}  {}",
+                event["at"].as_str().unwrap_or_default(),
+                event["name"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    println!(
+        "\nerasing a customer arrives with the privacy issue; everything else above went through the public API."
+    );
+    Ok(())
+}
