@@ -33,6 +33,9 @@ pub struct ServeArgs {
     /// Prefix of every NATS subject and stream.
     #[arg(long, env = "TESSERA_NATS_NAMESPACE", default_value = "tessera")]
     nats_namespace: String,
+    /// Copies of each stream in the NATS cluster (3 in production: see deploy/nats).
+    #[arg(long, env = "TESSERA_NATS_REPLICAS", default_value_t = 1)]
+    nats_replicas: usize,
     #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// For the gateway: a service's address, `<name>=http://host:port`; once per service.
@@ -113,7 +116,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
     };
     let name = service.name();
-    let options = NatsOptions { namespace: args.nats_namespace.clone(), ..NatsOptions::default() };
+    let options = NatsOptions {
+        namespace: args.nats_namespace.clone(),
+        replicas: args.nats_replicas,
+        ..NatsOptions::default()
+    };
     let transport =
         NatsTransport::connect(&args.nats_url, options).await.context("cannot connect to NATS")?;
     let node = Node::start(vec![service], Arc::new(transport), NodeOptions::default())?;
