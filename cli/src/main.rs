@@ -1,6 +1,7 @@
 //! `tessera`: start the system, benchmark it, operate it.
 
 mod bench;
+mod config;
 mod demo;
 mod dlq;
 mod embedded;
@@ -25,6 +26,11 @@ struct Cli {
 enum Command {
     /// Start the system embedded: one process, one SQLite file per service in the data folder.
     Up(up::UpArgs),
+    /// Show the effective configuration of `up` (defaults, tessera.toml, environment, flags).
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Run a scripted scenario against a running system and print each order's timeline.
     Demo(demo::DemoArgs),
     /// Run one service, or the gateway, in its own process (distributed: PostgreSQL and NATS).
@@ -40,6 +46,12 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Print it as TOML, secrets hidden.
+    Print(up::UpArgs),
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -52,6 +64,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Up(args) => up::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Config { action: ConfigAction::Print(args) } => {
+            print!("{}", args.configuration()?.print()?);
+            Ok(())
+        }
         Command::Dlq(args) => dlq::run(args).await,
         Command::Projections(args) => projections::run(args).await,
         Command::Bench { target } => bench::run(target).await,

@@ -10,25 +10,28 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use tessera_contracts::{Money, Sku};
-use tessera_gateway::GatewayConfig;
 use tessera_inventory::domain::InventoryError;
 
+use crate::config::Config;
 use crate::embedded::{Embedded, EmbeddedSettings};
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// The data folder: one SQLite file per service.
-    #[arg(long, default_value = "tessera-data", env = "TESSERA_DATA")]
-    data: PathBuf,
-    /// Where to serve HTTP (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:8080", env = "TESSERA_LISTEN")]
-    listen: SocketAddr,
-    /// How long an order waits for the card network before it is rejected (seconds).
-    #[arg(long, default_value_t = 10.0, env = "TESSERA_PAYMENT_TIMEOUT")]
-    payment_timeout: f64,
-    /// How long the simulated network takes to answer for the slow test card (seconds).
-    #[arg(long, default_value_t = 15.0, env = "TESSERA_SLOW_CARD_DELAY")]
-    slow_card_delay: f64,
+    /// A configuration file (default: ./tessera.toml when there is one; see tessera.example.toml).
+    #[arg(long, env = "TESSERA_CONFIG")]
+    config: Option<PathBuf>,
+    /// The data folder: one SQLite file per service [default: tessera-data].
+    #[arg(long, env = "TESSERA_DATA")]
+    data: Option<PathBuf>,
+    /// Where to serve HTTP; port 0 picks a free port [default: 127.0.0.1:8080].
+    #[arg(long, env = "TESSERA_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Seconds an order waits for the card network before it is rejected [default: 10].
+    #[arg(long, env = "TESSERA_PAYMENT_TIMEOUT")]
+    payment_timeout: Option<f64>,
+    /// Seconds the simulated network takes for the slow test card [default: 15].
+    #[arg(long, env = "TESSERA_SLOW_CARD_DELAY")]
+    slow_card_delay: Option<f64>,
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
     #[arg(long, env = "TESSERA_TLS_CERT", requires = "tls_key", conflicts_with = "tls_self_signed")]
     tls_cert: Option<PathBuf>,
@@ -38,6 +41,37 @@ pub struct UpArgs {
     /// Serve HTTPS with a certificate generated at start (written to <data>/tls/self-signed.pem).
     #[arg(long, env = "TESSERA_TLS_SELF_SIGNED")]
     tls_self_signed: bool,
+}
+
+impl UpArgs {
+    /// The effective configuration: defaults, file, environment, then these flags.
+    pub fn configuration(&self) -> anyhow::Result<Config> {
+        let mut flags = serde_json::Map::new();
+        if let Some(data) = &self.data {
+            flags.insert("data".into(), serde_json::json!(data));
+        }
+        if let Some(listen) = &self.listen {
+            flags.insert("listen".into(), serde_json::json!(listen.to_string()));
+        }
+        if let Some(seconds) = self.payment_timeout {
+            flags.insert("payment_timeout_seconds".into(), serde_json::json!(seconds));
+        }
+        if let Some(seconds) = self.slow_card_delay {
+            flags.insert("slow_card_delay_seconds".into(), serde_json::json!(seconds));
+        }
+        let mut tls = serde_json::Map::new();
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            tls.insert("cert".into(), serde_json::json!(cert));
+            tls.insert("key".into(), serde_json::json!(key));
+        }
+        if self.tls_self_signed {
+            tls.insert("self_signed".into(), serde_json::json!(true));
+        }
+        if !tls.is_empty() {
+            flags.insert("tls".into(), serde_json::Value::Object(tls));
+        }
+        Config::load(self.config.as_deref(), &serde_json::Value::Object(flags))
+    }
 }
 
 /// How long a graceful stop may take before the process exits anyway.
@@ -51,22 +85,24 @@ const DEMO_CATALOGUE: [(&str, &str, &str, i64, i64); 5] = [
     ("LTD-001", "Anniversary tin", "Limited edition: only three were made", 2500, 3),
 ];
 
-fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+fn seconds(value: f64, key: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
-        .with_context(|| format!("--{flag} must be a non-negative number of seconds"))
+        .with_context(|| format!("{key} must be a non-negative number of seconds"))
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let payment_timeout = seconds(args.payment_timeout, "payment-timeout")?;
-    let slow_delay = seconds(args.slow_card_delay, "slow-card-delay")?;
-    std::fs::create_dir_all(&args.data)
-        .with_context(|| format!("cannot create the data folder {}", args.data.display()))?;
-    let data = args.data.canonicalize().with_context(|| format!("cannot resolve {}", args.data.display()))?;
-    let identity = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {
+    let config = args.configuration()?;
+    let payment_timeout = seconds(config.payment_timeout_seconds, "payment_timeout_seconds")?;
+    let slow_delay = seconds(config.slow_card_delay_seconds, "slow_card_delay_seconds")?;
+    std::fs::create_dir_all(&config.data)
+        .with_context(|| format!("cannot create the data folder {}", config.data.display()))?;
+    let data =
+        config.data.canonicalize().with_context(|| format!("cannot resolve {}", config.data.display()))?;
+    let identity = match (&config.tls.cert, &config.tls.key, config.tls.self_signed) {
         (Some(cert), Some(key), _) => Some(tessera_web::Identity::from_pem_files(cert, key)?),
         (_, _, true) => {
-            let hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), args.listen.ip().to_string()];
+            let hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), config.listen.ip().to_string()];
             let identity = tessera_web::Identity::self_signed(&hosts)?;
             let folder = data.join("tls");
             std::fs::create_dir_all(&folder)?;
@@ -75,19 +111,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let gateway = GatewayConfig { hsts: identity.is_some(), ..GatewayConfig::default() };
+    let gateway = config.gateway_config();
     let settings = EmbeddedSettings { payment_timeout, slow_card_delay: slow_delay, gateway };
     let staff: Vec<_> =
         settings.gateway.staff.iter().map(|u| (u.email.clone(), u.password.clone())).collect();
     let system = Embedded::start(&data, settings).await?;
     seed_catalogue(&system.inventory).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}; choose another address with --listen", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
+        format!("cannot listen on {}; choose another address with --listen", config.listen)
+    })?;
     let address = listener.local_addr()?;
     let scheme = if identity.is_some() { "https" } else { "http" };
     print_banner(&data, scheme, address, started.elapsed(), &staff);
-    if args.tls_self_signed {
+    if config.tls.self_signed {
         println!("  trust     {}", data.join("tls").join("self-signed.pem").display());
     }
 

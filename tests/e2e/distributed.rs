@@ -181,11 +181,20 @@ fn distributed_orders_survive_a_killed_payments_process() {
         std::thread::sleep(Duration::from_millis(250));
     };
     let confirmed = views.iter().filter(|v| v["status"] == "confirmed").count();
+    // Capture follows confirmation (a retriable step of the saga): wait for each.
     for view in views.iter().filter(|v| v["status"] == "confirmed") {
         let id = view["id"].as_str().unwrap_or_default();
-        let (_, payments) = call(g, Some(&me), "GET", &format!("/api/v1/payments?order_id={id}"), None, None);
-        assert_eq!(payments[0]["status"], "captured", "{id}: {payments}");
-        assert_eq!(payments[0]["amount"]["amount"], 500);
+        let started = Instant::now();
+        loop {
+            let (_, payments) =
+                call(g, Some(&me), "GET", &format!("/api/v1/payments?order_id={id}"), None, None);
+            if payments[0]["status"] == "captured" {
+                assert_eq!(payments[0]["amount"]["amount"], 500);
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "{id} is captured: {payments}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     let started = Instant::now();
     loop {

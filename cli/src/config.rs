@@ -1,0 +1,277 @@
+//! The embedded system's configuration, in layers: defaults, then `tessera.toml` (or the file
+//! named by `--config`), then `TESSERA_*` environment variables (`__` between nested keys:
+//! `TESSERA_GATEWAY__CORS_ORIGINS`), then command-line flags. An unknown key is refused naming
+//! it; `validate` names the key to fix; secrets never print.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// A value that must not be shown: `Debug` prints `***`, and `Config::print` masks it. (It
+/// serialises as itself, because the layering passes the defaults through serde.)
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StaffUser {
+    pub email: String,
+    pub password: Secret,
+    /// `admin` or `support`.
+    pub role: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub self_signed: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gateway {
+    pub dependency_timeout_ms: u64,
+    pub rate_limit_per_token: u32,
+    pub rate_limit_burst_per_token: u32,
+    pub rate_limit_per_address: u32,
+    pub rate_limit_burst_per_address: u32,
+    pub cors_origins: Vec<String>,
+    pub graphql_introspection: bool,
+    pub staff: Vec<StaffUser>,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        let defaults = tessera_gateway::GatewayConfig::default();
+        let limits = &defaults.rate_limits;
+        Self {
+            dependency_timeout_ms: u64::try_from(defaults.dependency_timeout.as_millis()).unwrap_or(200),
+            rate_limit_per_token: limits.per_token.get(),
+            rate_limit_burst_per_token: limits.token_burst.get(),
+            rate_limit_per_address: limits.per_address.get(),
+            rate_limit_burst_per_address: limits.address_burst.get(),
+            cors_origins: Vec::new(),
+            graphql_introspection: false,
+            staff: defaults
+                .staff
+                .iter()
+                .map(|u| StaffUser {
+                    email: u.email.clone(),
+                    password: Secret(u.password.clone()),
+                    role: u.role.as_str().to_owned(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The data folder: one SQLite file per service.
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub payment_timeout_seconds: f64,
+    pub slow_card_delay_seconds: f64,
+    pub tls: Tls,
+    pub gateway: Gateway,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data: PathBuf::from("tessera-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            payment_timeout_seconds: 10.0,
+            slow_card_delay_seconds: 15.0,
+            tls: Tls::default(),
+            gateway: Gateway::default(),
+        }
+    }
+}
+
+/// The keys the environment may set (others under `TESSERA_`, such as the test suites'
+/// variables, are not configuration).
+const ENV_KEYS: [&str; 6] =
+    ["data", "listen", "payment_timeout_seconds", "slow_card_delay_seconds", "tls__", "gateway__"];
+
+impl Config {
+    /// Defaults, then the file (`path`, or `tessera.toml` if it exists), then the environment,
+    /// then `flags` (only the keys a flag set).
+    pub fn load(path: Option<&Path>, flags: &serde_json::Value) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(path) if !path.exists() => bail!("no configuration file at {}", path.display()),
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new("tessera.toml").exists() => {
+                figment = figment.merge(Toml::file_exact("tessera.toml"))
+            }
+            None => {}
+        }
+        let env = Env::prefixed("TESSERA_")
+            .filter(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                ENV_KEYS
+                    .iter()
+                    .any(|known| if known.ends_with("__") { key.starts_with(known) } else { key == *known })
+            })
+            .split("__");
+        figment = figment.merge(env).merge(Serialized::defaults(flags));
+        let config: Config = figment.extract().map_err(|error| {
+            let mut lines = Vec::new();
+            for error in error {
+                let key = error.path.join(".");
+                lines.push(if key.is_empty() { error.to_string() } else { format!("{key}: {}", error.kind) });
+            }
+            anyhow::anyhow!("invalid configuration: {}", lines.join("; "))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work, naming the key and the fix.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        if !(0.0..=3600.0).contains(&self.payment_timeout_seconds) {
+            problems.push("payment_timeout_seconds: give 0 to 3600 seconds".to_owned());
+        }
+        if !(0.0..=3600.0).contains(&self.slow_card_delay_seconds) {
+            problems.push("slow_card_delay_seconds: give 0 to 3600 seconds".to_owned());
+        }
+        match (&self.tls.cert, &self.tls.key, self.tls.self_signed) {
+            (Some(_), None, _) | (None, Some(_), _) => {
+                problems.push("tls.cert and tls.key: give both, or neither".to_owned());
+            }
+            (Some(_), Some(_), true) => {
+                problems.push("tls.self_signed: remove it, or remove tls.cert and tls.key".to_owned())
+            }
+            _ => {}
+        }
+        let g = &self.gateway;
+        for (key, value) in [
+            ("gateway.rate_limit_per_token", g.rate_limit_per_token),
+            ("gateway.rate_limit_burst_per_token", g.rate_limit_burst_per_token),
+            ("gateway.rate_limit_per_address", g.rate_limit_per_address),
+            ("gateway.rate_limit_burst_per_address", g.rate_limit_burst_per_address),
+        ] {
+            if value == 0 {
+                problems.push(format!("{key}: must be at least 1"));
+            }
+        }
+        if !(1..=60_000).contains(&g.dependency_timeout_ms) {
+            problems.push("gateway.dependency_timeout_ms: give 1 to 60000".to_owned());
+        }
+        for (index, user) in g.staff.iter().enumerate() {
+            if !matches!(user.role.as_str(), "admin" | "support") {
+                problems.push(format!("gateway.staff[{index}].role: use admin or support"));
+            }
+            if user.password.expose().is_empty() {
+                problems.push(format!("gateway.staff[{index}].password: must not be empty"));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { bail!("invalid configuration: {}", problems.join("; ")) }
+    }
+
+    /// The gateway's settings from this configuration.
+    pub fn gateway_config(&self) -> tessera_gateway::GatewayConfig {
+        use std::num::NonZeroU32;
+        let n = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+        let g = &self.gateway;
+        tessera_gateway::GatewayConfig {
+            dependency_timeout: std::time::Duration::from_millis(g.dependency_timeout_ms),
+            staff: g
+                .staff
+                .iter()
+                .map(|u| tessera_gateway::StaffUser {
+                    email: u.email.clone(),
+                    password: u.password.expose().to_owned(),
+                    role: if u.role == "admin" {
+                        tessera_gateway::Role::Admin
+                    } else {
+                        tessera_gateway::Role::Support
+                    },
+                })
+                .collect(),
+            rate_limits: tessera_gateway::RateLimits {
+                per_token: n(g.rate_limit_per_token),
+                token_burst: n(g.rate_limit_burst_per_token),
+                per_address: n(g.rate_limit_per_address),
+                address_burst: n(g.rate_limit_burst_per_address),
+            },
+            cors_origins: g.cors_origins.clone(),
+            hsts: self.tls.self_signed || self.tls.cert.is_some(),
+            graphql_introspection: g.graphql_introspection,
+            ..tessera_gateway::GatewayConfig::default()
+        }
+    }
+
+    /// The effective configuration as TOML, secrets hidden.
+    pub fn print(&self) -> anyhow::Result<String> {
+        let mut shown = self.clone();
+        for user in &mut shown.gateway.staff {
+            user.password = Secret("***".to_owned());
+        }
+        Ok(toml::to_string_pretty(&shown)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_is_valid_and_documents_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tessera.example.toml");
+        let text = std::fs::read_to_string(&path).expect("tessera.example.toml");
+        let config: Config = toml::from_str(&text).expect("the example parses");
+        config.validate().expect("the example is valid");
+        let printed = toml::to_string(&Config::default()).expect("print");
+        for line in printed.lines().filter(|l| l.contains(" = ")) {
+            let key = line.split(" = ").next().unwrap_or_default().trim();
+            assert!(text.contains(&format!("{key} =")), "the example documents {key}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let error = toml::from_str::<Config>("listne = \"127.0.0.1:1\"").expect_err("unknown key");
+        assert!(error.to_string().contains("listne"), "{error}");
+        let mut config = Config::default();
+        config.tls.cert = Some("cert.pem".into());
+        config.gateway.rate_limit_per_token = 0;
+        let error = config.validate().expect_err("invalid").to_string();
+        assert!(
+            error.contains("tls.cert and tls.key") && error.contains("gateway.rate_limit_per_token"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let printed = Config::default().print().expect("print");
+        assert!(
+            printed.contains("password = \"***\"") && !printed.contains("password = \"admin\""),
+            "{printed}"
+        );
+        assert_eq!(format!("{:?}", Secret("hunter2".into())), "***");
+    }
+}
