@@ -160,7 +160,10 @@ async fn a_silent_service_is_named_in_degraded_and_the_view_still_answers_in_tim
     assert_eq!(view.body["degraded"], json!(["customers"]));
     assert_eq!(view.body["items"][0]["name"], "Sencha", "the other parts are there");
     assert_eq!(view.body["customer"]["id"], customer.to_string());
-    assert!(took < Duration::from_millis(1500), "bounded by the 200 ms dependency deadline: {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "bounded by the 200 ms dependency deadline, not by the silent service: {took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
