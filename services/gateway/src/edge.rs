@@ -103,6 +103,18 @@ async fn rate_limit(State(gateway): State<Gateway>, request: Request, next: Next
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// A client's request id is kept only if it is a sane token (it goes into logs and responses);
+/// otherwise a fresh one is made.
+async fn drop_odd_request_id(mut request: Request, next: Next) -> Response {
+    let sane = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).is_none_or(|id| {
+        (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    });
+    if !sane {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    next.run(request).await
+}
+
 pub(crate) fn layers(router: Router, gateway: &Gateway) -> Router {
     let origins: Vec<HeaderValue> =
         gateway.config.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
@@ -147,4 +159,5 @@ pub(crate) fn layers(router: Router, gateway: &Gateway) -> Router {
     router
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::from_fn(drop_odd_request_id))
 }

@@ -275,6 +275,10 @@ async fn every_answer_carries_a_request_id_and_the_security_headers() {
         call_raw(&shop.router, Method::GET, "/api/v1/products", None, &[("x-request-id", "trace-me-42")])
             .await;
     assert_eq!(answer.header("x-request-id"), Some("trace-me-42"), "a client's id is kept");
+    let odd = "x".repeat(300);
+    let answer =
+        call_raw(&shop.router, Method::GET, "/api/v1/products", None, &[("x-request-id", &odd)]).await;
+    assert!(answer.header("x-request-id").is_some_and(|id| id.len() == 36), "an odd id is replaced");
     let challenge = call_raw(&shop.router, Method::GET, "/api/v1/orders", None, &[]).await;
     assert_eq!(challenge.header("www-authenticate"), Some("Bearer"));
 }
