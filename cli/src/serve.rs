@@ -41,6 +41,11 @@ pub struct ServeArgs {
     /// For the gateway: a service's address, `<name>=http://host:port`; once per service.
     #[arg(long = "service-url", value_name = "NAME=URL")]
     service_urls: Vec<String>,
+    /// For the gateway: a member of staff who signs in with a password, `role:email:password`
+    /// (role admin or support); repeat it, or separate them with commas in TESSERA_STAFF. None by
+    /// default: the distributed gateway has no demo users.
+    #[arg(long = "staff", env = "TESSERA_STAFF", value_delimiter = ',', value_name = "ROLE:EMAIL:PASSWORD")]
+    staff: Vec<String>,
     /// How long an order waits for the card network before it is rejected (seconds).
     #[arg(long, default_value_t = 10.0, env = "TESSERA_PAYMENT_TIMEOUT")]
     payment_timeout: f64,
@@ -191,7 +196,28 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
     let store = open_store(storage, tessera_gateway::SERVICE, &[tessera_gateway::MIGRATIONS])
         .await
         .context("cannot open the gateway's database")?;
-    let gateway = Gateway::new(services, store, GatewayConfig::default(), TokenSettings::default()).await?;
+    let mut staff = Vec::new();
+    for entry in &args.staff {
+        let mut parts = entry.splitn(3, ':');
+        let (Some(role), Some(email), Some(password)) = (parts.next(), parts.next(), parts.next()) else {
+            bail!("--staff {entry:?}: use role:email:password");
+        };
+        let role = match role {
+            "admin" => tessera_gateway::Role::Admin,
+            "support" => tessera_gateway::Role::Support,
+            other => bail!("--staff: the role {other:?} is not admin or support"),
+        };
+        if password.is_empty() {
+            bail!("--staff {email}: the password is empty");
+        }
+        staff.push(tessera_gateway::StaffUser {
+            email: email.to_owned(),
+            password: password.to_owned(),
+            role,
+        });
+    }
+    let config = GatewayConfig { staff, ..GatewayConfig::default() };
+    let gateway = Gateway::new(services, store, config, TokenSettings::default()).await?;
     let router = gateway.router(document, None);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -123,14 +123,18 @@ fn distributed_orders_survive_a_killed_payments_process() {
     for service in ["inventory", "orders", "payments", "customers", "support"] {
         services.insert(service, cluster.start(service, "127.0.0.1:0", &[]));
     }
-    let urls: Vec<String> =
+    let mut urls: Vec<String> =
         services.iter().map(|(name, p)| format!("--service-url={name}={}", p.base)).collect();
+    urls.push("--staff=admin:admin@tessera.local:admin".to_owned());
     let gateway = cluster.start("gateway", "127.0.0.1:0", &urls);
     let g = gateway.base.as_str();
 
     let (code, _) = call(g, None, "GET", "/ready", None, None);
     assert_eq!(code, 200);
     let admin = sign_in(g, "admin@tessera.local", "admin");
+    let demo_support = json!({"email": "support@tessera.local", "password": "support"});
+    let (code, _) = call(g, None, "POST", "/api/v1/auth/token", Some(demo_support), None);
+    assert_eq!(code, 401, "the distributed gateway has no demo users beyond those it is given");
     let product = json!({"sku": "DIST-001", "name": "Distributed tea", "price": {"amount": 500, "currency": "EUR"}, "stock": 100});
     assert_eq!(call(g, Some(&admin), "POST", "/api/v1/products", Some(product), None).0, 201);
     let registration = json!({"email": "dist@example.com", "name": "Dist", "password": "distributed",

@@ -9,8 +9,9 @@
 //!   [`Mode::Inline`] the service writes the table itself in the same unit as its events
 //!   (read-your-writes), and the runner only rebuilds.
 //! - **Rebuild.** On request the runner builds a shadow table from position zero while the live
-//!   table keeps serving, then swaps it in with one unit of work that is refused if any event
-//!   committed after the shadow's position: the swapped-in table is never behind.
+//!   table keeps serving, then swaps it in with one unit of work. An async projection goes on
+//!   from the shadow's position; an inline one has the events after that position applied
+//!   again, so inline projections must be idempotent (applying an event twice changes nothing).
 //! - **Lag** in events and seconds, and rebuild progress, are read from the store by
 //!   [`status`], so an operator's command sees them without asking the process.
 

@@ -9,6 +9,9 @@ use tokio::sync::watch;
 use crate::state::{self, micros};
 use crate::{Mode, Projection, Result};
 
+/// How often a runner without the lease asks for it again.
+const STANDBY_POLL: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Debug)]
 pub struct RunnerOptions {
     /// Events applied per unit of work.
@@ -71,8 +74,10 @@ impl ProjectionRunner {
             {
                 tracing::warn!(projection = self.projection.name(), %error, "projection failed; starting again");
             }
+            // Standing by (or starting again after a failure): ask again at a calm pace, not at
+            // the live poll rate, so standbys do not open a connection every few milliseconds.
             tokio::select! {
-                () = tokio::time::sleep(self.options.poll) => {}
+                () = tokio::time::sleep(self.options.poll.max(STANDBY_POLL)) => {}
                 _ = stop.changed() => {}
             }
         }
@@ -184,8 +189,10 @@ impl ProjectionRunner {
         Ok(())
     }
 
-    /// Replaces the live table by the shadow, in one unit that is refused if an event committed
-    /// after the shadow's position (then the shadow takes that event first, and tries again).
+    /// Replaces the live table by the shadow. In inline mode, events whose inline writes went
+    /// to the old table after the shadow's position (committed before the swap, or in the same
+    /// PostgreSQL batch as it) are applied again to the new table; inline projections are
+    /// idempotent, so an event also written inline after the swap changes nothing twice.
     async fn swap(&self, shadow_position: u64) -> Result<Progress> {
         let table = self.projection.table();
         let mut unit = self.store.begin();
@@ -193,24 +200,33 @@ impl ProjectionRunner {
             Statement::new(
                 "UPDATE tessera_projections
                  SET position = $2, shadow_position = NULL, rebuilds = rebuilds + 1, rebuilt_at = $3, updated_at = $3
-                 WHERE name = $1 AND shadow_position = $2
-                   AND NOT EXISTS (SELECT 1 FROM tessera_events WHERE position > $2)",
+                 WHERE name = $1 AND shadow_position = $2",
             )
             .bind(self.projection.name())
             .bind(signed(shadow_position))
             .bind(micros(self.store.clock().now()))
-            .expect_rows(1, "rebuild_behind"),
+            .expect_rows(1, "projection_moved"),
         );
         unit.execute(Statement::new(format!("DROP TABLE {table}")));
         unit.execute(Statement::new(format!("ALTER TABLE {} RENAME TO {table}", self.shadow())));
         let progress = commit_or_retry(unit).await?;
-        if progress == Progress::Busy {
-            tracing::info!(
-                projection = self.projection.name(),
-                position = shadow_position,
-                "rebuild swapped in"
-            );
+        if self.mode == Mode::Inline {
+            // Everything committed up to now is visible; later events are written inline into
+            // the new table.
+            let head = self.store.head_position().await?;
+            let mut after = shadow_position;
+            while after < head {
+                let events = self.store.read_all(after, self.options.batch).await?;
+                let Some(last) = events.last() else { break };
+                let mut unit = self.store.begin();
+                for event in events.iter().filter(|e| e.position <= head) {
+                    self.projection.apply(event, table, &mut unit)?;
+                }
+                unit.commit().await?;
+                after = last.position;
+            }
         }
+        tracing::info!(projection = self.projection.name(), position = shadow_position, "rebuild swapped in");
         Ok(progress)
     }
 }

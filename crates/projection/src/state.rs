@@ -69,7 +69,7 @@ pub(crate) async fn ensure(store: &Store, name: &str, mode: Mode) -> Result<()> 
     unit.execute(
         Statement::new(
             "INSERT INTO tessera_projections (name, mode, position, rebuild_requested, rebuilds, updated_at)
-             VALUES ($1, $2, 0, 0, 0, $3) ON CONFLICT (name) DO NOTHING",
+             VALUES ($1, $2, 0, 0, 0, $3) ON CONFLICT (name) DO UPDATE SET mode = excluded.mode",
         )
         .bind(name)
         .bind(mode.as_str())

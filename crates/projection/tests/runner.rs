@@ -42,7 +42,8 @@ const SCHEMA: MigrationSet = MigrationSet {
     }],
 };
 
-/// Events per stream: the smallest read model that notices a lost or doubled event.
+/// Events per stream (versions start at 1 with no gaps, so the count is the last version),
+/// idempotent as an inline projection must be: a lost event shows as a lower count.
 struct Counts {
     name: &'static str,
     table: &'static str,
@@ -50,8 +51,9 @@ struct Counts {
 
 fn count_statement(table: &str, stream: &str, version: u64) -> Statement {
     Statement::new(format!(
-        "INSERT INTO {table} (stream_id, events, last_version) VALUES ($1, 1, $2)
-         ON CONFLICT (stream_id) DO UPDATE SET events = {table}.events + 1, last_version = excluded.last_version"
+        "INSERT INTO {table} (stream_id, events, last_version) VALUES ($1, $2, $2)
+         ON CONFLICT (stream_id) DO UPDATE SET events = excluded.events, last_version = excluded.last_version
+         WHERE {table}.last_version < excluded.last_version"
     ))
     .bind(stream)
     .bind(i64::try_from(version).unwrap_or(i64::MAX))

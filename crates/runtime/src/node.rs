@@ -173,15 +173,19 @@ async fn supervise<T, F, Fut, E>(
     let mut next = Some(first);
     while !*stop.borrow() {
         let runner = next.take().unwrap_or_else(&make);
-        match run(runner, stop.clone()).await {
-            Ok(()) => break,
-            Err(error) => {
-                tracing::error!(task = %name, %error, "stopped with an error; starting again");
-                tokio::select! {
-                    () = tokio::time::sleep(RESTART_DELAY) => {}
-                    _ = stop.changed() => {}
-                }
-            }
+        // A panic is treated like an error: logged, and the loop started again.
+        let outcome =
+            futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run(runner, stop.clone())))
+                .await;
+        let failure = match outcome {
+            Ok(Ok(())) => break,
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "panicked".to_owned(),
+        };
+        tracing::error!(task = %name, error = %failure, "stopped with an error; starting again");
+        tokio::select! {
+            () = tokio::time::sleep(RESTART_DELAY) => {}
+            _ = stop.changed() => {}
         }
     }
 }

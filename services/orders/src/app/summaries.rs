@@ -19,15 +19,19 @@ fn signed(value: u64) -> i64 {
 /// The change `event` (at `version` of the order's stream) makes to the summary in `table`.
 pub(crate) fn statement(table: &str, order_id: Uuid, event: &OrderEvent, version: u64) -> Statement {
     let set = |assignments: &str| {
-        Statement::new(format!("UPDATE {table} SET {assignments} version = $2 WHERE order_id = $1"))
-            .bind(order_id.to_string())
-            .bind(signed(version))
+        // Only a newer version changes the row: applying an event again changes nothing.
+        Statement::new(format!(
+            "UPDATE {table} SET {assignments} version = $2 WHERE order_id = $1 AND version < $2"
+        ))
+        .bind(order_id.to_string())
+        .bind(signed(version))
     };
     match event {
         OrderEvent::Placed { customer_id, lines, .. } => {
             let items: i64 = lines.iter().map(|l| i64::from(l.quantity.get())).sum();
             Statement::new(format!(
-                "INSERT INTO {table} (order_id, customer_id, status, item_count, version) VALUES ($1, $2, 'pending', $3, $4)"
+                "INSERT INTO {table} (order_id, customer_id, status, item_count, version) VALUES ($1, $2, 'pending', $3, $4)
+                 ON CONFLICT (order_id) DO NOTHING"
             ))
             .bind(order_id.to_string())
             .bind(customer_id.to_string())

@@ -379,35 +379,33 @@ impl Support {
 
 #[async_trait]
 impl Handler for Support {
+    /// The merge of `OrderReplica::merge`, done by the database in the upsert itself, so two
+    /// messages about one order applied at the same moment (a dead-letter retry beside the
+    /// lanes, say) cannot overwrite each other's knowledge.
     async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
         let Some(update) = update_from(message)? else { return Ok(()) };
-        let rows = unit
-            .query(
-                Statement::new(format!("SELECT {REPLICA_COLUMNS} FROM order_replicas WHERE order_id = $1"))
-                    .bind(update.order_id.to_string()),
-            )
-            .await?;
-        let existing =
-            rows.first().map(replica_from_row).transpose().map_err(|e| HandlerError::from(e.to_string()))?;
-        let merged = match existing {
-            Some(replica) => replica.merge(update),
-            None => OrderReplica::from_update(update),
-        };
+        let incoming = OrderReplica::from_update(update);
+        let newer = "(excluded.source_version > order_replicas.source_version
+                      OR (excluded.source_version = order_replicas.source_version AND excluded.status > order_replicas.status))";
         unit.execute(
             Statement::new(format!(
                 "INSERT INTO order_replicas ({REPLICA_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, reason = excluded.reason,
-                   total = excluded.total, currency = excluded.currency, item_count = excluded.item_count,
-                   source_version = excluded.source_version"
+                 ON CONFLICT (order_id) DO UPDATE SET
+                   status = CASE WHEN {newer} THEN excluded.status ELSE order_replicas.status END,
+                   reason = CASE WHEN {newer} THEN excluded.reason ELSE order_replicas.reason END,
+                   source_version = CASE WHEN {newer} THEN excluded.source_version ELSE order_replicas.source_version END,
+                   total = COALESCE(order_replicas.total, excluded.total),
+                   currency = COALESCE(order_replicas.currency, excluded.currency),
+                   item_count = COALESCE(order_replicas.item_count, excluded.item_count)"
             ))
-            .bind(merged.order_id.to_string())
-            .bind(merged.customer_id.to_string())
-            .bind(merged.status.as_str())
-            .bind(merged.reason.clone())
-            .bind(merged.total.as_ref().map(|t| t.amount))
-            .bind(merged.total.as_ref().map(|t| String::from(t.currency.clone())))
-            .bind(merged.item_count)
-            .bind(i64::try_from(merged.source_version).unwrap_or(i64::MAX)),
+            .bind(incoming.order_id.to_string())
+            .bind(incoming.customer_id.to_string())
+            .bind(incoming.status.as_str())
+            .bind(incoming.reason.clone())
+            .bind(incoming.total.as_ref().map(|t| t.amount))
+            .bind(incoming.total.as_ref().map(|t| String::from(t.currency.clone())))
+            .bind(incoming.item_count)
+            .bind(i64::try_from(incoming.source_version).unwrap_or(i64::MAX)),
         );
         Ok(())
     }
