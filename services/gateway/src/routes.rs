@@ -525,40 +525,46 @@ async fn list_payments(
 
 // ---- orders ----
 
+/// The query of a list of a customer's objects (orders, tickets).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct OrdersQuery {
+struct ListQuery {
     customer_id: Option<uuid::Uuid>,
     status: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
-async fn list_orders(
-    State(g): State<Gateway>,
-    caller: Caller,
-    tessera_web::Query(query): tessera_web::Query<OrdersQuery>,
-) -> ApiResult<Response> {
+/// The service path for a list: a customer sees only their own objects (the filter is forced
+/// to their id; another id is refused), staff filter as they ask.
+fn owned_list_path(caller: &Caller, query: ListQuery, base: &str, what: &str) -> ApiResult<String> {
     let customer = match (caller.role, query.customer_id) {
         (Role::Customer, Some(id)) if id.to_string() != caller.sub => {
-            return Err(forbidden("a customer lists only their own orders"));
+            return Err(forbidden(&format!("a customer lists only their own {what}")));
         }
         (Role::Customer, _) => Some(caller.sub.clone()),
         (_, id) => id.map(|id| id.to_string()),
     };
-    let mut pairs = Vec::new();
-    if let Some(customer) = customer {
-        pairs.push(("customer_id", customer));
-    }
-    for (name, value) in
-        [("status", query.status), ("cursor", query.cursor), ("limit", query.limit.map(|l| l.to_string()))]
-    {
-        if let Some(value) = value {
-            pairs.push((name, value));
-        }
-    }
+    let pairs: Vec<(&str, String)> = [
+        ("customer_id", customer),
+        ("status", query.status),
+        ("cursor", query.cursor),
+        ("limit", query.limit.map(|l| l.to_string())),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|value| (name, value)))
+    .collect();
     let query = serde_urlencoded::to_string(&pairs).map_err(|e| Problem::internal(&e))?;
-    g.forward(&g.services.orders, Method::GET, &with_query("/orders", Some(&query)), None, &[]).await
+    Ok(with_query(base, Some(&query)))
+}
+
+async fn list_orders(
+    State(g): State<Gateway>,
+    caller: Caller,
+    tessera_web::Query(query): tessera_web::Query<ListQuery>,
+) -> ApiResult<Response> {
+    let path = owned_list_path(&caller, query, "/orders", "orders")?;
+    g.forward(&g.services.orders, Method::GET, &path, None, &[]).await
 }
 
 /// The most lines an order may have (orders says so too; checked here before any lookup).
@@ -786,40 +792,13 @@ async fn get_ticket(
     visible_ticket(&g, &caller, uuid(&text, "ticket")?).await.map(pass_on)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TicketsQuery {
-    status: Option<String>,
-    customer_id: Option<uuid::Uuid>,
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
 async fn list_tickets(
     State(g): State<Gateway>,
     caller: Caller,
-    tessera_web::Query(query): tessera_web::Query<TicketsQuery>,
+    tessera_web::Query(query): tessera_web::Query<ListQuery>,
 ) -> ApiResult<Response> {
-    let customer = match (caller.role, query.customer_id) {
-        (Role::Customer, Some(id)) if id.to_string() != caller.sub => {
-            return Err(forbidden("a customer lists only their own tickets"));
-        }
-        (Role::Customer, _) => Some(caller.sub.clone()),
-        (_, id) => id.map(|id| id.to_string()),
-    };
-    let mut pairs = Vec::new();
-    if let Some(customer) = customer {
-        pairs.push(("customer_id", customer));
-    }
-    for (name, value) in
-        [("status", query.status), ("cursor", query.cursor), ("limit", query.limit.map(|l| l.to_string()))]
-    {
-        if let Some(value) = value {
-            pairs.push((name, value));
-        }
-    }
-    let query = serde_urlencoded::to_string(&pairs).map_err(|e| Problem::internal(&e))?;
-    g.forward(&g.services.support, Method::GET, &with_query("/tickets", Some(&query)), None, &[]).await
+    let path = owned_list_path(&caller, query, "/tickets", "tickets")?;
+    g.forward(&g.services.support, Method::GET, &path, None, &[]).await
 }
 
 #[derive(Deserialize)]
