@@ -1,6 +1,6 @@
 //! The per-service store: one database per service holding its event streams, outbox, inbox,
-//! checkpoints, durable timers, snapshots and its own tables, all written through a
-//! [`UnitOfWork`] that commits atomically.
+//! checkpoints, durable timers, snapshots, hash-chained audit trail and its own tables, all
+//! written through a [`UnitOfWork`] that commits atomically.
 //!
 //! Two backends share one behaviour (checked by one conformance suite in `tests/`):
 //! SQLite (one file, WAL, a single writer thread that group-commits concurrent units, each in
@@ -28,4 +28,5 @@ pub use postgres::{
 };
 pub use sqlite::{SqliteOptions, Synchronous};
 pub use store::{BackendKind, Lease, OutboxBacklog, Store, StoreConfig};
+pub use tessera_audit::{AuditRecord, ChainBreak, StoredAuditRecord, Verification};
 pub use unit::{CommitReceipt, UnitOfWork};

@@ -86,10 +86,11 @@ pub(crate) const LEDGER_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS tessera_mig
 /// The store's own tables.
 pub(crate) const CORE: MigrationSet = MigrationSet {
     scope: "tessera.store",
-    migrations: &[Migration {
-        version: 1,
-        name: "event streams, outbox, inbox, checkpoints, timers, snapshots",
-        sqlite: "
+    migrations: &[
+        Migration {
+            version: 1,
+            name: "event streams, outbox, inbox, checkpoints, timers, snapshots",
+            sqlite: "
             CREATE TABLE tessera_events (
                 position INTEGER PRIMARY KEY,
                 stream_id TEXT NOT NULL,
@@ -133,7 +134,7 @@ pub(crate) const CORE: MigrationSet = MigrationSet {
             );
             CREATE INDEX tessera_timers_due ON tessera_timers (due_at) WHERE state = 'pending';
         ",
-        postgres: "
+            postgres: "
             CREATE TABLE tessera_events (
                 position BIGSERIAL PRIMARY KEY,
                 stream_id TEXT NOT NULL,
@@ -177,7 +178,40 @@ pub(crate) const CORE: MigrationSet = MigrationSet {
             );
             CREATE INDEX tessera_timers_due ON tessera_timers (due_at) WHERE state = 'pending';
         ",
-    }],
+        },
+        Migration {
+            version: 2,
+            name: "audit chain",
+            // `idx` is assigned by the writer (never by the database) from the previous row, so
+            // that a rolled-back unit leaves no gap; `hash` links the row to that previous one.
+            sqlite: "
+            CREATE TABLE tessera_audit (
+                idx INTEGER PRIMARY KEY CHECK (idx >= 0),
+                at INTEGER NOT NULL,
+                actor TEXT NOT NULL,
+                role TEXT NOT NULL,
+                action TEXT NOT NULL,
+                resource TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                trace_id TEXT,
+                hash BLOB NOT NULL CHECK (length(hash) = 32)
+            );
+        ",
+            postgres: "
+            CREATE TABLE tessera_audit (
+                idx BIGINT PRIMARY KEY CHECK (idx >= 0),
+                at BIGINT NOT NULL,
+                actor TEXT NOT NULL,
+                role TEXT NOT NULL,
+                action TEXT NOT NULL,
+                resource TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                trace_id TEXT,
+                hash BYTEA NOT NULL CHECK (length(hash) = 32)
+            );
+        ",
+        },
+    ],
 };
 
 #[cfg(test)]

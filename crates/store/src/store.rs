@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tessera_audit::{AuditRecord, StoredAuditRecord, Verification, Verifier};
 use tessera_kernel::{Clock, Envelope, MessageId, StreamId, SystemClock, Timestamp};
 use tokio::sync::Notify;
 
@@ -64,6 +65,8 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     async fn due_timers(&self, now: Timestamp, limit: usize) -> Result<Vec<DueTimer>>;
     async fn query(&self, statement: Statement) -> Result<Vec<Row>>;
     async fn try_lease(&self, name: &str) -> Result<Option<Lease>>;
+    async fn audit_page(&self, after_index: Option<u64>, limit: usize) -> Result<Vec<AuditRow>>;
+    async fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>>;
 }
 
 /// Leadership among replicas of one service (one active relay, say). On PostgreSQL it is a
@@ -220,6 +223,100 @@ impl Store {
     pub async fn query(&self, statement: Statement) -> Result<Vec<Row>> {
         self.backend.query(statement).await
     }
+
+    /// Up to `limit` audit records after `after_index` (from the first when `None`), in chain
+    /// order.
+    pub async fn audit_records(
+        &self,
+        after_index: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredAuditRecord>> {
+        self.backend.audit_page(after_index, limit).await?.into_iter().map(AuditRow::into_stored).collect()
+    }
+
+    /// The index and hash of the audit chain's last record: what to publish, so that a later
+    /// verification notices records cut off the end. `None` while the chain is empty.
+    pub async fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>> {
+        self.backend.audit_head().await
+    }
+
+    /// Reads the whole audit chain, a page at a time, and checks every link and, if given,
+    /// the last published head. A broken chain is an `Ok` answer naming the first bad index;
+    /// `Err` means the table could not be read.
+    pub async fn verify_audit(&self, published_head: Option<(u64, [u8; 32])>) -> Result<Verification> {
+        const PAGE: usize = 1_000;
+        let mut verifier = Verifier::new(published_head);
+        let mut after = None;
+        loop {
+            let page = self.backend.audit_page(after, PAGE).await?;
+            for row in &page {
+                after = Some(row.index);
+                match <[u8; 32]>::try_from(row.hash.as_slice()) {
+                    Ok(hash) => verifier.push(&StoredAuditRecord {
+                        index: row.index,
+                        record: row.record.clone(),
+                        hash,
+                    }),
+                    Err(_) => verifier.push_unreadable(),
+                }
+            }
+            if page.len() < PAGE {
+                return Ok(verifier.finish());
+            }
+        }
+    }
+}
+
+/// An audit row as read, its hash not yet checked for length: verification reports a
+/// malformed hash as a break at that index instead of failing the read.
+#[derive(Debug)]
+pub(crate) struct AuditRow {
+    pub index: u64,
+    pub record: AuditRecord,
+    pub hash: Vec<u8>,
+}
+
+impl AuditRow {
+    fn into_stored(self) -> Result<StoredAuditRecord> {
+        let index = self.index;
+        Ok(StoredAuditRecord { index, record: self.record, hash: audit_hash(index, &self.hash)? })
+    }
+}
+
+pub(crate) fn audit_hash(index: u64, hash: &[u8]) -> Result<[u8; 32]> {
+    <[u8; 32]>::try_from(hash)
+        .map_err(|_| StoreError::Corrupt(format!("audit record {index}: a hash of {} bytes", hash.len())))
+}
+
+/// The columns of `tessera_audit`, in the order both backends select them.
+pub(crate) const AUDIT_COLUMNS: &str = "idx, at, actor, role, action, resource, outcome, trace_id, hash";
+
+/// Decoding shared by both backends: the columns of [`AUDIT_COLUMNS`] in order.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn decode_audit(
+    index: i64,
+    at: i64,
+    actor: String,
+    role: String,
+    action: String,
+    resource: String,
+    outcome: String,
+    trace_id: Option<String>,
+    hash: Vec<u8>,
+) -> Result<AuditRow> {
+    Ok(AuditRow {
+        index: to_u64(index)?,
+        record: AuditRecord {
+            actor,
+            role,
+            action,
+            resource,
+            outcome,
+            trace_id,
+            at: Timestamp::from_micros(to_u64(at)?),
+        },
+        hash,
+    })
 }
 
 /// Decoding shared by both backends: the columns of `tessera_events` in table order.

@@ -2,6 +2,7 @@
 //! all. Writes are collected here and applied by the backend's writer at commit, so many units
 //! can share one database transaction (group commit) while each keeps all-or-nothing semantics.
 
+use tessera_audit::AuditRecord;
 use tessera_kernel::{Envelope, MessageId, StreamId, Timestamp};
 
 use crate::aggregate::Aggregate;
@@ -24,6 +25,7 @@ pub(crate) enum Op {
     MarkSent(Vec<u64>),
     PruneOutbox { sent_before: Timestamp },
     PruneInbox { recorded_before: Timestamp },
+    Audit(AuditRecord),
 }
 
 /// An event with its id and metadata already in their stored text form, so the writer only
@@ -179,6 +181,14 @@ impl UnitOfWork {
     /// A statement on the service's own tables, in the same transaction.
     pub fn execute(&mut self, statement: Statement) -> &mut Self {
         self.ops.push(Op::Execute(statement));
+        self
+    }
+
+    /// Appends `record` to the store's hash-chained audit trail in the same transaction as
+    /// the unit's other writes: the writer gives it the next index and links it to the
+    /// previous record's hash, so a unit that fails leaves neither a record nor a gap.
+    pub fn audit(&mut self, record: AuditRecord) -> &mut Self {
+        self.ops.push(Op::Audit(record));
         self
     }
 

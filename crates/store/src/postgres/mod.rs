@@ -22,13 +22,14 @@ use crate::error::{Result, StoreError};
 use crate::migrate::{self, CORE, Dialect, MigrationSet};
 use crate::model::{DueTimer, OutboxMessage, RecordedEvent, Row, Snapshot, SqlValue, Statement};
 use crate::store::{
-    Backend, BackendKind, Lease, OutboxBacklog, decode_envelope, decode_event, to_i64, to_u64,
+    AUDIT_COLUMNS, AuditRow, Backend, BackendKind, Lease, OutboxBacklog, audit_hash, decode_audit,
+    decode_envelope, decode_event, to_i64, to_u64,
 };
 use crate::unit::{CommitReceipt, Job, Op};
 
 /// The transaction-scoped advisory lock every write transaction on a store's database takes
-/// first. Anything else that writes events or outbox rows there must take it too, or global
-/// positions lose their gap-safety.
+/// first. Anything else that writes events, outbox rows or audit records there must take it
+/// too, or global positions lose their gap-safety and the audit chain could fork.
 pub const WRITE_LOCK: i64 = 0x7e55_e7a0_0000_0001;
 /// Held while migrations run, so replicas starting together apply each migration once.
 const MIGRATION_LOCK: i64 = 0x7e55_e7a0_0000_0002;
@@ -349,6 +350,38 @@ impl Backend for PostgresBackend {
             .await?
             .try_get(0)?;
         Ok(acquired.then_some(Lease { connection: Some(client) }))
+    }
+
+    async fn audit_page(&self, after_index: Option<u64>, limit: usize) -> Result<Vec<AuditRow>> {
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM tessera_audit WHERE idx > $1 ORDER BY idx LIMIT $2");
+        let after = after_index.map_or(-1, to_i64);
+        self.rows(&sql, &[&after, &to_i64(limit as u64)])
+            .await?
+            .iter()
+            .map(|row| {
+                decode_audit(
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                    row.try_get(4)?,
+                    row.try_get(5)?,
+                    row.try_get(6)?,
+                    row.try_get(7)?,
+                    row.try_get(8)?,
+                )
+            })
+            .collect()
+    }
+
+    async fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>> {
+        let rows = self.rows("SELECT idx, hash FROM tessera_audit ORDER BY idx DESC LIMIT 1", &[]).await?;
+        rows.first()
+            .map(|row| {
+                let index = to_u64(row.try_get(0)?)?;
+                Ok((index, audit_hash(index, row.try_get(1)?)?))
+            })
+            .transpose()
     }
 
     async fn query(&self, statement: Statement) -> Result<Vec<Row>> {

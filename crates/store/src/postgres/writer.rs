@@ -7,11 +7,21 @@
 //! and commit. A unit refused at the decision step costs its neighbours nothing. If the batch
 //! fails past that point (a constraint only the database sees), it is rolled back and each
 //! unit is retried alone, so the failure lands on the unit that caused it.
+//!
+//! The audit chain is serialised by the same write lock. Each audit record's index and hash
+//! come from the chain's head, read in the batch's first step (after the lock) and advanced
+//! in memory as units are accepted; replicas writing the same database each take the lock
+//! before reading the head, so no two transactions can link to the same head. A one-row head
+//! table locked `FOR UPDATE` would only serialise the same writers a second time, at the cost
+//! of a statement and of a second lock to order against this one. A refused unit is never
+//! accepted, so it consumes no index; a batch that fails as a whole is rolled back and its
+//! units retried, each re-reading the head.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tessera_audit::next_link;
 use tessera_kernel::Clock;
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
@@ -21,7 +31,7 @@ use tokio_postgres::{Client, NoTls};
 use super::WRITE_LOCK;
 use crate::error::{Result, StoreError};
 use crate::model::Statement;
-use crate::store::to_i64;
+use crate::store::{audit_hash, to_i64, to_u64};
 use crate::unit::{CommitReceipt, Job, Op};
 
 pub(super) struct Writer {
@@ -45,6 +55,8 @@ struct CoreStatements {
     mark_sent: tokio_postgres::Statement,
     prune_outbox: tokio_postgres::Statement,
     prune_inbox: tokio_postgres::Statement,
+    audit_head: tokio_postgres::Statement,
+    insert_audit: tokio_postgres::Statement,
 }
 
 impl CoreStatements {
@@ -123,6 +135,14 @@ impl CoreStatements {
                 .prepare("DELETE FROM tessera_outbox WHERE sent_at IS NOT NULL AND sent_at < $1")
                 .await?,
             prune_inbox: client.prepare("DELETE FROM tessera_inbox WHERE recorded_at < $1").await?,
+            audit_head: client.prepare("SELECT idx, hash FROM tessera_audit ORDER BY idx DESC LIMIT 1").await?,
+            insert_audit: client
+                .prepare(
+                    "INSERT INTO tessera_audit (idx, at, actor, role, action, resource, outcome, trace_id, hash)
+                     SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[],
+                       $7::text[], $8::text[], $9::bytea[])",
+                )
+                .await?,
         })
     }
 }
@@ -209,6 +229,15 @@ struct Additions {
     timer_states: Vec<String>,
     checkpoints: HashMap<String, i64>,
     snapshots: HashMap<String, (i64, String)>,
+    audit_indexes: Vec<i64>,
+    audit_at: Vec<i64>,
+    audit_actors: Vec<String>,
+    audit_roles: Vec<String>,
+    audit_actions: Vec<String>,
+    audit_resources: Vec<String>,
+    audit_outcomes: Vec<String>,
+    audit_traces: Vec<Option<String>>,
+    audit_hashes: Vec<Vec<u8>>,
 }
 
 /// What the batch's reads found, updated as units are accepted.
@@ -216,6 +245,8 @@ struct Known {
     versions: HashMap<String, u64>,
     inbox: HashSet<String>,
     pending_timers: HashSet<String>,
+    /// The audit chain's last record, including those of units accepted so far.
+    audit_head: Option<(u64, [u8; 32])>,
 }
 
 impl Writer {
@@ -286,6 +317,7 @@ impl Writer {
         let mut streams = Vec::new();
         let mut inbox = Vec::new();
         let mut timers = Vec::new();
+        let mut audits = false;
         for op in units.iter().flat_map(|ops| ops.iter()) {
             match op {
                 Op::Append { stream, .. } if !streams.iter().any(|s| s == stream.as_str()) => {
@@ -293,13 +325,14 @@ impl Writer {
                 }
                 Op::RecordInbox(id) => inbox.push(id.to_string()),
                 Op::FireTimer(id) | Op::CancelTimer(id) => timers.push(id.to_string()),
+                Op::Audit(_) => audits = true,
                 _ => {}
             }
         }
         let core = &self.core;
         let client = &self.client;
         // Pipelined: sent together, answered in order.
-        let (_, _, versions, seen, pending) = tokio::try_join!(
+        let (_, _, versions, seen, pending, audit_head) = tokio::try_join!(
             client.batch_execute("BEGIN"),
             client.execute(&core.lock, &[&WRITE_LOCK]),
             async {
@@ -323,7 +356,14 @@ impl Writer {
                     client.query(&core.timers_pending, &[&timers]).await
                 }
             },
+            async { if audits { client.query_opt(&core.audit_head, &[]).await } else { Ok(None) } },
         )?;
+        let audit_head = audit_head
+            .map(|row| {
+                let index = to_u64(row.try_get(0)?)?;
+                Ok::<_, StoreError>((index, audit_hash(index, row.try_get(1)?)?))
+            })
+            .transpose()?;
         Ok(Known {
             versions: versions
                 .iter()
@@ -337,6 +377,7 @@ impl Writer {
                 .collect::<Result<_, _>>()?,
             inbox: seen.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?,
             pending_timers: pending.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?,
+            audit_head,
         })
     }
 
@@ -425,6 +466,17 @@ impl Writer {
         let checkpoint_params: [&(dyn ToSql + Sync); 3] = [&checkpoint_names, &checkpoint_positions, &now];
         let snapshot_params: [&(dyn ToSql + Sync); 4] =
             [&snapshot_streams, &snapshot_versions, &snapshot_states, &now];
+        let audit_params: [&(dyn ToSql + Sync); 9] = [
+            &add.audit_indexes,
+            &add.audit_at,
+            &add.audit_actors,
+            &add.audit_roles,
+            &add.audit_actions,
+            &add.audit_resources,
+            &add.audit_outcomes,
+            &add.audit_traces,
+            &add.audit_hashes,
+        ];
         let (rows, ..) = tokio::try_join!(
             async {
                 if add.event_ids.is_empty() {
@@ -452,6 +504,7 @@ impl Writer {
             exec_if(client, &core.set_timer_state, &timer_state_params, !add.timer_state_ids.is_empty()),
             exec_if(client, &core.upsert_checkpoints, &checkpoint_params, !checkpoint_names.is_empty()),
             exec_if(client, &core.upsert_snapshots, &snapshot_params, !snapshot_streams.is_empty()),
+            exec_if(client, &core.insert_audit, &audit_params, !add.audit_indexes.is_empty()),
             client.batch_execute("COMMIT"),
         )
         .map_err(map_db_error)?;
@@ -582,6 +635,19 @@ fn accept(ops: &[Op], known: &mut Known, add: &mut Additions) {
             }
             Op::Checkpoint { name, position } => {
                 add.checkpoints.insert(name.clone(), to_i64(*position));
+            }
+            Op::Audit(record) => {
+                let (index, hash) = next_link(known.audit_head, record);
+                known.audit_head = Some((index, hash));
+                add.audit_indexes.push(to_i64(index));
+                add.audit_at.push(to_i64(record.at.as_micros()));
+                add.audit_actors.push(record.actor.clone());
+                add.audit_roles.push(record.role.clone());
+                add.audit_actions.push(record.action.clone());
+                add.audit_resources.push(record.resource.clone());
+                add.audit_outcomes.push(record.outcome.clone());
+                add.audit_traces.push(record.trace_id.clone());
+                add.audit_hashes.push(hash.to_vec());
             }
             Op::Execute(_) | Op::MarkSent(_) | Op::PruneOutbox { .. } | Op::PruneInbox { .. } => {}
         }

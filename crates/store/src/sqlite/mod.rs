@@ -19,7 +19,8 @@ use crate::error::{Result, StoreError};
 use crate::migrate::{self, CORE, Dialect, MigrationSet};
 use crate::model::{DueTimer, OutboxMessage, RecordedEvent, Row, Snapshot, SqlValue, Statement};
 use crate::store::{
-    Backend, BackendKind, Lease, OutboxBacklog, decode_envelope, decode_event, to_i64, to_u64,
+    AUDIT_COLUMNS, AuditRow, Backend, BackendKind, Lease, OutboxBacklog, audit_hash, decode_audit,
+    decode_envelope, decode_event, to_i64, to_u64,
 };
 use crate::unit::{CommitReceipt, Job, Op};
 
@@ -423,6 +424,45 @@ impl Backend for SqliteBackend {
 
     async fn try_lease(&self, _name: &str) -> Result<Option<Lease>> {
         Ok(Some(Lease { connection: None }))
+    }
+
+    async fn audit_page(&self, after_index: Option<u64>, limit: usize) -> Result<Vec<AuditRow>> {
+        let after = after_index.map_or(-1, to_i64);
+        self.read(move |c| {
+            let sql =
+                format!("SELECT {AUDIT_COLUMNS} FROM tessera_audit WHERE idx > ?1 ORDER BY idx LIMIT ?2");
+            let mut statement = c.prepare_cached(&sql)?;
+            let rows = statement.query_map(params![after, to_i64(limit as u64)], |r| {
+                Ok(decode_audit(
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            })?;
+            rows.map(|row| row?).collect()
+        })
+        .await
+    }
+
+    async fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>> {
+        self.read(|c| {
+            let head: Option<(i64, Vec<u8>)> = c
+                .prepare_cached("SELECT idx, hash FROM tessera_audit ORDER BY idx DESC LIMIT 1")?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            head.map(|(index, hash)| {
+                let index = to_u64(index)?;
+                Ok((index, audit_hash(index, &hash)?))
+            })
+            .transpose()
+        })
+        .await
     }
 
     async fn query(&self, statement: Statement) -> Result<Vec<Row>> {

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rusqlite::{Connection, params};
-
+use rusqlite::{Connection, OptionalExtension, params};
+use tessera_audit::{AuditRecord, next_link};
 use tessera_kernel::{Clock, StreamId};
 use tokio::sync::mpsc;
 
@@ -12,7 +12,7 @@ use super::translate_placeholders;
 use crate::error::{Result, StoreError};
 use crate::model::ExpectedVersion;
 use crate::model::Statement;
-use crate::store::to_i64;
+use crate::store::{audit_hash, to_i64, to_u64};
 use crate::unit::{CommitReceipt, EncodedEvent, Job, Op, OutgoingMessage};
 
 pub(super) fn run(
@@ -235,9 +235,45 @@ fn apply(connection: &Connection, heads: &mut StreamHeads, ops: &[Op], now: i64)
                     .execute([to_i64(recorded_before.as_micros())])?
                     as u64;
             }
+            Op::Audit(record) => append_audit(connection, record)?,
         }
     }
     Ok(receipt)
+}
+
+/// Links `record` to the chain's last row. This runs inside the batch's `BEGIN IMMEDIATE`
+/// transaction, which holds the file's write lock, so the last row read here is the chain's
+/// head even if another connection wrote; a unit rolled back to its savepoint takes its row
+/// with it, and the next unit links to the row before, leaving no gap.
+fn append_audit(connection: &Connection, record: &AuditRecord) -> Result<()> {
+    let head: Option<(i64, Vec<u8>)> = connection
+        .prepare_cached("SELECT idx, hash FROM tessera_audit ORDER BY idx DESC LIMIT 1")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let head = head
+        .map(|(index, hash)| {
+            let index = to_u64(index)?;
+            Ok::<_, StoreError>((index, audit_hash(index, &hash)?))
+        })
+        .transpose()?;
+    let (index, hash) = next_link(head, record);
+    connection
+        .prepare_cached(
+            "INSERT INTO tessera_audit (idx, at, actor, role, action, resource, outcome, trace_id, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            to_i64(index),
+            to_i64(record.at.as_micros()),
+            record.actor,
+            record.role,
+            record.action,
+            record.resource,
+            record.outcome,
+            record.trace_id,
+            hash.as_slice()
+        ])?;
+    Ok(())
 }
 
 fn append(
