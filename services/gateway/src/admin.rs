@@ -15,13 +15,7 @@ use crate::clients::{ServiceClient, call};
 use crate::routes::{pass_on, unavailable};
 
 fn all(g: &Gateway) -> [&std::sync::Arc<dyn ServiceClient>; 5] {
-    [
-        &g.services.inventory,
-        &g.services.orders,
-        &g.services.payments,
-        &g.services.customers,
-        &g.services.support,
-    ]
+    g.services.all()
 }
 
 /// `GET /admin/services`: per service, health, outbox backlog, dead letters, stuck sagas,

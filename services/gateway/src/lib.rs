@@ -11,6 +11,7 @@ mod admin;
 pub mod auth;
 mod clients;
 mod compose;
+mod delegation;
 mod edge;
 pub mod graphql;
 mod idempotency;
@@ -24,7 +25,7 @@ use tessera_store::Store;
 
 pub use access::{Caller, MaybeCaller};
 pub use auth::{KeyRing, Role, SigningKey, TokenSettings};
-pub use clients::{ClientError, Http, InProcess, Reply, ServiceClient, Services};
+pub use clients::{ClientError, Credentials, Http, InProcess, Reply, ServiceClient, Services};
 pub use edge::RateLimits;
 pub use idempotency::MIGRATIONS;
 
@@ -136,14 +137,12 @@ impl Gateway {
             })
             .collect::<Result<Vec<_>, GatewayError>>()?;
         let limiter = Arc::new(edge::Limiter::new(&config.rate_limits));
-        Ok(Self {
-            services,
-            keys: KeyRing::new(key, tokens),
-            config: Arc::new(config),
-            staff: Arc::new(staff),
-            store,
-            limiter,
-        })
+        let keys = KeyRing::new(key, tokens);
+        let delegation: Arc<dyn Credentials> = Arc::new(delegation::Delegation::new(keys.clone()));
+        for service in services.all() {
+            service.use_credentials(delegation.clone());
+        }
+        Ok(Self { services, keys, config: Arc::new(config), staff: Arc::new(staff), store, limiter })
     }
 
     pub fn keys(&self) -> &KeyRing {

@@ -689,7 +689,8 @@ async fn place_order(
     // leave the key reserved with no answer.
     let task = {
         let (g, caller) = (g.clone(), caller.clone());
-        tokio::spawn(async move {
+        let bearer = crate::delegation::current_bearer();
+        tokio::spawn(crate::delegation::on_behalf_of(bearer, async move {
             let outcome = place_checked(&g, &caller, parsed, &key).await;
             let (status, text) = match &outcome {
                 Ok(reply) => (reply.status, String::from_utf8_lossy(&reply.body).into_owned()),
@@ -706,7 +707,7 @@ async fn place_order(
                 tracing::error!(%error, "cannot record an idempotent answer");
             }
             outcome
-        })
+        }))
     };
     match task.await {
         Ok(Ok(reply)) => Ok(pass_on(reply)),
@@ -817,7 +818,9 @@ async fn add_ticket_message(
     let author = match caller.role {
         Role::Customer => "customer",
         Role::Support => "support",
-        Role::Admin => return Err(forbidden("messages come from the ticket's customer or from support")),
+        Role::Admin | Role::Service => {
+            return Err(forbidden("messages come from the ticket's customer or from support"));
+        }
     };
     visible_ticket(&g, &caller, id).await?;
     let body = json!({"author": author, "message": body.message});
