@@ -15,6 +15,7 @@ mod delegation;
 mod edge;
 pub mod graphql;
 mod idempotency;
+mod openapi;
 mod routes;
 
 use std::sync::Arc;
@@ -159,10 +160,10 @@ impl Gateway {
         services_openapi: utoipa::openapi::OpenApi,
         readiness: Option<Arc<dyn tessera_web::Readiness>>,
     ) -> Router {
-        let document = routes::public_openapi(services_openapi);
+        let document = openapi::document(services_openapi);
         // Swagger UI is served from the crate's vendored copy (no download at build or run
         // time); its page needs its own scripts and styles, so it gets its own CSP.
-        let docs: Router = Router::from(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", document))
+        let docs: Router = Router::from(utoipa_swagger_ui::SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", document))
             .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
                 axum::http::header::CONTENT_SECURITY_POLICY,
                 axum::http::HeaderValue::from_static(
