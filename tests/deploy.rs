@@ -79,6 +79,8 @@ fn every_manifest_parses_and_every_service_is_deployed_with_probes() {
     assert!(secret["stringData"]["TESSERA_DATABASE_URL"].as_str().is_some());
     let config = find(&documents, "ConfigMap", "tessera");
     assert_eq!(config["data"]["TESSERA_NATS_REPLICAS"].as_str(), Some("3"));
+    let jwks = config["data"]["TESSERA_JWKS_URL"].as_str().expect("services verify tokens: TESSERA_JWKS_URL");
+    assert!(jwks.starts_with("http://gateway/"), "the gateway's Service: {jwks}");
 }
 
 #[test]

@@ -46,6 +46,14 @@ pub struct ServeArgs {
     /// default: the distributed gateway has no demo users.
     #[arg(long = "staff", env = "TESSERA_STAFF", value_delimiter = ',', value_name = "ROLE:EMAIL:PASSWORD")]
     staff: Vec<String>,
+    /// For a service: the gateway's public keys (`http://gateway:8080/.well-known/jwks.json`).
+    /// Every request but the probes must carry a token they verify: nothing trusts the network.
+    #[arg(long, env = "TESSERA_JWKS_URL", value_name = "URL")]
+    jwks_url: Option<String>,
+    /// For a service: accept requests without a token. Only for a service reachable by nothing
+    /// but the gateway, on a network you trust.
+    #[arg(long, env = "TESSERA_INSECURE_NO_AUTH", conflicts_with = "jwks_url")]
+    insecure_no_auth: bool,
     /// How long an order waits for the card network before it is rejected (seconds).
     #[arg(long, default_value_t = 10.0, env = "TESSERA_PAYMENT_TIMEOUT")]
     payment_timeout: f64,
@@ -121,6 +129,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
     };
     let name = service.name();
+    let auth = match (&args.jwks_url, args.insecure_no_auth) {
+        (Some(url), _) => {
+            let source = tessera_web::token::HttpJwks::new(url).context("--jwks-url")?;
+            Some(Arc::new(tessera_web::token::ServiceAuth::new(
+                Box::new(source),
+                tessera_web::token::TokenRules::default(),
+            )))
+        }
+        (None, true) => {
+            eprintln!("warning: {name} accepts requests without a token (--insecure-no-auth)");
+            None
+        }
+        (None, false) => bail!(
+            "{name} needs the gateway's public keys to check tokens: \
+             --jwks-url http://<gateway>/.well-known/jwks.json (or TESSERA_JWKS_URL)"
+        ),
+    };
     let options = NatsOptions {
         namespace: args.nats_namespace.clone(),
         replicas: args.nats_replicas,
@@ -143,6 +168,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
         .route("/openapi.json", get(move || async move { axum::Json(document.as_ref().clone()) }))
         .merge(routes);
+    let router = match auth {
+        Some(auth) => auth.protect(router),
+        None => router,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

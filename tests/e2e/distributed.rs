@@ -8,6 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 use crate::http::request;
@@ -44,6 +46,9 @@ struct Cluster {
     postgres: String,
     nats: String,
     prefix: String,
+    /// The gateway's address, chosen before anything starts: every service checks tokens
+    /// with the gateway's JWKS.
+    gateway: String,
 }
 
 impl Cluster {
@@ -61,6 +66,10 @@ impl Cluster {
             ])
             .args(["--nats-url", &self.nats, "--nats-namespace", &self.prefix, "--payment-timeout", "5"])
             .args(extra)
+            .args(
+                (service != "gateway")
+                    .then(|| format!("--jwks-url=http://{}/.well-known/jwks.json", self.gateway)),
+            )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -118,7 +127,16 @@ fn distributed_orders_survive_a_killed_payments_process() {
     };
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let cluster = Cluster { postgres, nats, prefix: format!("e2e{}", nanos % 1_000_000_000_000) };
+    let gateway_address = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port for the gateway")
+        .to_string();
+    let cluster = Cluster {
+        postgres,
+        nats,
+        prefix: format!("e2e{}", nanos % 1_000_000_000_000),
+        gateway: gateway_address.clone(),
+    };
     let mut services = std::collections::BTreeMap::new();
     for service in ["inventory", "orders", "payments", "customers", "support"] {
         services.insert(service, cluster.start(service, "127.0.0.1:0", &[]));
@@ -126,7 +144,7 @@ fn distributed_orders_survive_a_killed_payments_process() {
     let mut urls: Vec<String> =
         services.iter().map(|(name, p)| format!("--service-url={name}={}", p.base)).collect();
     urls.push("--staff=admin:admin@tessera.local:admin".to_owned());
-    let gateway = cluster.start("gateway", "127.0.0.1:0", &urls);
+    let gateway = cluster.start("gateway", &gateway_address, &urls);
     let g = gateway.base.as_str();
 
     let (code, _) = call(g, None, "GET", "/ready", None, None);
@@ -173,6 +191,7 @@ fn distributed_orders_survive_a_killed_payments_process() {
     orders.extend((10..15).map(place));
 
     let started = Instant::now();
+    services_check_tokens_again(&services["orders"].base, &me, &admin, &orders[0]);
     let views: Vec<Value> = loop {
         let views: Vec<Value> = orders
             .iter()
@@ -235,6 +254,26 @@ fn distributed_orders_survive_a_killed_payments_process() {
         assert!(started.elapsed() < Duration::from_secs(20), "customers is back: {view}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A service answers nobody who lacks a token the gateway signed, even on the inside network.
+fn services_check_tokens_again(service: &str, customer: &str, admin: &str, order: &str) {
+    let path = format!("/orders/{order}");
+    assert_eq!(call(service, None, "GET", "/health", None, None).0, 200, "probes stay open");
+    let (code, body) = call(service, None, "GET", &path, None, None);
+    assert_eq!(code, 401, "no token: {body}");
+    assert_eq!(body["code"], "unauthorized");
+    // The customer's token with its payload changed (role raised), the signature kept.
+    let parts: Vec<&str> = customer.split('.').collect();
+    let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[1]).expect("base64url")).expect("claims");
+    let raised = URL_SAFE_NO_PAD.encode(payload.replace("\"customer\"", "\"admin\""));
+    let tampered = format!("{}.{raised}.{}", parts[0], parts[2]);
+    assert_eq!(call(service, Some(&tampered), "GET", "/admin/status", None, None).0, 401, "tampered");
+    assert_eq!(call(service, Some("not.a.token"), "GET", &path, None, None).0, 401, "garbage");
+    assert_eq!(call(service, Some(customer), "GET", &path, None, None).0, 200, "a genuine token");
+    let (code, body) = call(service, Some(customer), "GET", "/admin/status", None, None);
+    assert_eq!(code, 403, "operator routes are for admins: {body}");
+    assert_eq!(call(service, Some(admin), "GET", "/admin/status", None, None).0, 200);
 }
 
 fn sign_in(base: &str, email: &str, password: &str) -> String {

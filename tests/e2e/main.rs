@@ -386,11 +386,55 @@ fn bad_requests_to_up_get_problem_json_never_a_500() {
     // The public document and its viewer, served offline.
     let (code, document) = up.call("GET", "/openapi.json", None);
     assert_eq!(code, 200);
-    for path in
-        ["/api/v1/orders", "/api/v1/products/{sku}", "/api/v1/customers/{id}", "/api/v1/tickets/{id}/close"]
-    {
-        assert!(document["paths"][path].is_object(), "{path} is documented");
+    // Every endpoint of API.md the gateway serves, with the errors any call may meet.
+    let endpoints = [
+        ("post", "/api/v1/auth/token"),
+        ("get", "/.well-known/jwks.json"),
+        ("get", "/api/v1/products"),
+        ("post", "/api/v1/products"),
+        ("get", "/api/v1/products/{sku}"),
+        ("patch", "/api/v1/products/{sku}"),
+        ("post", "/api/v1/products/{sku}/stock"),
+        ("post", "/api/v1/customers"),
+        ("get", "/api/v1/customers/{id}"),
+        ("patch", "/api/v1/customers/{id}"),
+        ("get", "/api/v1/customers/{id}/export"),
+        ("post", "/api/v1/payment-methods"),
+        ("get", "/api/v1/payments"),
+        ("post", "/api/v1/orders"),
+        ("get", "/api/v1/orders"),
+        ("get", "/api/v1/orders/{id}"),
+        ("post", "/api/v1/orders/{id}/cancel"),
+        ("get", "/api/v1/orders/{id}/history"),
+        ("post", "/api/v1/tickets"),
+        ("get", "/api/v1/tickets"),
+        ("get", "/api/v1/tickets/{id}"),
+        ("post", "/api/v1/tickets/{id}/messages"),
+        ("post", "/api/v1/tickets/{id}/close"),
+        ("post", "/graphql"),
+        ("get", "/api/v1/admin/services"),
+        ("get", "/api/v1/admin/dlq"),
+        ("post", "/api/v1/admin/dlq/{id}/retry"),
+        ("delete", "/api/v1/admin/dlq/{id}"),
+        ("get", "/api/v1/admin/sagas"),
+        ("post", "/api/v1/admin/projections/{name}/rebuild"),
+        ("get", "/health"),
+        ("get", "/ready"),
+    ];
+    for (method, path) in endpoints {
+        let operation = &document["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is documented");
+        for status in ["401", "429", "503"] {
+            assert!(
+                operation["responses"][status]["content"]["application/problem+json"].is_object(),
+                "{method} {path} documents {status} as problem+json"
+            );
+        }
     }
+    let composed = &document["paths"]["/api/v1/orders/{id}"]["get"]["responses"]["200"];
+    assert!(composed.to_string().contains("ComposedOrder"), "the gateway's own view: {composed}");
+    let place = document["paths"]["/api/v1/orders"]["post"]["parameters"].to_string();
+    assert!(place.contains("Idempotency-Key"), "{place}");
     assert!(document["paths"]["/api/v1/customers/credentials"].is_null(), "internal routes are not public");
     assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     let (code, page) = up.call("GET", "/docs/", None);

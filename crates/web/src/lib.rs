@@ -7,6 +7,7 @@ mod extract;
 mod preconditions;
 mod problem;
 mod tls;
+pub mod token;
 
 use std::future::Future;
 

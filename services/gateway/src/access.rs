@@ -69,10 +69,16 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, Unauthorized> {
 
 fn verify(gateway: &Gateway, token: &str) -> Result<Caller, Unauthorized> {
     let now = Timestamp::from_system_time(std::time::SystemTime::now());
-    gateway.keys.verify(token, now).map(Caller::from).map_err(|error| {
+    let claims = gateway.keys.verify(token, now).map_err(|error| {
         tracing::info!(%error, "token refused");
         unauthorized("the token is missing, expired, not yet valid or not ours")
-    })
+    })?;
+    // The gateway's own identity is for calls to services, never for a client at the edge.
+    if claims.role == Role::Service {
+        tracing::warn!("a service token was presented at the edge");
+        return Err(unauthorized("this token is not for clients"));
+    }
+    Ok(Caller::from(claims))
 }
 
 impl FromRequestParts<Gateway> for Caller {

@@ -15,17 +15,13 @@ use crate::clients::{ServiceClient, call};
 use crate::routes::{pass_on, unavailable};
 
 fn all(g: &Gateway) -> [&std::sync::Arc<dyn ServiceClient>; 5] {
-    [
-        &g.services.inventory,
-        &g.services.orders,
-        &g.services.payments,
-        &g.services.customers,
-        &g.services.support,
-    ]
+    g.services.all()
 }
 
 /// `GET /admin/services`: per service, health, outbox backlog, dead letters, stuck sagas,
 /// projection lag and the store's read latency.
+#[utoipa::path(get, path = "/api/v1/admin/services", tag = "admin",
+    responses((status = 200, description = "per service: health, backlog, lag, dead letters, projections", body = Object)))]
 pub(crate) async fn services(State(g): State<Gateway>, caller: Caller) -> ApiResult<Response> {
     require(&caller, &[Role::Admin])?;
     let timeout = g.config.dependency_timeout * 5;
@@ -45,6 +41,8 @@ pub(crate) async fn services(State(g): State<Gateway>, caller: Caller) -> ApiRes
 }
 
 /// `GET /admin/dlq`: every service's dead letters; ids are `<service>:<id>`.
+#[utoipa::path(get, path = "/api/v1/admin/dlq", tag = "admin",
+    responses((status = 200, description = "every service's dead letters; ids are `<service>:<id>`", body = Object)))]
 pub(crate) async fn dead_letters(State(g): State<Gateway>, caller: Caller) -> ApiResult<Response> {
     require(&caller, &[Role::Admin])?;
     let mut items = Vec::new();
@@ -70,6 +68,9 @@ fn letter<'a>(g: &'a Gateway, id: &str) -> ApiResult<(&'a std::sync::Arc<dyn Ser
     Ok((client, number))
 }
 
+#[utoipa::path(post, path = "/api/v1/admin/dlq/{id}/retry", tag = "admin",
+    params(("id" = String, Path, description = "`<service>:<id>`")),
+    responses((status = 202, description = "queued for another delivery", body = Object), (status = 404, body = Problem)))]
 pub(crate) async fn retry(
     State(g): State<Gateway>,
     caller: Caller,
@@ -80,6 +81,9 @@ pub(crate) async fn retry(
     g.call(service, Method::POST, &format!("/admin/dlq/{number}/retry"), None, &[]).await.map(pass_on)
 }
 
+#[utoipa::path(delete, path = "/api/v1/admin/dlq/{id}", tag = "admin",
+    params(("id" = String, Path, description = "`<service>:<id>`")),
+    responses((status = 204, description = "dropped"), (status = 404, body = Problem)))]
 pub(crate) async fn drop_letter(
     State(g): State<Gateway>,
     caller: Caller,
@@ -91,6 +95,8 @@ pub(crate) async fn drop_letter(
 }
 
 /// `GET /admin/sagas?state=stuck`: sagas run in orders.
+#[utoipa::path(get, path = "/api/v1/admin/sagas", tag = "admin", params(SagaQuery),
+    responses((status = 200, description = "the stuck sagas, with their reasons", body = Object)))]
 pub(crate) async fn sagas(
     State(g): State<Gateway>,
     caller: Caller,
@@ -103,14 +109,20 @@ pub(crate) async fn sagas(
     g.call(&g.services.orders, Method::GET, "/admin/sagas?state=stuck", None, &[]).await.map(pass_on)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SagaQuery {
+    /// Only `stuck` is listed.
     state: Option<String>,
 }
 
 /// `POST /admin/projections/{name}/rebuild`: asks the service that has it; 202, progress in
 /// `/admin/services`.
+#[utoipa::path(post, path = "/api/v1/admin/projections/{name}/rebuild", tag = "admin",
+    params(("name" = String, Path, description = "the projection")),
+    responses((status = 202, description = "rebuilding; progress in /admin/services", body = Object),
+        (status = 404, body = Problem)))]
 pub(crate) async fn rebuild(
     State(g): State<Gateway>,
     caller: Caller,

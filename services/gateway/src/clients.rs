@@ -24,6 +24,14 @@ pub enum ClientError {
 pub trait ServiceClient: Send + Sync {
     fn name(&self) -> &'static str;
     async fn send(&self, request: Request<Body>) -> Result<axum::response::Response, ClientError>;
+    /// Where the bearer token for calls over the network comes from; a client in the same
+    /// process needs none and ignores it.
+    fn use_credentials(&self, _credentials: Arc<dyn Credentials>) {}
+}
+
+/// The bearer token to show a service on the current call.
+pub trait Credentials: Send + Sync {
+    fn bearer(&self) -> Option<String>;
 }
 
 /// A service in this process: its router, called without a socket.
@@ -66,6 +74,7 @@ pub struct Http {
     name: &'static str,
     base: String,
     client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>,
+    credentials: Arc<std::sync::OnceLock<Arc<dyn Credentials>>>,
 }
 
 impl Http {
@@ -74,7 +83,12 @@ impl Http {
         let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build_http();
-        Self { name, base: base.trim_end_matches('/').to_owned(), client }
+        Self {
+            name,
+            base: base.trim_end_matches('/').to_owned(),
+            client,
+            credentials: Arc::new(std::sync::OnceLock::new()),
+        }
     }
 }
 
@@ -97,12 +111,24 @@ impl ServiceClient for Http {
         parts.uri = format!("{}{path}", self.base)
             .parse()
             .map_err(|e: axum::http::uri::InvalidUri| unreachable(e.to_string()))?;
+        if !parts.headers.contains_key(header::AUTHORIZATION)
+            && let Some(token) = self.credentials.get().and_then(|c| c.bearer())
+        {
+            let value = header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|e| unreachable(e.to_string()))?;
+            parts.headers.insert(header::AUTHORIZATION, value);
+        }
         let response = self
             .client
             .request(Request::from_parts(parts, body))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         Ok(response.map(Body::new))
+    }
+
+    fn use_credentials(&self, credentials: Arc<dyn Credentials>) {
+        // Set once, when the gateway is built; a second gateway on the same clients keeps the first.
+        let _ = self.credentials.set(credentials);
     }
 }
 
@@ -167,6 +193,12 @@ pub struct Services {
     pub payments: Arc<dyn ServiceClient>,
     pub customers: Arc<dyn ServiceClient>,
     pub support: Arc<dyn ServiceClient>,
+}
+
+impl Services {
+    pub fn all(&self) -> [&Arc<dyn ServiceClient>; 5] {
+        [&self.inventory, &self.orders, &self.payments, &self.customers, &self.support]
+    }
 }
 
 impl std::fmt::Debug for Services {

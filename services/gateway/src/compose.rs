@@ -14,6 +14,12 @@ use crate::access::Caller;
 use crate::clients::call;
 use crate::routes::unavailable;
 
+/// One order composed from orders, customers, payments and inventory; a service that does not
+/// answer in time is named in `degraded` and its part is null.
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
+    params(("id" = uuid::Uuid, Path, description = "the order id")),
+    responses((status = 200, body = crate::openapi::ComposedOrder, headers(("ETag" = String))),
+        (status = 404, body = Problem)))]
 pub(crate) async fn order_view(
     State(g): State<Gateway>,
     caller: Caller,

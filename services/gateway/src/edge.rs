@@ -145,8 +145,10 @@ pub(crate) fn layers(router: Router, gateway: &Gateway) -> Router {
         (header::CACHE_CONTROL, "no-store"),
         (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
     ];
-    let mut router =
-        router.layer(axum::middleware::from_fn_with_state(gateway.clone(), rate_limit)).layer(cors);
+    let mut router = router
+        .layer(axum::middleware::from_fn(crate::delegation::remember_bearer))
+        .layer(axum::middleware::from_fn_with_state(gateway.clone(), rate_limit))
+        .layer(cors);
     for (name, value) in security {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
     }

@@ -383,6 +383,10 @@ pub(crate) struct GraphqlState {
 }
 
 /// `POST /graphql`: one operation or a batch (a JSON array).
+/// GraphQL over the same services and rules; introspection only when configured.
+#[utoipa::path(post, path = "/graphql", tag = "graphql",
+    request_body(content = Object, description = "`{query, variables?, operationName?}` or a batch of them"),
+    responses((status = 200, description = "`{data, errors?}`", body = Object)))]
 pub(crate) async fn serve(State(state): State<GraphqlState>, request: axum::extract::Request) -> Response {
     let gateway = &state.gateway;
     let connection = request.extensions().get::<ConnectInfo<SocketAddr>>().copied();

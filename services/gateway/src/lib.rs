@@ -11,9 +11,11 @@ mod admin;
 pub mod auth;
 mod clients;
 mod compose;
+mod delegation;
 mod edge;
 pub mod graphql;
 mod idempotency;
+mod openapi;
 mod routes;
 
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use tessera_store::Store;
 
 pub use access::{Caller, MaybeCaller};
 pub use auth::{KeyRing, Role, SigningKey, TokenSettings};
-pub use clients::{ClientError, Http, InProcess, Reply, ServiceClient, Services};
+pub use clients::{ClientError, Credentials, Http, InProcess, Reply, ServiceClient, Services};
 pub use edge::RateLimits;
 pub use idempotency::MIGRATIONS;
 
@@ -136,14 +138,12 @@ impl Gateway {
             })
             .collect::<Result<Vec<_>, GatewayError>>()?;
         let limiter = Arc::new(edge::Limiter::new(&config.rate_limits));
-        Ok(Self {
-            services,
-            keys: KeyRing::new(key, tokens),
-            config: Arc::new(config),
-            staff: Arc::new(staff),
-            store,
-            limiter,
-        })
+        let keys = KeyRing::new(key, tokens);
+        let delegation: Arc<dyn Credentials> = Arc::new(delegation::Delegation::new(keys.clone()));
+        for service in services.all() {
+            service.use_credentials(delegation.clone());
+        }
+        Ok(Self { services, keys, config: Arc::new(config), staff: Arc::new(staff), store, limiter })
     }
 
     pub fn keys(&self) -> &KeyRing {
@@ -160,10 +160,10 @@ impl Gateway {
         services_openapi: utoipa::openapi::OpenApi,
         readiness: Option<Arc<dyn tessera_web::Readiness>>,
     ) -> Router {
-        let document = routes::public_openapi(services_openapi);
+        let document = openapi::document(services_openapi);
         // Swagger UI is served from the crate's vendored copy (no download at build or run
         // time); its page needs its own scripts and styles, so it gets its own CSP.
-        let docs: Router = Router::from(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", document))
+        let docs: Router = Router::from(utoipa_swagger_ui::SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", document))
             .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
                 axum::http::header::CONTENT_SECURITY_POLICY,
                 axum::http::HeaderValue::from_static(

@@ -210,7 +210,10 @@ fn own_customer_id(caller: &Caller, body: &mut serde_json::Map<String, Value>) -
     }
 }
 
-async fn jwks(State(gateway): State<Gateway>) -> impl IntoResponse {
+/// The public keys that verify the gateway's tokens.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", security(()),
+    responses((status = 200, body = crate::openapi::Jwks)))]
+pub(crate) async fn jwks(State(gateway): State<Gateway>) -> impl IntoResponse {
     axum::Json(gateway.keys.jwks(now()))
 }
 
@@ -243,15 +246,17 @@ impl tessera_web::Readiness for GatewayStore {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Credentials {
+pub(crate) struct Credentials {
     email: String,
     password: String,
 }
 
 /// `POST /auth/token`: the same 401 for an unknown email and a wrong password.
-async fn issue_token(
+#[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", security(()), request_body = Credentials,
+    responses((status = 200, body = crate::openapi::TokenAnswer), (status = 401, body = Problem)))]
+pub(crate) async fn issue_token(
     State(gateway): State<Gateway>,
     Json(credentials): Json<Credentials>,
 ) -> ApiResult<Response> {
@@ -450,7 +455,11 @@ async fn all_pages(g: &Gateway, service: &Arc<dyn ServiceClient>, path: &str) ->
 }
 
 /// Everything the services hold about one person.
-async fn export_customer(
+/// Everything every service holds about one person (the person themself or an admin).
+#[utoipa::path(get, path = "/api/v1/customers/{id}/export", tag = "customers",
+    params(("id" = uuid::Uuid, Path, description = "the customer id")),
+    responses((status = 200, body = crate::openapi::Export), (status = 404, body = Problem)))]
+pub(crate) async fn export_customer(
     State(g): State<Gateway>,
     caller: Caller,
     Path(text): Path<String>,
@@ -689,7 +698,8 @@ async fn place_order(
     // leave the key reserved with no answer.
     let task = {
         let (g, caller) = (g.clone(), caller.clone());
-        tokio::spawn(async move {
+        let bearer = crate::delegation::current_bearer();
+        tokio::spawn(crate::delegation::on_behalf_of(bearer, async move {
             let outcome = place_checked(&g, &caller, parsed, &key).await;
             let (status, text) = match &outcome {
                 Ok(reply) => (reply.status, String::from_utf8_lossy(&reply.body).into_owned()),
@@ -706,7 +716,7 @@ async fn place_order(
                 tracing::error!(%error, "cannot record an idempotent answer");
             }
             outcome
-        })
+        }))
     };
     match task.await {
         Ok(Ok(reply)) => Ok(pass_on(reply)),
@@ -817,7 +827,9 @@ async fn add_ticket_message(
     let author = match caller.role {
         Role::Customer => "customer",
         Role::Support => "support",
-        Role::Admin => return Err(forbidden("messages come from the ticket's customer or from support")),
+        Role::Admin | Role::Service => {
+            return Err(forbidden("messages come from the ticket's customer or from support"));
+        }
     };
     visible_ticket(&g, &caller, id).await?;
     let body = json!({"author": author, "message": body.message});
@@ -832,23 +844,4 @@ async fn close_ticket(
     require(&caller, &[Role::Support, Role::Admin])?;
     let id = uuid(&text, "ticket")?;
     g.forward(&g.services.support, Method::POST, &format!("/tickets/{id}/close"), None, &[]).await
-}
-
-/// The public document: the services' routes under `/api/v1` with the bearer scheme, minus
-/// the services' internal routes.
-pub(crate) fn public_openapi(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
-    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-    let components = document.components.get_or_insert_with(Default::default);
-    components.add_security_scheme(
-        "bearer",
-        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-    );
-    document.security =
-        Some(vec![utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new())]);
-    // Internal routes the gateway does not expose.
-    let hidden = ["/api/v1/customers/credentials", "/api/v1/payment-methods/{token}"];
-    // The services' own /admin routes are internal; the gateway's admin routes are listed in
-    // API.md and answered by the gateway.
-    document.paths.paths.retain(|path, _| !hidden.contains(&path.as_str()));
-    document
 }

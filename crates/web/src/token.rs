@@ -1,0 +1,289 @@
+//! Bearer tokens: EdDSA (Ed25519) JWTs, verified the same way by the gateway that issues them
+//! and, in the distributed topology, again by every service from the gateway's JWKS, so no
+//! service trusts a call just because it came over the network.
+//!
+//! Verification accepts exactly one algorithm, `EdDSA`, and finds the key only by its `kid`,
+//! so the classic attacks fail by construction: `alg: none`, an HMAC token keyed with the
+//! public key, a token signed by another key, a tampered payload, an unknown `kid`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::de::DeserializeOwned;
+
+use crate::Problem;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token names no key we know")]
+    UnknownKey,
+    #[error("the token is not valid: {0}")]
+    Invalid(String),
+    #[error("cannot sign: {0}")]
+    Signing(String),
+}
+
+/// What a token must say about where it comes from and whom it is for.
+#[derive(Clone, Debug)]
+pub struct TokenRules {
+    pub issuer: String,
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+impl Default for TokenRules {
+    fn default() -> Self {
+        Self { issuer: "tessera".into(), audience: "tessera-api".into(), leeway: Duration::from_secs(5) }
+    }
+}
+
+/// The `kid` a token names, read before any key is chosen.
+pub fn key_id(token: &str) -> Result<String, TokenError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+    if header.alg != Algorithm::EdDSA {
+        return Err(TokenError::Invalid(format!("algorithm {:?} is not accepted", header.alg)));
+    }
+    header.kid.ok_or(TokenError::UnknownKey)
+}
+
+/// The claims of `token`, signed by the Ed25519 key `public` (32 raw bytes), valid at
+/// `now_seconds` (Unix time) under `rules`.
+pub fn verify<C: DeserializeOwned>(
+    token: &str,
+    public: &[u8],
+    rules: &TokenRules,
+    now_seconds: u64,
+) -> Result<C, TokenError> {
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_issuer(&[&rules.issuer]);
+    validation.set_audience(&[&rules.audience]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+    validation.validate_nbf = true;
+    validation.leeway = rules.leeway.as_secs();
+    let data =
+        jsonwebtoken::decode::<serde_json::Value>(token, &DecodingKey::from_ed_der(public), &validation)
+            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+    // jsonwebtoken checks exp and nbf against the system clock; check them against the
+    // caller's clock too, so a test clock and the real one agree.
+    let second = |name: &str| data.claims.get(name).and_then(serde_json::Value::as_u64);
+    let (Some(exp), Some(nbf)) = (second("exp"), second("nbf")) else {
+        return Err(TokenError::Invalid("exp and nbf must be whole seconds".into()));
+    };
+    let leeway = rules.leeway.as_secs();
+    if exp + leeway < now_seconds || nbf > now_seconds + leeway {
+        return Err(TokenError::Invalid("outside its validity window".into()));
+    }
+    serde_json::from_value(data.claims).map_err(|e| TokenError::Invalid(e.to_string()))
+}
+
+/// The Ed25519 public keys of a JWKS document, by `kid`; keys of other types are skipped.
+pub fn parse_jwks(document: &[u8]) -> Result<HashMap<String, Vec<u8>>, TokenError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(document).map_err(|e| TokenError::Invalid(format!("JWKS: {e}")))?;
+    let keys = value["keys"].as_array().ok_or_else(|| TokenError::Invalid("JWKS has no keys".into()))?;
+    Ok(keys
+        .iter()
+        .filter(|key| key["kty"] == "OKP" && key["crv"] == "Ed25519")
+        .filter_map(|key| {
+            let kid = key["kid"].as_str()?;
+            let public = URL_SAFE_NO_PAD.decode(key["x"].as_str()?).ok()?;
+            (public.len() == 32).then(|| (kid.to_owned(), public))
+        })
+        .collect())
+}
+
+/// Where a service gets the gateway's JWKS document from.
+pub trait JwksSource: Send + Sync {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + '_>>;
+}
+
+/// A JWKS document served over HTTP (the gateway's `/.well-known/jwks.json`).
+pub struct HttpJwks {
+    url: axum::http::Uri,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        axum::body::Body,
+    >,
+}
+
+impl HttpJwks {
+    pub fn new(url: &str) -> Result<Self, TokenError> {
+        let url: axum::http::Uri =
+            url.parse().map_err(|e| TokenError::Invalid(format!("the JWKS address {url:?}: {e}")))?;
+        if url.scheme_str() != Some("http") {
+            return Err(TokenError::Invalid(format!(
+                "the JWKS address {url} must be http:// (the gateway inside the cluster)"
+            )));
+        }
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        Ok(Self { url, client })
+    }
+}
+
+impl std::fmt::Debug for HttpJwks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpJwks").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl JwksSource for HttpJwks {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + '_>> {
+        Box::pin(async move {
+            use http_body_util::BodyExt;
+            let request = axum::http::Request::get(self.url.clone())
+                .body(axum::body::Body::empty())
+                .map_err(|e| e.to_string())?;
+            let exchange = async {
+                let response = self.client.request(request).await.map_err(|e| e.to_string())?;
+                if !response.status().is_success() {
+                    return Err(format!("{} answered {}", self.url, response.status()));
+                }
+                let body = response.into_body().collect().await.map_err(|e| e.to_string())?;
+                Ok(body.to_bytes().to_vec())
+            };
+            tokio::time::timeout(Duration::from_secs(5), exchange)
+                .await
+                .map_err(|_| format!("{} did not answer within 5 s", self.url))?
+        })
+    }
+}
+
+/// Who a verified token speaks for, as a service sees it (put in the request's extensions).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct VerifiedCaller {
+    pub sub: String,
+    pub role: String,
+}
+
+/// A service's check of the bearer token on every request, with the gateway's public keys
+/// cached and fetched again when a token names a `kid` not seen yet (a rotation), at most once
+/// per [`ServiceAuth::REFRESH_EVERY`] so a flood of forged kids cannot hammer the gateway.
+pub struct ServiceAuth {
+    source: Box<dyn JwksSource>,
+    rules: TokenRules,
+    keys: RwLock<HashMap<String, Vec<u8>>>,
+    last_fetch: Mutex<Option<Instant>>,
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for ServiceAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAuth").field("rules", &self.rules).finish_non_exhaustive()
+    }
+}
+
+/// Paths every caller reaches without a token: probes and the API description.
+const OPEN_PATHS: [&str; 4] = ["/health", "/ready", "/openapi.json", "/metrics"];
+
+impl ServiceAuth {
+    pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+    pub fn new(source: Box<dyn JwksSource>, rules: TokenRules) -> Self {
+        Self {
+            source,
+            rules,
+            keys: RwLock::new(HashMap::new()),
+            last_fetch: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn cached(&self, kid: &str) -> Option<Vec<u8>> {
+        self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(kid).cloned()
+    }
+
+    async fn key(&self, kid: &str) -> Option<Vec<u8>> {
+        if let Some(key) = self.cached(kid) {
+            return Some(key);
+        }
+        let _one_fetch_at_a_time = self.fetching.lock().await;
+        if let Some(key) = self.cached(kid) {
+            return Some(key);
+        }
+        {
+            let mut last = self.last_fetch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|at| at.elapsed() < Self::REFRESH_EVERY) {
+                return None;
+            }
+            *last = Some(Instant::now());
+        }
+        match self.source.fetch().await.map_err(TokenError::Invalid).and_then(|doc| parse_jwks(&doc)) {
+            Ok(keys) => {
+                *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot fetch the gateway's public keys");
+                // Let the next request try again instead of waiting out the refresh interval.
+                *self.last_fetch.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            }
+        }
+        self.cached(kid)
+    }
+
+    /// The caller a request's bearer token names, or why it is refused.
+    pub async fn check(&self, authorization: Option<&HeaderValue>) -> Result<VerifiedCaller, TokenError> {
+        let value =
+            authorization.ok_or(TokenError::Malformed)?.to_str().map_err(|_| TokenError::Malformed)?;
+        let (scheme, token) = value.split_once(' ').ok_or(TokenError::Malformed)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(TokenError::Malformed);
+        }
+        let token = token.trim();
+        let kid = key_id(token)?;
+        let public = self.key(&kid).await.ok_or(TokenError::UnknownKey)?;
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        verify(token, &public, &self.rules, now)
+    }
+
+    /// `router` behind the check: 401 without a valid token, 403 when a customer's token
+    /// reaches the service's operator routes (`/admin/...`), which only admins and the
+    /// gateway's own service identity may call.
+    pub fn protect(self: Arc<Self>, router: Router) -> Router {
+        router.layer(axum::middleware::from_fn_with_state(self, authenticate))
+    }
+}
+
+async fn authenticate(State(auth): State<Arc<ServiceAuth>>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if OPEN_PATHS.contains(&path) {
+        return next.run(request).await;
+    }
+    let operator_route = path == "/admin" || path.starts_with("/admin/");
+    match auth.check(request.headers().get(header::AUTHORIZATION)).await {
+        Ok(caller) if operator_route && !matches!(caller.role.as_str(), "admin" | "service") => {
+            Problem::new(StatusCode::FORBIDDEN, "forbidden", "operator routes need the admin role")
+                .into_response()
+        }
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(error) => {
+            tracing::info!(%error, path, "token refused");
+            let mut response = Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the token is missing, expired, not yet valid or not the gateway's",
+            )
+            .into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The public API description: the services' own documents under their public paths, the
+//! routes only the gateway answers (sign-in, keys, the composed order view, export, the
+//! operators' routes, GraphQL), and what the edge adds to every operation (the bearer scheme,
+//! `Idempotency-Key` on order placement, and the errors any call may meet: 401 for a bad token,
+//! 413, 429 with Retry-After, 503/504 when a service is down or slow), each as problem+json.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::{OpenApi, ToSchema};
+
+/// `POST /auth/token`'s answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TokenAnswer {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Jwk {
+    pub kty: String,
+    pub crv: String,
+    pub alg: String,
+    #[serde(rename = "use")]
+    #[schema(rename = "use")]
+    pub usage: String,
+    pub kid: String,
+    pub x: String,
+}
+
+/// The public keys that verify tokens now (the current one and those retiring).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ComposedCustomer {
+    pub id: String,
+    /// `[erased]` after an erasure; null when customers did not answer in time.
+    pub name: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ComposedPayment {
+    /// Null when payments did not answer in time or nothing was authorised yet.
+    pub status: Option<String>,
+    pub last4: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ComposedItem {
+    pub sku: String,
+    /// Null when inventory did not answer in time.
+    pub name: Option<String>,
+    pub quantity: u32,
+    #[schema(value_type = Object)]
+    pub unit_price: Value,
+}
+
+/// One order as the gateway composes it from orders, customers, payments and inventory.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ComposedOrder {
+    pub id: String,
+    pub status: String,
+    pub customer: ComposedCustomer,
+    pub items: Vec<ComposedItem>,
+    #[schema(value_type = Object)]
+    pub total: Value,
+    pub payment: ComposedPayment,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Why it was rejected or cancelled.
+    #[schema(nullable = false)]
+    pub reason: Option<String>,
+    /// The services that did not answer in time; their parts are null.
+    pub degraded: Vec<String>,
+}
+
+/// Everything every service holds about one person.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Export {
+    #[schema(value_type = Object)]
+    pub customer: Value,
+    #[schema(value_type = Vec<Object>)]
+    pub orders: Vec<Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub payments: Vec<Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub tickets: Vec<Value>,
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(
+    crate::routes::issue_token,
+    crate::routes::jwks,
+    crate::routes::export_customer,
+    crate::compose::order_view,
+    crate::admin::services,
+    crate::admin::dead_letters,
+    crate::admin::retry,
+    crate::admin::drop_letter,
+    crate::admin::sagas,
+    crate::admin::rebuild,
+    crate::graphql::serve,
+))]
+struct GatewayRoutes;
+
+/// Routes of the services the gateway does not expose.
+const INTERNAL: [&str; 2] = ["/api/v1/customers/credentials", "/api/v1/payment-methods/{token}"];
+
+/// Answers any operation may give besides its own: the edge's and the transport's.
+const EDGE_ERRORS: [(&str, &str); 6] = [
+    ("400", "The request is malformed."),
+    ("401", "The bearer token is missing (where one is needed), expired, or not ours."),
+    ("413", "The body is over 1 MiB."),
+    ("429", "Too many requests; see Retry-After."),
+    ("503", "A service is unreachable; retry."),
+    ("504", "A service did not answer in time; retry."),
+];
+
+pub(crate) fn document(services: utoipa::openapi::OpenApi) -> Value {
+    let mut document = services;
+    // The gateway answers GET /orders/{id} itself (the composed view).
+    if let Some(item) = document.paths.paths.get_mut("/api/v1/orders/{id}") {
+        item.get = None;
+    }
+    document.paths.paths.retain(|path, _| !INTERNAL.contains(&path.as_str()));
+    document.merge(GatewayRoutes::openapi());
+    let mut document = serde_json::to_value(&document).unwrap_or(Value::Null);
+    let problem = json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}});
+    document["info"]["title"] = json!("Tessera");
+    document["info"]["description"] =
+        json!("The shop's public API, served by the gateway. Every error is application/problem+json.");
+    document["components"]["securitySchemes"]["bearer"] =
+        json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"});
+    document["security"] = json!([{"bearer": []}]);
+    let probe = |summary: &str| {
+        json!({"get": {"tags": ["operations"], "summary": summary, "security": [{}], "responses": {
+            "200": {"description": "Yes.", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "503": {"description": "No; the body names what is not answering.", "content": problem.clone()},
+        }}})
+    };
+    document["paths"]["/health"] = probe("Is the process alive?");
+    document["paths"]["/ready"] = probe("Are the gateway's store and the services it calls answering?");
+    if let Some(paths) = document["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else { continue };
+            for (method, operation) in item.iter_mut() {
+                if !["get", "post", "patch", "put", "delete"].contains(&method.as_str()) {
+                    continue;
+                }
+                let anonymous = operation["security"] == json!([{}]);
+                let takes_input = operation.get("requestBody").is_some()
+                    || operation["parameters"].as_array().is_some_and(|p| !p.is_empty());
+                let mut errors: Vec<(&str, &str)> = EDGE_ERRORS.to_vec();
+                if !anonymous {
+                    errors.push(("403", "The caller's role or ownership does not allow this."));
+                }
+                if takes_input {
+                    errors.push(("422", "A field or parameter is invalid; the body names it."));
+                    errors.push(("404", "No such object, or not one the caller may see."));
+                }
+                if operation.get("requestBody").is_some() {
+                    errors.push(("415", "The body is not application/json."));
+                }
+                let responses = &mut operation["responses"];
+                // Problems are problem+json, whatever a service's document says.
+                if let Some(responses) = responses.as_object_mut() {
+                    for response in responses.values_mut() {
+                        if let Some(content) = response.get_mut("content")
+                            && content["application/json"]["schema"]["$ref"] == "#/components/schemas/Problem"
+                        {
+                            *content = problem.clone();
+                        }
+                    }
+                }
+                for (status, description) in errors {
+                    if responses.get(status).is_none() {
+                        responses[status] = json!({"description": description, "content": problem.clone()});
+                    }
+                }
+                if method == "post" && path == "/api/v1/orders" {
+                    place_order_at_the_edge(operation, &problem);
+                }
+            }
+        }
+    }
+    document
+}
+
+/// POST /orders through the gateway: an `Idempotency-Key` is required, the customer is the
+/// caller, and a reused key with another body is 422.
+fn place_order_at_the_edge(operation: &mut Value, problem: &Value) {
+    let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
+    let mut parameters: Vec<Value> =
+        parameters.into_iter().filter(|p| p["name"] != "Idempotency-Key").collect();
+    parameters.push(json!({
+        "name": "Idempotency-Key", "in": "header", "required": true,
+        "description": "1 to 255 characters; the same key and body replay the first answer",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    }));
+    operation["parameters"] = Value::Array(parameters);
+    for (status, description) in [
+        ("403", "customer_id names another customer, or the caller is not a customer."),
+        ("409", "A request with this key is still being answered."),
+        ("422", "The order is invalid, or the key was used with another body."),
+    ] {
+        if operation["responses"].get(status).is_none() {
+            operation["responses"][status] = json!({"description": description, "content": problem.clone()});
+        }
+    }
+}
