@@ -1,5 +1,6 @@
 //! `tessera`: start the system, benchmark it, operate it.
 
+mod audit;
 mod bench;
 mod config;
 mod demo;
@@ -39,6 +40,8 @@ enum Command {
     Dlq(dlq::DlqArgs),
     /// List read models with their lag, and rebuild one on a running system.
     Projections(projections::ProjectionsArgs),
+    /// Check every service's hash-chained audit trail (`verify`).
+    Audit(audit::AuditArgs),
     /// Measure the platform's throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -70,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Dlq(args) => dlq::run(args).await,
         Command::Projections(args) => projections::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
         Command::Bench { target } => bench::run(target).await,
     }
 }

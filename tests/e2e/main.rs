@@ -589,3 +589,79 @@ fn configuration_layers_defaults_file_environment_and_flags() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Runs `tessera audit verify --json` on a data folder.
+fn audit_verify(data: &Path) -> (bool, Value) {
+    let output = tessera()
+        .args(["audit", "verify", "--json", "--data"])
+        .arg(data)
+        .output()
+        .expect("run tessera audit verify");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    (output.status.success(), report)
+}
+
+/// Runs one SQL statement on a stopped system's customers database, as an intruder would.
+fn tamper(data: &Path, sql: &str) {
+    let config = tessera_store::StoreConfig::Sqlite {
+        path: data.join("customers.db"),
+        options: tessera_store::SqliteOptions::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let store = tessera_store::Store::open(&config, &[]).await.expect("open customers.db");
+        let mut unit = store.begin();
+        unit.execute(tessera_store::Statement::new(sql));
+        unit.commit().await.expect("tamper");
+    });
+}
+
+fn customers_report(report: &Value) -> Value {
+    report["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|r| r["service"] == "customers"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn audit_trails_verify_and_tampering_is_found_at_its_index() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let up = Up::start(data.path());
+    let (customer, me) = up.customer("audit@example.com");
+    assert_eq!(up.call_as(&me, "GET", &format!("/api/v1/customers/{customer}"), None).0, 200);
+    let admin = up.sign_in("admin@tessera.local", "admin");
+    let (code, report) = up.call_as(&admin, "POST", "/api/v1/admin/audit/verify", None);
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["ok"], true, "{report}");
+    let customers = customers_report(&report);
+    // Registration, the sign-in and the profile read, with the caller named.
+    assert!(customers["records"].as_u64().is_some_and(|n| n >= 3), "{report}");
+    let (code, _) = up.call_as(&me, "POST", "/api/v1/admin/audit/verify", None);
+    assert_eq!(code, 403, "customers may not run the check");
+    up.kill();
+
+    let (ok, report) = audit_verify(data.path());
+    assert!(ok, "an untouched trail verifies: {report}");
+    assert!(customers_report(&report)["records"].as_u64().is_some_and(|n| n >= 3), "{report}");
+
+    // Someone rewrites who did it, in the first record.
+    tamper(data.path(), "UPDATE tessera_audit SET actor = 'someone-else' WHERE idx = 0");
+    let (ok, report) = audit_verify(data.path());
+    assert!(!ok, "an edit is found: {report}");
+    assert_eq!(customers_report(&report)["first_bad_index"], 0, "{report}");
+
+    // A fresh folder's trail, cut short at its end: only the witnessed head can tell.
+    let data = tempfile::tempdir().expect("temp dir");
+    let up = Up::start(data.path());
+    let (customer, me) = up.customer("audit2@example.com");
+    assert_eq!(up.call_as(&me, "GET", &format!("/api/v1/customers/{customer}"), None).0, 200);
+    let admin = up.sign_in("admin@tessera.local", "admin");
+    assert_eq!(up.call_as(&admin, "POST", "/api/v1/admin/audit/verify", None).1["ok"], true);
+    up.kill();
+    tamper(data.path(), "DELETE FROM tessera_audit WHERE idx = (SELECT MAX(idx) FROM tessera_audit)");
+    let (ok, report) = audit_verify(data.path());
+    assert!(!ok, "a truncated chain is found against the witnessed head: {report}");
+    assert!(customers_report(&report)["first_bad_index"].is_u64(), "{report}");
+}

@@ -26,6 +26,8 @@ pub(crate) fn routes(service: &'static str, store: Store) -> Router {
         .route("/admin/dlq/{id}", axum::routing::delete(drop_letter))
         .route("/admin/sagas", get(sagas))
         .route("/admin/projections/{name}/rebuild", post(rebuild))
+        .route("/admin/audit/head", get(audit_head))
+        .route("/admin/audit/verify", post(audit_verify))
         .with_state(Admin { service, store })
 }
 
@@ -141,4 +143,61 @@ async fn rebuild(State(admin): State<Admin>, Path(name): Path<String>) -> ApiRes
         Err(tessera_projection::ProjectionError::Unknown(_)) => Err(Problem::not_found("no such projection")),
         Err(error) => Err(failed(&error)),
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    let bytes: Option<Vec<u8>> = (0..text.len())
+        .step_by(2)
+        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+        .collect();
+    bytes?.try_into().ok()
+}
+
+/// The newest link of this service's audit chain: witnesses keep it outside this database, so
+/// a later truncation or rewrite of the tail is found.
+async fn audit_head(State(admin): State<Admin>) -> ApiResult<Response> {
+    let head = admin.store.audit_head().await.map_err(|e| failed(&e))?;
+    Ok(axum::Json(json!({
+        "service": admin.service,
+        "index": head.map(|(index, _)| index),
+        "hash": head.map(|(_, hash)| hex(&hash)),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    /// A head witnessed earlier: the chain must still reach it, unchanged.
+    head_index: Option<u64>,
+    head_hash: Option<String>,
+}
+
+/// Walks the whole chain: `{service, records, ok, first_bad_index?, problem?}`.
+async fn audit_verify(State(admin): State<Admin>, Query(query): Query<AuditQuery>) -> ApiResult<Response> {
+    let head = match (query.head_index, query.head_hash.as_deref()) {
+        (None, None) => None,
+        (Some(index), Some(hash)) => Some((
+            index,
+            unhex(hash).ok_or_else(|| Problem::invalid_field("head_hash", "must be 64 hex digits"))?,
+        )),
+        _ => return Err(Problem::invalid_field("head_index", "give head_index and head_hash together")),
+    };
+    let verification = admin.store.verify_audit(head).await.map_err(|e| failed(&e))?;
+    let mut body = json!({
+        "service": admin.service,
+        "records": verification.records,
+        "ok": verification.ok,
+    });
+    if let Some(index) = verification.first_bad_index {
+        body["first_bad_index"] = json!(index);
+    }
+    if let Some(problem) = &verification.problem {
+        body["problem"] = json!(problem.to_string());
+    }
+    Ok(axum::Json(body).into_response())
 }

@@ -287,3 +287,64 @@ async fn authenticate(State(auth): State<Arc<ServiceAuth>>, mut request: Request
         }
     }
 }
+
+/// Header the gateway sets on in-process calls (embedded topology) to say whom a call is for.
+/// Over the network it is ignored: there the verified token says who is calling.
+pub const ACTOR_HEADER: &str = "x-tessera-actor";
+
+/// Who a service is acting for, for its audit trail: the verified token's subject and role
+/// (distributed), the gateway's word for it in the same process (embedded), or `anonymous`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    pub id: String,
+    pub role: String,
+}
+
+impl Actor {
+    pub fn anonymous() -> Self {
+        Self { id: "anonymous".into(), role: "none".into() }
+    }
+
+    /// An audit record of `action` on `resource` by this actor.
+    pub fn audit(
+        &self,
+        action: &str,
+        resource: impl Into<String>,
+        outcome: &str,
+        at: tessera_kernel::Timestamp,
+    ) -> tessera_store::AuditRecord {
+        tessera_store::AuditRecord {
+            actor: self.id.clone(),
+            role: self.role.clone(),
+            action: action.to_owned(),
+            resource: resource.into(),
+            outcome: outcome.to_owned(),
+            trace_id: None,
+            at,
+        }
+    }
+
+    fn from_parts(parts: &axum::http::request::Parts) -> Self {
+        if let Some(caller) = parts.extensions.get::<VerifiedCaller>() {
+            return Self { id: caller.sub.clone(), role: caller.role.clone() };
+        }
+        parts
+            .headers
+            .get(ACTOR_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(':'))
+            .filter(|(role, id)| !role.is_empty() && !id.is_empty() && id.len() <= 320)
+            .map_or_else(Self::anonymous, |(role, id)| Self { id: id.to_owned(), role: role.to_owned() })
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Actor {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self::from_parts(parts))
+    }
+}

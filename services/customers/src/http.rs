@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use tessera_contracts::customers::Address;
+use tessera_web::token::Actor;
 use tessera_web::{ApiResult, ETag, FieldError, IfMatch, Json, Path, Problem, stale, store_problem};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -172,6 +173,7 @@ fn parse_id(text: &str) -> ApiResult<Uuid> {
               (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn register(
     State(customers): State<Customers>,
+    actor: Actor,
     Json(body): Json<NewCustomer>,
 ) -> ApiResult<impl IntoResponse> {
     let mut checks = Checks::default();
@@ -181,7 +183,7 @@ async fn register(
     let address = checks.take_address(&body.address);
     let (email, name, password, address) =
         checks.finish(email.zip(name).zip(password).zip(address).map(|(((e, n), p), a)| (e, n, p, a)))?;
-    let id = customers.register(email, name, password, address).await?;
+    let id = customers.register(email, name, password, address, &actor).await?;
     Ok((StatusCode::CREATED, ETag(1), Json(Registered { id })))
 }
 
@@ -191,11 +193,14 @@ async fn register(
     responses((status = 200, body = CustomerView, headers(("ETag" = String))), (status = 404, body = Problem)))]
 async fn get_customer(
     State(customers): State<Customers>,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id(&id)?;
-    let customer =
-        customers.profile(id).await?.ok_or_else(|| Problem::not_found(format!("no customer {id}")))?;
+    let customer = customers
+        .read_profile(id, &actor)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no customer {id}")))?;
     Ok((ETag(customer.version), Json(CustomerView::from(customer))))
 }
 
@@ -207,6 +212,7 @@ async fn get_customer(
               (status = 412, body = Problem), (status = 428, body = Problem), (status = 422, body = Problem)))]
 async fn update_customer(
     State(customers): State<Customers>,
+    actor: Actor,
     Path(id): Path<String>,
     if_match: IfMatch,
     Json(body): Json<CustomerPatch>,
@@ -216,7 +222,7 @@ async fn update_customer(
     let name = body.name.as_deref().map(|name| checks.take(Name::parse(name)));
     let address = body.address.as_ref().map(|address| checks.take_address(address));
     let changes = checks.finish(Some(ProfileChanges { name: name.flatten(), address: address.flatten() }))?;
-    let customer = customers.update(id, if_match.0, changes).await?;
+    let customer = customers.update(id, if_match.0, changes, &actor).await?;
     Ok((ETag(customer.version), Json(CustomerView::from(customer))))
 }
 
@@ -226,9 +232,10 @@ async fn update_customer(
     responses((status = 200, body = CredentialsOwner), (status = 401, body = Problem), (status = 422, body = Problem)))]
 async fn check_credentials(
     State(customers): State<Customers>,
+    actor: Actor,
     Json(body): Json<Credentials>,
 ) -> ApiResult<Json<CredentialsOwner>> {
-    match customers.check_credentials(&body.email, &body.password).await? {
+    match customers.check_credentials(&body.email, &body.password, &actor).await? {
         Some(customer_id) => Ok(Json(CredentialsOwner { customer_id })),
         None => Err(invalid_credentials()),
     }

@@ -78,6 +78,7 @@ fn verify(gateway: &Gateway, token: &str) -> Result<Caller, Unauthorized> {
         tracing::warn!("a service token was presented at the edge");
         return Err(unauthorized("this token is not for clients"));
     }
+    crate::delegation::verified(claims.role.as_str(), &claims.sub);
     Ok(Caller::from(claims))
 }
 

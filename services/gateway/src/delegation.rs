@@ -15,20 +15,32 @@ use tessera_kernel::Timestamp;
 use crate::auth::{KeyRing, Role};
 use crate::clients::Credentials;
 
+/// Whom the request being answered comes from: its bearer token as sent, and once the token
+/// is verified, the caller it names (`role:subject`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Asking {
+    bearer: Option<Arc<str>>,
+    verified: Arc<std::sync::OnceLock<String>>,
+}
+
 tokio::task_local! {
-    /// The bearer token of the request being answered, if it sent one.
-    static CALLER_BEARER: Option<Arc<str>>;
+    static ASKING: Asking;
 }
 
-/// The token of the request being answered in this task.
-pub(crate) fn current_bearer() -> Option<Arc<str>> {
-    CALLER_BEARER.try_with(Clone::clone).ok().flatten()
+/// Who is asking in this task.
+pub(crate) fn asking() -> Asking {
+    ASKING.try_with(Clone::clone).unwrap_or_default()
 }
 
-/// Runs `work` as part of answering a request that sent `bearer` (for work moved to a task of
-/// its own, which does not inherit the request's task-local value).
-pub(crate) async fn on_behalf_of<F: Future>(bearer: Option<Arc<str>>, work: F) -> F::Output {
-    CALLER_BEARER.scope(bearer, work).await
+/// Notes the verified caller of the request being answered, for the services' audit trails.
+pub(crate) fn verified(role: &str, subject: &str) {
+    let _ = ASKING.try_with(|asking| asking.verified.set(format!("{role}:{subject}")));
+}
+
+/// Runs `work` as part of answering a request (for work moved to a task of its own, which
+/// does not inherit the request's task-local value).
+pub(crate) async fn on_behalf_of<F: Future>(asking: Asking, work: F) -> F::Output {
+    ASKING.scope(asking, work).await
 }
 
 /// Layer: remembers the request's bearer token while it is answered.
@@ -40,7 +52,7 @@ pub(crate) async fn remember_bearer(request: Request, next: Next) -> Response {
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| Arc::<str>::from(token.trim()));
-    on_behalf_of(bearer, next.run(request)).await
+    on_behalf_of(Asking { bearer, verified: Arc::default() }, next.run(request)).await
 }
 
 /// The gateway's credentials for calls to services.
@@ -79,6 +91,10 @@ impl Delegation {
 
 impl Credentials for Delegation {
     fn bearer(&self) -> Option<String> {
-        current_bearer().map(|token| token.to_string()).or_else(|| self.own_token())
+        asking().bearer.map(|token| token.to_string()).or_else(|| self.own_token())
+    }
+
+    fn actor(&self) -> Option<String> {
+        asking().verified.get().cloned()
     }
 }

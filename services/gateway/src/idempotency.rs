@@ -18,12 +18,15 @@ const SCHEMA: &str = "
 
 pub const MIGRATIONS: MigrationSet = MigrationSet {
     scope: "gateway",
-    migrations: &[Migration {
-        version: 1,
-        name: "signing keys, idempotency keys",
-        sqlite: SCHEMA,
-        postgres: SCHEMA,
-    }],
+    migrations: &[
+        Migration { version: 1, name: "signing keys, idempotency keys", sqlite: SCHEMA, postgres: SCHEMA },
+        Migration {
+            version: 2,
+            name: "audit heads witnessed",
+            sqlite: crate::audit::SCHEMA,
+            postgres: crate::audit::SCHEMA,
+        },
+    ],
 };
 
 fn now(store: &Store) -> i64 {

@@ -8,6 +8,7 @@
 
 mod access;
 mod admin;
+mod audit;
 pub mod auth;
 mod clients;
 mod compose;
@@ -143,7 +144,11 @@ impl Gateway {
         for service in services.all() {
             service.use_credentials(delegation.clone());
         }
-        Ok(Self { services, keys, config: Arc::new(config), staff: Arc::new(staff), store, limiter })
+        let gateway =
+            Self { services, keys, config: Arc::new(config), staff: Arc::new(staff), store, limiter };
+        // The services' audit heads are witnessed outside their databases, here.
+        tokio::spawn(audit::witness_heads(gateway.clone()));
+        Ok(gateway)
     }
 
     pub fn keys(&self) -> &KeyRing {

@@ -104,6 +104,7 @@ pub(crate) struct Export {
     crate::admin::drop_letter,
     crate::admin::sagas,
     crate::admin::rebuild,
+    crate::audit::verify,
     crate::graphql::serve,
 ))]
 struct GatewayRoutes;

@@ -49,7 +49,8 @@ pub(crate) fn router() -> Router<Gateway> {
         .route("/admin/dlq/{id}/retry", post(crate::admin::retry))
         .route("/admin/dlq/{id}", axum::routing::delete(crate::admin::drop_letter))
         .route("/admin/sagas", get(crate::admin::sagas))
-        .route("/admin/projections/{name}/rebuild", post(crate::admin::rebuild));
+        .route("/admin/projections/{name}/rebuild", post(crate::admin::rebuild))
+        .route("/admin/audit/verify", post(crate::audit::verify));
     Router::new()
         .nest("/api/v1", api)
         .route("/.well-known/jwks.json", get(jwks))
@@ -698,8 +699,8 @@ async fn place_order(
     // leave the key reserved with no answer.
     let task = {
         let (g, caller) = (g.clone(), caller.clone());
-        let bearer = crate::delegation::current_bearer();
-        tokio::spawn(crate::delegation::on_behalf_of(bearer, async move {
+        let asking = crate::delegation::asking();
+        tokio::spawn(crate::delegation::on_behalf_of(asking, async move {
             let outcome = place_checked(&g, &caller, parsed, &key).await;
             let (status, text) = match &outcome {
                 Ok(reply) => (reply.status, String::from_utf8_lossy(&reply.body).into_owned()),

@@ -11,6 +11,7 @@ use tessera_contracts::Personal;
 use tessera_contracts::customers::{Address, CustomerRegistered, CustomerUpdated};
 use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageKind, SubjectId, Timestamp};
 use tessera_store::{Row, Statement, Store, StoreError};
+use tessera_web::token::Actor;
 use uuid::Uuid;
 
 use crate::domain::{Email, Name, Password, PostalAddress};
@@ -132,6 +133,7 @@ impl Customers {
         name: Name,
         password: Password,
         address: PostalAddress,
+        actor: &Actor,
     ) -> Result<Uuid, AppError> {
         let id = self.ids.next_uuid();
         let password_hash = credentials::hash(password).await?;
@@ -162,6 +164,7 @@ impl Customers {
             version: 1,
         };
         unit.send(&self.event(id, &registered)?)?;
+        unit.audit(actor.audit("customer.register", format!("customer/{id}"), "ok", self.clock.now().wall()));
         match unit.commit().await {
             Ok(_) => {
                 tracing::info!(customer_id = %id, "customer registered");
@@ -170,6 +173,16 @@ impl Customers {
             Err(StoreError::Constraint(_)) => Err(AppError::Duplicate),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// A profile read on someone's behalf: personal data, so the read is on the audit trail
+    /// before the profile is handed out.
+    pub async fn read_profile(&self, id: Uuid, actor: &Actor) -> Result<Option<Customer>, AppError> {
+        let Some(customer) = self.profile(id).await? else { return Ok(None) };
+        let mut unit = self.store.begin();
+        unit.audit(actor.audit("customer.read", format!("customer/{id}"), "ok", self.clock.now().wall()));
+        unit.commit().await?;
+        Ok(Some(customer))
     }
 
     pub async fn profile(&self, id: Uuid) -> Result<Option<Customer>, AppError> {
@@ -191,6 +204,7 @@ impl Customers {
         id: Uuid,
         expected_version: Option<i64>,
         changes: ProfileChanges,
+        actor: &Actor,
     ) -> Result<Customer, AppError> {
         let current = self.profile(id).await?.ok_or(AppError::NotFound(id))?;
         let version = expected_version.unwrap_or(current.version);
@@ -229,6 +243,7 @@ impl Customers {
             version: updated.version,
         };
         unit.send(&self.event(id, &event)?)?;
+        unit.audit(actor.audit("customer.update", format!("customer/{id}"), "ok", self.clock.now().wall()));
         match unit.commit().await {
             Ok(_) => Ok(updated),
             Err(StoreError::Rejected { .. }) => {
@@ -242,7 +257,12 @@ impl Customers {
     /// The customer whose email and password these are, or `None`. It takes one password
     /// verification whether or not the email belongs to anyone (and whatever was typed), so
     /// neither the answer nor its timing tells an unknown email from a wrong password.
-    pub async fn check_credentials(&self, email: &str, password: &str) -> Result<Option<Uuid>, AppError> {
+    pub async fn check_credentials(
+        &self,
+        email: &str,
+        password: &str,
+        actor: &Actor,
+    ) -> Result<Option<Uuid>, AppError> {
         let account = match Email::parse(email) {
             Ok(email) => {
                 let rows = self
@@ -274,6 +294,19 @@ impl Customers {
             _ => (None, None),
         };
         let matches = credentials::verify(typed, stored).await?;
+        // Sign-ins to a real account are audited, refused ones too; an unknown email names
+        // nobody to audit (and its text is personal data that must not sit in the trail).
+        if let Some(id) = id {
+            let outcome = if matches { "ok" } else { "refused" };
+            let mut unit = self.store.begin();
+            unit.audit(actor.audit(
+                "customer.sign_in",
+                format!("customer/{id}"),
+                outcome,
+                self.clock.now().wall(),
+            ));
+            unit.commit().await?;
+        }
         Ok(id.filter(|_| matches))
     }
 }
