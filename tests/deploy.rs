@@ -77,6 +77,10 @@ fn every_manifest_parses_and_every_service_is_deployed_with_probes() {
     assert_eq!(backend.as_str(), Some("gateway"), "only the gateway is public");
     let secret = find(&documents, "Secret", "tessera");
     assert!(secret["stringData"]["TESSERA_DATABASE_URL"].as_str().is_some());
+    assert!(
+        secret["stringData"]["TESSERA_MASTER_KEY"].as_str().is_some(),
+        "the vault's master key is a Secret"
+    );
     let config = find(&documents, "ConfigMap", "tessera");
     assert_eq!(config["data"]["TESSERA_NATS_REPLICAS"].as_str(), Some("3"));
     let jwks = config["data"]["TESSERA_JWKS_URL"].as_str().expect("services verify tokens: TESSERA_JWKS_URL");

@@ -71,8 +71,10 @@ impl Embedded {
             ids.clone(),
             clock.clone(),
         );
+        let vault = crate::keys::open_vault(&storage, crate::keys::embedded(data)?).await?;
         let customers = CustomersService::new(
             open(tessera_customers::SERVICE, tessera_customers::migrations()).await?,
+            vault,
             ids.clone(),
             clock.clone(),
         );

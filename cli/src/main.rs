@@ -6,6 +6,7 @@ mod config;
 mod demo;
 mod dlq;
 mod embedded;
+mod keys;
 mod projections;
 mod serve;
 mod up;

@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// but the gateway, on a network you trust.
     #[arg(long, env = "TESSERA_INSECURE_NO_AUTH", conflicts_with = "jwks_url")]
     insecure_no_auth: bool,
+    /// For customers: the vault's master key file (mode 0600; 32 bytes, base64). The
+    /// `TESSERA_MASTER_KEY` variable is the alternative.
+    #[arg(long, env = "TESSERA_MASTER_KEY_FILE", value_name = "PATH")]
+    master_key_file: Option<std::path::PathBuf>,
     /// How long an order waits for the card network before it is rejected (seconds).
     #[arg(long, default_value_t = 10.0, env = "TESSERA_PAYMENT_TIMEOUT")]
     payment_timeout: f64,
@@ -116,6 +120,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         "customers" => Arc::new(tessera_customers::CustomersService::new(
             open(tessera_customers::SERVICE, tessera_customers::migrations()).await?,
+            crate::keys::open_vault(&storage, crate::keys::distributed(args.master_key_file.as_ref())?)
+                .await?,
             ids,
             clock,
         )),

@@ -156,7 +156,17 @@ async fn seed_catalogue(inventory: &tessera_inventory::Inventory) -> anyhow::Res
         if inventory.product(&sku).await?.is_some() {
             continue;
         }
-        match inventory.create_product(&sku, name, description, &Money::eur(price)?, stock).await {
+        match inventory
+            .create_product(
+                &sku,
+                name,
+                description,
+                &Money::eur(price)?,
+                stock,
+                &tessera_web::token::Actor::system("seed"),
+            )
+            .await
+        {
             Ok(()) | Err(tessera_inventory::AppError::Duplicate(_)) => {}
             Err(tessera_inventory::AppError::Domain(InventoryError::BelowZero { .. })) => {
                 anyhow::bail!("the demo catalogue has a negative stock for {sku}")

@@ -71,6 +71,8 @@ impl Cluster {
                     .then(|| format!("--jwks-url=http://{}/.well-known/jwks.json", self.gateway)),
             )
             .env("RUST_LOG", "warn")
+            // The vault's master key (base64 of 32 bytes), as a Secret would hand it over.
+            .env("TESSERA_MASTER_KEY", "dGVzc2VyYS1kaXN0cmlidXRlZC10ZXN0LWtleS0zMmI=")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -91,7 +93,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        for service in ["inventory", "orders", "payments", "customers", "support", "gateway"] {
+        for service in ["inventory", "orders", "payments", "customers", "support", "gateway", "vault"] {
             let url = tessera_store::database_url(&self.postgres, &format!("{}_{service}", self.prefix));
             let _ = runtime.block_on(tessera_store::drop_database(&url));
         }

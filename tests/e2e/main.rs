@@ -4,6 +4,7 @@
 mod authz;
 mod distributed;
 mod http;
+mod privacy;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -399,6 +400,9 @@ fn bad_requests_to_up_get_problem_json_never_a_500() {
         ("get", "/api/v1/customers/{id}"),
         ("patch", "/api/v1/customers/{id}"),
         ("get", "/api/v1/customers/{id}/export"),
+        ("delete", "/api/v1/customers/{id}"),
+        ("get", "/api/v1/customers/{id}/erasure"),
+        ("post", "/api/v1/admin/audit/verify"),
         ("post", "/api/v1/payment-methods"),
         ("get", "/api/v1/payments"),
         ("post", "/api/v1/orders"),

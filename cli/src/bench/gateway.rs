@@ -138,7 +138,17 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
     };
     let system = Embedded::start(dir.path(), settings).await?;
     let sku = Sku::parse("BENCH-001")?;
-    system.inventory.create_product(&sku, "Bench tea", "For timing", &Money::eur(100)?, 1_000_000).await?;
+    system
+        .inventory
+        .create_product(
+            &sku,
+            "Bench tea",
+            "For timing",
+            &Money::eur(100)?,
+            1_000_000,
+            &tessera_web::token::Actor::system("bench"),
+        )
+        .await?;
     let direct = system.node.service_router(tessera_inventory::SERVICE).context("inventory router")?;
     let public = system.router.clone();
     let (direct_path, public_path) = ("/products/BENCH-001", "/api/v1/products/BENCH-001");

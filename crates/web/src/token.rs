@@ -305,6 +305,11 @@ impl Actor {
         Self { id: "anonymous".into(), role: "none".into() }
     }
 
+    /// Tessera itself, acting for no caller (seeding the demo catalogue, a benchmark).
+    pub fn system(name: &str) -> Self {
+        Self { id: name.to_owned(), role: "system".into() }
+    }
+
     /// An audit record of `action` on `resource` by this actor.
     pub fn audit(
         &self,

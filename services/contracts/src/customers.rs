@@ -40,6 +40,30 @@ pub struct CustomerUpdated {
 }
 message!(CustomerUpdated, "customers.CustomerUpdated", 1, Event);
 
+/// A customer asked to be forgotten. Their data key is already shredded; every service drops
+/// or redacts what it holds about them (business records stay, the person shows as
+/// `[erased]`) and answers with [`ErasureDone`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerErased {
+    pub customer_id: Uuid,
+    pub erasure_id: Uuid,
+}
+message!(CustomerErased, "customers.CustomerErased", 1, Event);
+
+/// A service finished its part of an erasure. Each service that holds anything about customers
+/// (orders, payments, support) publishes it from its own outbox; customers keeps the progress.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureDone {
+    pub customer_id: Uuid,
+    pub erasure_id: Uuid,
+    /// The service that finished: `orders`, `payments` or `support`.
+    pub service: String,
+}
+message!(ErasureDone, "privacy.ErasureDone", 1, Event);
+
+/// The services whose [`ErasureDone`] an erasure waits for, besides customers itself.
+pub const ERASURE_PARTICIPANTS: [&str; 3] = ["orders", "payments", "support"];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,14 +20,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::app::{AppError, Customer, Customers, ProfileChanges};
+use crate::app::{AppError, Customer, Customers, Erasure, ProfileChanges};
 use crate::domain::{Email, Name, Password, PostalAddress, ProfileError};
 
 /// The routes of this service, with their OpenAPI description.
 pub fn router() -> OpenApiRouter<Customers> {
     OpenApiRouter::new()
         .routes(routes!(register))
-        .routes(routes!(get_customer, update_customer))
+        .routes(routes!(get_customer, update_customer, erase_customer))
+        .routes(routes!(erasure_progress))
         .routes(routes!(check_credentials))
 }
 
@@ -40,6 +41,9 @@ impl From<AppError> for Problem {
             AppError::NotFound(id) => Problem::not_found(format!("no customer {id}")),
             AppError::Stale { .. } => stale(),
             AppError::Store(error) => store_problem(&error),
+            // A write for someone erased meanwhile: they are gone.
+            AppError::Vault(tessera_vault::VaultError::Shredded) => Problem::not_found("no such customer"),
+            AppError::Vault(_) => Problem::unavailable(&error),
             AppError::Hashing(_) | AppError::Corrupt(_) => Problem::internal(&error),
         }
     }
@@ -239,4 +243,76 @@ async fn check_credentials(
         Some(customer_id) => Ok(Json(CredentialsOwner { customer_id })),
         None => Err(invalid_credentials()),
     }
+}
+
+/// An accepted erasure.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureAccepted {
+    pub erasure_id: Uuid,
+}
+
+/// Forget a customer: their data key is shredded at once (nothing sealed with it opens again,
+/// anywhere), and every service drops what it derived; progress at `/customers/{id}/erasure`.
+#[utoipa::path(delete, path = "/customers/{id}", tag = "customers",
+    params(("id" = String, Path, description = "the customer's id")),
+    responses((status = 202, body = ErasureAccepted), (status = 404, body = Problem)))]
+async fn erase_customer(
+    State(customers): State<Customers>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = parse_id(&id)?;
+    let erasure_id =
+        customers.erase(id, &actor).await?.ok_or_else(|| Problem::not_found(format!("no customer {id}")))?;
+    Ok((StatusCode::ACCEPTED, Json(ErasureAccepted { erasure_id })))
+}
+
+/// One service's part of an erasure.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureStep {
+    pub service: String,
+    /// RFC 3339, UTC; absent while the service has not reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done_at: Option<String>,
+}
+
+/// An erasure's progress.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureView {
+    pub erasure_id: Uuid,
+    pub customer_id: Uuid,
+    pub requested_at: String,
+    pub services: Vec<ErasureStep>,
+    /// Every service has reported done.
+    pub complete: bool,
+}
+
+impl From<Erasure> for ErasureView {
+    fn from(erasure: Erasure) -> Self {
+        Self {
+            erasure_id: erasure.id,
+            customer_id: erasure.customer_id,
+            requested_at: erasure.requested_at.to_rfc3339(),
+            complete: erasure.complete(),
+            services: erasure
+                .services
+                .into_iter()
+                .map(|(service, done)| ErasureStep { service, done_at: done.map(|at| at.to_rfc3339()) })
+                .collect(),
+        }
+    }
+}
+
+/// How far an erasure has got, per service.
+#[utoipa::path(get, path = "/customers/{id}/erasure", tag = "customers",
+    params(("id" = String, Path, description = "the customer's id")),
+    responses((status = 200, body = ErasureView), (status = 404, body = Problem)))]
+async fn erasure_progress(
+    State(customers): State<Customers>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ErasureView>> {
+    let id = parse_id(&id)?;
+    let erasure =
+        customers.erasure(id).await?.ok_or_else(|| Problem::not_found(format!("no erasure of {id}")))?;
+    Ok(Json(ErasureView::from(erasure)))
 }

@@ -15,7 +15,7 @@ mod service;
 
 pub use service::CustomersService;
 
-pub use app::{AppError, Customer, Customers, ProfileChanges};
+pub use app::{AppError, Customer, Customers, Erasure, ProfileChanges};
 
 /// The service's name: its store file, its message names' owner, its relay's name.
 pub const SERVICE: &str = "customers";
@@ -32,14 +32,29 @@ const SCHEMA: &str = "
         created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
         version BIGINT NOT NULL CHECK (version >= 1));";
 
+/// From version 2 every personal column holds a value sealed with the customer's data key
+/// (`sealed = 1`; older rows are sealed at start-up) and `email_key` is a keyed hash. An erased
+/// customer's row stays, blanked, as the owner of their orders and payments.
+const ERASURE_SCHEMA: &str = "
+    ALTER TABLE customers ADD COLUMN sealed BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE customers ADD COLUMN erased_at BIGINT;
+    CREATE TABLE erasures (
+        id TEXT PRIMARY KEY, customer_id TEXT NOT NULL UNIQUE, requested_at BIGINT NOT NULL);
+    CREATE TABLE erasure_progress (
+        erasure_id TEXT NOT NULL, service TEXT NOT NULL, done_at BIGINT NOT NULL,
+        PRIMARY KEY (erasure_id, service));";
+
 pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet {
     scope: "customers",
-    migrations: &[tessera_store::Migration {
-        version: 1,
-        name: "customers",
-        sqlite: SCHEMA,
-        postgres: SCHEMA,
-    }],
+    migrations: &[
+        tessera_store::Migration { version: 1, name: "customers", sqlite: SCHEMA, postgres: SCHEMA },
+        tessera_store::Migration {
+            version: 2,
+            name: "sealed personal fields, erasures",
+            sqlite: ERASURE_SCHEMA,
+            postgres: ERASURE_SCHEMA,
+        },
+    ],
 };
 
 /// Every migration set the customers store needs, in order.

@@ -1,5 +1,5 @@
-//! Customers as the runtime runs it: its routes only. It subscribes to nothing and runs no
-//! background work; its events leave through the outbox relay the runtime runs for every store.
+//! Customers as the runtime runs it: its routes, the erasure reports of the services that hold
+//! data about customers, and a start-up pass that seals rows an older version kept in clear.
 
 use std::sync::Arc;
 
@@ -17,8 +17,13 @@ pub struct CustomersService {
 }
 
 impl CustomersService {
-    pub fn new(store: Store, ids: Arc<dyn IdGen>, clock: Arc<dyn Clock>) -> Self {
-        Self { customers: Customers::new(store, ids, clock) }
+    pub fn new(
+        store: Store,
+        vault: tessera_vault::Vault,
+        ids: Arc<dyn IdGen>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { customers: Customers::new(store, vault, ids, clock) }
     }
 
     pub fn customers(&self) -> &Customers {
@@ -40,10 +45,20 @@ impl Service for CustomersService {
     }
 
     fn subscriptions(&self) -> Vec<Subscription> {
-        Vec::new()
+        tessera_contracts::customers::ERASURE_PARTICIPANTS
+            .into_iter()
+            .map(|source| Subscription { source, handler: Arc::new(self.customers.clone()) })
+            .collect()
     }
 
     fn tasks(&self, _stop: watch::Receiver<bool>) -> Vec<Task> {
-        Vec::new()
+        let customers = self.customers.clone();
+        vec![Box::pin(async move {
+            match customers.seal_legacy_rows().await {
+                Ok(0) => {}
+                Ok(sealed) => tracing::info!(sealed, "customers stored in clear are sealed now"),
+                Err(error) => tracing::error!(%error, "cannot seal customers stored in clear"),
+            }
+        })]
     }
 }

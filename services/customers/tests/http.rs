@@ -21,15 +21,39 @@ struct App {
     store: Store,
     openapi: utoipa::openapi::OpenApi,
     data: TempDataDir,
+    vault: tessera_vault::Vault,
+}
+
+/// The tests keep the vault's tables in the customers store (in production it has its own).
+fn with_vault() -> Vec<tessera_store::MigrationSet> {
+    let mut migrations = tessera_customers::migrations();
+    migrations.push(tessera_vault::MIGRATIONS);
+    migrations
+}
+
+async fn vault(store: &Store) -> tessera_vault::Vault {
+    let master = tessera_vault::MasterKey::generate().expect("a master key");
+    tessera_vault::Vault::open(store.clone(), master, Vec::new()).await.expect("open the vault")
 }
 
 async fn app() -> App {
     let data = TempDataDir::new();
     let config = StoreConfig::Sqlite { path: data.file("customers.db"), options: SqliteOptions::default() };
-    let store = Store::open(&config, &tessera_customers::migrations()).await.expect("open the store");
-    let customers = Customers::new(store.clone(), Arc::new(UuidV7Gen), Arc::new(SystemClock));
+    let store = Store::open(&config, &with_vault()).await.expect("open the store");
+    let vault = vault(&store).await;
+    let customers = Customers::new(store.clone(), vault.clone(), Arc::new(UuidV7Gen), Arc::new(SystemClock));
     let (router, openapi) = tessera_customers::http::router().split_for_parts();
-    App { router: tessera_web::standard_layers(router.with_state(customers)), store, openapi, data }
+    App { router: tessera_web::standard_layers(router.with_state(customers)), store, openapi, data, vault }
+}
+
+/// A sealed field of an event, opened with the customer's key.
+async fn open(vault: &tessera_vault::Vault, customer: &str, field: &Value) -> String {
+    let sealed: tessera_vault::Sealed =
+        field.as_str().expect("a sealed string").parse().expect("sealed text");
+    match vault.decrypt_str(customer, &sealed).await.expect("decrypt") {
+        tessera_vault::Decrypted::Plain(text) => text,
+        tessera_vault::Decrypted::Erased => panic!("{customer} is erased"),
+    }
 }
 
 fn ada(email: &str) -> Value {
@@ -103,11 +127,23 @@ async fn a_registered_customer_is_served_with_its_etag_and_announced_in_the_outb
     assert_eq!((name.as_str(), key.as_str()), ("customers.CustomerRegistered", id.as_str()));
     assert_eq!(envelope["subject"], id, "the event is about the customer");
     assert_eq!(envelope["source"], "customers");
-    assert_eq!(
-        envelope["payload"],
-        json!({"customer_id": id, "email": "Ada@Example.com", "name": "Ada Lovelace", "version": 1,
-               "address": {"line1": "12 St James's Square", "city": "London", "postal_code": "SW1Y 4JH", "country": "GB"}})
-    );
+    // Every personal field travels sealed with the customer's own key.
+    let payload = &envelope["payload"];
+    assert_eq!((payload["customer_id"].as_str(), payload["version"].as_i64()), (Some(id.as_str()), Some(1)));
+    let text = payload.to_string();
+    for plain in ["Ada@Example.com", "ada@example.com", "Ada Lovelace", "St James", "London", "SW1Y"] {
+        assert!(!text.contains(plain), "{plain} is in clear in the event: {text}");
+    }
+    for (field, plain) in [
+        (&payload["email"], "Ada@Example.com"),
+        (&payload["name"], "Ada Lovelace"),
+        (&payload["address"]["line1"], "12 St James's Square"),
+        (&payload["address"]["city"], "London"),
+        (&payload["address"]["postal_code"], "SW1Y 4JH"),
+        (&payload["address"]["country"], "GB"),
+    ] {
+        assert_eq!(open(&app.vault, &id, field).await, plain);
+    }
     assert!(!envelope.to_string().contains("argon2"), "the event carries no password hash");
 
     let unknown = call(&app.router, Method::GET, &format!("/customers/{}", uuid::Uuid::now_v7()), None).await;
@@ -266,14 +302,16 @@ async fn postgres_app() -> Option<(App, tessera_testkit::TempPostgres)> {
         url: database.url().to_owned(),
         options: tessera_store::PostgresOptions::default(),
     };
-    let store = Store::open(&config, &tessera_customers::migrations()).await.expect("open the store");
-    let customers = Customers::new(store.clone(), Arc::new(UuidV7Gen), Arc::new(SystemClock));
+    let store = Store::open(&config, &with_vault()).await.expect("open the store");
+    let vault = vault(&store).await;
+    let customers = Customers::new(store.clone(), vault.clone(), Arc::new(UuidV7Gen), Arc::new(SystemClock));
     let (router, openapi) = tessera_customers::http::router().split_for_parts();
     let app = App {
         router: tessera_web::standard_layers(router.with_state(customers)),
         store,
         openapi,
         data: TempDataDir::new(),
+        vault,
     };
     Some((app, database))
 }
@@ -393,7 +431,7 @@ async fn updates_need_the_current_etag_and_two_racing_writers_get_one_200_and_on
         "the losing writer announced nothing"
     );
     assert_eq!(events[2].1["version"], 3);
-    assert_eq!(events[2].1["address"]["city"], "Boston");
+    assert_eq!(open(&app.vault, &id, &events[2].1["address"]["city"]).await, "Boston");
 }
 
 #[tokio::test]
@@ -441,4 +479,106 @@ fn the_openapi_document_describes_every_route() {
     for schema in ["NewCustomer", "CustomerView", "CustomerPatch", "Credentials", "Address", "Problem"] {
         assert!(document["components"]["schemas"][schema].is_object(), "schema {schema} is documented");
     }
+}
+
+/// Every file of the store (the database, its WAL and shared memory), as bytes.
+fn store_bytes(app: &App) -> Vec<u8> {
+    ["customers.db", "customers.db-wal", "customers.db-shm"]
+        .iter()
+        .filter_map(|name| std::fs::read(app.data.file(name)).ok())
+        .flatten()
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn personal_data_is_never_at_rest_in_clear_and_an_erasure_leaves_nothing_that_opens() {
+    let app = app().await;
+    let canary = "Zqcanary";
+    let body = json!({
+        "email": format!("{canary}@example.com"),
+        "name": format!("{canary} Name"),
+        "password": PASSWORD,
+        "address": {"line1": format!("1 {canary} Road"), "city": format!("{canary}ville"), "postal_code": "ZQ1 1QZ", "country": "GB"}
+    });
+    let created = call(&app.router, Method::POST, "/customers", Some(body)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    let other = register(&app, "bystander@example.com").await;
+    let patch = call_raw(
+        &app.router,
+        Method::PATCH,
+        &format!("/customers/{id}"),
+        Some(json!({"name": format!("{canary} Renamed")}).to_string().into_bytes()),
+        &[("content-type", "application/json"), ("if-match", "\"1\"")],
+    )
+    .await;
+    assert_eq!(patch.status, StatusCode::OK, "{}", patch.body);
+    let signed_in = call(
+        &app.router,
+        Method::POST,
+        "/customers/credentials",
+        Some(json!({"email": format!("{}@EXAMPLE.com", canary.to_uppercase()), "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(signed_in.status, StatusCode::OK, "the blind index finds the email case-insensitively");
+    let bytes = store_bytes(&app);
+    assert!(!bytes.is_empty());
+    for plain in [canary, &canary.to_lowercase(), "ZQ1 1QZ"] {
+        assert!(!contains(&bytes, plain), "{plain} is in clear in the store's files");
+    }
+
+    let erased = call(&app.router, Method::DELETE, &format!("/customers/{id}"), None).await;
+    assert_eq!(erased.status, StatusCode::ACCEPTED, "{}", erased.body);
+    let erasure_id = erased.body["erasure_id"].as_str().expect("erasure_id").to_owned();
+    let again = call(&app.router, Method::DELETE, &format!("/customers/{id}"), None).await;
+    assert_eq!(
+        (again.status, again.body["erasure_id"].as_str()),
+        (StatusCode::ACCEPTED, Some(erasure_id.as_str()))
+    );
+    assert_eq!(
+        call(&app.router, Method::GET, &format!("/customers/{id}"), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let progress = call(&app.router, Method::GET, &format!("/customers/{id}/erasure"), None).await;
+    assert_eq!(progress.status, StatusCode::OK);
+    assert_eq!(progress.body["complete"], false, "the other services have not reported: {}", progress.body);
+    assert!(
+        progress.body["services"][0]["done_at"].is_string(),
+        "customers itself is done: {}",
+        progress.body
+    );
+    // The events that went out before the erasure no longer open.
+    for (_, _, envelope) in outbox(&app.store).await {
+        if envelope["name"] == "customers.CustomerRegistered" {
+            let sealed: tessera_vault::Sealed =
+                envelope["payload"]["name"].as_str().expect("name").parse().expect("sealed");
+            assert!(app.vault.decrypt_str(&id, &sealed).await.expect("decrypt").is_erased());
+        }
+    }
+    let announced = outbox(&app.store).await;
+    assert!(
+        announced.iter().any(
+            |(name, _, e)| name == "customers.CustomerErased" && e["payload"]["erasure_id"] == erasure_id
+        ),
+        "the erasure is announced"
+    );
+    // The email is free again, and the bystander is untouched.
+    let signed_in = call(
+        &app.router,
+        Method::POST,
+        "/customers/credentials",
+        Some(json!({"email": format!("{canary}@example.com"), "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(signed_in.status, StatusCode::UNAUTHORIZED);
+    let bystander = call(&app.router, Method::GET, &format!("/customers/{other}"), None).await;
+    assert_eq!((bystander.status, bystander.body["name"].as_str()), (StatusCode::OK, Some("Ada Lovelace")));
+    assert_eq!(
+        call(&app.router, Method::DELETE, &format!("/customers/{}", uuid::Uuid::now_v7()), None).await.status,
+        StatusCode::NOT_FOUND
+    );
 }

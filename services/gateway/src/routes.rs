@@ -32,7 +32,8 @@ pub(crate) fn router() -> Router<Gateway> {
         .route("/products/{sku}", get(get_product).patch(update_product))
         .route("/products/{sku}/stock", post(adjust_stock))
         .route("/customers", post(register_customer))
-        .route("/customers/{id}", get(get_customer).patch(update_customer))
+        .route("/customers/{id}", get(get_customer).patch(update_customer).delete(erase_customer))
+        .route("/customers/{id}/erasure", get(erasure_progress))
         .route("/customers/{id}/export", get(export_customer))
         .route("/payment-methods", post(add_payment_method))
         .route("/payments", get(list_payments))
@@ -409,6 +410,38 @@ async fn get_customer(
         return Ok(response);
     }
     Ok(pass_on(reply))
+}
+
+/// Only the person themself or an admin may erase a person, or follow the erasure; support
+/// gets 403, another customer 404 (they may not learn the id exists).
+fn may_erase(caller: &Caller, id: &str) -> ApiResult<()> {
+    if caller.is(id) || caller.role == Role::Admin {
+        Ok(())
+    } else if caller.role == Role::Support {
+        Err(forbidden("support may not erase a person"))
+    } else {
+        Err(Problem::not_found("no such customer"))
+    }
+}
+
+async fn erase_customer(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(text): Path<String>,
+) -> ApiResult<Response> {
+    let id = uuid(&text, "customer")?.to_string();
+    may_erase(&caller, &id)?;
+    g.forward(&g.services.customers, Method::DELETE, &format!("/customers/{id}"), None, &[]).await
+}
+
+async fn erasure_progress(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(text): Path<String>,
+) -> ApiResult<Response> {
+    let id = uuid(&text, "customer")?.to_string();
+    may_erase(&caller, &id)?;
+    g.forward(&g.services.customers, Method::GET, &format!("/customers/{id}/erasure"), None, &[]).await
 }
 
 async fn update_customer(

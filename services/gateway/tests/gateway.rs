@@ -62,11 +62,13 @@ async fn shop(config: GatewayConfig, customers_silent: bool) -> Shop {
         ids.clone(),
         clock.clone(),
     );
-    let customers = tessera_customers::CustomersService::new(
-        open("customers", tessera_customers::migrations()).await,
-        ids.clone(),
-        clock.clone(),
-    );
+    let mut customer_migrations = tessera_customers::migrations();
+    customer_migrations.push(tessera_vault::MIGRATIONS);
+    let customers_store = open("customers", customer_migrations).await;
+    let master = tessera_vault::MasterKey::generate().expect("a master key");
+    let vault = tessera_vault::Vault::open(customers_store.clone(), master, Vec::new()).await.expect("vault");
+    let customers =
+        tessera_customers::CustomersService::new(customers_store, vault, ids.clone(), clock.clone());
     let support = tessera_support::SupportService::new(
         open("support", tessera_support::migrations()).await,
         ids,
@@ -80,6 +82,7 @@ async fn shop(config: GatewayConfig, customers_silent: bool) -> Shop {
             "Green tea",
             &tessera_contracts::Money::eur(850).expect("money"),
             100,
+            &tessera_web::token::Actor::system("test"),
         )
         .await
         .expect("product");

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use tessera_contracts::{Money, Sku};
+use tessera_web::token::Actor;
 use tessera_web::{
     ApiResult, ETag, FieldError, IfMatch, Json, Path, Problem, Query, page_limit, stale, store_problem,
 };
@@ -201,6 +202,7 @@ async fn list_products(
     responses((status = 201, body = ProductView), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn create_product(
     State(inventory): State<Inventory>,
+    actor: Actor,
     Json(body): Json<NewProduct>,
 ) -> ApiResult<impl IntoResponse> {
     let mut errors = Vec::new();
@@ -218,7 +220,9 @@ async fn create_product(
     }
     ensure_valid(errors)?;
     let description = body.description.unwrap_or_default();
-    inventory.create_product(&body.sku, body.name.trim(), &description, &body.price, body.stock).await?;
+    inventory
+        .create_product(&body.sku, body.name.trim(), &description, &body.price, body.stock, &actor)
+        .await?;
     let product =
         inventory.product(&body.sku).await?.ok_or_else(|| Problem::internal(&"created product vanished"))?;
     Ok((StatusCode::CREATED, ETag(product.version), Json(ProductView::from(&product))))
@@ -246,6 +250,7 @@ async fn get_product(
               (status = 428, body = Problem), (status = 422, body = Problem)))]
 async fn update_product(
     State(inventory): State<Inventory>,
+    actor: Actor,
     Path(sku): Path<String>,
     if_match: IfMatch,
     Json(body): Json<ProductPatch>,
@@ -267,7 +272,7 @@ async fn update_product(
         description: body.description,
         price: body.price,
     };
-    let product = inventory.update_product(&sku, if_match.0, changes).await?;
+    let product = inventory.update_product(&sku, if_match.0, changes, &actor).await?;
     Ok((ETag(product.version), Json(ProductView::from(&product))))
 }
 
@@ -278,6 +283,7 @@ async fn update_product(
               (status = 422, body = Problem)))]
 async fn adjust_stock(
     State(inventory): State<Inventory>,
+    actor: Actor,
     Path(sku): Path<String>,
     Json(body): Json<StockAdjustment>,
 ) -> ApiResult<Json<StockAvailable>> {
@@ -291,6 +297,6 @@ async fn adjust_stock(
     }
     check_text(&mut errors, "reason", &body.reason, MAX_REASON, true);
     ensure_valid(errors)?;
-    let level = inventory.adjust_stock(&sku, body.delta, body.reason.trim()).await?;
+    let level = inventory.adjust_stock(&sku, body.delta, body.reason.trim(), &actor).await?;
     Ok(Json(StockAvailable { available: level.available }))
 }

@@ -72,7 +72,14 @@ impl Shop {
 async fn the_last_unit_is_reserved_by_exactly_one_of_many_concurrent_orders() {
     let shop = shop().await;
     shop.inventory
-        .create_product(&sku("LAST-1"), "Last mug", "", &Money::eur(900).expect("money"), 1)
+        .create_product(
+            &sku("LAST-1"),
+            "Last mug",
+            "",
+            &Money::eur(900).expect("money"),
+            1,
+            &tessera_web::token::Actor::system("test"),
+        )
         .await
         .expect("create");
     let mut commands = Vec::new();
@@ -102,8 +109,21 @@ async fn the_last_unit_is_reserved_by_exactly_one_of_many_concurrent_orders() {
 async fn a_reservation_is_all_lines_or_none_then_released_committed_and_restocked() {
     let shop = shop().await;
     let price = Money::eur(1500).expect("money");
-    shop.inventory.create_product(&sku("TEE-1"), "T-shirt", "cotton", &price, 5).await.expect("create");
-    shop.inventory.create_product(&sku("CAP-1"), "Cap", "", &price, 1).await.expect("create");
+    shop.inventory
+        .create_product(
+            &sku("TEE-1"),
+            "T-shirt",
+            "cotton",
+            &price,
+            5,
+            &tessera_web::token::Actor::system("test"),
+        )
+        .await
+        .expect("create");
+    shop.inventory
+        .create_product(&sku("CAP-1"), "Cap", "", &price, 1, &tessera_web::token::Actor::system("test"))
+        .await
+        .expect("create");
 
     // One short line: nothing is held.
     let short = Uuid::now_v7();
@@ -183,25 +203,40 @@ async fn a_reservation_is_all_lines_or_none_then_released_committed_and_restocke
 async fn product_administration_refuses_duplicates_and_negative_stock() {
     let shop = shop().await;
     let price = Money::eur(500).expect("money");
-    shop.inventory.create_product(&sku("PEN-1"), "Pen", "", &price, 3).await.expect("create");
+    shop.inventory
+        .create_product(&sku("PEN-1"), "Pen", "", &price, 3, &tessera_web::token::Actor::system("test"))
+        .await
+        .expect("create");
     assert!(matches!(
-        shop.inventory.create_product(&sku("PEN-1"), "Pen", "", &price, 3).await,
+        shop.inventory
+            .create_product(&sku("PEN-1"), "Pen", "", &price, 3, &tessera_web::token::Actor::system("test"))
+            .await,
         Err(AppError::Duplicate(_))
     ));
     assert!(matches!(
-        shop.inventory.adjust_stock(&sku("PEN-1"), -4, "stocktake").await,
+        shop.inventory
+            .adjust_stock(&sku("PEN-1"), -4, "stocktake", &tessera_web::token::Actor::system("test"))
+            .await,
         Err(AppError::Domain(InventoryError::BelowZero { available: 3, delta: -4, .. }))
     ));
     assert_eq!(
-        shop.inventory.adjust_stock(&sku("PEN-1"), -3, "stocktake").await.expect("adjust").available,
+        shop.inventory
+            .adjust_stock(&sku("PEN-1"), -3, "stocktake", &tessera_web::token::Actor::system("test"))
+            .await
+            .expect("adjust")
+            .available,
         0
     );
     assert_eq!(
-        shop.inventory.adjust_stock(&sku("PEN-1"), 10, "delivery").await.expect("adjust").available,
+        shop.inventory
+            .adjust_stock(&sku("PEN-1"), 10, "delivery", &tessera_web::token::Actor::system("test"))
+            .await
+            .expect("adjust")
+            .available,
         10
     );
     assert!(matches!(
-        shop.inventory.adjust_stock(&sku("NOPE-1"), 1, "x").await,
+        shop.inventory.adjust_stock(&sku("NOPE-1"), 1, "x", &tessera_web::token::Actor::system("test")).await,
         Err(AppError::Domain(InventoryError::UnknownSku(_)))
     ));
     shop.assert_conserved().await;
@@ -212,11 +247,28 @@ async fn product_administration_refuses_duplicates_and_negative_stock() {
 async fn a_release_that_arrives_first_refuses_the_later_reservation_and_mixed_currencies_hold_nothing() {
     let shop = shop().await;
     shop.inventory
-        .create_product(&sku("EUR-1"), "Euro mug", "", &Money::eur(900).expect("money"), 5)
+        .create_product(
+            &sku("EUR-1"),
+            "Euro mug",
+            "",
+            &Money::eur(900).expect("money"),
+            5,
+            &tessera_web::token::Actor::system("test"),
+        )
         .await
         .expect("create");
     let dollars = Money::new(1000, tessera_contracts::Currency::parse("USD").expect("usd")).expect("money");
-    shop.inventory.create_product(&sku("USD-1"), "Dollar mug", "", &dollars, 5).await.expect("create");
+    shop.inventory
+        .create_product(
+            &sku("USD-1"),
+            "Dollar mug",
+            "",
+            &dollars,
+            5,
+            &tessera_web::token::Actor::system("test"),
+        )
+        .await
+        .expect("create");
 
     // The saga gave up and released before the (late, retried) reservation was applied.
     let order = Uuid::now_v7();

@@ -256,9 +256,39 @@ async fn a_thousand_orders_settle(topology: Topology) {
     let network = NetworkSettings { slow_delay: Duration::from_secs(3), ..NetworkSettings::default() };
     let Some(shop) = shop(topology, settings, network).await else { return };
     let price = |cents| Money::eur(cents).expect("money");
-    shop.inventory.create_product(&sku("MUG-1"), "Mug", "", &price(900), 5_000).await.expect("mug");
-    shop.inventory.create_product(&sku("TEE-1"), "T-shirt", "", &price(1500), 120).await.expect("tee");
-    shop.inventory.create_product(&sku("RARE-1"), "Rare print", "", &price(5000), 3).await.expect("rare");
+    shop.inventory
+        .create_product(
+            &sku("MUG-1"),
+            "Mug",
+            "",
+            &price(900),
+            5_000,
+            &tessera_web::token::Actor::system("test"),
+        )
+        .await
+        .expect("mug");
+    shop.inventory
+        .create_product(
+            &sku("TEE-1"),
+            "T-shirt",
+            "",
+            &price(1500),
+            120,
+            &tessera_web::token::Actor::system("test"),
+        )
+        .await
+        .expect("tee");
+    shop.inventory
+        .create_product(
+            &sku("RARE-1"),
+            "Rare print",
+            "",
+            &price(5000),
+            3,
+            &tessera_web::token::Actor::system("test"),
+        )
+        .await
+        .expect("rare");
 
     // Ten customers, each with one card of every kind.
     let mut customers = Vec::new();

@@ -8,9 +8,12 @@ use std::sync::Arc;
 
 use tessera_contracts::Message;
 use tessera_contracts::Personal;
-use tessera_contracts::customers::{Address, CustomerRegistered, CustomerUpdated};
+use tessera_contracts::customers::{
+    Address, CustomerErased, CustomerRegistered, CustomerUpdated, ErasureDone,
+};
 use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageKind, SubjectId, Timestamp};
 use tessera_store::{Row, Statement, Store, StoreError};
+use tessera_vault::{Decrypted, Sealed, Vault, VaultError};
 use tessera_web::token::Actor;
 use uuid::Uuid;
 
@@ -31,6 +34,33 @@ pub enum AppError {
     Hashing(String),
     #[error("stored data cannot be read: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Vault(VaultError),
+}
+
+impl From<VaultError> for AppError {
+    fn from(error: VaultError) -> Self {
+        match error {
+            VaultError::Store(error) => AppError::Store(error),
+            other => AppError::Vault(other),
+        }
+    }
+}
+
+/// An erasure and how far every service has got with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Erasure {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub requested_at: Timestamp,
+    /// Each participating service, and when it reported done.
+    pub services: Vec<(String, Option<Timestamp>)>,
+}
+
+impl Erasure {
+    pub fn complete(&self) -> bool {
+        self.services.iter().all(|(_, done)| done.is_some())
+    }
 }
 
 /// The fields of a profile a customer may change; `None` keeps the current value.
@@ -62,9 +92,13 @@ impl std::fmt::Debug for Customer {
     }
 }
 
+/// Personal fields (email, name, address) are stored and announced sealed with the customer's
+/// own data key from the vault, so shredding that key erases them everywhere they went,
+/// backups and event streams included. Emails are found by a keyed hash (blind index).
 #[derive(Clone, Debug)]
 pub struct Customers {
     store: Store,
+    vault: Vault,
     ids: Arc<dyn IdGen>,
     clock: Arc<HybridClock>,
 }
@@ -72,7 +106,8 @@ pub struct Customers {
 const CUSTOMER_COLUMNS: &str =
     "id, email, name, line1, city, postal_code, country, created_at, updated_at, version";
 
-fn customer_from_row(row: &Row) -> Result<Customer, AppError> {
+/// A row as stored: personal fields still sealed.
+fn sealed_customer_from_row(row: &Row) -> Result<Customer, AppError> {
     let corrupt = |e: &dyn std::fmt::Display| AppError::Corrupt(e.to_string());
     let instant = |column: &str| -> Result<Timestamp, AppError> {
         let micros = row.int(column)?;
@@ -99,8 +134,63 @@ fn micros(at: Timestamp) -> i64 {
 }
 
 impl Customers {
-    pub fn new(store: Store, ids: Arc<dyn IdGen>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, ids, clock: Arc::new(HybridClock::new(clock)) }
+    pub fn new(store: Store, vault: Vault, ids: Arc<dyn IdGen>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, vault, ids, clock: Arc::new(HybridClock::new(clock)) }
+    }
+
+    async fn seal(&self, id: Uuid, value: &str) -> Result<String, AppError> {
+        Ok(self.vault.encrypt_str(&id.to_string(), value).await?.to_string())
+    }
+
+    /// The plain value of a sealed field; `None` once the customer is erased.
+    async fn open(&self, id: Uuid, text: &str) -> Result<Option<String>, AppError> {
+        let sealed: Sealed = text.parse().map_err(|e: VaultError| AppError::Corrupt(e.to_string()))?;
+        Ok(match self.vault.decrypt_str(&id.to_string(), &sealed).await? {
+            Decrypted::Plain(value) => Some(value),
+            Decrypted::Erased => None,
+        })
+    }
+
+    async fn seal_address(&self, id: Uuid, address: &Address) -> Result<Address, AppError> {
+        Ok(Address {
+            line1: self.seal(id, &address.line1).await?,
+            city: self.seal(id, &address.city).await?,
+            postal_code: self.seal(id, &address.postal_code).await?,
+            country: self.seal(id, &address.country).await?,
+        })
+    }
+
+    /// Opens every personal field of a stored row; `None` if the customer was erased.
+    async fn unseal(&self, sealed: Customer) -> Result<Option<Customer>, AppError> {
+        let id = sealed.id;
+        let fields = [
+            &sealed.email,
+            &sealed.name,
+            &sealed.address.line1,
+            &sealed.address.city,
+            &sealed.address.postal_code,
+            &sealed.address.country,
+        ];
+        let mut plain = Vec::with_capacity(fields.len());
+        for field in fields {
+            match self.open(id, field).await? {
+                Some(value) => plain.push(value),
+                None => return Ok(None),
+            }
+        }
+        let mut plain = plain.into_iter();
+        let mut next = || plain.next().unwrap_or_default();
+        Ok(Some(Customer {
+            email: next(),
+            name: next(),
+            address: Address { line1: next(), city: next(), postal_code: next(), country: next() },
+            ..sealed
+        }))
+    }
+
+    /// The keyed hash an email is looked up by; the address itself is never stored in clear.
+    fn email_key(&self, email: &Email) -> String {
+        self.vault.blind_index("customers.email", email.key())
     }
 
     pub fn store(&self) -> &Store {
@@ -138,28 +228,30 @@ impl Customers {
         let id = self.ids.next_uuid();
         let password_hash = credentials::hash(password).await?;
         let now = micros(self.clock.now().wall());
-        let address = address.into_address();
+        let address = self.seal_address(id, &address.into_address()).await?;
+        let sealed_email = self.seal(id, email.as_str()).await?;
+        let sealed_name = self.seal(id, name.as_str()).await?;
         let mut unit = self.store.begin();
         unit.execute(
             Statement::new(format!(
-                "INSERT INTO customers ({CUSTOMER_COLUMNS}, email_key, password_hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1, $9, $10)"
+                "INSERT INTO customers ({CUSTOMER_COLUMNS}, email_key, password_hash, sealed)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1, $9, $10, 1)"
             ))
             .bind(id.to_string())
-            .bind(email.as_str())
-            .bind(name.as_str())
+            .bind(sealed_email.as_str())
+            .bind(sealed_name.as_str())
             .bind(address.line1.as_str())
             .bind(address.city.as_str())
             .bind(address.postal_code.as_str())
             .bind(address.country.as_str())
             .bind(now)
-            .bind(email.key())
+            .bind(self.email_key(&email))
             .bind(password_hash),
         );
         let registered = CustomerRegistered {
             customer_id: id,
-            email: Personal(email.as_str().to_owned()),
-            name: Personal(name.into_string()),
+            email: Personal(sealed_email),
+            name: Personal(sealed_name),
             address: Personal(address),
             version: 1,
         };
@@ -185,15 +277,21 @@ impl Customers {
         Ok(Some(customer))
     }
 
+    /// A profile with its personal fields opened; `None` for an unknown or erased customer.
     pub async fn profile(&self, id: Uuid) -> Result<Option<Customer>, AppError> {
         let rows = self
             .store
             .query(
-                Statement::new(format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1"))
-                    .bind(id.to_string()),
+                Statement::new(format!(
+                    "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1 AND erased_at IS NULL"
+                ))
+                .bind(id.to_string()),
             )
             .await?;
-        rows.first().map(customer_from_row).transpose()
+        match rows.first().map(sealed_customer_from_row).transpose()? {
+            Some(sealed) => self.unseal(sealed).await,
+            None => Ok(None),
+        }
     }
 
     /// Changes a profile if it is still at `expected_version` (`None`: whatever version it is
@@ -218,19 +316,21 @@ impl Customers {
             version: version + 1,
             ..current
         };
+        let sealed_name = self.seal(id, &updated.name).await?;
+        let sealed_address = self.seal_address(id, &updated.address).await?;
         let mut unit = self.store.begin();
         unit.execute(
             Statement::new(
                 "UPDATE customers SET name = $2, line1 = $3, city = $4, postal_code = $5, country = $6,
                  updated_at = $7, version = $8
-                 WHERE id = $1 AND version = $9",
+                 WHERE id = $1 AND version = $9 AND erased_at IS NULL",
             )
             .bind(id.to_string())
-            .bind(updated.name.as_str())
-            .bind(updated.address.line1.as_str())
-            .bind(updated.address.city.as_str())
-            .bind(updated.address.postal_code.as_str())
-            .bind(updated.address.country.as_str())
+            .bind(sealed_name.as_str())
+            .bind(sealed_address.line1.as_str())
+            .bind(sealed_address.city.as_str())
+            .bind(sealed_address.postal_code.as_str())
+            .bind(sealed_address.country.as_str())
             .bind(micros(updated.updated_at))
             .bind(updated.version)
             .bind(version)
@@ -238,8 +338,8 @@ impl Customers {
         );
         let event = CustomerUpdated {
             customer_id: id,
-            name: Personal(updated.name.clone()),
-            address: Personal(updated.address.clone()),
+            name: Personal(sealed_name),
+            address: Personal(sealed_address),
             version: updated.version,
         };
         unit.send(&self.event(id, &event)?)?;
@@ -268,8 +368,10 @@ impl Customers {
                 let rows = self
                     .store
                     .query(
-                        Statement::new("SELECT id, password_hash FROM customers WHERE email_key = $1")
-                            .bind(email.key()),
+                        Statement::new(
+                            "SELECT id, password_hash FROM customers WHERE email_key = $1 AND erased_at IS NULL",
+                        )
+                        .bind(self.email_key(&email)),
                     )
                     .await?;
                 match rows.first() {
@@ -308,5 +410,165 @@ impl Customers {
             unit.commit().await?;
         }
         Ok(id.filter(|_| matches))
+    }
+}
+
+impl Customers {
+    /// Forgets a customer: their data key is shredded first (from then on nothing sealed with
+    /// it opens anywhere, events and backups included), then the row is blanked, the erasure
+    /// recorded, and `CustomerErased` announced, in one unit. Asking again returns the same
+    /// erasure. Returns `None` for a customer who never existed.
+    pub async fn erase(&self, id: Uuid, actor: &Actor) -> Result<Option<Uuid>, AppError> {
+        if let Some(erasure) = self.erasure(id).await? {
+            return Ok(Some(erasure.id));
+        }
+        let exists = self
+            .store
+            .query(Statement::new("SELECT id FROM customers WHERE id = $1").bind(id.to_string()))
+            .await?;
+        if exists.is_empty() {
+            return Ok(None);
+        }
+        // Shred before the commit: if the commit fails, asking again finds the key gone and
+        // finishes the rest; the reverse order could leave a committed erasure with a live key.
+        self.vault.shred(&id.to_string()).await?;
+        let erasure_id = self.ids.next_uuid();
+        let now = micros(self.clock.now().wall());
+        let mut unit = self.store.begin();
+        unit.execute(
+            Statement::new(
+                "UPDATE customers SET email = $2, name = $2, line1 = $2, city = $2, postal_code = $2,
+                 country = $2, password_hash = '', email_key = $3, erased_at = $4
+                 WHERE id = $1",
+            )
+            .bind(id.to_string())
+            .bind(tessera_vault::ERASED)
+            .bind(format!("erased:{id}"))
+            .bind(now),
+        );
+        unit.execute(
+            Statement::new("INSERT INTO erasures (id, customer_id, requested_at) VALUES ($1, $2, $3)")
+                .bind(erasure_id.to_string())
+                .bind(id.to_string())
+                .bind(now),
+        );
+        unit.execute(
+            Statement::new("INSERT INTO erasure_progress (erasure_id, service, done_at) VALUES ($1, $2, $3)")
+                .bind(erasure_id.to_string())
+                .bind(crate::SERVICE)
+                .bind(now),
+        );
+        unit.send(&self.event(id, &CustomerErased { customer_id: id, erasure_id })?)?;
+        unit.audit(actor.audit("customer.erase", format!("customer/{id}"), "ok", self.clock.now().wall()));
+        match unit.commit().await {
+            Ok(_) => {
+                tracing::info!(customer_id = %id, %erasure_id, "customer erased");
+                Ok(Some(erasure_id))
+            }
+            // Two erasures raced; the other one was recorded.
+            Err(StoreError::Constraint(_)) => Ok(self.erasure(id).await?.map(|e| e.id)),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The customer's erasure and every service's progress with it.
+    pub async fn erasure(&self, customer_id: Uuid) -> Result<Option<Erasure>, AppError> {
+        let corrupt = |e: &dyn std::fmt::Display| AppError::Corrupt(e.to_string());
+        let rows = self
+            .store
+            .query(
+                Statement::new("SELECT id, requested_at FROM erasures WHERE customer_id = $1")
+                    .bind(customer_id.to_string()),
+            )
+            .await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let id = Uuid::parse_str(row.text("id")?).map_err(|e| corrupt(&e))?;
+        let requested_at =
+            Timestamp::from_micros(u64::try_from(row.int("requested_at")?).map_err(|e| corrupt(&e))?);
+        let done = self
+            .store
+            .query(
+                Statement::new("SELECT service, done_at FROM erasure_progress WHERE erasure_id = $1")
+                    .bind(id.to_string()),
+            )
+            .await?;
+        let mut services = Vec::new();
+        for service in
+            std::iter::once(crate::SERVICE).chain(tessera_contracts::customers::ERASURE_PARTICIPANTS)
+        {
+            let at = done
+                .iter()
+                .find(|r| r.text("service").is_ok_and(|s| s == service))
+                .map(|r| r.int("done_at"))
+                .transpose()?
+                .and_then(|micros| u64::try_from(micros).ok())
+                .map(Timestamp::from_micros);
+            services.push((service.to_owned(), at));
+        }
+        Ok(Some(Erasure { id, customer_id, requested_at, services }))
+    }
+
+    /// Seals what an older version stored in clear (rows from before encryption), so an
+    /// upgraded database holds no personal data in clear either. Returns the rows sealed.
+    pub async fn seal_legacy_rows(&self) -> Result<u64, AppError> {
+        let rows = self
+            .store
+            .query(Statement::new(format!(
+                "SELECT {CUSTOMER_COLUMNS}, email_key FROM customers WHERE sealed = 0 AND erased_at IS NULL"
+            )))
+            .await?;
+        let mut sealed = 0;
+        for row in &rows {
+            let plain = sealed_customer_from_row(row)?;
+            let id = plain.id;
+            let email = Email::parse(&plain.email).map_err(|e| AppError::Corrupt(e.to_string()))?;
+            let address = self.seal_address(id, &plain.address).await?;
+            let mut unit = self.store.begin();
+            unit.execute(
+                Statement::new(
+                    "UPDATE customers SET email = $2, name = $3, line1 = $4, city = $5, postal_code = $6,
+                     country = $7, email_key = $8, sealed = 1 WHERE id = $1 AND sealed = 0",
+                )
+                .bind(id.to_string())
+                .bind(self.seal(id, &plain.email).await?)
+                .bind(self.seal(id, &plain.name).await?)
+                .bind(address.line1)
+                .bind(address.city)
+                .bind(address.postal_code)
+                .bind(address.country)
+                .bind(self.email_key(&email)),
+            );
+            unit.commit().await?;
+            sealed += 1;
+        }
+        Ok(sealed)
+    }
+}
+
+/// Services report their part of an erasure done; the progress is kept per erasure.
+#[async_trait::async_trait]
+impl tessera_bus::Handler for Customers {
+    async fn handle(
+        &self,
+        message: &Envelope,
+        unit: &mut tessera_store::UnitOfWork,
+    ) -> Result<(), tessera_bus::HandlerError> {
+        if message.name != ErasureDone::NAME {
+            return Ok(());
+        }
+        let done: ErasureDone = serde_json::from_value(message.payload.clone())?;
+        if !tessera_contracts::customers::ERASURE_PARTICIPANTS.contains(&done.service.as_str()) {
+            return Err(format!("{} is not a participant of erasures", done.service).into());
+        }
+        unit.execute(
+            Statement::new(
+                "INSERT INTO erasure_progress (erasure_id, service, done_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (erasure_id, service) DO NOTHING",
+            )
+            .bind(done.erasure_id.to_string())
+            .bind(done.service)
+            .bind(micros(self.clock.now().wall())),
+        );
+        Ok(())
     }
 }

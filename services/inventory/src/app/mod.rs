@@ -5,6 +5,7 @@ mod reservations;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tessera_web::token::Actor;
 
 use tessera_contracts::inventory::{ProductCreated, ProductUpdated, StockChanged};
 use tessera_contracts::{Currency, Message, Money, Sku};
@@ -123,6 +124,7 @@ impl Inventory {
         description: &str,
         price: &Money,
         stock: i64,
+        actor: &Actor,
     ) -> Result<(), AppError> {
         StockLevel::default().adjust(sku, stock)?;
         let mut unit = self.store.begin();
@@ -145,6 +147,7 @@ impl Inventory {
             available: stock,
         };
         unit.send(&self.event(sku.as_str(), &created)?)?;
+        unit.audit(actor.audit("product.create", format!("product/{sku}"), "ok", self.clock.now().wall()));
         match unit.commit().await {
             Ok(_) => Ok(()),
             Err(StoreError::Constraint(_)) => Err(AppError::Duplicate(sku.clone())),
@@ -153,7 +156,13 @@ impl Inventory {
     }
 
     /// Adds `delta` (negative to remove) to the available stock; returns the new level.
-    pub async fn adjust_stock(&self, sku: &Sku, delta: i64, reason: &str) -> Result<StockLevel, AppError> {
+    pub async fn adjust_stock(
+        &self,
+        sku: &Sku,
+        delta: i64,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<StockLevel, AppError> {
         let product = self.product(sku).await?.ok_or_else(|| InventoryError::UnknownSku(sku.clone()))?;
         product.level.adjust(sku, delta)?;
         let mut unit = self.store.begin();
@@ -176,6 +185,12 @@ impl Inventory {
             sold_delta: 0,
         };
         self.stock_changed(&mut unit, None, change)?;
+        unit.audit(actor.audit(
+            "product.adjust_stock",
+            format!("product/{sku}"),
+            "ok",
+            self.clock.now().wall(),
+        ));
         match unit.commit().await {
             Ok(_) => {}
             // Someone reserved in between: judge again on fresh numbers.
@@ -223,6 +238,7 @@ impl Inventory {
         sku: &Sku,
         expected_version: Option<i64>,
         changes: ProductChanges,
+        actor: &Actor,
     ) -> Result<Product, AppError> {
         let current = self.product(sku).await?.ok_or_else(|| InventoryError::UnknownSku(sku.clone()))?;
         let version = expected_version.unwrap_or(current.version);
@@ -263,6 +279,7 @@ impl Inventory {
             version: updated.version,
         };
         unit.send(&self.event(sku.as_str(), &event)?)?;
+        unit.audit(actor.audit("product.update", format!("product/{sku}"), "ok", self.clock.now().wall()));
         match unit.commit().await {
             Ok(_) => Ok(updated),
             Err(StoreError::Rejected { .. }) => {
