@@ -6,7 +6,7 @@ mod distributed;
 mod http;
 mod privacy;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,6 +48,21 @@ impl Up {
     }
 
     fn start_with(data: &Path, extra: &[&str]) -> Self {
+        Self::spawn(data, extra, None)
+    }
+
+    /// Started with every log line (at info) written to `log`, stdout and stderr alike.
+    fn start_logged(data: &Path, log: &Path) -> Self {
+        Self::spawn(data, &[], Some(log))
+    }
+
+    fn spawn(data: &Path, extra: &[&str], log: Option<&Path>) -> Self {
+        let stderr = match log {
+            Some(path) => {
+                Stdio::from(std::fs::File::create(path.with_extension("stderr")).expect("log file"))
+            }
+            None => Stdio::inherit(),
+        };
         let mut child = tessera()
             .args([
                 "up",
@@ -61,9 +76,9 @@ impl Up {
             ])
             .arg(data)
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start tessera up");
         let stdout = child.stdout.take().expect("stdout");
@@ -75,7 +90,14 @@ impl Up {
             }
         };
         // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let mut copy = log.map(|path| std::fs::File::create(path).expect("log file"));
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Some(file) = copy.as_mut() {
+                    let _ = writeln!(file, "{line}");
+                }
+            }
+        });
         Self { child, base }
     }
 

@@ -106,3 +106,77 @@ fn an_erased_customer_is_forgotten_by_every_service() {
     let hits = files_containing(&data, canary);
     assert!(hits.is_empty(), "the canary is in clear in {hits:?}");
 }
+
+/// Luhn-valid runs of 13 to 19 digits that start like a card network's numbers (2 to 6), in
+/// `bytes`. Times in microseconds (which start with 1 for centuries) are not mistaken for one.
+fn card_numbers(bytes: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut run = String::new();
+    for &byte in bytes.iter().chain(std::iter::once(&b' ')) {
+        if byte.is_ascii_digit() {
+            run.push(char::from(byte));
+            continue;
+        }
+        if (13..=19).contains(&run.len()) && matches!(run.as_bytes()[0], b'2'..=b'6') && luhn(&run) {
+            found.push(run.clone());
+        }
+        run.clear();
+    }
+    found
+}
+
+fn luhn(digits: &str) -> bool {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+#[test]
+fn no_card_number_or_cvc_is_written_anywhere() {
+    assert!(luhn("4242424242424242") && !luhn("4242424242424241"), "the scanner's own check");
+    assert_eq!(card_numbers(b"x 4000000000000002 y 1795000000000000 z"), ["4000000000000002"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let log = dir.path().join("up.log");
+    let up = Up::start_logged(&data, &log);
+    let (_, me) = up.customer("cards@example.com");
+    let cards =
+        ["4242424242424242", "4000000000000002", "4000000000009995", "4000000000000119", "4000000000003220"];
+    let canary_cvc = "8642";
+    let mut orders = Vec::new();
+    for number in cards {
+        let body = json!({"card_number": number, "exp_month": 12, "exp_year": 2031, "cvc": canary_cvc});
+        let (code, saved) = up.call_as(&me, "POST", "/api/v1/payment-methods", Some(body));
+        assert_eq!(code, 201, "{saved}");
+        let token = saved["token"].as_str().expect("token").to_owned();
+        assert!(!token.contains(&number[6..]), "the token does not carry the number");
+        orders.push(place(&up, &me, &token, "TEA-001", 1));
+    }
+    // A malformed one too: what is refused is not kept either.
+    let body =
+        json!({"card_number": "4242424242424243", "exp_month": 12, "exp_year": 2031, "cvc": canary_cvc});
+    assert_eq!(up.call_as(&me, "POST", "/api/v1/payment-methods", Some(body)).0, 422);
+    up.settle(&me, &orders, Duration::from_secs(30));
+    up.kill();
+
+    let mut files: Vec<std::path::PathBuf> =
+        std::fs::read_dir(&data).expect("data").flatten().map(|e| e.path()).collect();
+    files.push(log.clone());
+    files.push(log.with_extension("stderr"));
+    assert!(files.iter().any(|f| f.ends_with("payments.db")), "{files:?}");
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap_or_default();
+        let numbers = card_numbers(&bytes);
+        assert!(numbers.is_empty(), "{} holds card numbers: {numbers:?}", file.display());
+        let text = String::from_utf8_lossy(&bytes).to_lowercase();
+        assert!(!text.contains("\"cvc\""), "{} holds a CVC field", file.display());
+        assert!(!text.contains(&format!("\"{canary_cvc}\"")), "{} holds the canary CVC", file.display());
+    }
+}
