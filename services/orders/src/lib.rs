@@ -11,7 +11,7 @@ pub use service::OrdersService;
 
 pub use app::sagas::{CANCEL_ORDER, PLACE_ORDER};
 pub use app::summaries::OrderSummaries;
-pub use app::{AppError, OrderHistory, OrderRecord, OrderSummary, Orders, OrdersSettings};
+pub use app::{AppError, Erasures, OrderHistory, OrderRecord, OrderSummary, Orders, OrdersSettings};
 
 pub const SERVICE: &str = "orders";
 

@@ -1,5 +1,5 @@
 //! Orders as the runtime runs it: its routes, the replies and events of `inventory` and
-//! `payments`, and the loop that fires saga timers.
+//! `payments`, the erasures of `customers`, and the loop that fires saga timers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use tessera_store::Store;
 use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{OrderSummaries, Orders, OrdersSettings};
+use crate::{Erasures, OrderSummaries, Orders, OrdersSettings};
 
 /// How often due saga timers are looked for: the resolution of step timeouts.
 const TIMER_TICK: Duration = Duration::from_millis(100);
@@ -49,6 +49,8 @@ impl Service for OrdersService {
         vec![
             Subscription { source: "inventory", handler: handler.clone() },
             Subscription { source: "payments", handler },
+            // A handler of its own: the saga replies' handler never sees customers' messages.
+            Subscription { source: "customers", handler: Arc::new(Erasures::new(self.orders.clone())) },
         ]
     }
 

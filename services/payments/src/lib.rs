@@ -1,6 +1,7 @@
 //! The payments service: cards become tokens (the number and CVC are never stored, logged or
 //! sent on), and orders are authorised, captured, voided and refunded against the card network,
-//! at most once each, whatever is retried or redelivered.
+//! at most once each, whatever is retried or redelivered. When the customers service erases a
+//! customer, payments deletes their stored cards.
 
 mod app;
 pub mod domain;
@@ -10,7 +11,8 @@ mod service;
 pub use service::PaymentsService;
 
 pub use app::{
-    AppError, CardNetwork, NetworkError, NetworkSettings, Payment, PaymentMethod, Payments, SimulatedNetwork,
+    AppError, CardNetwork, Erasures, NetworkError, NetworkSettings, Payment, PaymentMethod, Payments,
+    SimulatedNetwork,
 };
 
 pub const SERVICE: &str = "payments";

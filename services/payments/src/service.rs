@@ -1,5 +1,6 @@
-//! Payments as the runtime runs it: its routes, the order sagas' commands from `orders`, and
-//! the worker that takes authorisation requests to the card network.
+//! Payments as the runtime runs it: its routes, the order sagas' commands from `orders`, the
+//! erasures from `customers`, and the worker that takes authorisation requests to the card
+//! network.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use tessera_store::Store;
 use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{CardNetwork, Payments};
+use crate::{CardNetwork, Erasures, Payments};
 
 /// Authorisations in flight against the network at once.
 const AUTHORISATION_CONCURRENCY: usize = 256;
@@ -48,7 +49,10 @@ impl Service for PaymentsService {
     }
 
     fn subscriptions(&self) -> Vec<Subscription> {
-        vec![Subscription { source: "orders", handler: Arc::new(self.payments.clone()) }]
+        vec![
+            Subscription { source: "orders", handler: Arc::new(self.payments.clone()) },
+            Subscription { source: "customers", handler: Arc::new(Erasures::new(self.payments.clone())) },
+        ]
     }
 
     fn tasks(&self, stop: watch::Receiver<bool>) -> Vec<Task> {

@@ -1,13 +1,14 @@
 //! The support service: tickets (open, reply, close) bound to a customer and optionally to an
 //! order, and support's own replica of order summaries, built from the orders service's
 //! events. It never asks the orders service: what it knows of an order arrived as messages.
+//! When the customers service erases a customer, support blanks what they wrote.
 
 mod app;
 pub mod domain;
 pub mod http;
 mod service;
 
-pub use app::{AppError, Author, Support, Ticket, TicketMessage};
+pub use app::{AppError, Author, Erasures, Support, Ticket, TicketMessage};
 pub use service::SupportService;
 
 pub const SERVICE: &str = "support";

@@ -1,4 +1,5 @@
-//! Support as the runtime runs it: its routes, and the orders service's events.
+//! Support as the runtime runs it: its routes, the orders service's events, and the customers
+//! service's erasures.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use tessera_store::Store;
 use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::Support;
+use crate::{Erasures, Support};
 
 #[derive(Clone, Debug)]
 pub struct SupportService {
@@ -39,7 +40,10 @@ impl Service for SupportService {
     }
 
     fn subscriptions(&self) -> Vec<Subscription> {
-        vec![Subscription { source: "orders", handler: Arc::new(self.support.clone()) }]
+        vec![
+            Subscription { source: "orders", handler: Arc::new(self.support.clone()) },
+            Subscription { source: "customers", handler: Arc::new(Erasures::new(self.support.clone())) },
+        ]
     }
 
     fn tasks(&self, _stop: watch::Receiver<bool>) -> Vec<Task> {

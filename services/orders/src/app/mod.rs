@@ -1,6 +1,8 @@
 //! Orders' glue: placing and cancelling, the sagas' effects on the order stream, the order
-//! summaries read model (kept in the same unit as the events), and the saga timer loop.
+//! summaries read model (kept in the same unit as the events), the saga timer loop, and the
+//! answer to the customers service's erasures.
 
+mod erasure;
 pub mod sagas;
 pub mod summaries;
 
@@ -20,6 +22,8 @@ use tessera_saga::{SagaEngine, SagaObserver, SagaSummary, Status, Transition};
 use tessera_store::{NewEvent, RecordedEvent, Statement, Store, StoreError, UnitOfWork};
 use tokio::sync::watch;
 use uuid::Uuid;
+
+pub use erasure::Erasures;
 
 use crate::domain::{Order, OrderCommand, OrderError, OrderStatus};
 

@@ -1,8 +1,9 @@
 //! Payments' glue: tokenisation, and the handler for the order sagas' payment commands. One
 //! payment per order (the table's key), one capture per order (another table's key), and the
 //! network's idempotency keys derived from the order: whatever is redelivered or retried, an
-//! order is never charged twice.
+//! order is never charged twice. `erasure` takes the customers service's erasures.
 
+mod erasure;
 mod network;
 
 use std::sync::Arc;
@@ -12,8 +13,8 @@ use async_trait::async_trait;
 use serde_json::json;
 use tessera_bus::{Handler, HandlerError};
 use tessera_contracts::payments::{
-    AuthorisePayment, CapturePayment, PaymentAuthorised, PaymentCaptured, PaymentDeclined, PaymentRefunded,
-    RefundPayment, VoidPayment,
+    AuthorisePayment, CapturePayment, DeclineReason, PaymentAuthorised, PaymentCaptured, PaymentDeclined,
+    PaymentRefunded, RefundPayment, VoidPayment,
 };
 use tessera_contracts::{Currency, Message, Money};
 use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageKind, Timestamp};
@@ -21,6 +22,7 @@ use tessera_saga::SagaEngine;
 use tessera_store::{Row, Statement, Store, StoreError, UnitOfWork};
 use uuid::Uuid;
 
+pub use erasure::Erasures;
 pub use network::{CardNetwork, NetworkError, NetworkSettings, SimulatedNetwork};
 
 use crate::domain::{CardError, CardProfile, validate_card};
@@ -363,7 +365,8 @@ impl Payments {
             .query(
                 Statement::new(
                     "SELECT p.request, p.amount, p.currency, p.last4, m.profile FROM payments p
-                     JOIN payment_methods m ON m.token = p.token WHERE p.order_id = $1 AND p.status = 'authorising'",
+                     LEFT JOIN payment_methods m ON m.token = p.token
+                     WHERE p.order_id = $1 AND p.status = 'authorising'",
                 )
                 .bind(order_id),
             )
@@ -371,10 +374,17 @@ impl Payments {
         let Some(row) = rows.first() else { return Ok(()) };
         let request: Envelope = serde_json::from_str(row.text("request")?)?;
         let command: AuthorisePayment = serde_json::from_value(request.payload.clone())?;
-        let profile = CardProfile::parse(row.text("profile")?).ok_or("stored card profile unknown")?;
         let last4 = row.text("last4")?.to_owned();
         let key = format!("authorise-{order_id}");
-        let answer = self.with_retries(|| self.network.authorise(&key, profile, &command.amount)).await;
+        let answer = match row.opt_text("profile")? {
+            Some(profile) => {
+                let profile = CardProfile::parse(profile).ok_or("stored card profile unknown")?;
+                self.with_retries(|| self.network.authorise(&key, profile, &command.amount)).await
+            }
+            // The customer was erased while the request waited: their card is gone, and so is
+            // any right to charge it. Declining lets the saga release the stock.
+            None => Err(NetworkError::Declined(DeclineReason::CardDeclined)),
+        };
         let mut unit = self.store.begin();
         let now = i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX);
         let record =

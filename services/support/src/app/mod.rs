@@ -1,6 +1,9 @@
 //! Support's glue: tickets in its own tables, and the handler that keeps the order-summary
 //! replica from the orders service's events (exactly once per message through the
 //! subscriber's inbox, and convergent under duplicates and reordering through the merge).
+//! `erasure` takes the customers service's erasures.
+
+mod erasure;
 
 use std::sync::Arc;
 
@@ -12,6 +15,8 @@ use tessera_contracts::{Currency, Message, Money, Personal};
 use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageKind, SubjectId, Timestamp};
 use tessera_store::{Row, SqlValue, Statement, Store, StoreError, UnitOfWork};
 use uuid::Uuid;
+
+pub use erasure::Erasures;
 
 use crate::domain::{OrderReplica, ReplicaUpdate, TicketError, TicketStatus, check_message, check_subject};
 
