@@ -74,12 +74,13 @@ impl Embedded {
         let vault = crate::keys::open_vault(&storage, crate::keys::embedded(data)?).await?;
         let customers = CustomersService::new(
             open(tessera_customers::SERVICE, tessera_customers::migrations()).await?,
-            vault,
+            vault.clone(),
             ids.clone(),
             clock.clone(),
         );
         let support = SupportService::new(
             open(tessera_support::SERVICE, tessera_support::migrations()).await?,
+            vault,
             ids.clone(),
             clock.clone(),
         );

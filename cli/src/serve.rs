@@ -127,6 +127,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )),
         "support" => Arc::new(tessera_support::SupportService::new(
             open(tessera_support::SERVICE, tessera_support::migrations()).await?,
+            crate::keys::open_vault(&storage, crate::keys::distributed(args.master_key_file.as_ref())?)
+                .await?,
             ids,
             clock,
         )),

@@ -161,7 +161,8 @@ fn distributed_orders_survive_a_killed_payments_process() {
         "address": {"line1": "1 Main St", "city": "Oslo", "postal_code": "0150", "country": "NO"}});
     assert_eq!(call(g, None, "POST", "/api/v1/customers", Some(registration), None).0, 201);
     let me = sign_in(g, "dist@example.com", "distributed");
-    let card = json!({"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"});
+    let card =
+        json!({"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": CANARY_CVC});
     let (code, card) = call(g, Some(&me), "POST", "/api/v1/payment-methods", Some(card), None);
     assert_eq!(code, 201, "{card}");
     let card = card["token"].as_str().expect("token").to_owned();
@@ -256,6 +257,34 @@ fn distributed_orders_survive_a_killed_payments_process() {
         assert!(started.elapsed() < Duration::from_secs(20), "customers is back: {view}");
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // Erasure across processes: every service reports its part done over NATS.
+    let me_id = {
+        let payload = me.split('.').nth(1).expect("a JWT");
+        let claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("claims");
+        claims["sub"].as_str().expect("sub").to_owned()
+    };
+    let (code, accepted) = call(g, Some(&me), "DELETE", &format!("/api/v1/customers/{me_id}"), None, None);
+    assert_eq!(code, 202, "{accepted}");
+    let started = Instant::now();
+    loop {
+        let (_, progress) =
+            call(g, Some(&admin), "GET", &format!("/api/v1/customers/{me_id}/erasure"), None, None);
+        if progress["complete"] == true {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "every service reports done: {progress}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, view) = call(g, Some(&admin), "GET", &format!("/api/v1/orders/{}", orders[0]), None, None);
+    assert_eq!(view["customer"]["name"], "[erased]", "{view}");
+
+    // No card number or CVC anywhere, and the person never in clear: every table of every
+    // database, every message of every stream.
+    let personal = ["dist@example.com", "1 Main St", "Oslo"];
+    assert_clean(&database_texts(&cluster), &personal);
+    assert_clean(&stream_texts(&cluster), &personal);
 }
 
 /// A service answers nobody who lacks a token the gateway signed, even on the inside network.
@@ -276,6 +305,80 @@ fn services_check_tokens_again(service: &str, customer: &str, admin: &str, order
     let (code, body) = call(service, Some(customer), "GET", "/admin/status", None, None);
     assert_eq!(code, 403, "operator routes are for admins: {body}");
     assert_eq!(call(service, Some(admin), "GET", "/admin/status", None, None).0, 200);
+}
+
+/// A CVC no database, stream or log may ever hold.
+const CANARY_CVC: &str = "8642";
+
+/// Every row of every table of this run's databases, as JSON text, by database and table.
+fn database_texts(cluster: &Cluster) -> Vec<(String, String)> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut texts = Vec::new();
+        for service in ["inventory", "orders", "payments", "customers", "support", "gateway", "vault"] {
+            let name = format!("{}_{service}", cluster.prefix);
+            let url = tessera_store::database_url(&cluster.postgres, &name);
+            let (client, connection) =
+                tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+            tokio::spawn(connection);
+            let tables = client
+                .query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'", &[])
+                .await
+                .expect("tables");
+            for table in tables {
+                let table: String = table.get(0);
+                let sql = format!(
+                    "SELECT coalesce(string_agg(row_to_json(t)::text, E'\\n'), '') FROM \"{table}\" t"
+                );
+                let row = client.query_one(&sql, &[]).await.expect("rows");
+                texts.push((format!("{name}.{table}"), row.get::<_, String>(0)));
+            }
+        }
+        texts
+    })
+}
+
+/// Every message of this run's NATS streams (headers and payload), by stream.
+fn stream_texts(cluster: &Cluster) -> Vec<(String, String)> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let client = async_nats::connect(&cluster.nats).await.expect("connect to NATS");
+        let jetstream = async_nats::jetstream::new(client);
+        let mut texts = Vec::new();
+        // The bus names a source's stream `<NAMESPACE>_<SOURCE>`.
+        for source in ["inventory", "orders", "payments", "customers", "support"] {
+            let name = format!("{}_{source}", cluster.prefix).to_ascii_uppercase();
+            let Ok(mut stream) = jetstream.get_stream(&name).await else { continue };
+            let state = stream.info().await.expect("info").state.clone();
+            let mut text = String::new();
+            for sequence in state.first_sequence..=state.last_sequence {
+                if let Ok(message) = stream.get_raw_message(sequence).await {
+                    text.push_str(&format!("{:?}", message.headers));
+                    text.push_str(&String::from_utf8_lossy(&message.payload));
+                    text.push('\n');
+                }
+            }
+            texts.push((name, text));
+        }
+        texts
+    })
+}
+
+/// No card number, CVC or `forbidden` text in any of `texts`.
+fn assert_clean(texts: &[(String, String)], forbidden: &[&str]) {
+    assert!(!texts.is_empty());
+    for (place, text) in texts {
+        let numbers = crate::privacy::card_numbers(text.as_bytes());
+        assert!(numbers.is_empty(), "{place} holds card numbers: {numbers:?}");
+        let lower = text.to_lowercase();
+        assert!(
+            !lower.contains("\"cvc\"") && !lower.contains(&format!("\"{CANARY_CVC}\"")),
+            "{place} holds a CVC"
+        );
+        for needle in forbidden {
+            assert!(!lower.contains(&needle.to_lowercase()), "{place} holds {needle:?} in clear");
+        }
+    }
 }
 
 fn sign_in(base: &str, email: &str, password: &str) -> String {

@@ -107,22 +107,43 @@ fn an_erased_customer_is_forgotten_by_every_service() {
     assert!(hits.is_empty(), "the canary is in clear in {hits:?}");
 }
 
-/// Luhn-valid runs of 13 to 19 digits that start like a card network's numbers (2 to 6), in
-/// `bytes`. Times in microseconds (which start with 1 for centuries) are not mistaken for one.
-fn card_numbers(bytes: &[u8]) -> Vec<String> {
+/// Luhn-valid runs of 13 to 19 digits that look like a card network's numbers (Visa,
+/// Mastercard, Amex, Discover, JCB, Diners: prefix and length), in `bytes`. Other long numbers
+/// (times in microseconds, counters) are not mistaken for one unless they match both a
+/// network's prefix and length and the checksum.
+pub(crate) fn card_numbers(bytes: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
     let mut run = String::new();
+    // A run inside a longer token (hex ids, base64) is not a number someone wrote down.
+    let mut inside_a_word = false;
+    let mut previous = b' ';
     for &byte in bytes.iter().chain(std::iter::once(&b' ')) {
         if byte.is_ascii_digit() {
+            if run.is_empty() {
+                inside_a_word = previous.is_ascii_alphabetic();
+            }
             run.push(char::from(byte));
-            continue;
+        } else {
+            let whole = !inside_a_word && !byte.is_ascii_alphabetic();
+            if whole && (13..=19).contains(&run.len()) && looks_like_a_card(&run) && luhn(&run) {
+                found.push(run.clone());
+            }
+            run.clear();
         }
-        if (13..=19).contains(&run.len()) && matches!(run.as_bytes()[0], b'2'..=b'6') && luhn(&run) {
-            found.push(run.clone());
-        }
-        run.clear();
+        previous = byte;
     }
     found
+}
+
+fn looks_like_a_card(digits: &str) -> bool {
+    let prefix = |n: usize| digits[..n].parse::<u32>().unwrap_or(0);
+    let len = digits.len();
+    (digits.starts_with('4') && [13, 16, 19].contains(&len))
+        || ((51..=55).contains(&prefix(2)) || (2221..=2720).contains(&prefix(4))) && len == 16
+        || [34, 37].contains(&prefix(2)) && len == 15
+        || (prefix(4) == 6011 || prefix(2) == 65 || (644..=649).contains(&prefix(3))) && len >= 16
+        || (3528..=3589).contains(&prefix(4)) && len >= 16
+        || ([36, 38].contains(&prefix(2)) || (300..=305).contains(&prefix(3))) && len == 14
 }
 
 fn luhn(digits: &str) -> bool {
@@ -135,13 +156,15 @@ fn luhn(digits: &str) -> bool {
             if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[test]
 fn no_card_number_or_cvc_is_written_anywhere() {
     assert!(luhn("4242424242424242") && !luhn("4242424242424241"), "the scanner's own check");
-    assert_eq!(card_numbers(b"x 4000000000000002 y 1795000000000000 z"), ["4000000000000002"]);
+    assert_eq!(card_numbers(b"x 4000000000000002 y 1795000000000000 z 3997400000000"), ["4000000000000002"]);
+    assert_eq!(card_numbers(b"5555555555554444,378282246310005"), ["5555555555554444", "378282246310005"]);
+    assert!(card_numbers(b"019a2b4347100000000c7f").is_empty(), "part of a hex id");
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let log = dir.path().join("up.log");

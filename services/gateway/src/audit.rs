@@ -74,13 +74,15 @@ async fn witness_head(g: &Gateway, service: &std::sync::Arc<dyn ServiceClient>) 
 
 /// Witnesses every service's head now and then, until the process ends.
 pub(crate) async fn witness_heads(g: Gateway) {
+    // The first round waits: the gateway is not listening yet, and services that check tokens
+    // fetch its keys from it.
     loop {
+        tokio::time::sleep(WITNESS_EVERY).await;
         for service in g.services.all() {
             if let Err(error) = witness_head(&g, service).await {
                 tracing::debug!(service = service.name(), %error, "audit head not witnessed this round");
             }
         }
-        tokio::time::sleep(WITNESS_EVERY).await;
     }
 }
 

@@ -68,9 +68,10 @@ async fn shop(config: GatewayConfig, customers_silent: bool) -> Shop {
     let master = tessera_vault::MasterKey::generate().expect("a master key");
     let vault = tessera_vault::Vault::open(customers_store.clone(), master, Vec::new()).await.expect("vault");
     let customers =
-        tessera_customers::CustomersService::new(customers_store, vault, ids.clone(), clock.clone());
+        tessera_customers::CustomersService::new(customers_store, vault.clone(), ids.clone(), clock.clone());
     let support = tessera_support::SupportService::new(
         open("support", tessera_support::migrations()).await,
+        vault.clone(),
         ids,
         clock,
     );

@@ -38,6 +38,9 @@ impl From<AppError> for Problem {
             }
             AppError::UnknownTicket(_) => Problem::not_found("no such ticket"),
             AppError::Store(error) => store_problem(&error),
+            // A ticket for someone erased meanwhile: they are gone.
+            AppError::Vault(tessera_vault::VaultError::Shredded) => Problem::not_found("no such customer"),
+            AppError::Vault(_) => Problem::unavailable(&error),
             AppError::Corrupt(_) => Problem::internal(&error),
         }
     }

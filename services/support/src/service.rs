@@ -17,8 +17,13 @@ pub struct SupportService {
 }
 
 impl SupportService {
-    pub fn new(store: Store, ids: Arc<dyn IdGen>, clock: Arc<dyn Clock>) -> Self {
-        Self { support: Support::new(store, ids, clock) }
+    pub fn new(
+        store: Store,
+        vault: tessera_vault::Vault,
+        ids: Arc<dyn IdGen>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { support: Support::new(store, vault, ids, clock) }
     }
 
     pub fn support(&self) -> &Support {

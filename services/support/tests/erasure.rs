@@ -160,7 +160,12 @@ async fn customer_with_tickets(support: &Support, canary: &str) -> (Uuid, Vec<Uu
 
 async fn support_on(config: &StoreConfig) -> SupportService {
     let store = Store::open(config, &tessera_support::migrations()).await.expect("support store");
-    SupportService::new(store, Arc::new(UuidV7Gen), Arc::new(SystemClock))
+    SupportService::new(
+        store,
+        tessera_testkit::temporary_vault().await,
+        Arc::new(UuidV7Gen),
+        Arc::new(SystemClock),
+    )
 }
 
 /// The tests' body, on either backend: returns the erased customer's canary.

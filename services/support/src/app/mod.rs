@@ -30,6 +30,17 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("stored data cannot be read: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Vault(tessera_vault::VaultError),
+}
+
+impl From<tessera_vault::VaultError> for AppError {
+    fn from(error: tessera_vault::VaultError) -> Self {
+        match error {
+            tessera_vault::VaultError::Store(error) => AppError::Store(error),
+            other => AppError::Vault(other),
+        }
+    }
 }
 
 /// Who wrote a message.
@@ -67,9 +78,13 @@ pub struct TicketMessage {
     pub at: Timestamp,
 }
 
+/// Ticket subjects and messages are what customers write about themselves: they are stored
+/// and announced sealed with the customer's data key, so an erasure (shredding that key)
+/// leaves nothing of them that opens, in the tables, the outbox or a backup.
 #[derive(Clone, Debug)]
 pub struct Support {
     store: Store,
+    vault: tessera_vault::Vault,
     ids: Arc<dyn IdGen>,
     clock: Arc<HybridClock>,
 }
@@ -185,8 +200,32 @@ fn update_from(message: &Envelope) -> Result<Option<ReplicaUpdate>, serde_json::
 }
 
 impl Support {
-    pub fn new(store: Store, ids: Arc<dyn IdGen>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, ids, clock: Arc::new(HybridClock::new(clock)) }
+    pub fn new(
+        store: Store,
+        vault: tessera_vault::Vault,
+        ids: Arc<dyn IdGen>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { store, vault, ids, clock: Arc::new(HybridClock::new(clock)) }
+    }
+
+    async fn seal(&self, customer: Uuid, text: &str) -> Result<String, AppError> {
+        Ok(self.vault.encrypt_str(&customer.to_string(), text).await?.to_string())
+    }
+
+    /// A stored text opened: `[erased]` once the customer's key is shredded; text written
+    /// before sealing (or blanked by an erasure) as it is.
+    async fn open_text(&self, customer: Uuid, text: &str) -> Result<String, AppError> {
+        let Ok(sealed) = text.parse::<tessera_vault::Sealed>() else { return Ok(text.to_owned()) };
+        Ok(match self.vault.decrypt_str(&customer.to_string(), &sealed).await? {
+            tessera_vault::Decrypted::Plain(text) => text,
+            tessera_vault::Decrypted::Erased => tessera_vault::ERASED.to_owned(),
+        })
+    }
+
+    async fn opened(&self, mut ticket: Ticket) -> Result<Ticket, AppError> {
+        ticket.subject = self.open_text(ticket.customer_id, &ticket.subject).await?;
+        Ok(ticket)
     }
 
     pub fn store(&self) -> &Store {
@@ -224,6 +263,8 @@ impl Support {
         check_message(message)?;
         let id = Uuid::now_v7();
         let now = self.now();
+        let sealed_subject = self.seal(customer_id, subject.trim()).await?;
+        let sealed_message = self.seal(customer_id, message).await?;
         let mut unit = self.store.begin();
         unit.execute(
             Statement::new(format!(
@@ -232,22 +273,18 @@ impl Support {
             .bind(id.to_string())
             .bind(customer_id.to_string())
             .bind(order_id.map(|o| o.to_string()))
-            .bind(subject.trim())
+            .bind(sealed_subject.as_str())
             .bind(now),
         );
-        self.add_message(&mut unit, id, Author::Customer, message, now);
-        let opened = TicketOpened {
-            ticket_id: id,
-            customer_id,
-            order_id,
-            subject: Personal(subject.trim().to_owned()),
-        };
+        self.add_message(&mut unit, id, Author::Customer, &sealed_message, now);
+        let opened = TicketOpened { ticket_id: id, customer_id, order_id, subject: Personal(sealed_subject) };
         unit.send(&self.event(id, customer_id, &opened)?)?;
         unit.commit().await?;
         Ok(id)
     }
 
-    fn add_message(&self, unit: &mut UnitOfWork, ticket: Uuid, author: Author, body: &str, now: i64) {
+    /// `sealed_body` is already sealed with the ticket's customer's key.
+    fn add_message(&self, unit: &mut UnitOfWork, ticket: Uuid, author: Author, sealed_body: &str, now: i64) {
         // Only while the ticket is open: the guard sits in the insert itself.
         unit.execute(
             Statement::new(
@@ -257,7 +294,7 @@ impl Support {
             .bind(Uuid::now_v7().to_string())
             .bind(ticket.to_string())
             .bind(author.as_str())
-            .bind(body)
+            .bind(sealed_body)
             .bind(now)
             .expect_rows(1, "ticket_closed"),
         );
@@ -271,9 +308,10 @@ impl Support {
     /// Adds a message to an open ticket.
     pub async fn reply(&self, ticket: Uuid, author: Author, body: &str) -> Result<(), AppError> {
         check_message(body)?;
-        self.ticket(ticket).await?.ok_or(AppError::UnknownTicket(ticket))?;
+        let found = self.ticket(ticket).await?.ok_or(AppError::UnknownTicket(ticket))?;
+        let sealed = self.seal(found.customer_id, body).await?;
         let mut unit = self.store.begin();
-        self.add_message(&mut unit, ticket, author, body, self.now());
+        self.add_message(&mut unit, ticket, author, &sealed, self.now());
         match unit.commit().await {
             Ok(_) => Ok(()),
             Err(StoreError::Rejected { .. }) => Err(TicketError::Closed.into()),
@@ -310,7 +348,10 @@ impl Support {
                     .bind(id.to_string()),
             )
             .await?;
-        rows.first().map(ticket_from_row).transpose()
+        match rows.first().map(ticket_from_row).transpose()? {
+            Some(ticket) => Ok(Some(self.opened(ticket).await?)),
+            None => Ok(None),
+        }
     }
 
     pub async fn messages(&self, ticket: Uuid) -> Result<Vec<TicketMessage>, AppError> {
@@ -318,21 +359,23 @@ impl Support {
             .store
             .query(
                 Statement::new(
-                    "SELECT id, author, body, at FROM ticket_messages WHERE ticket_id = $1 ORDER BY id",
+                    "SELECT m.id, m.author, m.body, m.at, t.customer_id FROM ticket_messages m
+                     JOIN tickets t ON t.id = m.ticket_id WHERE m.ticket_id = $1 ORDER BY m.id",
                 )
                 .bind(ticket.to_string()),
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(TicketMessage {
-                    id: row.text("id")?.parse().map_err(corrupt)?,
-                    author: row.text("author")?.to_owned(),
-                    body: row.text("body")?.to_owned(),
-                    at: timestamp(row, "at")?,
-                })
-            })
-            .collect()
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let customer: Uuid = row.text("customer_id")?.parse().map_err(corrupt)?;
+            messages.push(TicketMessage {
+                id: row.text("id")?.parse().map_err(corrupt)?,
+                author: row.text("author")?.to_owned(),
+                body: self.open_text(customer, row.text("body")?).await?,
+                at: timestamp(row, "at")?,
+            });
+        }
+        Ok(messages)
     }
 
     /// Tickets, newest first, optionally of one customer and one status, older than `before`.
@@ -357,7 +400,11 @@ impl Support {
                 .bind(i64::from(limit)),
             )
             .await?;
-        rows.iter().map(ticket_from_row).collect()
+        let mut tickets = Vec::with_capacity(rows.len());
+        for row in &rows {
+            tickets.push(self.opened(ticket_from_row(row)?).await?);
+        }
+        Ok(tickets)
     }
 
     /// Support's copy of an order's summary, if it has heard of the order.
