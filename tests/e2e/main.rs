@@ -657,10 +657,18 @@ fn audit_trails_verify_and_tampering_is_found_at_its_index() {
     let up = Up::start(data.path());
     let (customer, me) = up.customer("audit@example.com");
     assert_eq!(up.call_as(&me, "GET", &format!("/api/v1/customers/{customer}"), None).0, 200);
+    let token = card(&up, &me, "4242424242424242");
+    let order = place(&up, &me, &token, "TEA-001", 1);
+    let ticket = json!({"order_id": order, "subject": "Where is it?", "message": "Hello"});
+    assert_eq!(up.call_as(&me, "POST", "/api/v1/tickets", Some(ticket)).0, 201);
     let admin = up.sign_in("admin@tessera.local", "admin");
     let (code, report) = up.call_as(&admin, "POST", "/api/v1/admin/audit/verify", None);
     assert_eq!(code, 200, "{report}");
     assert_eq!(report["ok"], true, "{report}");
+    // Every service keeps a trail: the seeded catalogue, the card, the order, the ticket.
+    for service in report["services"].as_array().expect("services") {
+        assert!(service["records"].as_u64().is_some_and(|n| n >= 1), "{service}");
+    }
     let customers = customers_report(&report);
     // Registration, the sign-in and the profile read, with the caller named.
     assert!(customers["records"].as_u64().is_some_and(|n| n >= 3), "{report}");

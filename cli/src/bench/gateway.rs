@@ -202,8 +202,18 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
         Role::Customer,
         Timestamp::from_system_time(std::time::SystemTime::now()),
     )?;
-    let card =
-        system.payments.tokenise(customer_id.parse()?, "4242424242424242", 12, 2031, "123").await?.token;
+    let card = system
+        .payments
+        .tokenise(
+            customer_id.parse()?,
+            "4242424242424242",
+            12,
+            2031,
+            "123",
+            &tessera_web::token::Actor::system("bench"),
+        )
+        .await?
+        .token;
     let mut orders = Vec::new();
     for n in 0..20 {
         let body = json!({"items": [{"sku": "BENCH-001", "quantity": 1}], "payment_token": card});

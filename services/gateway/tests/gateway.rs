@@ -120,7 +120,14 @@ impl Shop {
     async fn card(&self, customer: Uuid) -> String {
         self.payments
             .payments()
-            .tokenise(customer, "4242424242424242", 12, 2031, "123")
+            .tokenise(
+                customer,
+                "4242424242424242",
+                12,
+                2031,
+                "123",
+                &tessera_web::token::Actor::system("test"),
+            )
             .await
             .expect("card")
             .token

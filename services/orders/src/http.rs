@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use tessera_contracts::{Money, OrderLine};
+use tessera_web::token::Actor;
 use tessera_web::{ApiResult, ETag, FieldError, Json, Path, Problem, Query, page_limit, store_problem};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -220,6 +221,7 @@ fn order_id(text: &str) -> ApiResult<Uuid> {
     responses((status = 202, body = Accepted), (status = 422, body = Problem)))]
 async fn place_order(
     State(orders): State<Orders>,
+    actor: Actor,
     Json(body): Json<NewOrder>,
 ) -> ApiResult<impl IntoResponse> {
     let mut errors = Vec::new();
@@ -246,7 +248,7 @@ async fn place_order(
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    let id = orders.place(body.customer_id, body.items, token, body.request_key.as_deref()).await?;
+    let id = orders.place(body.customer_id, body.items, token, body.request_key.as_deref(), &actor).await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { id, status: "pending".into() })))
 }
 
@@ -305,9 +307,13 @@ async fn list_orders(
 #[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders",
     params(("id" = Uuid, Path, description = "the order id")),
     responses((status = 202, body = Accepted), (status = 404, body = Problem), (status = 409, body = Problem)))]
-async fn cancel_order(State(orders): State<Orders>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn cancel_order(
+    State(orders): State<Orders>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let id = order_id(&id)?;
-    orders.cancel(id).await?;
+    orders.cancel(id, &actor).await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { id, status: "cancelling".into() })))
 }
 

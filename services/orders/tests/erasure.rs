@@ -166,7 +166,10 @@ async fn an_erasure_is_answered_once_and_changes_no_order() {
     let sources = Sources::start(&service).await;
     let orders = service.orders();
     let customer = Uuid::now_v7();
-    let order = orders.place(customer, lines(), "tok_erased", Some("request-1")).await.expect("place");
+    let order = orders
+        .place(customer, lines(), "tok_erased", Some("request-1"), &tessera_web::token::Actor::system("test"))
+        .await
+        .expect("place");
     let before = orders.record(order).await.expect("record").expect("exists");
 
     let (envelope, erasure_id) = erased(customer);

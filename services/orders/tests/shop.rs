@@ -299,7 +299,11 @@ async fn a_thousand_orders_settle(topology: Topology) {
         for (number, kind) in CARDS {
             tokens.insert(
                 kind,
-                shop.payments.tokenise(customer, number, 12, 2030, "123").await.expect("tokenise").token,
+                shop.payments
+                    .tokenise(customer, number, 12, 2030, "123", &tessera_web::token::Actor::system("test"))
+                    .await
+                    .expect("tokenise")
+                    .token,
             );
         }
         customers.push((customer, tokens));
@@ -320,7 +324,13 @@ async fn a_thousand_orders_settle(topology: Topology) {
             1 | 2 => vec![line("MUG-1", 1 + (i % 3) as i64), line("TEE-1", 1)],
             _ => vec![line("MUG-1", 1 + (i % 3) as i64)],
         };
-        placed.push((shop.orders.place(*customer, lines, &tokens[kind], None).await.expect("place"), kind));
+        placed.push((
+            shop.orders
+                .place(*customer, lines, &tokens[kind], None, &tessera_web::token::Actor::system("test"))
+                .await
+                .expect("place"),
+            kind,
+        ));
     }
     shop.wait_until_settled(&placed.iter().map(|(id, _)| *id).collect::<Vec<_>>(), Duration::from_secs(240))
         .await;
@@ -338,7 +348,7 @@ async fn a_thousand_orders_settle(topology: Topology) {
             .expect("order")
             .is_some_and(|o| o.status == tessera_orders::domain::OrderStatus::Confirmed)
         {
-            shop.orders.cancel(*id).await.expect("cancel");
+            shop.orders.cancel(*id, &tessera_web::token::Actor::system("test")).await.expect("cancel");
             cancelled.push(*id);
         }
     }

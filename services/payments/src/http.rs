@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tessera_contracts::Money;
+use tessera_web::token::Actor;
 use tessera_web::{ApiResult, Json, Path, Problem, Query, store_problem};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -118,10 +119,11 @@ pub struct PaymentsQuery {
     responses((status = 201, body = PaymentMethodView), (status = 422, body = Problem)))]
 async fn tokenise_card(
     State(payments): State<Payments>,
+    actor: Actor,
     Json(card): Json<NewCard>,
 ) -> ApiResult<(StatusCode, Json<PaymentMethodView>)> {
     let method = payments
-        .tokenise(card.customer_id, &card.card_number, card.exp_month, card.exp_year, &card.cvc)
+        .tokenise(card.customer_id, &card.card_number, card.exp_month, card.exp_year, &card.cvc, &actor)
         .await?;
     Ok((StatusCode::CREATED, Json(method.into())))
 }

@@ -219,7 +219,12 @@ impl Fixture {
     }
 
     async fn token(&self, customer: Uuid) -> String {
-        self.service.payments().tokenise(customer, APPROVED, 12, 2030, "123").await.expect("tokenise").token
+        self.service
+            .payments()
+            .tokenise(customer, APPROVED, 12, 2030, "123", &tessera_web::token::Actor::system("test"))
+            .await
+            .expect("tokenise")
+            .token
     }
 
     async fn lookup(&self, token: &str) -> StatusCode {

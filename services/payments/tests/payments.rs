@@ -41,7 +41,11 @@ async fn fixture() -> Fixture {
 
 impl Fixture {
     async fn token(&self, number: &str) -> String {
-        self.payments.tokenise(self.customer, number, 12, 2030, "123").await.expect("tokenise").token
+        self.payments
+            .tokenise(self.customer, number, 12, 2030, "123", &tessera_web::token::Actor::system("test"))
+            .await
+            .expect("tokenise")
+            .token
     }
 
     async fn command(&self, order: Uuid, name: &str, payload: Value) -> Value {
@@ -145,7 +149,11 @@ async fn a_token_works_only_for_its_customer_and_bad_cards_are_refused() {
         ("4242424242424242", 10, 2026, "123", "card_expired"),
         ("4242424242424242", 12, 2030, "12a", "invalid_cvc"),
     ] {
-        match f.payments.tokenise(f.customer, number, month, year, cvc).await {
+        match f
+            .payments
+            .tokenise(f.customer, number, month, year, cvc, &tessera_web::token::Actor::system("test"))
+            .await
+        {
             Err(AppError::Card(error)) => assert_eq!(error.code(), code),
             other => panic!("{number}: expected {code}, got {other:?}"),
         }
@@ -157,8 +165,12 @@ async fn a_token_works_only_for_its_customer_and_bad_cards_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_card_number_or_cvc_is_stored() {
     let f = fixture().await;
-    let token =
-        f.payments.tokenise(f.customer, "4242424242424242", 12, 2030, "987").await.expect("tokenise").token;
+    let token = f
+        .payments
+        .tokenise(f.customer, "4242424242424242", 12, 2030, "987", &tessera_web::token::Actor::system("test"))
+        .await
+        .expect("tokenise")
+        .token;
     let order = Uuid::now_v7();
     f.authorise(order, &token, 500).await;
     let path = f.payments.store().query(Statement::new("PRAGMA database_list")).await.expect("list")[0]

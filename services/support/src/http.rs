@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tessera_contracts::Money;
+use tessera_web::token::Actor;
 use tessera_web::{ApiResult, FieldError, Json, Path, Problem, Query, page_limit, store_problem};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -163,9 +164,10 @@ fn ticket_id(text: &str) -> ApiResult<Uuid> {
     responses((status = 201, body = Created), (status = 422, body = Problem)))]
 async fn open_ticket(
     State(support): State<Support>,
+    actor: Actor,
     Json(body): Json<NewTicket>,
 ) -> ApiResult<(StatusCode, Json<Created>)> {
-    let id = support.open(body.customer_id, body.order_id, &body.subject, &body.message).await?;
+    let id = support.open(body.customer_id, body.order_id, &body.subject, &body.message, &actor).await?;
     Ok((StatusCode::CREATED, Json(Created { id })))
 }
 
@@ -228,6 +230,7 @@ async fn list_tickets(
     responses((status = 201), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn add_message(
     State(support): State<Support>,
+    actor: Actor,
     Path(id): Path<String>,
     Json(body): Json<NewMessage>,
 ) -> ApiResult<StatusCode> {
@@ -237,7 +240,7 @@ async fn add_message(
         "support" => Author::Support,
         _ => return Err(Problem::invalid_field("author", "must be customer or support")),
     };
-    support.reply(id, author, &body.message).await?;
+    support.reply(id, author, &body.message, &actor).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -245,9 +248,13 @@ async fn add_message(
 #[utoipa::path(post, path = "/tickets/{id}/close", tag = "support",
     params(("id" = Uuid, Path, description = "the ticket id")),
     responses((status = 200, body = TicketView), (status = 404, body = Problem), (status = 409, body = Problem)))]
-async fn close_ticket(State(support): State<Support>, Path(id): Path<String>) -> ApiResult<Json<TicketView>> {
+async fn close_ticket(
+    State(support): State<Support>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TicketView>> {
     let id = ticket_id(&id)?;
-    support.close(id).await?;
+    support.close(id, &actor).await?;
     let ticket = support.ticket(id).await?.ok_or_else(|| Problem::not_found("no such ticket"))?;
     Ok(Json(TicketView::from(ticket)))
 }

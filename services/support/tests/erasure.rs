@@ -148,13 +148,27 @@ async fn customer_with_tickets(support: &Support, canary: &str) -> (Uuid, Vec<Uu
     for n in 0..2 {
         let order = (n == 0).then(Uuid::now_v7);
         let id = support
-            .open(customer, order, &format!("Subject {canary} {n}"), &format!("Message {canary} {n}"))
+            .open(
+                customer,
+                order,
+                &format!("Subject {canary} {n}"),
+                &format!("Message {canary} {n}"),
+                &tessera_web::token::Actor::system("test"),
+            )
             .await
             .expect("open");
-        support.reply(id, Author::Support, &format!("Reply to {canary} {n}")).await.expect("reply");
+        support
+            .reply(
+                id,
+                Author::Support,
+                &format!("Reply to {canary} {n}"),
+                &tessera_web::token::Actor::system("test"),
+            )
+            .await
+            .expect("reply");
         tickets.push(id);
     }
-    support.close(tickets[1]).await.expect("close");
+    support.close(tickets[1], &tessera_web::token::Actor::system("test")).await.expect("close");
     (customer, tickets)
 }
 

@@ -8,6 +8,7 @@ pub mod summaries;
 
 use std::sync::Arc;
 use std::time::Duration;
+use tessera_web::token::Actor;
 
 use async_trait::async_trait;
 use serde_json::json;
@@ -146,6 +147,7 @@ impl Orders {
         lines: Vec<OrderLine>,
         payment_token: &str,
         request_key: Option<&str>,
+        actor: &Actor,
     ) -> Result<Uuid, AppError> {
         if let Some(key) = request_key
             && let Some(existing) = self.placed_with(customer_id, key).await?
@@ -174,6 +176,12 @@ impl Orders {
         unit.send(&self.inner.event(order_id, &placed, None)?)?;
         let data = json!({ "order_id": order_id, "customer_id": customer_id, "lines": lines, "payment_token": payment_token });
         self.inner.place.start(&mut unit, &order_id.to_string(), data, None)?;
+        unit.audit(actor.audit(
+            "order.place",
+            format!("order/{order_id}"),
+            "ok",
+            self.inner.clock.now().wall(),
+        ));
         if let Some(key) = request_key {
             unit.execute(
                 Statement::new(
@@ -216,13 +224,19 @@ impl Orders {
     }
 
     /// Cancels a confirmed order: refund and restock follow through the cancel saga.
-    pub async fn cancel(&self, order_id: Uuid) -> Result<(), AppError> {
+    pub async fn cancel(&self, order_id: Uuid, actor: &Actor) -> Result<(), AppError> {
         let mut unit = self.inner.store.begin();
         let (order, expected) = unit.load::<Order>(&stream(order_id)?).await?;
         let events = order.decide(OrderCommand::RequestCancel)?;
         self.inner.append(&mut unit, order_id, &order, expected, &events, None)?;
         let data = json!({ "order_id": order_id, "reserved": { "total": order.total } });
         self.inner.cancel.start(&mut unit, &order_id.to_string(), data, None)?;
+        unit.audit(actor.audit(
+            "order.cancel",
+            format!("order/{order_id}"),
+            "ok",
+            self.inner.clock.now().wall(),
+        ));
         match unit.commit().await {
             // A concurrent change of the same order: decide again on what it is now.
             Err(StoreError::Conflict { .. }) => Err(AppError::Order(OrderError::NotCancellable(

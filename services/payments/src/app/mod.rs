@@ -8,6 +8,7 @@ mod network;
 
 use std::sync::Arc;
 use std::time::Duration;
+use tessera_web::token::Actor;
 
 use async_trait::async_trait;
 use serde_json::json;
@@ -125,6 +126,7 @@ impl Payments {
         exp_month: u32,
         exp_year: u32,
         cvc: &str,
+        actor: &Actor,
     ) -> Result<PaymentMethod, AppError> {
         let card = validate_card(number, exp_month, exp_year, cvc, year_month(self.physical.now()))?;
         let token = format!("tok_{}", Uuid::now_v7().simple());
@@ -143,6 +145,12 @@ impl Payments {
             .bind(card.profile.as_str())
             .bind(i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX)),
         );
+        unit.audit(actor.audit(
+            "payment_method.add",
+            format!("payment_method/{token}"),
+            "ok",
+            self.physical.now(),
+        ));
         unit.commit().await?;
         Ok(PaymentMethod {
             token,

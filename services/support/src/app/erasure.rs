@@ -12,12 +12,10 @@ use tessera_contracts::Message;
 use tessera_contracts::customers::{CustomerErased, ErasureDone};
 use tessera_kernel::{Envelope, MessageKind, SubjectId};
 use tessera_store::{Statement, UnitOfWork};
+use tessera_vault::ERASED;
 use tessera_web::token::Actor;
 
 use crate::Support;
-
-/// What an erased text reads as (as everywhere in Tessera).
-const ERASED: &str = "[erased]";
 
 /// The handler of the customers service's messages. Only `CustomerErased` concerns support;
 /// every other message is acknowledged and ignored.
@@ -43,6 +41,9 @@ impl Handler for Erasures {
         let erased: CustomerErased = serde_json::from_value(message.payload.clone())
             .map_err(|e| format!("malformed {}: {e}", CustomerErased::NAME))?;
         let customer = erased.customer_id.to_string();
+        // The key is already shredded in the vault; this process may still hold it in its
+        // cache (the distributed topology: another process shredded it).
+        self.support.vault.evict(&customer);
         unit.execute(
             Statement::new(
                 "UPDATE ticket_messages SET body = $2

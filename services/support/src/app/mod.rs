@@ -6,6 +6,7 @@
 mod erasure;
 
 use std::sync::Arc;
+use tessera_web::token::Actor;
 
 use async_trait::async_trait;
 use tessera_bus::{Handler, HandlerError};
@@ -258,6 +259,7 @@ impl Support {
         order_id: Option<Uuid>,
         subject: &str,
         message: &str,
+        actor: &Actor,
     ) -> Result<Uuid, AppError> {
         check_subject(subject)?;
         check_message(message)?;
@@ -279,6 +281,7 @@ impl Support {
         self.add_message(&mut unit, id, Author::Customer, &sealed_message, now);
         let opened = TicketOpened { ticket_id: id, customer_id, order_id, subject: Personal(sealed_subject) };
         unit.send(&self.event(id, customer_id, &opened)?)?;
+        unit.audit(actor.audit("ticket.open", format!("ticket/{id}"), "ok", self.clock.now().wall()));
         unit.commit().await?;
         Ok(id)
     }
@@ -306,12 +309,19 @@ impl Support {
     }
 
     /// Adds a message to an open ticket.
-    pub async fn reply(&self, ticket: Uuid, author: Author, body: &str) -> Result<(), AppError> {
+    pub async fn reply(
+        &self,
+        ticket: Uuid,
+        author: Author,
+        body: &str,
+        actor: &Actor,
+    ) -> Result<(), AppError> {
         check_message(body)?;
         let found = self.ticket(ticket).await?.ok_or(AppError::UnknownTicket(ticket))?;
         let sealed = self.seal(found.customer_id, body).await?;
         let mut unit = self.store.begin();
         self.add_message(&mut unit, ticket, author, &sealed, self.now());
+        unit.audit(actor.audit("ticket.reply", format!("ticket/{ticket}"), "ok", self.clock.now().wall()));
         match unit.commit().await {
             Ok(_) => Ok(()),
             Err(StoreError::Rejected { .. }) => Err(TicketError::Closed.into()),
@@ -320,7 +330,7 @@ impl Support {
     }
 
     /// Closes an open ticket.
-    pub async fn close(&self, ticket: Uuid) -> Result<(), AppError> {
+    pub async fn close(&self, ticket: Uuid, actor: &Actor) -> Result<(), AppError> {
         let found = self.ticket(ticket).await?.ok_or(AppError::UnknownTicket(ticket))?;
         let mut unit = self.store.begin();
         unit.execute(
@@ -333,6 +343,7 @@ impl Support {
         );
         let closed = TicketClosed { ticket_id: ticket, customer_id: found.customer_id };
         unit.send(&self.event(ticket, found.customer_id, &closed)?)?;
+        unit.audit(actor.audit("ticket.close", format!("ticket/{ticket}"), "ok", self.clock.now().wall()));
         match unit.commit().await {
             Ok(_) => Ok(()),
             Err(StoreError::Rejected { .. }) => Err(TicketError::Closed.into()),
