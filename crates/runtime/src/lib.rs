@@ -4,10 +4,12 @@
 //! Only this crate and the binary know which backends and transports exist.
 
 mod admin;
+mod audit_head;
 mod node;
 mod service;
 mod storage;
 
+pub use audit_head::AUDIT_HEAD;
 pub use node::{Node, NodeError, NodeOptions};
 pub use service::{Service, Subscription, Task};
 pub use storage::{Storage, open_store};

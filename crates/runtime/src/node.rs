@@ -22,10 +22,22 @@ pub enum NodeError {
     DuplicateService(&'static str),
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct NodeOptions {
     pub subscriber: SubscriberOptions,
     pub relay: RelayOptions,
+    /// How often each service announces its audit chain's head, if it moved.
+    pub audit_head_every: Duration,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            subscriber: SubscriberOptions::default(),
+            relay: RelayOptions::default(),
+            audit_head_every: Duration::from_secs(30),
+        }
+    }
 }
 
 /// How long a failed relay or subscriber loop waits before it starts again.
@@ -100,6 +112,12 @@ impl Node {
         }
         for service in &services {
             tasks.extend(service.tasks(stopped.clone()).into_iter().map(tokio::spawn));
+            tasks.push(tokio::spawn(crate::audit_head::publish_heads(
+                service.name(),
+                service.store().clone(),
+                options.audit_head_every,
+                stopped.clone(),
+            )));
         }
         let (router, openapi) = routes(&services);
         let service_routers = services
