@@ -65,13 +65,14 @@ impl Embedded {
         );
         let orders_settings =
             OrdersSettings { payment_timeout: settings.payment_timeout, ..OrdersSettings::default() };
+        let vault = crate::keys::open_vault(&storage, crate::keys::embedded(data)?).await?;
         let orders = OrdersService::new(
             open(tessera_orders::SERVICE, tessera_orders::migrations()).await?,
             &orders_settings,
+            vault.clone(),
             ids.clone(),
             clock.clone(),
         );
-        let vault = crate::keys::open_vault(&storage, crate::keys::embedded(data)?).await?;
         let customers = CustomersService::new(
             open(tessera_customers::SERVICE, tessera_customers::migrations()).await?,
             vault.clone(),

@@ -114,6 +114,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Arc::new(tessera_orders::OrdersService::new(
                 open(tessera_orders::SERVICE, tessera_orders::migrations()).await?,
                 &settings,
+                crate::keys::open_vault(&storage, crate::keys::distributed(args.master_key_file.as_ref())?)
+                    .await?,
                 ids,
                 clock,
             ))

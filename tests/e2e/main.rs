@@ -425,6 +425,7 @@ fn bad_requests_to_up_get_problem_json_never_a_500() {
         ("delete", "/api/v1/customers/{id}"),
         ("get", "/api/v1/customers/{id}/erasure"),
         ("post", "/api/v1/admin/audit/verify"),
+        ("get", "/api/v1/admin/analytics/sales"),
         ("post", "/api/v1/payment-methods"),
         ("get", "/api/v1/payments"),
         ("post", "/api/v1/orders"),

@@ -203,3 +203,108 @@ fn no_card_number_or_cvc_is_written_anywhere() {
         assert!(!text.contains(&format!("\"{canary_cvc}\"")), "{} holds the canary CVC", file.display());
     }
 }
+
+fn sales(up: &Up, admin: &str) -> Vec<serde_json::Value> {
+    let (code, report) = up.call_as(admin, "GET", "/api/v1/admin/analytics/sales", None);
+    assert_eq!(code, 200, "{report}");
+    report["items"].as_array().expect("items").clone()
+}
+
+#[test]
+fn sales_analytics_count_by_day_product_and_market_with_pseudonyms_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let up = Up::start(&data);
+    let (gb_id, gb) = up.customer("gb-buyer@example.com");
+    let norway = json!({"email": "no-buyer@example.com", "name": "Nora", "password": "correct horse battery",
+        "address": {"line1": "Karl Johans gate 1", "city": "Oslo", "postal_code": "0154", "country": "NO"}});
+    let (code, created) = up.call("POST", "/api/v1/customers", Some(norway));
+    assert_eq!(code, 201, "{created}");
+    let no_id = created["id"].as_str().expect("id").to_owned();
+    let no = up.sign_in("no-buyer@example.com", "correct horse battery");
+    let admin = up.sign_in("admin@tessera.local", "admin");
+    let (gb_card, no_card) = (card(&up, &gb, "4242424242424242"), card(&up, &no, "4242424242424242"));
+    let declined = card(&up, &gb, "4000000000000002");
+    let mut orders = vec![
+        place(&up, &gb, &gb_card, "TEA-001", 2),
+        place(&up, &gb, &gb_card, "TEA-001", 1),
+        place(&up, &no, &no_card, "TEA-001", 3),
+    ];
+    let rejected = place(&up, &gb, &declined, "TEA-001", 5);
+    let cancelled = place(&up, &no, &no_card, "TEA-001", 4);
+    orders.push(rejected.clone());
+    orders.push(cancelled.clone());
+    up.settle(&gb, &orders[..2], Duration::from_secs(20));
+    up.settle(&no, &[orders[2].clone(), cancelled.clone()], Duration::from_secs(20));
+    assert_eq!(up.call_as(&no, "POST", &format!("/api/v1/orders/{cancelled}/cancel"), None).0, 202);
+    let (_, product) = up.call("GET", "/api/v1/products/TEA-001", None);
+    let price = product["price"]["amount"].as_i64().expect("price");
+
+    // The async projection catches up a moment after the events commit.
+    let started = Instant::now();
+    let rows = loop {
+        let rows = sales(&up, &admin);
+        let units: i64 = rows.iter().filter_map(|r| r["units"].as_i64()).sum();
+        if units == 6 {
+            break rows;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "sold: 2 + 1 (GB) and 3 (NO): {rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let market = |country: &str| rows.iter().find(|r| r["country"] == country).cloned().expect(country);
+    let (gb_row, no_row) = (market("GB"), market("NO"));
+    assert_eq!(
+        (gb_row["units"].as_i64(), gb_row["orders"].as_i64(), gb_row["buyers"].as_i64()),
+        (Some(3), Some(2), Some(1))
+    );
+    assert_eq!(
+        (no_row["units"].as_i64(), no_row["orders"].as_i64(), no_row["buyers"].as_i64()),
+        (Some(3), Some(1), Some(1))
+    );
+    assert_eq!(gb_row["revenue"].as_i64(), Some(3 * price), "{gb_row}");
+    assert_eq!(gb_row["sku"], "TEA-001");
+    let text = serde_json::to_string(&rows).expect("json");
+    for secret in [&gb_id, &no_id, &orders[0], &cancelled] {
+        assert!(!text.contains(secret.as_str()), "the report names {secret}");
+    }
+    let (code, _) = up.call_as(&gb, "GET", "/api/v1/admin/analytics/sales", None);
+    assert_eq!(code, 403, "customers may not read the analytics");
+
+    // A rebuild from the event store, on the running system, gives the same report.
+    let output = crate::tessera()
+        .args(["projections", "rebuild", "orders", "analytics_sales", "--wait", "--timeout", "60", "--data"])
+        .arg(&data)
+        .output()
+        .expect("run tessera projections rebuild");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(sales(&up, &admin), rows, "a rebuild gives the same report");
+    up.kill();
+
+    // The table itself holds no identity: no customer id, no order id.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let table = runtime.block_on(async {
+        let config = tessera_store::StoreConfig::Sqlite {
+            path: data.join("orders.db"),
+            options: tessera_store::SqliteOptions::default(),
+        };
+        let store = tessera_store::Store::open(&config, &[]).await.expect("orders.db");
+        let rows = store
+            .query(tessera_store::Statement::new(
+                "SELECT order_key, buyer, sku, country, day, status FROM analytics_sales",
+            ))
+            .await
+            .expect("analytics rows");
+        rows.iter()
+            .map(|row| {
+                ["order_key", "buyer", "sku", "country", "day", "status"]
+                    .map(|column| row.text(column).unwrap_or_default().to_owned())
+                    .join(" ")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    assert!(table.contains("sold") && table.contains("cancelled"), "{table}");
+    for secret in [&gb_id, &no_id, &orders[0], &orders[1], &orders[2], &cancelled] {
+        assert!(!table.contains(secret.as_str()), "the analytics table holds {secret}");
+    }
+}

@@ -152,3 +152,34 @@ pub(crate) async fn rebuild(
     }
     Err(Problem::not_found("no such projection"))
 }
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SalesQuery {
+    /// First day, `YYYY-MM-DD`.
+    from: Option<String>,
+    /// Last day, `YYYY-MM-DD`.
+    to: Option<String>,
+}
+
+/// `GET /admin/analytics/sales`: sales per day, product and market; buyers and orders are
+/// counted by pseudonym, and no customer id or personal data is in the answer.
+#[utoipa::path(get, path = "/api/v1/admin/analytics/sales", tag = "admin", params(SalesQuery),
+    responses((status = 200, description = "`{items: [{day, sku, country, currency, units, revenue, orders, buyers}]}`", body = Object)))]
+pub(crate) async fn sales(
+    State(g): State<Gateway>,
+    caller: Caller,
+    tessera_web::Query(query): tessera_web::Query<SalesQuery>,
+) -> ApiResult<Response> {
+    require(&caller, &[Role::Admin])?;
+    let pairs: Vec<(&str, String)> =
+        [("from", query.from), ("to", query.to)].into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+    let encoded = serde_urlencoded::to_string(&pairs).map_err(|e| Problem::internal(&e))?;
+    let path = if encoded.is_empty() {
+        "/analytics/sales".to_owned()
+    } else {
+        format!("/analytics/sales?{encoded}")
+    };
+    g.call(&g.services.orders, Method::GET, &path, None, &[]).await.map(pass_on)
+}

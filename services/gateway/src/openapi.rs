@@ -105,12 +105,14 @@ pub(crate) struct Export {
     crate::admin::sagas,
     crate::admin::rebuild,
     crate::audit::verify,
+    crate::admin::sales,
     crate::graphql::serve,
 ))]
 struct GatewayRoutes;
 
 /// Routes of the services the gateway does not expose.
-const INTERNAL: [&str; 2] = ["/api/v1/customers/credentials", "/api/v1/payment-methods/{token}"];
+const INTERNAL: [&str; 3] =
+    ["/api/v1/customers/credentials", "/api/v1/payment-methods/{token}", "/api/v1/analytics/sales"];
 
 /// Answers any operation may give besides its own: the edge's and the transport's.
 const EDGE_ERRORS: [(&str, &str); 6] = [

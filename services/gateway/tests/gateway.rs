@@ -59,6 +59,7 @@ async fn shop(config: GatewayConfig, customers_silent: bool) -> Shop {
     let orders = tessera_orders::OrdersService::new(
         open("orders", tessera_orders::migrations()).await,
         &tessera_orders::OrdersSettings::default(),
+        tessera_testkit::temporary_vault().await,
         ids.clone(),
         clock.clone(),
     );

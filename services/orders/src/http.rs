@@ -33,6 +33,50 @@ pub fn router() -> OpenApiRouter<Orders> {
         .routes(routes!(get_order))
         .routes(routes!(cancel_order))
         .routes(routes!(order_history))
+        .routes(routes!(sales_analytics))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SalesQuery {
+    /// First day, `YYYY-MM-DD` (default: the beginning).
+    pub from: Option<String>,
+    /// Last day, `YYYY-MM-DD` (default: today).
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SalesReport {
+    pub items: Vec<crate::SalesRow>,
+}
+
+fn day(value: Option<&str>, field: &str, default: &str) -> Result<String, Problem> {
+    let Some(value) = value else { return Ok(default.to_owned()) };
+    let b = value.as_bytes();
+    let shaped = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if shaped {
+        Ok(value.to_owned())
+    } else {
+        Err(Problem::invalid_field(field, "must be a day, YYYY-MM-DD"))
+    }
+}
+
+/// Sales per day, product and market, with buyers and orders only as pseudonyms.
+#[utoipa::path(get, path = "/analytics/sales", tag = "orders", params(SalesQuery),
+    responses((status = 200, body = SalesReport), (status = 422, body = Problem)))]
+async fn sales_analytics(
+    State(orders): State<Orders>,
+    Query(query): Query<SalesQuery>,
+) -> ApiResult<Json<SalesReport>> {
+    let from = day(query.from.as_deref(), "from", "0000-01-01")?;
+    let to = day(query.to.as_deref(), "to", "9999-12-31")?;
+    let items =
+        crate::app::analytics::sales(orders.store(), &from, &to).await.map_err(|e| store_problem(&e))?;
+    Ok(Json(SalesReport { items }))
 }
 
 impl From<AppError> for Problem {
@@ -66,6 +110,11 @@ pub struct NewOrder {
     /// the same customer answers with the first order and places nothing.
     #[serde(default)]
     pub request_key: Option<String>,
+    /// The market of the sale, ISO 3166-1 alpha-2 (the gateway sets it from the customer's
+    /// address), for the sales analytics.
+    #[serde(default)]
+    #[schema(example = "GB")]
+    pub country: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -245,10 +294,22 @@ async fn place_order(
     if body.request_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 255) {
         errors.push(FieldError::new("request_key", "must be 1 to 255 characters"));
     }
+    if body.country.as_ref().is_some_and(|c| c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase())) {
+        errors.push(FieldError::new("country", "must be an ISO 3166-1 alpha-2 code such as GB"));
+    }
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    let id = orders.place(body.customer_id, body.items, token, body.request_key.as_deref(), &actor).await?;
+    let id = orders
+        .place(
+            body.customer_id,
+            body.items,
+            token,
+            body.request_key.as_deref(),
+            body.country.as_deref(),
+            &actor,
+        )
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { id, status: "pending".into() })))
 }
 

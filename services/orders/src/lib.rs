@@ -9,6 +9,7 @@ mod service;
 
 pub use service::OrdersService;
 
+pub use app::analytics::{SalesAnalytics, SalesRow};
 pub use app::sagas::{CANCEL_ORDER, PLACE_ORDER};
 pub use app::summaries::OrderSummaries;
 pub use app::{AppError, Erasures, OrderHistory, OrderRecord, OrderSummary, Orders, OrdersSettings};
@@ -41,6 +42,15 @@ const REQUEST_KEYS: &str = "
         customer_id TEXT NOT NULL, request_key TEXT NOT NULL, order_id TEXT NOT NULL,
         PRIMARY KEY (customer_id, request_key));";
 
+/// The sales analytics' table (kept by an asynchronous projection, which starts from the
+/// first event, so past orders are counted too); the same shape as `analytics::create`.
+const ANALYTICS: &str = "
+    CREATE TABLE analytics_sales (
+        order_key TEXT NOT NULL, sku TEXT NOT NULL, buyer TEXT NOT NULL, country TEXT NOT NULL,
+        day TEXT NOT NULL, quantity BIGINT NOT NULL, unit_price BIGINT, currency TEXT,
+        status TEXT NOT NULL, PRIMARY KEY (order_key, sku));
+    CREATE INDEX analytics_sales_day ON analytics_sales (status, day);";
+
 pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet {
     scope: "orders",
     migrations: &[
@@ -56,6 +66,12 @@ pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet 
             name: "request keys",
             sqlite: REQUEST_KEYS,
             postgres: REQUEST_KEYS,
+        },
+        tessera_store::Migration {
+            version: 4,
+            name: "sales analytics",
+            sqlite: ANALYTICS,
+            postgres: ANALYTICS,
         },
     ],
 };

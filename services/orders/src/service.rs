@@ -11,7 +11,7 @@ use tessera_store::Store;
 use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{Erasures, OrderSummaries, Orders, OrdersSettings};
+use crate::{Erasures, OrderSummaries, Orders, OrdersSettings, SalesAnalytics};
 
 /// How often due saga timers are looked for: the resolution of step timeouts.
 const TIMER_TICK: Duration = Duration::from_millis(100);
@@ -19,11 +19,19 @@ const TIMER_TICK: Duration = Duration::from_millis(100);
 #[derive(Clone, Debug)]
 pub struct OrdersService {
     orders: Orders,
+    vault: tessera_vault::Vault,
 }
 
 impl OrdersService {
-    pub fn new(store: Store, settings: &OrdersSettings, ids: Arc<dyn IdGen>, clock: Arc<dyn Clock>) -> Self {
-        Self { orders: Orders::new(store, settings, ids, clock) }
+    /// `vault` holds the keys of the sales analytics' pseudonyms.
+    pub fn new(
+        store: Store,
+        settings: &OrdersSettings,
+        vault: tessera_vault::Vault,
+        ids: Arc<dyn IdGen>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { orders: Orders::new(store, settings, ids, clock), vault }
     }
 
     pub fn orders(&self) -> &Orders {
@@ -61,9 +69,16 @@ impl Service for OrdersService {
             Mode::Inline,
             RunnerOptions::default(),
         );
+        let analytics = ProjectionRunner::new(
+            self.orders.store().clone(),
+            Arc::new(SalesAnalytics::new(self.vault.clone())),
+            Mode::Async,
+            RunnerOptions::default(),
+        );
         vec![
             Box::pin(self.orders.clone().run_timers(TIMER_TICK, stop.clone())),
-            Box::pin(summaries.run(stop)),
+            Box::pin(summaries.run(stop.clone())),
+            Box::pin(analytics.run(stop)),
         ]
     }
 }

@@ -149,7 +149,13 @@ async fn erasures_done(store: &Store) -> Vec<(Envelope, ErasureDone)> {
 async fn service(data: &TempDataDir) -> OrdersService {
     let config = StoreConfig::Sqlite { path: data.file("orders.db"), options: SqliteOptions::default() };
     let store = Store::open(&config, &tessera_orders::migrations()).await.expect("orders store");
-    OrdersService::new(store, &OrdersSettings::default(), Arc::new(UuidV7Gen), Arc::new(SystemClock))
+    OrdersService::new(
+        store,
+        &OrdersSettings::default(),
+        tessera_testkit::temporary_vault().await,
+        Arc::new(UuidV7Gen),
+        Arc::new(SystemClock),
+    )
 }
 
 fn lines() -> Vec<OrderLine> {
@@ -167,7 +173,14 @@ async fn an_erasure_is_answered_once_and_changes_no_order() {
     let orders = service.orders();
     let customer = Uuid::now_v7();
     let order = orders
-        .place(customer, lines(), "tok_erased", Some("request-1"), &tessera_web::token::Actor::system("test"))
+        .place(
+            customer,
+            lines(),
+            "tok_erased",
+            Some("request-1"),
+            Some("GB"),
+            &tessera_web::token::Actor::system("test"),
+        )
         .await
         .expect("place");
     let before = orders.record(order).await.expect("record").expect("exists");

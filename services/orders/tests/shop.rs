@@ -326,7 +326,14 @@ async fn a_thousand_orders_settle(topology: Topology) {
         };
         placed.push((
             shop.orders
-                .place(*customer, lines, &tokens[kind], None, &tessera_web::token::Actor::system("test"))
+                .place(
+                    *customer,
+                    lines,
+                    &tokens[kind],
+                    None,
+                    Some("NO"),
+                    &tessera_web::token::Actor::system("test"),
+                )
                 .await
                 .expect("place"),
             kind,

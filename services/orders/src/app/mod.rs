@@ -2,6 +2,7 @@
 //! summaries read model (kept in the same unit as the events), the saga timer loop, and the
 //! answer to the customers service's erasures.
 
+pub mod analytics;
 mod erasure;
 pub mod sagas;
 pub mod summaries;
@@ -147,6 +148,7 @@ impl Orders {
         lines: Vec<OrderLine>,
         payment_token: &str,
         request_key: Option<&str>,
+        country: Option<&str>,
         actor: &Actor,
     ) -> Result<Uuid, AppError> {
         if let Some(key) = request_key
@@ -160,6 +162,7 @@ impl Orders {
             customer_id,
             lines: lines.clone(),
             payment_token: payment_token.to_owned(),
+            country: country.map(str::to_owned),
         };
         let events = Order::default().decide(command)?;
         let mut unit = self.inner.store.begin();

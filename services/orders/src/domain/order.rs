@@ -37,13 +37,32 @@ impl OrderStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OrderEvent {
-    Placed { order_id: Uuid, customer_id: Uuid, lines: Vec<OrderLine>, payment_token: String },
-    StockReserved { lines: Vec<PricedLine>, total: Money },
-    PaymentAuthorised { payment_id: Uuid, last4: String },
+    Placed {
+        order_id: Uuid,
+        customer_id: Uuid,
+        lines: Vec<OrderLine>,
+        payment_token: String,
+        /// The market the sale is in (ISO 3166-1 alpha-2), for the sales analytics; absent in
+        /// orders placed before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        country: Option<String>,
+    },
+    StockReserved {
+        lines: Vec<PricedLine>,
+        total: Money,
+    },
+    PaymentAuthorised {
+        payment_id: Uuid,
+        last4: String,
+    },
     Confirmed,
-    Rejected { reason: RejectionReason },
+    Rejected {
+        reason: RejectionReason,
+    },
     CancelRequested,
-    Cancelled { refunded: Money },
+    Cancelled {
+        refunded: Money,
+    },
 }
 
 impl OrderEvent {
@@ -63,10 +82,24 @@ impl OrderEvent {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OrderCommand {
-    Place { order_id: Uuid, customer_id: Uuid, lines: Vec<OrderLine>, payment_token: String },
-    RecordReservation { lines: Vec<PricedLine>, total: Money },
-    RecordAuthorisation { payment_id: Uuid, last4: String },
-    Reject { reason: RejectionReason },
+    Place {
+        order_id: Uuid,
+        customer_id: Uuid,
+        lines: Vec<OrderLine>,
+        payment_token: String,
+        country: Option<String>,
+    },
+    RecordReservation {
+        lines: Vec<PricedLine>,
+        total: Money,
+    },
+    RecordAuthorisation {
+        payment_id: Uuid,
+        last4: String,
+    },
+    Reject {
+        reason: RejectionReason,
+    },
     RequestCancel,
     CompleteCancel,
 }
@@ -118,11 +151,11 @@ impl Order {
     pub fn decide(&self, command: OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
         use OrderStatus::{Cancelling, Confirmed, New, Pending};
         match (self.status, command) {
-            (New, OrderCommand::Place { order_id, customer_id, lines, payment_token }) => {
+            (New, OrderCommand::Place { order_id, customer_id, lines, payment_token, country }) => {
                 if lines.is_empty() {
                     return Err(OrderError::NoLines);
                 }
-                Ok(vec![OrderEvent::Placed { order_id, customer_id, lines, payment_token }])
+                Ok(vec![OrderEvent::Placed { order_id, customer_id, lines, payment_token, country }])
             }
             (_, OrderCommand::Place { .. }) => Err(OrderError::AlreadyPlaced),
             (New, _) => Err(OrderError::NotPlaced),
@@ -156,7 +189,7 @@ impl Order {
     #[must_use]
     pub fn evolve(self, event: &OrderEvent) -> Order {
         match event.clone() {
-            OrderEvent::Placed { order_id, customer_id, lines, payment_token } => Order {
+            OrderEvent::Placed { order_id, customer_id, lines, payment_token, .. } => Order {
                 id: Some(order_id),
                 customer_id: Some(customer_id),
                 status: OrderStatus::Pending,
@@ -202,6 +235,7 @@ mod tests {
             customer_id: Uuid::nil(),
             lines: vec![line()],
             payment_token: "tok".into(),
+            country: Some("GB".into()),
         }
     }
 
@@ -250,11 +284,11 @@ mod tests {
 
     #[test]
     fn placing_a_new_order_makes_it_pending() {
-        let OrderEvent::Placed { order_id, customer_id, lines, payment_token } = placed() else {
+        let OrderEvent::Placed { order_id, customer_id, lines, payment_token, country } = placed() else {
             unreachable!()
         };
         let order = given([])
-            .when(OrderCommand::Place { order_id, customer_id, lines, payment_token })
+            .when(OrderCommand::Place { order_id, customer_id, lines, payment_token, country })
             .then_events(vec![placed()]);
         assert_eq!(order.status.public(), "pending");
     }
@@ -266,6 +300,7 @@ mod tests {
             customer_id: Uuid::nil(),
             lines,
             payment_token: "t".into(),
+            country: None,
         };
         given([]).when(place(vec![])).then_error(OrderError::NoLines);
         given([placed()]).when(place(vec![line()])).then_error(OrderError::AlreadyPlaced);
