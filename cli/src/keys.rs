@@ -6,8 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use std::sync::Arc;
 use tessera_runtime::{Storage, open_store};
-use tessera_vault::{MasterKey, Vault};
+
+use tessera_vault::{MasterKey, Sealer, Vault};
 
 const ENV: &str = "TESSERA_MASTER_KEY";
 
@@ -59,9 +61,10 @@ pub fn distributed(file: Option<&PathBuf>) -> anyhow::Result<MasterKey> {
 }
 
 /// The vault on its own store (`vault.db`, or the `<prefix>_vault` database).
-pub async fn open_vault(storage: &Storage, master: MasterKey) -> anyhow::Result<Vault> {
+pub async fn open_vault(storage: &Storage, master: MasterKey) -> anyhow::Result<Arc<dyn Sealer>> {
     let store = open_store(storage, "vault", &[tessera_vault::MIGRATIONS])
         .await
         .context("cannot open the vault's store")?;
-    Vault::open(store, master, Vec::new()).await.context("cannot open the vault")
+    let vault = Vault::open(store, master, Vec::new()).await.context("cannot open the vault")?;
+    Ok(Arc::new(vault))
 }

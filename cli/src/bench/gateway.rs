@@ -53,7 +53,7 @@ async fn get(router: &Router, path: &str, token: Option<&str>) -> anyhow::Result
     Ok(status)
 }
 
-async fn send(
+pub(super) async fn send(
     router: &Router,
     method: &str,
     path: &str,
@@ -119,10 +119,10 @@ async fn throughput(
     ))
 }
 
-pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+/// A gateway configuration without rate limits (a benchmark is one very busy client).
+pub(super) fn unlimited_gateway() -> anyhow::Result<GatewayConfig> {
     let unlimited = NonZeroU32::new(1_000_000).context("non-zero")?;
-    let gateway = GatewayConfig {
+    Ok(GatewayConfig {
         rate_limits: RateLimits {
             per_token: unlimited,
             token_burst: unlimited,
@@ -130,11 +130,17 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
             address_burst: unlimited,
         },
         ..GatewayConfig::default()
-    };
+    })
+}
+
+pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gateway = unlimited_gateway()?;
     let settings = EmbeddedSettings {
         payment_timeout: Duration::from_secs(10),
         slow_card_delay: Duration::from_secs(15),
         gateway,
+        sealer: None,
     };
     let system = Embedded::start(dir.path(), settings).await?;
     let sku = Sku::parse("BENCH-001")?;

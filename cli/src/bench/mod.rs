@@ -3,6 +3,7 @@
 
 mod bus;
 mod gateway;
+mod privacy;
 mod report;
 mod store;
 
@@ -16,6 +17,9 @@ pub enum BenchTarget {
     Bus(bus::BusBenchArgs),
     /// Latency the gateway adds to a read, its maximum rate, and the composed view under load.
     Gateway(gateway::GatewayBenchArgs),
+    /// Orders per second with personal data sealed by the vault, beside the same system with
+    /// sealing replaced by a pass-through, in one run.
+    Privacy(privacy::PrivacyBenchArgs),
 }
 
 pub async fn run(target: BenchTarget) -> anyhow::Result<()> {
@@ -23,5 +27,6 @@ pub async fn run(target: BenchTarget) -> anyhow::Result<()> {
         BenchTarget::Store(args) => store::run(args).await,
         BenchTarget::Bus(args) => bus::run(args).await,
         BenchTarget::Gateway(args) => gateway::run(args).await,
+        BenchTarget::Privacy(args) => privacy::run(args).await,
     }
 }

@@ -108,7 +108,7 @@ impl Default for TempDataDir {
 
 /// A vault on a store of its own in a temporary folder that lives as long as the test
 /// process, with a fresh master key: for service tests that seal personal data.
-pub async fn temporary_vault() -> tessera_vault::Vault {
+pub async fn temporary_vault() -> std::sync::Arc<dyn tessera_vault::Sealer> {
     let dir: &'static TempDataDir = Box::leak(Box::new(TempDataDir::new()));
     let config = tessera_store::StoreConfig::Sqlite {
         path: dir.file("vault.db"),
@@ -117,5 +117,5 @@ pub async fn temporary_vault() -> tessera_vault::Vault {
     let store =
         tessera_store::Store::open(&config, &[tessera_vault::MIGRATIONS]).await.expect("the vault's store");
     let master = tessera_vault::MasterKey::generate().expect("a master key");
-    tessera_vault::Vault::open(store, master, Vec::new()).await.expect("open the vault")
+    std::sync::Arc::new(tessera_vault::Vault::open(store, master, Vec::new()).await.expect("open the vault"))
 }

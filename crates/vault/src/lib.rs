@@ -19,10 +19,12 @@ mod error;
 mod master;
 mod schema;
 mod sealed;
+mod sealer;
 mod vault;
 
 pub use error::{Result, VaultError};
 pub use master::MasterKey;
 pub use schema::MIGRATIONS;
 pub use sealed::{Decrypted, ERASED, Sealed};
+pub use sealer::Sealer;
 pub use vault::{RotationStep, Vault, VaultOptions};

@@ -41,7 +41,8 @@ async fn app() -> App {
     let config = StoreConfig::Sqlite { path: data.file("customers.db"), options: SqliteOptions::default() };
     let store = Store::open(&config, &with_vault()).await.expect("open the store");
     let vault = vault(&store).await;
-    let customers = Customers::new(store.clone(), vault.clone(), Arc::new(UuidV7Gen), Arc::new(SystemClock));
+    let customers =
+        Customers::new(store.clone(), Arc::new(vault.clone()), Arc::new(UuidV7Gen), Arc::new(SystemClock));
     let (router, openapi) = tessera_customers::http::router().split_for_parts();
     App { router: tessera_web::standard_layers(router.with_state(customers)), store, openapi, data, vault }
 }
@@ -304,7 +305,8 @@ async fn postgres_app() -> Option<(App, tessera_testkit::TempPostgres)> {
     };
     let store = Store::open(&config, &with_vault()).await.expect("open the store");
     let vault = vault(&store).await;
-    let customers = Customers::new(store.clone(), vault.clone(), Arc::new(UuidV7Gen), Arc::new(SystemClock));
+    let customers =
+        Customers::new(store.clone(), Arc::new(vault.clone()), Arc::new(UuidV7Gen), Arc::new(SystemClock));
     let (router, openapi) = tessera_customers::http::router().split_for_parts();
     let app = App {
         router: tessera_web::standard_layers(router.with_state(customers)),

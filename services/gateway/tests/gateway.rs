@@ -63,11 +63,8 @@ async fn shop(config: GatewayConfig, customers_silent: bool) -> Shop {
         ids.clone(),
         clock.clone(),
     );
-    let mut customer_migrations = tessera_customers::migrations();
-    customer_migrations.push(tessera_vault::MIGRATIONS);
-    let customers_store = open("customers", customer_migrations).await;
-    let master = tessera_vault::MasterKey::generate().expect("a master key");
-    let vault = tessera_vault::Vault::open(customers_store.clone(), master, Vec::new()).await.expect("vault");
+    let customers_store = open("customers", tessera_customers::migrations()).await;
+    let vault = tessera_testkit::temporary_vault().await;
     let customers =
         tessera_customers::CustomersService::new(customers_store, vault.clone(), ids.clone(), clock.clone());
     let support = tessera_support::SupportService::new(

@@ -19,7 +19,7 @@ const TIMER_TICK: Duration = Duration::from_millis(100);
 #[derive(Clone, Debug)]
 pub struct OrdersService {
     orders: Orders,
-    vault: tessera_vault::Vault,
+    vault: Arc<dyn tessera_vault::Sealer>,
 }
 
 impl OrdersService {
@@ -27,7 +27,7 @@ impl OrdersService {
     pub fn new(
         store: Store,
         settings: &OrdersSettings,
-        vault: tessera_vault::Vault,
+        vault: Arc<dyn tessera_vault::Sealer>,
         ids: Arc<dyn IdGen>,
         clock: Arc<dyn Clock>,
     ) -> Self {

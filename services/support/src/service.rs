@@ -19,7 +19,7 @@ pub struct SupportService {
 impl SupportService {
     pub fn new(
         store: Store,
-        vault: tessera_vault::Vault,
+        vault: Arc<dyn tessera_vault::Sealer>,
         ids: Arc<dyn IdGen>,
         clock: Arc<dyn Clock>,
     ) -> Self {

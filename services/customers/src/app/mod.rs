@@ -13,7 +13,7 @@ use tessera_contracts::customers::{
 };
 use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageKind, SubjectId, Timestamp};
 use tessera_store::{Row, Statement, Store, StoreError};
-use tessera_vault::{Decrypted, Sealed, Vault, VaultError};
+use tessera_vault::{Sealer, VaultError};
 use tessera_web::token::Actor;
 use uuid::Uuid;
 
@@ -98,7 +98,7 @@ impl std::fmt::Debug for Customer {
 #[derive(Clone, Debug)]
 pub struct Customers {
     store: Store,
-    vault: Vault,
+    vault: Arc<dyn Sealer>,
     ids: Arc<dyn IdGen>,
     clock: Arc<HybridClock>,
 }
@@ -134,21 +134,17 @@ fn micros(at: Timestamp) -> i64 {
 }
 
 impl Customers {
-    pub fn new(store: Store, vault: Vault, ids: Arc<dyn IdGen>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Store, vault: Arc<dyn Sealer>, ids: Arc<dyn IdGen>, clock: Arc<dyn Clock>) -> Self {
         Self { store, vault, ids, clock: Arc::new(HybridClock::new(clock)) }
     }
 
     async fn seal(&self, id: Uuid, value: &str) -> Result<String, AppError> {
-        Ok(self.vault.encrypt_str(&id.to_string(), value).await?.to_string())
+        Ok(self.vault.seal(&id.to_string(), value).await?)
     }
 
     /// The plain value of a sealed field; `None` once the customer is erased.
     async fn open(&self, id: Uuid, text: &str) -> Result<Option<String>, AppError> {
-        let sealed: Sealed = text.parse().map_err(|e: VaultError| AppError::Corrupt(e.to_string()))?;
-        Ok(match self.vault.decrypt_str(&id.to_string(), &sealed).await? {
-            Decrypted::Plain(value) => Some(value),
-            Decrypted::Erased => None,
-        })
+        Ok(self.vault.open(&id.to_string(), text).await?)
     }
 
     async fn seal_address(&self, id: Uuid, address: &Address) -> Result<Address, AppError> {

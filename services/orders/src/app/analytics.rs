@@ -5,9 +5,11 @@
 //! event store gives the same table. It is an asynchronous projection: the runner applies
 //! events a moment after they commit and rebuilds it like any read model.
 
+use std::sync::Arc;
 use tessera_projection::{Projection, ProjectionError};
 use tessera_store::{RecordedEvent, Statement, Store, UnitOfWork};
-use tessera_vault::Vault;
+
+use tessera_vault::Sealer;
 use uuid::Uuid;
 
 use crate::domain::OrderEvent;
@@ -33,11 +35,11 @@ pub(crate) fn create(table: &str, index_prefix: &str) -> Vec<String> {
 /// One line of an order as the analytics see it, keyed by pseudonyms.
 #[derive(Clone, Debug)]
 pub struct SalesAnalytics {
-    vault: Vault,
+    vault: Arc<dyn Sealer>,
 }
 
 impl SalesAnalytics {
-    pub fn new(vault: Vault) -> Self {
+    pub fn new(vault: Arc<dyn Sealer>) -> Self {
         Self { vault }
     }
 

@@ -85,7 +85,7 @@ pub struct TicketMessage {
 #[derive(Clone, Debug)]
 pub struct Support {
     store: Store,
-    vault: tessera_vault::Vault,
+    vault: Arc<dyn tessera_vault::Sealer>,
     ids: Arc<dyn IdGen>,
     clock: Arc<HybridClock>,
 }
@@ -203,7 +203,7 @@ fn update_from(message: &Envelope) -> Result<Option<ReplicaUpdate>, serde_json::
 impl Support {
     pub fn new(
         store: Store,
-        vault: tessera_vault::Vault,
+        vault: Arc<dyn tessera_vault::Sealer>,
         ids: Arc<dyn IdGen>,
         clock: Arc<dyn Clock>,
     ) -> Self {
@@ -211,17 +211,14 @@ impl Support {
     }
 
     async fn seal(&self, customer: Uuid, text: &str) -> Result<String, AppError> {
-        Ok(self.vault.encrypt_str(&customer.to_string(), text).await?.to_string())
+        Ok(self.vault.seal(&customer.to_string(), text).await?)
     }
 
     /// A stored text opened: `[erased]` once the customer's key is shredded; text written
     /// before sealing (or blanked by an erasure) as it is.
     async fn open_text(&self, customer: Uuid, text: &str) -> Result<String, AppError> {
-        let Ok(sealed) = text.parse::<tessera_vault::Sealed>() else { return Ok(text.to_owned()) };
-        Ok(match self.vault.decrypt_str(&customer.to_string(), &sealed).await? {
-            tessera_vault::Decrypted::Plain(text) => text,
-            tessera_vault::Decrypted::Erased => tessera_vault::ERASED.to_owned(),
-        })
+        let opened = self.vault.open(&customer.to_string(), text).await?;
+        Ok(opened.unwrap_or_else(|| tessera_vault::ERASED.to_owned()))
     }
 
     async fn opened(&self, mut ticket: Ticket) -> Result<Ticket, AppError> {

@@ -1,0 +1,57 @@
+//! What a service needs of the vault to keep personal data sealed, as a small trait: services
+//! hold an `Arc<dyn Sealer>`, the [`Vault`] in production. The benchmark of what sealing costs
+//! puts a pass-through in its place for its baseline, in the same run.
+
+use async_trait::async_trait;
+
+use crate::{Decrypted, Result, Sealed, Vault};
+
+#[async_trait]
+pub trait Sealer: Send + Sync + std::fmt::Debug {
+    /// `text` sealed with `subject`'s data key, in a form that fits a text column or a JSON
+    /// string; refused once the subject is erased.
+    async fn seal(&self, subject: &str, text: &str) -> Result<String>;
+    /// What `stored` says: the plain text of a sealed value, or `stored` itself if it was never
+    /// sealed (written before sealing, or blanked by an erasure); `None` once the subject's key
+    /// is shredded.
+    async fn open(&self, subject: &str, stored: &str) -> Result<Option<String>>;
+    /// A keyed hash of `value` for lookups (`purpose` separates uses); stable across restarts.
+    fn blind_index(&self, purpose: &str, value: &str) -> String;
+    /// A keyed pseudonym of `value` for analytics; stable across restarts.
+    fn pseudonym(&self, value: &str) -> String;
+    /// Forgets `subject`'s key for good.
+    async fn shred(&self, subject: &str) -> Result<()>;
+    /// Drops `subject`'s key from this process's cache (another process shredded it).
+    fn evict(&self, subject: &str);
+}
+
+#[async_trait]
+impl Sealer for Vault {
+    async fn seal(&self, subject: &str, text: &str) -> Result<String> {
+        Ok(self.encrypt_str(subject, text).await?.to_string())
+    }
+
+    async fn open(&self, subject: &str, stored: &str) -> Result<Option<String>> {
+        let Ok(sealed) = stored.parse::<Sealed>() else { return Ok(Some(stored.to_owned())) };
+        Ok(match self.decrypt_str(subject, &sealed).await? {
+            Decrypted::Plain(text) => Some(text),
+            Decrypted::Erased => None,
+        })
+    }
+
+    fn blind_index(&self, purpose: &str, value: &str) -> String {
+        Vault::blind_index(self, purpose, value)
+    }
+
+    fn pseudonym(&self, value: &str) -> String {
+        Vault::pseudonym(self, value)
+    }
+
+    async fn shred(&self, subject: &str) -> Result<()> {
+        Vault::shred(self, subject).await
+    }
+
+    fn evict(&self, subject: &str) {
+        Vault::evict(self, subject);
+    }
+}
