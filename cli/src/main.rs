@@ -43,6 +43,8 @@ enum Command {
     Projections(projections::ProjectionsArgs),
     /// Check every service's hash-chained audit trail (`verify`).
     Audit(audit::AuditArgs),
+    /// Rotate the vault's master key (`rotate`).
+    Vault(keys::VaultArgs),
     /// Measure the platform's throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -75,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Dlq(args) => dlq::run(args).await,
         Command::Projections(args) => projections::run(args).await,
         Command::Audit(args) => audit::run(args).await,
+        Command::Vault(args) => keys::run(args).await,
         Command::Bench { target } => bench::run(target).await,
     }
 }

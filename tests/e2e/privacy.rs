@@ -308,3 +308,62 @@ fn sales_analytics_count_by_day_product_and_market_with_pseudonyms_only() {
         assert!(!table.contains(secret.as_str()), "the analytics table holds {secret}");
     }
 }
+
+#[test]
+fn the_master_key_rotates_without_touching_sealed_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let up = Up::start(&data);
+    let (customer, _) = up.customer("rotate@example.com");
+    up.kill();
+    let old = std::fs::read_to_string(data.join("master.key")).expect("the development key");
+    let new = "cm90YXRlZC1tYXN0ZXIta2V5LWZvci10aGUtdGVzdCE=";
+    let rotate = |previous: &str| {
+        crate::tessera()
+            .args(["vault", "rotate", "--data"])
+            .arg(&data)
+            .env("TESSERA_MASTER_KEY", new)
+            .env("TESSERA_MASTER_KEY_PREVIOUS", previous)
+            .output()
+            .expect("run tessera vault rotate")
+    };
+    let output = rotate(old.trim());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("rewrapped 1 data keys"), "{said}");
+    assert!(!rotate("").status.success(), "nothing to rotate from without the old key");
+
+    // The customer's sealed name opens with the new key alone; the old one opens nothing now.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let sqlite = |name: &str| tessera_store::StoreConfig::Sqlite {
+            path: data.join(name),
+            options: tessera_store::SqliteOptions::default(),
+        };
+        let customers = tessera_store::Store::open(&sqlite("customers.db"), &[]).await.expect("customers.db");
+        let rows = customers
+            .query(
+                tessera_store::Statement::new("SELECT name FROM customers WHERE id = $1")
+                    .bind(customer.as_str()),
+            )
+            .await
+            .expect("row");
+        let sealed: tessera_vault::Sealed = rows[0].text("name").expect("name").parse().expect("sealed");
+        let open = |key: &str| {
+            let (sqlite, sealed, customer) = (sqlite("vault.db"), sealed.clone(), customer.clone());
+            let key = tessera_vault::MasterKey::from_base64(key).expect("key");
+            async move {
+                let store = tessera_store::Store::open(&sqlite, &[tessera_vault::MIGRATIONS])
+                    .await
+                    .expect("vault.db");
+                let vault = tessera_vault::Vault::open(store, key, Vec::new()).await?;
+                vault.decrypt_str(&customer, &sealed).await
+            }
+        };
+        match open(new).await.expect("opens with the new key") {
+            tessera_vault::Decrypted::Plain(name) => assert_eq!(name, "Ada Lovelace"),
+            tessera_vault::Decrypted::Erased => panic!("not erased"),
+        }
+        assert!(open(old.trim()).await.is_err(), "the old key unwraps nothing any more");
+    });
+}
