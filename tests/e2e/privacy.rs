@@ -24,7 +24,8 @@ fn files_containing(folder: &std::path::Path, needle: &str) -> Vec<String> {
 fn an_erased_customer_is_forgotten_by_every_service() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let up = Up::start(&data);
+    let log = dir.path().join("up.log");
+    let up = Up::start_logged(&data, &log);
     let canary = "Qxcanary";
     let registration = json!({
         "email": format!("{canary}@example.com"), "name": format!("{canary} Person"), "password": "canary-password",
@@ -102,9 +103,23 @@ fn an_erased_customer_is_forgotten_by_every_service() {
     let (code, profile) = up.call_as(&other, "GET", &format!("/api/v1/customers/{other_id}"), None);
     assert_eq!((code, profile["name"].as_str()), (200, Some("Ada Lovelace")), "{profile}");
 
+    // The read models rebuild from the event store after the erasure.
+    for (service, projection) in [("orders", "order_summaries"), ("orders", "analytics_sales")] {
+        let output = crate::tessera()
+            .args(["projections", "rebuild", service, projection, "--wait", "--timeout", "60", "--data"])
+            .arg(&data)
+            .output()
+            .expect("run tessera projections rebuild");
+        assert!(output.status.success(), "{projection}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let (code, listed) = up.call_as(&admin, "GET", &format!("/api/v1/orders?customer_id={id}"), None);
+    assert_eq!((code, listed["items"].as_array().map(Vec::len)), (200, Some(1)), "{listed}");
+
     up.kill();
     let hits = files_containing(&data, canary);
     assert!(hits.is_empty(), "the canary is in clear in {hits:?}");
+    let hits = files_containing(dir.path(), canary);
+    assert!(hits.is_empty(), "the canary is in the log: {hits:?}");
 }
 
 /// Luhn-valid runs of 13 to 19 digits that look like a card network's numbers (Visa,
