@@ -5,18 +5,15 @@
 //! payments stay as the money's record, one `ErasureDone` answers, and a redelivered
 //! `CustomerErased` changes nothing more.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tessera_testkit::sources::{Sources, erased, message};
 
 use axum::Router;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tessera_bus::{
-    InProcessTransport, Relay, RelayOptions, Subscriber, SubscriberOptions, Transport, Upcasters,
-    list_dead_letters,
-};
-use tessera_contracts::customers::{CustomerErased, CustomerUpdated, ErasureDone};
+use tessera_bus::list_dead_letters;
+use tessera_contracts::customers::{CustomerUpdated, ErasureDone};
 use tessera_contracts::{Message, Money};
 use tessera_kernel::{Envelope, HlcTimestamp, ManualClock, MessageKind, SubjectId, Timestamp, UuidV7Gen};
 use tessera_payments::{NetworkSettings, PaymentsService, SimulatedNetwork};
@@ -30,108 +27,6 @@ use uuid::Uuid;
 /// 2026-11-26.
 const TODAY: Timestamp = Timestamp::from_micros(1_795_651_200_000_000);
 const APPROVED: &str = "4242424242424242";
-
-/// A service's subscriptions, each with the real subscriber, fed through the in-process
-/// transport by the real relays of two stand-in stores of the source service: the second
-/// publishes a message again, as a relay does that crashed before it marked the message sent.
-struct Sources {
-    _dir: TempDataDir,
-    stores: HashMap<&'static str, [Store; 2]>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Sources {
-    async fn start(service: &dyn Service) -> Self {
-        let dir = TempDataDir::new();
-        let transport: Arc<dyn Transport> = Arc::new(InProcessTransport::new());
-        let (stop, stopped) = watch::channel(false);
-        let mut stores = HashMap::new();
-        let mut tasks = Vec::new();
-        // Subscribers first: they declare their queues before any relay publishes.
-        for subscription in service.subscriptions() {
-            let subscriber = Subscriber::new(
-                service.name(),
-                subscription.source,
-                service.store().clone(),
-                transport.clone(),
-                subscription.handler,
-                Arc::new(Upcasters::new()),
-                SubscriberOptions {
-                    backoff_base: Duration::from_millis(2),
-                    max_attempts: 3,
-                    ..SubscriberOptions::default()
-                },
-            );
-            let stop_subscriber = stopped.clone();
-            tasks.push(tokio::spawn(
-                async move { subscriber.run(stop_subscriber).await.expect("subscriber") },
-            ));
-            let mut pair = Vec::new();
-            for copy in ["first", "again"] {
-                let path = dir.file(&format!("{}-{copy}.db", subscription.source));
-                let config = StoreConfig::Sqlite { path, options: SqliteOptions::default() };
-                pair.push(Store::open(&config, &[]).await.expect("source store"));
-            }
-            let pair: [Store; 2] = pair.try_into().expect("two stores");
-            for store in &pair {
-                let relay = Relay::new(
-                    subscription.source,
-                    store.clone(),
-                    transport.clone(),
-                    RelayOptions { poll: Duration::from_millis(10), ..RelayOptions::default() },
-                );
-                let stop_relay = stopped.clone();
-                tasks.push(tokio::spawn(async move { relay.run(stop_relay).await.expect("relay") }));
-            }
-            stores.insert(subscription.source, pair);
-        }
-        Self { _dir: dir, stores, stop, tasks }
-    }
-
-    /// Publishes `envelope` as a message of `source` (a second time with `again`) and waits
-    /// until the service has applied it (or parked it as a dead letter).
-    async fn deliver(&self, source: &str, envelope: &Envelope, again: bool) {
-        let store = &self.stores[source][usize::from(again)];
-        let mut unit = store.begin();
-        unit.send(envelope).expect("send");
-        unit.commit().await.expect("commit");
-        // The in-process transport confirms a publish only once every consumer acknowledged
-        // it, after its commit; only then does the relay mark the row sent.
-        let started = Instant::now();
-        while !store.outbox_unsent(0, 1).await.expect("outbox").is_empty() {
-            assert!(started.elapsed() < Duration::from_secs(10), "{} was not delivered", envelope.name);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn stop(self) {
-        self.stop.send(true).expect("stop");
-        for task in self.tasks {
-            task.await.expect("task");
-        }
-    }
-}
-
-fn message<M: Message>(source: &str, key: Uuid, payload: &M) -> Envelope {
-    Envelope::new(
-        &UuidV7Gen,
-        MessageKind::Event,
-        M::NAME,
-        source,
-        key.to_string(),
-        HlcTimestamp::default(),
-        serde_json::to_value(payload).expect("payload"),
-    )
-    .with_version(M::VERSION)
-}
-
-fn erased(customer_id: Uuid) -> (Envelope, Uuid) {
-    let erasure_id = Uuid::now_v7();
-    let envelope = message("customers", customer_id, &CustomerErased { customer_id, erasure_id })
-        .about(SubjectId::from(customer_id));
-    (envelope, erasure_id)
-}
 
 /// An order saga's command to payments, as `orders` sends it.
 fn command(order: Uuid, name: &str, mut payload: Value) -> Envelope {
@@ -202,7 +97,12 @@ impl Fixture {
         let network = Arc::new(SimulatedNetwork::new(NetworkSettings::default()));
         let service =
             PaymentsService::new(store, network, Arc::new(UuidV7Gen), Arc::new(ManualClock::new(TODAY)));
-        let sources = Sources::start(&service).await;
+        let sources = Sources::start(
+            service.name(),
+            service.store(),
+            service.subscriptions().into_iter().map(|s| (s.source, s.handler)).collect(),
+        )
+        .await;
         let (router, _) = tessera_payments::http::router().split_for_parts();
         let router = tessera_web::standard_layers(router.with_state(service.payments().clone()));
         let (worker, _) = watch::channel(false);
