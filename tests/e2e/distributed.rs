@@ -49,6 +49,8 @@ struct Cluster {
     /// The gateway's address, chosen before anything starts: every service checks tokens
     /// with the gateway's JWKS.
     gateway: String,
+    /// Every process's log lines (at info), one file per start, scanned at the end.
+    logs: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -70,11 +72,20 @@ impl Cluster {
                 (service != "gateway")
                     .then(|| format!("--jwks-url=http://{}/.well-known/jwks.json", self.gateway)),
             )
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             // The vault's master key (base64 of 32 bytes), as a Secret would hand it over.
             .env("TESSERA_MASTER_KEY", "dGVzc2VyYS1kaXN0cmlidXRlZC10ZXN0LWtleS0zMmI=")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::from(
+                tempfile::Builder::new()
+                    .prefix(&format!("{service}-"))
+                    .suffix(".log")
+                    .tempfile_in(self.logs.path())
+                    .expect("a log file")
+                    .keep()
+                    .expect("keep the log")
+                    .0,
+            ))
             .spawn()
             .expect("start tessera serve");
         let stdout = child.stdout.take().expect("stdout");
@@ -138,6 +149,7 @@ fn distributed_orders_survive_a_killed_payments_process() {
         nats,
         prefix: format!("e2e{}", nanos % 1_000_000_000_000),
         gateway: gateway_address.clone(),
+        logs: tempfile::tempdir().expect("a log folder"),
     };
     let mut services = std::collections::BTreeMap::new();
     for service in ["inventory", "orders", "payments", "customers", "support"] {
@@ -258,7 +270,12 @@ fn distributed_orders_survive_a_killed_payments_process() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // Erasure across processes: every service reports its part done over NATS.
+    // Erasure across processes: every service reports its part done over NATS. The person
+    // wrote to support first, with a canary only they could have written.
+    let canary = "Dzcanary";
+    let ticket = json!({"order_id": orders[0], "subject": format!("{canary} subject"), "message": format!("{canary} message")});
+    let (code, opened) = call(g, Some(&me), "POST", "/api/v1/tickets", Some(ticket), None);
+    assert_eq!(code, 201, "{opened}");
     let me_id = {
         let payload = me.split('.').nth(1).expect("a JWT");
         let claims: Value =
@@ -282,9 +299,21 @@ fn distributed_orders_survive_a_killed_payments_process() {
 
     // No card number or CVC anywhere, and the person never in clear: every table of every
     // database, every message of every stream.
-    let personal = ["dist@example.com", "1 Main St", "Oslo"];
+    let personal = ["dist@example.com", "1 Main St", "Oslo", canary];
     assert_clean(&database_texts(&cluster), &personal);
     assert_clean(&stream_texts(&cluster), &personal);
+    drop(gateway);
+    drop(services);
+    let logs: Vec<(String, String)> = std::fs::read_dir(cluster.logs.path())
+        .expect("logs")
+        .flatten()
+        .map(|entry| {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            (entry.file_name().to_string_lossy().into_owned(), text)
+        })
+        .collect();
+    assert!(logs.iter().any(|(_, text)| !text.is_empty()), "the processes logged");
+    assert_clean(&logs, &personal);
 }
 
 /// A service answers nobody who lacks a token the gateway signed, even on the inside network.
