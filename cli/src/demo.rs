@@ -1,7 +1,8 @@
 //! `tessera demo`: a scripted scenario against a running system (the embedded one on
 //! 127.0.0.1:8080 by default), through the public API as a client would: customers sign up,
-//! pay with each test card, one order is cancelled, a ticket is opened; then every order's
-//! final state and its timeline are printed.
+//! pay with each test card, one order is cancelled, a ticket is opened; every order's final
+//! state and its timeline are printed; then the customer is erased, and the erasure followed
+//! until every service has done its part.
 
 use std::time::{Duration, Instant};
 
@@ -197,8 +198,34 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             );
         }
     }
+    // Finally the customer asks to be forgotten; every service reports its part done.
+    let customer_id = customer["id"].as_str().unwrap_or_default();
+    let erasure = client
+        .expect(Method::DELETE, &format!("/api/v1/customers/{customer_id}"), Some(&token), None, None)
+        .await?;
+    let progress_path = format!("/api/v1/customers/{customer_id}/erasure");
+    let progress = loop {
+        let progress = client.expect(Method::GET, &progress_path, Some(&admin), None, None).await?;
+        if progress["complete"] == true {
+            break progress;
+        }
+        if Instant::now() > deadline {
+            bail!("the erasure did not complete: {progress}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let services: Vec<&str> = progress["services"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["service"].as_str()).collect())
+        .unwrap_or_default();
     println!(
-        "\nerasing a customer arrives with the privacy issue; everything else above went through the public API."
+        "\ncustomer {customer_id} erased (erasure {}): done by {}",
+        erasure["erasure_id"].as_str().unwrap_or_default(),
+        services.join(", ")
     );
+    let (first, _, _) = &orders[0];
+    let view =
+        client.expect(Method::GET, &format!("/api/v1/orders/{first}"), Some(&admin), None, None).await?;
+    println!("order {first} is kept as a business record; its customer reads {}", view["customer"]["name"]);
     Ok(())
 }

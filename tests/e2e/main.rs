@@ -564,6 +564,9 @@ fn demo_runs_its_scenario_against_a_running_system() {
         "slow, times out            rejected (payment_timeout)",
         "orders.Placed",
         "ticket ",
+        "erased (erasure ",
+        "done by customers, orders, payments, support",
+        "its customer reads \"[erased]\"",
     ] {
         assert!(printed.contains(expected), "the demo prints {expected:?}:\n{printed}");
     }
