@@ -664,7 +664,10 @@ fn audit_trails_verify_and_tampering_is_found_at_its_index() {
     let token = card(&up, &me, "4242424242424242");
     let order = place(&up, &me, &token, "TEA-001", 1);
     let ticket = json!({"order_id": order, "subject": "Where is it?", "message": "Hello"});
-    assert_eq!(up.call_as(&me, "POST", "/api/v1/tickets", Some(ticket)).0, 201);
+    let (code, ticket) = up.call_as(&me, "POST", "/api/v1/tickets", Some(ticket));
+    assert_eq!(code, 201, "{ticket}");
+    let ticket_path = format!("/api/v1/tickets/{}", ticket["id"].as_str().expect("ticket id"));
+    assert_eq!(up.call_as(&me, "GET", &ticket_path, None).0, 200);
     let admin = up.sign_in("admin@tessera.local", "admin");
     let (code, report) = up.call_as(&admin, "POST", "/api/v1/admin/audit/verify", None);
     assert_eq!(code, 200, "{report}");
@@ -673,6 +676,11 @@ fn audit_trails_verify_and_tampering_is_found_at_its_index() {
     for service in report["services"].as_array().expect("services") {
         assert!(service["records"].as_u64().is_some_and(|n| n >= 1), "{service}");
     }
+    let support = report["services"].as_array().and_then(|s| s.iter().find(|r| r["service"] == "support"));
+    assert!(
+        support.and_then(|s| s["records"].as_u64()).is_some_and(|n| n >= 2),
+        "the ticket's opening and its reading: {report}"
+    );
     let customers = customers_report(&report);
     // Registration, the sign-in and the profile read, with the caller named.
     assert!(customers["records"].as_u64().is_some_and(|n| n >= 3), "{report}");

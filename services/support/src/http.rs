@@ -175,7 +175,11 @@ async fn open_ticket(
 #[utoipa::path(get, path = "/tickets/{id}", tag = "support",
     params(("id" = Uuid, Path, description = "the ticket id")),
     responses((status = 200, body = TicketView), (status = 404, body = Problem)))]
-async fn get_ticket(State(support): State<Support>, Path(id): Path<String>) -> ApiResult<Json<TicketView>> {
+async fn get_ticket(
+    State(support): State<Support>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TicketView>> {
     let id = ticket_id(&id)?;
     let ticket = support.ticket(id).await?.ok_or_else(|| Problem::not_found("no such ticket"))?;
     let order = match ticket.order_id {
@@ -188,6 +192,8 @@ async fn get_ticket(State(support): State<Support>, Path(id): Path<String>) -> A
         .into_iter()
         .map(|m| MessageView { id: m.id, author: m.author, message: m.body, at: m.at.to_rfc3339() })
         .collect();
+    // What the customer wrote is personal data: its reading is on the audit trail.
+    support.audit_read(id, &actor).await?;
     let mut view = TicketView::from(ticket);
     view.messages = Some(messages);
     view.order = order;

@@ -326,6 +326,14 @@ impl Support {
         }
     }
 
+    /// Notes on the audit trail that `actor` read a ticket's texts (personal data).
+    pub async fn audit_read(&self, ticket: Uuid, actor: &Actor) -> Result<(), AppError> {
+        let mut unit = self.store.begin();
+        unit.audit(actor.audit("ticket.read", format!("ticket/{ticket}"), "ok", self.clock.now().wall()));
+        unit.commit().await?;
+        Ok(())
+    }
+
     /// Closes an open ticket.
     pub async fn close(&self, ticket: Uuid, actor: &Actor) -> Result<(), AppError> {
         let found = self.ticket(ticket).await?.ok_or(AppError::UnknownTicket(ticket))?;
