@@ -59,13 +59,8 @@ async fn witnessed(gateway: Option<&Store>, service: &str) -> anyhow::Result<Opt
         .await?;
     let Some(row) = rows.first() else { return Ok(None) };
     let index = u64::try_from(row.int("idx")?).context("a negative witnessed index")?;
-    let text = row.text("hash")?;
-    let bytes: Vec<u8> = (0..text.len())
-        .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
-        .collect::<Option<_>>()
-        .context("a witnessed hash is not hex")?;
-    let hash: [u8; 32] = bytes.try_into().map_err(|_| anyhow::anyhow!("a witnessed hash is not 32 bytes"))?;
+    let hash =
+        tessera_store::hash_from_hex(row.text("hash")?).context("a witnessed hash is not 64 hex digits")?;
     Ok(Some((index, hash)))
 }
 

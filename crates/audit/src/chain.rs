@@ -64,3 +64,33 @@ mod tests {
         assert_eq!(next_link(Some((4, at_zero)), &record("b")), (5, link(&at_zero, 5, &record("b"))));
     }
 }
+
+/// A link's hash as the text that travels outside the database (announced heads, witnesses):
+/// 64 lower-case hex digits.
+pub fn hash_to_hex(hash: &[u8; 32]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The hash [`hash_to_hex`] wrote; `None` for anything that is not 64 hex digits.
+pub fn hash_from_hex(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> =
+        (0..64).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect();
+    bytes?.try_into().ok()
+}
+
+#[cfg(test)]
+mod hex_tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_survives_its_text_form_and_nothing_else_parses() {
+        let hash: [u8; 32] = std::array::from_fn(|i| u8::try_from(i * 7).unwrap_or(0));
+        assert_eq!(hash_from_hex(&hash_to_hex(&hash)), Some(hash));
+        for bad in ["", "00", &"g".repeat(64), &"0".repeat(63), &"é".repeat(32)] {
+            assert_eq!(hash_from_hex(bad), None, "{bad}");
+        }
+    }
+}

@@ -15,6 +15,6 @@ mod chain;
 mod record;
 mod verify;
 
-pub use chain::{GENESIS, link, next_link};
+pub use chain::{GENESIS, hash_from_hex, hash_to_hex, link, next_link};
 pub use record::AuditRecord;
 pub use verify::{ChainBreak, StoredAuditRecord, Verification, Verifier, verify};

@@ -145,18 +145,6 @@ async fn rebuild(State(admin): State<Admin>, Path(name): Path<String>) -> ApiRes
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<[u8; 32]> {
-    let bytes: Option<Vec<u8>> = (0..text.len())
-        .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
-        .collect();
-    bytes?.try_into().ok()
-}
-
 /// The newest link of this service's audit chain: witnesses keep it outside this database, so
 /// a later truncation or rewrite of the tail is found.
 async fn audit_head(State(admin): State<Admin>) -> ApiResult<Response> {
@@ -164,7 +152,7 @@ async fn audit_head(State(admin): State<Admin>) -> ApiResult<Response> {
     Ok(axum::Json(json!({
         "service": admin.service,
         "index": head.map(|(index, _)| index),
-        "hash": head.map(|(_, hash)| hex(&hash)),
+        "hash": head.map(|(_, hash)| tessera_store::hash_to_hex(&hash)),
     }))
     .into_response())
 }
@@ -183,7 +171,8 @@ async fn audit_verify(State(admin): State<Admin>, Query(query): Query<AuditQuery
         (None, None) => None,
         (Some(index), Some(hash)) => Some((
             index,
-            unhex(hash).ok_or_else(|| Problem::invalid_field("head_hash", "must be 64 hex digits"))?,
+            tessera_store::hash_from_hex(hash)
+                .ok_or_else(|| Problem::invalid_field("head_hash", "must be 64 hex digits"))?,
         )),
         _ => return Err(Problem::invalid_field("head_index", "give head_index and head_hash together")),
     };

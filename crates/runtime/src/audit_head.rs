@@ -14,10 +14,6 @@ use tokio::sync::watch;
 /// The message's name; no service acts on it, so every subscriber passes it by.
 pub const AUDIT_HEAD: &str = "platform.AuditHead";
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Until `stopped`, every `every`: if the chain's head moved, one `platform.AuditHead` message
 /// committed to the outbox.
 pub(crate) async fn publish_heads(
@@ -51,7 +47,7 @@ pub(crate) async fn publish_heads(
             service,
             service.to_owned(),
             HlcTimestamp::new(store.clock().now(), 0),
-            json!({"service": service, "index": index, "hash": hex(&hash)}),
+            json!({"service": service, "index": index, "hash": tessera_store::hash_to_hex(&hash)}),
         );
         let mut unit = store.begin();
         let committed = match unit.send(&envelope) {

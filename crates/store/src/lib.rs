@@ -28,5 +28,7 @@ pub use postgres::{
 };
 pub use sqlite::{SqliteOptions, Synchronous};
 pub use store::{BackendKind, Lease, OutboxBacklog, Store, StoreConfig};
-pub use tessera_audit::{AuditRecord, ChainBreak, StoredAuditRecord, Verification};
+pub use tessera_audit::{
+    AuditRecord, ChainBreak, StoredAuditRecord, Verification, hash_from_hex, hash_to_hex,
+};
 pub use unit::{CommitReceipt, UnitOfWork};

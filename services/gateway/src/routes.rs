@@ -425,14 +425,26 @@ fn may_erase(caller: &Caller, id: &str) -> ApiResult<()> {
     }
 }
 
+/// Forwards an erasure request (`DELETE /customers/{id}`) or the question how far it got
+/// (`GET /customers/{id}/erasure`) for whoever may erase that person.
+async fn erasure(
+    g: Gateway,
+    caller: Caller,
+    text: String,
+    method: Method,
+    suffix: &str,
+) -> ApiResult<Response> {
+    let id = uuid(&text, "customer")?.to_string();
+    may_erase(&caller, &id)?;
+    g.forward(&g.services.customers, method, &format!("/customers/{id}{suffix}"), None, &[]).await
+}
+
 async fn erase_customer(
     State(g): State<Gateway>,
     caller: Caller,
     Path(text): Path<String>,
 ) -> ApiResult<Response> {
-    let id = uuid(&text, "customer")?.to_string();
-    may_erase(&caller, &id)?;
-    g.forward(&g.services.customers, Method::DELETE, &format!("/customers/{id}"), None, &[]).await
+    erasure(g, caller, text, Method::DELETE, "").await
 }
 
 async fn erasure_progress(
@@ -440,9 +452,7 @@ async fn erasure_progress(
     caller: Caller,
     Path(text): Path<String>,
 ) -> ApiResult<Response> {
-    let id = uuid(&text, "customer")?.to_string();
-    may_erase(&caller, &id)?;
-    g.forward(&g.services.customers, Method::GET, &format!("/customers/{id}/erasure"), None, &[]).await
+    erasure(g, caller, text, Method::GET, "/erasure").await
 }
 
 async fn update_customer(

@@ -6,7 +6,7 @@
 //! events a moment after they commit and rebuilds it like any read model.
 
 use std::sync::Arc;
-use tessera_projection::{Projection, ProjectionError};
+use tessera_projection::Projection;
 use tessera_store::{RecordedEvent, Statement, Store, UnitOfWork};
 
 use tessera_vault::Sealer;
@@ -118,11 +118,7 @@ impl Projection for SalesAnalytics {
         table: &str,
         unit: &mut UnitOfWork,
     ) -> tessera_projection::Result<()> {
-        let failed =
-            |reason: String| ProjectionError::Apply { projection: NAME, position: event.position, reason };
-        let Some(id) = event.stream.as_str().strip_prefix("order-") else { return Ok(()) };
-        let order_id: Uuid = id.parse().map_err(|e: uuid::Error| failed(e.to_string()))?;
-        let decoded: OrderEvent = event.decode().map_err(|e| failed(e.to_string()))?;
+        let Some((order_id, decoded)) = super::summaries::order_event(NAME, event)? else { return Ok(()) };
         let stamp = event.recorded_at.to_rfc3339();
         let day = stamp.get(..10).unwrap_or("1970-01-01");
         for statement in self.statements(table, order_id, &decoded, day) {

@@ -63,6 +63,19 @@ pub(crate) fn create(table: &str, index_prefix: &str) -> Vec<String> {
     ]
 }
 
+/// The order and the event a recorded event of an order's stream holds, for a projection
+/// named `projection`; `None` for events of other streams.
+pub(crate) fn order_event(
+    projection: &'static str,
+    event: &RecordedEvent,
+) -> tessera_projection::Result<Option<(Uuid, OrderEvent)>> {
+    let failed = |reason: String| ProjectionError::Apply { projection, position: event.position, reason };
+    let Some(id) = event.stream.as_str().strip_prefix("order-") else { return Ok(None) };
+    let order_id: Uuid = id.parse().map_err(|e: uuid::Error| failed(e.to_string()))?;
+    let decoded: OrderEvent = event.decode().map_err(|e| failed(e.to_string()))?;
+    Ok(Some((order_id, decoded)))
+}
+
 /// The projection the runner rebuilds.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OrderSummaries;
@@ -86,11 +99,7 @@ impl Projection for OrderSummaries {
         table: &str,
         unit: &mut UnitOfWork,
     ) -> tessera_projection::Result<()> {
-        let failed =
-            |reason: String| ProjectionError::Apply { projection: NAME, position: event.position, reason };
-        let Some(id) = event.stream.as_str().strip_prefix("order-") else { return Ok(()) };
-        let order_id: Uuid = id.parse().map_err(|e: uuid::Error| failed(e.to_string()))?;
-        let decoded: OrderEvent = event.decode().map_err(|e| failed(e.to_string()))?;
+        let Some((order_id, decoded)) = order_event(NAME, event)? else { return Ok(()) };
         unit.execute(statement(table, order_id, &decoded, event.version));
         Ok(())
     }
