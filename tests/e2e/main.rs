@@ -462,6 +462,10 @@ fn bad_requests_to_up_get_problem_json_never_a_500() {
     assert!(composed.to_string().contains("ComposedOrder"), "the gateway's own view: {composed}");
     let place = document["paths"]["/api/v1/orders"]["post"]["parameters"].to_string();
     assert!(place.contains("Idempotency-Key"), "{place}");
+    let body =
+        &document["paths"]["/api/v1/orders"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(body["required"], json!(["items", "payment_token"]), "API.md's body: {body}");
+    assert!(body["properties"]["country"].is_null() && body["properties"]["items"].is_object(), "{body}");
     assert!(document["paths"]["/api/v1/customers/credentials"].is_null(), "internal routes are not public");
     assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     let (code, page) = up.call("GET", "/docs/", None);

@@ -148,6 +148,14 @@ pub(crate) fn document(services: utoipa::openapi::OpenApi) -> Value {
     };
     document["paths"]["/health"] = probe("Is the process alive?");
     document["paths"]["/ready"] = probe("Are the gateway's store and the services it calls answering?");
+    // The body a client sends to POST /orders: API.md's `{items, payment_token}`. The orders
+    // service's own body also takes the customer, the request key and the market, which the
+    // gateway sets itself from the caller.
+    let order_lines = document["components"]["schemas"]["NewOrder"]["properties"]["items"].clone();
+    let client_order = json!({"required": true, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["items", "payment_token"],
+        "properties": {"items": order_lines, "payment_token": {"type": "string"}},
+    }}}});
     if let Some(paths) = document["paths"].as_object_mut() {
         for (path, item) in paths.iter_mut() {
             let Some(item) = item.as_object_mut() else { continue };
@@ -187,6 +195,7 @@ pub(crate) fn document(services: utoipa::openapi::OpenApi) -> Value {
                 }
                 if method == "post" && path == "/api/v1/orders" {
                     place_order_at_the_edge(operation, &problem);
+                    operation["requestBody"] = client_order.clone();
                 }
             }
         }
