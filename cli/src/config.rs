@@ -56,6 +56,7 @@ pub struct Gateway {
     pub rate_limit_burst_per_address: u32,
     pub cors_origins: Vec<String>,
     pub graphql_introspection: bool,
+    pub catalogue_cache: bool,
     pub staff: Vec<StaffUser>,
 }
 
@@ -71,6 +72,7 @@ impl Default for Gateway {
             rate_limit_burst_per_address: limits.address_burst.get(),
             cors_origins: Vec::new(),
             graphql_introspection: false,
+            catalogue_cache: true,
             staff: defaults
                 .staff
                 .iter()

@@ -10,6 +10,7 @@ use anyhow::Context;
 use axum::Router;
 use tessera_bus::InProcessTransport;
 use tessera_customers::CustomersService;
+use tessera_gateway::catalogue::{Catalogue, CatalogueInvalidation, LocalCache};
 use tessera_gateway::{Gateway, GatewayConfig, InProcess, ServiceClient, Services, TokenSettings};
 use tessera_inventory::InventoryService;
 use tessera_kernel::{Clock, IdGen, SystemClock, UuidV7Gen};
@@ -26,7 +27,13 @@ pub struct EmbeddedSettings {
     /// What seals personal data instead of the vault in the data folder: only the benchmark of
     /// what sealing costs sets it, to run its baseline.
     pub sealer: Option<Arc<dyn tessera_vault::Sealer>>,
+    /// Serve product reads from a cache in this process, emptied by inventory's events.
+    pub catalogue_cache: bool,
 }
+
+/// Products (and the lists) the embedded catalogue cache keeps, and for how long at most.
+const CATALOGUE_ENTRIES: u64 = 10_000;
+const CATALOGUE_TTL: Duration = Duration::from_secs(300);
 
 /// A running embedded system.
 pub struct Embedded {
@@ -92,15 +99,21 @@ impl Embedded {
             clock.clone(),
         );
         let (inventory_app, payments_app) = (inventory.inventory().clone(), payments.payments().clone());
-        let services: Vec<Arc<dyn Service>> = vec![
+        let gateway_store = open(tessera_gateway::SERVICE, tessera_gateway::migrations()).await?;
+        let catalogue = settings.catalogue_cache.then(|| {
+            Catalogue::new(Arc::new(LocalCache::new(CATALOGUE_ENTRIES, CATALOGUE_TTL)))
+        });
+        let mut services: Vec<Arc<dyn Service>> = vec![
             Arc::new(inventory),
             Arc::new(payments),
             Arc::new(orders),
             Arc::new(customers),
             Arc::new(support),
         ];
+        if let Some(catalogue) = &catalogue {
+            services.push(Arc::new(CatalogueInvalidation::new(catalogue.clone(), gateway_store.clone())));
+        }
         let node = Node::start(services, Arc::new(InProcessTransport::new()), NodeOptions::default())?;
-        let gateway_store = open(tessera_gateway::SERVICE, vec![tessera_gateway::MIGRATIONS]).await?;
         let client = |name: &'static str| -> anyhow::Result<Arc<dyn ServiceClient>> {
             let router =
                 node.service_router(name).with_context(|| format!("no {name} service in this node"))?;
@@ -113,10 +126,15 @@ impl Embedded {
             customers: client(tessera_customers::SERVICE)?,
             support: client(tessera_support::SERVICE)?,
         };
-        let gateway = Gateway::new(clients, gateway_store, settings.gateway, TokenSettings::default())
+        let mut gateway = Gateway::new(clients, gateway_store, settings.gateway, TokenSettings::default())
             .await
             .context("cannot start the gateway")?;
-        let router = gateway.router(node.openapi().clone(), Some(Arc::new(node.readiness())));
+        if let Some(catalogue) = catalogue {
+            gateway = gateway.with_catalogue(catalogue);
+        }
+        let router = gateway
+            .router(node.openapi().clone(), Some(Arc::new(node.readiness())))
+            .merge(tessera_runtime::metrics::route());
         Ok(Self { node, gateway, router, inventory: inventory_app, payments: payments_app })
     }
 }

@@ -14,6 +14,7 @@ use axum::Router;
 use axum::routing::get;
 use clap::Args;
 use tessera_bus::{NatsOptions, NatsTransport};
+use tessera_gateway::catalogue::{Catalogue, CatalogueInvalidation, RedisCache, RedisSettings};
 use tessera_gateway::{Gateway, GatewayConfig, Http, ServiceClient, Services, TokenSettings};
 use tessera_kernel::{Clock, IdGen, SystemClock, UuidV7Gen};
 use tessera_runtime::{Node, NodeOptions, Service, Storage, open_store};
@@ -64,6 +65,14 @@ pub struct ServeArgs {
     /// How long the simulated network takes for the slow test card (seconds).
     #[arg(long, default_value_t = 15.0, env = "TESSERA_SLOW_CARD_DELAY")]
     slow_card_delay: f64,
+    /// For the gateway: a Redis server (`redis://host:6379`) holding the catalogue cache that
+    /// every gateway replica shares, emptied by inventory's events (through NATS). Without it
+    /// product reads go to inventory each time. If Redis stops, reads fall back to inventory.
+    #[arg(long, env = "TESSERA_REDIS_URL", value_name = "URL")]
+    redis_url: Option<String>,
+    /// For the gateway: the prefix of the cache's keys in Redis.
+    #[arg(long, env = "TESSERA_REDIS_PREFIX", default_value = "tessera:catalogue")]
+    redis_prefix: String,
 }
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -177,7 +186,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }),
         )
         .route("/openapi.json", get(move || async move { axum::Json(document.as_ref().clone()) }))
-        .merge(routes);
+        .merge(routes)
+        .merge(tessera_runtime::metrics::route());
     let router = match auth {
         Some(auth) => auth.protect(router),
         None => router,
@@ -232,7 +242,7 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
             Err(error) => eprintln!("warning: {error}; its routes are missing from /openapi.json"),
         }
     }
-    let store = open_store(storage, tessera_gateway::SERVICE, &[tessera_gateway::MIGRATIONS])
+    let store = open_store(storage, tessera_gateway::SERVICE, &tessera_gateway::migrations())
         .await
         .context("cannot open the gateway's database")?;
     let mut staff = Vec::new();
@@ -256,13 +266,36 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
         });
     }
     let config = GatewayConfig { staff, ..GatewayConfig::default() };
-    let gateway = Gateway::new(services, store, config, TokenSettings::default()).await?;
-    let router = gateway.router(document, None);
+    let mut gateway = Gateway::new(services, store.clone(), config, TokenSettings::default()).await?;
+    // The shared cache, and the subscription to inventory's events that keeps it fresh (one
+    // durable consumer for every replica: each event empties the shared entries once).
+    let node = match &args.redis_url {
+        Some(url) => {
+            let settings = RedisSettings { prefix: args.redis_prefix.clone(), ..RedisSettings::new(url) };
+            let catalogue = Catalogue::new(Arc::new(RedisCache::new(settings).context("--redis-url")?));
+            let invalidation = CatalogueInvalidation::new(catalogue.clone(), store);
+            let options = NatsOptions {
+                namespace: args.nats_namespace.clone(),
+                replicas: args.nats_replicas,
+                ..NatsOptions::default()
+            };
+            let transport =
+                NatsTransport::connect(&args.nats_url, options).await.context("cannot connect to NATS")?;
+            gateway = gateway.with_catalogue(catalogue);
+            println!("catalogue cache: Redis at {url}");
+            Some(Node::start(vec![Arc::new(invalidation)], Arc::new(transport), NodeOptions::default())?)
+        }
+        None => None,
+    };
+    let router = gateway.router(document, None).merge(tessera_runtime::metrics::route());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("gateway serving");
     println!("listening on http://{}", listener.local_addr()?);
     tessera_web::serve(listener, router, crate::up::shutdown_signal()).await?;
+    if let Some(node) = node {
+        node.shutdown(SHUTDOWN_GRACE).await;
+    }
     Ok(())
 }

@@ -112,7 +112,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let gateway = config.gateway_config();
-    let settings = EmbeddedSettings { payment_timeout, slow_card_delay: slow_delay, gateway, sealer: None };
+    let settings = EmbeddedSettings {
+        payment_timeout,
+        slow_card_delay: slow_delay,
+        gateway,
+        sealer: None,
+        catalogue_cache: config.gateway.catalogue_cache,
+    };
     let staff: Vec<_> =
         settings.gateway.staff.iter().map(|u| (u.email.clone(), u.password.clone())).collect();
     let system = Embedded::start(&data, settings).await?;

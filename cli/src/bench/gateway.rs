@@ -141,6 +141,7 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
         slow_card_delay: Duration::from_secs(15),
         gateway,
         sealer: None,
+        catalogue_cache: true,
     };
     let system = Embedded::start(dir.path(), settings).await?;
     let sku = Sku::parse("BENCH-001")?;

@@ -73,6 +73,7 @@ async fn orders_per_second(
         slow_card_delay: Duration::from_secs(15),
         gateway: unlimited_gateway()?,
         sealer,
+        catalogue_cache: true,
     };
     let system = Embedded::start(dir.path(), settings).await?;
     let bench = tessera_web::token::Actor::system("bench");

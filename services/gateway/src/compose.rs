@@ -61,10 +61,9 @@ pub(crate) async fn order_view(
                 .collect()
         })
         .unwrap_or_default();
-    let product_paths: Vec<String> = unnamed.iter().map(|sku| format!("/products/{sku}")).collect();
-    let products = futures_util::future::join_all(
-        product_paths.iter().map(|path| call(&g.services.inventory, Method::GET, path, None, &[], timeout)),
-    );
+    let products = futures_util::future::join_all(unnamed.iter().map(|sku| {
+        g.catalogue_read(format!("/products/{sku}"), crate::catalogue::CacheKey::product(sku), timeout)
+    }));
     let (customer, payment, products) = tokio::join!(customer, payment, products);
 
     let mut degraded = Vec::new();

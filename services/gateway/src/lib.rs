@@ -10,6 +10,7 @@ mod access;
 mod admin;
 mod audit;
 pub mod auth;
+pub mod catalogue;
 mod clients;
 mod compose;
 mod delegation;
@@ -30,6 +31,11 @@ pub use auth::{KeyRing, Role, SigningKey, TokenSettings};
 pub use clients::{ClientError, Credentials, Http, InProcess, Reply, ServiceClient, Services};
 pub use edge::RateLimits;
 pub use idempotency::MIGRATIONS;
+
+/// The gateway's store: its own tables and the inbox of its subscription to inventory.
+pub fn migrations() -> Vec<tessera_store::MigrationSet> {
+    vec![tessera_bus::MIGRATIONS, MIGRATIONS]
+}
 
 /// The gateway's name: its store file.
 pub const SERVICE: &str = "gateway";
@@ -102,6 +108,8 @@ pub struct Gateway {
     pub(crate) staff: Arc<Vec<(String, String, Role)>>,
     pub(crate) store: Store,
     pub(crate) limiter: Arc<edge::Limiter>,
+    /// Product reads are served from it when set.
+    pub(crate) catalogue: Option<Arc<catalogue::Catalogue>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -145,10 +153,25 @@ impl Gateway {
             service.use_credentials(delegation.clone());
         }
         let gateway =
-            Self { services, keys, config: Arc::new(config), staff: Arc::new(staff), store, limiter };
+            Self {
+            services,
+            keys,
+            config: Arc::new(config),
+            staff: Arc::new(staff),
+            store,
+            limiter,
+            catalogue: None,
+        };
         // The services' audit heads are witnessed outside their databases, here.
         tokio::spawn(audit::witness_heads(gateway.clone()));
         Ok(gateway)
+    }
+
+    /// Serves product reads from `catalogue`, which [`catalogue::CatalogueInvalidation`]
+    /// must keep fresh (build the router after this).
+    pub fn with_catalogue(mut self, catalogue: Arc<catalogue::Catalogue>) -> Self {
+        self.catalogue = Some(catalogue);
+        self
     }
 
     pub fn keys(&self) -> &KeyRing {

@@ -21,6 +21,7 @@ use tessera_web::{ApiResult, FieldError, Json, Path, Problem};
 
 use crate::access::{Caller, MaybeCaller, forbidden, require};
 use crate::auth::Role;
+use crate::catalogue::{CacheKey, CachedReply};
 use crate::clients::{ClientError, Reply, ServiceClient, call};
 use crate::idempotency::{self, Reservation};
 use crate::{Gateway, compose};
@@ -123,6 +124,27 @@ impl Gateway {
         headers: &[(header::HeaderName, String)],
     ) -> ApiResult<Response> {
         self.call(service, method, path, body, headers).await.map(pass_on)
+    }
+
+    /// A product read (`/products/{sku}` or a list), from the catalogue cache when the
+    /// gateway has one.
+    pub(crate) async fn catalogue_read(
+        &self,
+        path: String,
+        key: CacheKey,
+        timeout: std::time::Duration,
+    ) -> Result<Reply, ClientError> {
+        let Some(catalogue) = &self.catalogue else {
+            return call(&self.services.inventory, Method::GET, &path, None, &[], timeout).await;
+        };
+        let inventory = self.services.inventory.clone();
+        let load = move || async move {
+            call(&inventory, Method::GET, &path, None, &[], timeout).await.map(|r| CachedReply::from_reply(&r))
+        };
+        match tokio::time::timeout(timeout, catalogue.get(&key, load)).await {
+            Ok(answer) => answer.map(CachedReply::into_reply),
+            Err(_) => Err(ClientError::Timeout { service: "inventory", timeout }),
+        }
     }
 
     /// The customer who owns an order, or 404 (also when the caller may not know it exists).
@@ -312,7 +334,12 @@ async fn list_products(
     _caller: MaybeCaller,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
-    g.forward(&g.services.inventory, Method::GET, &with_query("/products", query.as_deref()), None, &[]).await
+    let query = query.unwrap_or_default();
+    let path = with_query("/products", Some(&query));
+    g.catalogue_read(path, CacheKey::list(&query), g.config.call_timeout)
+        .await
+        .map(pass_on)
+        .map_err(|e| unavailable(&e))
 }
 
 async fn get_product(
@@ -321,7 +348,10 @@ async fn get_product(
     Path(text): Path<String>,
 ) -> ApiResult<Response> {
     let sku = sku(&text)?;
-    g.forward(&g.services.inventory, Method::GET, &format!("/products/{sku}"), None, &[]).await
+    g.catalogue_read(format!("/products/{sku}"), CacheKey::product(sku.as_str()), g.config.call_timeout)
+        .await
+        .map(pass_on)
+        .map_err(|e| unavailable(&e))
 }
 
 async fn create_product(
@@ -643,7 +673,11 @@ async fn check_order(g: &Gateway, caller: &Caller, body: &serde_json::Map<String
         }
     }
     let lookups = futures_util::stream::iter(skus.into_iter().map(|(index, sku)| async move {
-        let reply = g.call(&g.services.inventory, Method::GET, &format!("/products/{sku}"), None, &[]).await;
+        // Only whether the product exists: what is in stock is inventory's to decide.
+        let reply = g
+            .catalogue_read(format!("/products/{sku}"), CacheKey::product(sku.as_str()), g.config.call_timeout)
+            .await
+            .map_err(|e| unavailable(&e));
         (index, sku, reply)
     }))
     .buffered(8)

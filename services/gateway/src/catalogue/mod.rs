@@ -1,0 +1,433 @@
+//! The catalogue cache: product reads served from a cache filled on read and emptied by
+//! inventory's events, so that a price, name or stock change shows through the gateway
+//! within milliseconds of its commit.
+//!
+//! Entries live in groups: one per product (`product:<sku>`) and one for every product list
+//! (`products`, one field per query string). An event about a sku empties both. Each group
+//! has a stamp that every invalidation moves on; a read that missed remembers the stamp it
+//! saw and its fill is dropped if the stamp moved meanwhile, so an answer loaded before a
+//! change can never be stored after that change's invalidation.
+//!
+//! Concurrent misses of one key share one load (no stampede on a cold key). A backend that
+//! fails (Redis down) is bypassed: reads go to inventory, counted as degraded, and the
+//! invalidations it could not take are kept and applied when it answers again; until then
+//! nothing is read from it.
+//!
+//! The cache only ever answers reads. Stock shown through it is a hint: reservations happen
+//! in inventory, against inventory's own rows.
+
+mod invalidation;
+mod local;
+mod redis;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use serde::{Deserialize, Serialize};
+
+use crate::clients::{ClientError, Reply};
+
+pub use invalidation::CatalogueInvalidation;
+pub use local::LocalCache;
+pub use redis::{RedisCache, RedisSettings};
+
+/// The group of every product list.
+const LISTS: &str = "products";
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CacheError {
+    #[error("the cache did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the cache failed: {0}")]
+    Backend(String),
+    #[error("a cached entry is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Hit(Bytes),
+    /// Not there; a fill must carry this stamp to be kept.
+    Miss { stamp: u64 },
+}
+
+/// Where entries are kept: in this process, or shared by every gateway replica.
+#[async_trait]
+pub trait CacheBackend: Send + Sync + 'static {
+    fn kind(&self) -> &'static str;
+    async fn lookup(&self, group: &str, field: &str) -> Result<Lookup, CacheError>;
+    /// Stores `value` unless the group was invalidated since the lookup that gave `stamp`.
+    async fn fill(&self, group: &str, field: &str, value: Bytes, stamp: u64) -> Result<(), CacheError>;
+    /// Empties each group and moves its stamp on.
+    async fn invalidate(&self, groups: &[String]) -> Result<(), CacheError>;
+}
+
+/// A service's answer as kept in the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedReply {
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    pub body: String,
+}
+
+impl CachedReply {
+    fn encode(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, CacheError> {
+        serde_json::from_slice(bytes).map_err(|e| CacheError::Corrupt(e.to_string()))
+    }
+
+    pub fn from_reply(reply: &Reply) -> Self {
+        let text = |name: axum::http::HeaderName| {
+            reply.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        };
+        Self {
+            status: reply.status.as_u16(),
+            content_type: text(axum::http::header::CONTENT_TYPE),
+            etag: text(axum::http::header::ETAG),
+            body: String::from_utf8_lossy(&reply.body).into_owned(),
+        }
+    }
+
+    pub fn into_reply(self) -> Reply {
+        let mut headers = axum::http::HeaderMap::new();
+        for (name, value) in [
+            (axum::http::header::CONTENT_TYPE, self.content_type),
+            (axum::http::header::ETAG, self.etag),
+        ] {
+            if let Some(value) = value.and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
+                headers.insert(name, value);
+            }
+        }
+        Reply {
+            status: axum::http::StatusCode::from_u16(self.status)
+                .unwrap_or(axum::http::StatusCode::BAD_GATEWAY),
+            headers,
+            body: Bytes::from(self.body),
+        }
+    }
+
+    /// Answers worth keeping: a product, a list, or "no such product" (until it is created).
+    fn cacheable(&self) -> bool {
+        self.status == 200 || self.status == 404
+    }
+}
+
+/// Where an entry lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    group: String,
+    field: String,
+}
+
+impl CacheKey {
+    pub fn product(sku: &str) -> Self {
+        Self { group: product_group(sku), field: String::new() }
+    }
+
+    pub fn list(query: &str) -> Self {
+        Self { group: LISTS.to_owned(), field: query.to_owned() }
+    }
+}
+
+fn product_group(sku: &str) -> String {
+    format!("product:{sku}")
+}
+
+/// The groups an event about `sku` makes stale.
+pub fn groups_for(sku: &str) -> Vec<String> {
+    vec![product_group(sku), LISTS.to_owned()]
+}
+
+type Load = Shared<BoxFuture<'static, Result<CachedReply, ClientError>>>;
+
+/// How long a backend that failed is left alone before it is tried again.
+const BACKOFF: Duration = Duration::from_secs(1);
+
+/// The cache in front of a backend: shared loads, metrics, and what happens when the backend
+/// fails.
+pub struct Catalogue {
+    backend: Arc<dyn CacheBackend>,
+    /// Loads under way, by key and by the stamp their readers saw: a reader who saw a later
+    /// stamp (the key changed since) does not join an earlier load.
+    in_flight: Mutex<HashMap<(CacheKey, Option<u64>), Load>>,
+    health: Mutex<Health>,
+}
+
+#[derive(Default)]
+struct Health {
+    /// Not before this instant: the backend failed recently.
+    resting_until: Option<Instant>,
+    /// Invalidations the backend has not taken yet; while any wait, it is not read.
+    owed: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for Catalogue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalogue").field("backend", &self.backend.kind()).finish_non_exhaustive()
+    }
+}
+
+impl Catalogue {
+    pub fn new(backend: Arc<dyn CacheBackend>) -> Arc<Self> {
+        Arc::new(Self { backend, in_flight: Mutex::new(HashMap::new()), health: Mutex::default() })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.backend.kind()
+    }
+
+    /// The cached answer for `key`, or the one `load` gives (stored for the next reader).
+    /// Readers of one key that miss together wait for one load.
+    pub async fn get<F, Fut>(&self, key: &CacheKey, load: F) -> Result<CachedReply, ClientError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<CachedReply, ClientError>> + Send + 'static,
+    {
+        let stamp = match self.lookup(key).await {
+            Some(Lookup::Hit(bytes)) => match CachedReply::decode(&bytes) {
+                Ok(reply) => {
+                    metrics::counter!("tessera_gateway_cache_requests_total", "result" => "hit").increment(1);
+                    return Ok(reply);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "dropping an unreadable cache entry");
+                    None
+                }
+            },
+            Some(Lookup::Miss { stamp }) => {
+                metrics::counter!("tessera_gateway_cache_requests_total", "result" => "miss").increment(1);
+                Some(stamp)
+            }
+            None => {
+                metrics::counter!("tessera_gateway_cache_requests_total", "result" => "degraded").increment(1);
+                None
+            }
+        };
+        let shared = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            match in_flight.get(&(key.clone(), stamp)) {
+                Some(load) => load.clone(),
+                None => {
+                    let load: Load = load().boxed().shared();
+                    in_flight.insert((key.clone(), stamp), load.clone());
+                    load
+                }
+            }
+        };
+        let reply = shared.await;
+        {
+            // The first waiter to finish takes the load off the list; later ones find it gone
+            // or find a newer load (which they leave alone).
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = (key.clone(), stamp);
+            if in_flight.get(&entry).is_some_and(|load| load.peek().is_some()) {
+                in_flight.remove(&entry);
+            }
+        }
+        if let (Ok(answer), Some(stamp)) = (&reply, stamp)
+            && answer.cacheable()
+        {
+            self.fill(key, answer, stamp).await;
+        }
+        reply
+    }
+
+    /// Empties the groups; when the backend cannot take it now, keeps them owed (and reads
+    /// bypass the backend) until it can.
+    pub async fn invalidate(&self, groups: Vec<String>) {
+        let owed: Vec<String> = {
+            let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            health.owed.extend(groups);
+            health.owed.iter().cloned().collect()
+        };
+        match self.backend.invalidate(&owed).await {
+            Ok(()) => {
+                let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+                for group in &owed {
+                    health.owed.remove(group);
+                }
+                metrics::counter!("tessera_gateway_cache_invalidations_total").increment(owed.len() as u64);
+            }
+            Err(error) => self.failed("invalidate", &error),
+        }
+    }
+
+    /// Invalidations owed to the backend, if any: applied now if it answers.
+    pub async fn settle_owed(&self) {
+        let due = {
+            let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            !health.owed.is_empty() && !health.resting_until.is_some_and(|until| Instant::now() < until)
+        };
+        if due {
+            self.invalidate(Vec::new()).await;
+        }
+    }
+
+    /// `None` when the backend is not to be trusted now (failed lately, or owed invalidations).
+    async fn lookup(&self, key: &CacheKey) -> Option<Lookup> {
+        {
+            let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            if !health.owed.is_empty() || health.resting_until.is_some_and(|until| Instant::now() < until) {
+                return None;
+            }
+        }
+        match self.backend.lookup(&key.group, &key.field).await {
+            Ok(found) => Some(found),
+            Err(error) => {
+                self.failed("lookup", &error);
+                None
+            }
+        }
+    }
+
+    async fn fill(&self, key: &CacheKey, reply: &CachedReply, stamp: u64) {
+        if let Err(error) = self.backend.fill(&key.group, &key.field, reply.encode(), stamp).await {
+            self.failed("fill", &error);
+        }
+    }
+
+    fn failed(&self, operation: &'static str, error: &CacheError) {
+        metrics::counter!("tessera_gateway_cache_errors_total", "operation" => operation).increment(1);
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        if health.resting_until.is_none_or(|until| until <= Instant::now()) {
+            tracing::warn!(%error, operation, backend = self.backend.kind(), "catalogue cache unavailable; reading from inventory");
+        }
+        health.resting_until = Some(Instant::now() + BACKOFF);
+    }
+}
+
+/// Applies owed invalidations every `every` until `stop`.
+pub async fn settle_owed_until(
+    catalogue: Arc<Catalogue>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        tokio::select! {
+            () = tokio::time::sleep(every) => catalogue.settle_owed().await,
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn reply(body: &str) -> CachedReply {
+        CachedReply { status: 200, content_type: None, etag: None, body: body.to_owned() }
+    }
+
+    /// A backend that fails every call: what a stopped Redis looks like.
+    struct Down;
+
+    #[async_trait]
+    impl CacheBackend for Down {
+        fn kind(&self) -> &'static str {
+            "down"
+        }
+        async fn lookup(&self, _: &str, _: &str) -> Result<Lookup, CacheError> {
+            Err(CacheError::Backend("refused".into()))
+        }
+        async fn fill(&self, _: &str, _: &str, _: Bytes, _: u64) -> Result<(), CacheError> {
+            Err(CacheError::Backend("refused".into()))
+        }
+        async fn invalidate(&self, _: &[String]) -> Result<(), CacheError> {
+            Err(CacheError::Backend("refused".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hit_skips_the_load_and_an_invalidation_brings_it_back() {
+        let catalogue = Catalogue::new(Arc::new(LocalCache::new(100, Duration::from_secs(60))));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let key = CacheKey::product("TEA-1");
+        for expected in ["one", "one", "two"] {
+            if expected == "two" {
+                catalogue.invalidate(groups_for("TEA-1")).await;
+            }
+            let loads = loads.clone();
+            let got = catalogue
+                .get(&key, move || async move {
+                    let n = loads.fetch_add(1, Ordering::SeqCst);
+                    Ok(reply(if n == 0 { "one" } else { "two" }))
+                })
+                .await
+                .expect("reply");
+            assert_eq!(got.body, expected);
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_load_that_straddles_an_invalidation_is_not_kept() {
+        let catalogue = Catalogue::new(Arc::new(LocalCache::new(100, Duration::from_secs(60))));
+        let key = CacheKey::product("TEA-1");
+        let (loaded, release) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+        let slow = {
+            let catalogue = catalogue.clone();
+            let (key, loaded, release) = (key.clone(), loaded.clone(), release.clone());
+            tokio::spawn(async move {
+                catalogue
+                    .get(&key, move || async move {
+                        loaded.notify_one();
+                        release.notified().await;
+                        Ok(reply("before the change"))
+                    })
+                    .await
+            })
+        };
+        loaded.notified().await;
+        // The change commits and its invalidation arrives while the old answer is in flight.
+        catalogue.invalidate(groups_for("TEA-1")).await;
+        release.notify_one();
+        assert_eq!(slow.await.expect("task").expect("reply").body, "before the change");
+        let next = catalogue.get(&key, || async { Ok(reply("after the change")) }).await.expect("reply");
+        assert_eq!(next.body, "after the change", "the stale load must not have been stored");
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_load() {
+        let catalogue = Catalogue::new(Arc::new(LocalCache::new(100, Duration::from_secs(60))));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let readers = (0..500).map(|_| {
+            let (catalogue, loads) = (catalogue.clone(), loads.clone());
+            tokio::spawn(async move {
+                catalogue
+                    .get(&CacheKey::list("limit=5"), move || async move {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(reply("list"))
+                    })
+                    .await
+            })
+        });
+        for reader in futures_util::future::join_all(readers).await {
+            assert_eq!(reader.expect("task").expect("reply").body, "list");
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_backend_is_bypassed_and_owed_invalidations_wait() {
+        let catalogue = Catalogue::new(Arc::new(Down));
+        let got = catalogue.get(&CacheKey::product("A"), || async { Ok(reply("fresh")) }).await;
+        assert_eq!(got.expect("reply").body, "fresh");
+        catalogue.invalidate(groups_for("A")).await;
+        let owed = catalogue.health.lock().expect("lock").owed.len();
+        assert_eq!(owed, 2, "both groups are owed to the backend");
+    }
+}
