@@ -6,6 +6,7 @@
 
 pub mod http;
 mod participant;
+pub mod redis;
 pub mod sources;
 
 use std::path::{Path, PathBuf};

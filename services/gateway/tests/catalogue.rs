@@ -13,7 +13,9 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tessera_bus::InProcessTransport;
-use tessera_gateway::catalogue::{Catalogue, CatalogueInvalidation, LocalCache};
+use tessera_gateway::catalogue::{
+    CacheBackend, Catalogue, CatalogueInvalidation, LocalCache, Lookup, RedisCache, RedisSettings,
+};
 use tessera_gateway::{
     ClientError, Credentials, Gateway, GatewayConfig, InProcess, Role, ServiceClient, Services, TokenSettings,
 };
@@ -56,9 +58,13 @@ struct Shop {
     _data: TempDataDir,
 }
 
+fn local() -> Arc<Catalogue> {
+    Catalogue::new(Arc::new(LocalCache::new(1_000, Duration::from_secs(300))))
+}
+
 /// Every service and the gateway in process; `invalidate` false leaves the cache without its
 /// subscription, so what it holds goes stale.
-async fn shop(invalidate: bool) -> Shop {
+async fn shop(catalogue: Arc<Catalogue>, invalidate: bool) -> Shop {
     let data = TempDataDir::new();
     let storage = Storage::Files(data.path().to_path_buf());
     let ids: Arc<dyn IdGen> = Arc::new(UuidV7Gen);
@@ -97,7 +103,6 @@ async fn shop(invalidate: bool) -> Shop {
         tessera_support::SupportService::new(open("support", tessera_support::migrations()).await, vault, ids, clock);
     let payments_app = payments.payments().clone();
     let gateway_store = open("gateway", tessera_gateway::migrations()).await;
-    let catalogue = Catalogue::new(Arc::new(LocalCache::new(1_000, Duration::from_secs(300))));
     let mut services: Vec<Arc<dyn Service>> = vec![
         Arc::new(inventory),
         Arc::new(payments),
@@ -171,21 +176,32 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_price_change_shows_through_the_cache_within_100_ms_at_the_99th_percentile() {
-    let shop = shop(true).await;
+    let shop = shop(local(), true).await;
     let admin = shop.token(Role::Admin);
     shop.create(&admin, "TEA-100", 10).await;
-    let path = "/api/v1/products/TEA-100";
+    let latencies = price_changes(&shop, &admin, "/api/v1/products/TEA-100", 200).await;
+    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    println!("visible after commit: p50 {p50:?}, p99 {p99:?}, max {:?}", latencies.last());
+    assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
+    let reads = shop.inventory_reads.load(Ordering::SeqCst);
+    assert!(reads < 200 * 4, "reads between changes are served from the cache: {reads} reached inventory");
+    shop.node.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Changes the price `rounds` times, each time polling the product through the gateway until
+/// the new price shows; returns the sorted times from each change's commit to its sight.
+async fn price_changes(shop: &Shop, admin: &str, path: &str, rounds: i64) -> Vec<Duration> {
     let mut latencies = Vec::new();
-    for round in 1..=200_i64 {
+    for round in 1..=rounds {
         // The entry is cached (the previous round's reads filled it)...
         let before = shop.send(Method::GET, path, None, None).await;
         assert_eq!(before.status, StatusCode::OK);
-        let price = 1_000 + round;
+        let price = before.body["price"]["amount"].as_i64().expect("price") + 1;
         let patch = json!({"price": {"amount": price, "currency": "EUR"}});
         // The ETag comes through the cache too; a stale one would be refused (412), not applied.
         let etag = before.header("etag").expect("etag").to_owned();
         let changed =
-            shop.send_with(Method::PATCH, path, Some(patch), Some(&admin), &[("if-match", &etag)]).await;
+            shop.send_with(Method::PATCH, path, Some(patch), Some(admin), &[("if-match", &etag)]).await;
         assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
         // ...and the change committed when the PATCH answered: from here, poll.
         let committed = Instant::now();
@@ -200,17 +216,12 @@ async fn a_price_change_shows_through_the_cache_within_100_ms_at_the_99th_percen
         }
     }
     latencies.sort();
-    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
-    println!("visible after commit: p50 {p50:?}, p99 {p99:?}, max {:?}", latencies.last());
-    assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
-    let reads = shop.inventory_reads.load(Ordering::SeqCst);
-    assert!(reads < 200 * 4, "reads between changes are served from the cache: {reads} reached inventory");
-    shop.node.shutdown(Duration::from_secs(5)).await;
+    latencies
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_reads_of_a_cold_key_load_it_from_inventory_once() {
-    let shop = Arc::new(shop(true).await);
+    let shop = Arc::new(shop(local(), true).await);
     let admin = shop.token(Role::Admin);
     shop.create(&admin, "TEA-200", 10).await;
     // Let the creation's own invalidation pass, so that nothing empties the key mid-test.
@@ -238,7 +249,7 @@ async fn a_thousand_concurrent_reads_of_a_cold_key_load_it_from_inventory_once()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_shown_from_a_stale_cache_cannot_oversell() {
     // No subscription: the cache keeps showing the stock it first read.
-    let shop = shop(false).await;
+    let shop = shop(local(), false).await;
     let admin = shop.token(Role::Admin);
     shop.create(&admin, "LAST-1", 1).await;
     let mut orders = Vec::new();
@@ -288,4 +299,115 @@ async fn stock_shown_from_a_stale_cache_cannot_oversell() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     shop.node.shutdown(Duration::from_secs(5)).await;
+}
+
+// ---- the shared cache in Redis ----
+
+fn redis_catalogue(url: &str) -> (Arc<RedisCache>, Arc<Catalogue>) {
+    let settings =
+        RedisSettings { prefix: format!("tessera-test:{}", Uuid::now_v7().simple()), ..RedisSettings::new(url) };
+    let backend = Arc::new(RedisCache::new(settings).expect("redis client"));
+    (backend.clone(), Catalogue::new(backend))
+}
+
+#[tokio::test]
+async fn redis_keeps_a_fill_only_while_the_stamp_it_read_is_current() {
+    let Some(redis) = tessera_testkit::redis::PrivateRedis::start() else { return };
+    let (backend, _) = redis_catalogue(&redis.url());
+    let value = bytes::Bytes::from_static(b"{}");
+    assert_eq!(backend.lookup("product:A", "").await.expect("lookup"), Lookup::Miss { stamp: 0 });
+    backend.fill("product:A", "", value.clone(), 0).await.expect("fill");
+    assert_eq!(backend.lookup("product:A", "").await.expect("lookup"), Lookup::Hit(value.clone()));
+    backend.invalidate(&["product:A".to_owned()]).await.expect("invalidate");
+    assert_eq!(backend.lookup("product:A", "").await.expect("lookup"), Lookup::Miss { stamp: 1 });
+    // A load that started before the invalidation comes back with the old stamp: dropped.
+    backend.fill("product:A", "", value.clone(), 0).await.expect("fill");
+    assert_eq!(backend.lookup("product:A", "").await.expect("lookup"), Lookup::Miss { stamp: 1 });
+    backend.fill("product:A", "", value.clone(), 1).await.expect("fill");
+    assert_eq!(backend.lookup("product:A", "").await.expect("lookup"), Lookup::Hit(value));
+    // Other groups are untouched by it.
+    assert_eq!(backend.lookup("product:B", "").await.expect("lookup"), Lookup::Miss { stamp: 0 });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_redis_changes_show_within_100_ms_and_an_outage_costs_clients_nothing() {
+    let Some(mut redis) = tessera_testkit::redis::PrivateRedis::start() else { return };
+    let (_, catalogue) = redis_catalogue(&redis.url());
+    let shop = Arc::new(shop(catalogue, true).await);
+    let admin = shop.token(Role::Admin);
+    shop.create(&admin, "TEA-300", 10).await;
+    let path = "/api/v1/products/TEA-300";
+
+    let latencies = price_changes(&shop, &admin, path, 100).await;
+    let p99 = percentile(&latencies, 0.99);
+    println!("through Redis, visible after commit: p50 {:?}, p99 {p99:?}", percentile(&latencies, 0.5));
+    assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
+
+    // Clients read all along, through every outage below.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (shop, stop) = (shop.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0_u64, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                let answer = shop.send(Method::GET, "/api/v1/products/TEA-300", None, None).await;
+                if answer.status == StatusCode::OK { ok += 1 } else { failed.push(answer.status) }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (ok, failed)
+        })
+    };
+    let price_now = |answer: &Answer| answer.body["price"]["amount"].as_i64().expect("price");
+    let cached = shop.send(Method::GET, path, None, None).await;
+
+    // Paused: Redis keeps its (now stale) entry but answers nothing while the price changes.
+    redis.pause();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let etag = cached.header("etag").expect("etag").to_owned();
+    let new_price = price_now(&cached) + 7;
+    let patch = json!({"price": {"amount": new_price, "currency": "EUR"}});
+    let changed = shop.send_with(Method::PATCH, path, Some(patch), Some(&admin), &[("if-match", &etag)]).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = shop.send(Method::GET, path, None, None).await;
+    assert_eq!(price_now(&during), new_price, "while Redis is away, reads go to inventory");
+    redis.resume();
+    // The owed invalidation reaches Redis before anything is read from it again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = shop.send(Method::GET, path, None, None).await;
+        assert_eq!(price_now(&seen), new_price, "the stale entry must never be served");
+        let before = shop.inventory_reads.load(Ordering::SeqCst);
+        let again = shop.send(Method::GET, path, None, None).await;
+        assert_eq!(price_now(&again), new_price);
+        if shop.inventory_reads.load(Ordering::SeqCst) == before {
+            break; // served from Redis again
+        }
+        assert!(Instant::now() < deadline, "the cache never came back after Redis did");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Killed and started empty.
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        shop.send(Method::GET, path, None, None).await;
+        let before = shop.inventory_reads.load(Ordering::SeqCst);
+        shop.send(Method::GET, path, None, None).await;
+        if shop.inventory_reads.load(Ordering::SeqCst) == before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cache never came back after a restart of Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    stop.store(true, Ordering::SeqCst);
+    let (ok, failed) = reader.await.expect("reader");
+    assert!(failed.is_empty(), "clients saw errors: {failed:?}");
+    assert!(ok > 100, "the reader kept reading: {ok}");
+    if let Ok(shop) = Arc::try_unwrap(shop) {
+        shop.node.shutdown(Duration::from_secs(5)).await;
+    }
 }
