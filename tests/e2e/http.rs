@@ -25,6 +25,26 @@ pub fn request_raw(
     body: Option<&[u8]>,
     headers: &[(&str, &str)],
 ) -> (u16, Value) {
+    let (status, _, body) = exchange(base, method, path, body, headers);
+    (status, body)
+}
+
+/// A response header's value (the first one of that name), or `None`.
+pub fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+    })
+}
+
+/// One request: the status, the response's head (status line and headers) and its body.
+pub fn exchange(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> (u16, String, Value) {
     let authority = base.strip_prefix("http://").expect("an http:// base");
     let mut stream = TcpStream::connect(authority).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
@@ -48,7 +68,7 @@ pub fn request_raw(
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
     let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
     let body = if chunked { dechunk(body) } else { body.to_owned() };
-    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    (status, head.to_owned(), serde_json::from_str(&body).unwrap_or(Value::String(body)))
 }
 
 fn dechunk(mut body: &str) -> String {
