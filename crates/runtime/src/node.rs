@@ -125,7 +125,7 @@ impl Node {
             .map(|service| {
                 let (router, _) = service.routes().split_for_parts();
                 let router = router.merge(crate::admin::routes(service.name(), service.store().clone()));
-                (service.name(), tessera_web::standard_layers(router))
+                (service.name(), tessera_web::metered(tessera_web::standard_layers(router), service.name()))
             })
             .collect();
         Ok(Self { services, stop, tasks, router, openapi, service_routers })

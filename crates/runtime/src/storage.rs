@@ -41,5 +41,5 @@ pub async fn open_store(
     if !all.iter().any(|set| set.scope == tessera_projection::MIGRATIONS.scope) {
         all.insert(0, tessera_projection::MIGRATIONS);
     }
-    Store::open(&storage.config(service), &all).await
+    Ok(Store::open(&storage.config(service), &all).await?.named(service))
 }

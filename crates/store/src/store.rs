@@ -90,6 +90,8 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     clock: Arc<dyn Clock>,
     outbox_signal: Arc<Notify>,
+    /// The `service` label of this store's metrics.
+    name: Arc<str>,
 }
 
 impl Store {
@@ -112,7 +114,18 @@ impl Store {
                 Arc::new(PostgresBackend::open(url, options.clone(), migrations, clock.clone()).await?)
             }
         };
-        Ok(Store { backend, clock, outbox_signal: Arc::new(Notify::new()) })
+        Ok(Store { backend, clock, outbox_signal: Arc::new(Notify::new()), name: Arc::from("store") })
+    }
+
+    /// Names the store in its metrics (the service that owns it).
+    #[must_use]
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Arc::from(name);
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn kind(&self) -> BackendKind {
@@ -132,7 +145,19 @@ impl Store {
             return Ok(CommitReceipt::default());
         }
         let sends = unit.ops.iter().any(|op| matches!(op, Op::Send(_)));
-        let receipt = self.backend.commit(unit.ops).await?;
+        let started = std::time::Instant::now();
+        let outcome = self.backend.commit(unit.ops).await;
+        let service = self.name.to_string();
+        metrics::histogram!("tessera_store_commit_seconds", "service" => service.clone())
+            .record(started.elapsed().as_secs_f64());
+        let receipt = match outcome {
+            Ok(receipt) => receipt,
+            Err(error) => {
+                metrics::counter!("tessera_store_commit_failures_total", "service" => service).increment(1);
+                return Err(error);
+            }
+        };
+        metrics::histogram!("tessera_store_batch_size", "service" => service).record(receipt.batch_size as f64);
         if sends {
             // A stored permit wakes the relay even if it is not waiting at this instant.
             self.outbox_signal.notify_one();

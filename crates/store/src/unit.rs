@@ -88,6 +88,8 @@ pub struct CommitReceipt {
     pub last_position: Option<u64>,
     /// Rows affected by maintenance operations (mark sent, prune).
     pub rows_affected: u64,
+    /// Units committed in the same transaction as this one (group commit), this one included.
+    pub batch_size: usize,
 }
 
 /// Collects the writes of one step. Reads (`load`) see committed data; every write is checked

@@ -4,6 +4,7 @@
 //! problem+json with a stable code, never a bare 500 or plain text.
 
 mod extract;
+mod metered;
 mod preconditions;
 mod problem;
 mod tls;
@@ -17,6 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use metered::metered;
 pub use extract::{Json, Path, Query, body_problem, is_json, parse_json, parse_query};
 pub use preconditions::{ETag, IfMatch, stale};
 pub use problem::{ApiResult, FieldError, PROBLEM_JSON, Problem, store_problem};

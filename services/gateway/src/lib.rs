@@ -215,6 +215,6 @@ impl Gateway {
             },
         );
         let router = rest.merge(docs).merge(graphql).merge(ready);
-        edge::layers(tessera_web::standard_layers(router), self)
+        tessera_web::metered(edge::layers(tessera_web::standard_layers(router), self), SERVICE)
     }
 }

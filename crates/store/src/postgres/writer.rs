@@ -301,6 +301,9 @@ impl Writer {
             results.push(outcome);
         }
         let positions = self.write_and_commit(&additions, now).await?;
+        for receipt in results.iter_mut().flatten() {
+            receipt.batch_size = units.len();
+        }
         let mut consumed = 0;
         for (index, count) in event_counts {
             if count > 0 {

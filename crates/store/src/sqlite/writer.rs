@@ -125,6 +125,9 @@ impl Writer {
             results.push(self.apply_in_savepoint(&job.ops, now)?);
         }
         self.connection.execute_batch("COMMIT")?;
+        for receipt in results.iter_mut().flatten() {
+            receipt.batch_size = batch.len();
+        }
         Ok(results)
     }
 

@@ -1,0 +1,36 @@
+//! Request metrics: count, status and latency of every request, by service and route pattern
+//! (never by raw path, so an id in a URL cannot multiply the series).
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// Counts and times every request `router` serves as `service`.
+pub fn metered<S: Clone + Send + Sync + 'static>(router: Router<S>, service: &'static str) -> Router<S> {
+    router.layer(axum::middleware::from_fn(move |request: Request, next: Next| record(service, request, next)))
+}
+
+async fn record(service: &'static str, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status();
+    metrics::histogram!(
+        "tessera_http_request_duration_seconds",
+        "service" => service, "route" => route.clone(), "method" => method.clone()
+    )
+    .record(started.elapsed().as_secs_f64());
+    metrics::counter!(
+        "tessera_http_requests_total",
+        "service" => service, "route" => route, "method" => method, "status" => status.as_str().to_owned()
+    )
+    .increment(1);
+    response
+}
