@@ -95,3 +95,62 @@ fn the_nats_cluster_acknowledges_only_what_is_on_disk() {
     let opened = text.matches('{').count();
     assert_eq!(opened, text.matches('}').count(), "balanced blocks");
 }
+
+/// promtool, from Debian's prometheus package (CI installs it); `None` after a loud SKIPPED.
+fn promtool() -> Option<&'static str> {
+    let found = std::process::Command::new("promtool").arg("--version").output().is_ok_and(|o| o.status.success());
+    if found {
+        return Some("promtool");
+    }
+    let message = "SKIPPED: the alert rules' tests need promtool (apt-get install prometheus)";
+    assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{message}, and CI=true forbids skipping");
+    eprintln!("\n========== {message} ==========\n");
+    None
+}
+
+#[test]
+fn the_alert_rules_are_valid_and_pass_their_unit_tests() {
+    let Some(promtool) = promtool() else { return };
+    let folder = deploy().join("prometheus");
+    for args in [["check", "rules", "alerts.yml"], ["test", "rules", "alerts.test.yml"]] {
+        let output = std::process::Command::new(promtool).args(args).current_dir(&folder).output().expect("promtool");
+        assert!(
+            output.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// An alert on a metric nothing records would never fire: every `tessera_*` name the rules use
+/// must appear in the code that records it.
+#[test]
+fn every_metric_the_alerts_use_is_recorded_somewhere() {
+    let rules = std::fs::read_to_string(deploy().join("prometheus/alerts.yml")).expect("alerts.yml");
+    let mut names: Vec<String> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("tessera_"))
+        .map(|word| word.trim_end_matches("_bucket").to_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 8, "{names:?}");
+    let mut sources = String::new();
+    let root = deploy().join("..");
+    let mut folders = vec![root.join("crates"), root.join("services")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read a folder").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+    }
+    for name in names {
+        assert!(sources.contains(&format!("\"{name}\"")), "{name} is used by an alert but recorded nowhere");
+    }
+}

@@ -5,6 +5,7 @@ mod authz;
 mod distributed;
 mod http;
 mod privacy;
+mod prometheus;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

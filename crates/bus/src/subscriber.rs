@@ -357,6 +357,11 @@ impl Lane {
 
     async fn acknowledge(&self, delivery: Delivery) {
         let id = delivery.envelope.id;
+        // How far behind its source this subscription runs: the age of what it just finished.
+        let now = self.store.clock().now();
+        let age = now.as_micros().saturating_sub(delivery.envelope.at.wall().as_micros()) as f64 / 1e6;
+        metrics::gauge!("tessera_consumer_lag_seconds", "consumer" => self.consumer.clone()).set(age);
+        metrics::counter!("tessera_consumer_messages_total", "consumer" => self.consumer.clone()).increment(1);
         if let Err(error) = delivery.ack().await {
             // The effect is committed; a redelivery will meet the inbox record.
             tracing::warn!(consumer = %self.consumer, %id, %error, "ack failed");
@@ -403,7 +408,11 @@ impl Lane {
                 Err(e) => Err(e.to_string()),
             };
             match parked {
-                Ok(()) => return true,
+                Ok(()) => {
+                    metrics::counter!("tessera_dead_letters_parked_total", "consumer" => self.consumer.clone())
+                        .increment(1);
+                    return true;
+                }
                 Err(_) if *shutdown.borrow() => return false,
                 Err(reason) => {
                     tries += 1;

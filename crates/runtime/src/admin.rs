@@ -100,7 +100,7 @@ async fn drop_letter(State(admin): State<Admin>, Path(id): Path<i64>) -> ApiResu
 }
 
 /// Sagas whose compensation keeps failing, from the saga table if this service runs sagas.
-async fn stuck_sagas(store: &Store) -> Vec<Value> {
+pub(crate) async fn stuck_sagas(store: &Store) -> Vec<Value> {
     let rows = store
         .query(Statement::new(
             "SELECT saga, saga_id, stuck, updated_at FROM tessera_sagas WHERE stuck IS NOT NULL ORDER BY updated_at",

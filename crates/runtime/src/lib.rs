@@ -5,6 +5,7 @@
 
 mod admin;
 mod audit_head;
+mod gauges;
 pub mod metrics;
 mod node;
 mod service;

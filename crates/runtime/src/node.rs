@@ -28,6 +28,8 @@ pub struct NodeOptions {
     pub relay: RelayOptions,
     /// How often each service announces its audit chain's head, if it moved.
     pub audit_head_every: Duration,
+    /// How often the gauges read from each store (backlogs, lags) are sampled.
+    pub gauges_every: Duration,
 }
 
 impl Default for NodeOptions {
@@ -36,6 +38,7 @@ impl Default for NodeOptions {
             subscriber: SubscriberOptions::default(),
             relay: RelayOptions::default(),
             audit_head_every: Duration::from_secs(30),
+            gauges_every: Duration::from_secs(5),
         }
     }
 }
@@ -116,6 +119,12 @@ impl Node {
                 service.name(),
                 service.store().clone(),
                 options.audit_head_every,
+                stopped.clone(),
+            )));
+            tasks.push(tokio::spawn(crate::gauges::sample_until(
+                service.name(),
+                service.store().clone(),
+                options.gauges_every,
                 stopped.clone(),
             )));
         }

@@ -78,7 +78,35 @@ impl Service for OrdersService {
         vec![
             Box::pin(self.orders.clone().run_timers(TIMER_TICK, stop.clone())),
             Box::pin(summaries.run(stop.clone())),
+            Box::pin(report_outcomes(self.orders.store().clone(), stop.clone())),
             Box::pin(analytics.run(stop)),
         ]
+    }
+}
+
+/// How often the orders by state and reason are counted for `/metrics`.
+const OUTCOMES_EVERY: Duration = Duration::from_secs(5);
+
+/// Orders by state and by the reason of a rejection, counted from the summaries (exact, and
+/// the same whichever replica reports them).
+async fn report_outcomes(store: Store, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        let counts = tessera_store::Statement::new(
+            "SELECT status, COALESCE(reason, '') AS reason, count(*) AS n FROM order_summaries GROUP BY status, reason",
+        );
+        if let Ok(rows) = store.query(counts).await {
+            for row in rows {
+                let (Ok(status), Ok(reason), Ok(count)) = (row.text("status"), row.text("reason"), row.int("n"))
+                else {
+                    continue;
+                };
+                let labels = [("status", status.to_owned()), ("reason", reason.to_owned())];
+                metrics::gauge!("tessera_orders", &labels).set(count as f64);
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(OUTCOMES_EVERY) => {}
+            _ = stop.changed() => {}
+        }
     }
 }
