@@ -344,3 +344,15 @@ async fn on_s3_an_attachment_round_trips_sealed_and_an_erasure_deletes_it() {
     round_trip_on(s3_bucket(&endpoint)).await;
     erasure_on(s3_bucket(&endpoint)).await;
 }
+
+#[test]
+fn the_store_is_named_by_a_file_or_s3_url_and_nothing_else() {
+    let folder = TempDataDir::new();
+    let local = format!("file://{}", folder.path().join("a").display());
+    assert!(AttachmentStore::open(&local).is_ok());
+    assert!(folder.path().join("a").is_dir(), "the folder is made");
+    assert!(AttachmentStore::open("s3://tessera-attachments").is_ok(), "configured by AWS_* at use");
+    for refused in ["file://relative/path", "ftp://host/x", "/just/a/path", ""] {
+        assert!(AttachmentStore::open(refused).is_err(), "{refused}");
+    }
+}
