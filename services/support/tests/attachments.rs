@@ -18,10 +18,10 @@ use tessera_contracts::Message;
 use tessera_contracts::customers::ErasureDone;
 use tessera_kernel::{SystemClock, UuidV7Gen};
 use tessera_runtime::Service;
-use tessera_store::{SqliteOptions, Store, StoreConfig};
+use tessera_store::{PostgresOptions, SqliteOptions, Store, StoreConfig};
 use tessera_support::{AttachmentStore, SupportService};
-use tessera_testkit::TempDataDir;
 use tessera_testkit::sources::{Sources, erased};
+use tessera_testkit::{TempDataDir, TempPostgres};
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -39,7 +39,11 @@ struct App {
 async fn app(attachments: AttachmentStore) -> App {
     let data = TempDataDir::new();
     let config = StoreConfig::Sqlite { path: data.file("support.db"), options: SqliteOptions::default() };
-    let store = Store::open(&config, &tessera_support::migrations()).await.expect("support store");
+    app_on(&config, attachments, data).await
+}
+
+async fn app_on(config: &StoreConfig, attachments: AttachmentStore, data: TempDataDir) -> App {
+    let store = Store::open(config, &tessera_support::migrations()).await.expect("support store");
     let service = SupportService::new(
         store,
         tessera_testkit::temporary_vault().await,
@@ -262,8 +266,7 @@ async fn the_type_comes_from_the_bytes_and_anything_else_is_refused() {
 
 /// The erasure on any store: the erased customer's objects (one without a row too) and rows
 /// go, another customer's stay, and one `ErasureDone` answers a message delivered twice.
-async fn erasure_on(attachments: AttachmentStore) {
-    let app = app(attachments).await;
+async fn erasure_on(app: App) {
     let service = &app.service;
     let sources = Sources::start(
         service.name(),
@@ -308,7 +311,17 @@ async fn erasure_on(attachments: AttachmentStore) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erasure_deletes_the_customers_objects_and_rows_once() {
     let folder = TempDataDir::new();
-    erasure_on(AttachmentStore::local(&folder.path().join("attachments")).expect("folder")).await;
+    erasure_on(app(AttachmentStore::local(&folder.path().join("attachments")).expect("folder")).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_an_erasure_deletes_the_customers_objects_and_rows_once() {
+    let Some(database) = TempPostgres::create().await else { return };
+    let config =
+        StoreConfig::Postgres { url: database.url().to_owned(), options: PostgresOptions::default() };
+    let folder = TempDataDir::new();
+    let attachments = AttachmentStore::local(&folder.path().join("attachments")).expect("folder");
+    erasure_on(app_on(&config, attachments, TempDataDir::new()).await).await;
 }
 
 /// An S3 bucket on the server `TESSERA_TEST_S3` names (moto's, in CI), made for this test.
@@ -342,7 +355,7 @@ fn s3_bucket(endpoint: &str) -> AttachmentStore {
 async fn on_s3_an_attachment_round_trips_sealed_and_an_erasure_deletes_it() {
     let Some(endpoint) = tessera_testkit::server_url("TESSERA_TEST_S3", "S3 attachments") else { return };
     round_trip_on(s3_bucket(&endpoint)).await;
-    erasure_on(s3_bucket(&endpoint)).await;
+    erasure_on(app(s3_bucket(&endpoint)).await).await;
 }
 
 #[test]
