@@ -1,6 +1,6 @@
 //! The embedded topology's wiring, shared by `tessera up` and the benchmarks: every service
-//! on its own SQLite file in one folder, the in-process transport, and the gateway in front,
-//! calling each service's router in process.
+//! on its own SQLite file in one folder (tickets' attachments in its `attachments` folder), the
+//! in-process transport, and the gateway in front, calling each service's router in process.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use tessera_kernel::{Clock, IdGen, SystemClock, UuidV7Gen};
 use tessera_orders::{OrdersService, OrdersSettings};
 use tessera_payments::{NetworkSettings, PaymentsService, SimulatedNetwork};
 use tessera_runtime::{Node, NodeOptions, Service, Storage, open_store};
-use tessera_support::SupportService;
+use tessera_support::{AttachmentStore, SupportService};
 
 #[derive(Clone, Debug)]
 pub struct EmbeddedSettings {
@@ -95,6 +95,7 @@ impl Embedded {
         let support = SupportService::new(
             open(tessera_support::SERVICE, tessera_support::migrations()).await?,
             vault,
+            AttachmentStore::local(&data.join("attachments"))?,
             ids.clone(),
             clock.clone(),
         );

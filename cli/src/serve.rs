@@ -59,6 +59,12 @@ pub struct ServeArgs {
     /// `TESSERA_MASTER_KEY` variable is the alternative.
     #[arg(long, env = "TESSERA_MASTER_KEY_FILE", value_name = "PATH")]
     master_key_file: Option<std::path::PathBuf>,
+    /// For support: where tickets' attachments are kept (required by support). `s3://bucket` for
+    /// any S3-compatible store, configured by the usual AWS_* variables (AWS_ENDPOINT_URL,
+    /// AWS_ALLOW_HTTP, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION), or
+    /// `file:///absolute/folder` for a folder every replica of support shares.
+    #[arg(long, env = "TESSERA_ATTACHMENTS_URL", value_name = "URL")]
+    attachments_url: Option<String>,
     /// How long an order waits for the card network before it is rejected (seconds).
     #[arg(long, default_value_t = 10.0, env = "TESSERA_PAYMENT_TIMEOUT")]
     payment_timeout: f64,
@@ -136,13 +142,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ids,
             clock,
         )),
-        "support" => Arc::new(tessera_support::SupportService::new(
-            open(tessera_support::SERVICE, tessera_support::migrations()).await?,
-            crate::keys::open_vault(&storage, crate::keys::distributed(args.master_key_file.as_ref())?)
-                .await?,
-            ids,
-            clock,
-        )),
+        "support" => {
+            // No default: replicas must share one store, and a folder of this machine's would
+            // quietly split the files between them.
+            let url = args.attachments_url.as_deref().context(
+                "support needs somewhere to keep attachments: --attachments-url s3://bucket \
+                 or file:///absolute/folder (or TESSERA_ATTACHMENTS_URL)",
+            )?;
+            let attachments = tessera_support::AttachmentStore::open(url).context("--attachments-url")?;
+            Arc::new(tessera_support::SupportService::new(
+                open(tessera_support::SERVICE, tessera_support::migrations()).await?,
+                crate::keys::open_vault(&storage, crate::keys::distributed(args.master_key_file.as_ref())?)
+                    .await?,
+                attachments,
+                ids,
+                clock,
+            ))
+        }
         other => bail!(
             "no service named {other}: choose inventory, orders, payments, customers, support or gateway"
         ),

@@ -75,6 +75,11 @@ impl Cluster {
             .env("RUST_LOG", "info")
             // The vault's master key (base64 of 32 bytes), as a Secret would hand it over.
             .env("TESSERA_MASTER_KEY", "dGVzc2VyYS1kaXN0cmlidXRlZC10ZXN0LWtleS0zMmI=")
+            // Support's attachments, in a folder every replica shares.
+            .env(
+                "TESSERA_ATTACHMENTS_URL",
+                format!("file://{}", self.logs.path().join("attachments").display()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::from(
                 tempfile::Builder::new()

@@ -20,6 +20,12 @@ fn files_containing(folder: &std::path::Path, needle: &str) -> Vec<String> {
     hits
 }
 
+/// Files under `folder`, at any depth.
+fn objects_in(folder: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(folder) else { return 0 };
+    entries.flatten().map(|entry| if entry.path().is_dir() { objects_in(&entry.path()) } else { 1 }).sum()
+}
+
 #[test]
 fn an_erased_customer_is_forgotten_by_every_service() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -49,6 +55,24 @@ fn an_erased_customer_is_forgotten_by_every_service() {
     );
     assert_eq!(code, 201, "{ticket}");
     let ticket = ticket["id"].as_str().expect("ticket").to_owned();
+    // An attachment too: kept sealed in the data folder's `attachments`, deleted by the erasure.
+    let form = format!(
+        "--e2e-boundary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{canary}.txt\"\r\n\r\n\
+         {canary} attachment\r\n--e2e-boundary--\r\n"
+    );
+    let (code, attached) = crate::http::request_raw(
+        &up.base,
+        "POST",
+        &format!("/api/v1/tickets/{ticket}/attachments"),
+        Some(form.as_bytes()),
+        &[
+            ("Authorization", &format!("Bearer {me}")),
+            ("Content-Type", "multipart/form-data; boundary=e2e-boundary"),
+        ],
+    );
+    assert_eq!(code, 201, "{attached}");
+    assert_eq!(attached["content_type"], "text/plain; charset=utf-8", "{attached}");
+    assert_eq!(objects_in(&data.join("attachments")), 1, "the attachment is in the data folder");
 
     // Who may erase: the person and an admin; support is refused, another customer learns nothing.
     let path = format!("/api/v1/customers/{id}");
@@ -115,6 +139,7 @@ fn an_erased_customer_is_forgotten_by_every_service() {
     let (code, listed) = up.call_as(&admin, "GET", &format!("/api/v1/orders?customer_id={id}"), None);
     assert_eq!((code, listed["items"].as_array().map(Vec::len)), (200, Some(1)), "{listed}");
 
+    assert_eq!(objects_in(&data.join("attachments")), 0, "the erasure deleted the attachment");
     up.kill();
     let hits = files_containing(&data, canary);
     assert!(hits.is_empty(), "the canary is in clear in {hits:?}");

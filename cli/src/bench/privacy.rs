@@ -50,6 +50,12 @@ impl Sealer for PassThrough {
     async fn open(&self, _subject: &str, stored: &str) -> tessera_vault::Result<Option<String>> {
         Ok(Some(stored.to_owned()))
     }
+    async fn seal_bytes(&self, _subject: &str, bytes: &[u8]) -> tessera_vault::Result<Vec<u8>> {
+        Ok(bytes.to_vec())
+    }
+    async fn open_bytes(&self, _subject: &str, sealed: &[u8]) -> tessera_vault::Result<Option<Vec<u8>>> {
+        Ok(Some(sealed.to_vec()))
+    }
     fn blind_index(&self, purpose: &str, value: &str) -> String {
         format!("{purpose}:{value}")
     }

@@ -31,6 +31,25 @@ impl Sealed {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
+
+    /// The binary form, for objects: `v1.` then `nonce ‖ ciphertext ‖ tag` as they are.
+    pub fn to_binary(&self) -> Vec<u8> {
+        let mut binary = Vec::with_capacity(PREFIX.len() + self.bytes.len());
+        binary.extend_from_slice(PREFIX.as_bytes());
+        binary.extend_from_slice(&self.bytes);
+        binary
+    }
+
+    /// Reads the binary form of [`to_binary`](Self::to_binary).
+    pub fn from_binary(binary: &[u8]) -> Result<Self, VaultError> {
+        let bytes = binary
+            .strip_prefix(PREFIX.as_bytes())
+            .ok_or_else(|| VaultError::Malformed(format!("expected the `{PREFIX}` prefix")))?;
+        if bytes.len() < OVERHEAD {
+            return Err(VaultError::Malformed(format!("{} bytes is too short", bytes.len())));
+        }
+        Ok(Self { bytes: bytes.to_vec() })
+    }
 }
 
 impl fmt::Display for Sealed {
@@ -106,6 +125,16 @@ impl Decrypted<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_binary_form_round_trips_and_refuses_what_it_did_not_make() {
+        let sealed = Sealed::new(vec![7; OVERHEAD + 3]);
+        let binary = sealed.to_binary();
+        assert!(binary.starts_with(b"v1."));
+        assert_eq!(Sealed::from_binary(&binary).expect("binary"), sealed);
+        assert!(Sealed::from_binary(&binary[3..]).is_err(), "no prefix");
+        assert!(Sealed::from_binary(b"v1.short").is_err(), "too short");
+    }
 
     #[test]
     fn the_text_form_round_trips_and_is_url_safe() {

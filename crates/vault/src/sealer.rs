@@ -15,6 +15,12 @@ pub trait Sealer: Send + Sync + std::fmt::Debug {
     /// sealed (written before sealing, or blanked by an erasure); `None` once the subject's key
     /// is shredded.
     async fn open(&self, subject: &str, stored: &str) -> Result<Option<String>>;
+    /// `bytes` sealed with `subject`'s data key, as bytes (for an object too large to carry
+    /// as text, such as a file); refused once the subject is erased.
+    async fn seal_bytes(&self, subject: &str, bytes: &[u8]) -> Result<Vec<u8>>;
+    /// The plain bytes of what [`seal_bytes`](Self::seal_bytes) made; `None` once the
+    /// subject's key is shredded.
+    async fn open_bytes(&self, subject: &str, sealed: &[u8]) -> Result<Option<Vec<u8>>>;
     /// A keyed hash of `value` for lookups (`purpose` separates uses); stable across restarts.
     fn blind_index(&self, purpose: &str, value: &str) -> String;
     /// A keyed pseudonym of `value` for analytics; stable across restarts.
@@ -37,6 +43,14 @@ impl Sealer for Vault {
             Decrypted::Plain(text) => Some(text),
             Decrypted::Erased => None,
         })
+    }
+
+    async fn seal_bytes(&self, subject: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+        Ok(self.encrypt(subject, bytes).await?.to_binary())
+    }
+
+    async fn open_bytes(&self, subject: &str, sealed: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.decrypt(subject, &Sealed::from_binary(sealed)?).await?.into_option())
     }
 
     fn blind_index(&self, purpose: &str, value: &str) -> String {

@@ -63,6 +63,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     sealed_text_and_bytes_round_trip_and_fit_a_json_field,
+    bytes_sealed_through_the_sealer_trait_open_until_the_subject_is_shredded,
     a_value_sealed_for_one_subject_does_not_open_for_another,
     a_tampered_ciphertext_is_refused,
     a_shredded_subject_stays_erased_in_this_vault_and_in_another_one,
@@ -132,6 +133,21 @@ async fn sealed_text_and_bytes_round_trip_and_fit_a_json_field(fixture: Fixture)
         text,
         "a fresh nonce every time"
     );
+}
+
+async fn bytes_sealed_through_the_sealer_trait_open_until_the_subject_is_shredded(fixture: Fixture) {
+    use tessera_vault::Sealer;
+    let vault: std::sync::Arc<dyn Sealer> = std::sync::Arc::new(fixture.vault(&master(), &[]).await);
+    let file: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let sealed = vault.seal_bytes("customer-1", &file).await.expect("seal");
+    assert!(sealed.starts_with(b"v1.") && !sealed.windows(64).any(|w| w == &file[..64]), "sealed");
+    assert_eq!(vault.open_bytes("customer-1", &sealed).await.expect("open"), Some(file.clone()));
+    vault.seal_bytes("customer-2", b"x").await.expect("customer-2 has a key too");
+    assert!(matches!(vault.open_bytes("customer-2", &sealed).await, Err(VaultError::Decrypt)));
+    assert!(matches!(vault.open_bytes("customer-1", &file).await, Err(VaultError::Malformed(_))));
+    vault.shred("customer-1").await.expect("shred");
+    assert_eq!(vault.open_bytes("customer-1", &sealed).await.expect("open"), None);
+    assert!(matches!(vault.seal_bytes("customer-1", &file).await, Err(VaultError::Shredded)));
 }
 
 async fn a_value_sealed_for_one_subject_does_not_open_for_another(fixture: Fixture) {

@@ -8,6 +8,7 @@
 
 mod access;
 mod admin;
+mod attachments;
 mod audit;
 pub mod auth;
 pub mod catalogue;

@@ -107,6 +107,9 @@ pub(crate) struct Export {
     crate::audit::verify,
     crate::admin::sales,
     crate::graphql::serve,
+    crate::attachments::upload_attachment,
+    crate::attachments::list_attachments,
+    crate::attachments::download_attachment,
 ))]
 struct GatewayRoutes;
 
@@ -131,6 +134,11 @@ pub(crate) fn document(services: utoipa::openapi::OpenApi) -> Value {
         item.get = None;
     }
     document.paths.paths.retain(|path, _| !INTERNAL.contains(&path.as_str()));
+    // The gateway documents the attachment routes itself: who may call them, and the upload's
+    // own body limit (10 MiB, not 1 MiB).
+    for path in ["/api/v1/tickets/{id}/attachments", "/api/v1/tickets/{id}/attachments/{attachment_id}"] {
+        document.paths.paths.remove(path);
+    }
     document.merge(GatewayRoutes::openapi());
     let mut document = serde_json::to_value(&document).unwrap_or(Value::Null);
     let problem = json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}});

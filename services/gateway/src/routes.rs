@@ -46,6 +46,8 @@ pub(crate) fn router() -> Router<Gateway> {
         .route("/tickets/{id}", get(get_ticket))
         .route("/tickets/{id}/messages", post(add_ticket_message))
         .route("/tickets/{id}/close", post(close_ticket))
+        .route("/tickets/{id}/attachments", crate::attachments::collection())
+        .route("/tickets/{id}/attachments/{attachment_id}", crate::attachments::item())
         .route("/admin/services", get(crate::admin::services))
         .route("/admin/dlq", get(crate::admin::dead_letters))
         .route("/admin/dlq/{id}/retry", post(crate::admin::retry))
@@ -184,7 +186,7 @@ fn pass_on_error<T>(reply: Reply) -> ApiResult<T> {
 
 /// A path id the gateway will put into a service's path: a UUID, or the object does not exist.
 /// Parsing it (rather than passing text on) keeps `/`, `?`, `#` and `..` out of forwarded paths.
-fn uuid(text: &str, what: &str) -> ApiResult<uuid::Uuid> {
+pub(crate) fn uuid(text: &str, what: &str) -> ApiResult<uuid::Uuid> {
     uuid::Uuid::parse_str(text).map_err(|_| Problem::not_found(format!("no such {what}")))
 }
 
@@ -882,7 +884,7 @@ async fn open_ticket(
 }
 
 /// The ticket, if the caller may see it (its owner or staff); 404 otherwise.
-async fn visible_ticket(g: &Gateway, caller: &Caller, id: uuid::Uuid) -> ApiResult<Reply> {
+pub(crate) async fn visible_ticket(g: &Gateway, caller: &Caller, id: uuid::Uuid) -> ApiResult<Reply> {
     let reply = g.call(&g.services.support, Method::GET, &format!("/tickets/{id}"), None, &[]).await?;
     if !reply.is_success() {
         return pass_on_error(reply);

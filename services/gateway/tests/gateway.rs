@@ -70,6 +70,7 @@ async fn shop(config: GatewayConfig, customers_silent: bool) -> Shop {
     let support = tessera_support::SupportService::new(
         open("support", tessera_support::migrations()).await,
         vault.clone(),
+        tessera_support::AttachmentStore::local(&data.path().join("attachments")).expect("attachments"),
         ids,
         clock,
     );
@@ -451,4 +452,179 @@ async fn a_reservation_abandoned_mid_request_is_taken_over_after_a_minute() {
 /// SHA-256, as the gateway hashes a request body.
 fn ring_digest(bytes: &[u8]) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().to_vec()
+}
+
+// ---- tickets' attachments ----
+
+const BOUNDARY: &str = "gateway-test-boundary-3b9a";
+
+/// A multipart/form-data body with one file part.
+fn form(name: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+/// Sends `request` to the gateway; the answer's body as bytes.
+async fn send(
+    shop: &Shop,
+    request: axum::http::Request<axum::body::Body>,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let response = shop.router.clone().oneshot(request).await.expect("routers are infallible");
+    let (status, headers) = (response.status(), response.headers().clone());
+    let body = response.into_body().collect().await.expect("read the body").to_bytes().to_vec();
+    (status, headers, body)
+}
+
+async fn upload(
+    shop: &Shop,
+    token: &str,
+    ticket: &str,
+    body: Vec<u8>,
+    content_length: bool,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let mut request = axum::http::Request::post(format!("/api/v1/tickets/{ticket}/attachments"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"));
+    if content_length {
+        request = request.header("content-length", body.len());
+    }
+    send(shop, request.body(axum::body::Body::from(body)).expect("request")).await
+}
+
+async fn fetch(shop: &Shop, token: &str, path: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let request = axum::http::Request::get(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .expect("request");
+    send(shop, request).await
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    ring_digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn problem(answer: &(StatusCode, axum::http::HeaderMap, Vec<u8>)) -> (StatusCode, String) {
+    assert_eq!(
+        answer.1.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json"),
+        "{} {}",
+        answer.0,
+        String::from_utf8_lossy(&answer.2[..answer.2.len().min(300)])
+    );
+    let body: serde_json::Value = serde_json::from_slice(&answer.2).expect("problem json");
+    (answer.0, body["code"].as_str().unwrap_or_default().to_owned())
+}
+
+async fn ticket_of(shop: &Shop, token: &str) -> String {
+    let opened = call_raw(
+        &shop.router,
+        Method::POST,
+        "/api/v1/tickets",
+        Some(json!({"subject": "Damaged parcel", "message": "Photo attached"}).to_string().into_bytes()),
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await;
+    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+    opened.body["id"].as_str().expect("ticket id").to_owned()
+}
+
+#[tokio::test]
+async fn an_attachment_reaches_its_owner_and_support_intact_and_nobody_else() {
+    let shop = shop(GatewayConfig::default(), false).await;
+    let (_, owner) = shop.customer();
+    let (_, stranger) = shop.customer();
+    let support =
+        shop.gateway.keys().issue(&Uuid::now_v7().to_string(), Role::Support, now()).expect("token");
+    let ticket = ticket_of(&shop, &owner).await;
+
+    // Over the 1 MiB every other route takes, under the 10 MiB an attachment may be.
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    pdf.extend((0..3 * 1024 * 1024).map(|i: u32| b"0123456789abcdef \n"[(i % 18) as usize]));
+    let uploaded = upload(&shop, &owner, &ticket, form("scan.pdf", &pdf), true).await;
+    assert_eq!(uploaded.0, StatusCode::CREATED, "{}", String::from_utf8_lossy(&uploaded.2));
+    let view: serde_json::Value = serde_json::from_slice(&uploaded.2).expect("json");
+    assert_eq!(
+        (view["content_type"].as_str(), view["sha256"].as_str()),
+        (Some("application/pdf"), Some(hex_sha256(&pdf).as_str()))
+    );
+    let id = view["id"].as_str().expect("id");
+    let file = format!("/api/v1/tickets/{ticket}/attachments/{id}");
+    let list = format!("/api/v1/tickets/{ticket}/attachments");
+
+    for token in [&owner, &support] {
+        let (status, headers, body) = fetch(&shop, token, &file).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(hex_sha256(&body), hex_sha256(&pdf), "the bytes arrive as sent");
+        assert_eq!(headers.get("content-type").and_then(|v| v.to_str().ok()), Some("application/pdf"));
+        assert_eq!(headers.get("x-content-type-options").and_then(|v| v.to_str().ok()), Some("nosniff"));
+        let disposition =
+            headers.get("content-disposition").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(disposition.starts_with("attachment;") && disposition.contains("scan.pdf"), "{disposition}");
+        let (status, _, body) = fetch(&shop, token, &list).await;
+        assert_eq!(status, StatusCode::OK);
+        let items: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(items["items"][0]["id"], id);
+    }
+
+    // Another customer meets the ticket's own answer: it does not exist for them.
+    for answer in [
+        fetch(&shop, &stranger, &file).await,
+        fetch(&shop, &stranger, &list).await,
+        upload(&shop, &stranger, &ticket, form("x.txt", b"mine now"), true).await,
+    ] {
+        assert_eq!(problem(&answer), (StatusCode::NOT_FOUND, "not_found".to_owned()));
+    }
+    let anonymous =
+        send(&shop, axum::http::Request::get(&file).body(axum::body::Body::empty()).expect("request")).await;
+    assert_eq!(anonymous.0, StatusCode::UNAUTHORIZED);
+    let (status, _, body) = fetch(&shop, &owner, &list).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).expect("json")["items"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    // The public document describes the three routes, the upload as a multipart form.
+    let document = call_raw(&shop.router, Method::GET, "/openapi.json", None, &[]).await.body;
+    let paths = &document["paths"];
+    let upload = &paths["/api/v1/tickets/{id}/attachments"]["post"];
+    assert!(upload["requestBody"]["content"]["multipart/form-data"].is_object(), "{upload}");
+    assert_eq!(upload["responses"]["413"]["description"], "The file is over 10 MiB.");
+    assert!(paths["/api/v1/tickets/{id}/attachments"]["get"].is_object());
+    assert!(paths["/api/v1/tickets/{id}/attachments/{attachment_id}"]["get"].is_object());
+}
+
+#[tokio::test]
+async fn an_upload_over_10_mib_is_413_whether_or_not_it_says_its_length() {
+    let shop = shop(GatewayConfig::default(), false).await;
+    let (_, owner) = shop.customer();
+    let ticket = ticket_of(&shop, &owner).await;
+    let big = vec![b'a'; 11 * 1024 * 1024];
+    for declared in [true, false] {
+        let answer = upload(&shop, &owner, &ticket, form("big.txt", &big), declared).await;
+        assert_eq!(
+            problem(&answer),
+            (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large".to_owned()),
+            "declared: {declared}"
+        );
+    }
+    // A declared length over the limit is refused before anything is read or asked of support.
+    let (_, stranger) = shop.customer();
+    let answer = upload(&shop, &stranger, &ticket, form("big.txt", &big), true).await;
+    assert_eq!(problem(&answer), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large".to_owned()));
+    // Just over the file limit, inside the body limit: support's own check answers.
+    let answer =
+        upload(&shop, &owner, &ticket, form("big.txt", &vec![b'a'; 10 * 1024 * 1024 + 1]), true).await;
+    assert_eq!(problem(&answer), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large".to_owned()));
+    let (status, _, body) = fetch(&shop, &owner, &format!("/api/v1/tickets/{ticket}/attachments")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).expect("json")["items"], json!([]));
 }

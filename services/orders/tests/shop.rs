@@ -102,8 +102,13 @@ async fn shop(topology: Topology, settings: OrdersSettings, network: NetworkSett
     let ids = Arc::new(UuidV7Gen);
     let orders = Orders::new(orders_store, &settings, ids.clone(), clock.clone());
     let inventory = Inventory::new(inventory_store, ids.clone(), Arc::new(HybridClock::new(clock.clone())));
-    let support =
-        Support::new(support_store, tessera_testkit::temporary_vault().await, ids.clone(), clock.clone());
+    let support = Support::new(
+        support_store,
+        tessera_testkit::temporary_vault().await,
+        tessera_support::AttachmentStore::in_memory(),
+        ids.clone(),
+        clock.clone(),
+    );
     let payments =
         Arc::new(Payments::new(payments_store, Arc::new(SimulatedNetwork::new(network)), ids, clock));
     let (stop, stopped) = watch::channel(false);

@@ -1,10 +1,13 @@
-//! Support's HTTP routes: tickets and their messages, with the order summary support holds.
+//! Support's HTTP routes: tickets and their messages, with the order summary support holds;
+//! `attachments` has their files.
 //!
 //! These routes are the service's own: the acting customer (and whether a message comes from
 //! the customer or from support) is set by the gateway from the caller's token.
 
 // utoipa's path macro writes fully qualified paths into the code it generates.
 #![allow(unused_qualifications)]
+
+pub mod attachments;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,7 +21,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::app::{AppError, Author, Support, Ticket};
-use crate::domain::{OrderReplica, TicketError, TicketStatus};
+use crate::domain::{AttachmentError, OrderReplica, TicketError, TicketStatus};
 
 pub fn router() -> OpenApiRouter<Support> {
     OpenApiRouter::new()
@@ -26,6 +29,7 @@ pub fn router() -> OpenApiRouter<Support> {
         .routes(routes!(get_ticket))
         .routes(routes!(add_message))
         .routes(routes!(close_ticket))
+        .merge(attachments::router())
 }
 
 impl From<AppError> for Problem {
@@ -43,6 +47,17 @@ impl From<AppError> for Problem {
             AppError::Vault(tessera_vault::VaultError::Shredded) => Problem::not_found("no such customer"),
             AppError::Vault(_) => Problem::unavailable(&error),
             AppError::Corrupt(_) => Problem::internal(&error),
+            AppError::Attachment(AttachmentError::Empty) => {
+                Problem::invalid(vec![FieldError::new("file", error.to_string())])
+            }
+            AppError::Attachment(AttachmentError::TooLarge) => {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", error.to_string())
+            }
+            AppError::Attachment(AttachmentError::Unsupported) => {
+                Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", error.to_string())
+            }
+            AppError::UnknownAttachment(_) => Problem::not_found("no such attachment"),
+            AppError::Objects(_) => Problem::unavailable(&error),
         }
     }
 }

@@ -1,17 +1,28 @@
 //! The support service: tickets (open, reply, close) bound to a customer and optionally to an
 //! order, and support's own replica of order summaries, built from the orders service's
 //! events. It never asks the orders service: what it knows of an order arrived as messages.
-//! When the customers service erases a customer, support blanks what they wrote.
+//! Tickets carry attachments, kept sealed in an object store. When the customers service erases
+//! a customer, support blanks what they wrote and deletes their attachments.
 
 mod app;
 pub mod domain;
 pub mod http;
 mod service;
 
-pub use app::{AppError, Author, Erasures, Support, Ticket, TicketMessage};
+pub use app::{
+    AppError, Attachment, AttachmentStore, AttachmentStoreError, Author, Erasures, Support, Ticket,
+    TicketMessage,
+};
 pub use service::SupportService;
 
 pub const SERVICE: &str = "support";
+
+/// Attachments' metadata; their bytes are in the object store, under `object_key`.
+const ATTACHMENTS: &str = "
+    CREATE TABLE ticket_attachments (
+        id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, object_key TEXT NOT NULL, size BIGINT NOT NULL,
+        sha256 TEXT NOT NULL, content_type TEXT NOT NULL, file_name TEXT NOT NULL, created_at BIGINT NOT NULL);
+    CREATE INDEX ticket_attachments_ticket ON ticket_attachments (ticket_id, id);";
 
 const SCHEMA: &str = "
     CREATE TABLE tickets (
@@ -29,12 +40,20 @@ const SCHEMA: &str = "
 
 pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet {
     scope: "support",
-    migrations: &[tessera_store::Migration {
-        version: 1,
-        name: "tickets, messages, order replicas",
-        sqlite: SCHEMA,
-        postgres: SCHEMA,
-    }],
+    migrations: &[
+        tessera_store::Migration {
+            version: 1,
+            name: "tickets, messages, order replicas",
+            sqlite: SCHEMA,
+            postgres: SCHEMA,
+        },
+        tessera_store::Migration {
+            version: 2,
+            name: "ticket attachments",
+            sqlite: ATTACHMENTS,
+            postgres: ATTACHMENTS,
+        },
+    ],
 };
 
 pub fn migrations() -> Vec<tessera_store::MigrationSet> {

@@ -9,7 +9,7 @@ use tessera_store::Store;
 use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{Erasures, Support};
+use crate::{AttachmentStore, Erasures, Support};
 
 #[derive(Clone, Debug)]
 pub struct SupportService {
@@ -20,10 +20,11 @@ impl SupportService {
     pub fn new(
         store: Store,
         vault: Arc<dyn tessera_vault::Sealer>,
+        attachments: AttachmentStore,
         ids: Arc<dyn IdGen>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { support: Support::new(store, vault, ids, clock) }
+        Self { support: Support::new(store, vault, attachments, ids, clock) }
     }
 
     pub fn support(&self) -> &Support {

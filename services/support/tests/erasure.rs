@@ -70,6 +70,7 @@ async fn support_on(config: &StoreConfig) -> SupportService {
     SupportService::new(
         store,
         tessera_testkit::temporary_vault().await,
+        tessera_support::AttachmentStore::in_memory(),
         Arc::new(UuidV7Gen),
         Arc::new(SystemClock),
     )

@@ -19,7 +19,13 @@ use uuid::Uuid;
 async fn support() -> (Participant, Arc<Support>, Router) {
     let vault = tessera_testkit::temporary_vault().await;
     let (participant, support) = Participant::start("support", &tessera_support::migrations(), |store| {
-        Support::new(store, vault, Arc::new(UuidV7Gen), Arc::new(SystemClock))
+        Support::new(
+            store,
+            vault,
+            tessera_support::AttachmentStore::in_memory(),
+            Arc::new(UuidV7Gen),
+            Arc::new(SystemClock),
+        )
     })
     .await;
     let (router, _) = tessera_support::http::router().split_for_parts();

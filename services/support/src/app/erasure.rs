@@ -1,6 +1,7 @@
 //! Support's part of a customer's erasure. The customers service announces `CustomerErased`;
 //! support blanks what the person wrote (each ticket's subject and every message of their
-//! tickets become `[erased]`) and answers `ErasureDone`. The tickets themselves (ids, status,
+//! tickets become `[erased]`), deletes their attachments (objects and rows) and answers
+//! `ErasureDone`. The tickets themselves (ids, status,
 //! order links, times) stay: they are support's business record, no longer about anyone.
 //!
 //! The handler runs in the subscriber's unit of work, which also records the message in the
@@ -44,6 +45,12 @@ impl Handler for Erasures {
         // The key is already shredded in the vault; this process may still hold it in its
         // cache (the distributed topology: another process shredded it).
         self.support.vault.evict(&customer);
+        // The objects go now, before the unit commits; their rows go with the unit. A failure
+        // here retries the whole message, and deleting what is already gone is fine.
+        self.support
+            .erase_attachments(erased.customer_id, unit)
+            .await
+            .map_err(|e| format!("cannot delete the customer's attachments: {e}"))?;
         unit.execute(
             Statement::new(
                 "UPDATE ticket_messages SET body = $2

@@ -1,8 +1,9 @@
 //! Support's glue: tickets in its own tables, and the handler that keeps the order-summary
 //! replica from the orders service's events (exactly once per message through the
 //! subscriber's inbox, and convergent under duplicates and reordering through the merge).
-//! `erasure` takes the customers service's erasures.
+//! `erasure` takes the customers service's erasures; `attachments` keeps tickets' files.
 
+mod attachments;
 mod erasure;
 
 use std::sync::Arc;
@@ -17,9 +18,12 @@ use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageKind, SubjectId
 use tessera_store::{Row, SqlValue, Statement, Store, StoreError, UnitOfWork};
 use uuid::Uuid;
 
+pub use attachments::{Attachment, AttachmentStore, AttachmentStoreError};
 pub use erasure::Erasures;
 
-use crate::domain::{OrderReplica, ReplicaUpdate, TicketError, TicketStatus, check_message, check_subject};
+use crate::domain::{
+    AttachmentError, OrderReplica, ReplicaUpdate, TicketError, TicketStatus, check_message, check_subject,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -33,6 +37,12 @@ pub enum AppError {
     Corrupt(String),
     #[error(transparent)]
     Vault(tessera_vault::VaultError),
+    #[error(transparent)]
+    Attachment(AttachmentError),
+    #[error("no attachment {0}")]
+    UnknownAttachment(Uuid),
+    #[error("the attachments' object store failed: {0}")]
+    Objects(object_store::Error),
 }
 
 impl From<tessera_vault::VaultError> for AppError {
@@ -79,13 +89,15 @@ pub struct TicketMessage {
     pub at: Timestamp,
 }
 
-/// Ticket subjects and messages are what customers write about themselves: they are stored
-/// and announced sealed with the customer's data key, so an erasure (shredding that key)
-/// leaves nothing of them that opens, in the tables, the outbox or a backup.
+/// Ticket subjects, messages and attachments are what customers write about themselves: they
+/// are stored and announced sealed with the customer's data key, so an erasure (shredding that
+/// key) leaves nothing of them that opens, in the tables, the outbox, the object store or a
+/// backup.
 #[derive(Clone, Debug)]
 pub struct Support {
     store: Store,
     vault: Arc<dyn tessera_vault::Sealer>,
+    attachments: AttachmentStore,
     ids: Arc<dyn IdGen>,
     clock: Arc<HybridClock>,
 }
@@ -204,10 +216,11 @@ impl Support {
     pub fn new(
         store: Store,
         vault: Arc<dyn tessera_vault::Sealer>,
+        attachments: AttachmentStore,
         ids: Arc<dyn IdGen>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { store, vault, ids, clock: Arc::new(HybridClock::new(clock)) }
+        Self { store, vault, attachments, ids, clock: Arc::new(HybridClock::new(clock)) }
     }
 
     async fn seal(&self, customer: Uuid, text: &str) -> Result<String, AppError> {

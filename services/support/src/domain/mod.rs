@@ -1,8 +1,10 @@
-//! Support's rules, without I/O: ticket text limits and lifecycle, and the merge that keeps
-//! the order-summary replica convergent.
+//! Support's rules, without I/O: ticket text limits and lifecycle, what an attachment may be,
+//! and the merge that keeps the order-summary replica convergent.
 
+mod attachment;
 mod replica;
 mod ticket;
 
+pub use attachment::{AttachmentError, ContentType, MAX_ATTACHMENT_BYTES, MAX_FILE_NAME, file_name};
 pub use replica::{OrderReplica, ReplicaUpdate, fold};
 pub use ticket::{TicketError, TicketStatus, check_message, check_subject};
