@@ -98,7 +98,8 @@ fn the_nats_cluster_acknowledges_only_what_is_on_disk() {
 
 /// promtool, from Debian's prometheus package (CI installs it); `None` after a loud SKIPPED.
 fn promtool() -> Option<&'static str> {
-    let found = std::process::Command::new("promtool").arg("--version").output().is_ok_and(|o| o.status.success());
+    let found =
+        std::process::Command::new("promtool").arg("--version").output().is_ok_and(|o| o.status.success());
     if found {
         return Some("promtool");
     }
@@ -113,7 +114,8 @@ fn the_alert_rules_are_valid_and_pass_their_unit_tests() {
     let Some(promtool) = promtool() else { return };
     let folder = deploy().join("prometheus");
     for args in [["check", "rules", "alerts.yml"], ["test", "rules", "alerts.test.yml"]] {
-        let output = std::process::Command::new(promtool).args(args).current_dir(&folder).output().expect("promtool");
+        let output =
+            std::process::Command::new(promtool).args(args).current_dir(&folder).output().expect("promtool");
         assert!(
             output.status.success(),
             "promtool {}:\n{}{}",

@@ -101,9 +101,9 @@ impl Embedded {
         );
         let (inventory_app, payments_app) = (inventory.inventory().clone(), payments.payments().clone());
         let gateway_store = open(tessera_gateway::SERVICE, tessera_gateway::migrations()).await?;
-        let catalogue = settings.catalogue_cache.then(|| {
-            Catalogue::new(Arc::new(LocalCache::new(CATALOGUE_ENTRIES, CATALOGUE_TTL)))
-        });
+        let catalogue = settings
+            .catalogue_cache
+            .then(|| Catalogue::new(Arc::new(LocalCache::new(CATALOGUE_ENTRIES, CATALOGUE_TTL))));
         let mut services: Vec<Arc<dyn Service>> = vec![
             Arc::new(inventory),
             Arc::new(payments),

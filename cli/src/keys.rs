@@ -51,10 +51,6 @@ pub fn embedded(data: &Path) -> anyhow::Result<MasterKey> {
             path = %path.display(),
             "created a development master key; anyone who can read this file can read every customer's data: set {ENV} or keep the file safe"
         );
-        eprintln!(
-            "warning: created a development master key at {} (mode 0600); for production set {ENV}",
-            path.display()
-        );
     }
     Ok(key)
 }

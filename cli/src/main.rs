@@ -22,6 +22,20 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Export every span to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g.
+    /// `http://127.0.0.1:4318`.
+    #[arg(long, global = true, env = "TESSERA_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// Log lines as `json` (one object per line, with the trace id and service) or `human`.
+    /// By default: JSON for `serve`, and for `up` unless it writes to a terminal.
+    #[arg(long, global = true, env = "TESSERA_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormatArg>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormatArg {
+    Json,
+    Human,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,13 +74,20 @@ enum ConfigAction {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let mut telemetry = tessera_telemetry::TelemetrySettings::new("tessera");
+    telemetry.otlp_endpoint.clone_from(&cli.otlp_endpoint);
+    telemetry.log_format = match (cli.log_format, &cli.command) {
+        (Some(LogFormatArg::Json), _) => tessera_telemetry::LogFormat::Json,
+        (Some(LogFormatArg::Human), _) => tessera_telemetry::LogFormat::Human,
+        (None, Command::Serve(_)) => tessera_telemetry::LogFormat::Json,
+        (None, _) => tessera_telemetry::LogFormat::Auto,
+    };
+    if let Command::Serve(args) = &cli.command {
+        telemetry.process = format!("tessera-{}", args.service());
+    }
+    let _telemetry = tessera_telemetry::init(&telemetry)?;
+    match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Demo(args) => demo::run(args).await,

@@ -83,6 +83,13 @@ pub struct ServeArgs {
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+impl ServeArgs {
+    /// The service this process runs (or `gateway`).
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let storage =
         Storage::Postgres { server: args.database_url.clone(), prefix: args.database_prefix.clone() };
@@ -173,7 +180,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             )))
         }
         (None, true) => {
-            eprintln!("warning: {name} accepts requests without a token (--insecure-no-auth)");
+            tracing::warn!("{name} accepts requests without a token (--insecure-no-auth)");
             None
         }
         (None, false) => bail!(
@@ -252,10 +259,12 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
                 let bytes = http_body_util::BodyExt::collect(response.into_body()).await?.to_bytes();
                 match serde_json::from_slice::<utoipa::openapi::OpenApi>(&bytes) {
                     Ok(part) => document.merge(part),
-                    Err(error) => eprintln!("warning: {}'s document is unreadable: {error}", service.name()),
+                    Err(error) => {
+                        tracing::warn!(service = service.name(), %error, "a service's document is unreadable")
+                    }
                 }
             }
-            Err(error) => eprintln!("warning: {error}; its routes are missing from /openapi.json"),
+            Err(error) => tracing::warn!(%error, "a service's routes are missing from /openapi.json"),
         }
     }
     let store = open_store(storage, tessera_gateway::SERVICE, &tessera_gateway::migrations())

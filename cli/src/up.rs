@@ -144,11 +144,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .await
             .context("the HTTP server failed")?,
     }
-    eprintln!("stopping: finishing work in flight");
+    println!("stopping: finishing work in flight");
     if system.node.shutdown(SHUTDOWN_GRACE).await {
-        eprintln!("stopped");
+        println!("stopped");
     } else {
-        eprintln!(
+        tracing::warn!(
             "some background work did not stop within {SHUTDOWN_GRACE:?}; it resumes on the next start"
         );
     }

@@ -443,7 +443,12 @@ fn sign_in(base: &str, email: &str, password: &str) -> String {
 /// Price changes made through one gateway show through the other within 100 ms at the 99th
 /// percentile (both read the one cache in Redis, emptied by inventory's events over NATS);
 /// with Redis killed, reads keep answering.
-fn shared_catalogue_cache(g: &str, replica: &str, admin: &str, redis: &mut tessera_testkit::redis::PrivateRedis) {
+fn shared_catalogue_cache(
+    g: &str,
+    replica: &str,
+    admin: &str,
+    redis: &mut tessera_testkit::redis::PrivateRedis,
+) {
     let path = "/api/v1/products/DIST-001";
     let bearer = format!("Bearer {admin}");
     let mut latencies = Vec::new();
@@ -469,7 +474,10 @@ fn shared_catalogue_cache(g: &str, replica: &str, admin: &str, redis: &mut tesse
     }
     latencies.sort();
     let p99 = latencies[(latencies.len() * 99).div_ceil(100) - 1];
-    println!("distributed, visible at the other gateway after commit: p50 {:?}, p99 {p99:?}", latencies[latencies.len() / 2]);
+    println!(
+        "distributed, visible at the other gateway after commit: p50 {:?}, p99 {p99:?}",
+        latencies[latencies.len() / 2]
+    );
     assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
     let (_, _, metrics) = exchange(g, "GET", "/metrics", None, &[]);
     let metrics = metrics.as_str().unwrap_or_default().to_owned();
@@ -485,7 +493,10 @@ fn shared_catalogue_cache(g: &str, replica: &str, admin: &str, redis: &mut tesse
     }
     let (_, _, metrics) = exchange(replica, "GET", "/metrics", None, &[]);
     assert!(
-        metrics.as_str().unwrap_or_default().contains("tessera_gateway_cache_requests_total{result=\"degraded\"}"),
+        metrics
+            .as_str()
+            .unwrap_or_default()
+            .contains("tessera_gateway_cache_requests_total{result=\"degraded\"}"),
         "reads without Redis are counted as degraded"
     );
     redis.restart();

@@ -6,6 +6,7 @@ mod distributed;
 mod http;
 mod privacy;
 mod prometheus;
+mod traces;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

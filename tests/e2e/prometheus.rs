@@ -26,7 +26,8 @@ fn prometheus_binary() -> Option<&'static str> {
     if found {
         return Some("prometheus");
     }
-    let message = "SKIPPED: the Prometheus scrape test needs the prometheus binary (apt-get install prometheus)";
+    let message =
+        "SKIPPED: the Prometheus scrape test needs the prometheus binary (apt-get install prometheus)";
     assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{message}, and CI=true forbids skipping");
     eprintln!("\n========== {message} ==========\n");
     None
@@ -50,7 +51,11 @@ fn a_real_prometheus_scrapes_every_target_and_loads_the_alert_rules() {
     let (code, metrics) = request(&up.base, "GET", "/metrics", None, &[]);
     assert_eq!(code, 200);
     let metrics = metrics.as_str().unwrap_or_default().to_owned();
-    for name in ["tessera_http_requests_total", "tessera_http_request_duration_seconds_bucket", "tessera_store_commit_seconds"] {
+    for name in [
+        "tessera_http_requests_total",
+        "tessera_http_request_duration_seconds_bucket",
+        "tessera_store_commit_seconds",
+    ] {
         assert!(metrics.contains(name), "/metrics has {name}");
     }
 
@@ -96,7 +101,8 @@ fn a_real_prometheus_scrapes_every_target_and_loads_the_alert_rules() {
     // The samples arrived with the service and route labels.
     let started = Instant::now();
     loop {
-        let result = query(&base, "/api/v1/query?query=tessera_http_requests_total%7Bservice%3D%22gateway%22%7D");
+        let result =
+            query(&base, "/api/v1/query?query=tessera_http_requests_total%7Bservice%3D%22gateway%22%7D");
         let series = result["data"]["result"].as_array().cloned().unwrap_or_default();
         if series.iter().any(|s| s["metric"]["route"] == "/api/v1/products") {
             break;
@@ -116,7 +122,10 @@ fn a_real_prometheus_scrapes_every_target_and_loads_the_alert_rules() {
             .collect();
         let evaluated = all.iter().all(|r| r["health"] == "ok");
         if all.len() == 8 && evaluated {
-            assert!(all.iter().all(|r| r["state"] == "inactive"), "nothing fires on a healthy system: {rules}");
+            assert!(
+                all.iter().all(|r| r["state"] == "inactive"),
+                "nothing fires on a healthy system: {rules}"
+            );
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(30), "the rules evaluate: {rules}");

@@ -292,7 +292,10 @@ impl Lane {
     /// The handler, with a panic turned into an ordinary failure: a panicking handler must
     /// not take its lane (and every key hashed to it) down with it.
     async fn handle(&self, envelope: &Envelope, unit: &mut UnitOfWork) -> Result<(), String> {
-        match std::panic::AssertUnwindSafe(self.handler.handle(envelope, unit)).catch_unwind().await {
+        let span =
+            tessera_telemetry::message_span(&self.consumer, &envelope.name, envelope.traceparent.as_deref());
+        let handled = tracing::Instrument::instrument(self.handler.handle(envelope, unit), span);
+        match std::panic::AssertUnwindSafe(handled).catch_unwind().await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(error.to_string()),
             Err(panic) => {
@@ -361,7 +364,8 @@ impl Lane {
         let now = self.store.clock().now();
         let age = now.as_micros().saturating_sub(delivery.envelope.at.wall().as_micros()) as f64 / 1e6;
         metrics::gauge!("tessera_consumer_lag_seconds", "consumer" => self.consumer.clone()).set(age);
-        metrics::counter!("tessera_consumer_messages_total", "consumer" => self.consumer.clone()).increment(1);
+        metrics::counter!("tessera_consumer_messages_total", "consumer" => self.consumer.clone())
+            .increment(1);
         if let Err(error) = delivery.ack().await {
             // The effect is committed; a redelivery will meet the inbox record.
             tracing::warn!(consumer = %self.consumer, %id, %error, "ack failed");

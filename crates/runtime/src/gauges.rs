@@ -45,13 +45,16 @@ async fn sample(service: &'static str, store: &Store) {
     let stuck = crate::admin::stuck_sagas(store).await.len();
     metrics::gauge!("tessera_sagas_stuck", "service" => service).set(stuck as f64);
     // Sagas by state (a service without sagas has no table: nothing to report).
-    let by_status = Statement::new("SELECT saga, status, count(*) AS n FROM tessera_sagas GROUP BY saga, status");
+    let by_status =
+        Statement::new("SELECT saga, status, count(*) AS n FROM tessera_sagas GROUP BY saga, status");
     if let Ok(rows) = store.query(by_status).await {
         for row in rows {
-            let (Ok(saga), Ok(status), Ok(count)) = (row.text("saga"), row.text("status"), row.int("n")) else {
+            let (Ok(saga), Ok(status), Ok(count)) = (row.text("saga"), row.text("status"), row.int("n"))
+            else {
                 continue;
             };
-            let labels = [("service", service.to_owned()), ("saga", saga.to_owned()), ("status", status.to_owned())];
+            let labels =
+                [("service", service.to_owned()), ("saga", saga.to_owned()), ("status", status.to_owned())];
             metrics::gauge!("tessera_sagas", &labels).set(count as f64);
         }
     }
@@ -72,7 +75,8 @@ async fn time_ended_sagas(service: &'static str, store: &Store, after: i64) -> i
         else {
             continue;
         };
-        let labels = [("service", service.to_owned()), ("saga", saga.to_owned()), ("status", status.to_owned())];
+        let labels =
+            [("service", service.to_owned()), ("saga", saga.to_owned()), ("status", status.to_owned())];
         metrics::histogram!("tessera_saga_duration_seconds", &labels)
             .record(updated.saturating_sub(started).max(0) as f64 / 1e6);
         watermark = watermark.max(updated);

@@ -157,7 +157,8 @@ impl Store {
                 return Err(error);
             }
         };
-        metrics::histogram!("tessera_store_batch_size", "service" => service).record(receipt.batch_size as f64);
+        metrics::histogram!("tessera_store_batch_size", "service" => service)
+            .record(receipt.batch_size as f64);
         if sends {
             // A stored permit wakes the relay even if it is not waiting at this instant.
             self.outbox_signal.notify_one();

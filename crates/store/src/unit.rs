@@ -143,14 +143,14 @@ impl UnitOfWork {
 
     /// Puts a message in the outbox; the relay publishes it after the commit.
     pub fn send(&mut self, envelope: &Envelope) -> Result<&mut Self> {
-        self.ops.push(Op::Send(OutgoingMessage::new(envelope)?));
+        self.ops.push(Op::Send(OutgoingMessage::new(&traced(envelope))?));
         Ok(self)
     }
 
     /// A durable timer: `envelope` is handed back by `due_timers` from `due_at` on. Its id is
     /// the envelope's id.
     pub fn schedule(&mut self, envelope: &Envelope, due_at: Timestamp) -> Result<&mut Self> {
-        self.ops.push(Op::Schedule { due_at, message: OutgoingMessage::new(envelope)? });
+        self.ops.push(Op::Schedule { due_at, message: OutgoingMessage::new(&traced(envelope))? });
         Ok(self)
     }
 
@@ -201,5 +201,19 @@ impl UnitOfWork {
     pub async fn commit(self) -> Result<CommitReceipt> {
         let store = self.store.clone();
         store.commit(self).await
+    }
+}
+
+/// The envelope, carrying the trace context of the span that emits it: the request or the
+/// message being handled (which continues its cause's trace). Outside any span the envelope
+/// keeps what it has (its cause's).
+fn traced(envelope: &Envelope) -> std::borrow::Cow<'_, Envelope> {
+    match tessera_telemetry::current_traceparent() {
+        Some(traceparent) if envelope.traceparent.as_deref() != Some(traceparent.as_str()) => {
+            let mut owned = envelope.clone();
+            owned.traceparent = Some(traceparent);
+            std::borrow::Cow::Owned(owned)
+        }
+        _ => std::borrow::Cow::Borrowed(envelope),
     }
 }

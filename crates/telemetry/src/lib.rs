@@ -98,7 +98,8 @@ impl Drop for Telemetry {
 /// OTLP endpoint is set (the exporter runs on it).
 pub fn init(settings: &TelemetrySettings) -> Result<Telemetry, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.default_filter));
     let json = match settings.log_format {
         LogFormat::Json => true,
         LogFormat::Human => false,
@@ -127,13 +128,15 @@ pub fn init(settings: &TelemetrySettings) -> Result<Telemetry, TelemetryError> {
             let config = opentelemetry_sdk::trace::BatchConfigBuilder::default()
                 .with_scheduled_delay(settings.export_delay)
                 .build();
-            let processor = opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
-                exporter,
-                opentelemetry_sdk::runtime::Tokio,
-            )
-            .with_batch_config(config)
-            .build();
-            let resource = opentelemetry_sdk::Resource::builder().with_service_name(settings.process.clone()).build();
+            let processor =
+                opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+                    exporter,
+                    opentelemetry_sdk::runtime::Tokio,
+                )
+                .with_batch_config(config)
+                .build();
+            let resource =
+                opentelemetry_sdk::Resource::builder().with_service_name(settings.process.clone()).build();
             let provider =
                 SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource).build();
             let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("tessera"));
@@ -141,10 +144,11 @@ pub fn init(settings: &TelemetrySettings) -> Result<Telemetry, TelemetryError> {
         }
         None => (None, None),
     };
+    // The filter (RUST_LOG) chooses log lines only: spans are exported from `info` whatever
+    // it says, so that a quiet log does not cost the traces.
     tracing_subscriber::registry()
-        .with(filter)
-        .with(lines)
-        .with(export)
+        .with(lines.with_filter(filter))
+        .with(export.with_filter(tracing_subscriber::filter::LevelFilter::INFO))
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
     Ok(Telemetry { provider })

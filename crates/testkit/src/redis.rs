@@ -35,7 +35,16 @@ impl PrivateRedis {
 
     fn launch(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -83,7 +92,9 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         if self.child.is_some() {
             // A paused server ignores SIGKILL's cleanup until it runs again.
-            let _ = Command::new("kill").args(["-CONT", &self.child.as_ref().map(|c| c.id()).unwrap_or(0).to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-CONT", &self.child.as_ref().map(|c| c.id()).unwrap_or(0).to_string()])
+                .status();
         }
         self.kill();
     }

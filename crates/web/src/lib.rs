@@ -18,8 +18,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use metered::metered;
 pub use extract::{Json, Path, Query, body_problem, is_json, parse_json, parse_query};
+pub use metered::metered;
 pub use preconditions::{ETag, IfMatch, stale};
 pub use problem::{ApiResult, FieldError, PROBLEM_JSON, Problem, store_problem};
 pub use tls::{Identity, TlsError, serve_tls};

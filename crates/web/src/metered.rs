@@ -1,5 +1,6 @@
-//! Request metrics: count, status and latency of every request, by service and route pattern
-//! (never by raw path, so an id in a URL cannot multiply the series).
+//! Request metrics and spans: count, status and latency of every request, by service and
+//! route pattern (never by raw path, so an id in a URL cannot multiply the series), and a span
+//! per request that continues the caller's trace.
 
 use std::time::Instant;
 
@@ -7,10 +8,12 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
+use tracing::Instrument;
 
-/// Counts and times every request `router` serves as `service`.
+/// Counts, times and traces every request `router` serves as `service`.
 pub fn metered<S: Clone + Send + Sync + 'static>(router: Router<S>, service: &'static str) -> Router<S> {
-    router.layer(axum::middleware::from_fn(move |request: Request, next: Next| record(service, request, next)))
+    router
+        .layer(axum::middleware::from_fn(move |request: Request, next: Next| record(service, request, next)))
 }
 
 async fn record(service: &'static str, request: Request, next: Next) -> Response {
@@ -19,8 +22,9 @@ async fn record(service: &'static str, request: Request, next: Next) -> Response
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let method = request.method().as_str().to_owned();
+    let span = tessera_telemetry::http_span(service, &method, &route, request.headers());
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = next.run(request).instrument(span).await;
     let status = response.status();
     metrics::histogram!(
         "tessera_http_request_duration_seconds",

@@ -178,9 +178,11 @@ pub async fn call(
     for (name, value) in headers {
         request = request.header(name, value);
     }
-    let request = request
+    let mut request = request
         .body(body.map_or_else(Body::empty, Body::from))
         .map_err(|e| ClientError::Unreachable { service: client.name(), reason: e.to_string() })?;
+    // The service continues this request's trace.
+    tessera_telemetry::inject(request.headers_mut());
     let service = client.name();
     let exchange = async {
         let response = client.send(request).await?;

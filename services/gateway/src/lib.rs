@@ -153,8 +153,7 @@ impl Gateway {
         for service in services.all() {
             service.use_credentials(delegation.clone());
         }
-        let gateway =
-            Self {
+        let gateway = Self {
             services,
             keys,
             config: Arc::new(config),

@@ -141,7 +141,9 @@ impl Gateway {
         };
         let inventory = self.services.inventory.clone();
         let load = move || async move {
-            call(&inventory, Method::GET, &path, None, &[], timeout).await.map(|r| CachedReply::from_reply(&r))
+            call(&inventory, Method::GET, &path, None, &[], timeout)
+                .await
+                .map(|r| CachedReply::from_reply(&r))
         };
         match tokio::time::timeout(timeout, catalogue.get(&key, load)).await {
             Ok(answer) => answer.map(CachedReply::into_reply),
@@ -677,7 +679,11 @@ async fn check_order(g: &Gateway, caller: &Caller, body: &serde_json::Map<String
     let lookups = futures_util::stream::iter(skus.into_iter().map(|(index, sku)| async move {
         // Only whether the product exists: what is in stock is inventory's to decide.
         let reply = g
-            .catalogue_read(format!("/products/{sku}"), CacheKey::product(sku.as_str()), g.config.call_timeout)
+            .catalogue_read(
+                format!("/products/{sku}"),
+                CacheKey::product(sku.as_str()),
+                g.config.call_timeout,
+            )
             .await
             .map_err(|e| unavailable(&e));
         (index, sku, reply)
@@ -780,24 +786,29 @@ async fn place_order(
     let task = {
         let (g, caller) = (g.clone(), caller.clone());
         let asking = crate::delegation::asking();
-        tokio::spawn(crate::delegation::on_behalf_of(asking, async move {
-            let outcome = place_checked(&g, &caller, parsed, &key).await;
-            let (status, text) = match &outcome {
-                Ok(reply) => (reply.status, String::from_utf8_lossy(&reply.body).into_owned()),
-                Err(problem) => (problem.status, serde_json::to_string(problem).unwrap_or_default()),
-            };
-            let recorded = if status.is_server_error() {
-                // A passing failure: free the key for the client's retry, which cannot place a
-                // second order because orders keeps one order per key.
-                idempotency::release(&g.store, &caller.sub, &key).await
-            } else {
-                idempotency::complete(&g.store, &caller.sub, &key, status.as_u16(), &text).await
-            };
-            if let Err(error) = recorded {
-                tracing::error!(%error, "cannot record an idempotent answer");
-            }
-            outcome
-        }))
+        // The task stays in the request's trace.
+        let span = tracing::Span::current();
+        tokio::spawn(tracing::Instrument::instrument(
+            crate::delegation::on_behalf_of(asking, async move {
+                let outcome = place_checked(&g, &caller, parsed, &key).await;
+                let (status, text) = match &outcome {
+                    Ok(reply) => (reply.status, String::from_utf8_lossy(&reply.body).into_owned()),
+                    Err(problem) => (problem.status, serde_json::to_string(problem).unwrap_or_default()),
+                };
+                let recorded = if status.is_server_error() {
+                    // A passing failure: free the key for the client's retry, which cannot place a
+                    // second order because orders keeps one order per key.
+                    idempotency::release(&g.store, &caller.sub, &key).await
+                } else {
+                    idempotency::complete(&g.store, &caller.sub, &key, status.as_u16(), &text).await
+                };
+                if let Err(error) = recorded {
+                    tracing::error!(%error, "cannot record an idempotent answer");
+                }
+                outcome
+            }),
+            span,
+        ))
     };
     match task.await {
         Ok(Ok(reply)) => Ok(pass_on(reply)),

@@ -99,8 +99,12 @@ async fn shop(catalogue: Arc<Catalogue>, invalidate: bool) -> Shop {
         ids.clone(),
         clock.clone(),
     );
-    let support =
-        tessera_support::SupportService::new(open("support", tessera_support::migrations()).await, vault, ids, clock);
+    let support = tessera_support::SupportService::new(
+        open("support", tessera_support::migrations()).await,
+        vault,
+        ids,
+        clock,
+    );
     let payments_app = payments.payments().clone();
     let gateway_store = open("gateway", tessera_gateway::migrations()).await;
     let mut services: Vec<Arc<dyn Service>> = vec![
@@ -113,7 +117,8 @@ async fn shop(catalogue: Arc<Catalogue>, invalidate: bool) -> Shop {
     if invalidate {
         services.push(Arc::new(CatalogueInvalidation::new(catalogue.clone(), gateway_store.clone())));
     }
-    let node = Node::start(services, Arc::new(InProcessTransport::new()), NodeOptions::default()).expect("node");
+    let node =
+        Node::start(services, Arc::new(InProcessTransport::new()), NodeOptions::default()).expect("node");
     let inventory_reads = Arc::new(AtomicUsize::new(0));
     let client = |name: &'static str| InProcess::new(name, node.service_router(name).expect("router"));
     let services = Services {
@@ -261,7 +266,14 @@ async fn stock_shown_from_a_stale_cache_cannot_oversell() {
         let token = shop.gateway.keys().issue(&customer.to_string(), Role::Customer, now).expect("token");
         let card = shop
             .payments
-            .tokenise(customer, "4242424242424242", 12, 2031, "123", &tessera_web::token::Actor::system("test"))
+            .tokenise(
+                customer,
+                "4242424242424242",
+                12,
+                2031,
+                "123",
+                &tessera_web::token::Actor::system("test"),
+            )
             .await
             .expect("card")
             .token;
@@ -304,8 +316,10 @@ async fn stock_shown_from_a_stale_cache_cannot_oversell() {
 // ---- the shared cache in Redis ----
 
 fn redis_catalogue(url: &str) -> (Arc<RedisCache>, Arc<Catalogue>) {
-    let settings =
-        RedisSettings { prefix: format!("tessera-test:{}", Uuid::now_v7().simple()), ..RedisSettings::new(url) };
+    let settings = RedisSettings {
+        prefix: format!("tessera-test:{}", Uuid::now_v7().simple()),
+        ..RedisSettings::new(url)
+    };
     let backend = Arc::new(RedisCache::new(settings).expect("redis client"));
     (backend.clone(), Catalogue::new(backend))
 }
@@ -351,7 +365,11 @@ async fn through_redis_changes_show_within_100_ms_and_an_outage_costs_clients_no
             let (mut ok, mut failed) = (0_u64, Vec::new());
             while !stop.load(Ordering::SeqCst) {
                 let answer = shop.send(Method::GET, "/api/v1/products/TEA-300", None, None).await;
-                if answer.status == StatusCode::OK { ok += 1 } else { failed.push(answer.status) }
+                if answer.status == StatusCode::OK {
+                    ok += 1
+                } else {
+                    failed.push(answer.status)
+                }
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             (ok, failed)
@@ -366,7 +384,8 @@ async fn through_redis_changes_show_within_100_ms_and_an_outage_costs_clients_no
     let etag = cached.header("etag").expect("etag").to_owned();
     let new_price = price_now(&cached) + 7;
     let patch = json!({"price": {"amount": new_price, "currency": "EUR"}});
-    let changed = shop.send_with(Method::PATCH, path, Some(patch), Some(&admin), &[("if-match", &etag)]).await;
+    let changed =
+        shop.send_with(Method::PATCH, path, Some(patch), Some(&admin), &[("if-match", &etag)]).await;
     assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let during = shop.send(Method::GET, path, None, None).await;

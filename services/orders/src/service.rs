@@ -96,7 +96,8 @@ async fn report_outcomes(store: Store, mut stop: watch::Receiver<bool>) {
         );
         if let Ok(rows) = store.query(counts).await {
             for row in rows {
-                let (Ok(status), Ok(reason), Ok(count)) = (row.text("status"), row.text("reason"), row.int("n"))
+                let (Ok(status), Ok(reason), Ok(count)) =
+                    (row.text("status"), row.text("reason"), row.int("n"))
                 else {
                     continue;
                 };

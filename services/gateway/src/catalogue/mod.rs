@@ -54,7 +54,9 @@ pub enum CacheError {
 pub enum Lookup {
     Hit(Bytes),
     /// Not there; a fill must carry this stamp to be kept.
-    Miss { stamp: u64 },
+    Miss {
+        stamp: u64,
+    },
 }
 
 /// Where entries are kept: in this process, or shared by every gateway replica.
@@ -102,10 +104,9 @@ impl CachedReply {
 
     pub fn into_reply(self) -> Reply {
         let mut headers = axum::http::HeaderMap::new();
-        for (name, value) in [
-            (axum::http::header::CONTENT_TYPE, self.content_type),
-            (axum::http::header::ETAG, self.etag),
-        ] {
+        for (name, value) in
+            [(axum::http::header::CONTENT_TYPE, self.content_type), (axum::http::header::ETAG, self.etag)]
+        {
             if let Some(value) = value.and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
                 headers.insert(name, value);
             }
@@ -211,7 +212,8 @@ impl Catalogue {
                 Some(stamp)
             }
             None => {
-                metrics::counter!("tessera_gateway_cache_requests_total", "result" => "degraded").increment(1);
+                metrics::counter!("tessera_gateway_cache_requests_total", "result" => "degraded")
+                    .increment(1);
                 None
             }
         };

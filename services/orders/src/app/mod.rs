@@ -196,7 +196,10 @@ impl Orders {
             );
         }
         match unit.commit().await {
-            Ok(_) => Ok(order_id),
+            Ok(_) => {
+                tracing::info!(%order_id, "order placed");
+                Ok(order_id)
+            }
             // The same request, placed concurrently a moment ago: answer with that order.
             Err(StoreError::Constraint(_)) if request_key.is_some() => {
                 let key = request_key.unwrap_or_default();
@@ -440,12 +443,14 @@ impl Inner {
                     .total
                     .clone()
                     .ok_or_else(|| AppError::Internal("confirmed without a total".into()))?;
+                tracing::info!(%order_id, "order confirmed");
                 let confirmed =
                     OrderConfirmed { order_id, customer_id, lines: after.priced.clone(), total, version };
                 unit.send(&self.event(order_id, &confirmed, cause)?)?;
             }
             OrderStatus::Rejected => {
                 let reason = after.reason.unwrap_or(RejectionReason::PaymentDeclined);
+                tracing::info!(%order_id, ?reason, "order rejected");
                 unit.send(&self.event(
                     order_id,
                     &OrderRejected { order_id, customer_id, reason, version },
