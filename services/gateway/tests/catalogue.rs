@@ -102,6 +102,7 @@ async fn shop(catalogue: Arc<Catalogue>, invalidate: bool) -> Shop {
     let support = tessera_support::SupportService::new(
         open("support", tessera_support::migrations()).await,
         vault,
+        tessera_support::AttachmentStore::local(&data.path().join("attachments")).expect("attachments"),
         ids,
         clock,
     );

@@ -270,7 +270,7 @@ impl Catalogue {
     pub async fn settle_owed(&self) {
         let due = {
             let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-            !health.owed.is_empty() && !health.resting_until.is_some_and(|until| Instant::now() < until)
+            !health.owed.is_empty() && health.resting_until.is_none_or(|until| Instant::now() >= until)
         };
         if due {
             self.invalidate(Vec::new()).await;
