@@ -9,6 +9,7 @@ mod embedded;
 mod keys;
 mod projections;
 mod serve;
+mod top;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -59,6 +60,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Rotate the vault's master key (`rotate`).
     Vault(keys::VaultArgs),
+    /// Watch a running system in the terminal: requests, errors, latency, backlogs, lag.
+    Top(top::TopArgs),
     /// Measure the platform's throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -100,5 +103,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Audit(args) => audit::run(args).await,
         Command::Vault(args) => keys::run(args).await,
         Command::Bench { target } => bench::run(target).await,
+        Command::Top(args) => top::run(args).await,
     }
 }
