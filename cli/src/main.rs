@@ -10,6 +10,7 @@ mod keys;
 mod projections;
 mod serve;
 mod up;
+mod web_ui;
 
 use clap::{Parser, Subcommand};
 
