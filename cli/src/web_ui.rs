@@ -90,9 +90,8 @@ mod tests {
     async fn get(path: &str) -> (StatusCode, String, String, String) {
         let response =
             routes().oneshot(Request::get(path).body(Body::empty()).expect("request")).await.expect("answer");
-        let header = |name| {
-            response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
-        };
+        let header =
+            |name| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let (content_type, csp) = (header(header::CONTENT_TYPE), header(header::CONTENT_SECURITY_POLICY));
         let status = response.status();
         let body = response.into_body().collect().await.expect("body").to_bytes();
@@ -133,7 +132,11 @@ mod tests {
     fn the_pages_load_their_scripts_from_files_never_inline() {
         for asset in SHOP.iter().chain(CONSOLE.iter()).filter(|a| a.content_type == HTML) {
             for tag in asset.body.split("<script").skip(1) {
-                assert!(tag.trim_start().starts_with("type=\"module\" src=\"/"), "{}: <script{tag}", asset.name);
+                assert!(
+                    tag.trim_start().starts_with("type=\"module\" src=\"/"),
+                    "{}: <script{tag}",
+                    asset.name
+                );
             }
             assert!(!asset.body.contains(" style=\""), "{}: inline style", asset.name);
             for handler in ["onclick=", "onsubmit=", "onload=", "onchange=", "oninput=", "onerror="] {

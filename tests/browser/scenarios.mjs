@@ -43,6 +43,8 @@ async function page(name) {
 
 async function shot(tab, file) {
   const path = join(shots, file);
+  // From the top, so that the sticky header is drawn once, where it belongs.
+  await tab.evaluate(() => window.scrollTo(0, 0));
   await tab.screenshot({ path, fullPage: true });
   console.log(`screenshot ${path}`);
 }
@@ -91,6 +93,16 @@ try {
   console.log(`order ${order} confirmed`);
   await shop.waitForSelector(`#orders tr[data-order="${order}"]`);
 
+  step = 'a declined card: the order is rejected, with its reason';
+  await shop.fill('#card-form input[name=card_number]', '4000000000000002');
+  await shop.click('#add-card');
+  await shop.waitForFunction(() => document.querySelector('#card-select')?.selectedOptions[0]?.textContent.includes('0002'));
+  await shop.click('.product[data-sku="MUG-001"] .add-to-cart');
+  await shop.click('#place-order');
+  const declined = await shop.waitForSelector(`#order-live:not([data-order="${order}"])[data-status="rejected"]`, { timeout: 30_000 });
+  check((await declined.innerText()).includes('payment declined'), `the rejection lacks its reason: ${await declined.innerText()}`);
+  await shot(shop, 'shop-4-order-rejected.png');
+
   step = 'open a ticket about it';
   await shop.fill('#ticket-form input[name=subject]', 'Where is my tea?');
   await shop.selectOption('#ticket-order', order);
@@ -102,7 +114,7 @@ try {
   await shop.click('#export');
   const exported = await shop.waitForSelector('#export-json');
   check((await exported.innerText()).includes(order), 'the export lacks the order');
-  await shot(shop, 'shop-4-orders-ticket-export.png');
+  await shot(shop, 'shop-5-orders-ticket-export.png');
 
   // ---- (b) console ----
   const admin = await page('console');
@@ -144,9 +156,14 @@ try {
   console.log(`dead letter ${letterId} retried and delivered`);
   await shot(admin, 'console-4-dead-letter-retried.png');
 
-  step = 'services and projections';
+  step = 'services, and a projection rebuilt';
   await admin.click('nav.tabs button[data-tab=services]');
   await admin.waitForSelector('#services-table tr[data-service=orders]');
+  const rebuilds = async () => Number(await admin.innerText('#projections-table tr[data-projection=order_summaries] td:nth-child(6)'));
+  const before = await rebuilds();
+  admin.once('dialog', (dialog) => dialog.accept());
+  await admin.click('#projections-table tr[data-projection=order_summaries] button.rebuild');
+  await admin.waitForFunction((n) => Number(document.querySelector('#projections-table tr[data-projection=order_summaries] td:nth-child(6)')?.textContent) > n, before, { timeout: 20_000 });
   await shot(admin, 'console-5-services.png');
 
   step = 'audit verification';

@@ -83,8 +83,7 @@ fn a_newcomer_orders_in_the_shop_and_an_admin_follows_it_and_retries_a_dead_lett
         .env("TESSERA_TEST_BROWSER", chromium)
         .output()
         .expect("run node (is Node.js installed?)");
-    let (stdout, stderr) =
-        (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     println!("{stdout}");
     eprintln!("{stderr}");
     assert!(output.status.success(), "the browser scenarios failed ({}): {stderr}", output.status);

@@ -86,6 +86,11 @@ export function h(tag, attributes = {}, ...children) {
   return element;
 }
 
+/** Replaces `target`'s children, skipping null, undefined and false as `h` does. */
+export function fill(target, ...children) {
+  target.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 /** A problem, readably: its title, detail, code, field errors and the request id. */
 export function problemView(error, context = '') {
   const problem = error instanceof ApiError ? error.problem : { title: 'Error', detail: String(error?.message || error) };

@@ -2,7 +2,7 @@
 // past orders, support tickets, and the customer's own data (export, erase). Only the public
 // API; the token lives in sessionStorage.
 
-import { api, ApiError, h, money, problemView, session, showProblem, sleep, statusBadge, when } from './api.js';
+import { api, ApiError, fill, h, money, problemView, session, showProblem, sleep, statusBadge, when } from './api.js';
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -241,7 +241,7 @@ async function watch(orderId) {
     }
     const status = view?.status || 'pending';
     panel.dataset.status = status;
-    panel.replaceChildren(
+    fill(panel,
       h('div', { class: 'muted small' }, 'Order ', h('code', {}, orderId)),
       h('div', { class: 'big' }, TERMINAL.has(status) ? null : h('span', { class: 'spinner', 'aria-hidden': 'true' }),
         h('span', { id: 'order-status' }, statusBadge(status)),
@@ -296,7 +296,7 @@ async function showOrder(id) {
       flash('Cancellation requested: the order is refunded and restocked.');
       watch(id);
     }));
-    target.replaceChildren(h('h3', {}, 'Order ', h('code', {}, o.id)),
+    fill(target, h('h3', {}, 'Order ', h('code', {}, o.id)),
       h('p', {}, statusBadge(o.status), o.reason ? ` ${o.reason}` : '', ` · placed ${when(o.created_at)} · updated ${when(o.updated_at)}`),
       h('table', {}, h('tbody', {}, (o.items || []).map((item) => h('tr', {},
         h('td', {}, item.quantity, ' × ', item.name || item.sku), h('td', { class: 'num' }, money(item.unit_price)))),

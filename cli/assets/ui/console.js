@@ -3,7 +3,7 @@
 // one order's timeline across services, and audit verification. The API decides who may do
 // what; a 403 is shown as such, never hidden.
 
-import { api, ApiError, h, money, problemView, session, showProblem, sleep, statusBadge, when } from './api.js';
+import { api, ApiError, fill, h, money, problemView, session, showProblem, sleep, statusBadge, when } from './api.js';
 import { chart, sparkline } from './charts.js';
 
 const $ = (selector) => document.querySelector(selector);
@@ -218,7 +218,7 @@ function drawLag(list) {
     const entry = series.lag.get(name);
     push(entry.values, value);
     entry.box.querySelector('.badge').replaceWith(statusBadge(service.health));
-    entry.label.textContent = value === null ? 'no answer' : `${value} events${(service.projections || []).length ? '' : ' (no projections)'}`;
+    entry.label.textContent = value === null ? 'no answer' : (service.projections || []).length ? `${value} events` : 'no read models';
     sparkline(entry.svg, entry.values, { capacity: HISTORY, colour: '#5d6875' });
   }
 }
@@ -432,7 +432,7 @@ async function showTimeline(id) {
     parts.push(problemView(history.reason, 'History'));
   }
   if (payments.status === 'rejected') parts.push(problemView(payments.reason, 'Payments'));
-  target.replaceChildren(...parts);
+  fill(target, parts);
 }
 
 /** A correlation or trace id, if the history carries one (in an event's data). */
