@@ -6,7 +6,8 @@
 // (a) storefront: sign up, see a refused card explained, add the approving test card, order,
 //     watch the order go from pending to confirmed, open a ticket, export the data;
 // (b) console as admin: the live overview, that order's timeline, a dead letter retried
-//     (the Rust test seeds one), services, audit verification; as support: a 403 shown.
+//     (the Rust test seeds one), a projection rebuilt, audit verification; as support: a 403
+//     shown and the timeline; then the customer erases their data.
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,12 +27,14 @@ const browser = await chromium.launch({
 });
 
 const failures = [];
+const pages = new Map();
 let step = 'start';
 
 /** A fresh browser context (its own sessionStorage) and page, watched for script errors and CSP violations. */
 async function page(name) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const tab = await context.newPage();
+  pages.set(name, tab);
   tab.setDefaultTimeout(15_000);
   tab.on('pageerror', (error) => failures.push(`${name}: script error at step "${step}": ${error.message}`));
   tab.on('console', (message) => {
@@ -186,8 +189,16 @@ try {
   await support.fill('#order-id', order);
   await support.click('#lookup');
   await support.waitForSelector('#timeline li');
+
+  step = 'the customer erases their data';
+  shop.once('dialog', (dialog) => dialog.accept());
+  await shop.click('#erase');
+  await shop.waitForSelector('#welcome:not(.hidden)', { timeout: 30_000 });
+  check((await shop.innerText('#flash')).includes('erased'), 'no goodbye after the erasure');
+  await shot(shop, 'shop-6-erased.png');
 } catch (error) {
   failures.push(`step "${step}": ${error.message.split('\n')[0]}`);
+  for (const [name, tab] of pages) await shot(tab, `failed-${name}.png`).catch(() => {});
 } finally {
   await browser.close();
 }

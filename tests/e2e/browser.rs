@@ -3,6 +3,7 @@
 //! `TESSERA_TEST_BROWSER` (the chromium binary) and `npm ci --prefix tests/browser`; without
 //! the variable the test says SKIPPED and passes, except in CI, where it fails.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -16,7 +17,9 @@ fn browser_or_skip() -> Option<String> {
             panic!("CI=true but TESSERA_TEST_BROWSER is unset: the browser tests must run in CI")
         }
         _ => {
-            eprintln!(
+            // Straight to the stream, past the test harness's capture, so that it shows.
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED: browser tests (set TESSERA_TEST_BROWSER=/usr/bin/chromium and run \
                  `npm ci --prefix tests/browser`)"
             );

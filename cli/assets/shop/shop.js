@@ -362,9 +362,15 @@ $('#erase').addEventListener('click', (event) => {
     $('#data-output').replaceChildren(progress);
     for (let i = 0; i < 120; i += 1) {
       const { body } = await api('GET', `/customers/${id}/erasure`);
-      progress.replaceChildren(`Erasure ${body.status}: `,
-        ...Object.entries(body.services || {}).map(([name, s]) => h('span', {}, ` ${name} `, statusBadge(s))));
-      if (body.status === 'complete') break;
+      // Customers answers `{complete, services: [{service, done_at?}]}`; API.md describes
+      // `{status, services: {name: status}}`: either is read.
+      const complete = body.complete === true || body.status === 'complete';
+      const steps = Array.isArray(body.services)
+        ? body.services.map((s) => [s.service, s.done_at ? 'done' : 'pending'])
+        : Object.entries(body.services || {});
+      fill(progress, `Erasure ${complete ? 'complete' : 'in progress'}: `,
+        steps.map(([name, state]) => h('span', {}, ` ${name} `, statusBadge(state))));
+      if (complete) break;
       await sleep(POLL_MS);
     }
     await sleep(1500);

@@ -477,7 +477,7 @@ $('#verify').addEventListener('click', async (event) => {
     const { body } = await api('POST', '/admin/audit/verify');
     target.replaceChildren(
       h('p', { id: 'audit-verdict' }, body.ok ? statusBadge('ok') : statusBadge('bad'), body.ok ? ' Every chain is intact.' : ' A chain is broken: see below.'),
-      h('table', {}, h('thead', {}, h('tr', {}, ['Service', 'Records', 'Result', 'First bad index', 'Problem'].map((t) => h('th', {}, t)))),
+      h('table', {}, h('thead', {}, h('tr', {}, ['Service', 'Records', 'Result', 'First bad index', 'Problem'].map((t, i) => h('th', { class: i === 1 || i === 3 ? 'num' : '' }, t)))),
         h('tbody', {}, (body.services || []).map((s) => h('tr', {}, h('td', {}, s.service), h('td', { class: 'num' }, s.records ?? '–'),
           h('td', {}, statusBadge(s.ok ? 'ok' : 'bad')), h('td', { class: 'num' }, s.first_bad_index ?? ''), h('td', { class: 'small' }, s.problem || s.error || ''))))));
   } catch (error) {
