@@ -135,7 +135,8 @@ impl Embedded {
         }
         let router = gateway
             .router(node.openapi().clone(), Some(Arc::new(node.readiness())))
-            .merge(tessera_runtime::metrics::route());
+            .merge(tessera_runtime::metrics::route())
+            .merge(crate::web_ui::routes());
         Ok(Self { node, gateway, router, inventory: inventory_app, payments: payments_app })
     }
 }

@@ -11,6 +11,7 @@ mod projections;
 mod serve;
 mod top;
 mod up;
+mod web_ui;
 
 use clap::{Parser, Subcommand};
 

@@ -312,7 +312,10 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
         }
         None => None,
     };
-    let router = gateway.router(document, None).merge(tessera_runtime::metrics::route());
+    let router = gateway
+        .router(document, None)
+        .merge(tessera_runtime::metrics::route())
+        .merge(crate::web_ui::routes());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -187,6 +187,8 @@ fn print_banner(data: &Path, scheme: &str, address: SocketAddr, took: Duration, 
     let base = format!("{scheme}://{address}");
     println!("Tessera is up (embedded) in {} ms", took.as_millis());
     println!("  data      {}", data.display());
+    println!("  shop      {base}/shop   (storefront: sign up, order, watch it confirm)");
+    println!("  console   {base}/ui     (operators: sign in as admin or support)");
     println!("  API       {base}/api/v1");
     println!("  OpenAPI   {base}/openapi.json");
     println!("  health    {base}/health   readiness {base}/ready");

@@ -2,6 +2,7 @@
 //! over real HTTP.
 
 mod authz;
+mod browser;
 mod distributed;
 mod http;
 mod privacy;
