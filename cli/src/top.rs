@@ -47,7 +47,12 @@ impl Scrape {
     }
 
     /// The sum of `name`'s samples grouped by `label`, keeping samples `keep` accepts.
-    fn sum_by(&self, name: &str, label: &str, keep: impl Fn(&BTreeMap<String, String>) -> bool) -> BTreeMap<String, f64> {
+    fn sum_by(
+        &self,
+        name: &str,
+        label: &str,
+        keep: impl Fn(&BTreeMap<String, String>) -> bool,
+    ) -> BTreeMap<String, f64> {
         let mut sums = BTreeMap::new();
         for (sample, labels, value) in &self.samples {
             if sample == name && keep(labels) {
@@ -96,7 +101,8 @@ async fn scrape(client: &Client, url: &str) -> anyhow::Result<Scrape> {
     Ok(Scrape::parse(&String::from_utf8_lossy(&body)))
 }
 
-type Client = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, axum::body::Body>;
+type Client =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, axum::body::Body>;
 
 /// The overview between two scrapes `seconds` apart.
 fn overview(before: &Scrape, after: &Scrape, seconds: f64) -> String {
@@ -111,7 +117,8 @@ fn overview(before: &Scrape, after: &Scrape, seconds: f64) -> String {
             .collect::<BTreeMap<_, _>>()
     };
     let requests = rate("tessera_http_requests_total", &all);
-    let errors = rate("tessera_http_requests_total", &|l| l.get("status").is_some_and(|s| s.starts_with('5')));
+    let errors =
+        rate("tessera_http_requests_total", &|l| l.get("status").is_some_and(|s| s.starts_with('5')));
     let backlog = after.sum_by("tessera_outbox_unsent", "service", all);
     let dead = after.sum_by("tessera_dead_letters", "service", all);
     let mut out = format!(
@@ -164,15 +171,17 @@ fn p99_ms(before: &Scrape, after: &Scrape, service: &str) -> Option<f64> {
         return None;
     }
     let wanted = total * 0.99;
-    buckets.iter().find(|(_, count)| *count >= wanted).map(|(bound, _)| {
-        if bound.is_finite() { bound * 1000.0 } else { f64::INFINITY }
-    })
+    buckets
+        .iter()
+        .find(|(_, count)| *count >= wanted)
+        .map(|(bound, _)| if bound.is_finite() { bound * 1000.0 } else { f64::INFINITY })
 }
 
 pub async fn run(args: TopArgs) -> anyhow::Result<()> {
     let client: Client =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let every = Duration::try_from_secs_f64(args.every).context("--every must be a positive number of seconds")?;
+    let every =
+        Duration::try_from_secs_f64(args.every).context("--every must be a positive number of seconds")?;
     let mut before = scrape(&client, &args.url).await?;
     let mut at = Instant::now();
     loop {
@@ -221,7 +230,10 @@ tessera_consumer_lag_seconds{consumer="payments__orders"} 0.25
         let gateway = text.lines().find(|l| l.starts_with("gateway")).expect("gateway row");
         let cells: Vec<&str> = gateway.split_whitespace().collect();
         assert_eq!(cells[1..4], ["11.0", "1.0", "50.0"], "{text}");
-        assert!(text.lines().any(|l| l.starts_with("orders") && l.split_whitespace().nth(4) == Some("4")), "{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with("orders") && l.split_whitespace().nth(4) == Some("4")),
+            "{text}"
+        );
         assert!(text.contains("payments__orders"), "{text}");
     }
 
