@@ -214,10 +214,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let services: Vec<&str> = progress["services"]
-        .as_array()
-        .map(|s| s.iter().filter_map(|s| s["service"].as_str()).collect())
-        .unwrap_or_default();
+    let services: Vec<&str> =
+        progress["services"].as_object().map(|s| s.keys().map(String::as_str).collect()).unwrap_or_default();
     println!(
         "\ncustomer {customer_id} erased (erasure {}): done by {}",
         erasure["erasure_id"].as_str().unwrap_or_default(),

@@ -132,4 +132,24 @@ fn a_real_prometheus_scrapes_every_target_and_loads_the_alert_rules() {
         std::thread::sleep(Duration::from_millis(250));
     }
     drop(prometheus);
+
+    // `tessera top` reads the same endpoint: one overview, with the gateway's traffic in it.
+    let reader = std::thread::spawn({
+        let base = up.base.clone();
+        move || {
+            for _ in 0..40 {
+                request(&base, "GET", "/api/v1/products", None, &[]);
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        }
+    });
+    let output =
+        crate::tessera().args(["top", "--once", "--every", "0.8", "--url", &up.base]).output().expect("top");
+    reader.join().expect("reader");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "top: {text}{}", String::from_utf8_lossy(&output.stderr));
+    let gateway =
+        text.lines().find(|l| l.starts_with("gateway")).unwrap_or_else(|| panic!("a gateway row: {text}"));
+    let rate: f64 = gateway.split_whitespace().nth(1).and_then(|r| r.parse().ok()).expect("req/s");
+    assert!(rate > 0.0, "the gateway's requests per second: {text}");
 }

@@ -364,6 +364,7 @@ impl Lane {
         let now = self.store.clock().now();
         let age = now.as_micros().saturating_sub(delivery.envelope.at.wall().as_micros()) as f64 / 1e6;
         metrics::gauge!("tessera_consumer_lag_seconds", "consumer" => self.consumer.clone()).set(age);
+        crate::lag::record(&self.consumer, age);
         metrics::counter!("tessera_consumer_messages_total", "consumer" => self.consumer.clone())
             .increment(1);
         if let Err(error) = delivery.ack().await {

@@ -92,6 +92,8 @@ pub struct Store {
     outbox_signal: Arc<Notify>,
     /// The `service` label of this store's metrics.
     name: Arc<str>,
+    /// A moving average of commit latency, in microseconds (for the admin status).
+    commit_micros: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -114,7 +116,13 @@ impl Store {
                 Arc::new(PostgresBackend::open(url, options.clone(), migrations, clock.clone()).await?)
             }
         };
-        Ok(Store { backend, clock, outbox_signal: Arc::new(Notify::new()), name: Arc::from("store") })
+        Ok(Store {
+            backend,
+            clock,
+            outbox_signal: Arc::new(Notify::new()),
+            name: Arc::from("store"),
+            commit_micros: Arc::default(),
+        })
     }
 
     /// Names the store in its metrics (the service that owns it).
@@ -126,6 +134,11 @@ impl Store {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A moving average of this process's recent commit latencies (zero before the first).
+    pub fn recent_commit_latency(&self) -> Duration {
+        Duration::from_micros(self.commit_micros.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     pub fn kind(&self) -> BackendKind {
@@ -148,8 +161,14 @@ impl Store {
         let started = std::time::Instant::now();
         let outcome = self.backend.commit(unit.ops).await;
         let service = self.name.to_string();
+        let took = started.elapsed();
         metrics::histogram!("tessera_store_commit_seconds", "service" => service.clone())
-            .record(started.elapsed().as_secs_f64());
+            .record(took.as_secs_f64());
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        // Races between commits only blur the average; it is a gauge for people.
+        let average = self.commit_micros.load(std::sync::atomic::Ordering::Relaxed);
+        let next = if average == 0 { micros } else { (average * 7 + micros) / 8 };
+        self.commit_micros.store(next, std::sync::atomic::Ordering::Relaxed);
         let receipt = match outcome {
             Ok(receipt) => receipt,
             Err(error) => {

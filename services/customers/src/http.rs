@@ -267,23 +267,19 @@ async fn erase_customer(
     Ok((StatusCode::ACCEPTED, Json(ErasureAccepted { erasure_id })))
 }
 
-/// One service's part of an erasure.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErasureStep {
-    pub service: String,
-    /// RFC 3339, UTC; absent while the service has not reported.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub done_at: Option<String>,
-}
-
-/// An erasure's progress.
+/// An erasure's progress, as API.md gives it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErasureView {
     pub erasure_id: Uuid,
     pub customer_id: Uuid,
     pub requested_at: String,
-    pub services: Vec<ErasureStep>,
-    /// Every service has reported done.
+    /// `pending`, or `complete` once every service has reported done.
+    pub status: &'static str,
+    /// Each service's part: `pending` or `done`.
+    pub services: std::collections::BTreeMap<String, &'static str>,
+    /// When each service that is done reported it (RFC 3339, UTC).
+    pub done_at: std::collections::BTreeMap<String, String>,
+    /// Every service has reported done (the same as `status == "complete"`).
     pub complete: bool,
 }
 
@@ -293,11 +289,17 @@ impl From<Erasure> for ErasureView {
             erasure_id: erasure.id,
             customer_id: erasure.customer_id,
             requested_at: erasure.requested_at.to_rfc3339(),
+            status: if erasure.complete() { "complete" } else { "pending" },
             complete: erasure.complete(),
             services: erasure
                 .services
-                .into_iter()
-                .map(|(service, done)| ErasureStep { service, done_at: done.map(|at| at.to_rfc3339()) })
+                .iter()
+                .map(|(service, done)| (service.clone(), if done.is_some() { "done" } else { "pending" }))
+                .collect(),
+            done_at: erasure
+                .services
+                .iter()
+                .filter_map(|(service, done)| done.as_ref().map(|at| (service.clone(), at.to_rfc3339())))
                 .collect(),
         }
     }
