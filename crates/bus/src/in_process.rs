@@ -146,6 +146,11 @@ struct InProcessConsumer {
 
 #[async_trait]
 impl Consumer for InProcessConsumer {
+    async fn pending(&mut self) -> Result<Option<u64>> {
+        let pending = self.queue.pending.lock().unwrap_or_else(PoisonError::into_inner).len();
+        Ok(Some(pending as u64))
+    }
+
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
         let mut taken = self.queue.take(max);
         if taken.is_empty() {

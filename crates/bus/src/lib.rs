@@ -17,7 +17,7 @@ mod upcast;
 pub use dead_letter::{DeadLetter, MIGRATIONS, drop_dead_letter, list_dead_letters, request_retry};
 pub use error::{BusError, Result};
 pub use in_process::InProcessTransport;
-pub use lag::consumer_lags;
+pub use lag::{ConsumerLag, consumer_lags};
 pub use nats::{NatsOptions, NatsTransport};
 pub use relay::{Relay, RelayOptions};
 pub use subscriber::{Handler, HandlerError, Subscriber, SubscriberOptions};

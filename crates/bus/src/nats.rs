@@ -184,6 +184,11 @@ impl NatsConsumer {
 
 #[async_trait]
 impl Consumer for NatsConsumer {
+    async fn pending(&mut self) -> Result<Option<u64>> {
+        let info = self.consumer.get_info().await.map_err(BusError::nats)?;
+        Ok(Some(info.num_pending + info.num_ack_pending as u64))
+    }
+
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
         if self.messages.is_none() {
             let stream = self

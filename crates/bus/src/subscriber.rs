@@ -226,6 +226,13 @@ impl Subscriber {
             }
             if last_dead_letter_poll.elapsed() >= options.dead_letter_poll {
                 last_dead_letter_poll = Instant::now();
+                // Lag in messages, as the transport counts them (sampled with the dead-letter
+                // poll, about once a second).
+                if let Ok(Some(pending)) = consumer.pending().await {
+                    metrics::gauge!("tessera_consumer_pending_messages", "consumer" => self.lane.consumer.clone())
+                        .set(pending as f64);
+                    crate::lag::record_pending(&self.lane.consumer, pending);
+                }
                 if let Err(error) = self.lane.retry_dead_letters(shutdown).await {
                     tracing::warn!(consumer = %self.lane.consumer, %error, "dead-letter retry failed");
                 }

@@ -56,6 +56,12 @@ impl ConsumerSpec {
 pub trait Consumer: Send + fmt::Debug {
     /// Up to `max` messages, waiting at most `wait` for the first.
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>>;
+
+    /// Messages this consumer has not acknowledged yet (waiting or in flight), if the
+    /// transport can tell.
+    async fn pending(&mut self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// A delivered message. Acknowledge it after the effect is committed; dropping it without an

@@ -60,9 +60,9 @@ async fn status(State(admin): State<Admin>) -> ApiResult<Response> {
         "stuck_sagas": stuck,
         "store_read_ms": started.elapsed().as_secs_f64() * 1000.0,
         "store_commit_ms": admin.store.recent_commit_latency().as_secs_f64() * 1000.0,
-        "consumer_lag_seconds": tessera_bus::consumer_lags(admin.service)
+        "consumer_lag": tessera_bus::consumer_lags(admin.service)
             .into_iter()
-            .map(|(consumer, seconds)| (consumer, json!(seconds)))
+            .map(|lag| (lag.consumer, json!({"seconds": lag.seconds, "messages": lag.messages})))
             .collect::<serde_json::Map<_, _>>(),
         "projections": projections.iter().map(|p| json!({
             "name": p.name, "mode": p.mode, "position": p.position, "head": p.head,
