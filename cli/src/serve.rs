@@ -307,7 +307,9 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
             let transport =
                 NatsTransport::connect(&args.nats_url, options).await.context("cannot connect to NATS")?;
             gateway = gateway.with_catalogue(catalogue);
-            println!("catalogue cache: Redis at {url}");
+            // Only the host: the URL may hold a password.
+            let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
+            println!("catalogue cache: Redis at {host}");
             Some(Node::start(vec![Arc::new(invalidation)], Arc::new(transport), NodeOptions::default())?)
         }
         None => None,

@@ -180,8 +180,10 @@ fn p99_ms(before: &Scrape, after: &Scrape, service: &str) -> Option<f64> {
 pub async fn run(args: TopArgs) -> anyhow::Result<()> {
     let client: Client =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let every =
-        Duration::try_from_secs_f64(args.every).context("--every must be a positive number of seconds")?;
+    let every = Duration::try_from_secs_f64(args.every)
+        .ok()
+        .filter(|every| *every >= Duration::from_millis(100))
+        .context("--every must be at least 0.1 seconds")?;
     let mut before = scrape(&client, &args.url).await?;
     let mut at = Instant::now();
     loop {

@@ -232,6 +232,12 @@ impl Subscriber {
                     metrics::gauge!("tessera_consumer_pending_messages", "consumer" => self.lane.consumer.clone())
                         .set(pending as f64);
                     crate::lag::record_pending(&self.lane.consumer, pending);
+                    if pending == 0 {
+                        // Caught up: nothing is behind, whatever the last message's age was.
+                        metrics::gauge!("tessera_consumer_lag_seconds", "consumer" => self.lane.consumer.clone())
+                            .set(0.0);
+                        crate::lag::record(&self.lane.consumer, 0.0);
+                    }
                 }
                 if let Err(error) = self.lane.retry_dead_letters(shutdown).await {
                     tracing::warn!(consumer = %self.lane.consumer, %error, "dead-letter retry failed");

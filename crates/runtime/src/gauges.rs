@@ -1,6 +1,7 @@
 //! Gauges read from each service's store every few seconds: what is waiting (outbox backlog and
 //! its oldest row, dead letters, stuck sagas) and how far read models trail their events.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use tessera_store::{Statement, Store};
@@ -14,8 +15,9 @@ pub(crate) async fn sample_until(
 ) {
     // Sagas that ended before this process started are not timed again.
     let mut ended_after = i64::try_from(store.clock().now().as_micros()).unwrap_or(i64::MAX);
+    let mut reported = HashSet::new();
     while !*stop.borrow() {
-        sample(service, &store).await;
+        sample(service, &store, &mut reported).await;
         ended_after = time_ended_sagas(service, &store, ended_after).await;
         tokio::select! {
             () = tokio::time::sleep(every) => {}
@@ -24,7 +26,9 @@ pub(crate) async fn sample_until(
     }
 }
 
-async fn sample(service: &'static str, store: &Store) {
+/// `reported`: the (saga, status) pairs given a value before, so that a count that fell to
+/// zero (no row in the `GROUP BY`) is shown as zero, not as its last value.
+async fn sample(service: &'static str, store: &Store, reported: &mut HashSet<(String, String)>) {
     let now = store.clock().now();
     if let Ok(backlog) = store.outbox_backlog().await {
         metrics::gauge!("tessera_outbox_unsent", "service" => service).set(backlog.unsent as f64);
@@ -48,13 +52,17 @@ async fn sample(service: &'static str, store: &Store) {
     let by_status =
         Statement::new("SELECT saga, status, count(*) AS n FROM tessera_sagas GROUP BY saga, status");
     if let Ok(rows) = store.query(by_status).await {
+        let mut counts = std::collections::HashMap::new();
         for row in rows {
-            let (Ok(saga), Ok(status), Ok(count)) = (row.text("saga"), row.text("status"), row.int("n"))
-            else {
-                continue;
-            };
+            if let (Ok(saga), Ok(status), Ok(count)) = (row.text("saga"), row.text("status"), row.int("n")) {
+                counts.insert((saga.to_owned(), status.to_owned()), count);
+            }
+        }
+        reported.extend(counts.keys().cloned());
+        for (saga, status) in reported.iter() {
+            let count = counts.get(&(saga.clone(), status.clone())).copied().unwrap_or(0);
             let labels =
-                [("service", service.to_owned()), ("saga", saga.to_owned()), ("status", status.to_owned())];
+                [("service", service.to_owned()), ("saga", saga.clone()), ("status", status.clone())];
             metrics::gauge!("tessera_sagas", &labels).set(count as f64);
         }
     }

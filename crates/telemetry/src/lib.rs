@@ -139,16 +139,21 @@ pub fn init(settings: &TelemetrySettings) -> Result<Telemetry, TelemetryError> {
                 opentelemetry_sdk::Resource::builder().with_service_name(settings.process.clone()).build();
             let provider =
                 SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource).build();
-            let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("tessera"));
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("tessera"))
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
             (Some(provider), Some(layer))
         }
         None => (None, None),
     };
     // The filter (RUST_LOG) chooses log lines only: spans are exported from `info` whatever
     // it says, so that a quiet log does not cost the traces.
+    // RUST_LOG chooses log lines only: spans are exported from `info` whatever it says. A
+    // line names its request's trace when the filter lets that request's span through too
+    // (`RUST_LOG=info`, or the targets at hand).
     tracing_subscriber::registry()
         .with(lines.with_filter(filter))
-        .with(export.with_filter(tracing_subscriber::filter::LevelFilter::INFO))
+        .with(export)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
     Ok(Telemetry { provider })

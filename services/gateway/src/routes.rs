@@ -145,9 +145,21 @@ impl Gateway {
                 .await
                 .map(|r| CachedReply::from_reply(&r))
         };
-        match tokio::time::timeout(timeout, catalogue.get(&key, load)).await {
+        // The load has the deadline; this one only bounds the wait for the cache itself.
+        let wait = timeout + 2 * crate::catalogue::BACKEND_DEADLINE;
+        match tokio::time::timeout(wait, catalogue.get(&key, load)).await {
             Ok(answer) => answer.map(CachedReply::into_reply),
             Err(_) => Err(ClientError::Timeout { service: "inventory", timeout }),
+        }
+    }
+
+    /// After a change made through this gateway, its caller reads it back at once: the entries
+    /// are emptied now, not only when inventory's event arrives.
+    async fn saw_product_change(&self, changed: bool, sku: &str) {
+        if let Some(catalogue) = &self.catalogue
+            && changed
+        {
+            catalogue.invalidate(crate::catalogue::groups_for(sku)).await;
         }
     }
 
@@ -339,11 +351,41 @@ async fn list_products(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
     let query = query.unwrap_or_default();
-    let path = with_query("/products", Some(&query));
-    g.catalogue_read(path, CacheKey::list(&query), g.config.call_timeout)
-        .await
-        .map(pass_on)
-        .map_err(|e| unavailable(&e))
+    match list_page(&query) {
+        Some(page) => g
+            .catalogue_read(
+                with_query("/products", Some(&page)),
+                CacheKey::list(&page),
+                g.config.call_timeout,
+            )
+            .await
+            .map(pass_on)
+            .map_err(|e| unavailable(&e)),
+        // Anything but a plain page is inventory's to answer (or refuse), uncached.
+        None => {
+            g.forward(&g.services.inventory, Method::GET, &with_query("/products", Some(&query)), None, &[])
+                .await
+        }
+    }
+}
+
+/// A list query in one canonical form (`cursor`, then `limit` as a number), so that one page
+/// is one cache entry however a client spells it; `None` for any other query.
+fn list_page(query: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+    let (mut limit, mut cursor) = (None, None);
+    for (name, value) in pairs {
+        match name.as_str() {
+            "limit" if limit.is_none() => limit = Some(value.parse::<u32>().ok()?.to_string()),
+            "cursor" if cursor.is_none() => cursor = Some(value),
+            _ => return None,
+        }
+    }
+    let canonical: Vec<(&str, String)> = [("cursor", cursor), ("limit", limit)]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect();
+    serde_urlencoded::to_string(canonical).ok()
 }
 
 async fn get_product(
@@ -364,7 +406,12 @@ async fn create_product(
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
     require(&caller, &[Role::Admin])?;
-    g.forward(&g.services.inventory, Method::POST, "/products", Some(body), &[]).await
+    let sku = body.get("sku").and_then(Value::as_str).map(str::to_owned);
+    let answer = g.forward(&g.services.inventory, Method::POST, "/products", Some(body), &[]).await?;
+    if let Some(sku) = sku {
+        g.saw_product_change(answer.status().is_success(), &sku).await;
+    }
+    Ok(answer)
 }
 
 async fn update_product(
@@ -376,14 +423,17 @@ async fn update_product(
 ) -> ApiResult<Response> {
     require(&caller, &[Role::Admin])?;
     let sku = sku(&text)?;
-    g.forward(
-        &g.services.inventory,
-        Method::PATCH,
-        &format!("/products/{sku}"),
-        Some(body),
-        &if_match(&headers),
-    )
-    .await
+    let answer = g
+        .forward(
+            &g.services.inventory,
+            Method::PATCH,
+            &format!("/products/{sku}"),
+            Some(body),
+            &if_match(&headers),
+        )
+        .await?;
+    g.saw_product_change(answer.status().is_success(), sku.as_str()).await;
+    Ok(answer)
 }
 
 async fn adjust_stock(
@@ -394,7 +444,11 @@ async fn adjust_stock(
 ) -> ApiResult<Response> {
     require(&caller, &[Role::Admin])?;
     let sku = sku(&text)?;
-    g.forward(&g.services.inventory, Method::POST, &format!("/products/{sku}/stock"), Some(body), &[]).await
+    let answer = g
+        .forward(&g.services.inventory, Method::POST, &format!("/products/{sku}/stock"), Some(body), &[])
+        .await?;
+    g.saw_product_change(answer.status().is_success(), sku.as_str()).await;
+    Ok(answer)
 }
 
 // ---- customers ----
@@ -954,4 +1008,20 @@ async fn close_ticket(
     require(&caller, &[Role::Support, Role::Admin])?;
     let id = uuid(&text, "ticket")?;
     g.forward(&g.services.support, Method::POST, &format!("/tickets/{id}/close"), None, &[]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::list_page;
+
+    #[test]
+    fn one_page_is_one_cache_key_however_it_is_spelt() {
+        assert_eq!(list_page("").as_deref(), Some(""));
+        assert_eq!(list_page("limit=05&cursor=TEA-1").as_deref(), Some("cursor=TEA-1&limit=5"));
+        assert_eq!(list_page("cursor=TEA%2D1&limit=5").as_deref(), Some("cursor=TEA-1&limit=5"));
+        // Anything else is forwarded as it is, uncached.
+        for other in ["limit=x", "limit=1&limit=2", "color=red", "cursor=a&extra=1"] {
+            assert_eq!(list_page(other), None, "{other}");
+        }
+    }
 }

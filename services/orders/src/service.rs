@@ -90,18 +90,25 @@ const OUTCOMES_EVERY: Duration = Duration::from_secs(5);
 /// Orders by state and by the reason of a rejection, counted from the summaries (exact, and
 /// the same whichever replica reports them).
 async fn report_outcomes(store: Store, mut stop: watch::Receiver<bool>) {
+    // Every (status, reason) given a value before: one that no longer has a row is zero.
+    let mut reported = std::collections::HashSet::new();
     while !*stop.borrow() {
         let counts = tessera_store::Statement::new(
             "SELECT status, COALESCE(reason, '') AS reason, count(*) AS n FROM order_summaries GROUP BY status, reason",
         );
         if let Ok(rows) = store.query(counts).await {
+            let mut now = std::collections::HashMap::new();
             for row in rows {
-                let (Ok(status), Ok(reason), Ok(count)) =
+                if let (Ok(status), Ok(reason), Ok(count)) =
                     (row.text("status"), row.text("reason"), row.int("n"))
-                else {
-                    continue;
-                };
-                let labels = [("status", status.to_owned()), ("reason", reason.to_owned())];
+                {
+                    now.insert((status.to_owned(), reason.to_owned()), count);
+                }
+            }
+            reported.extend(now.keys().cloned());
+            for (status, reason) in &reported {
+                let count = now.get(&(status.clone(), reason.clone())).copied().unwrap_or(0);
+                let labels = [("status", status.clone()), ("reason", reason.clone())];
                 metrics::gauge!("tessera_orders", &labels).set(count as f64);
             }
         }

@@ -2,20 +2,27 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{CacheBackend, CacheError, Lookup};
 
-type Group = Arc<HashMap<String, Bytes>>;
+/// One group's entries, and when the group was first filled: entries expire with their group,
+/// however often new fields join it.
+#[derive(Clone)]
+struct Group {
+    born: Instant,
+    fields: HashMap<String, Bytes>,
+}
 
 /// Groups in a bounded moka cache with a time to live; stamps beside it. One lock orders
 /// lookups, fills and invalidations, so a fill's stamp check and its write are one step.
 pub struct LocalCache {
-    groups: moka::sync::Cache<String, Group>,
+    groups: moka::sync::Cache<String, Arc<Group>>,
     stamps: Mutex<HashMap<String, u64>>,
+    ttl: Duration,
 }
 
 impl std::fmt::Debug for LocalCache {
@@ -30,6 +37,7 @@ impl LocalCache {
         Self {
             groups: moka::sync::Cache::builder().max_capacity(capacity).time_to_live(ttl).build(),
             stamps: Mutex::new(HashMap::new()),
+            ttl,
         }
     }
 }
@@ -42,7 +50,8 @@ impl CacheBackend for LocalCache {
 
     async fn lookup(&self, group: &str, field: &str) -> Result<Lookup, CacheError> {
         let stamps = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(value) = self.groups.get(group).and_then(|fields| fields.get(field).cloned()) {
+        let live = self.groups.get(group).filter(|g| g.born.elapsed() < self.ttl);
+        if let Some(value) = live.and_then(|g| g.fields.get(field).cloned()) {
             return Ok(Lookup::Hit(value));
         }
         Ok(Lookup::Miss { stamp: stamps.get(group).copied().unwrap_or(0) })
@@ -53,9 +62,14 @@ impl CacheBackend for LocalCache {
         if stamps.get(group).copied().unwrap_or(0) != stamp {
             return Ok(());
         }
-        let mut fields = self.groups.get(group).map(|g| g.as_ref().clone()).unwrap_or_default();
-        fields.insert(field.to_owned(), value);
-        self.groups.insert(group.to_owned(), Arc::new(fields));
+        let live = self.groups.get(group).filter(|g| g.born.elapsed() < self.ttl);
+        let mut next = live
+            .map_or_else(|| Group { born: Instant::now(), fields: HashMap::new() }, |g| g.as_ref().clone());
+        if next.fields.len() >= super::MAX_FIELDS && !next.fields.contains_key(field) {
+            return Ok(());
+        }
+        next.fields.insert(field.to_owned(), value);
+        self.groups.insert(group.to_owned(), Arc::new(next));
         Ok(())
     }
 

@@ -20,7 +20,7 @@ mod invalidation;
 mod local;
 mod redis;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,9 @@ pub use redis::{RedisCache, RedisSettings};
 
 /// The group of every product list.
 const LISTS: &str = "products";
+
+/// Entries one group holds at most (list pages: one per query); past it, fills are dropped.
+const MAX_FIELDS: usize = 256;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CacheError {
@@ -153,6 +156,9 @@ pub fn groups_for(sku: &str) -> Vec<String> {
 
 type Load = Shared<BoxFuture<'static, Result<CachedReply, ClientError>>>;
 
+/// How long one cache command may take at most (Redis' deadline; the process's is instant).
+pub(crate) const BACKEND_DEADLINE: Duration = Duration::from_millis(100);
+
 /// How long a backend that failed is left alone before it is tried again.
 const BACKOFF: Duration = Duration::from_secs(1);
 
@@ -162,16 +168,24 @@ pub struct Catalogue {
     backend: Arc<dyn CacheBackend>,
     /// Loads under way, by key and by the stamp their readers saw: a reader who saw a later
     /// stamp (the key changed since) does not join an earlier load.
-    in_flight: Mutex<HashMap<(CacheKey, Option<u64>), Load>>,
-    health: Mutex<Health>,
+    in_flight: Arc<Mutex<InFlight>>,
+    health: Arc<Mutex<Health>>,
+}
+
+type InFlight = HashMap<(CacheKey, Option<u64>), Load>;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[derive(Default)]
 struct Health {
     /// Not before this instant: the backend failed recently.
     resting_until: Option<Instant>,
-    /// Invalidations the backend has not taken yet; while any wait, it is not read.
-    owed: BTreeSet<String>,
+    /// Invalidations the backend has not taken yet, each with the number of the request that
+    /// last asked for it; while any wait, the backend is not read.
+    owed: BTreeMap<String, u64>,
+    requests: u64,
 }
 
 impl std::fmt::Debug for Catalogue {
@@ -182,7 +196,7 @@ impl std::fmt::Debug for Catalogue {
 
 impl Catalogue {
     pub fn new(backend: Arc<dyn CacheBackend>) -> Arc<Self> {
-        Arc::new(Self { backend, in_flight: Mutex::new(HashMap::new()), health: Mutex::default() })
+        Arc::new(Self { backend, in_flight: Arc::default(), health: Arc::default() })
     }
 
     pub fn kind(&self) -> &'static str {
@@ -217,59 +231,90 @@ impl Catalogue {
                 None
             }
         };
+        let entry = (key.clone(), stamp);
         let shared = {
-            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            match in_flight.get(&(key.clone(), stamp)) {
+            let mut in_flight = lock(&self.in_flight);
+            match in_flight.get(&entry) {
                 Some(load) => load.clone(),
                 None => {
-                    let load: Load = load().boxed().shared();
-                    in_flight.insert((key.clone(), stamp), load.clone());
+                    let load = self.start_load(entry.clone(), load());
+                    in_flight.insert(entry, load.clone());
                     load
                 }
             }
         };
-        let reply = shared.await;
-        {
-            // The first waiter to finish takes the load off the list; later ones find it gone
-            // or find a newer load (which they leave alone).
-            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = (key.clone(), stamp);
-            if in_flight.get(&entry).is_some_and(|load| load.peek().is_some()) {
-                in_flight.remove(&entry);
+        shared.await
+    }
+
+    /// Runs a load in a task of its own, so that readers who give up (a client hanging up, a
+    /// deadline) abandon nothing: the task fills the cache once, then takes the load off the
+    /// list, whoever is still waiting.
+    fn start_load(
+        &self,
+        entry: (CacheKey, Option<u64>),
+        work: impl Future<Output = Result<CachedReply, ClientError>> + Send + 'static,
+    ) -> Load {
+        let (backend, health, in_flight) =
+            (self.backend.clone(), self.health.clone(), self.in_flight.clone());
+        let task = tokio::spawn(async move {
+            let reply = work.await;
+            let (key, stamp) = &entry;
+            if let (Ok(answer), Some(stamp)) = (&reply, stamp)
+                && answer.cacheable()
+                && let Err(error) = backend.fill(&key.group, &key.field, answer.encode(), *stamp).await
+            {
+                failed(&health, backend.kind(), "fill", &error);
             }
+            lock(&in_flight).remove(&entry);
+            reply
+        });
+        async move {
+            task.await.unwrap_or_else(|error| {
+                Err(ClientError::Unreachable { service: "inventory", reason: error.to_string() })
+            })
         }
-        if let (Ok(answer), Some(stamp)) = (&reply, stamp)
-            && answer.cacheable()
-        {
-            self.fill(key, answer, stamp).await;
-        }
-        reply
+        .boxed()
+        .shared()
     }
 
     /// Empties the groups; when the backend cannot take it now, keeps them owed (and reads
     /// bypass the backend) until it can.
     pub async fn invalidate(&self, groups: Vec<String>) {
-        let owed: Vec<String> = {
-            let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-            health.owed.extend(groups);
-            health.owed.iter().cloned().collect()
-        };
-        match self.backend.invalidate(&owed).await {
-            Ok(()) => {
-                let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-                for group in &owed {
-                    health.owed.remove(group);
-                }
-                metrics::counter!("tessera_gateway_cache_invalidations_total").increment(owed.len() as u64);
+        let owed: Vec<(String, u64)> = {
+            let mut health = lock(&self.health);
+            health.requests += 1;
+            let request = health.requests;
+            for group in groups {
+                health.owed.insert(group, request);
             }
-            Err(error) => self.failed("invalidate", &error),
+            // A backend known to be away is not waited for on every event: the settling task
+            // pays what is owed once it rests no more.
+            if health.resting_until.is_some_and(|until| Instant::now() < until) {
+                return;
+            }
+            health.owed.iter().map(|(group, request)| (group.clone(), *request)).collect()
+        };
+        let groups: Vec<String> = owed.iter().map(|(group, _)| group.clone()).collect();
+        match self.backend.invalidate(&groups).await {
+            Ok(()) => {
+                let mut health = lock(&self.health);
+                // A group asked for again meanwhile stays owed: this call may have run before
+                // the change that asked again.
+                for (group, request) in &owed {
+                    if health.owed.get(group) == Some(request) {
+                        health.owed.remove(group);
+                    }
+                }
+                metrics::counter!("tessera_gateway_cache_invalidations_total").increment(groups.len() as u64);
+            }
+            Err(error) => failed(&self.health, self.backend.kind(), "invalidate", &error),
         }
     }
 
     /// Invalidations owed to the backend, if any: applied now if it answers.
     pub async fn settle_owed(&self) {
         let due = {
-            let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            let health = lock(&self.health);
             !health.owed.is_empty() && health.resting_until.is_none_or(|until| Instant::now() >= until)
         };
         if due {
@@ -280,7 +325,7 @@ impl Catalogue {
     /// `None` when the backend is not to be trusted now (failed lately, or owed invalidations).
     async fn lookup(&self, key: &CacheKey) -> Option<Lookup> {
         {
-            let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            let health = lock(&self.health);
             if !health.owed.is_empty() || health.resting_until.is_some_and(|until| Instant::now() < until) {
                 return None;
             }
@@ -288,26 +333,21 @@ impl Catalogue {
         match self.backend.lookup(&key.group, &key.field).await {
             Ok(found) => Some(found),
             Err(error) => {
-                self.failed("lookup", &error);
+                failed(&self.health, self.backend.kind(), "lookup", &error);
                 None
             }
         }
     }
+}
 
-    async fn fill(&self, key: &CacheKey, reply: &CachedReply, stamp: u64) {
-        if let Err(error) = self.backend.fill(&key.group, &key.field, reply.encode(), stamp).await {
-            self.failed("fill", &error);
-        }
+/// Counts a backend failure and leaves the backend alone for a while.
+fn failed(health: &Mutex<Health>, backend: &'static str, operation: &'static str, error: &CacheError) {
+    metrics::counter!("tessera_gateway_cache_errors_total", "operation" => operation).increment(1);
+    let mut health = lock(health);
+    if health.resting_until.is_none_or(|until| until <= Instant::now()) {
+        tracing::warn!(%error, operation, backend, "catalogue cache unavailable; reading from inventory");
     }
-
-    fn failed(&self, operation: &'static str, error: &CacheError) {
-        metrics::counter!("tessera_gateway_cache_errors_total", "operation" => operation).increment(1);
-        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        if health.resting_until.is_none_or(|until| until <= Instant::now()) {
-            tracing::warn!(%error, operation, backend = self.backend.kind(), "catalogue cache unavailable; reading from inventory");
-        }
-        health.resting_until = Some(Instant::now() + BACKOFF);
-    }
+    health.resting_until = Some(Instant::now() + BACKOFF);
 }
 
 /// Applies owed invalidations every `every` until `stop`.

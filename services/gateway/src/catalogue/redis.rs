@@ -32,7 +32,7 @@ impl RedisSettings {
             url: url.to_owned(),
             prefix: "tessera:catalogue".to_owned(),
             ttl: Duration::from_secs(60),
-            timeout: Duration::from_millis(100),
+            timeout: super::BACKEND_DEADLINE,
         }
     }
 }
@@ -55,10 +55,16 @@ local value = redis.call('HGET', KEYS[1], ARGV[1])
 if value then return {1, value} end
 return {0, redis.call('GET', KEYS[2]) or '0'}";
 
+// The group expires a fixed time after its first fill (later fields do not extend it), and
+// holds a bounded number of fields.
 const FILL: &str = r"
 if (redis.call('GET', KEYS[2]) or '0') == ARGV[3] then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('HLEN', KEYS[1]) < tonumber(ARGV[5]) then
+    redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+    if redis.call('PTTL', KEYS[1]) < 0 then
+      redis.call('PEXPIRE', KEYS[1], ARGV[4])
+    end
+  end
 end
 return 0";
 
@@ -123,7 +129,8 @@ impl CacheBackend for RedisCache {
             .arg(field)
             .arg(value.as_ref())
             .arg(stamp.to_string())
-            .arg(self.settings.ttl.as_millis().to_string());
+            .arg(self.settings.ttl.as_millis().to_string())
+            .arg(super::MAX_FIELDS);
         let _: i64 = self.within(call.invoke_async(&mut connection)).await?;
         Ok(())
     }
