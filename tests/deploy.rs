@@ -96,22 +96,13 @@ fn the_nats_cluster_acknowledges_only_what_is_on_disk() {
     assert_eq!(opened, text.matches('}').count(), "balanced blocks");
 }
 
-/// promtool, from Debian's prometheus package (CI installs it); `None` after a loud SKIPPED.
-fn promtool() -> Option<&'static str> {
-    let found =
-        std::process::Command::new("promtool").arg("--version").output().is_ok_and(|o| o.status.success());
-    if found {
-        return Some("promtool");
-    }
-    let message = "SKIPPED: the alert rules' tests need promtool (apt-get install prometheus)";
-    assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{message}, and CI=true forbids skipping");
-    eprintln!("\n========== {message} ==========\n");
-    None
-}
-
 #[test]
 fn the_alert_rules_are_valid_and_pass_their_unit_tests() {
-    let Some(promtool) = promtool() else { return };
+    let Some(promtool) =
+        tessera_testkit::tool("promtool", "alert rules' tests", "apt-get install prometheus")
+    else {
+        return;
+    };
     let folder = deploy().join("prometheus");
     for args in [["check", "rules", "alerts.yml"], ["test", "rules", "alerts.test.yml"]] {
         let output =

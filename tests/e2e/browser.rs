@@ -3,7 +3,6 @@
 //! `TESSERA_TEST_BROWSER` (the chromium binary) and `npm ci --prefix tests/browser`; without
 //! the variable the test says SKIPPED and passes, except in CI, where it fails.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -11,21 +10,11 @@ use std::time::{Duration, Instant};
 use crate::Up;
 
 fn browser_or_skip() -> Option<String> {
-    match std::env::var("TESSERA_TEST_BROWSER") {
-        Ok(path) if !path.is_empty() => Some(path),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but TESSERA_TEST_BROWSER is unset: the browser tests must run in CI")
-        }
-        _ => {
-            // Straight to the stream, past the test harness's capture, so that it shows.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: browser tests (set TESSERA_TEST_BROWSER=/usr/bin/chromium and run \
-                 `npm ci --prefix tests/browser`)"
-            );
-            None
-        }
-    }
+    // With the variable set, `npm ci --prefix tests/browser` must have run too.
+    tessera_testkit::server_url(
+        "TESSERA_TEST_BROWSER",
+        "browser (the chromium binary, e.g. /usr/bin/chromium)",
+    )
 }
 
 fn browser_tests() -> PathBuf {

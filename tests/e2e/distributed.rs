@@ -27,21 +27,6 @@ impl Drop for Process {
     }
 }
 
-fn server(variable: &str, suite: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_owned()),
-        _ => {
-            let message = format!("SKIPPED: the {suite} suite needs {variable}; it is not set");
-            assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
-                "{message}, and CI=true forbids skipping"
-            );
-            eprintln!("\n========== {message} ==========\n");
-            None
-        }
-    }
-}
-
 struct Cluster {
     postgres: String,
     nats: String,
@@ -138,8 +123,8 @@ fn call(
 #[test]
 fn distributed_orders_survive_a_killed_payments_process() {
     let (Some(postgres), Some(nats)) = (
-        server("TESSERA_TEST_POSTGRES", "distributed end-to-end"),
-        server("TESSERA_TEST_NATS", "distributed end-to-end"),
+        tessera_testkit::server_url("TESSERA_TEST_POSTGRES", "distributed end-to-end"),
+        tessera_testkit::server_url("TESSERA_TEST_NATS", "distributed end-to-end"),
     ) else {
         return;
     };

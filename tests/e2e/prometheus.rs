@@ -19,20 +19,6 @@ impl Drop for Prometheus {
     }
 }
 
-/// Debian's prometheus package; CI installs it. Without it the test is skipped loudly (and
-/// fails under CI=true).
-fn prometheus_binary() -> Option<&'static str> {
-    let found = Command::new("prometheus").arg("--version").output().is_ok_and(|o| o.status.success());
-    if found {
-        return Some("prometheus");
-    }
-    let message =
-        "SKIPPED: the Prometheus scrape test needs the prometheus binary (apt-get install prometheus)";
-    assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{message}, and CI=true forbids skipping");
-    eprintln!("\n========== {message} ==========\n");
-    None
-}
-
 fn query(base: &str, path: &str) -> Value {
     let (code, body) = request(base, "GET", path, None, &[]);
     assert_eq!(code, 200, "{path}: {body}");
@@ -41,7 +27,11 @@ fn query(base: &str, path: &str) -> Value {
 
 #[test]
 fn a_real_prometheus_scrapes_every_target_and_loads_the_alert_rules() {
-    let Some(binary) = prometheus_binary() else { return };
+    let Some(binary) =
+        tessera_testkit::tool("prometheus", "Prometheus scrape test", "apt-get install prometheus")
+    else {
+        return;
+    };
     let data = tempfile::tempdir().expect("data");
     let up = Up::start(data.path());
     // Some traffic, so that request metrics exist.

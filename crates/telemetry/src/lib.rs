@@ -204,12 +204,15 @@ pub fn current_traceparent() -> Option<String> {
 
 /// Continues the trace named by `traceparent` in `span`, and records its trace id on it.
 pub fn continue_trace(span: &Span, traceparent: Option<&str>) {
-    if let Some(traceparent) = traceparent {
-        let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
-        let parent = TraceContextPropagator::new().extract(&carrier);
-        if parent.span().span_context().is_valid() {
-            let _ = span.set_parent(parent);
-        }
+    let carrier: HashMap<String, String> =
+        traceparent.map(|t| (TRACEPARENT.to_owned(), t.to_owned())).into_iter().collect();
+    adopt(span, &TraceContextPropagator::new().extract(&carrier));
+}
+
+/// Makes `parent` (if it names a span) the parent of `span`, and records the trace id on it.
+fn adopt(span: &Span, parent: &opentelemetry::Context) {
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent.clone());
     }
     record_trace_id(span);
 }
@@ -233,12 +236,7 @@ pub fn http_span(service: &'static str, method: &str, route: &str, headers: &htt
         http.route = route,
         trace_id = tracing::field::Empty,
     );
-    let traceparent = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok());
-    let parent = TraceContextPropagator::new().extract(&HeaderReader(headers));
-    if traceparent.is_some() && parent.span().span_context().is_valid() {
-        let _ = span.set_parent(parent);
-    }
-    record_trace_id(&span);
+    adopt(&span, &TraceContextPropagator::new().extract(&HeaderReader(headers)));
     span
 }
 

@@ -9,6 +9,7 @@ mod participant;
 pub mod redis;
 pub mod sources;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use participant::Participant;
@@ -22,16 +23,25 @@ pub const POSTGRES_ENV: &str = "TESSERA_TEST_POSTGRES";
 pub fn server_url(variable: &str, suite: &str) -> Option<String> {
     match std::env::var(variable) {
         Ok(url) if !url.trim().is_empty() => Some(url.trim().to_owned()),
-        _ => {
-            let message =
-                format!("SKIPPED: the {suite} suite needs {variable} (a server URL); it is not set");
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{message}, and CI=true forbids skipping");
-            }
-            eprintln!("\n========== {message} ==========\n");
-            None
-        }
+        _ => skip(&format!("the {suite} suite needs {variable}; it is not set")),
     }
+}
+
+/// `binary` if it runs (`binary --version`), or `None` after a loud SKIPPED line naming how to
+/// install it. Panics when `CI=true`: CI must run every suite.
+pub fn tool<'a>(binary: &'a str, suite: &str, install: &str) -> Option<&'a str> {
+    let runs = std::process::Command::new(binary).arg("--version").output().is_ok_and(|o| o.status.success());
+    if runs { Some(binary) } else { skip(&format!("the {suite} needs {binary} ({install})")) }
+}
+
+fn skip<T>(why: &str) -> Option<T> {
+    let message = format!("SKIPPED: {why}");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{message}, and CI=true forbids skipping");
+    }
+    // Straight to the stream, past the test harness's capture, so that it shows.
+    let _ = writeln!(std::io::stderr(), "\n========== {message} ==========\n");
+    None
 }
 
 /// A fresh, uniquely named PostgreSQL database, dropped (with its sessions) when this value is.
