@@ -52,7 +52,10 @@ async fn open(args: &AuditArgs, service: &str) -> anyhow::Result<Store> {
 }
 
 /// The newest head of `service` the gateway witnessed, if its store has one.
-async fn witnessed(gateway: Option<&Store>, service: &str) -> anyhow::Result<Option<(u64, [u8; 32])>> {
+pub(crate) async fn witnessed(
+    gateway: Option<&Store>,
+    service: &str,
+) -> anyhow::Result<Option<(u64, [u8; 32])>> {
     let Some(gateway) = gateway else { return Ok(None) };
     let rows = gateway
         .query(Statement::new("SELECT idx, hash FROM gateway_audit_heads WHERE service = $1").bind(service))

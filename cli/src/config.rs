@@ -94,6 +94,10 @@ pub struct Config {
     pub listen: SocketAddr,
     pub payment_timeout_seconds: f64,
     pub slow_card_delay_seconds: f64,
+    /// The simulated card network's share of transient failures (0 to 1): a failing network.
+    pub card_failure_rate: f64,
+    /// What the simulated card network adds to every operation: a slow network.
+    pub card_latency_ms: u64,
     pub tls: Tls,
     pub gateway: Gateway,
 }
@@ -105,6 +109,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             payment_timeout_seconds: 10.0,
             slow_card_delay_seconds: 15.0,
+            card_failure_rate: 0.0,
+            card_latency_ms: 0,
             tls: Tls::default(),
             gateway: Gateway::default(),
         }
@@ -113,8 +119,16 @@ impl Default for Config {
 
 /// The keys the environment may set (others under `TESSERA_`, such as the test suites'
 /// variables, are not configuration).
-const ENV_KEYS: [&str; 6] =
-    ["data", "listen", "payment_timeout_seconds", "slow_card_delay_seconds", "tls__", "gateway__"];
+const ENV_KEYS: [&str; 8] = [
+    "data",
+    "listen",
+    "payment_timeout_seconds",
+    "slow_card_delay_seconds",
+    "card_failure_rate",
+    "card_latency_ms",
+    "tls__",
+    "gateway__",
+];
 
 impl Config {
     /// Defaults, then the file (`path`, or `tessera.toml` if it exists), then the environment,
@@ -158,6 +172,12 @@ impl Config {
         }
         if !(0.0..=3600.0).contains(&self.slow_card_delay_seconds) {
             problems.push("slow_card_delay_seconds: give 0 to 3600 seconds".to_owned());
+        }
+        if !(0.0..=1.0).contains(&self.card_failure_rate) {
+            problems.push("card_failure_rate: give a share from 0 to 1".to_owned());
+        }
+        if self.card_latency_ms > 60_000 {
+            problems.push("card_latency_ms: give at most 60000".to_owned());
         }
         match (&self.tls.cert, &self.tls.key, self.tls.self_signed) {
             (Some(_), None, _) | (None, Some(_), _) => {

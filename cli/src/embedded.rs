@@ -23,6 +23,10 @@ use tessera_support::{AttachmentStore, SupportService};
 pub struct EmbeddedSettings {
     pub payment_timeout: Duration,
     pub slow_card_delay: Duration,
+    /// The simulated card network's transient failure share and added latency (0 and zero
+    /// unless a fault is being injected on purpose).
+    pub card_failure_rate: f64,
+    pub card_latency: Duration,
     pub gateway: GatewayConfig,
     /// What seals personal data instead of the vault in the data folder: only the benchmark of
     /// what sealing costs sets it, to run its baseline.
@@ -65,6 +69,8 @@ impl Embedded {
         );
         let network = SimulatedNetwork::new(NetworkSettings {
             slow_delay: settings.slow_card_delay,
+            failure_rate: settings.card_failure_rate,
+            latency: settings.card_latency,
             ..NetworkSettings::default()
         });
         let payments = PaymentsService::new(

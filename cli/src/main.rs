@@ -11,6 +11,7 @@ mod projections;
 mod serve;
 mod top;
 mod up;
+mod verify;
 mod web_ui;
 
 use clap::{Parser, Subcommand};
@@ -63,6 +64,9 @@ enum Command {
     Vault(keys::VaultArgs),
     /// Watch a running system in the terminal: requests, errors, latency, backlogs, lag.
     Top(top::TopArgs),
+    /// Check the whole system's invariants from every service's data; non-zero exit on any
+    /// violation.
+    Verify(verify::VerifyArgs),
     /// Measure the platform's throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -105,5 +109,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Vault(args) => keys::run(args).await,
         Command::Bench { target } => bench::run(target).await,
         Command::Top(args) => top::run(args).await,
+        Command::Verify(args) => verify::run(args).await,
     }
 }

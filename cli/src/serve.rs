@@ -71,6 +71,12 @@ pub struct ServeArgs {
     /// How long the simulated network takes for the slow test card (seconds).
     #[arg(long, default_value_t = 15.0, env = "TESSERA_SLOW_CARD_DELAY")]
     slow_card_delay: f64,
+    /// For payments: the share (0 to 1) of card network operations that fail transiently.
+    #[arg(long, default_value_t = 0.0, env = "TESSERA_CARD_FAILURE_RATE")]
+    card_failure_rate: f64,
+    /// For payments: milliseconds the simulated card network adds to every operation.
+    #[arg(long, default_value_t = 0, env = "TESSERA_CARD_LATENCY_MS")]
+    card_latency_ms: u64,
     /// For the gateway: a Redis server (`redis://host:6379`) holding the catalogue cache that
     /// every gateway replica shares, emptied by inventory's events (through NATS). Without it
     /// product reads go to inventory each time. If Redis stops, reads fall back to inventory.
@@ -119,6 +125,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "payments" => {
             let network = tessera_payments::SimulatedNetwork::new(tessera_payments::NetworkSettings {
                 slow_delay: seconds(args.slow_card_delay, "slow-card-delay")?,
+                failure_rate: if (0.0..=1.0).contains(&args.card_failure_rate) {
+                    args.card_failure_rate
+                } else {
+                    anyhow::bail!("--card-failure-rate must be a share from 0 to 1")
+                },
+                latency: Duration::from_millis(args.card_latency_ms),
                 ..tessera_payments::NetworkSettings::default()
             });
             Arc::new(tessera_payments::PaymentsService::new(

@@ -32,6 +32,12 @@ pub struct UpArgs {
     /// Seconds the simulated network takes for the slow test card [default: 15].
     #[arg(long, env = "TESSERA_SLOW_CARD_DELAY")]
     slow_card_delay: Option<f64>,
+    /// Share (0 to 1) of card network operations that fail transiently [default: 0].
+    #[arg(long, env = "TESSERA_CARD_FAILURE_RATE")]
+    card_failure_rate: Option<f64>,
+    /// Milliseconds the simulated card network adds to every operation [default: 0].
+    #[arg(long, env = "TESSERA_CARD_LATENCY_MS")]
+    card_latency_ms: Option<u64>,
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
     #[arg(long, env = "TESSERA_TLS_CERT", requires = "tls_key", conflicts_with = "tls_self_signed")]
     tls_cert: Option<PathBuf>,
@@ -58,6 +64,12 @@ impl UpArgs {
         }
         if let Some(seconds) = self.slow_card_delay {
             flags.insert("slow_card_delay_seconds".into(), serde_json::json!(seconds));
+        }
+        if let Some(rate) = self.card_failure_rate {
+            flags.insert("card_failure_rate".into(), serde_json::json!(rate));
+        }
+        if let Some(ms) = self.card_latency_ms {
+            flags.insert("card_latency_ms".into(), serde_json::json!(ms));
         }
         let mut tls = serde_json::Map::new();
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
@@ -115,6 +127,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let settings = EmbeddedSettings {
         payment_timeout,
         slow_card_delay: slow_delay,
+        card_failure_rate: config.card_failure_rate,
+        card_latency: Duration::from_millis(config.card_latency_ms),
         gateway,
         sealer: None,
         catalogue_cache: config.gateway.catalogue_cache,

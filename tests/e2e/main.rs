@@ -8,6 +8,7 @@ mod http;
 mod privacy;
 mod prometheus;
 mod traces;
+mod verify;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

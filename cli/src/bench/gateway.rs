@@ -138,6 +138,8 @@ async fn system(dir: &std::path::Path, catalogue_cache: bool) -> anyhow::Result<
     let settings = EmbeddedSettings {
         payment_timeout: Duration::from_secs(10),
         slow_card_delay: Duration::from_secs(15),
+        card_failure_rate: 0.0,
+        card_latency: Duration::ZERO,
         gateway: unlimited_gateway()?,
         sealer: None,
         catalogue_cache,

@@ -77,6 +77,8 @@ async fn orders_per_second(
     let settings = EmbeddedSettings {
         payment_timeout: Duration::from_secs(10),
         slow_card_delay: Duration::from_secs(15),
+        card_failure_rate: 0.0,
+        card_latency: Duration::ZERO,
         gateway: unlimited_gateway()?,
         sealer,
         catalogue_cache: true,

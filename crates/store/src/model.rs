@@ -266,4 +266,10 @@ impl Row {
             _ => self.text(column).map(Some),
         }
     }
+    pub fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+        match self.get(column)? {
+            SqlValue::Null => Ok(None),
+            _ => self.int(column).map(Some),
+        }
+    }
 }
