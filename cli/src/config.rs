@@ -100,6 +100,9 @@ pub struct Config {
     pub card_latency_ms: u64,
     pub tls: Tls,
     pub gateway: Gateway,
+    /// `tessera serve`'s settings (see `crate::serve::with_file_layer`); `up` does not read them.
+    #[serde(skip_serializing_if = "toml::Table::is_empty")]
+    pub serve: toml::Table,
 }
 
 impl Default for Config {
@@ -113,6 +116,7 @@ impl Default for Config {
             card_latency_ms: 0,
             tls: Tls::default(),
             gateway: Gateway::default(),
+            serve: toml::Table::new(),
         }
     }
 }

@@ -82,7 +82,9 @@ enum ConfigAction {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // `serve`'s configuration file is a layer of flags under the command line's own.
+    let args = serve::with_file_layer(std::env::args_os().collect(), |name| std::env::var(name).ok())?;
+    let cli = Cli::parse_from(args);
     let mut telemetry = tessera_telemetry::TelemetrySettings::new("tessera");
     telemetry.otlp_endpoint.clone_from(&cli.otlp_endpoint);
     telemetry.log_format = match (cli.log_format, &cli.command) {

@@ -23,6 +23,11 @@ use tessera_runtime::{Node, NodeOptions, Service, Storage, open_store};
 pub struct ServeArgs {
     /// inventory, orders, payments, customers, support, or gateway.
     service: String,
+    /// A configuration file whose `[serve]` table (and `[serve.<service>]` within it) gives
+    /// these flags' values, named with `_` for `-` (default: ./tessera.toml when there is one).
+    /// The environment and the command line win over it.
+    #[arg(long, env = "TESSERA_CONFIG", value_name = "PATH")]
+    config: Option<std::path::PathBuf>,
     /// The PostgreSQL server; each service uses its own database on it.
     #[arg(long, env = "TESSERA_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432")]
     database_url: String,
@@ -88,6 +93,95 @@ pub struct ServeArgs {
 }
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// For `tessera serve`: the configuration file's `[serve]` table turned into flags placed
+/// before the command line's own, so the layers are defaults, file, environment, flags. A key
+/// is a flag's long name with `_` for `-`; `[serve.<service>]` overrides `[serve]` for that
+/// service. A key that names no flag is an error naming it. `env` looks a variable up.
+pub fn with_file_layer(
+    args: Vec<std::ffi::OsString>,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Vec<std::ffi::OsString>> {
+    use clap::Args as _;
+    let text: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let Some(at) = text.iter().position(|a| a == "serve") else { return Ok(args) };
+    let given = |long: &str| {
+        text[at + 1..].iter().any(|a| a == &format!("--{long}") || a.starts_with(&format!("--{long}=")))
+    };
+    let flag_value = text[at + 1..]
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| text.get(at + 2 + i).cloned())
+        .or_else(|| text[at + 1..].iter().find_map(|a| a.strip_prefix("--config=").map(str::to_owned)));
+    let path = match flag_value.or_else(|| env("TESSERA_CONFIG")) {
+        Some(path) => std::path::PathBuf::from(path),
+        None if std::path::Path::new("tessera.toml").exists() => "tessera.toml".into(),
+        None => return Ok(args),
+    };
+    let file = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&file).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let Some(serve) = table.get("serve") else { return Ok(args) };
+    let serve = serve.as_table().with_context(|| format!("{}: `serve` must be a table", path.display()))?;
+    let service = text[at + 1..].iter().find(|a| !a.starts_with('-')).cloned().unwrap_or_default();
+    let command = ServeArgs::augment_args(clap::Command::new("serve"));
+    let mut settings: Vec<(String, &toml::Value)> = Vec::new();
+    for (key, value) in serve {
+        match (value, serve_service_name(key)) {
+            (toml::Value::Table(_), true) => {}
+            _ => settings.push((key.clone(), value)),
+        }
+    }
+    if let Some(toml::Value::Table(own)) = serve.get(&service) {
+        for (key, value) in own {
+            settings.retain(|(k, _)| k != key);
+            settings.push((key.clone(), value));
+        }
+    }
+    let mut layer: Vec<std::ffi::OsString> = Vec::new();
+    for (key, value) in settings {
+        let long = key.replace('_', "-");
+        let Some(arg) =
+            command.get_arguments().find(|a| a.get_long() == Some(long.as_str()) && long != "config")
+        else {
+            bail!(
+                "{}: [serve] {key} is not a setting of `tessera serve` (see `tessera serve --help`)",
+                path.display()
+            );
+        };
+        let from_env = arg.get_env().and_then(|name| env(&name.to_string_lossy())).is_some();
+        if from_env || given(&long) {
+            continue;
+        }
+        let items: Vec<&toml::Value> = match value {
+            toml::Value::Array(items) => items.iter().collect(),
+            single => vec![single],
+        };
+        for item in items {
+            let text = match item {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Float(x) => x.to_string(),
+                toml::Value::Boolean(true) => {
+                    layer.push(format!("--{long}").into());
+                    continue;
+                }
+                toml::Value::Boolean(false) => continue,
+                other => bail!("{}: [serve] {key}: {other} is not a value a flag takes", path.display()),
+            };
+            layer.push(format!("--{long}={text}").into());
+        }
+    }
+    let mut args = args;
+    args.splice(at + 1..at + 1, layer);
+    Ok(args)
+}
+
+/// A `[serve.<name>]` table is one service's (or the gateway's) own settings.
+fn serve_service_name(key: &str) -> bool {
+    ["inventory", "orders", "payments", "customers", "support", "gateway"].contains(&key)
+}
 
 impl ServeArgs {
     /// The service this process runs (or `gateway`).
@@ -340,4 +434,79 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
         node.shutdown(SHUTDOWN_GRACE).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod file_layer_tests {
+    use std::ffi::OsString;
+
+    use super::with_file_layer;
+
+    fn layered(file: &str, command_line: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Vec<String>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("tessera.toml");
+        std::fs::write(&path, file)?;
+        let mut args: Vec<OsString> = vec!["tessera".into(), "serve".into()];
+        args.extend(command_line.iter().map(OsString::from));
+        args.push(format!("--config={}", path.display()).into());
+        let env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let out = with_file_layer(args, |name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))?;
+        Ok(out.into_iter().map(|a| a.to_string_lossy().into_owned()).collect())
+    }
+
+    const FILE: &str = r#"
+        [serve]
+        database_url = "postgres://db.internal:5432"
+        nats_replicas = 3
+        staff = ["admin:a@x.test:pw1", "support:s@x.test:pw2"]
+        insecure_no_auth = false
+
+        [serve.payments]
+        card_failure_rate = 0.25
+        listen = "0.0.0.0:9003"
+    "#;
+
+    #[test]
+    fn the_file_gives_flags_under_the_command_line_and_the_environment() {
+        let args = layered(FILE, &["payments", "--listen=127.0.0.1:1"], &[("TESSERA_NATS_REPLICAS", "5")])
+            .expect("layered");
+        assert!(args.contains(&"--database-url=postgres://db.internal:5432".to_owned()), "{args:?}");
+        assert!(args.contains(&"--staff=admin:a@x.test:pw1".to_owned()), "{args:?}");
+        assert!(args.contains(&"--staff=support:s@x.test:pw2".to_owned()), "{args:?}");
+        assert!(args.contains(&"--card-failure-rate=0.25".to_owned()), "the service's own table: {args:?}");
+        assert!(!args.iter().any(|a| a.starts_with("--nats-replicas")), "the environment wins: {args:?}");
+        assert!(!args.iter().any(|a| a == "--listen=0.0.0.0:9003"), "the command line wins: {args:?}");
+        assert!(!args.iter().any(|a| a.starts_with("--insecure")), "false is no flag: {args:?}");
+        let other = layered(FILE, &["orders"], &[]).expect("layered");
+        assert!(!other.iter().any(|a| a.starts_with("--card-failure-rate")), "{other:?}");
+        assert!(other.contains(&"--nats-replicas=3".to_owned()), "{other:?}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_it() {
+        let error = layered("[serve]\ndatabase_ulr = \"x\"\n", &["orders"], &[]).expect_err("unknown key");
+        assert!(error.to_string().contains("database_ulr"), "{error}");
+    }
+
+    #[test]
+    fn the_layered_flags_parse_and_a_bad_value_names_its_flag() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            command: Command,
+        }
+        #[derive(Debug, clap::Subcommand)]
+        enum Command {
+            Serve(super::ServeArgs),
+        }
+        let args = layered(FILE, &["payments"], &[]).expect("layered");
+        let Command::Serve(serve) = Cli::try_parse_from(&args).expect("parses").command;
+        assert_eq!(serve.listen.to_string(), "0.0.0.0:9003");
+        assert_eq!(serve.nats_replicas, 3);
+        let bad = layered("[serve]\nlisten = \"not an address\"\n", &["orders"], &[]).expect("layered");
+        let error = Cli::try_parse_from(&bad).expect_err("a bad address");
+        assert!(error.to_string().contains("--listen"), "{error}");
+    }
 }

@@ -40,6 +40,27 @@ fn an_unknown_subcommand_fails_with_a_usage_error() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("unrecognized subcommand"));
 }
 
+#[test]
+fn serve_reads_its_flags_from_the_configuration_file_and_names_a_wrong_key() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let file = dir.path().join("tessera.toml");
+    std::fs::write(
+        &file,
+        "[serve]\nnats_url = \"nats://127.0.0.1:4222\"\n[serve.orders]\nlisten = \"nowhere\"\n",
+    )
+    .expect("write");
+    let output = tessera().args(["serve", "orders", "--config"]).arg(&file).output().expect("run serve");
+    assert_eq!(output.status.code(), Some(2), "a bad value from the file is a usage error");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--listen") && stderr.contains("nowhere"), "{stderr}");
+
+    std::fs::write(&file, "[serve]\nnats_urll = \"nats://127.0.0.1:4222\"\n").expect("write");
+    let output = tessera().args(["serve", "orders", "--config"]).arg(&file).output().expect("run serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("[serve] nats_urll is not a setting"), "{stderr}");
+}
+
 /// A running `tessera up`, killed when dropped.
 struct Up {
     child: Child,
