@@ -119,7 +119,7 @@ impl<'c> World<'c> {
             })
             .collect();
         for sku in &skus {
-            let available = i64::try_from(rng.between(1, 6)).unwrap_or(1);
+            let available = i64::try_from(rng.between(2, 10)).unwrap_or(2);
             let price = Money::new(i64::try_from(rng.between(5, 50)).unwrap_or(5) * 100, Currency::eur())
                 .unwrap_or_else(|_| Money { amount: 100, currency: Currency::eur() });
             initial_stock.insert(sku.clone(), available);
