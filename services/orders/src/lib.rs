@@ -10,7 +10,7 @@ mod service;
 pub use service::OrdersService;
 
 pub use app::analytics::{SalesAnalytics, SalesRow};
-pub use app::sagas::{CANCEL_ORDER, PLACE_ORDER};
+pub use app::sagas::{CANCEL_ORDER, PLACE_ORDER, cancel_order, place_order};
 pub use app::summaries::OrderSummaries;
 pub use app::{AppError, Erasures, OrderHistory, OrderRecord, OrderSummary, Orders, OrdersSettings};
 
