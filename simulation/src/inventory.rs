@@ -190,6 +190,8 @@ fn reserve(unit: &mut Unit<InventoryState>, message: &Message, ids: &mut Ids) ->
     let plan = match plan_reservation(&levels, &command.lines) {
         Ok(plan) => plan,
         Err(refusal) => {
+            // As inventory does: a refused order is closed for good.
+            unit.state.released_orders.insert(command.order_id);
             answer(unit, ids, message, Err(refusal.code().to_owned()));
             return Ok(());
         }
@@ -197,6 +199,7 @@ fn reserve(unit: &mut Unit<InventoryState>, message: &Message, ids: &mut Ids) ->
     let currencies: BTreeSet<String> =
         plan.iter().map(|(sku, _)| String::from(state.products[sku].price.currency.clone())).collect();
     if currencies.len() > 1 {
+        unit.state.released_orders.insert(command.order_id);
         answer(unit, ids, message, Err("mixed_currencies".to_owned()));
         return Ok(());
     }

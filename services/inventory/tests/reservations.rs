@@ -290,6 +290,20 @@ async fn a_release_that_arrives_first_refuses_the_later_reservation_and_mixed_cu
         .await;
     assert_eq!(shop.reply_to(&reserve).await["reason"], "mixed_currencies");
     assert_eq!((shop.level("EUR-1").await.reserved, shop.level("USD-1").await.reserved), (0, 0));
+
+    // Refused for stock, then stock comes back: a late copy of the same command (past the
+    // inbox: a new message id) must not hold stock for an order whose saga has failed.
+    let refused = Uuid::now_v7();
+    let command = ReserveStock { order_id: refused, lines: vec![line("EUR-1", 8)] };
+    let first = shop.send(refused, 0, false, &command).await;
+    assert_eq!(shop.reply_to(&first).await["reason"], "out_of_stock");
+    shop.inventory
+        .adjust_stock(&sku("EUR-1"), 10, "delivery", &tessera_web::token::Actor::system("test"))
+        .await
+        .expect("restock");
+    let late = shop.send(refused, 0, false, &command).await;
+    assert_eq!(shop.reply_to(&late).await["reason"], "reservation_closed");
+    assert_eq!(shop.level("EUR-1").await.reserved, 0, "nothing held for a refused order");
     shop.assert_conserved().await;
     shop.stop().await;
 }

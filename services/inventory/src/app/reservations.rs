@@ -133,6 +133,19 @@ impl Inventory {
         Ok(Reserved { lines, total: Money::new(total, currency).map_err(|e| corrupt(&e))? })
     }
 
+    /// A refused order is closed like a released one: its saga has failed and compensates
+    /// nothing here, so a late copy of its command (redelivered past the inbox's memory, or
+    /// retried from the dead letters once stock is back) must not hold stock for it. Found by
+    /// the simulator (seed 98 with the inbox switched off).
+    fn close(unit: &mut UnitOfWork, order_id: Uuid) {
+        unit.execute(
+            Statement::new(
+                "INSERT INTO released_orders (order_id) VALUES ($1) ON CONFLICT (order_id) DO NOTHING",
+            )
+            .bind(order_id.to_string()),
+        );
+    }
+
     async fn reserve(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
         let command: ReserveStock = parse(message)?;
         // Already held for this order (the command came twice): answer as before.
@@ -168,6 +181,7 @@ impl Inventory {
         let plan = match plan_reservation(&levels, &command.lines) {
             Ok(plan) => plan,
             Err(refusal) => {
+                Self::close(unit, command.order_id);
                 self.reply(unit, message, Err(refusal.code().to_owned()))?;
                 return Ok(());
             }
@@ -176,6 +190,7 @@ impl Inventory {
         let currencies: std::collections::HashSet<_> =
             plan.iter().map(|(sku, _)| &products[sku].price.currency).collect();
         if currencies.len() > 1 {
+            Self::close(unit, command.order_id);
             self.reply(unit, message, Err("mixed_currencies".to_owned()))?;
             return Ok(());
         }
