@@ -9,6 +9,7 @@ mod embedded;
 mod keys;
 mod projections;
 mod serve;
+mod simulate;
 mod top;
 mod up;
 mod verify;
@@ -67,6 +68,8 @@ enum Command {
     /// Check the whole system's invariants from every service's data; non-zero exit on any
     /// violation.
     Verify(verify::VerifyArgs),
+    /// Run the deterministic simulation of messaging and sagas over seeds (or one, traced).
+    Simulate(simulate::SimulateArgs),
     /// Measure the platform's throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -112,5 +115,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench { target } => bench::run(target).await,
         Command::Top(args) => top::run(args).await,
         Command::Verify(args) => verify::run(args).await,
+        Command::Simulate(args) => simulate::run(args),
     }
 }

@@ -164,7 +164,9 @@ pub fn run_seed(seed: u64, config: &SimConfig) -> SimOutcome {
 
 /// The command that replays one seed with its trace printed.
 pub fn replay_command(seed: u64) -> String {
-    format!("TESSERA_SIM_SEED={seed} cargo test -p tessera-simulation replay -- --nocapture")
+    format!(
+        "cargo run -- simulate --seed {seed}   (or: TESSERA_SIM_SEED={seed} cargo test -p tessera-simulation replay -- --nocapture)"
+    )
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
