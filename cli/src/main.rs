@@ -7,6 +7,7 @@ mod demo;
 mod dlq;
 mod embedded;
 mod keys;
+mod load;
 mod projections;
 mod serve;
 mod top;
@@ -63,6 +64,9 @@ enum Command {
     Vault(keys::VaultArgs),
     /// Watch a running system in the terminal: requests, errors, latency, backlogs, lag.
     Top(top::TopArgs),
+    /// Drive a running system with an open- or closed-loop mix of shop requests and report
+    /// latency per operation.
+    Load(load::LoadArgs),
     /// Measure the platform's throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -105,5 +109,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Vault(args) => keys::run(args).await,
         Command::Bench { target } => bench::run(target).await,
         Command::Top(args) => top::run(args).await,
+        Command::Load(args) => load::run(args).await,
     }
 }
