@@ -2,11 +2,13 @@
 
 mod audit;
 mod bench;
+mod chaos;
 mod config;
 mod demo;
 mod dlq;
 mod embedded;
 mod keys;
+mod load;
 mod projections;
 mod serve;
 mod simulate;
@@ -65,9 +67,14 @@ enum Command {
     Vault(keys::VaultArgs),
     /// Watch a running system in the terminal: requests, errors, latency, backlogs, lag.
     Top(top::TopArgs),
+    /// Drive a running system with an open- or closed-loop mix of shop requests and report
+    /// latency per operation.
+    Load(load::LoadArgs),
     /// Check the whole system's invariants from every service's data; non-zero exit on any
     /// violation.
     Verify(verify::VerifyArgs),
+    /// Inject faults into a system of its own under load, then verify nothing was lost.
+    Chaos(chaos::ChaosArgs),
     /// Run the deterministic simulation of messaging and sagas over seeds (or one, traced).
     Simulate(simulate::SimulateArgs),
     /// Measure the platform's throughput and latency.
@@ -114,7 +121,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Vault(args) => keys::run(args).await,
         Command::Bench { target } => bench::run(target).await,
         Command::Top(args) => top::run(args).await,
+        Command::Load(args) => load::run(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Simulate(args) => simulate::run(args),
+        Command::Chaos(args) => chaos::run(args).await,
     }
 }

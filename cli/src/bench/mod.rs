@@ -2,9 +2,10 @@
 //! raw limit of what it is built on, measured in the same run.
 
 mod bus;
+mod e2e;
 mod gateway;
 mod privacy;
-mod report;
+pub(crate) mod report;
 mod store;
 
 use clap::Subcommand;
@@ -20,6 +21,9 @@ pub enum BenchTarget {
     /// Orders per second with personal data sealed by the vault, beside the same system with
     /// sealing replaced by a pass-through, in one run.
     Privacy(privacy::PrivacyBenchArgs),
+    /// Orders per second from `POST /orders` to confirmed over HTTP, and the time each takes
+    /// to confirm at a fixed arrival rate.
+    E2e(e2e::E2eBenchArgs),
 }
 
 pub async fn run(target: BenchTarget) -> anyhow::Result<()> {
@@ -28,5 +32,6 @@ pub async fn run(target: BenchTarget) -> anyhow::Result<()> {
         BenchTarget::Bus(args) => bus::run(args).await,
         BenchTarget::Gateway(args) => gateway::run(args).await,
         BenchTarget::Privacy(args) => privacy::run(args).await,
+        BenchTarget::E2e(args) => e2e::run(args).await,
     }
 }

@@ -348,6 +348,13 @@ impl Lane {
                     tracing::warn!(consumer = %self.consumer, id = %envelope.id, %error, "transient failure; retrying");
                     transient_failures
                 }
+                // A handler's failure while its database is away (a restart, a failover) says
+                // nothing about the message: it must not be parked for the outage.
+                Err(Failure::Failed(error)) if !self.store_reachable().await => {
+                    transient_failures += 1;
+                    tracing::warn!(consumer = %self.consumer, id = %envelope.id, %error, "failed while the store is unreachable; retrying");
+                    transient_failures
+                }
                 Err(Failure::Failed(error)) => {
                     attempts += 1;
                     if attempts >= self.options.max_attempts {
@@ -384,6 +391,10 @@ impl Lane {
             // The effect is committed; a redelivery will meet the inbox record.
             tracing::warn!(consumer = %self.consumer, %id, %error, "ack failed");
         }
+    }
+
+    async fn store_reachable(&self) -> bool {
+        self.store.query(tessera_store::Statement::new("SELECT 1 AS reachable")).await.is_ok()
     }
 
     /// One attempt: inbox record, handler, (resolving a dead letter,) commit.

@@ -67,7 +67,15 @@ impl StoreError {
     /// loss and lock timeouts are; conflicts and rejections need a fresh decision first.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Postgres(error) => error.is_closed() || error.as_db_error().is_none(),
+            StoreError::Postgres(error) => {
+                error.is_closed()
+                    // Connection exceptions, operator intervention (the server shutting down or
+                    // starting up) and insufficient resources pass with the outage.
+                    || error.as_db_error().is_none_or(|db| {
+                        let code = db.code().code();
+                        code.starts_with("08") || code.starts_with("57") || code.starts_with("53")
+                    })
+            }
             StoreError::Pool(_) | StoreError::Closed | StoreError::Io(_) => true,
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => matches!(
                 failure.code,

@@ -77,8 +77,8 @@ pub(crate) enum Reservation {
 
 /// A reservation older than this whose answer never came (the gateway stopped mid-request)
 /// is taken over by the next request with the key. Safe because orders itself places at most
-/// one order per key.
-const STALE_AFTER_MICROS: i64 = 60_000_000;
+/// one order per key; short, because until then the client's retries only hear 409.
+const STALE_AFTER_MICROS: i64 = 10_000_000;
 
 pub(crate) async fn reserve(
     store: &Store,
