@@ -209,6 +209,9 @@ pub async fn run_load(options: LoadOptions, progress: bool) -> anyhow::Result<Lo
     if options.duration.is_none() && options.max_orders.is_none() {
         bail!("a load run needs a duration or a number of orders");
     }
+    if options.duration.is_none() && options.mix.order == 0 {
+        bail!("a run bounded by a number of orders needs orders in its mix");
+    }
     let client = Client::new(&options.url, options.request_timeout);
     setup::wait_until_ready(&client, &options.url, Duration::from_secs(30)).await?;
     let admin_token = client.sign_in(&options.admin_email, &options.admin_password).await?;

@@ -20,6 +20,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// …to at most this.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// Orders pending for longer than this are read every [`PATIENT_POLL`].
+const PATIENT_AFTER: Duration = Duration::from_secs(1);
+const PATIENT_POLL: Duration = Duration::from_millis(250);
+
 /// What every task of a run shares.
 #[derive(Debug)]
 pub struct Shared {
@@ -303,7 +307,15 @@ async fn order(shared: &Shared, rng: &mut SplitMix64, due: Instant) {
 async fn follow(shared: &Shared, customer: &Customer, id: &str, index: usize, due: Instant) {
     let path = format!("/api/v1/orders/{id}");
     while !shared.giving_up() {
-        tokio::time::sleep(shared.poll_interval).await;
+        // Fine-grained reads while a settle time can still be near the targets; an order
+        // still pending after a second (the slow card waits for the payment timeout) is read
+        // less often, so that it does not become most of the load.
+        let interval = if due.elapsed() < PATIENT_AFTER {
+            shared.poll_interval
+        } else {
+            shared.poll_interval.max(PATIENT_POLL)
+        };
+        tokio::time::sleep(interval).await;
         let at = Instant::now();
         let outcome = customer.identity.call(&shared.client, Method::GET, &path, None, None).await;
         record(shared, "get_order", &outcome, at);
