@@ -33,6 +33,13 @@ pub struct E2eBenchArgs {
     /// Customers placing the orders (each token has its own rate limit on a real gateway).
     #[arg(long, default_value_t = 16)]
     customers: usize,
+    /// Also measure the distributed topology (a `tessera serve` process per service and the
+    /// gateway) on this PostgreSQL server ...
+    #[arg(long, requires = "nats_url")]
+    database_url: Option<String>,
+    /// ... and this NATS server.
+    #[arg(long, requires = "database_url")]
+    nats_url: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -86,6 +93,38 @@ async fn embedded_run(args: &E2eBenchArgs, mode: LoadMode) -> anyhow::Result<Loa
     report
 }
 
+/// A fresh distributed system (its own databases and NATS namespace), driven by `mode`.
+async fn distributed_run(
+    args: &E2eBenchArgs,
+    postgres: &str,
+    nats: &str,
+    mode: LoadMode,
+) -> anyhow::Result<LoadReport> {
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let logs = tempfile::tempdir()?;
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let prefix = format!("bench{}r{run}", std::process::id());
+    let mut system = crate::chaos::system::System::distributed(postgres, nats, &prefix, logs.path())?;
+    let report = async {
+        system.start_all().await?;
+        crate::chaos::create_products(&system.gateway, &[(SKU, "Benchmark tea", 100_000_000, 500)]).await?;
+        let options = LoadOptions {
+            mode,
+            duration: Some(Duration::from_secs(args.seconds)),
+            mix: Mix::approved_orders_only(),
+            settle: Duration::from_secs(30),
+            customers: args.customers.max(1),
+            restock: false,
+            poll_interval: Duration::from_millis(args.poll_ms.max(1)),
+            ..LoadOptions::new(&system.gateway)
+        };
+        run_load(options, !args.json).await
+    }
+    .await;
+    system.shut_down(false).await;
+    report
+}
+
 /// One row: confirmed orders per second, and placed → confirmed at p50 and p99.
 fn row(name: String, report: &LoadReport, clients: usize) -> BenchResult {
     let confirmed = report.settle.iter().find(|s| s.status == "confirmed");
@@ -130,6 +169,22 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
         let open = embedded_run(&args, LoadMode::Open { rate: args.rate }).await?;
         results.push(row(format!("orders → confirmed, open loop @{}/s", args.rate), &open, 0));
         notes.extend(shortfall(&open));
+    }
+    if let (Some(postgres), Some(nats)) = (&args.database_url, &args.nats_url) {
+        let closed =
+            distributed_run(&args, postgres, nats, LoadMode::Closed { clients: args.clients.max(1) }).await?;
+        let mut result =
+            row(format!("orders → confirmed, closed loop ({} clients)", args.clients), &closed, args.clients);
+        result.backend = "distributed".into();
+        results.push(result);
+        notes.extend(shortfall(&closed));
+        if args.rate > 0.0 {
+            let open = distributed_run(&args, postgres, nats, LoadMode::Open { rate: args.rate }).await?;
+            let mut result = row(format!("orders → confirmed, open loop @{}/s", args.rate), &open, 0);
+            result.backend = "distributed".into();
+            results.push(result);
+            notes.extend(shortfall(&open));
+        }
     }
     Report { bench: "e2e", results }.print(args.json)?;
     if !args.json {

@@ -4,7 +4,7 @@
 //! network. Then it lets the system settle and runs `verify`. What must be zero is zero, or the
 //! command fails: orders lost, effects duplicated, orders not terminal after the settle time.
 
-mod system;
+pub(crate) mod system;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -199,11 +199,22 @@ async fn inject(
 /// Products of the run's own: one with stock for every order, one that runs out (so that
 /// rejections for stock happen under faults too).
 async fn seed_products(gateway: &str) -> anyhow::Result<()> {
+    create_products(
+        gateway,
+        &[("CHAOS-PLENTY", "Chaos tea", 10_000_000, 500), ("CHAOS-SCARCE", "Chaos teapot", 40, 4_500)],
+    )
+    .await
+}
+
+/// Creates (sku, name, stock, price in cents) through the gateway as the admin; one that
+/// exists already is left as it is.
+pub(crate) async fn create_products(
+    gateway: &str,
+    products: &[(&str, &str, i64, i64)],
+) -> anyhow::Result<()> {
     let http = Http::new("chaos", gateway);
     let token = sign_in(&http).await?;
-    for (sku, name, stock, price) in
-        [("CHAOS-PLENTY", "Chaos tea", 10_000_000, 500), ("CHAOS-SCARCE", "Chaos teapot", 40, 4_500)]
-    {
+    for (sku, name, stock, price) in products {
         let body =
             json!({"sku": sku, "name": name, "price": {"amount": price, "currency": "EUR"}, "stock": stock});
         let request = Request::post("/api/v1/products")
