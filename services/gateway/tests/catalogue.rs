@@ -230,8 +230,9 @@ async fn a_thousand_concurrent_reads_of_a_cold_key_load_it_from_inventory_once()
     let shop = Arc::new(shop(local(), true).await);
     let admin = shop.token(Role::Admin);
     shop.create(&admin, "TEA-200", 10).await;
-    // Let the creation's own invalidation pass, so that nothing empties the key mid-test.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Let the creation's own invalidation pass, so that nothing empties the key mid-test
+    // (300 ms proved too short on a machine busy with a build).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let before = shop.inventory_reads.load(Ordering::SeqCst);
     let barrier = Arc::new(tokio::sync::Barrier::new(1_000));
     let readers: Vec<_> = (0..1_000)
