@@ -58,6 +58,11 @@ pub enum StoreError {
     #[error("postgres pool: {0}")]
     Pool(String),
 
+    /// Committed data could not be made durable (a failed fsync). Not transient: the process
+    /// must restart so that the database is recovered from what is really on disk.
+    #[error("not durable: {0}")]
+    NotDurable(String),
+
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -88,6 +88,7 @@ conformance!(
     concurrent_appenders_at_one_expected_version_exactly_one_wins,
     a_failed_unit_leaves_no_event_outbox_row_inbox_record_timer_or_row,
     failing_units_do_not_fail_their_neighbours_in_a_group_commit,
+    failing_one_statement_units_leave_nothing_and_keep_their_neighbours,
     the_inbox_applies_a_message_once_even_when_delivered_concurrently,
     outbox_is_read_in_commit_order_marked_sent_and_pruned_after_retention,
     timers_fire_when_due_and_only_once,
@@ -252,6 +253,68 @@ async fn failing_units_do_not_fail_their_neighbours_in_a_group_commit(fixture: F
     }
     let unsent = store.outbox_unsent(0, 1000).await.expect("outbox");
     assert_eq!(unsent.len(), 133);
+}
+
+/// Units that write a single row (the shape the SQLite writer commits without a savepoint)
+/// fail in every way such a unit can, concurrently with healthy ones in the same group
+/// commits: a stale expected version, a duplicate event id (the row insert itself fails), an
+/// inbox record already present. Each failure must leave nothing and keep its neighbours.
+async fn failing_one_statement_units_leave_nothing_and_keep_their_neighbours(fixture: Fixture) {
+    let store = fixture.open().await;
+    let ids = Arc::new(UuidV7Gen);
+    let taken_event = event(&*ids, 0);
+    let taken_event_id = taken_event.id;
+    let seen_message = MessageId::generate(&*ids);
+    let mut first = store.begin();
+    first.append(&stream("taken"), ExpectedVersion::NoStream, vec![taken_event]);
+    first.record_inbox(seen_message);
+    first.commit().await.expect("first unit");
+
+    let tasks: Vec<_> = (0..300u64)
+        .map(|i| {
+            let (store, ids) = (store.clone(), ids.clone());
+            tokio::spawn(async move {
+                let s = stream(&format!("one-{i}"));
+                let mut unit = store.begin();
+                match i % 4 {
+                    0 => {
+                        unit.append(&s, ExpectedVersion::Exact(3), vec![event(&*ids, i)]);
+                    }
+                    1 => {
+                        let mut duplicate = event(&*ids, i);
+                        duplicate.id = taken_event_id;
+                        unit.append(&s, ExpectedVersion::NoStream, vec![duplicate]);
+                    }
+                    2 => {
+                        unit.record_inbox(seen_message);
+                    }
+                    _ => {
+                        unit.append(&s, ExpectedVersion::NoStream, vec![event(&*ids, i)]);
+                    }
+                }
+                (i, unit.commit().await)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, result) = task.await.expect("task");
+        if i % 4 == 3 {
+            result.unwrap_or_else(|e| panic!("healthy unit {i} failed: {e}"));
+        } else {
+            assert!(result.is_err(), "unit {i} should have failed");
+        }
+    }
+    for i in 0..300u64 {
+        let s = stream(&format!("one-{i}"));
+        let stored = store.read_stream(&s, 0).await.expect("read");
+        assert_eq!(stored.len(), usize::from(i % 4 == 3), "stream {s}");
+        // The version the failed unit tried to write is not remembered: the stream is still new.
+        let mut next = store.begin();
+        let expected = if i % 4 == 3 { ExpectedVersion::Exact(1) } else { ExpectedVersion::NoStream };
+        next.append(&s, expected, vec![event(&*ids, i)]);
+        next.commit().await.unwrap_or_else(|e| panic!("stream {s} after the failures: {e}"));
+    }
+    assert_eq!(store.read_all(0, 1000).await.expect("read all").len(), 1 + 75 + 300);
 }
 
 async fn the_inbox_applies_a_message_once_even_when_delivered_concurrently(fixture: Fixture) {

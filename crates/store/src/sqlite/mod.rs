@@ -4,6 +4,7 @@
 //! failure leaves its neighbours untouched. Reads run on a small pool of read-only connections,
 //! which WAL lets proceed while the writer commits.
 
+mod durable;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,8 @@ impl Default for SqliteOptions {
 pub(crate) struct SqliteBackend {
     jobs: mpsc::Sender<Job>,
     readers: Arc<ReadPool>,
+    /// With `synchronous=FULL`: what the sync thread has made durable.
+    durability: Option<Arc<durable::Durability>>,
     /// Dropped with the backend, which ends the checkpoint thread.
     _checkpoint_stop: std::sync::mpsc::Sender<()>,
 }
@@ -70,31 +73,49 @@ impl SqliteBackend {
         let writer_path = path.clone();
         let write_options = options.clone();
         let migration_clock = clock.clone();
-        let connection = tokio::task::spawn_blocking(move || -> Result<Connection> {
-            if let Some(parent) = writer_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)?;
+        let connection =
+            tokio::task::spawn_blocking(move || -> Result<(Connection, Option<Arc<durable::Durability>>)> {
+                if let Some(parent) = writer_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent)?;
+                }
+                // A durable commit is the sync thread's job (see `durable`): the writer itself
+                // never waits for the disk.
+                let mut connection = open_connection(&writer_path, Synchronous::Normal, false)?;
+                apply_migrations(&mut connection, &sets, migration_clock.now())?;
+                let durability = match write_options.synchronous {
+                    Synchronous::Full => Some(Arc::new(durability_from_disk(&writer_path, &connection)?)),
+                    Synchronous::Normal => None,
+                };
+                Ok((connection, durability))
+            })
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
+        let (connection, durability) = connection;
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let acknowledge = match &durability {
+            Some(durability) => {
+                let (committed, to_sync) = std::sync::mpsc::channel();
+                let shared = durability.clone();
+                std::thread::Builder::new()
+                    .name(format!("sqlite-sync:{file_name}"))
+                    .spawn(move || durable::run(&shared, &to_sync))?;
+                writer::Acknowledge::AfterSync(committed, durability.clone())
             }
-            let mut connection = open_connection(&writer_path, &write_options, false)?;
-            apply_migrations(&mut connection, &sets, migration_clock.now())?;
-            Ok(connection)
-        })
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
+            None => writer::Acknowledge::OnCommit,
+        };
         let (jobs, queue) = mpsc::channel(options.queue_depth.max(1));
         let (checkpoint_stop, checkpoint_stopped) = std::sync::mpsc::channel::<()>();
-        let checkpoint_connection = open_connection(&path, &options, false)?;
+        let checkpoint_connection = open_connection(&path, options.synchronous, false)?;
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoint_in_background(&checkpoint_connection, &checkpoint_stopped))?;
         let max_batch = options.max_batch.max(1);
         std::thread::Builder::new()
-            .name(format!(
-                "sqlite-writer:{}",
-                path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
-            ))
-            .spawn(move || writer::run(connection, queue, max_batch, clock))?;
+            .name(format!("sqlite-writer:{file_name}"))
+            .spawn(move || writer::run(connection, queue, max_batch, clock, acknowledge))?;
         Ok(Self {
             jobs,
+            durability,
             readers: Arc::new(ReadPool { path, options, idle: Mutex::new(Vec::new()) }),
             _checkpoint_stop: checkpoint_stop,
         })
@@ -117,7 +138,23 @@ impl SqliteBackend {
     }
 }
 
-fn open_connection(path: &Path, options: &SqliteOptions, read_only: bool) -> Result<Connection> {
+/// Syncs what a previous process left in the write-ahead log and the database (it may have
+/// been killed before its sync thread ran), so that everything in the outbox now is durable.
+fn durability_from_disk(path: &Path, connection: &Connection) -> Result<durable::Durability> {
+    let mut log_path = path.as_os_str().to_owned();
+    log_path.push("-wal");
+    // SQLite created the log when the connection went into WAL mode; `create` only guards
+    // against a file system that lost it, and an empty log is a valid one.
+    let log =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&log_path)?;
+    log.sync_data()?;
+    std::fs::File::open(path)?.sync_data()?;
+    let high: Option<i64> =
+        connection.query_row("SELECT max(position) FROM tessera_outbox", [], |row| row.get(0))?;
+    Ok(durable::Durability::new(log, high.map(to_u64).transpose()?.unwrap_or(0)))
+}
+
+fn open_connection(path: &Path, synchronous: Synchronous, read_only: bool) -> Result<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -133,7 +170,7 @@ fn open_connection(path: &Path, options: &SqliteOptions, read_only: bool) -> Res
         // After a checkpoint lets the WAL restart, trim the file back to this size.
         connection.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     }
-    let synchronous = match options.synchronous {
+    let synchronous = match synchronous {
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",
     };
@@ -199,7 +236,7 @@ impl ReadPool {
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         match idle {
             Some(connection) => Ok(connection),
-            None => open_connection(&self.path, &self.options, true),
+            None => open_connection(&self.path, self.options.synchronous, true),
         }
     }
 
@@ -344,6 +381,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn outbox_unsent(&self, after_position: u64, limit: usize) -> Result<Vec<OutboxMessage>> {
+        let durability = self.durability.clone();
         self.read(move |c| {
             let mut statement = c.prepare_cached(
                 "SELECT position, envelope, created_at FROM tessera_outbox
@@ -352,15 +390,21 @@ impl Backend for SqliteBackend {
             let rows = statement.query_map([to_i64(after_position), to_i64(limit as u64)], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
             })?;
-            rows.map(|row| {
-                let (position, envelope, created_at) = row?;
-                Ok(OutboxMessage {
-                    position: to_u64(position)?,
-                    envelope: decode_envelope(&envelope)?,
-                    created_at: Timestamp::from_micros(to_u64(created_at)?),
+            let messages: Vec<OutboxMessage> = rows
+                .map(|row| {
+                    let (position, envelope, created_at) = row?;
+                    Ok(OutboxMessage {
+                        position: to_u64(position)?,
+                        envelope: decode_envelope(&envelope)?,
+                        created_at: Timestamp::from_micros(to_u64(created_at)?),
+                    })
                 })
-            })
-            .collect()
+                .collect::<Result<_>>()?;
+            // Nothing leaves the service before the commit that wrote it is on disk.
+            if let (Some(durability), Some(last)) = (&durability, messages.last()) {
+                durability.make_outbox_durable(last.position)?;
+            }
+            Ok(messages)
         })
         .await
     }
