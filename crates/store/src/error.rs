@@ -58,8 +58,10 @@ pub enum StoreError {
     #[error("postgres pool: {0}")]
     Pool(String),
 
-    /// Committed data could not be made durable (a failed fsync). Not transient: the process
-    /// must restart so that the database is recovered from what is really on disk.
+    /// Committed data could not be made durable (a failed fsync). The store refuses every
+    /// later unit until the process restarts and recovers from what is really on disk, so it
+    /// counts as transient: callers wait and retry (a message is not parked for it), and the
+    /// HTTP answer is 503.
     #[error("not durable: {0}")]
     NotDurable(String),
 
@@ -81,7 +83,7 @@ impl StoreError {
                         code.starts_with("08") || code.starts_with("57") || code.starts_with("53")
                     })
             }
-            StoreError::Pool(_) | StoreError::Closed | StoreError::Io(_) => true,
+            StoreError::Pool(_) | StoreError::Closed | StoreError::Io(_) | StoreError::NotDurable(_) => true,
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => matches!(
                 failure.code,
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked

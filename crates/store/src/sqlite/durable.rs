@@ -109,3 +109,72 @@ pub(crate) fn run(durability: &Durability, committed: &mpsc::Receiver<Committed>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::OwnedFd;
+
+    use super::*;
+
+    fn log_file(dir: &tempfile::TempDir) -> File {
+        File::create(dir.path().join("db-wal")).expect("create log")
+    }
+
+    /// A file whose sync fails: Linux refuses fsync on a pipe with EINVAL.
+    fn unsyncable() -> File {
+        let (reader, _writer) = std::io::pipe().expect("pipe");
+        File::from(OwnedFd::from(reader))
+    }
+
+    #[test]
+    fn rows_at_or_below_the_durable_mark_need_no_sync_and_rows_above_it_move_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let durability = Durability::new(log_file(&dir), 5);
+        durability.make_outbox_durable(3).expect("below the mark");
+        durability.make_outbox_durable(5).expect("at the mark");
+        assert_eq!(durability.durable_outbox.load(Ordering::Acquire), 5);
+        durability.make_outbox_durable(9).expect("above the mark");
+        assert_eq!(durability.durable_outbox.load(Ordering::Acquire), 9);
+    }
+
+    #[test]
+    fn a_failed_sync_refuses_the_rows_above_the_mark_and_every_later_commit() {
+        let durability = Durability::new(unsyncable(), 5);
+        durability.make_outbox_durable(5).expect("at the mark, nothing to sync");
+        let refused = durability.make_outbox_durable(6);
+        assert!(matches!(refused, Err(StoreError::NotDurable(_))), "{refused:?}");
+        assert!(durability.has_failed());
+        assert_eq!(durability.durable_outbox.load(Ordering::Acquire), 5);
+    }
+
+    #[test]
+    fn the_sync_thread_answers_after_syncing_and_moves_the_mark() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let durability = Durability::new(log_file(&dir), 0);
+        let (committed, to_sync) = mpsc::channel();
+        let (reply, answer) = oneshot::channel();
+        committed
+            .send(Committed { replies: vec![(reply, Ok(CommitReceipt::default()))], outbox_high: Some(7) })
+            .expect("queue");
+        drop(committed);
+        run(&durability, &to_sync);
+        assert!(answer.blocking_recv().expect("answered").is_ok());
+        assert_eq!(durability.durable_outbox.load(Ordering::Acquire), 7);
+    }
+
+    #[test]
+    fn when_the_sync_fails_the_batch_is_answered_not_durable_and_the_mark_stays() {
+        let durability = Durability::new(unsyncable(), 0);
+        let (committed, to_sync) = mpsc::channel();
+        let (reply, answer) = oneshot::channel();
+        committed
+            .send(Committed { replies: vec![(reply, Ok(CommitReceipt::default()))], outbox_high: Some(7) })
+            .expect("queue");
+        drop(committed);
+        run(&durability, &to_sync);
+        let answered = answer.blocking_recv().expect("answered");
+        assert!(matches!(answered, Err(StoreError::NotDurable(_))), "{answered:?}");
+        assert_eq!(durability.durable_outbox.load(Ordering::Acquire), 0);
+        assert!(durability.has_failed());
+    }
+}
