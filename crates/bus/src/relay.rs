@@ -103,63 +103,64 @@ impl Relay {
 
     /// Publishes continuously while holding the lease: new rows go out while earlier ones
     /// await their acknowledgements (up to `window`), and acknowledged rows are marked sent
-    /// in one commit per burst. Any error ends the round; the next one starts again from the
-    /// oldest unsent row, so nothing is skipped (a republished message meets the inbox).
+    /// in one commit per burst, in the background (see [`Marks`]). Any error ends the round;
+    /// the next one starts again from the oldest unsent row, so nothing is skipped (a
+    /// republished message meets the inbox).
     async fn lead(&self, lease: &tessera_store::Lease, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
         let mut in_flight = FuturesOrdered::new();
-        let mut acknowledged = Vec::new();
+        let mut marks = Marks::default();
         let mut after = 0;
         let mut last_prune = Instant::now();
-        while lease.is_held() && !*shutdown.borrow() {
-            let room = self.options.window.saturating_sub(in_flight.len());
-            let mut published = 0;
-            if room > 0 {
-                for row in self.store.outbox_unsent(after, self.options.batch.min(room)).await? {
-                    after = row.position;
-                    let ack = self.transport.publish(&row.envelope).await?;
-                    in_flight.push_back(async move { (row, ack.await) });
-                    published += 1;
+        let outcome: Result<()> = async {
+            while lease.is_held() && !*shutdown.borrow() {
+                let room = self.options.window.saturating_sub(in_flight.len());
+                let mut published = 0;
+                if room > 0 {
+                    for row in self.store.outbox_unsent(after, self.options.batch.min(room)).await? {
+                        after = row.position;
+                        let ack = self.transport.publish(&row.envelope).await?;
+                        in_flight.push_back(async move { (row, ack.await) });
+                        published += 1;
+                    }
+                }
+                if published > 0 && in_flight.len() < self.options.window {
+                    // More may be waiting: read again before sleeping, but first take any
+                    // acknowledgements that are already in.
+                    while let Some(Some(done)) = futures_util::FutureExt::now_or_never(in_flight.next()) {
+                        self.settle(done, &mut marks.acknowledged)?;
+                    }
+                    marks.start(&self.store)?;
+                    continue;
+                }
+                tokio::select! {
+                    Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                        self.settle(done, &mut marks.acknowledged)?;
+                        while let Some(Some(done)) = futures_util::FutureExt::now_or_never(in_flight.next()) {
+                            self.settle(done, &mut marks.acknowledged)?;
+                        }
+                        marks.start(&self.store)?;
+                    }
+                    marked = marks.finished(), if marks.is_marking() => {
+                        marked?;
+                        marks.start(&self.store)?;
+                    }
+                    () = self.store.outbox_committed(), if in_flight.len() < self.options.window => {}
+                    () = tokio::time::sleep(self.options.poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+                if last_prune.elapsed() >= self.options.prune_every {
+                    last_prune = Instant::now();
+                    if let Err(error) = self.store.prune_outbox(self.options.retention).await {
+                        tracing::warn!(service = %self.service, %error, "outbox prune failed");
+                    }
                 }
             }
-            if published > 0 && in_flight.len() < self.options.window {
-                // More may be waiting: read again before sleeping, but first take any
-                // acknowledgements that are already in.
-                self.settle_ready(&mut in_flight, &mut acknowledged).await?;
-                continue;
-            }
-            tokio::select! {
-                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                    self.settle(done, &mut acknowledged)?;
-                    self.settle_ready(&mut in_flight, &mut acknowledged).await?;
-                }
-                () = self.store.outbox_committed(), if in_flight.len() < self.options.window => {}
-                () = tokio::time::sleep(self.options.poll) => {}
-                _ = shutdown.changed() => {}
-            }
-            if last_prune.elapsed() >= self.options.prune_every {
-                last_prune = Instant::now();
-                if let Err(error) = self.store.prune_outbox(self.options.retention).await {
-                    tracing::warn!(service = %self.service, %error, "outbox prune failed");
-                }
-            }
+            Ok(())
         }
-        // Shutting down or deposed: mark what was acknowledged; the rest stays unsent.
-        self.flush(&mut acknowledged).await
-    }
-
-    /// Takes every acknowledgement already available, then marks those rows sent at once.
-    async fn settle_ready<F>(
-        &self,
-        in_flight: &mut FuturesOrdered<F>,
-        acknowledged: &mut Vec<u64>,
-    ) -> Result<()>
-    where
-        F: Future<Output = (OutboxMessage, Result<()>)>,
-    {
-        while let Some(Some(done)) = futures_util::FutureExt::now_or_never(in_flight.next()) {
-            self.settle(done, acknowledged)?;
-        }
-        self.flush(acknowledged).await
+        .await;
+        // Shutting down, deposed or failed: mark what was acknowledged; the rest stays unsent.
+        let flushed = marks.flush(&self.store).await;
+        outcome.and(flushed)
     }
 
     fn settle(&self, (row, outcome): (OutboxMessage, Result<()>), acknowledged: &mut Vec<u64>) -> Result<()> {
@@ -170,12 +171,71 @@ impl Relay {
         acknowledged.push(row.position);
         Ok(())
     }
+}
 
-    async fn flush(&self, acknowledged: &mut Vec<u64>) -> Result<()> {
-        if !acknowledged.is_empty() {
-            self.store.mark_sent(acknowledged).await?;
-            acknowledged.clear();
+/// Acknowledged rows on their way to being marked sent. The mark is a commit, and with a
+/// durable store a commit waits for the disk; the relay does not wait for it, and goes on
+/// publishing while one mark is in flight. What is acknowledged meanwhile goes into the next
+/// mark. A mark that is lost (a crash) only means the rows are published again, which the
+/// consumers' inboxes absorb.
+#[derive(Default)]
+struct Marks {
+    acknowledged: Vec<u64>,
+    marking: Option<tokio::task::JoinHandle<tessera_store::Result<u64>>>,
+}
+
+impl Marks {
+    fn is_marking(&self) -> bool {
+        self.marking.is_some()
+    }
+
+    /// Starts a mark of everything acknowledged, unless one is in flight (then
+    /// [`Marks::finished`] resolving is the cue to call this again).
+    fn start(&mut self, store: &Store) -> Result<()> {
+        if self.marking.as_ref().is_some_and(|marking| !marking.is_finished()) || self.acknowledged.is_empty()
+        {
+            return Ok(());
+        }
+        if let Some(done) = self.marking.take() {
+            // Finished: its outcome is ready.
+            futures_util::FutureExt::now_or_never(done).map_or(Ok(()), Self::outcome)?;
+        }
+        let positions = std::mem::take(&mut self.acknowledged);
+        let store = store.clone();
+        self.marking = Some(tokio::spawn(async move { store.mark_sent(&positions).await }));
+        Ok(())
+    }
+
+    /// Resolves when the mark in flight has committed.
+    async fn finished(&mut self) -> Result<()> {
+        match self.marking.as_mut() {
+            Some(marking) => {
+                let outcome = marking.await;
+                self.marking = None;
+                Self::outcome(outcome)
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Waits for the mark in flight, then marks the rest.
+    async fn flush(&mut self, store: &Store) -> Result<()> {
+        if self.marking.is_some() {
+            self.finished().await?;
+        }
+        if !self.acknowledged.is_empty() {
+            store.mark_sent(&self.acknowledged).await?;
+            self.acknowledged.clear();
         }
         Ok(())
+    }
+
+    fn outcome(
+        joined: std::result::Result<tessera_store::Result<u64>, tokio::task::JoinError>,
+    ) -> Result<()> {
+        match joined {
+            Ok(marked) => marked.map(|_| ()).map_err(Into::into),
+            Err(_) => Err(crate::error::BusError::Closed),
+        }
     }
 }

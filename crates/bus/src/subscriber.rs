@@ -277,7 +277,7 @@ impl Lane {
         let mut applied = Vec::with_capacity(group.len());
         let mut whole = true;
         for delivery in &group {
-            let Ok(envelope) = self.upcasters.upcast(delivery.envelope.clone()) else {
+            let Ok(envelope) = self.upcasters.upcast_ref(&delivery.envelope) else {
                 whole = false;
                 break;
             };
@@ -289,14 +289,16 @@ impl Lane {
             applied.push(envelope);
         }
         if whole && unit.commit().await.is_ok() {
-            for (delivery, envelope) in group.into_iter().zip(&applied) {
-                if let Some(hook) = &self.options.after_commit {
-                    hook(envelope);
-                }
+            if let Some(hook) = &self.options.after_commit {
+                applied.iter().for_each(|envelope| hook(envelope));
+            }
+            drop(applied);
+            for delivery in group {
                 self.acknowledge(delivery).await;
             }
             return;
         }
+        drop(applied);
         for delivery in group {
             self.process(delivery, shutdown).await;
         }

@@ -1,6 +1,7 @@
 //! Upcasting: old payload versions lifted, step by step, to the current one before any
 //! handler sees them, so handlers only know the latest schema.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -43,6 +44,14 @@ impl Upcasters {
     ) -> Self {
         self.steps.insert((name.into(), from_version), Box::new(step));
         self
+    }
+
+    /// Like [`Upcasters::upcast`], without copying an envelope no step applies to, which is
+    /// nearly every one.
+    pub fn upcast_ref<'a>(&self, envelope: &'a Envelope) -> Result<Cow<'a, Envelope>, UpcastError> {
+        let applies =
+            self.steps.keys().any(|(name, version)| *name == envelope.name && *version == envelope.version);
+        if applies { self.upcast(envelope.clone()).map(Cow::Owned) } else { Ok(Cow::Borrowed(envelope)) }
     }
 
     /// Applies every registered step from the envelope's version on.
@@ -104,6 +113,18 @@ mod tests {
     fn a_current_payload_is_left_alone() {
         let current = placed(3, json!({"x": 1}));
         assert_eq!(upcasters().upcast(current.clone()).expect("upcast"), current);
+    }
+
+    #[test]
+    fn by_reference_a_current_payload_is_not_copied_and_an_old_one_is_lifted() {
+        let upcasters = upcasters();
+        let current = placed(3, json!({"x": 1}));
+        assert!(matches!(upcasters.upcast_ref(&current), Ok(Cow::Borrowed(_))));
+        let old = placed(2, json!({"total": {"amount": 5, "currency": "EUR"}}));
+        let lifted = upcasters.upcast_ref(&old).expect("upcast");
+        assert!(matches!(lifted, Cow::Owned(_)));
+        assert_eq!((lifted.version, &lifted.payload["channel"]), (3, &json!("web")));
+        assert!(upcasters.upcast_ref(&placed(1, json!({"total": "lots"}))).is_err());
     }
 
     #[test]

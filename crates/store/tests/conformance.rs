@@ -386,15 +386,18 @@ async fn outbox_is_read_in_commit_order_marked_sent_and_pruned_after_retention(f
     assert_eq!(store.mark_sent(&first_half).await.expect("mark again"), 0, "marking twice changes nothing");
     let rest = store.outbox_unsent(0, 1000).await.expect("outbox");
     assert_eq!(rest.first().map(|m| m.position), Some(unsent[100].position));
+    // Positions with gaps between them, out of order: only those rows are marked.
+    let scattered = vec![rest[4].position, rest[0].position, rest[2].position];
+    assert_eq!(store.mark_sent(&scattered).await.expect("mark scattered"), 3);
+    let rest_after: Vec<u64> =
+        store.outbox_unsent(0, 1000).await.expect("outbox").iter().map(|m| m.position).collect();
+    assert_eq!(rest_after.len(), 97);
+    assert_eq!(&rest_after[..3], &[rest[1].position, rest[3].position, rest[5].position]);
 
     assert_eq!(store.prune_outbox(Duration::from_secs(60)).await.expect("prune"), 0, "within retention");
     clock.advance(Duration::from_secs(61));
-    assert_eq!(store.prune_outbox(Duration::from_secs(60)).await.expect("prune"), 100);
-    assert_eq!(
-        store.outbox_unsent(0, 1000).await.expect("outbox").len(),
-        100,
-        "unsent rows are never pruned"
-    );
+    assert_eq!(store.prune_outbox(Duration::from_secs(60)).await.expect("prune"), 103);
+    assert_eq!(store.outbox_unsent(0, 1000).await.expect("outbox").len(), 97, "unsent rows are never pruned");
 }
 
 trait NowStamp {

@@ -256,11 +256,26 @@ fn is_one_statement(ops: &[Op]) -> bool {
             | Op::PruneOutbox { .. }
             | Op::PruneInbox { .. }
             | Op::Audit(_) => true,
-            Op::MarkSent(positions) => positions.len() <= 1,
+            Op::MarkSent(positions) => consecutive_runs(positions).len() <= 1,
             Op::Execute(_) => false,
         },
         _ => false,
     }
+}
+
+/// `positions` as runs of consecutive values, `(first, last)` inclusive, in ascending order.
+fn consecutive_runs(positions: &[u64]) -> Vec<(u64, u64)> {
+    let mut sorted = positions.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for position in sorted {
+        match runs.last_mut() {
+            Some((_, last)) if position == *last + 1 => *last = position,
+            _ => runs.push((position, position)),
+        }
+    }
+    runs
 }
 
 fn apply(connection: &Connection, heads: &mut StreamHeads, ops: &[Op], now: i64) -> Result<CommitReceipt> {
@@ -331,11 +346,14 @@ fn apply(connection: &Connection, heads: &mut StreamHeads, ops: &[Op], now: i64)
                 receipt.rows_affected += execute(connection, statement)?;
             }
             Op::MarkSent(positions) => {
+                // The relay marks what it read in order, so the positions are nearly always one
+                // run: one statement per run instead of one per row.
                 let mut update = connection.prepare_cached(
-                    "UPDATE tessera_outbox SET sent_at = ?2 WHERE position = ?1 AND sent_at IS NULL",
+                    "UPDATE tessera_outbox SET sent_at = ?3 WHERE position BETWEEN ?1 AND ?2 AND sent_at IS NULL",
                 )?;
-                for position in positions {
-                    receipt.rows_affected += update.execute(params![to_i64(*position), now])? as u64;
+                for (first, last) in consecutive_runs(positions) {
+                    receipt.rows_affected +=
+                        update.execute(params![to_i64(first), to_i64(last), now])? as u64;
                 }
             }
             Op::PruneOutbox { sent_before } => {
@@ -458,5 +476,18 @@ fn constraint_as_typed(error: rusqlite::Error) -> StoreError {
             StoreError::Constraint(message.clone().unwrap_or_else(|| failure.to_string()))
         }
         _ => StoreError::Sqlite(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::consecutive_runs;
+
+    #[test]
+    fn positions_become_inclusive_runs_whatever_their_order_and_repeats() {
+        assert_eq!(consecutive_runs(&[]), vec![]);
+        assert_eq!(consecutive_runs(&[7]), vec![(7, 7)]);
+        assert_eq!(consecutive_runs(&[3, 4, 5, 6]), vec![(3, 6)]);
+        assert_eq!(consecutive_runs(&[9, 3, 4, 4, 10, 12]), vec![(3, 4), (9, 10), (12, 12)]);
     }
 }
