@@ -126,18 +126,14 @@ impl Relay {
                 if published > 0 && in_flight.len() < self.options.window {
                     // More may be waiting: read again before sleeping, but first take any
                     // acknowledgements that are already in.
-                    while let Some(Some(done)) = futures_util::FutureExt::now_or_never(in_flight.next()) {
-                        self.settle(done, &mut marks.acknowledged)?;
-                    }
+                    self.settle_ready(&mut in_flight, &mut marks.acknowledged)?;
                     marks.start(&self.store)?;
                     continue;
                 }
                 tokio::select! {
                     Some(done) = in_flight.next(), if !in_flight.is_empty() => {
                         self.settle(done, &mut marks.acknowledged)?;
-                        while let Some(Some(done)) = futures_util::FutureExt::now_or_never(in_flight.next()) {
-                            self.settle(done, &mut marks.acknowledged)?;
-                        }
+                        self.settle_ready(&mut in_flight, &mut marks.acknowledged)?;
                         marks.start(&self.store)?;
                     }
                     marked = marks.finished(), if marks.is_marking() => {
@@ -161,6 +157,17 @@ impl Relay {
         // Shutting down, deposed or failed: mark what was acknowledged; the rest stays unsent.
         let flushed = marks.flush(&self.store).await;
         outcome.and(flushed)
+    }
+
+    /// Takes every acknowledgement that is already in.
+    fn settle_ready<F>(&self, in_flight: &mut FuturesOrdered<F>, acknowledged: &mut Vec<u64>) -> Result<()>
+    where
+        F: Future<Output = (OutboxMessage, Result<()>)>,
+    {
+        while let Some(Some(done)) = futures_util::FutureExt::now_or_never(in_flight.next()) {
+            self.settle(done, acknowledged)?;
+        }
+        Ok(())
     }
 
     fn settle(&self, (row, outcome): (OutboxMessage, Result<()>), acknowledged: &mut Vec<u64>) -> Result<()> {

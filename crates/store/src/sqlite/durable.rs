@@ -147,32 +147,31 @@ mod tests {
         assert_eq!(durability.durable_outbox.load(Ordering::Acquire), 5);
     }
 
-    #[test]
-    fn the_sync_thread_answers_after_syncing_and_moves_the_mark() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let durability = Durability::new(log_file(&dir), 0);
+    /// Runs the sync thread over one committed batch that wrote outbox position 7; returns
+    /// what its caller was told.
+    fn sync_one_batch(durability: &Durability) -> Result<CommitReceipt> {
         let (committed, to_sync) = mpsc::channel();
         let (reply, answer) = oneshot::channel();
         committed
             .send(Committed { replies: vec![(reply, Ok(CommitReceipt::default()))], outbox_high: Some(7) })
             .expect("queue");
         drop(committed);
-        run(&durability, &to_sync);
-        assert!(answer.blocking_recv().expect("answered").is_ok());
+        run(durability, &to_sync);
+        answer.blocking_recv().expect("answered")
+    }
+
+    #[test]
+    fn the_sync_thread_answers_after_syncing_and_moves_the_mark() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let durability = Durability::new(log_file(&dir), 0);
+        assert!(sync_one_batch(&durability).is_ok());
         assert_eq!(durability.durable_outbox.load(Ordering::Acquire), 7);
     }
 
     #[test]
     fn when_the_sync_fails_the_batch_is_answered_not_durable_and_the_mark_stays() {
         let durability = Durability::new(unsyncable(), 0);
-        let (committed, to_sync) = mpsc::channel();
-        let (reply, answer) = oneshot::channel();
-        committed
-            .send(Committed { replies: vec![(reply, Ok(CommitReceipt::default()))], outbox_high: Some(7) })
-            .expect("queue");
-        drop(committed);
-        run(&durability, &to_sync);
-        let answered = answer.blocking_recv().expect("answered");
+        let answered = sync_one_batch(&durability);
         assert!(matches!(answered, Err(StoreError::NotDurable(_))), "{answered:?}");
         assert_eq!(durability.durable_outbox.load(Ordering::Acquire), 0);
         assert!(durability.has_failed());

@@ -149,9 +149,15 @@ fn durability_from_disk(path: &Path, connection: &Connection) -> Result<durable:
         std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&log_path)?;
     log.sync_data()?;
     std::fs::File::open(path)?.sync_data()?;
-    let high: Option<i64> =
-        connection.query_row("SELECT max(position) FROM tessera_outbox", [], |row| row.get(0))?;
-    Ok(durable::Durability::new(log, high.map(to_u64).transpose()?.unwrap_or(0)))
+    Ok(durable::Durability::new(log, highest_outbox_position(connection)?.unwrap_or(0)))
+}
+
+/// The outbox's highest position, as this connection sees it.
+fn highest_outbox_position(connection: &Connection) -> Result<Option<u64>> {
+    let high: Option<i64> = connection
+        .prepare_cached("SELECT max(position) FROM tessera_outbox")?
+        .query_row([], |row| row.get(0))?;
+    high.map(to_u64).transpose()
 }
 
 fn open_connection(path: &Path, synchronous: Synchronous, read_only: bool) -> Result<Connection> {

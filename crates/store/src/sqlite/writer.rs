@@ -9,7 +9,7 @@ use tessera_kernel::{Clock, StreamId};
 use tokio::sync::mpsc;
 
 use super::durable::{Committed, Durability, Reply};
-use super::translate_placeholders;
+use super::{highest_outbox_position, translate_placeholders};
 use crate::error::{Result, StoreError};
 use crate::model::ExpectedVersion;
 use crate::model::Statement;
@@ -183,15 +183,7 @@ impl Writer {
             .iter()
             .zip(&results)
             .any(|(job, result)| result.is_ok() && job.ops.iter().any(|op| matches!(op, Op::Send(_))));
-        let outbox_high = if sent {
-            let high: Option<i64> = self
-                .connection
-                .prepare_cached("SELECT max(position) FROM tessera_outbox")?
-                .query_row([], |row| row.get(0))?;
-            high.map(to_u64).transpose()?
-        } else {
-            None
-        };
+        let outbox_high = if sent { highest_outbox_position(&self.connection)? } else { None };
         self.connection.prepare_cached("COMMIT")?.execute([])?;
         self.heads.committed(&self.connection)?;
         for receipt in results.iter_mut().flatten() {
