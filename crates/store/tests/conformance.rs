@@ -99,6 +99,7 @@ conformance!(
     checkpoints_and_global_reads_page_through_all_events,
     own_table_constraints_surface_as_typed_errors,
     random_units_commit_whole_or_not_at_all,
+    a_replicas_append_is_seen_by_the_next_version_check,
 );
 
 fn stream(name: &str) -> StreamId {
@@ -769,6 +770,29 @@ async fn random_units_commit_whole_or_not_at_all(fixture: Fixture) {
                 .count();
             assert_eq!(stored, *count, "unit {tag} stored whole or not at all");
         }
+    }
+}
+
+/// Both writers cache the versions of the streams they appended to. Two stores on one database
+/// (replicas of a service) take turns on one stream: each must judge its next append against the
+/// other's last one, never against its own cache.
+async fn a_replicas_append_is_seen_by_the_next_version_check(fixture: Fixture) {
+    let (first, second) = (fixture.open().await, fixture.open().await);
+    let s = stream("shared");
+    let append = |store: &Store, expected: ExpectedVersion, n: u64| {
+        let mut unit = store.begin();
+        unit.append(&s, expected, vec![event(&UuidV7Gen, n)]);
+        unit.commit()
+    };
+    append(&first, ExpectedVersion::NoStream, 1).await.expect("first writes version 1");
+    append(&second, ExpectedVersion::Exact(1), 2).await.expect("second writes version 2");
+    for (store, stale, current) in [(&first, 1, 2), (&second, 2, 3), (&first, 3, 4)] {
+        match append(store, ExpectedVersion::Exact(stale), 0).await {
+            Err(StoreError::Conflict { actual, .. }) => assert_eq!(actual, Some(current)),
+            other => panic!("expected a conflict at version {current}, got {other:?}"),
+        }
+        let receipt = append(store, ExpectedVersion::Exact(current), current + 1).await.expect("append");
+        assert_eq!(receipt.stream_versions, vec![(s.clone(), current + 1)]);
     }
 }
 

@@ -7,6 +7,7 @@
 //! transaction is what keeps that serialisation fast. See
 //! `docs/decisions/0001-gap-safe-positions.md`.
 
+mod durable;
 mod value;
 mod writer;
 
@@ -56,6 +57,8 @@ pub(crate) struct PostgresBackend {
     jobs: mpsc::Sender<Job>,
     pool: Pool,
     config: tokio_postgres::Config,
+    /// What the flusher has made durable of the outbox.
+    durable_outbox: Arc<durable::DurableOutbox>,
 }
 
 fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
@@ -188,8 +191,13 @@ impl PostgresBackend {
             .map_err(|e| StoreError::Pool(e.to_string()))?;
         let (jobs, queue) = mpsc::channel(options.queue_depth.max(1));
         let writer = writer::Writer::connect(&config).await?;
-        tokio::spawn(writer::run(writer, config.clone(), queue, options.max_batch.max(1), clock));
-        Ok(Self { jobs, pool, config })
+        // Zero: rows an earlier process left may not be flushed yet; the relay's first read
+        // flushes once and moves the mark.
+        let durable_outbox = Arc::new(durable::DurableOutbox::default());
+        let (committed, to_flush) = mpsc::unbounded_channel();
+        tokio::spawn(durable::run(config.clone(), to_flush, durable_outbox.clone()));
+        tokio::spawn(writer::run(writer, config.clone(), queue, options.max_batch.max(1), clock, committed));
+        Ok(Self { jobs, pool, config, durable_outbox })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -281,14 +289,16 @@ impl Backend for PostgresBackend {
     }
 
     async fn outbox_unsent(&self, after_position: u64, limit: usize) -> Result<Vec<OutboxMessage>> {
-        let rows = self
-            .rows(
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
                 "SELECT position, envelope, created_at FROM tessera_outbox
                  WHERE sent_at IS NULL AND position > $1 ORDER BY position LIMIT $2",
-                &[&to_i64(after_position), &to_i64(limit as u64)],
             )
             .await?;
-        rows.iter()
+        let rows = client.query(&statement, &[&to_i64(after_position), &to_i64(limit as u64)]).await?;
+        let messages: Vec<OutboxMessage> = rows
+            .iter()
             .map(|row| {
                 Ok(OutboxMessage {
                     position: to_u64(row.try_get(0)?)?,
@@ -296,7 +306,18 @@ impl Backend for PostgresBackend {
                     created_at: Timestamp::from_micros(to_u64(row.try_get(2)?)?),
                 })
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        // A row above the durable mark may come from a commit whose flush is still to come
+        // (or from another replica): it may leave the service only once the log is flushed.
+        if let Some(last) = messages.last()
+            && !self.durable_outbox.covers(last.position)
+        {
+            durable::flush_log(&client).await.map_err(|error| {
+                StoreError::NotDurable(format!("flushing the log before relaying failed: {error}"))
+            })?;
+            self.durable_outbox.raise(last.position);
+        }
+        Ok(messages)
     }
 
     async fn outbox_backlog(&self) -> Result<OutboxBacklog> {

@@ -29,6 +29,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
 use super::WRITE_LOCK;
+use super::durable::{Committed, Reply};
 use crate::error::{Result, StoreError};
 use crate::model::Statement;
 use crate::store::{audit_hash, to_i64, to_u64};
@@ -38,10 +39,48 @@ pub(super) struct Writer {
     client: Client,
     core: CoreStatements,
     own: HashMap<String, tokio_postgres::Statement>,
+    heads: StreamHeads,
+}
+
+/// The current version of the streams this writer appended to, so a batch reads from the
+/// database only the versions of streams it has not written itself: with long streams, the
+/// index probe per stream was most of the database's time per unit.
+///
+/// The cache is exact only if no other writer (a replica of the service) appended events since
+/// this writer's last batch. Positions are drawn under the write lock, so that holds exactly when
+/// the highest event position, read under the lock, is still the last one this writer wrote.
+#[derive(Default)]
+struct StreamHeads {
+    versions: HashMap<String, u64>,
+    /// The highest event position when `versions` was last known exact.
+    exact_at: Option<i64>,
+}
+
+impl StreamHeads {
+    const MAX_ENTRIES: usize = 100_000;
+
+    fn forget(&mut self) {
+        self.versions.clear();
+        self.exact_at = None;
+    }
+
+    /// After a commit: the batch's appends, and the highest position they took.
+    fn committed(&mut self, additions: &Additions, highest_position: Option<u64>) {
+        if self.versions.len() > Self::MAX_ENTRIES {
+            self.versions.clear();
+        }
+        for (stream, version) in additions.event_streams.iter().zip(&additions.event_versions) {
+            self.versions.insert(stream.clone(), version.max(&0).unsigned_abs());
+        }
+        if let Some(position) = highest_position {
+            self.exact_at = Some(to_i64(position));
+        }
+    }
 }
 
 struct CoreStatements {
     lock: tokio_postgres::Statement,
+    events_head: tokio_postgres::Statement,
     versions: tokio_postgres::Statement,
     inbox_seen: tokio_postgres::Statement,
     timers_pending: tokio_postgres::Statement,
@@ -63,6 +102,7 @@ impl CoreStatements {
     async fn prepare(client: &Client) -> Result<Self> {
         Ok(Self {
             lock: client.prepare("SELECT pg_advisory_xact_lock($1)").await?,
+            events_head: client.prepare("SELECT max(position) FROM tessera_events").await?,
             versions: client
                 .prepare(
                     // One index probe per stream (the backward scan behind max), not a scan of
@@ -88,10 +128,13 @@ impl CoreStatements {
                 .await?,
             insert_outbox: client
                 .prepare(
-                    "INSERT INTO tessera_outbox (message_id, name, key, envelope, created_at)
-                     SELECT i, n, k, e, $5
-                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(i, n, k, e, ord)
-                     ORDER BY ord",
+                    "WITH inserted AS (
+                       INSERT INTO tessera_outbox (message_id, name, key, envelope, created_at)
+                       SELECT i, n, k, e, $5
+                       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(i, n, k, e, ord)
+                       ORDER BY ord
+                       RETURNING position)
+                     SELECT max(position) FROM inserted",
                 )
                 .await?,
             insert_inbox: client
@@ -155,8 +198,12 @@ impl Writer {
                 tracing::warn!(%error, "store writer connection ended");
             }
         });
+        // The writer does not wait for the log's flush inside COMMIT: the flusher makes each
+        // batch durable before anyone is told (see `durable`). The write lock is then held only
+        // until the commit is visible, so the next batch starts while this one is flushed.
+        client.batch_execute("SET synchronous_commit = off").await?;
         let core = CoreStatements::prepare(&client).await?;
-        Ok(Self { client, core, own: HashMap::new() })
+        Ok(Self { client, core, own: HashMap::new(), heads: StreamHeads::default() })
     }
 }
 
@@ -166,6 +213,7 @@ pub(super) async fn run(
     mut queue: mpsc::Receiver<Job>,
     max_batch: usize,
     clock: Arc<dyn Clock>,
+    flusher: mpsc::UnboundedSender<Committed>,
 ) {
     let mut writer = Some(writer);
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
@@ -182,12 +230,15 @@ pub(super) async fn run(
         }
         let now = to_i64(clock.now().as_micros());
         let units: Vec<&[Op]> = batch.iter().map(|job| job.ops.as_slice()).collect();
-        let results = match writer.as_mut() {
+        let (results, outbox_high) = match writer.as_mut() {
             Some(writer) => writer.commit(&units, now).await,
-            None => units.iter().map(|_| Err(StoreError::Closed)).collect(),
+            None => (units.iter().map(|_| Err(StoreError::Closed)).collect(), None),
         };
-        for (job, result) in batch.drain(..).zip(results) {
-            let _ = job.reply.send(result);
+        let replies: Vec<Reply> = batch.drain(..).map(|job| job.reply).zip(results).collect();
+        if let Err(mpsc::error::SendError(unsent)) = flusher.send(Committed { replies, outbox_high }) {
+            for (reply, _) in unsent.replies {
+                let _ = reply.send(Err(StoreError::NotDurable("the flusher has stopped".into())));
+            }
         }
     }
 }
@@ -250,37 +301,47 @@ struct Known {
 }
 
 impl Writer {
-    async fn commit(&mut self, units: &[&[Op]], now: i64) -> Vec<Result<CommitReceipt>> {
+    /// Also returns the highest outbox position the batch wrote, if it wrote any.
+    async fn commit(&mut self, units: &[&[Op]], now: i64) -> (Vec<Result<CommitReceipt>>, Option<u64>) {
         match self.try_commit(units, now).await {
-            Ok(results) => results,
+            Ok(committed) => committed,
             Err(error) => {
+                self.heads.forget();
                 let _ = self.client.batch_execute("ROLLBACK").await;
                 if units.len() == 1 || self.client.is_closed() {
                     let mut first = Some(error);
-                    return units
-                        .iter()
-                        .map(|_| Err(first.take().map_or(StoreError::Closed, |e| e)))
-                        .collect();
+                    let results =
+                        units.iter().map(|_| Err(first.take().map_or(StoreError::Closed, |e| e))).collect();
+                    return (results, None);
                 }
                 tracing::debug!(%error, units = units.len(), "batch failed; retrying its units one by one");
                 let mut results = Vec::with_capacity(units.len());
+                let mut outbox_high = None;
                 for unit in units {
                     let result = match self.try_commit(&[unit], now).await {
-                        Ok(mut single) => single.pop().unwrap_or(Err(StoreError::Closed)),
+                        Ok((mut single, high)) => {
+                            outbox_high = outbox_high.max(high);
+                            single.pop().unwrap_or(Err(StoreError::Closed))
+                        }
                         Err(error) => {
+                            self.heads.forget();
                             let _ = self.client.batch_execute("ROLLBACK").await;
                             Err(error)
                         }
                     };
                     results.push(result);
                 }
-                results
+                (results, outbox_high)
             }
         }
     }
 
     /// `Err` means the transaction as a whole failed; per-unit refusals are in the `Ok` list.
-    async fn try_commit(&mut self, units: &[&[Op]], now: i64) -> Result<Vec<Result<CommitReceipt>>> {
+    async fn try_commit(
+        &mut self,
+        units: &[&[Op]],
+        now: i64,
+    ) -> Result<(Vec<Result<CommitReceipt>>, Option<u64>)> {
         let mut known = self.begin_and_read(units).await?;
         let mut additions = Additions::default();
         let mut results: Vec<Result<CommitReceipt>> = Vec::with_capacity(units.len());
@@ -300,7 +361,8 @@ impl Writer {
             };
             results.push(outcome);
         }
-        let positions = self.write_and_commit(&additions, now).await?;
+        let (positions, outbox_high) = self.write_and_commit(&additions, now).await?;
+        self.heads.committed(&additions, positions.last().copied());
         for receipt in results.iter_mut().flatten() {
             receipt.batch_size = units.len();
         }
@@ -313,17 +375,20 @@ impl Writer {
                 }
             }
         }
-        Ok(results)
+        Ok((results, outbox_high))
     }
 
-    async fn begin_and_read(&self, units: &[&[Op]]) -> Result<Known> {
+    async fn begin_and_read(&mut self, units: &[&[Op]]) -> Result<Known> {
         let mut streams = Vec::new();
         let mut inbox = Vec::new();
         let mut timers = Vec::new();
         let mut audits = false;
         for op in units.iter().flat_map(|ops| ops.iter()) {
             match op {
-                Op::Append { stream, .. } if !streams.iter().any(|s| s == stream.as_str()) => {
+                Op::Append { stream, .. }
+                    if !self.heads.versions.contains_key(stream.as_str())
+                        && !streams.iter().any(|s| s == stream.as_str()) =>
+                {
                     streams.push(stream.as_str().to_owned());
                 }
                 Op::RecordInbox(id) => inbox.push(id.to_string()),
@@ -335,9 +400,10 @@ impl Writer {
         let core = &self.core;
         let client = &self.client;
         // Pipelined: sent together, answered in order.
-        let (_, _, versions, seen, pending, audit_head) = tokio::try_join!(
+        let (_, _, events_head, versions, seen, pending, audit_head) = tokio::try_join!(
             client.batch_execute("BEGIN"),
             client.execute(&core.lock, &[&WRITE_LOCK]),
+            client.query_one(&core.events_head, &[]),
             async {
                 if streams.is_empty() {
                     Ok(Vec::new())
@@ -367,17 +433,45 @@ impl Writer {
                 Ok::<_, StoreError>((index, audit_hash(index, row.try_get(1)?)?))
             })
             .transpose()?;
+        let mut known_versions: HashMap<String, u64> = versions
+            .iter()
+            .filter_map(|row| match row.try_get::<_, Option<i64>>(1) {
+                Ok(Some(version)) => {
+                    Some(row.try_get::<_, String>(0).map(|s| (s, version.max(0).unsigned_abs())))
+                }
+                Ok(None) => None,
+                Err(error) => Some(Err(error)),
+            })
+            .collect::<Result<_, _>>()?;
+        let events_head: Option<i64> = events_head.try_get(0)?;
+        let cached: Vec<(&str, u64)> = units
+            .iter()
+            .flat_map(|ops| ops.iter())
+            .filter_map(|op| match op {
+                Op::Append { stream, .. } => {
+                    self.heads.versions.get(stream.as_str()).map(|version| (stream.as_str(), *version))
+                }
+                _ => None,
+            })
+            .collect();
+        if events_head == self.heads.exact_at {
+            known_versions.extend(cached.iter().map(|(stream, version)| ((*stream).to_owned(), *version)));
+        } else if !cached.is_empty() {
+            // Another writer appended since this one's last batch: read what the cache held.
+            let cached: Vec<String> = cached.iter().map(|(stream, _)| (*stream).to_owned()).collect();
+            self.heads.forget();
+            for row in client.query(&core.versions, &[&cached]).await? {
+                if let Some(version) = row.try_get::<_, Option<i64>>(1)? {
+                    known_versions.insert(row.try_get(0)?, version.max(0).unsigned_abs());
+                }
+            }
+        }
+        if events_head != self.heads.exact_at {
+            self.heads.forget();
+        }
+        self.heads.exact_at = events_head;
         Ok(Known {
-            versions: versions
-                .iter()
-                .filter_map(|row| match row.try_get::<_, Option<i64>>(1) {
-                    Ok(Some(version)) => {
-                        Some(row.try_get::<_, String>(0).map(|s| (s, version.max(0).unsigned_abs())))
-                    }
-                    Ok(None) => None,
-                    Err(error) => Some(Err(error)),
-                })
-                .collect::<Result<_, _>>()?,
+            versions: known_versions,
             inbox: seen.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?,
             pending_timers: pending.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?,
             audit_head,
@@ -446,9 +540,10 @@ impl Writer {
     }
 
     /// The array inserts and the COMMIT, pipelined in one round trip; returns the new events'
-    /// positions in insertion order. If an insert fails, PostgreSQL answers the COMMIT that
-    /// follows it in the pipeline with a rollback, so nothing of the batch is kept.
-    async fn write_and_commit(&self, add: &Additions, now: i64) -> Result<Vec<u64>> {
+    /// positions in insertion order and the highest new outbox position. If an insert fails,
+    /// PostgreSQL answers the COMMIT that follows it in the pipeline with a rollback, so
+    /// nothing of the batch is kept.
+    async fn write_and_commit(&self, add: &Additions, now: i64) -> Result<(Vec<u64>, Option<u64>)> {
         let core = &self.core;
         let client = &self.client;
         let (checkpoint_names, checkpoint_positions): (Vec<&String>, Vec<i64>) =
@@ -480,7 +575,7 @@ impl Writer {
             &add.audit_traces,
             &add.audit_hashes,
         ];
-        let (rows, ..) = tokio::try_join!(
+        let (rows, outbox_high, ..) = tokio::try_join!(
             async {
                 if add.event_ids.is_empty() {
                     return Ok(Vec::new());
@@ -501,7 +596,12 @@ impl Writer {
                     )
                     .await
             },
-            exec_if(client, &core.insert_outbox, &outbox_params, !add.outbox_ids.is_empty()),
+            async {
+                if add.outbox_ids.is_empty() {
+                    return Ok(None);
+                }
+                client.query_one(&core.insert_outbox, &outbox_params).await.map(Some)
+            },
             exec_if(client, &core.insert_inbox, &inbox_params, !add.inbox_ids.is_empty()),
             exec_if(client, &core.insert_timers, &timer_params, !add.timer_ids.is_empty()),
             exec_if(client, &core.set_timer_state, &timer_state_params, !add.timer_state_ids.is_empty()),
@@ -513,7 +613,13 @@ impl Writer {
         .map_err(map_db_error)?;
         let mut positions = rows.iter().map(|row| row.try_get::<_, i64>(0)).collect::<Result<Vec<_>, _>>()?;
         positions.sort_unstable();
-        Ok(positions.into_iter().map(|p| p.max(0).unsigned_abs()).collect())
+        let outbox_high = outbox_high
+            .map(|row| row.try_get::<_, Option<i64>>(0))
+            .transpose()?
+            .flatten()
+            .map(to_u64)
+            .transpose()?;
+        Ok((positions.into_iter().map(|p| p.max(0).unsigned_abs()).collect(), outbox_high))
     }
 }
 

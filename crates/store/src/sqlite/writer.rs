@@ -9,12 +9,15 @@ use tessera_kernel::{Clock, StreamId};
 use tokio::sync::mpsc;
 
 use super::durable::{Committed, Durability, Reply};
-use super::{highest_outbox_position, translate_placeholders};
+use super::{LogRestart, highest_outbox_position, translate_placeholders};
 use crate::error::{Result, StoreError};
 use crate::model::ExpectedVersion;
 use crate::model::Statement;
 use crate::store::{audit_hash, to_i64, to_u64};
 use crate::unit::{CommitReceipt, EncodedEvent, Job, Op, OutgoingMessage};
+
+/// A stream's current version, when the cache of stream heads does not know it.
+pub(super) const STREAM_VERSION: &str = "SELECT max(version) FROM tessera_events WHERE stream_id = ?1";
 
 /// Who answers a committed batch.
 pub(super) enum Acknowledge {
@@ -30,10 +33,12 @@ pub(super) fn run(
     max_batch: usize,
     clock: Arc<dyn Clock>,
     acknowledge: Acknowledge,
+    log_restart: &LogRestart,
 ) {
     let mut writer = Writer { connection, heads: StreamHeads::default() };
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = queue.blocking_recv() {
+        log_restart.run_if_asked(&writer.connection);
         batch.push(first);
         while batch.len() < max_batch {
             match queue.try_recv() {
@@ -119,9 +124,8 @@ impl StreamHeads {
         if let Some(version) = self.versions.get(stream.as_str()) {
             return Ok(*version);
         }
-        let version: Option<i64> = connection
-            .prepare_cached("SELECT max(version) FROM tessera_events WHERE stream_id = ?1")?
-            .query_row([stream.as_str()], |row| row.get(0))?;
+        let version: Option<i64> =
+            connection.prepare_cached(STREAM_VERSION)?.query_row([stream.as_str()], |row| row.get(0))?;
         let version = version.map(|v| v.max(0).unsigned_abs());
         self.versions.insert(stream.as_str().to_owned(), version);
         Ok(version)

@@ -1,0 +1,120 @@
+//! Durable acknowledgements on PostgreSQL, off the writer's connection.
+//!
+//! Every write transaction holds the store's advisory lock until its commit is visible
+//! (decision 0001). With `synchronous_commit=on`, PostgreSQL makes a commit visible only after
+//! flushing the log, so the lock was held through each flush and batches could only follow one
+//! another at the disk's pace. The writer now commits with `synchronous_commit=off`: the commit
+//! is visible, and the lock released, as soon as its record is in the log's buffers. This task
+//! then makes every batch committed since its last flush durable with one small transaction of
+//! its own, which under the server's `synchronous_commit` waits for the log to be flushed up to
+//! its commit record (so past every batch handed over before it began), and only then answers
+//! the batches' callers. An acknowledged commit is therefore exactly as durable as before,
+//! while the writer is already committing the next batch.
+//!
+//! A commit that is visible but not yet flushed can be read by another connection. Nothing
+//! that leaves the service may act on that: the relay reads the outbox only up to the durable
+//! mark this task moves, and flushes itself when it reads above it (rows of another replica,
+//! or of a batch whose flush is still running). Every other effect of a read is a later
+//! transaction in the same log, durable only if what it read is.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Client;
+
+use crate::error::{Result, StoreError};
+use crate::unit::CommitReceipt;
+
+pub(super) type Reply = (oneshot::Sender<Result<CommitReceipt>>, Result<CommitReceipt>);
+
+/// One committed batch, waiting for the log to be flushed past it.
+pub(super) struct Committed {
+    pub replies: Vec<Reply>,
+    /// The highest outbox position the batch wrote, if it wrote any.
+    pub outbox_high: Option<u64>,
+}
+
+/// A transaction that writes one log record (a logical message nobody decodes) and so waits,
+/// at commit, for the log to be flushed up to it. A transaction that only takes an id writes
+/// a commit record but, having written nothing else, does not wait for it to be flushed.
+pub(super) const FLUSH_LOG: &str = "SELECT pg_logical_emit_message(true, 'tessera.flush', '')";
+
+/// The highest outbox position known to be durable.
+#[derive(Debug, Default)]
+pub(super) struct DurableOutbox {
+    high: AtomicU64,
+}
+
+impl DurableOutbox {
+    pub(super) fn covers(&self, position: u64) -> bool {
+        position <= self.high.load(Ordering::Acquire)
+    }
+
+    pub(super) fn raise(&self, position: u64) {
+        self.high.fetch_max(position, Ordering::AcqRel);
+    }
+}
+
+/// Flushes the log on `client`. Every transaction committed before this call is durable when
+/// it returns `Ok`.
+pub(super) async fn flush_log(client: &Client) -> Result<()> {
+    client.batch_execute(FLUSH_LOG).await?;
+    Ok(())
+}
+
+/// Runs until the writer drops its sender.
+pub(super) async fn run(
+    config: tokio_postgres::Config,
+    mut committed: mpsc::UnboundedReceiver<Committed>,
+    durable: std::sync::Arc<DurableOutbox>,
+) {
+    let mut client: Option<Client> = None;
+    let mut waiting: Vec<Committed> = Vec::new();
+    while let Some(first) = committed.recv().await {
+        waiting.push(first);
+        while let Ok(more) = committed.try_recv() {
+            waiting.push(more);
+        }
+        match flush_with(&mut client, &config).await {
+            Ok(()) => {
+                if let Some(high) = waiting.iter().filter_map(|batch| batch.outbox_high).max() {
+                    durable.raise(high);
+                }
+                for (reply, result) in waiting.drain(..).flat_map(|batch| batch.replies) {
+                    // A caller that stopped waiting has nothing to be told.
+                    let _ = reply.send(result);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "flushing the log after a commit failed");
+                client = None;
+                for (reply, result) in waiting.drain(..).flat_map(|batch| batch.replies) {
+                    // A refused unit wrote nothing; only a commit's fate is unknown.
+                    let answer = match result {
+                        Ok(_) => Err(StoreError::NotDurable(format!(
+                            "committed, but the log could not be flushed, so the commit may be lost: {error}"
+                        ))),
+                        refused => refused,
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+    }
+}
+
+async fn flush_with(client: &mut Option<Client>, config: &tokio_postgres::Config) -> Result<()> {
+    if client.as_ref().is_none_or(Client::is_closed) {
+        let (fresh, connection) = config.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "store flusher connection ended");
+            }
+        });
+        *client = Some(fresh);
+    }
+    match client {
+        Some(client) => flush_log(client).await,
+        None => Err(StoreError::Closed),
+    }
+}
