@@ -105,7 +105,11 @@ pub(super) async fn run(
 
 async fn flush_with(client: &mut Option<Client>, config: &tokio_postgres::Config) -> Result<()> {
     if client.as_ref().is_none_or(Client::is_closed) {
-        let (fresh, connection) = config.connect(tokio_postgres::NoTls).await?;
+        // As the writer's reconnect: one short attempt, the callers retry while the server is away.
+        let (fresh, connection) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), config.connect(tokio_postgres::NoTls))
+                .await
+                .map_err(|_| StoreError::Closed)??;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::warn!(%error, "store flusher connection ended");
