@@ -58,14 +58,25 @@ impl DurableOutbox {
 /// Flushes the log on `client`. Every transaction committed before this call is durable when
 /// it returns `Ok`.
 pub(super) async fn flush_log(client: &Client) -> Result<()> {
-    client.batch_execute(FLUSH_LOG).await?;
+    // A flush that hangs (a synchronous standby gone, a stuck disk) must not hold callers
+    // for ever; they are told `NotDurable` and retry.
+    tokio::time::timeout(FLUSH_TIMEOUT, client.batch_execute(FLUSH_LOG))
+        .await
+        .map_err(|_| StoreError::NotDurable(format!("the log was not flushed within {FLUSH_TIMEOUT:?}")))??;
     Ok(())
 }
+
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Committed batches waiting for the flusher. Bounded, so that a flusher that cannot flush
+/// stops the writer (and, behind it, the callers) instead of letting visible, unanswered
+/// commits pile up.
+pub(super) const WAITING_BATCHES: usize = 256;
 
 /// Runs until the writer drops its sender.
 pub(super) async fn run(
     config: tokio_postgres::Config,
-    mut committed: mpsc::UnboundedReceiver<Committed>,
+    mut committed: mpsc::Receiver<Committed>,
     durable: std::sync::Arc<DurableOutbox>,
 ) {
     let mut client: Option<Client> = None;
@@ -88,15 +99,13 @@ pub(super) async fn run(
             Err(error) => {
                 tracing::warn!(%error, "flushing the log after a commit failed");
                 client = None;
-                for (reply, result) in waiting.drain(..).flat_map(|batch| batch.replies) {
-                    // A refused unit wrote nothing; only a commit's fate is unknown.
-                    let answer = match result {
-                        Ok(_) => Err(StoreError::NotDurable(format!(
-                            "committed, but the log could not be flushed, so the commit may be lost: {error}"
-                        ))),
-                        refused => refused,
-                    };
-                    let _ = reply.send(answer);
+                // Refusals too: one may rest on a commit that is visible but now may be lost
+                // (a duplicate message whose first delivery was not flushed, say), and its caller
+                // would act on it for good, acknowledging that message to the transport.
+                for (reply, _) in waiting.drain(..).flat_map(|batch| batch.replies) {
+                    let _ = reply.send(Err(StoreError::NotDurable(format!(
+                        "the log could not be flushed, so this batch's commit may be lost: {error}"
+                    ))));
                 }
             }
         }
@@ -120,5 +129,37 @@ async fn flush_with(client: &mut Option<Client>, config: &tokio_postgres::Config
     match client {
         Some(client) => flush_log(client).await,
         None => Err(StoreError::Closed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_kernel::{MessageId, UuidV7Gen};
+
+    use super::*;
+
+    /// No server listens on port 1, so every flush fails as it would while the server is away.
+    #[tokio::test]
+    async fn when_the_flush_fails_commits_and_refusals_alike_are_answered_not_durable() {
+        let config: tokio_postgres::Config = "postgres://postgres@127.0.0.1:1/none".parse().expect("config");
+        let (committed, to_flush) = mpsc::channel(4);
+        let (committed_reply, committed_answer) = oneshot::channel();
+        let (refused_reply, refused_answer) = oneshot::channel();
+        let duplicate = MessageId::generate(&UuidV7Gen);
+        let batch = Committed {
+            replies: vec![
+                (committed_reply, Ok(CommitReceipt::default())),
+                (refused_reply, Err(StoreError::DuplicateMessage(duplicate))),
+            ],
+            outbox_high: Some(9),
+        };
+        committed.send(batch).await.expect("queued");
+        drop(committed);
+        let durable = std::sync::Arc::new(DurableOutbox::default());
+        run(config, to_flush, durable.clone()).await;
+        for answer in [committed_answer.await.expect("answered"), refused_answer.await.expect("answered")] {
+            assert!(matches!(answer, Err(StoreError::NotDurable(_))), "{answer:?}");
+        }
+        assert!(!durable.covers(1), "the mark stays where it was");
     }
 }

@@ -194,7 +194,7 @@ impl PostgresBackend {
         // Zero: rows an earlier process left may not be flushed yet; the relay's first read
         // flushes once and moves the mark.
         let durable_outbox = Arc::new(durable::DurableOutbox::default());
-        let (committed, to_flush) = mpsc::unbounded_channel();
+        let (committed, to_flush) = mpsc::channel(durable::WAITING_BATCHES);
         tokio::spawn(durable::run(config.clone(), to_flush, durable_outbox.clone()));
         tokio::spawn(writer::run(writer, config.clone(), queue, options.max_batch.max(1), clock, committed));
         Ok(Self { jobs, pool, config, durable_outbox })

@@ -213,7 +213,7 @@ pub(super) async fn run(
     mut queue: mpsc::Receiver<Job>,
     max_batch: usize,
     clock: Arc<dyn Clock>,
-    flusher: mpsc::UnboundedSender<Committed>,
+    flusher: mpsc::Sender<Committed>,
 ) {
     let mut writer = Some(writer);
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
@@ -235,7 +235,7 @@ pub(super) async fn run(
             None => (units.iter().map(|_| Err(StoreError::Closed)).collect(), None),
         };
         let replies: Vec<Reply> = batch.drain(..).map(|job| job.reply).zip(results).collect();
-        if let Err(mpsc::error::SendError(unsent)) = flusher.send(Committed { replies, outbox_high }) {
+        if let Err(mpsc::error::SendError(unsent)) = flusher.send(Committed { replies, outbox_high }).await {
             for (reply, _) in unsent.replies {
                 let _ = reply.send(Err(StoreError::NotDurable("the flusher has stopped".into())));
             }

@@ -38,7 +38,6 @@ pub(super) fn run(
     let mut writer = Writer { connection, heads: StreamHeads::default() };
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = queue.blocking_recv() {
-        log_restart.run_if_asked(&writer.connection);
         batch.push(first);
         while batch.len() < max_batch {
             match queue.try_recv() {
@@ -54,6 +53,7 @@ pub(super) fn run(
             }
             continue;
         }
+        log_restart.run_if_asked(&writer.connection);
         let (results, outbox_high) = writer.commit_batch(&batch, to_i64(clock.now().as_micros()));
         let replies: Vec<Reply> = batch.drain(..).map(|job| job.reply).zip(results).collect();
         match &acknowledge {
