@@ -79,6 +79,16 @@ pub(crate) struct Job {
     pub reply: tokio::sync::oneshot::Sender<Result<CommitReceipt>>,
 }
 
+/// A unit's reply channel with its outcome, held until the batch is durable.
+pub(crate) type Reply = (tokio::sync::oneshot::Sender<Result<CommitReceipt>>, Result<CommitReceipt>);
+
+/// One committed batch, waiting for the disk (SQLite's sync thread, PostgreSQL's flusher).
+pub(crate) struct Committed {
+    pub replies: Vec<Reply>,
+    /// The highest outbox position the batch wrote, if it wrote any.
+    pub outbox_high: Option<u64>,
+}
+
 /// What a commit did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CommitReceipt {

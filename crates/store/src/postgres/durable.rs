@@ -19,20 +19,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use crate::error::{Result, StoreError};
-use crate::unit::CommitReceipt;
-
-pub(super) type Reply = (oneshot::Sender<Result<CommitReceipt>>, Result<CommitReceipt>);
-
-/// One committed batch, waiting for the log to be flushed past it.
-pub(super) struct Committed {
-    pub replies: Vec<Reply>,
-    /// The highest outbox position the batch wrote, if it wrote any.
-    pub outbox_high: Option<u64>,
-}
+use crate::unit::Committed;
 
 /// A transaction that writes one log record (a logical message nobody decodes) and so waits,
 /// at commit, for the log to be flushed up to it. A transaction that only takes an id writes
@@ -135,8 +126,10 @@ async fn flush_with(client: &mut Option<Client>, config: &tokio_postgres::Config
 #[cfg(test)]
 mod tests {
     use tessera_kernel::{MessageId, UuidV7Gen};
+    use tokio::sync::oneshot;
 
     use super::*;
+    use crate::unit::CommitReceipt;
 
     /// No server listens on port 1, so every flush fails as it would while the server is away.
     #[tokio::test]

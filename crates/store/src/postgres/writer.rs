@@ -29,11 +29,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
 use super::WRITE_LOCK;
-use super::durable::{Committed, Reply};
 use crate::error::{Result, StoreError};
 use crate::model::Statement;
 use crate::store::{audit_hash, to_i64, to_u64};
-use crate::unit::{CommitReceipt, Job, Op};
+use crate::unit::{CommitReceipt, Committed, Job, Op, Reply};
 
 pub(super) struct Writer {
     client: Client,
@@ -433,16 +432,7 @@ impl Writer {
                 Ok::<_, StoreError>((index, audit_hash(index, row.try_get(1)?)?))
             })
             .transpose()?;
-        let mut known_versions: HashMap<String, u64> = versions
-            .iter()
-            .filter_map(|row| match row.try_get::<_, Option<i64>>(1) {
-                Ok(Some(version)) => {
-                    Some(row.try_get::<_, String>(0).map(|s| (s, version.max(0).unsigned_abs())))
-                }
-                Ok(None) => None,
-                Err(error) => Some(Err(error)),
-            })
-            .collect::<Result<_, _>>()?;
+        let mut known_versions = versions_from_rows(&versions)?;
         let events_head: Option<i64> = events_head.try_get(0)?;
         let cached: Vec<(&str, u64)> = units
             .iter()
@@ -456,18 +446,13 @@ impl Writer {
             .collect();
         if events_head == self.heads.exact_at {
             known_versions.extend(cached.iter().map(|(stream, version)| ((*stream).to_owned(), *version)));
-        } else if !cached.is_empty() {
+        } else {
             // Another writer appended since this one's last batch: read what the cache held.
-            let cached: Vec<String> = cached.iter().map(|(stream, _)| (*stream).to_owned()).collect();
+            let stale: Vec<String> = cached.iter().map(|(stream, _)| (*stream).to_owned()).collect();
             self.heads.forget();
-            for row in client.query(&core.versions, &[&cached]).await? {
-                if let Some(version) = row.try_get::<_, Option<i64>>(1)? {
-                    known_versions.insert(row.try_get(0)?, version.max(0).unsigned_abs());
-                }
+            if !stale.is_empty() {
+                known_versions.extend(versions_from_rows(&client.query(&core.versions, &[&stale]).await?)?);
             }
-        }
-        if events_head != self.heads.exact_at {
-            self.heads.forget();
         }
         self.heads.exact_at = events_head;
         Ok(Known {
@@ -761,6 +746,20 @@ fn accept(ops: &[Op], known: &mut Known, add: &mut Additions) {
             Op::Execute(_) | Op::MarkSent(_) | Op::PruneOutbox { .. } | Op::PruneInbox { .. } => {}
         }
     }
+}
+
+/// The rows of the `versions` query: each stream that has events, with its version.
+fn versions_from_rows(rows: &[tokio_postgres::Row]) -> Result<HashMap<String, u64>> {
+    rows.iter()
+        .filter_map(|row| match row.try_get::<_, Option<i64>>(1) {
+            Ok(Some(version)) => {
+                Some(row.try_get::<_, String>(0).map(|s| (s, version.max(0).unsigned_abs())))
+            }
+            Ok(None) => None,
+            Err(error) => Some(Err(error)),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(StoreError::from)
 }
 
 /// Constraint failures in the service's own tables are the caller's business.

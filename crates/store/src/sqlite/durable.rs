@@ -19,19 +19,8 @@ use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 
-use tokio::sync::oneshot;
-
 use crate::error::{Result, StoreError};
-use crate::unit::CommitReceipt;
-
-pub(crate) type Reply = (oneshot::Sender<Result<CommitReceipt>>, Result<CommitReceipt>);
-
-/// One committed batch, waiting for its sync.
-pub(crate) struct Committed {
-    pub replies: Vec<Reply>,
-    /// The outbox's highest position after the batch, if the batch wrote to the outbox.
-    pub outbox_high: Option<u64>,
-}
+use crate::unit::Committed;
 
 /// What the writer, the sync thread and the readers share about durability.
 #[derive(Debug)]
@@ -114,7 +103,10 @@ pub(crate) fn run(durability: &Durability, committed: &mpsc::Receiver<Committed>
 mod tests {
     use std::os::fd::OwnedFd;
 
+    use tokio::sync::oneshot;
+
     use super::*;
+    use crate::unit::CommitReceipt;
 
     fn log_file(dir: &tempfile::TempDir) -> File {
         File::create(dir.path().join("db-wal")).expect("create log")
