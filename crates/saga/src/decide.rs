@@ -84,6 +84,10 @@ pub struct SagaState {
     /// The engine's handle on the pending timer, to cancel it when the saga moves on.
     #[serde(default)]
     pub pending_timer: Option<String>,
+    /// When the running step's timeout falls due (microseconds of the engine's clock). A reply
+    /// that comes later counts as the timeout, however late the timer itself fires.
+    #[serde(default)]
+    pub deadline: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -149,6 +153,7 @@ pub fn start(definition: &SagaDefinition, id: String, data: Value) -> Decision {
         reason: None,
         stuck: None,
         pending_timer: None,
+        deadline: None,
     };
     if definition.steps.is_empty() {
         return Decision {
@@ -159,6 +164,33 @@ pub fn start(definition: &SagaDefinition, id: String, data: Value) -> Decision {
         };
     }
     run_step(definition, state, 0)
+}
+
+/// The input a reply stands for at `now`. A reply to the running step that comes after that
+/// step's deadline stands for its timeout, when the step is not retriable: the timer may fire
+/// late on a busy service, and until it does a late success (a card network that took too
+/// long) would otherwise still move the saga forward. The step is undone instead, exactly as
+/// if the timer had fired first. A retriable step's late success is kept: retrying it would
+/// only ask for the same effect again.
+pub fn reply_input(
+    definition: &SagaDefinition,
+    state: &SagaState,
+    step: usize,
+    compensation: bool,
+    outcome: Outcome,
+    now: u64,
+) -> Input {
+    let retriable = definition.steps.get(step).is_none_or(|s| s.retriable);
+    let late = state.deadline.is_some_and(|deadline| now >= deadline);
+    if state.status == Status::Running && !compensation && step == state.step && !retriable && late {
+        return Input::Timer {
+            step,
+            compensation: false,
+            attempt: state.attempt,
+            purpose: TimerPurpose::Timeout,
+        };
+    }
+    Input::Reply { step, compensation, outcome }
 }
 
 /// The next move of `state` after `input`.
@@ -384,6 +416,31 @@ mod tests {
             state = decide(&definition, state, input.clone()).state;
         }
         state
+    }
+
+    #[test]
+    fn a_success_after_the_deadline_of_a_step_that_cannot_be_retried_undoes_it() {
+        let definition = place_order();
+        let state = SagaState { deadline: Some(5_000), ..given(&[ok(0)]) };
+        let success = || Outcome::Succeeded { data: None };
+        let on_time = reply_input(&definition, &state, 1, false, success(), 4_999);
+        assert_eq!(on_time, ok(1));
+        let late = reply_input(&definition, &state, 1, false, success(), 5_000);
+        let decision = decide(&definition, state.clone(), late);
+        assert_eq!(sent(&decision), vec!["payments.VoidPayment"], "the late authorisation is voided");
+        assert_eq!(decision.state.reason.as_deref(), Some("step authorise timed out"));
+        // Not a reply to the running step, or a compensation's: left as it is.
+        assert_eq!(reply_input(&definition, &state, 0, false, success(), 9_000), ok(0));
+        assert_eq!(reply_input(&definition, &state, 1, true, success(), 9_000), undone(1));
+    }
+
+    #[test]
+    fn a_late_success_of_a_retriable_step_still_counts() {
+        let definition = place_order();
+        let state = SagaState { deadline: Some(5_000), ..given(&[ok(0), ok(1)]) };
+        let late = reply_input(&definition, &state, 2, false, Outcome::Succeeded { data: None }, 9_000);
+        assert_eq!(late, ok(2));
+        assert_eq!(decide(&definition, state, late).state.status, Status::Completed);
     }
 
     #[test]

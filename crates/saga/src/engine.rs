@@ -152,7 +152,15 @@ impl SagaEngine {
         };
         let step = usize::try_from(step).unwrap_or(usize::MAX);
         let before = state.clone();
-        let decision = decide::decide(&self.definition, state, Input::Reply { step, compensation, outcome });
+        let input = decide::reply_input(
+            &self.definition,
+            &state,
+            step,
+            compensation,
+            outcome,
+            self.physical.now().as_micros(),
+        );
+        let decision = decide::decide(&self.definition, state, input);
         if !decision.changed {
             return Ok(None);
         }
@@ -276,6 +284,7 @@ impl SagaEngine {
         cause: Option<&Envelope>,
     ) -> Result<SagaState> {
         let Decision { mut state, send, timer, .. } = decision;
+        state.deadline = None;
         if let Some(pending) = state.pending_timer.take()
             && let Ok(id) = pending.parse::<MessageId>()
         {
@@ -317,8 +326,12 @@ impl SagaEngine {
                 payload,
             )
             .to_target(self.service.clone());
-            unit.schedule(&envelope, self.physical.now().saturating_add(timer.after))?;
+            let due = self.physical.now().saturating_add(timer.after);
+            unit.schedule(&envelope, due)?;
             state.pending_timer = Some(envelope.id.to_string());
+            if timer.purpose == TimerPurpose::Timeout && !timer.compensation {
+                state.deadline = Some(due.as_micros());
+            }
         }
         let json = serde_json::to_string(&state)
             .map_err(|e| EngineError::Corrupt(state.id.clone(), e.to_string()))?;

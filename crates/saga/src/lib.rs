@@ -13,6 +13,6 @@ mod engine;
 
 pub use decide::{
     Command, Decision, Input, Outcome, SagaDefinition, SagaState, Status, Step, TimerPurpose, TimerRequest,
-    decide, start,
+    decide, reply_input, start,
 };
 pub use engine::{EngineError, MIGRATIONS, SagaEngine, SagaObserver, SagaSummary, Transition};

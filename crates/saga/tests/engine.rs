@@ -163,6 +163,47 @@ async fn a_timed_out_step_is_compensated_in_reverse_and_a_late_reply_changes_not
 }
 
 #[tokio::test]
+async fn a_success_after_the_deadline_is_the_timeout_even_before_the_timer_fires() {
+    let f = fixture().await;
+    let mut unit = f.store.begin();
+    f.engine.start(&mut unit, "order-3", json!({ "order": 3 }), None).expect("start");
+    unit.commit().await.expect("commit");
+    let reserve = f.take_commands().await.pop().expect("reserve");
+    f.answer(&reserve, Ok(None)).await;
+    let authorise = f.take_commands().await.pop().expect("authorise");
+
+    // Past the step's 5 s, with its timer not fired yet (a busy service), the authorisation
+    // succeeds: too late, so it is undone as the timeout would have undone it.
+    f.clock.advance(Duration::from_secs(6));
+    assert!(f.answer(&authorise, Ok(None)).await);
+    let void = f.take_commands().await.pop().expect("void");
+    assert_eq!(void.name, "payments.VoidPayment");
+    assert_eq!(f.status().await, (Status::Compensating, 1));
+    // The timer was cancelled with the move: nothing fires twice.
+    assert_eq!(f.engine.fire_due_timers(&f.store, 100, None).await.expect("timers"), 0);
+    assert!(f.take_commands().await.is_empty());
+
+    f.answer(&void, Ok(None)).await;
+    let release = f.take_commands().await.pop().expect("release");
+    f.answer(&release, Ok(None)).await;
+    let sagas = f.engine.list(&f.store, Some(Status::Compensated)).await.expect("list");
+    assert_eq!(sagas[0].reason.as_deref(), Some("step authorise timed out"));
+}
+
+#[tokio::test]
+async fn a_success_just_before_the_deadline_moves_the_saga_on() {
+    let f = fixture().await;
+    let mut unit = f.store.begin();
+    f.engine.start(&mut unit, "order-4", json!({ "order": 4 }), None).expect("start");
+    unit.commit().await.expect("commit");
+    let reserve = f.take_commands().await.pop().expect("reserve");
+    f.clock.advance(Duration::from_millis(4_999));
+    f.answer(&reserve, Ok(None)).await;
+    let authorise = f.take_commands().await.pop().expect("authorise");
+    assert_eq!(authorise.name, "payments.AuthorisePayment", "the next step, each with its own deadline");
+}
+
+#[tokio::test]
 async fn a_compensation_that_keeps_failing_is_retried_and_listed_as_stuck() {
     let f = fixture().await;
     let mut unit = f.store.begin();
