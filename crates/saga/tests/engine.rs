@@ -83,6 +83,21 @@ impl Fixture {
         handled
     }
 
+    /// Starts saga `id` and returns its first command (the reservation).
+    async fn start(&self, id: &str, order: u64) -> Envelope {
+        let mut unit = self.store.begin();
+        self.engine.start(&mut unit, id, json!({ "order": order }), None).expect("start");
+        unit.commit().await.expect("commit");
+        self.take_commands().await.pop().expect("reserve")
+    }
+
+    /// Starts saga `id`, answers its reservation, and returns the authorisation command.
+    async fn start_and_reserve(&self, id: &str, order: u64) -> Envelope {
+        let reserve = self.start(id, order).await;
+        self.answer(&reserve, Ok(None)).await;
+        self.take_commands().await.pop().expect("authorise")
+    }
+
     async fn status(&self) -> (Status, usize) {
         let sagas = self.engine.list(&self.store, None).await.expect("list");
         (sagas[0].status, sagas[0].step)
@@ -134,12 +149,7 @@ async fn a_saga_sends_each_step_in_turn_and_completes() {
 #[tokio::test]
 async fn a_timed_out_step_is_compensated_in_reverse_and_a_late_reply_changes_nothing() {
     let f = fixture().await;
-    let mut unit = f.store.begin();
-    f.engine.start(&mut unit, "order-2", json!({ "order": 2 }), None).expect("start");
-    unit.commit().await.expect("commit");
-    let reserve = f.take_commands().await.pop().expect("reserve");
-    f.answer(&reserve, Ok(None)).await;
-    let authorise = f.take_commands().await.pop().expect("authorise");
+    let authorise = f.start_and_reserve("order-2", 2).await;
 
     f.clock.advance(Duration::from_secs(4));
     assert_eq!(f.engine.fire_due_timers(&f.store, 100, None).await.expect("timers"), 0, "not due yet");
@@ -165,12 +175,7 @@ async fn a_timed_out_step_is_compensated_in_reverse_and_a_late_reply_changes_not
 #[tokio::test]
 async fn a_success_after_the_deadline_is_the_timeout_even_before_the_timer_fires() {
     let f = fixture().await;
-    let mut unit = f.store.begin();
-    f.engine.start(&mut unit, "order-3", json!({ "order": 3 }), None).expect("start");
-    unit.commit().await.expect("commit");
-    let reserve = f.take_commands().await.pop().expect("reserve");
-    f.answer(&reserve, Ok(None)).await;
-    let authorise = f.take_commands().await.pop().expect("authorise");
+    let authorise = f.start_and_reserve("order-3", 3).await;
 
     // Past the step's 5 s, with its timer not fired yet (a busy service), the authorisation
     // succeeds: too late, so it is undone as the timeout would have undone it.
@@ -193,10 +198,7 @@ async fn a_success_after_the_deadline_is_the_timeout_even_before_the_timer_fires
 #[tokio::test]
 async fn a_success_just_before_the_deadline_moves_the_saga_on() {
     let f = fixture().await;
-    let mut unit = f.store.begin();
-    f.engine.start(&mut unit, "order-4", json!({ "order": 4 }), None).expect("start");
-    unit.commit().await.expect("commit");
-    let reserve = f.take_commands().await.pop().expect("reserve");
+    let reserve = f.start("order-4", 4).await;
     f.clock.advance(Duration::from_millis(4_999));
     f.answer(&reserve, Ok(None)).await;
     let authorise = f.take_commands().await.pop().expect("authorise");
