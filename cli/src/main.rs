@@ -19,6 +19,11 @@ mod web_ui;
 
 use clap::{Parser, Subcommand};
 
+// glibc's allocator spent a quarter of the bus's async workers' time in malloc, free and
+// their consolidation (docs/BENCHMARKS.md, bus); mimalloc keeps per-thread free lists.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tessera",
