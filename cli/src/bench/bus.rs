@@ -82,7 +82,15 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    async fn start(dir: &std::path::Path, transport: Arc<dyn Transport>, tag: &str) -> anyhow::Result<Self> {
+    /// `producing` carries the relay's publishes and `consuming` the subscriber's deliveries:
+    /// one transport for the in-process bus, two connections for NATS, as the two services'
+    /// own processes would have.
+    async fn start(
+        dir: &std::path::Path,
+        producing: Arc<dyn Transport>,
+        consuming: Arc<dyn Transport>,
+        tag: &str,
+    ) -> anyhow::Result<Self> {
         let source = format!("bench{}{}", tag, std::process::id());
         let open = |name: &str| StoreConfig::Sqlite {
             path: dir.join(format!("{name}-{source}.db")),
@@ -97,7 +105,7 @@ impl Pipeline {
             "benchconsumer",
             source.clone(),
             consumer,
-            transport.clone(),
+            consuming,
             Arc::new(InboxOnly),
             Arc::new(Upcasters::new()),
             SubscriberOptions {
@@ -118,7 +126,7 @@ impl Pipeline {
         // The in-process transport delivers only to consumers that exist when a message is
         // published: let the subscriber register first.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let relay = Relay::new(source.clone(), producer.clone(), transport, RelayOptions::default());
+        let relay = Relay::new(source.clone(), producer.clone(), producing, RelayOptions::default());
         tasks.push(tokio::spawn(async move {
             if let Err(error) = relay.run(stopped).await {
                 eprintln!("relay: {error}");
@@ -176,10 +184,13 @@ pub async fn run(args: BusBenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&scratch).with_context(|| format!("create {}", scratch.display()))?;
     let mut results = Vec::new();
     let in_process: Arc<dyn Transport> = Arc::new(InProcessTransport::new());
-    results.extend(measure(&scratch, in_process, "in-process", "ip", &args).await?);
+    results.extend(measure(&scratch, in_process.clone(), in_process, "in-process", "ip", &args).await?);
     if let Some(url) = &args.nats_url {
-        let nats: Arc<dyn Transport> = Arc::new(NatsTransport::connect(url, NatsOptions::default()).await?);
-        let measured = measure(&scratch, nats, "nats", "nats", &args).await;
+        let producing: Arc<dyn Transport> =
+            Arc::new(NatsTransport::connect(url, NatsOptions::default()).await?);
+        let consuming: Arc<dyn Transport> =
+            Arc::new(NatsTransport::connect(url, NatsOptions::default()).await?);
+        let measured = measure(&scratch, producing, consuming, "nats", "nats", &args).await;
         delete_stream(
             url,
             &NatsTransport::connect(url, NatsOptions::default())
@@ -198,12 +209,13 @@ pub async fn run(args: BusBenchArgs) -> anyhow::Result<()> {
 
 async fn measure(
     dir: &std::path::Path,
-    transport: Arc<dyn Transport>,
+    producing: Arc<dyn Transport>,
+    consuming: Arc<dyn Transport>,
     label: &str,
     tag: &str,
     args: &BusBenchArgs,
 ) -> anyhow::Result<Vec<BenchResult>> {
-    let pipeline = Pipeline::start(dir, transport, tag).await?;
+    let pipeline = Pipeline::start(dir, producing, consuming, tag).await?;
 
     // Drain: a backlog committed up front, then consumed end to end; the relay, transport
     // and subscriber alone, with the producer idle.

@@ -55,7 +55,7 @@ struct Queue {
 #[derive(Debug)]
 struct Pending {
     seq: u64,
-    envelope: Envelope,
+    envelope: Arc<Envelope>,
     delivered: u64,
     outstanding: Arc<Outstanding>,
 }
@@ -78,7 +78,7 @@ impl Outstanding {
 }
 
 impl Queue {
-    fn push_new(&self, envelope: Envelope, outstanding: Arc<Outstanding>) {
+    fn push_new(&self, envelope: Arc<Envelope>, outstanding: Arc<Outstanding>) {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         // Sequence numbers are taken under the lock, so the queue stays sorted.
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
@@ -121,6 +121,7 @@ impl Transport for InProcessTransport {
         let (done, acknowledged) = oneshot::channel();
         let outstanding =
             Arc::new(Outstanding { remaining: AtomicUsize::new(queues.len()), done: Mutex::new(Some(done)) });
+        let envelope = Arc::new(envelope.clone());
         for queue in queues {
             queue.push_new(envelope.clone(), outstanding.clone());
         }

@@ -7,7 +7,7 @@
 //! commit. Streams and consumers are created idempotently when first used.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer, stream};
@@ -169,7 +169,11 @@ impl NatsConsumer {
     fn deliver(message: jetstream::Message) -> Option<Delivery> {
         let delivered = message.info().map(|info| info.delivered.max(1).unsigned_abs()).unwrap_or(1);
         match serde_json::from_slice::<Envelope>(&message.payload) {
-            Ok(envelope) => Some(Delivery { envelope, delivered, acker: Box::new(NatsAcker { message }) }),
+            Ok(envelope) => Some(Delivery {
+                envelope: Arc::new(envelope),
+                delivered,
+                acker: Box::new(NatsAcker { message }),
+            }),
             Err(error) => {
                 // Not ours to handle and never will be: terminate it rather than loop.
                 tracing::error!(%error, "terminating a message that is not an envelope");

@@ -293,9 +293,7 @@ impl Lane {
                 applied.iter().for_each(|envelope| hook(envelope));
             }
             drop(applied);
-            for delivery in group {
-                self.acknowledge(delivery).await;
-            }
+            self.acknowledge(group).await;
             return;
         }
         drop(applied);
@@ -325,11 +323,11 @@ impl Lane {
     }
 
     async fn process(&self, delivery: Delivery, shutdown: &watch::Receiver<bool>) {
-        let envelope = match self.upcasters.upcast(delivery.envelope.clone()) {
+        let envelope = match self.upcasters.upcast_ref(&delivery.envelope) {
             Ok(envelope) => envelope,
             Err(error) => {
                 if self.park(&delivery.envelope, &error.to_string(), 1, shutdown).await {
-                    self.acknowledge(delivery).await;
+                    self.acknowledge(vec![delivery]).await;
                 }
                 return;
             }
@@ -377,21 +375,29 @@ impl Lane {
             delivery.in_progress().await;
             tokio::time::sleep(self.backoff(failure)).await;
         }
-        self.acknowledge(delivery).await;
+        drop(envelope);
+        self.acknowledge(vec![delivery]).await;
     }
 
-    async fn acknowledge(&self, delivery: Delivery) {
-        let id = delivery.envelope.id;
-        // How far behind its source this subscription runs: the age of what it just finished.
-        let now = self.store.clock().now();
-        let age = now.as_micros().saturating_sub(delivery.envelope.at.wall().as_micros()) as f64 / 1e6;
+    /// Acknowledges messages whose effects are committed (together, when they come from one
+    /// group), and records the lag and the count once for them all: the metric lookups and
+    /// the lag table's lock are per call, not per message.
+    async fn acknowledge(&self, deliveries: Vec<Delivery>) {
+        // How far behind its source this subscription runs: the age of the oldest message it
+        // just finished.
+        let now = self.store.clock().now().as_micros();
+        let oldest = deliveries.iter().map(|d| d.envelope.at.wall().as_micros()).min().unwrap_or(now);
+        let age = now.saturating_sub(oldest) as f64 / 1e6;
         metrics::gauge!("tessera_consumer_lag_seconds", "consumer" => self.consumer.clone()).set(age);
         crate::lag::record(&self.consumer, age);
         metrics::counter!("tessera_consumer_messages_total", "consumer" => self.consumer.clone())
-            .increment(1);
-        if let Err(error) = delivery.ack().await {
-            // The effect is committed; a redelivery will meet the inbox record.
-            tracing::warn!(consumer = %self.consumer, %id, %error, "ack failed");
+            .increment(deliveries.len() as u64);
+        for delivery in deliveries {
+            let id = delivery.envelope.id;
+            if let Err(error) = delivery.ack().await {
+                // The effect is committed; a redelivery will meet the inbox record.
+                tracing::warn!(consumer = %self.consumer, %id, %error, "ack failed");
+            }
         }
     }
 

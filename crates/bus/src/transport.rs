@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -67,7 +68,8 @@ pub trait Consumer: Send + fmt::Debug {
 /// A delivered message. Acknowledge it after the effect is committed; dropping it without an
 /// acknowledgement means it will be delivered again.
 pub struct Delivery {
-    pub envelope: Envelope,
+    /// Shared, not copied: the in-process transport keeps the same envelope for a redelivery.
+    pub envelope: Arc<Envelope>,
     /// 1 on first delivery.
     pub delivered: u64,
     pub(crate) acker: Box<dyn Acker>,
