@@ -17,7 +17,8 @@
 
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Condvar, Mutex, PoisonError, mpsc};
+use std::time::{Duration, Instant};
 
 use crate::error::{Result, StoreError};
 use crate::unit::Committed;
@@ -29,6 +30,11 @@ pub(crate) struct Durability {
     log: File,
     /// The highest outbox position whose commit is known to be on disk.
     durable_outbox: AtomicU64,
+    /// The highest outbox position this process's writer has committed and handed to the
+    /// sync thread: up to there, a reader can wait for that thread instead of syncing itself.
+    committed_outbox: AtomicU64,
+    /// Signalled by the sync thread after every sync, for readers waiting on `durable_outbox`.
+    synced: (Mutex<()>, Condvar),
     /// Set when a sync failed. After a failed fsync the kernel may have dropped the dirty
     /// pages, and a later fsync can succeed without them, so no later commit can be promised
     /// durable: every unit is refused until the process restarts and SQLite recovers from disk.
@@ -38,7 +44,41 @@ pub(crate) struct Durability {
 impl Durability {
     /// `log` must already hold every commit made so far on disk (the caller syncs it first).
     pub(crate) fn new(log: File, durable_outbox: u64) -> Self {
-        Self { log, durable_outbox: AtomicU64::new(durable_outbox), failed: AtomicBool::new(false) }
+        Self {
+            log,
+            durable_outbox: AtomicU64::new(durable_outbox),
+            committed_outbox: AtomicU64::new(durable_outbox),
+            synced: (Mutex::new(()), Condvar::new()),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Called by the writer before it hands a batch that put rows up to `high` in the outbox
+    /// to the sync thread.
+    pub(crate) fn note_committed(&self, high: u64) {
+        self.committed_outbox.fetch_max(high, Ordering::AcqRel);
+    }
+
+    fn wake_readers(&self) {
+        let _guard = self.synced.0.lock().unwrap_or_else(PoisonError::into_inner);
+        self.synced.1.notify_all();
+    }
+
+    /// Waits, at most `patience`, for the sync thread to make `position` durable.
+    fn await_sync_thread(&self, position: u64, patience: Duration) -> bool {
+        let deadline = Instant::now() + patience;
+        let mut guard = self.synced.0.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if self.durable_outbox.load(Ordering::Acquire) >= position {
+                return true;
+            }
+            let now = Instant::now();
+            if self.has_failed() || now >= deadline {
+                return false;
+            }
+            guard =
+                self.synced.1.wait_timeout(guard, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+        }
     }
 
     pub(crate) fn has_failed(&self) -> bool {
@@ -57,10 +97,20 @@ impl Durability {
     }
 
     /// Called by a reader of the outbox with the highest position it read: anything above the
-    /// durable mark may come from a commit whose sync is still to come (or from another
-    /// process), so the reader syncs the log itself before the rows may leave the service.
+    /// durable mark comes from a commit whose sync is still to come (or from another process).
+    /// The reader waits for the sync thread when the rows are this writer's, and otherwise
+    /// syncs the log itself, before the rows may leave the service.
     pub(crate) fn make_outbox_durable(&self, read_up_to: u64) -> Result<()> {
         if read_up_to <= self.durable_outbox.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // This process's own rows are already on their way to disk: a second fsync of the log
+        // here would only compete with the sync thread's for the disk (on a slow day a third
+        // of the producer's syncs came from its relay). Rows another process wrote, or a sync
+        // thread that lags, still get a sync of their own.
+        if read_up_to <= self.committed_outbox.load(Ordering::Acquire)
+            && self.await_sync_thread(read_up_to, SYNC_THREAD_PATIENCE)
+        {
             return Ok(());
         }
         self.sync().map_err(|error| {
@@ -70,6 +120,9 @@ impl Durability {
         Ok(())
     }
 }
+
+/// How long a reader of the outbox waits for the sync thread before syncing the log itself.
+const SYNC_THREAD_PATIENCE: Duration = Duration::from_millis(250);
 
 /// Runs until the writer drops its sender.
 pub(crate) fn run(durability: &Durability, committed: &mpsc::Receiver<Committed>) {
@@ -82,6 +135,7 @@ pub(crate) fn run(durability: &Durability, committed: &mpsc::Receiver<Committed>
                 if let Some(high) = waiting.iter().filter_map(|batch| batch.outbox_high).max() {
                     durability.durable_outbox.fetch_max(high, Ordering::AcqRel);
                 }
+                durability.wake_readers();
                 for (reply, result) in waiting.drain(..).flat_map(|batch| batch.replies) {
                     // A caller that stopped waiting has nothing to be told.
                     let _ = reply.send(result);
@@ -89,6 +143,7 @@ pub(crate) fn run(durability: &Durability, committed: &mpsc::Receiver<Committed>
             }
             Err(sync_error) => {
                 tracing::error!(error = %sync_error, "syncing the write-ahead log failed; refusing further commits");
+                durability.wake_readers();
                 for (reply, _) in waiting.drain(..).flat_map(|batch| batch.replies) {
                     let _ = reply.send(Err(StoreError::NotDurable(format!(
                         "the commit may not be on disk, syncing the write-ahead log failed: {sync_error}"
@@ -167,5 +222,36 @@ mod tests {
         assert!(matches!(answered, Err(StoreError::NotDurable(_))), "{answered:?}");
         assert_eq!(durability.durable_outbox.load(Ordering::Acquire), 0);
         assert!(durability.has_failed());
+    }
+
+    #[test]
+    fn a_reader_of_rows_the_writer_committed_waits_for_the_sync_thread_instead_of_syncing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let durability = std::sync::Arc::new(Durability::new(log_file(&dir), 0));
+        durability.note_committed(7);
+        let reader = std::thread::spawn({
+            let durability = durability.clone();
+            move || durability.make_outbox_durable(7)
+        });
+        // A reader that synced the log itself would be done at once.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!reader.is_finished(), "the reader did not wait for the sync thread");
+        assert!(sync_one_batch(&durability).is_ok());
+        reader.join().expect("reader").expect("durable once the sync thread synced");
+        assert_eq!(durability.durable_outbox.load(Ordering::Acquire), 7);
+    }
+
+    #[test]
+    fn a_reader_waiting_for_the_sync_thread_learns_that_its_sync_failed() {
+        let durability = std::sync::Arc::new(Durability::new(unsyncable(), 0));
+        durability.note_committed(7);
+        let reader = std::thread::spawn({
+            let durability = durability.clone();
+            move || durability.make_outbox_durable(7)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(sync_one_batch(&durability).is_err());
+        let refused = reader.join().expect("reader");
+        assert!(matches!(refused, Err(StoreError::NotDurable(_))), "{refused:?}");
     }
 }

@@ -63,7 +63,10 @@ pub(super) fn run(
                     let _ = reply.send(result);
                 }
             }
-            Acknowledge::AfterSync(sync, _) => {
+            Acknowledge::AfterSync(sync, durability) => {
+                if let Some(high) = outbox_high {
+                    durability.note_committed(high);
+                }
                 if let Err(std::sync::mpsc::SendError(unsent)) = sync.send(Committed { replies, outbox_high })
                 {
                     for (reply, _) in unsent.replies {
