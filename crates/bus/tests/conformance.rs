@@ -47,6 +47,7 @@ conformance!(
     a_panicking_handler_parks_its_message_and_its_lane_keeps_working,
     a_handler_sees_the_committed_effect_of_the_previous_message_of_its_key,
     messages_published_before_the_subscriber_runs_are_kept_for_it,
+    acknowledgements_are_marked_together_and_the_last_ones_without_further_traffic,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -353,4 +354,32 @@ async fn messages_published_before_the_subscriber_runs_are_kept_for_it(world: Wo
     stop.send(true).expect("stop");
     running.await.expect("task").expect("subscriber");
     relay.stop().await;
+}
+
+async fn acknowledgements_are_marked_together_and_the_last_ones_without_further_traffic(world: World) {
+    let unsent = || async { world.producer.outbox_backlog().await.expect("backlog").unsent };
+    let subscriber = world.subscriber(TestHandler::new(), Upcasters::new(), fast_subscriber());
+    let every = Duration::from_millis(1500);
+    let relay = world.relay(tessera_bus::RelayOptions { mark_every: every, ..fast_relay() });
+    // The first acknowledgement is marked at once: no mark has run yet.
+    world.produce(&[world.envelope("marks", 0, false)]).await;
+    assert_eq!(world.wait_for_effects(1, WAIT).await.len(), 1);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while unsent().await > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(unsent().await, 0);
+    let first_mark = tokio::time::Instant::now();
+    // The next ones, acknowledged within the interval, wait for it and go in one mark.
+    let messages: Vec<_> = (1..=5).map(|i| world.envelope("marks", i, false)).collect();
+    world.produce(&messages).await;
+    assert_eq!(world.wait_for_effects(6, WAIT).await.len(), 6);
+    if first_mark.elapsed() < every / 2 {
+        assert_eq!(unsent().await, 5, "marked before the interval was over");
+    }
+    // Nothing else happens, and still they are marked once the interval is over.
+    tokio::time::sleep_until(first_mark + every + Duration::from_millis(500)).await;
+    assert_eq!(unsent().await, 0, "the gathered acknowledgements were never marked");
+    relay.stop().await;
+    subscriber.stop().await;
 }
