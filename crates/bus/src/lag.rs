@@ -8,7 +8,7 @@ use std::sync::{Mutex, OnceLock};
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ConsumerLag {
     pub consumer: String,
-    /// The age of the last message it finished, in seconds.
+    /// The age of the oldest message of the last group it finished, in seconds.
     pub seconds: f64,
     /// Messages waiting or in flight, as the transport counts them (`None` until sampled).
     pub messages: Option<u64>,

@@ -191,8 +191,8 @@ impl Relay {
 /// Acknowledged rows on their way to being marked sent. The mark is a commit, and with a
 /// durable store a commit waits for the disk; the relay does not wait for it, and goes on
 /// publishing while one mark is in flight. What is acknowledged meanwhile, or within
-/// `mark_every` of the last mark, goes into the next mark. A mark that is lost (a crash) only means the rows are published again, which the
-/// consumers' inboxes absorb.
+/// `mark_every` of the last mark, goes into the next mark. A mark that is lost (a crash) only
+/// means the rows are published again, which the consumers' inboxes absorb.
 struct Marks {
     acknowledged: Vec<u64>,
     marking: Option<tokio::task::JoinHandle<tessera_store::Result<u64>>>,
