@@ -25,6 +25,14 @@ fn counting(counter: &Arc<AtomicUsize>) -> RelayOptions {
     }
 }
 
+/// Waits (at most 5 s) until `counter` reaches `count`.
+async fn wait_for_count(counter: &AtomicUsize, count: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while counter.load(Ordering::SeqCst) < count && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_relay_publishes_at_a_time_and_a_stopped_leader_is_replaced() {
     let Some(database) = TempPostgres::create().await else { return };
@@ -54,6 +62,8 @@ async fn one_relay_publishes_at_a_time_and_a_stopped_leader_is_replaced() {
     }
     let effects = world.wait_for_effects(100, Duration::from_secs(20)).await;
     assert_eq!(effects.len(), 100);
+    // An effect is visible at the consumer's commit, a moment before the relay hears of it.
+    wait_for_count(&published_a, 100).await;
     assert_eq!((published_a.load(Ordering::SeqCst), published_b.load(Ordering::SeqCst)), (100, 0));
     let mut per_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for effect in &effects {
@@ -72,6 +82,7 @@ async fn one_relay_publishes_at_a_time_and_a_stopped_leader_is_replaced() {
     let effects = world.wait_for_effects(120, Duration::from_secs(20)).await;
     assert_eq!(effects.len(), 120);
     assert!(started.elapsed() < Duration::from_secs(5), "taken over in {:?}", started.elapsed());
+    wait_for_count(&published_b, 20).await;
     assert_eq!(published_b.load(Ordering::SeqCst), 20);
     relay_b.stop().await;
     subscriber.stop().await;
