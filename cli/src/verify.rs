@@ -495,7 +495,13 @@ async fn commands_delivered(stores: &BTreeMap<&str, Store>, cutoff: Timestamp) -
         );
     }
     for (service, store) in stores {
-        for row in rows(store, "SELECT message_id, envelope, created_at FROM tessera_outbox").await? {
+        for row in rows(
+            store,
+            "SELECT o.message_id, e.envelope, o.created_at FROM tessera_outbox o
+             JOIN tessera_outbox_envelopes e ON e.position = o.position",
+        )
+        .await?
+        {
             if micros(row.int("created_at")?) >= cutoff {
                 continue;
             }

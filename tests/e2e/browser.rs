@@ -38,9 +38,11 @@ fn seed_dead_letter(data: &Path) {
         let filed = orders
             .execute(
                 "INSERT INTO tessera_dead_letters (consumer, message_id, envelope, error, attempts, state, failed_at)
-                 SELECT 'orders__customers', message_id, envelope,
-                        'handler failed: seeded by the browser test', 5, 'parked', created_at
-                 FROM customers.tessera_outbox ORDER BY position DESC LIMIT 1",
+                 SELECT 'orders__customers', o.message_id, e.envelope,
+                        'handler failed: seeded by the browser test', 5, 'parked', o.created_at
+                 FROM customers.tessera_outbox o
+                 JOIN customers.tessera_outbox_envelopes e ON e.position = o.position
+                 ORDER BY o.position DESC LIMIT 1",
                 [],
             )
             .expect("file a dead letter");

@@ -50,7 +50,8 @@ async fn audit(store: &Store, action: &str) {
 async fn announced(store: &Store) -> Vec<serde_json::Value> {
     let rows = store
         .query(
-            Statement::new("SELECT envelope FROM tessera_outbox WHERE name = $1 ORDER BY position")
+            Statement::new("SELECT e.envelope FROM tessera_outbox o JOIN tessera_outbox_envelopes e ON e.position = o.position
+                 WHERE o.name = $1 ORDER BY o.position")
                 .bind(AUDIT_HEAD),
         )
         .await

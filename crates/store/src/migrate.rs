@@ -211,6 +211,29 @@ pub(crate) const CORE: MigrationSet = MigrationSet {
             );
         ",
         },
+        Migration {
+            version: 3,
+            name: "outbox envelopes apart from the rows the relay marks",
+            // Marking a row sent rewrites the pages that hold it. With the envelope in the row,
+            // a mark rewrote about as many bytes as the commit that wrote the messages; apart,
+            // the marked rows are narrow and many fit a page.
+            sqlite: "
+            CREATE TABLE tessera_outbox_envelopes (
+                position INTEGER PRIMARY KEY,
+                envelope TEXT NOT NULL
+            );
+            INSERT INTO tessera_outbox_envelopes (position, envelope) SELECT position, envelope FROM tessera_outbox;
+            ALTER TABLE tessera_outbox DROP COLUMN envelope;
+        ",
+            postgres: "
+            CREATE TABLE tessera_outbox_envelopes (
+                position BIGINT PRIMARY KEY,
+                envelope TEXT NOT NULL
+            );
+            INSERT INTO tessera_outbox_envelopes (position, envelope) SELECT position, envelope FROM tessera_outbox;
+            ALTER TABLE tessera_outbox DROP COLUMN envelope;
+        ",
+        },
     ],
 };
 

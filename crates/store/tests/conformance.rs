@@ -100,6 +100,7 @@ conformance!(
     own_table_constraints_surface_as_typed_errors,
     random_units_commit_whole_or_not_at_all,
     a_replicas_append_is_seen_by_the_next_version_check,
+    a_database_from_before_the_envelope_split_keeps_its_outbox,
 );
 
 fn stream(name: &str) -> StreamId {
@@ -399,6 +400,55 @@ async fn outbox_is_read_in_commit_order_marked_sent_and_pruned_after_retention(f
     clock.advance(Duration::from_secs(61));
     assert_eq!(store.prune_outbox(Duration::from_secs(60)).await.expect("prune"), 103);
     assert_eq!(store.outbox_unsent(0, 1000).await.expect("outbox").len(), 97, "unsent rows are never pruned");
+    let envelopes = store
+        .query(Statement::new("SELECT count(*) AS n FROM tessera_outbox_envelopes"))
+        .await
+        .expect("envelopes");
+    assert_eq!(envelopes[0].int("n").expect("count"), 97, "a pruned row's envelope goes with it");
+}
+
+/// Migration 3 moved the outbox's envelopes into a table of their own. A database made before
+/// it (envelopes in the outbox rows) keeps every message, sent or not, and relays on.
+async fn a_database_from_before_the_envelope_split_keeps_its_outbox(fixture: Fixture) {
+    let store = fixture.open().await;
+    let ids = UuidV7Gen;
+    let mut unit = store.begin();
+    for seq in 0..5 {
+        unit.send(&envelope(&ids, "key", seq)).expect("send");
+    }
+    unit.commit().await.expect("commit");
+    let written = store.outbox_unsent(0, 10).await.expect("outbox");
+    assert_eq!(store.mark_sent(&[written[0].position]).await.expect("mark"), 1);
+    // Back to the schema of migration 2.
+    let mut unit = store.begin();
+    for sql in [
+        "ALTER TABLE tessera_outbox ADD COLUMN envelope TEXT",
+        "UPDATE tessera_outbox SET envelope =
+           (SELECT e.envelope FROM tessera_outbox_envelopes e WHERE e.position = tessera_outbox.position)",
+        "DROP TABLE tessera_outbox_envelopes",
+        "DELETE FROM tessera_migrations WHERE scope = 'tessera.store' AND version = 3",
+    ] {
+        unit.execute(Statement::new(sql));
+    }
+    unit.commit().await.expect("undo migration 3");
+    drop(store);
+
+    let reopened = fixture.open().await;
+    let unsent = reopened.outbox_unsent(0, 10).await.expect("outbox after migrating");
+    assert_eq!(
+        unsent.iter().map(|m| (m.position, m.envelope.id)).collect::<Vec<_>>(),
+        written[1..].iter().map(|m| (m.position, m.envelope.id)).collect::<Vec<_>>(),
+        "the unsent four, with their envelopes"
+    );
+    let kept = reopened
+        .query(Statement::new("SELECT count(*) AS n FROM tessera_outbox_envelopes"))
+        .await
+        .expect("envelopes");
+    assert_eq!(kept[0].int("n").expect("count"), 5, "the sent one's envelope is kept until it is pruned");
+    let mut unit = reopened.begin();
+    unit.send(&envelope(&ids, "key", 5)).expect("send");
+    unit.commit().await.expect("commit after migrating");
+    assert_eq!(reopened.outbox_unsent(0, 10).await.expect("outbox").len(), 5);
 }
 
 trait NowStamp {

@@ -80,7 +80,10 @@ async fn register(app: &App, email: &str) -> String {
 
 async fn outbox(store: &Store) -> Vec<(String, String, Value)> {
     let rows = store
-        .query(Statement::new("SELECT name, key, envelope FROM tessera_outbox ORDER BY position"))
+        .query(Statement::new(
+            "SELECT o.name, o.key, e.envelope FROM tessera_outbox o
+             JOIN tessera_outbox_envelopes e ON e.position = o.position ORDER BY o.position",
+        ))
         .await
         .expect("read the outbox");
     rows.iter()

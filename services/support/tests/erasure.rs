@@ -182,7 +182,10 @@ async fn erasing_a_customer_blanks_their_ticket_subjects_and_messages_once_and_a
         .filter(|(_, text)| text.contains(&canary))
         .map(|(table, _)| table)
         .collect();
-    assert!(holding.iter().all(|table| table == "tessera_outbox"), "the canary is still live in {holding:?}");
+    assert!(
+        holding.iter().all(|table| table == "tessera_outbox_envelopes"),
+        "the canary is still live in {holding:?}"
+    );
     if !holding.is_empty() {
         eprintln!(
             "note: {} TicketOpened outbox row(s) still carry the erased ticket subjects in plaintext",

@@ -292,8 +292,9 @@ impl Backend for PostgresBackend {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
-                "SELECT position, envelope, created_at FROM tessera_outbox
-                 WHERE sent_at IS NULL AND position > $1 ORDER BY position LIMIT $2",
+                "SELECT o.position, e.envelope, o.created_at
+                 FROM tessera_outbox o LEFT JOIN tessera_outbox_envelopes e ON e.position = o.position
+                 WHERE o.sent_at IS NULL AND o.position > $1 ORDER BY o.position LIMIT $2",
             )
             .await?;
         let rows = client.query(&statement, &[&to_i64(after_position), &to_i64(limit as u64)]).await?;
@@ -302,7 +303,9 @@ impl Backend for PostgresBackend {
             .map(|row| {
                 Ok(OutboxMessage {
                     position: to_u64(row.try_get(0)?)?,
-                    envelope: decode_envelope(row.try_get(1)?)?,
+                    envelope: decode_envelope(row.try_get::<_, Option<&str>>(1)?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("outbox row {} has no envelope", row.get::<_, i64>(0)))
+                    })?)?,
                     created_at: Timestamp::from_micros(to_u64(row.try_get(2)?)?),
                 })
             })

@@ -127,12 +127,16 @@ impl CoreStatements {
                 .await?,
             insert_outbox: client
                 .prepare(
-                    "WITH inserted AS (
-                       INSERT INTO tessera_outbox (message_id, name, key, envelope, created_at)
-                       SELECT i, n, k, e, $5
-                       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(i, n, k, e, ord)
-                       ORDER BY ord
-                       RETURNING position)
+                    "WITH given AS (
+                       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                         WITH ORDINALITY AS u(i, n, k, e, ord)),
+                     inserted AS (
+                       INSERT INTO tessera_outbox (message_id, name, key, created_at)
+                       SELECT i, n, k, $5 FROM given ORDER BY ord
+                       RETURNING position, message_id),
+                     envelopes AS (
+                       INSERT INTO tessera_outbox_envelopes (position, envelope)
+                       SELECT inserted.position, given.e FROM inserted JOIN given ON given.i = inserted.message_id)
                      SELECT max(position) FROM inserted",
                 )
                 .await?,
@@ -174,7 +178,11 @@ impl CoreStatements {
                 )
                 .await?,
             prune_outbox: client
-                .prepare("DELETE FROM tessera_outbox WHERE sent_at IS NOT NULL AND sent_at < $1")
+                .prepare(
+                    "WITH pruned AS (DELETE FROM tessera_outbox WHERE sent_at IS NOT NULL AND sent_at < $1 RETURNING position),
+                     envelopes AS (DELETE FROM tessera_outbox_envelopes WHERE position IN (SELECT position FROM pruned))
+                     SELECT count(*) FROM pruned",
+                )
                 .await?,
             prune_inbox: client.prepare("DELETE FROM tessera_inbox WHERE recorded_at < $1").await?,
             audit_head: client.prepare("SELECT idx, hash FROM tessera_audit ORDER BY idx DESC LIMIT 1").await?,
@@ -484,9 +492,10 @@ impl Writer {
                 }
                 Op::PruneOutbox { sent_before } => self
                     .client
-                    .execute(&self.core.prune_outbox, &[&to_i64(sent_before.as_micros())])
+                    .query_one(&self.core.prune_outbox, &[&to_i64(sent_before.as_micros())])
                     .await
-                    .map_err(map_db_error),
+                    .map_err(map_db_error)
+                    .and_then(|row| to_u64(row.try_get::<_, i64>(0)?)),
                 Op::PruneInbox { recorded_before } => self
                     .client
                     .execute(&self.core.prune_inbox, &[&to_i64(recorded_before.as_micros())])

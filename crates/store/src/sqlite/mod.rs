@@ -351,8 +351,9 @@ impl rusqlite::ToSql for SqlValue {
 }
 
 /// The relay's read of what is still to send.
-const OUTBOX_UNSENT: &str = "SELECT position, envelope, created_at FROM tessera_outbox
-     WHERE sent_at IS NULL AND position > ?1 ORDER BY position LIMIT ?2";
+const OUTBOX_UNSENT: &str = "SELECT o.position, e.envelope, o.created_at
+     FROM tessera_outbox o LEFT JOIN tessera_outbox_envelopes e ON e.position = o.position
+     WHERE o.sent_at IS NULL AND o.position > ?1 ORDER BY o.position LIMIT ?2";
 
 const EVENT_COLUMNS: &str =
     "position, stream_id, version, event_id, name, schema_version, payload, metadata, recorded_at";
@@ -452,11 +453,14 @@ impl Backend for SqliteBackend {
         self.read(move |c| {
             let mut statement = c.prepare_cached(OUTBOX_UNSENT)?;
             let rows = statement.query_map([to_i64(after_position), to_i64(limit as u64)], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, i64>(2)?))
             })?;
             let messages: Vec<OutboxMessage> = rows
                 .map(|row| {
                     let (position, envelope, created_at) = row?;
+                    let envelope = envelope.ok_or_else(|| {
+                        StoreError::Corrupt(format!("outbox row {position} has no envelope"))
+                    })?;
                     Ok(OutboxMessage {
                         position: to_u64(position)?,
                         envelope: decode_envelope(&envelope)?,

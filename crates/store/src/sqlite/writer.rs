@@ -356,10 +356,16 @@ fn apply(connection: &Connection, heads: &mut StreamHeads, ops: &[Op], now: i64)
                 }
             }
             Op::PruneOutbox { sent_before } => {
+                let before = to_i64(sent_before.as_micros());
+                connection
+                    .prepare_cached(
+                        "DELETE FROM tessera_outbox_envelopes WHERE position IN
+                           (SELECT position FROM tessera_outbox WHERE sent_at IS NOT NULL AND sent_at < ?1)",
+                    )?
+                    .execute([before])?;
                 receipt.rows_affected += connection
                     .prepare_cached("DELETE FROM tessera_outbox WHERE sent_at IS NOT NULL AND sent_at < ?1")?
-                    .execute([to_i64(sent_before.as_micros())])?
-                    as u64;
+                    .execute([before])? as u64;
             }
             Op::PruneInbox { recorded_before } => {
                 receipt.rows_affected += connection
@@ -450,10 +456,13 @@ fn append(
 fn insert_outbox(connection: &Connection, message: &OutgoingMessage, now: i64) -> Result<()> {
     connection
         .prepare_cached(
-            "INSERT INTO tessera_outbox (message_id, name, key, envelope, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO tessera_outbox (message_id, name, key, created_at) VALUES (?1, ?2, ?3, ?4)",
         )?
-        .execute(params![message.id.to_string(), message.name, message.key, message.json, now])
+        .execute(params![message.id.to_string(), message.name, message.key, now])
         .map_err(constraint_as_typed)?;
+    connection
+        .prepare_cached("INSERT INTO tessera_outbox_envelopes (position, envelope) VALUES (?1, ?2)")?
+        .execute(params![connection.last_insert_rowid(), message.json])?;
     Ok(())
 }
 
