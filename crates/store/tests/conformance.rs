@@ -877,3 +877,35 @@ async fn sqlite_a_foreign_write_is_seen_by_the_next_version_check() {
     fresh.append(&s, ExpectedVersion::Exact(2), vec![event(&UuidV7Gen, 3)]);
     assert_eq!(fresh.commit().await.expect("append at 2").stream_versions, vec![(s.clone(), 3)]);
 }
+
+/// A send writes the outbox row and its envelope with two statements (decision 0013). When the
+/// second fails, the unit fails whole: no outbox row without its envelope reaches the commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_send_whose_envelope_fails_leaves_no_outbox_row() {
+    let fixture = Fixture::sqlite();
+    let store = fixture.open().await;
+    let mut unit = store.begin();
+    unit.execute(Statement::new(
+        "CREATE TRIGGER refuse_envelope BEFORE INSERT ON tessera_outbox_envelopes
+         WHEN NEW.envelope LIKE '%refused%' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    ));
+    unit.commit().await.expect("create the trigger");
+    let ids = UuidV7Gen;
+    let mut refused = envelope(&ids, "key", 0);
+    refused.payload = serde_json::json!({ "note": "refused" });
+    let accepted = envelope(&ids, "key", 1);
+    let (mut first, mut second) = (store.begin(), store.begin());
+    first.send(&refused).expect("send");
+    second.send(&accepted).expect("send");
+    let (first, second) = tokio::join!(first.commit(), second.commit());
+    assert!(first.is_err(), "the unit whose envelope was refused fails");
+    second.expect("its neighbour commits");
+    let ids: Vec<String> = store
+        .query(Statement::new("SELECT message_id FROM tessera_outbox"))
+        .await
+        .expect("outbox")
+        .iter()
+        .map(|row| row.text("message_id").expect("id").to_owned())
+        .collect();
+    assert_eq!(ids, vec![accepted.id.to_string()], "only the neighbour's row is in the outbox");
+}

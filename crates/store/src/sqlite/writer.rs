@@ -240,23 +240,23 @@ impl Writer {
 
 /// Whether `ops` write with at most one statement whose failure leaves nothing behind. An
 /// `Execute` is left out because its affected-rows check runs after the statement has written.
+/// So are a send and an outbox prune: each writes the outbox row and its envelope with two
+/// statements (decision 0013), and the second failing must not leave the first behind.
 fn is_one_statement(ops: &[Op]) -> bool {
     match ops {
         [] => true,
         [only] => match only {
             Op::Append { events, .. } => events.len() <= 1,
             Op::Snapshot { .. }
-            | Op::Send(_)
             | Op::Schedule { .. }
             | Op::FireTimer(_)
             | Op::CancelTimer(_)
             | Op::RecordInbox(_)
             | Op::Checkpoint { .. }
-            | Op::PruneOutbox { .. }
             | Op::PruneInbox { .. }
             | Op::Audit(_) => true,
             Op::MarkSent(positions) => consecutive_runs(positions).len() <= 1,
-            Op::Execute(_) => false,
+            Op::Send(_) | Op::PruneOutbox { .. } | Op::Execute(_) => false,
         },
         _ => false,
     }
