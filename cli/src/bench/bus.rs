@@ -198,8 +198,14 @@ pub async fn run(args: BusBenchArgs) -> anyhow::Result<()> {
                 .stream_name(&format!("benchnats{}", std::process::id())),
         )
         .await;
-        results.extend(measured?);
+        let measured = measured?;
+        // The transport's own share of the latency, at the rate of the NATS half-load run.
+        let half_rate = measured.last().map_or(1000.0, |half| half.ops_per_sec);
+        results.extend(measured);
         results.push(raw_jetstream_publish(url, 100_000).await?);
+        results.push(
+            raw_jetstream_round_trip(url, half_rate, Duration::from_secs_f64(args.seconds.max(0.5))).await?,
+        );
     } else if !args.json {
         eprintln!("(NATS skipped: pass --nats-url or set TESSERA_BENCH_NATS)");
     }
@@ -371,4 +377,90 @@ async fn raw_jetstream_publish(url: &str, messages: u64) -> anyhow::Result<Bench
     let elapsed = started.elapsed();
     let _ = context.delete_stream(&name).await;
     Ok(BenchResult::new("raw JetStream async publish (msgs/s)", "nats", 1, messages, elapsed, &latency))
+}
+
+/// What NATS alone adds to a message's latency: publishes at `rate`, open loop as in the
+/// half-load run, to a scratch stream, received by a durable pull consumer on a second
+/// connection that acknowledges each message, as the subscriber does; no store involved. The
+/// latency runs from just before the publish to the receipt, on the same clock.
+async fn raw_jetstream_round_trip(url: &str, rate: f64, duration: Duration) -> anyhow::Result<BenchResult> {
+    use futures_util::StreamExt;
+
+    let context = jetstream::new(async_nats::connect(url).await?);
+    let name = format!("TESSERA_RAWRT{}", std::process::id());
+    let subject = format!("tesserarawrt{}", std::process::id());
+    context
+        .get_or_create_stream(jetstream::stream::Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            ..Default::default()
+        })
+        .await?;
+    let consumer = jetstream::new(async_nats::connect(url).await?)
+        .get_stream(&name)
+        .await?
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("raw".into()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            max_ack_pending: 4096,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.stream().max_messages_per_batch(1024).messages().await?;
+    let (total_tx, mut total_rx) = watch::channel(u64::MAX);
+    let receiver = tokio::spawn(async move {
+        let mut latency = latency_histogram();
+        let mut received = 0_u64;
+        while received < *total_rx.borrow_and_update() {
+            let message = tokio::select! {
+                next = messages.next() => next,
+                changed = total_rx.changed() => {
+                    changed.context("the publisher stopped")?;
+                    continue;
+                }
+            };
+            let message = message.context("the pull stream ended")?.map_err(|e| anyhow::anyhow!(e))?;
+            let sent: u64 = std::str::from_utf8(&message.payload)?.parse()?;
+            let now = SystemClock.now().as_micros();
+            latency.record(now.saturating_sub(sent).max(1))?;
+            message.ack().await.map_err(|e| anyhow::anyhow!(e))?;
+            received += 1;
+        }
+        anyhow::Ok(latency)
+    });
+    let mut acks = futures_util::stream::FuturesUnordered::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut published = 0_u64;
+    while started.elapsed() < duration {
+        tick.tick().await;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let due = (rate * started.elapsed().as_secs_f64()) as u64;
+        while published < due {
+            let stamp = SystemClock.now().as_micros().to_string();
+            acks.push(context.publish(subject.clone(), stamp.into()).await?.into_future());
+            published += 1;
+        }
+        while let Some(Some(ack)) = futures_util::FutureExt::now_or_never(acks.next()) {
+            ack?;
+        }
+    }
+    while let Some(ack) = acks.next().await {
+        ack?;
+    }
+    let _ = total_tx.send(published);
+    let latency = tokio::time::timeout(Duration::from_secs(60), receiver)
+        .await
+        .context("the raw consumer did not receive every message")???;
+    let elapsed = started.elapsed();
+    let _ = context.delete_stream(&name).await;
+    Ok(BenchResult::new(
+        "raw JetStream publish to acknowledged pull, at the half-load rate (msgs/s)",
+        "nats",
+        1,
+        published,
+        elapsed,
+        &latency,
+    ))
 }
