@@ -498,14 +498,19 @@ async fn commands_delivered(stores: &BTreeMap<&str, Store>, cutoff: Timestamp) -
         for row in rows(
             store,
             "SELECT o.message_id, e.envelope, o.created_at FROM tessera_outbox o
-             JOIN tessera_outbox_envelopes e ON e.position = o.position",
+             LEFT JOIN tessera_outbox_envelopes e ON e.position = o.position",
         )
         .await?
         {
             if micros(row.int("created_at")?) >= cutoff {
                 continue;
             }
-            let envelope: Value = serde_json::from_str(row.text("envelope")?).unwrap_or(Value::Null);
+            let Some(text) = row.opt_text("envelope")? else {
+                check.checked += 1;
+                check.violation(format!("{service}: outbox row {} has no envelope", row.text("message_id")?));
+                continue;
+            };
+            let envelope: Value = serde_json::from_str(text).unwrap_or(Value::Null);
             let Some(target) = envelope["target"].as_str() else { continue };
             let Some(inbox) = inboxes.get(target) else { continue };
             check.checked += 1;

@@ -293,7 +293,8 @@ impl Backend for PostgresBackend {
         let statement = client
             .prepare_cached(
                 "SELECT o.position, e.envelope, o.created_at
-                 FROM tessera_outbox o LEFT JOIN tessera_outbox_envelopes e ON e.position = o.position
+                 FROM tessera_outbox o
+                 LEFT JOIN tessera_outbox_envelopes e ON e.position = o.position AND e.position > $1
                  WHERE o.sent_at IS NULL AND o.position > $1 ORDER BY o.position LIMIT $2",
             )
             .await?;

@@ -352,7 +352,8 @@ impl rusqlite::ToSql for SqlValue {
 
 /// The relay's read of what is still to send.
 const OUTBOX_UNSENT: &str = "SELECT o.position, e.envelope, o.created_at
-     FROM tessera_outbox o LEFT JOIN tessera_outbox_envelopes e ON e.position = o.position
+     FROM tessera_outbox o
+     LEFT JOIN tessera_outbox_envelopes e ON e.position = o.position AND e.position > ?1
      WHERE o.sent_at IS NULL AND o.position > ?1 ORDER BY o.position LIMIT ?2";
 
 const EVENT_COLUMNS: &str =
