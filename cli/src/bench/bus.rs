@@ -343,13 +343,10 @@ async fn delete_stream(url: &str, name: &str) {
     }
 }
 
-/// The limit underneath: async publishes to one stream with up to 1024 acknowledgements
-/// outstanding, no store involved.
-async fn raw_jetstream_publish(url: &str, messages: u64) -> anyhow::Result<BenchResult> {
-    let client = async_nats::connect(url).await?;
-    let context = jetstream::new(client);
-    let name = format!("TESSERA_RAW{}", std::process::id());
-    let subject = format!("tesseraraw{}", std::process::id());
+/// A stream of this process's own for a raw measurement: its name and its one subject.
+async fn scratch_stream(context: &jetstream::Context, tag: &str) -> anyhow::Result<(String, String)> {
+    let name = format!("TESSERA_{}{}", tag.to_ascii_uppercase(), std::process::id());
+    let subject = format!("tessera{tag}{}", std::process::id());
     context
         .get_or_create_stream(jetstream::stream::Config {
             name: name.clone(),
@@ -357,6 +354,14 @@ async fn raw_jetstream_publish(url: &str, messages: u64) -> anyhow::Result<Bench
             ..Default::default()
         })
         .await?;
+    Ok((name, subject))
+}
+
+/// The limit underneath: async publishes to one stream with up to 1024 acknowledgements
+/// outstanding, no store involved.
+async fn raw_jetstream_publish(url: &str, messages: u64) -> anyhow::Result<BenchResult> {
+    let context = jetstream::new(async_nats::connect(url).await?);
+    let (name, subject) = scratch_stream(&context, "raw").await?;
     let payload = bytes::Bytes::from_static(br#"{"n":1,"sku":"SKU-0001","quantity":1}"#);
     let mut latency = latency_histogram();
     let mut in_flight = std::collections::VecDeque::new();
@@ -385,15 +390,7 @@ async fn raw_jetstream_publish(url: &str, messages: u64) -> anyhow::Result<Bench
 /// latency runs from just before the publish to the receipt, on the same clock.
 async fn raw_jetstream_round_trip(url: &str, rate: f64, duration: Duration) -> anyhow::Result<BenchResult> {
     let context = jetstream::new(async_nats::connect(url).await?);
-    let name = format!("TESSERA_RAWRT{}", std::process::id());
-    let subject = format!("tesserarawrt{}", std::process::id());
-    context
-        .get_or_create_stream(jetstream::stream::Config {
-            name: name.clone(),
-            subjects: vec![subject.clone()],
-            ..Default::default()
-        })
-        .await?;
+    let (name, subject) = scratch_stream(&context, "rawrt").await?;
     let measured = round_trip(url, &context, &name, &subject, rate, duration).await;
     // The scratch stream (and its consumer with it) goes whatever happened.
     let _ = context.delete_stream(&name).await;
