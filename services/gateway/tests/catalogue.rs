@@ -14,7 +14,7 @@ use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tessera_bus::InProcessTransport;
 use tessera_gateway::catalogue::{
-    CacheBackend, Catalogue, CatalogueInvalidation, LocalCache, Lookup, RedisCache, RedisSettings,
+    CacheBackend, Catalogue, CatalogueInvalidation, LocalCache, Lookup, RedisCache, RedisSettings, groups_for,
 };
 use tessera_gateway::{
     ClientError, Credentials, Gateway, GatewayConfig, InProcess, Role, ServiceClient, Services, TokenSettings,
@@ -227,12 +227,26 @@ async fn price_changes(shop: &Shop, admin: &str, path: &str, rounds: i64) -> Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_reads_of_a_cold_key_load_it_from_inventory_once() {
-    let shop = Arc::new(shop(local(), true).await);
+    let catalogue = local();
+    let shop = Arc::new(shop(catalogue.clone(), true).await);
     let admin = shop.token(Role::Admin);
     shop.create(&admin, "TEA-200", 10).await;
-    // Let the creation's own invalidation pass, so that nothing empties the key mid-test
-    // (300 ms proved too short on a machine busy with a build).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Let the creation's own invalidations pass, so that nothing empties the key mid-test: a
+    // fixed wait (300 ms, then 1 s) proved too short on a machine busy with a build. Once two
+    // reads in a row, some time apart, load nothing, they have passed; then make the key cold.
+    let path = "/api/v1/products/TEA-200";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        shop.send(Method::GET, path, None, None).await;
+        let reads = shop.inventory_reads.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        shop.send(Method::GET, path, None, None).await;
+        if shop.inventory_reads.load(Ordering::SeqCst) == reads {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the creation's invalidations never settled");
+    }
+    catalogue.invalidate(groups_for("TEA-200")).await;
     let before = shop.inventory_reads.load(Ordering::SeqCst);
     let barrier = Arc::new(tokio::sync::Barrier::new(1_000));
     let readers: Vec<_> = (0..1_000)
