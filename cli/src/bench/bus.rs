@@ -20,7 +20,7 @@ use tessera_kernel::{Clock, Envelope, HlcTimestamp, MessageKind, SystemClock, Uu
 use tessera_store::{SqliteOptions, Store, StoreConfig, UnitOfWork};
 use tokio::sync::watch;
 
-use super::report::{BenchResult, Report, latency_histogram};
+use super::report::{BenchResult, ProcessCpu, Report, latency_histogram};
 
 #[derive(Debug, Args)]
 pub struct BusBenchArgs {
@@ -38,6 +38,9 @@ pub struct BusBenchArgs {
     /// Where SQLite scratch files go (default: a temporary folder).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// The subscriber's lanes: how many groups of keys it applies concurrently.
+    #[arg(long, default_value_t = 64)]
+    lanes: usize,
 }
 
 /// Counts consumer commits and records their latency since the producer's commit.
@@ -90,6 +93,7 @@ impl Pipeline {
         producing: Arc<dyn Transport>,
         consuming: Arc<dyn Transport>,
         tag: &str,
+        lanes: usize,
     ) -> anyhow::Result<Self> {
         let source = format!("bench{}{}", tag, std::process::id());
         let open = |name: &str| StoreConfig::Sqlite {
@@ -109,7 +113,7 @@ impl Pipeline {
             Arc::new(InboxOnly),
             Arc::new(Upcasters::new()),
             SubscriberOptions {
-                lanes: 64,
+                lanes,
                 batch: 1024,
                 after_commit: Some(Arc::new(move |envelope| hook_meter.record(envelope))),
                 ..SubscriberOptions::default()
@@ -221,7 +225,7 @@ async fn measure(
     tag: &str,
     args: &BusBenchArgs,
 ) -> anyhow::Result<Vec<BenchResult>> {
-    let pipeline = Pipeline::start(dir, producing, consuming, tag).await?;
+    let pipeline = Pipeline::start(dir, producing, consuming, tag, args.lanes).await?;
 
     // Drain: a backlog committed up front, then consumed end to end; the relay, transport
     // and subscriber alone, with the producer idle.
@@ -234,21 +238,25 @@ async fn measure(
     // The relay and the subscriber run while the backlog is committed, so part of it is
     // consumed before the clock starts: count only what is consumed after.
     let started = Instant::now();
+    let cpu = ProcessCpu::now();
     let consumed_before = pipeline.meter.applied.load(Ordering::Acquire);
     anyhow::ensure!(
         pipeline.wait_for(backlog, Duration::from_secs(300)).await,
         "{label}: the backlog did not drain"
     );
     let drain_elapsed = started.elapsed();
+    let drain_cpu = cpu.elapsed();
     let drained = pipeline.meter.reset();
+    let drain_count = backlog.saturating_sub(consumed_before);
     let drain = BenchResult::new(
         "end to end, backlog drain (msgs/s)",
         label,
         1,
-        backlog.saturating_sub(consumed_before),
+        drain_count,
         drain_elapsed,
         &drained,
-    );
+    )
+    .with_cpu(drain_cpu, drain_count);
     let applied_by_drain = pipeline.meter.applied.load(Ordering::Acquire);
 
     // Maximum rate: producers commit as fast as they can while the pipeline consumes; the
@@ -283,9 +291,11 @@ async fn measure(
     let window = Duration::from_secs_f64(args.seconds.max(0.5));
     let applied_before = pipeline.meter.applied.load(Ordering::Acquire);
     let started = Instant::now();
+    let cpu = ProcessCpu::now();
     tokio::time::sleep(window).await;
     let applied = pipeline.meter.applied.load(Ordering::Acquire) - applied_before;
     let elapsed = started.elapsed();
+    let saturated_cpu = cpu.elapsed();
     let saturated = pipeline.meter.reset();
     producing.store(false, Ordering::Release);
     for producer in producers {
@@ -297,12 +307,14 @@ async fn measure(
         "{label}: the backlog did not drain"
     );
     pipeline.meter.reset();
-    let max = BenchResult::new("end to end, saturated (msgs/s)", label, 2, applied, elapsed, &saturated);
+    let max = BenchResult::new("end to end, saturated (msgs/s)", label, 2, applied, elapsed, &saturated)
+        .with_cpu(saturated_cpu, applied);
 
     // Half that rate, open loop: a batch every millisecond whatever the latency.
     let rate = (max.ops_per_sec / 2.0).max(1000.0);
     let duration = Duration::from_secs_f64(args.seconds.max(0.5));
     let started = Instant::now();
+    let cpu = ProcessCpu::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let first = produced;
@@ -329,7 +341,8 @@ async fn measure(
         produced - first,
         started.elapsed(),
         &half,
-    );
+    )
+    .with_cpu(cpu.elapsed(), produced - first);
     match Arc::try_unwrap(pipeline) {
         Ok(pipeline) => pipeline.stop().await,
         Err(_) => anyhow::bail!("{label}: the pipeline is still shared"),
@@ -366,6 +379,7 @@ async fn raw_jetstream_publish(url: &str, messages: u64) -> anyhow::Result<Bench
     let mut latency = latency_histogram();
     let mut in_flight = std::collections::VecDeque::new();
     let started = Instant::now();
+    let cpu = ProcessCpu::now();
     for _ in 0..messages {
         if in_flight.len() >= 1024 {
             let (sent, ack): (Instant, jetstream::context::PublishAckFuture) =
@@ -381,7 +395,8 @@ async fn raw_jetstream_publish(url: &str, messages: u64) -> anyhow::Result<Bench
     }
     let elapsed = started.elapsed();
     let _ = context.delete_stream(&name).await;
-    Ok(BenchResult::new("raw JetStream async publish (msgs/s)", "nats", 1, messages, elapsed, &latency))
+    Ok(BenchResult::new("raw JetStream async publish (msgs/s)", "nats", 1, messages, elapsed, &latency)
+        .with_cpu(cpu.elapsed(), messages))
 }
 
 /// What NATS alone adds to a message's latency: publishes at `rate`, open loop as in the

@@ -137,6 +137,7 @@ fn row(name: String, report: &LoadReport, clients: usize) -> BenchResult {
         ops_per_sec: report.confirmed_per_second(),
         p50_us: confirmed.map_or(0, |s| micros(s.p50_ms)),
         p99_us: confirmed.map_or(0, |s| micros(s.p99_ms)),
+        cpu_us_per_op: None,
     }
 }
 

@@ -13,6 +13,10 @@ pub struct BenchResult {
     pub ops_per_sec: f64,
     pub p50_us: u64,
     pub p99_us: u64,
+    /// CPU time this process spent per operation (user and system, all threads), where the
+    /// bench measured it. Unlike the rate, it does not depend on what else the machine runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_us_per_op: Option<f64>,
 }
 
 impl BenchResult {
@@ -34,8 +38,51 @@ impl BenchResult {
             ops_per_sec,
             p50_us: latency.value_at_quantile(0.50),
             p99_us: latency.value_at_quantile(0.99),
+            cpu_us_per_op: None,
         }
     }
+
+    /// Adds the CPU time the process spent on these `ops` (a [`ProcessCpu`] reading's
+    /// difference), if it could be read.
+    #[must_use]
+    pub fn with_cpu(mut self, cpu: Option<Duration>, ops: u64) -> Self {
+        #[allow(clippy::cast_precision_loss)]
+        if let Some(cpu) = cpu.filter(|_| ops > 0) {
+            self.cpu_us_per_op = Some(cpu.as_secs_f64() * 1e6 / ops as f64);
+        }
+        self
+    }
+}
+
+/// This process's CPU time so far, user and system, from `/proc/self/stat` (Linux only).
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessCpu(Option<Duration>);
+
+impl ProcessCpu {
+    pub fn now() -> Self {
+        Self(read_process_cpu())
+    }
+
+    /// CPU time spent since `self` was read.
+    pub fn elapsed(self) -> Option<Duration> {
+        Some(read_process_cpu()?.saturating_sub(self.0?))
+    }
+}
+
+fn read_process_cpu() -> Option<Duration> {
+    parse_process_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// User plus system time from a `/proc/<pid>/stat` line.
+fn parse_process_cpu(stat: &str) -> Option<Duration> {
+    // Clock ticks of USER_HZ, which Linux fixes at 100 for /proc whatever the kernel's HZ.
+    const TICKS_PER_SECOND: u64 = 100;
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis
+    // start at field 3, so utime and stime (14 and 15) are the 12th and 13th of them.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 1000 / TICKS_PER_SECOND))
 }
 
 #[derive(Debug, Serialize)]
@@ -50,13 +97,20 @@ impl Report {
             println!("{}", serde_json::to_string_pretty(self)?);
             return Ok(());
         }
+        let with_cpu = self.results.iter().any(|r| r.cpu_us_per_op.is_some());
+        let cpu_heading = if with_cpu { format!(" {:>12}", "cpu µs/op") } else { String::new() };
         println!(
-            "{:<40} {:<10} {:>7} {:>12} {:>9} {:>9}",
+            "{:<40} {:<10} {:>7} {:>12} {:>9} {:>9}{cpu_heading}",
             "name", "backend", "writers", "ops/s", "p50 µs", "p99 µs"
         );
         for r in &self.results {
+            let cpu = match (with_cpu, r.cpu_us_per_op) {
+                (true, Some(cpu)) => format!(" {cpu:>12.1}"),
+                (true, None) => format!(" {:>12}", "-"),
+                (false, _) => String::new(),
+            };
             println!(
-                "{:<40} {:<10} {:>7} {:>12.0} {:>9} {:>9}",
+                "{:<40} {:<10} {:>7} {:>12.0} {:>9} {:>9}{cpu}",
                 r.name, r.backend, r.writers, r.ops_per_sec, r.p50_us, r.p99_us
             );
         }
@@ -72,4 +126,46 @@ pub fn latency_histogram() -> Histogram<u64> {
 
 pub fn micros(elapsed: Duration) -> u64 {
     u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_cpu_is_user_plus_system_time_even_with_spaces_in_the_command_name() {
+        let stat = "4242 (tessera (bench) x) R 1 4242 4242 0 -1 4194304 100 0 0 0 250 51 0 0 20 0 9 0 \
+                    123 456 789";
+        assert_eq!(parse_process_cpu(stat), Some(Duration::from_millis(3010)));
+        assert_eq!(parse_process_cpu("4242 (short) R 1"), None);
+    }
+
+    #[test]
+    fn a_row_reports_cpu_per_operation_only_when_it_was_read() {
+        let row = |cpu, ops| {
+            BenchResult::new("r", "b", 1, ops, Duration::from_secs(1), &latency_histogram())
+                .with_cpu(cpu, ops)
+        };
+        assert_eq!(row(Some(Duration::from_millis(30)), 1000).cpu_us_per_op, Some(30.0));
+        assert_eq!(row(None, 1000).cpu_us_per_op, None);
+        assert_eq!(row(Some(Duration::from_millis(30)), 0).cpu_us_per_op, None);
+    }
+
+    #[test]
+    fn this_process_cpu_time_grows_with_work() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let before = ProcessCpu::now();
+        let mut x = 0u64;
+        let started = std::time::Instant::now();
+        // Spin until the reading moves by two ticks; a wall-clock bound keeps a broken reading
+        // from spinning forever.
+        while before.elapsed().expect("readable on Linux") < Duration::from_millis(20) {
+            assert!(started.elapsed() < Duration::from_secs(10), "the CPU time did not grow");
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+            }
+        }
+    }
 }

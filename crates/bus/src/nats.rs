@@ -52,14 +52,17 @@ pub struct NatsTransport {
     streams: Mutex<HashSet<String>>,
 }
 
-/// The header names carried besides `Nats-Msg-Id`, so that tools can route and trace messages
-/// without parsing payloads.
+/// The header names carried besides `Nats-Msg-Id` (async-nats's own `NATS_MESSAGE_ID`), so
+/// that tools can route and trace messages without parsing payloads.
 pub(crate) mod header {
-    pub const MESSAGE_ID: &str = "Nats-Msg-Id";
     pub const CORRELATION_ID: &str = "Tessera-Correlation-Id";
     pub const CAUSATION_ID: &str = "Tessera-Causation-Id";
     pub const SUBJECT: &str = "Tessera-Subject";
     pub const TRACEPARENT: &str = "traceparent";
+
+    pub fn name(name: &'static str) -> async_nats::HeaderName {
+        async_nats::HeaderName::from_static(name)
+    }
 }
 
 fn token(text: &str) -> String {
@@ -112,17 +115,18 @@ impl Transport for NatsTransport {
         if !self.knows_stream(&envelope.source) {
             self.ensure_stream(&envelope.source).await?;
         }
+        // Values are handed over as owned strings and names as static ones: no copy of either.
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert(header::MESSAGE_ID, envelope.id.to_string().as_str());
-        headers.insert(header::CORRELATION_ID, envelope.correlation_id.to_string().as_str());
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, envelope.id.to_string());
+        headers.insert(header::name(header::CORRELATION_ID), envelope.correlation_id.to_string());
         if let Some(causation) = envelope.causation_id {
-            headers.insert(header::CAUSATION_ID, causation.to_string().as_str());
+            headers.insert(header::name(header::CAUSATION_ID), causation.to_string());
         }
         if let Some(subject) = envelope.subject {
-            headers.insert(header::SUBJECT, subject.to_string().as_str());
+            headers.insert(header::name(header::SUBJECT), subject.to_string());
         }
         if let Some(traceparent) = &envelope.traceparent {
-            headers.insert(header::TRACEPARENT, traceparent.as_str());
+            headers.insert(header::name(header::TRACEPARENT), traceparent.clone());
         }
         let payload = serde_json::to_vec(envelope)
             .map_err(|e| BusError::Malformed { id: envelope.id.to_string(), reason: e.to_string() })?;

@@ -204,6 +204,11 @@ pub fn current_traceparent() -> Option<String> {
 
 /// Continues the trace named by `traceparent` in `span`, and records its trace id on it.
 pub fn continue_trace(span: &Span, traceparent: Option<&str>) {
+    if span.is_disabled() {
+        // No layer records it (no exporter, and logs filtered above its level): nothing to
+        // continue, and the subscriber calls this once per message.
+        return;
+    }
     let carrier: HashMap<String, String> =
         traceparent.map(|t| (TRACEPARENT.to_owned(), t.to_owned())).into_iter().collect();
     adopt(span, &TraceContextPropagator::new().extract(&carrier));
