@@ -14,7 +14,7 @@ pub struct BenchResult {
     pub p50_us: u64,
     pub p99_us: u64,
     /// CPU time this process spent per operation (user and system, all threads), where the
-    /// bench measured it. Unlike the rate, it does not depend on what else the machine runs.
+    /// bench measured it. It depends less than the rate on what else the machine runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_us_per_op: Option<f64>,
 }
