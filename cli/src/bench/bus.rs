@@ -394,9 +394,10 @@ async fn raw_jetstream_publish(url: &str, messages: u64) -> anyhow::Result<Bench
         latency.record(super::report::micros(sent.elapsed()))?;
     }
     let elapsed = started.elapsed();
+    let spent = cpu.elapsed();
     let _ = context.delete_stream(&name).await;
     Ok(BenchResult::new("raw JetStream async publish (msgs/s)", "nats", 1, messages, elapsed, &latency)
-        .with_cpu(cpu.elapsed(), messages))
+        .with_cpu(spent, messages))
 }
 
 /// What NATS alone adds to a message's latency: publishes at `rate`, open loop as in the

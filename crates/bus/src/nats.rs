@@ -55,14 +55,12 @@ pub struct NatsTransport {
 /// The header names carried besides `Nats-Msg-Id` (async-nats's own `NATS_MESSAGE_ID`), so
 /// that tools can route and trace messages without parsing payloads.
 pub(crate) mod header {
-    pub const CORRELATION_ID: &str = "Tessera-Correlation-Id";
-    pub const CAUSATION_ID: &str = "Tessera-Causation-Id";
-    pub const SUBJECT: &str = "Tessera-Subject";
-    pub const TRACEPARENT: &str = "traceparent";
+    use async_nats::HeaderName;
 
-    pub fn name(name: &'static str) -> async_nats::HeaderName {
-        async_nats::HeaderName::from_static(name)
-    }
+    pub const CORRELATION_ID: HeaderName = HeaderName::from_static("Tessera-Correlation-Id");
+    pub const CAUSATION_ID: HeaderName = HeaderName::from_static("Tessera-Causation-Id");
+    pub const SUBJECT: HeaderName = HeaderName::from_static("Tessera-Subject");
+    pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 }
 
 fn token(text: &str) -> String {
@@ -118,15 +116,15 @@ impl Transport for NatsTransport {
         // Values are handed over as owned strings and names as static ones: no copy of either.
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, envelope.id.to_string());
-        headers.insert(header::name(header::CORRELATION_ID), envelope.correlation_id.to_string());
+        headers.insert(header::CORRELATION_ID, envelope.correlation_id.to_string());
         if let Some(causation) = envelope.causation_id {
-            headers.insert(header::name(header::CAUSATION_ID), causation.to_string());
+            headers.insert(header::CAUSATION_ID, causation.to_string());
         }
         if let Some(subject) = envelope.subject {
-            headers.insert(header::name(header::SUBJECT), subject.to_string());
+            headers.insert(header::SUBJECT, subject.to_string());
         }
         if let Some(traceparent) = &envelope.traceparent {
-            headers.insert(header::name(header::TRACEPARENT), traceparent.clone());
+            headers.insert(header::TRACEPARENT, traceparent.clone());
         }
         let payload = serde_json::to_vec(envelope)
             .map_err(|e| BusError::Malformed { id: envelope.id.to_string(), reason: e.to_string() })?;
