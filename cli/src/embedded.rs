@@ -120,7 +120,8 @@ impl Embedded {
         if let Some(catalogue) = &catalogue {
             services.push(Arc::new(CatalogueInvalidation::new(catalogue.clone(), gateway_store.clone())));
         }
-        let node = Node::start(services, Arc::new(InProcessTransport::new()), NodeOptions::default())?;
+        let transport: Arc<dyn tessera_bus::Transport> = Arc::new(InProcessTransport::new());
+        let node = Node::start(services, transport.clone(), NodeOptions::default())?;
         let client = |name: &'static str| -> anyhow::Result<Arc<dyn ServiceClient>> {
             let router =
                 node.service_router(name).with_context(|| format!("no {name} service in this node"))?;
@@ -139,6 +140,7 @@ impl Embedded {
         if let Some(catalogue) = catalogue {
             gateway = gateway.with_catalogue(catalogue);
         }
+        let gateway = gateway.with_order_events(transport);
         let router = gateway
             .router(node.openapi().clone(), Some(Arc::new(node.readiness())))
             .merge(tessera_runtime::metrics::route())

@@ -398,6 +398,16 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
     }
     let config = GatewayConfig { staff, ..GatewayConfig::default() };
     let mut gateway = Gateway::new(services, store.clone(), config, TokenSettings::default()).await?;
+    let options = NatsOptions {
+        namespace: args.nats_namespace.clone(),
+        replicas: args.nats_replicas,
+        ..NatsOptions::default()
+    };
+    let transport: Arc<dyn tessera_bus::Transport> =
+        Arc::new(NatsTransport::connect(&args.nats_url, options).await.context("cannot connect to NATS")?);
+    // Clients waiting for orders are woken by the orders' messages, which every replica of
+    // the gateway watches on its own.
+    gateway = gateway.with_order_events(transport.clone());
     // The shared cache, and the subscription to inventory's events that keeps it fresh (one
     // durable consumer for every replica: each event empties the shared entries once).
     let node = match &args.redis_url {
@@ -405,18 +415,11 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
             let settings = RedisSettings { prefix: args.redis_prefix.clone(), ..RedisSettings::new(url) };
             let catalogue = Catalogue::new(Arc::new(RedisCache::new(settings).context("--redis-url")?));
             let invalidation = CatalogueInvalidation::new(catalogue.clone(), store);
-            let options = NatsOptions {
-                namespace: args.nats_namespace.clone(),
-                replicas: args.nats_replicas,
-                ..NatsOptions::default()
-            };
-            let transport =
-                NatsTransport::connect(&args.nats_url, options).await.context("cannot connect to NATS")?;
             gateway = gateway.with_catalogue(catalogue);
             // Only the host: the URL may hold a password.
             let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
             println!("catalogue cache: Redis at {host}");
-            Some(Node::start(vec![Arc::new(invalidation)], Arc::new(transport), NodeOptions::default())?)
+            Some(Node::start(vec![Arc::new(invalidation)], transport, NodeOptions::default())?)
         }
         None => None,
     };

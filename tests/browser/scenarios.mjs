@@ -93,7 +93,11 @@ try {
   const outcome = await live.getAttribute('data-status');
   await shot(shop, 'shop-3-order-decided.png');
   check(outcome === 'confirmed', `order ${order} was ${outcome}, not confirmed`);
-  console.log(`order ${order} confirmed`);
+  // The saga followed live through the order's event stream: pending, then the outcome.
+  check(await live.getAttribute('data-source') === 'events', 'the order was not followed through its event stream');
+  const steps = await live.$$eval('ol li', (items) => items.map((li) => li.dataset.status));
+  check(steps.join(' ') === 'pending confirmed', `the live steps were ${steps.join(' → ')}, not pending → confirmed`);
+  console.log(`order ${order} confirmed (${steps.join(' → ')})`);
   await shop.waitForSelector(`#orders tr[data-order="${order}"]`);
 
   step = 'a declined card: the order is rejected, with its reason';

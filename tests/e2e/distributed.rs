@@ -247,6 +247,28 @@ fn distributed_orders_survive_a_killed_payments_process() {
     }
     assert!(confirmed >= 10, "only payments died; the card approves: {confirmed} of {}", orders.len());
 
+    // Waiting instead of polling, across gateway replicas: each watches the orders' messages
+    // on NATS, so a waiter on one replica is woken whichever replica placed the order.
+    let (code, head, settled) =
+        crate::waiting::place_sku_waiting(&replica.base, &me, "DIST-001", &card, "wait-1", 20);
+    assert_eq!((code, settled["status"].clone()), (201, json!("confirmed")), "{head}\n{settled}");
+    let waited_for = settled["id"].as_str().expect("id").to_owned();
+    let story = crate::waiting::events(g, &me, &waited_for, None);
+    assert_eq!(story.iter().map(|(_, e, _)| e.as_str()).collect::<Vec<_>>(), ["pending", "confirmed"]);
+    let (code, _, pending) =
+        crate::waiting::place_sku_waiting(&replica.base, &me, "DIST-001", &card, "wait-2", 0);
+    assert_eq!(code, 202, "{pending}");
+    let auth = format!("Bearer {me}");
+    let (code, head, view) = exchange(
+        g,
+        "GET",
+        &format!("/api/v1/orders/{}", pending["id"].as_str().expect("id")),
+        None,
+        &[("Authorization", auth.as_str()), ("Prefer", "wait=20")],
+    );
+    assert_eq!((code, view["status"].clone()), (200, json!("confirmed")), "{head}\n{view}");
+    assert_eq!(header(&head, "preference-applied").as_deref(), Some("wait=20"));
+
     if let Some(redis) = redis.as_mut() {
         shared_catalogue_cache(g, &replica.base, &admin, redis);
     }

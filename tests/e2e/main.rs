@@ -9,6 +9,7 @@ mod privacy;
 mod prometheus;
 mod traces;
 mod verify;
+mod waiting;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

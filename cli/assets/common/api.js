@@ -70,6 +70,64 @@ export async function api(method, path, { body, headers = {}, root = false } = {
   return { status: response.status, body: parsed, headers: response.headers };
 }
 
+/**
+ * Follows `/api/v1{path}` as Server-Sent Events with the session's token (EventSource cannot
+ * send one): `onEvent({id, event, data})` for each event, `data` parsed as JSON. A dropped
+ * connection is resumed with `Last-Event-ID`; resolves when the server ends the stream or
+ * `signal` aborts it, rejects with an ApiError when the server refuses it.
+ */
+export async function follow(path, onEvent, { signal } = {}) {
+  let lastId = null;
+  for (let attempt = 0; attempt < 5 && !signal?.aborted; attempt += 1) {
+    const headers = { Accept: 'text/event-stream' };
+    if (session.token) headers.Authorization = `Bearer ${session.token}`;
+    if (lastId !== null) headers['Last-Event-ID'] = lastId;
+    let response;
+    try {
+      response = await fetch(`/api/v1${path}`, { headers, signal });
+    } catch (error) {
+      if (signal?.aborted) return;
+      await sleep(500 * (attempt + 1));
+      continue;
+    }
+    if (!response.ok) {
+      let problem;
+      try { problem = await response.json(); } catch { problem = { title: `HTTP ${response.status}` }; }
+      throw new ApiError(response.status, problem);
+    }
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const event = { id: null, event: 'message', data: '' };
+          for (const line of block.split('\n')) {
+            const at = line.indexOf(':');
+            if (at <= 0) continue;
+            const [name, text] = [line.slice(0, at), line.slice(at + 1).replace(/^ /, '')];
+            if (name === 'id') event.id = text;
+            else if (name === 'event') event.event = text;
+            else if (name === 'data') event.data += text;
+          }
+          if (event.id === null && !event.data) continue;
+          if (event.id !== null) lastId = event.id;
+          try { event.data = JSON.parse(event.data); } catch { /* kept as text */ }
+          onEvent(event);
+        }
+      }
+    } catch (error) {
+      if (signal?.aborted) return;
+      // The connection broke mid-stream: resume after the last event seen.
+    }
+  }
+}
+
 /** Creates an element: `h('p', {class: 'x'}, 'text', child)`; attributes starting with `on` are listeners. */
 export function h(tag, attributes = {}, ...children) {
   const element = document.createElement(tag);

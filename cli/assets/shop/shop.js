@@ -2,7 +2,7 @@
 // past orders, support tickets, and the customer's own data (export, erase). Only the public
 // API; the token lives in sessionStorage.
 
-import { api, ApiError, fill, h, money, problemView, session, showProblem, sleep, statusBadge, when } from './api.js';
+import { api, ApiError, fill, follow, h, money, problemView, session, showProblem, sleep, statusBadge, when } from './api.js';
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -72,7 +72,7 @@ function render() {
 function signOut() {
   session.clear();
   state.cart.clear();
-  if (state.watching) state.watching.stop = true;
+  if (state.watching) state.watching.abort();
   $('#live').replaceChildren();
   render();
 }
@@ -220,42 +220,54 @@ $('#place-order').addEventListener('click', (event) => {
   });
 });
 
+// The saga live, from the order's event stream: one event per status change, pushed by the
+// server as the orders service commits it (no polling); then the composed view once settled.
 async function watch(orderId) {
-  if (state.watching) state.watching.stop = true;
-  const watching = { stop: false };
+  if (state.watching) state.watching.abort();
+  const watching = new AbortController();
   state.watching = watching;
   const started = performance.now();
   const seen = [];
-  const panel = h('div', { class: 'live', id: 'order-live', dataset: { order: orderId, status: 'pending' } });
+  const panel = h('div', { class: 'live', id: 'order-live', dataset: { order: orderId, status: 'pending', source: 'events' } });
   $('#live').replaceChildren(panel);
-  while (!watching.stop) {
-    let view = null;
-    let problem = null;
-    try {
-      view = (await api('GET', `/orders/${orderId}`)).body;
-    } catch (error) {
-      problem = error;
-    }
-    if (view && seen.at(-1)?.status !== view.status) {
-      seen.push({ status: view.status, after: (performance.now() - started) / 1000 });
-    }
-    const status = view?.status || 'pending';
+  const render = (view, problem) => {
+    const status = seen.at(-1)?.status || 'pending';
+    const reason = seen.at(-1)?.reason || view?.reason;
     panel.dataset.status = status;
     fill(panel,
       h('div', { class: 'muted small' }, 'Order ', h('code', {}, orderId)),
       h('div', { class: 'big' }, TERMINAL.has(status) ? null : h('span', { class: 'spinner', 'aria-hidden': 'true' }),
         h('span', { id: 'order-status' }, statusBadge(status)),
-        view?.reason ? h('span', { class: 'small muted' }, view.reason.replaceAll('_', ' ')) : null),
+        reason ? h('span', { class: 'small muted' }, reason.replaceAll('_', ' ')) : null),
       view ? h('div', { class: 'small' }, `Total ${money(view.total)}`, view.payment?.last4 ? ` · card •••• ${view.payment.last4}` : '',
         view.payment?.status ? ` · payment ${view.payment.status}` : '') : null,
       view?.degraded?.length ? h('div', { class: 'small muted' }, `Partly shown: ${view.degraded.join(', ')} did not answer in time.`) : null,
-      h('ol', {}, seen.map((step) => h('li', {}, `${step.status} after ${step.after.toFixed(1)} s`))),
-      problem ? problemView(problem, 'Cannot read the order') : null,
+      h('ol', {}, seen.map((step) => h('li', { dataset: { status: step.status } }, `${step.status} after ${step.after.toFixed(2)} s`))),
+      problem ? problemView(problem, 'Cannot follow the order') : null,
     );
-    if (TERMINAL.has(status) || performance.now() - started > 120_000) break;
-    await sleep(POLL_MS);
+  };
+  render(null, null);
+  let problem = null;
+  try {
+    await follow(`/orders/${orderId}/events`, ({ data }) => {
+      seen.push({ status: data.status, reason: data.reason, after: (performance.now() - started) / 1000 });
+      render(null, null);
+    }, { signal: watching.signal });
+  } catch (error) {
+    problem = error;
   }
-  if (!watching.stop) loadOrders();
+  if (watching.signal.aborted) return;
+  let view = null;
+  try {
+    view = (await api('GET', `/orders/${orderId}`)).body;
+  } catch (error) {
+    problem ??= error;
+  }
+  if (view && seen.at(-1)?.status !== view.status) {
+    seen.push({ status: view.status, reason: view.reason, after: (performance.now() - started) / 1000 });
+  }
+  render(view, problem);
+  loadOrders();
 }
 
 // ---- past orders ----

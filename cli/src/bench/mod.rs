@@ -7,6 +7,7 @@ mod gateway;
 mod privacy;
 pub(crate) mod report;
 mod store;
+mod system_cost;
 
 use clap::Subcommand;
 

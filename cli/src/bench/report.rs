@@ -74,7 +74,7 @@ fn read_process_cpu() -> Option<Duration> {
 }
 
 /// User plus system time from a `/proc/<pid>/stat` line.
-fn parse_process_cpu(stat: &str) -> Option<Duration> {
+pub(crate) fn parse_process_cpu(stat: &str) -> Option<Duration> {
     // Clock ticks of USER_HZ, which Linux fixes at 100 for /proc whatever the kernel's HZ.
     const TICKS_PER_SECOND: u64 = 100;
     // The command name (field 2) may hold spaces; the fields after its closing parenthesis

@@ -130,6 +130,11 @@ impl System {
         })
     }
 
+    /// The process ids of the running processes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes.values().filter_map(|p| p.child.as_ref().map(Child::id)).collect()
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.processes.keys().cloned().collect()
     }

@@ -72,7 +72,23 @@ impl Client {
         body: Option<&Value>,
         idempotency_key: Option<&str>,
     ) -> Outcome {
+        self.call_preferring(method, path, token, body, idempotency_key, None).await
+    }
+
+    /// A call with a `Prefer` header (RFC 7240), such as `wait=10`.
+    pub async fn call_preferring(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+        prefer: Option<&str>,
+    ) -> Outcome {
         let mut request = Request::builder().method(method).uri(path);
+        if let Some(prefer) = prefer {
+            request = request.header("prefer", prefer);
+        }
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
@@ -163,13 +179,27 @@ impl Identity {
         body: Option<&Value>,
         idempotency_key: Option<&str>,
     ) -> Outcome {
+        self.call_preferring(client, method, path, body, idempotency_key, None).await
+    }
+
+    /// [`Identity::call`] with a `Prefer` header.
+    pub async fn call_preferring(
+        &self,
+        client: &Client,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+        prefer: Option<&str>,
+    ) -> Outcome {
         let (token, generation) = self.token.read().await.clone();
-        let outcome = client.call(method.clone(), path, Some(&token), body, idempotency_key).await;
+        let outcome =
+            client.call_preferring(method.clone(), path, Some(&token), body, idempotency_key, prefer).await;
         if outcome.status() != Some(401) || self.renew(client, generation).await.is_err() {
             return outcome;
         }
         let token = self.token.read().await.0.clone();
-        client.call(method, path, Some(&token), body, idempotency_key).await
+        client.call_preferring(method, path, Some(&token), body, idempotency_key, prefer).await
     }
 }
 

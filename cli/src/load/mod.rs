@@ -68,9 +68,10 @@ pub struct LoadArgs {
     /// Do not top the products' stock up before the run (orders may then be rejected as out of stock).
     #[arg(long)]
     no_restock: bool,
-    /// How often a placed order is read until it settles, in milliseconds.
-    #[arg(long, default_value_t = 20)]
-    poll_ms: u64,
+    /// Read each placed order every this many milliseconds until it settles, instead of
+    /// waiting for it with `Prefer: wait` (one request that answers when it settles).
+    #[arg(long)]
+    poll_ms: Option<u64>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -94,8 +95,9 @@ pub struct LoadOptions {
     pub customers: usize,
     /// Top every product's stock up before the run.
     pub restock: bool,
-    /// How often a placed order is read until it settles.
-    pub poll_interval: Duration,
+    /// How often a placed order is read until it settles; `None` to wait for it with
+    /// `Prefer: wait` instead.
+    pub poll_interval: Option<Duration>,
     /// One request's limit; past it, it counts as a `timeout`.
     pub request_timeout: Duration,
     /// Told when the set-up is done and the load phase's clock starts (chaos injects its
@@ -118,7 +120,7 @@ impl LoadOptions {
             admin_password: "admin".into(),
             customers: 32,
             restock: true,
-            poll_interval: Duration::from_millis(20),
+            poll_interval: None,
             request_timeout: Duration::from_secs(15),
             started: None,
         }
@@ -170,7 +172,7 @@ impl LoadArgs {
             admin_password: self.admin_password.clone(),
             customers: self.customers.max(1),
             restock: !self.no_restock,
-            poll_interval: Duration::from_millis(self.poll_ms.max(1)),
+            poll_interval: self.poll_ms.map(|ms| Duration::from_millis(ms.max(1))),
             request_timeout: Duration::from_secs(15),
             started: None,
         })

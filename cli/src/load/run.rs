@@ -24,6 +24,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const PATIENT_AFTER: Duration = Duration::from_secs(1);
 const PATIENT_POLL: Duration = Duration::from_millis(250);
 
+/// What a client that waits instead of polling asks for: well inside the request timeout.
+const PREFER_WAIT: &str = "wait=10";
+
 /// What every task of a run shares.
 #[derive(Debug)]
 pub struct Shared {
@@ -34,7 +37,8 @@ pub struct Shared {
     pub mix: Mix,
     pub run_id: String,
     pub max_orders: Option<u64>,
-    pub poll_interval: Duration,
+    /// How often a pending order is read; `None` to wait for it with `Prefer: wait` instead.
+    pub poll_interval: Option<Duration>,
     pub started: Instant,
     /// Set when the load phase ends (its duration passed or its orders were all attempted).
     stopped: AtomicBool,
@@ -78,7 +82,7 @@ impl Shared {
         mix: Mix,
         run_id: String,
         max_orders: Option<u64>,
-        poll_interval: Duration,
+        poll_interval: Option<Duration>,
     ) -> Self {
         Self {
             client,
@@ -260,16 +264,22 @@ async fn order(shared: &Shared, rng: &mut SplitMix64, due: Instant) {
     let key = format!("load-{}-{n}", shared.run_id);
     // Until a definitive answer, the order may or may not exist: the same key is sent again,
     // so that the gateway answers with the first result rather than placing a second order.
+    let prefer = shared.poll_interval.is_none().then_some(PREFER_WAIT);
     let mut backoff = FIRST_BACKOFF;
-    let id = loop {
+    let (id, settled) = loop {
         let outcome = customer
             .identity
-            .call(&shared.client, Method::POST, "/api/v1/orders", Some(&body), Some(&key))
+            .call_preferring(&shared.client, Method::POST, "/api/v1/orders", Some(&body), Some(&key), prefer)
             .await;
         record(shared, "place_order", &outcome, due);
         match outcome {
-            Outcome::Answer { status: 200..=299, body } => match body["id"].as_str() {
-                Some(id) => break id.to_owned(),
+            Outcome::Answer { status: status @ 200..=299, body } => match body["id"].as_str() {
+                // 201: the client waited and the order settled; 202: it is still pending.
+                Some(id) => {
+                    let settled =
+                        (status == 201).then(|| body["status"].as_str().map(str::to_owned)).flatten();
+                    break (id.to_owned(), settled);
+                }
                 None => return shared.recorder.error("place_order", "no_id".into()),
             },
             // The first request with this key is still being answered (or died with a process
@@ -300,38 +310,56 @@ async fn order(shared: &Shared, rng: &mut SplitMix64, due: Instant) {
         });
         orders.len() - 1
     };
-    follow(shared, customer, &id, index, due).await;
+    match settled {
+        Some(status) if status != "pending" => settle(shared, index, &status, due),
+        _ => follow(shared, customer, &id, index, due).await,
+    }
 }
 
-/// Reads the order until it is no longer pending, and records how long it took from `due`.
+/// Notes that the order at `index` settled as `status`, `due.elapsed()` after it was due.
+fn settle(shared: &Shared, index: usize, status: &str, due: Instant) {
+    shared.recorder.settled(status, due.elapsed());
+    if let Some(order) = shared.orders().get_mut(index) {
+        order.status = Some(status.to_owned());
+    }
+    if status == "confirmed" {
+        shared.confirmed().push(index);
+    }
+}
+
+/// Reads the order until it is no longer pending, and records how long it took from `due`:
+/// each read waits for the order to settle (`Prefer: wait`), or, when polling, reads come at
+/// the poll interval.
 async fn follow(shared: &Shared, customer: &Customer, id: &str, index: usize, due: Instant) {
     let path = format!("/api/v1/orders/{id}");
+    let mut failures = 0_u32;
     while !shared.giving_up() {
-        // Fine-grained reads while a settle time can still be near the targets; an order
-        // still pending after a second (the slow card waits for the payment timeout) is read
-        // less often, so that it does not become most of the load.
-        let interval = if due.elapsed() < PATIENT_AFTER {
-            shared.poll_interval
-        } else {
-            shared.poll_interval.max(PATIENT_POLL)
-        };
-        tokio::time::sleep(interval).await;
+        match shared.poll_interval {
+            // Fine-grained reads while a settle time can still be near the targets; an order
+            // still pending after a second (the slow card waits for the payment timeout) is
+            // read less often, so that it does not become most of the load.
+            Some(poll) => {
+                let interval = if due.elapsed() < PATIENT_AFTER { poll } else { poll.max(PATIENT_POLL) };
+                tokio::time::sleep(interval).await;
+            }
+            // A wait that failed (a restarted gateway) is not repeated at once.
+            None if failures > 0 => tokio::time::sleep(FIRST_BACKOFF * failures.min(20)).await,
+            None => {}
+        }
+        let prefer = shared.poll_interval.is_none().then_some(PREFER_WAIT);
         let at = Instant::now();
-        let outcome = customer.identity.call(&shared.client, Method::GET, &path, None, None).await;
+        let outcome =
+            customer.identity.call_preferring(&shared.client, Method::GET, &path, None, None, prefer).await;
         record(shared, "get_order", &outcome, at);
         let Some(status) = outcome.is_success().then(|| outcome.body()["status"].as_str()).flatten() else {
+            failures += 1;
             continue;
         };
+        failures = 0;
         if status == "pending" {
             continue;
         }
-        shared.recorder.settled(status, due.elapsed());
-        if let Some(order) = shared.orders().get_mut(index) {
-            order.status = Some(status.to_owned());
-        }
-        if status == "confirmed" {
-            shared.confirmed().push(index);
-        }
+        settle(shared, index, status, due);
         return;
     }
 }

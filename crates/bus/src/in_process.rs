@@ -14,15 +14,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tessera_kernel::Envelope;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, broadcast, oneshot};
 
 use crate::error::Result;
-use crate::transport::{AckFuture, Acker, Consumer, ConsumerSpec, Delivery, Transport};
+use crate::transport::{AckFuture, Acker, Consumer, ConsumerSpec, Delivery, Transport, Watch, Watched};
 
 #[derive(Clone, Debug, Default)]
 pub struct InProcessTransport {
     sources: Arc<Mutex<HashMap<String, Vec<Arc<Queue>>>>>,
+    /// Each watched source's channel to its watchers; a source nobody watches has none.
+    watchers: Arc<Mutex<HashMap<String, broadcast::Sender<Arc<Envelope>>>>>,
 }
+
+/// Messages a watcher may fall behind by before it is told of a gap.
+const WATCH_CAPACITY: usize = 4096;
 
 impl InProcessTransport {
     pub fn new() -> Self {
@@ -107,6 +112,18 @@ impl Queue {
 #[async_trait]
 impl Transport for InProcessTransport {
     async fn publish(&self, envelope: &Envelope) -> Result<AckFuture> {
+        let watchers = self
+            .watchers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&envelope.source)
+            .filter(|sender| sender.receiver_count() > 0)
+            .cloned();
+        let shared = watchers.as_ref().map(|_| Arc::new(envelope.clone()));
+        if let (Some(watchers), Some(shared)) = (&watchers, &shared) {
+            // No watcher left is not an error: the channel stays for the next one.
+            let _ = watchers.send(shared.clone());
+        }
         let queues = self
             .sources
             .lock()
@@ -121,7 +138,7 @@ impl Transport for InProcessTransport {
         let (done, acknowledged) = oneshot::channel();
         let outstanding =
             Arc::new(Outstanding { remaining: AtomicUsize::new(queues.len()), done: Mutex::new(Some(done)) });
-        let envelope = Arc::new(envelope.clone());
+        let envelope = shared.unwrap_or_else(|| Arc::new(envelope.clone()));
         for queue in queues {
             queue.push_new(envelope.clone(), outstanding.clone());
         }
@@ -137,6 +154,23 @@ impl Transport for InProcessTransport {
 
     fn declare(&self, spec: &ConsumerSpec) {
         self.queue(spec);
+    }
+
+    async fn watch(&self, source: &str) -> Result<Watch> {
+        let receiver = self
+            .watchers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(source.to_owned())
+            .or_insert_with(|| broadcast::channel(WATCH_CAPACITY).0)
+            .subscribe();
+        Ok(Box::pin(futures_util::stream::unfold(receiver, |mut receiver| async move {
+            match receiver.recv().await {
+                Ok(envelope) => Some((Watched::Message(envelope), receiver)),
+                Err(broadcast::error::RecvError::Lagged(_)) => Some((Watched::Gap, receiver)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })))
     }
 }
 

@@ -21,7 +21,7 @@ pub use lag::{ConsumerLag, consumer_lags};
 pub use nats::{NatsOptions, NatsTransport};
 pub use relay::{Relay, RelayOptions};
 pub use subscriber::{Handler, HandlerError, Subscriber, SubscriberOptions};
-pub use transport::{AckFuture, Consumer, ConsumerSpec, Delivery, Transport};
+pub use transport::{AckFuture, Consumer, ConsumerSpec, Delivery, Transport, Watch, Watched};
 pub use upcast::{UpcastError, Upcasters};
 
 /// A hook called at a named point of the relay or subscriber: tests use it to kill the process

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use tessera_kernel::Envelope;
 
 use crate::error::{BusError, Result};
-use crate::transport::{AckFuture, Acker, Consumer, ConsumerSpec, Delivery, Transport};
+use crate::transport::{AckFuture, Acker, Consumer, ConsumerSpec, Delivery, Transport, Watch, Watched};
 
 /// Stream settings; the defaults suit one server. Every stream this transport creates uses them.
 #[derive(Clone, Debug)]
@@ -50,6 +50,9 @@ pub struct NatsTransport {
     options: NatsOptions,
     /// Sources whose stream is known to exist.
     streams: Mutex<HashSet<String>>,
+    /// Counts the times messages to plain subscriptions may have been lost: each (re)connection
+    /// and each message the server dropped for a slow subscriber. Watchers report a gap on each.
+    gaps: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The header names carried besides `Nats-Msg-Id` (async-nats's own `NATS_MESSAGE_ID`), so
@@ -73,13 +76,20 @@ fn consumer_name(spec: &ConsumerSpec) -> String {
 
 impl NatsTransport {
     pub async fn connect(url: &str, options: NatsOptions) -> Result<Self> {
+        let (gap, gaps) = tokio::sync::watch::channel(0_u64);
         let client = async_nats::ConnectOptions::new()
+            .event_callback(move |event| {
+                if matches!(event, async_nats::Event::Connected | async_nats::Event::SlowConsumer(_)) {
+                    gap.send_modify(|count| *count += 1);
+                }
+                async {}
+            })
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
             .connect(url)
             .await
             .map_err(BusError::nats)?;
-        Ok(Self { jetstream: jetstream::new(client), options, streams: Mutex::new(HashSet::new()) })
+        Ok(Self { jetstream: jetstream::new(client), options, streams: Mutex::new(HashSet::new()), gaps })
     }
 
     async fn ensure_stream(&self, source: &str) -> Result<stream::Stream> {
@@ -151,6 +161,41 @@ impl Transport for NatsTransport {
         };
         let consumer = stream.get_or_create_consumer(&name, config).await.map_err(BusError::nats)?;
         Ok(Box::new(NatsConsumer { consumer, messages: None }))
+    }
+
+    /// A plain subscription to the source's subjects: the server hands each JetStream publish
+    /// to it as well, keeping nothing for it, and the client subscribes again after a
+    /// reconnection (reported as a gap, since messages published meanwhile are not seen).
+    async fn watch(&self, source: &str) -> Result<Watch> {
+        let subject = format!("{}.{source}.>", self.options.namespace);
+        let subscription = self.jetstream.client().subscribe(subject).await.map_err(BusError::nats)?;
+        let mut gaps = self.gaps.clone();
+        gaps.mark_unchanged();
+        Ok(Box::pin(futures_util::stream::unfold(
+            (subscription, gaps),
+            |(mut subscription, mut gaps)| async move {
+                loop {
+                    tokio::select! {
+                        message = subscription.next() => {
+                            let message = message?;
+                            match serde_json::from_slice::<Envelope>(&message.payload) {
+                                Ok(envelope) => {
+                                    return Some((Watched::Message(Arc::new(envelope)), (subscription, gaps)));
+                                }
+                                // Not an envelope: nothing to wake anyone for.
+                                Err(_) => continue,
+                            }
+                        }
+                        changed = gaps.changed() => {
+                            if changed.is_err() {
+                                return None;
+                            }
+                            return Some((Watched::Gap, (subscription, gaps)));
+                        }
+                    }
+                }
+            },
+        )))
     }
 }
 

@@ -28,7 +28,27 @@ pub trait Transport: Send + Sync + fmt::Debug {
     /// now on are kept for it. `Subscriber::new` calls it; a transport whose server keeps
     /// messages anyway (NATS) has nothing to do.
     fn declare(&self, _spec: &ConsumerSpec) {}
+
+    /// Every message `source` publishes from now on, as it is published, to every watcher
+    /// (each process that watches sees all of them, unlike a consumer's replicas).
+    async fn watch(&self, source: &str) -> Result<Watch>;
 }
+
+/// What a [`Transport::watch`] yields.
+#[derive(Clone, Debug)]
+pub enum Watched {
+    /// A message of the watched source, published after its commit was durable.
+    Message(Arc<Envelope>),
+    /// Messages may have been missed (the watcher fell behind, or the connection to the broker
+    /// was lost and made again): whoever waits on the source should read its state again.
+    Gap,
+}
+
+/// A live view of one source's messages from the moment it is opened: nothing is kept for it
+/// and nothing is acknowledged, so it costs the broker no consumer state. It is for waking
+/// waiters (a client waiting for an order to settle), never for effects: those go through a
+/// [`Consumer`] and an inbox.
+pub type Watch = Pin<Box<dyn futures_util::Stream<Item = Watched> + Send>>;
 
 /// One durable consumer: a subscribing service reading one source service's messages. Replicas
 /// of the subscriber share it, so each message goes to one of them.

@@ -7,6 +7,7 @@
 //! a savepoint) and PostgreSQL (a pool for reads, one writer connection that batches units).
 //! Both keep global positions gap-safe; see `docs/decisions/0001-gap-safe-positions.md`.
 
+mod activity;
 mod aggregate;
 mod error;
 mod migrate;
@@ -16,6 +17,7 @@ mod sqlite;
 mod store;
 mod unit;
 
+pub use activity::{StoreActivity, activity};
 pub use aggregate::Aggregate;
 pub use error::{Result, StoreError};
 pub use migrate::{Migration, MigrationSet};

@@ -157,7 +157,7 @@ impl Store {
         if unit.ops.is_empty() {
             return Ok(CommitReceipt::default());
         }
-        let sends = unit.ops.iter().any(|op| matches!(op, Op::Send(_)));
+        let sends = unit.ops.iter().filter(|op| matches!(op, Op::Send(_))).count();
         let started = std::time::Instant::now();
         let outcome = self.backend.commit(unit.ops).await;
         let service = self.name.to_string();
@@ -178,7 +178,8 @@ impl Store {
         };
         metrics::histogram!("tessera_store_batch_size", "service" => service)
             .record(receipt.batch_size as f64);
-        if sends {
+        crate::activity::committed(sends as u64);
+        if sends > 0 {
             // A stored permit wakes the relay even if it is not waiting at this instant.
             self.outbox_signal.notify_one();
         }

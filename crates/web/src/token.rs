@@ -62,24 +62,39 @@ pub fn key_id(token: &str) -> Result<String, TokenError> {
 
 /// The claims of `token`, signed by the Ed25519 key `public` (32 raw bytes), valid at
 /// `now_seconds` (Unix time) under `rules`.
+///
+/// A client sends the same token with every request until it expires, and checking an
+/// Ed25519 signature is the dearest part of a request that reads from a cache; so a token
+/// whose signature was checked under the same key and rules is not checked again. Its validity
+/// window still is, on every call, so a remembered token stops working when it expires.
 pub fn verify<C: DeserializeOwned>(
     token: &str,
     public: &[u8],
     rules: &TokenRules,
     now_seconds: u64,
 ) -> Result<C, TokenError> {
-    let mut validation = Validation::new(Algorithm::EdDSA);
-    validation.set_issuer(&[&rules.issuer]);
-    validation.set_audience(&[&rules.audience]);
-    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-    validation.validate_nbf = true;
-    validation.leeway = rules.leeway.as_secs();
-    let data =
-        jsonwebtoken::decode::<serde_json::Value>(token, &DecodingKey::from_ed_der(public), &validation)
-            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+    let remembered = VERIFIED.get(token).filter(|known| {
+        known.public == public && known.issuer == rules.issuer && known.audience == rules.audience
+    });
+    let claims = match remembered {
+        Some(known) => known.claims.clone(),
+        None => {
+            let claims = Arc::new(check_signature(token, public, rules)?);
+            VERIFIED.insert(
+                token.to_owned(),
+                Arc::new(Verified {
+                    public: public.to_vec(),
+                    issuer: rules.issuer.clone(),
+                    audience: rules.audience.clone(),
+                    claims: claims.clone(),
+                }),
+            );
+            claims
+        }
+    };
     // jsonwebtoken checks exp and nbf against the system clock; check them against the
     // caller's clock too, so a test clock and the real one agree.
-    let second = |name: &str| data.claims.get(name).and_then(serde_json::Value::as_u64);
+    let second = |name: &str| claims.get(name).and_then(serde_json::Value::as_u64);
     let (Some(exp), Some(nbf)) = (second("exp"), second("nbf")) else {
         return Err(TokenError::Invalid("exp and nbf must be whole seconds".into()));
     };
@@ -87,7 +102,36 @@ pub fn verify<C: DeserializeOwned>(
     if exp + leeway < now_seconds || nbf > now_seconds + leeway {
         return Err(TokenError::Invalid("outside its validity window".into()));
     }
-    serde_json::from_value(data.claims).map_err(|e| TokenError::Invalid(e.to_string()))
+    C::deserialize(&*claims).map_err(|e| TokenError::Invalid(e.to_string()))
+}
+
+/// A token whose signature was checked: under which key and rules, and its claims.
+#[derive(Debug)]
+struct Verified {
+    public: Vec<u8>,
+    issuer: String,
+    audience: String,
+    claims: Arc<serde_json::Value>,
+}
+
+/// Tokens checked lately, by their text. Bounded, and each forgotten after a token's longest
+/// life, so that the memory stays small whatever clients send (only valid tokens get in).
+static VERIFIED: std::sync::LazyLock<moka::sync::Cache<String, Arc<Verified>>> =
+    std::sync::LazyLock::new(|| {
+        moka::sync::Cache::builder().max_capacity(50_000).time_to_live(Duration::from_secs(3600)).build()
+    });
+
+/// The claims of a token whose signature, issuer, audience and required claims are right.
+fn check_signature(token: &str, public: &[u8], rules: &TokenRules) -> Result<serde_json::Value, TokenError> {
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_issuer(&[&rules.issuer]);
+    validation.set_audience(&[&rules.audience]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+    validation.validate_nbf = true;
+    validation.leeway = rules.leeway.as_secs();
+    jsonwebtoken::decode::<serde_json::Value>(token, &DecodingKey::from_ed_der(public), &validation)
+        .map(|data| data.claims)
+        .map_err(|e| TokenError::Invalid(e.to_string()))
 }
 
 /// The Ed25519 public keys of a JWKS document, by `kid`; keys of other types are skipped.

@@ -11,22 +11,41 @@ use tessera_web::{ApiResult, Path, Problem};
 
 use crate::Gateway;
 use crate::access::Caller;
-use crate::clients::call;
+use crate::clients::{Reply, call};
 use crate::routes::unavailable;
+use crate::waiting;
 
 /// One order composed from orders, customers, payments and inventory; a service that does not
 /// answer in time is named in `degraded` and its part is null.
+/// With `Prefer: wait=N` it answers once the order is no longer pending, or after N seconds.
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
-    params(("id" = uuid::Uuid, Path, description = "the order id")),
-    responses((status = 200, body = crate::openapi::ComposedOrder, headers(("ETag" = String))),
+    params(("id" = uuid::Uuid, Path, description = "the order id"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (seconds, at most 30): answer once the order is no longer pending, or after N seconds (RFC 7240)")),
+    responses((status = 200, body = crate::openapi::ComposedOrder, headers(("ETag" = String),
+            ("Preference-Applied" = String, description = "`wait=N` when the wait was applied"))),
         (status = 404, body = Problem)))]
 pub(crate) async fn order_view(
     State(g): State<Gateway>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     Path(text): Path<String>,
 ) -> ApiResult<Response> {
     let id = uuid::Uuid::parse_str(&text).map_err(|_| Problem::not_found("no such order"))?;
-    let timeout = g.config.dependency_timeout;
+    let wait = waiting::preferred_wait(&headers).filter(|_| g.waiters.is_watching());
+    let order = match wait {
+        Some(wait) => settled_order(&g, &caller, id, wait).await?,
+        None => visible_order(&g, &caller, id).await?,
+    };
+    let mut response = composed(&g, order).await?;
+    if let Some(wait) = wait {
+        let (name, value) = waiting::applied(wait);
+        response.headers_mut().insert(name, value);
+    }
+    Ok(response)
+}
+
+/// The order as orders answers for it, if the caller may see it.
+pub(crate) async fn visible_order(g: &Gateway, caller: &Caller, id: uuid::Uuid) -> ApiResult<Reply> {
     let order =
         call(&g.services.orders, Method::GET, &format!("/orders/{id}"), None, &[], g.config.call_timeout)
             .await
@@ -37,14 +56,67 @@ pub(crate) async fn order_view(
     if !order.is_success() {
         return Err(Problem::unavailable(&format!("orders answered {}", order.status)));
     }
+    let customer_id = order.json()["customer_id"].as_str().unwrap_or_default().to_owned();
+    if !caller.may_see(&customer_id) {
+        return Err(Problem::not_found("no such order"));
+    }
+    Ok(order)
+}
+
+/// Whether orders' answer says the order is still being placed.
+pub(crate) fn is_pending(order: &Reply) -> bool {
+    order.json()["status"].as_str().is_none_or(|status| status == "pending")
+}
+
+/// The order once it is no longer pending, or as it is when `wait` has passed: read again each
+/// time the orders service publishes an event about it, never on a timer.
+pub(crate) async fn settled_order(
+    g: &Gateway,
+    caller: &Caller,
+    id: uuid::Uuid,
+    wait: std::time::Duration,
+) -> ApiResult<Reply> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let waiter = g.waiters.register(id);
+    loop {
+        let woken = waiter.notified();
+        tokio::pin!(woken);
+        // Registered before the read: an event published between the read and the wait
+        // still wakes this waiter.
+        woken.as_mut().enable();
+        let order = visible_order(g, caller, id).await?;
+        if !is_pending(&order) || tokio::time::Instant::now() >= deadline {
+            return Ok(order);
+        }
+        if tokio::time::timeout_at(deadline, woken).await.is_err() {
+            // The deadline passed with no event: one last read, in case of a missed wake-up.
+            return visible_order(g, caller, id).await;
+        }
+    }
+}
+
+/// The composed view of an order that orders answered with (see [`visible_order`]).
+pub(crate) async fn composed(g: &Gateway, order: Reply) -> ApiResult<Response> {
+    let (body, etag) = composed_body(g, &order).await?;
+    let mut response = axum::Json(body).into_response();
+    if let Some(etag) = etag {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
+}
+
+/// The composed view's body, and the order's ETag.
+pub(crate) async fn composed_body(
+    g: &Gateway,
+    order: &Reply,
+) -> ApiResult<(Value, Option<axum::http::HeaderValue>)> {
     let view = order.json();
+    let id = view["id"].as_str().unwrap_or_default().to_owned();
+    let timeout = g.config.dependency_timeout;
     let customer_id =
         view["customer_id"].as_str().and_then(|c| uuid::Uuid::parse_str(c).ok()).map(|c| c.to_string());
     let customer_id =
         customer_id.ok_or_else(|| Problem::unavailable(&"orders answered without a customer"))?;
-    if !caller.may_see(&customer_id) {
-        return Err(Problem::not_found("no such order"));
-    }
     let etag = order.headers.get(header::ETAG).cloned();
 
     let (customer_path, payment_path) =
@@ -128,9 +200,5 @@ pub(crate) async fn order_view(
     if !view["reason"].is_null() {
         body["reason"] = view["reason"].clone();
     }
-    let mut response = axum::Json(body).into_response();
-    if let Some(etag) = etag {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    Ok(response)
+    Ok((body, etag))
 }

@@ -20,6 +20,7 @@ pub mod graphql;
 mod idempotency;
 mod openapi;
 mod routes;
+mod waiting;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,6 +127,8 @@ pub struct GatewayParts {
     pub(crate) limiter: Arc<edge::Limiter>,
     /// Product reads are served from it when set.
     pub(crate) catalogue: Option<Arc<catalogue::Catalogue>>,
+    /// Clients waiting for orders to settle (`Prefer: wait`, the order event stream).
+    pub(crate) waiters: Arc<waiting::OrderWaiters>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -182,6 +185,7 @@ impl Gateway {
             store,
             limiter,
             catalogue: None,
+            waiters: Arc::default(),
         }));
         // The services' audit heads are witnessed outside their databases, here.
         tokio::spawn(audit::witness_heads(gateway.clone()));
@@ -192,6 +196,15 @@ impl Gateway {
     /// must keep fresh (build the router after this).
     pub fn with_catalogue(self, catalogue: Arc<catalogue::Catalogue>) -> Self {
         Self(Arc::new(GatewayParts { catalogue: Some(catalogue), ..(*self.0).clone() }))
+    }
+
+    /// Wakes the clients waiting for an order (`Prefer: wait`, `GET /orders/{id}/events`) by
+    /// the orders service's messages on `transport`, which this process then watches. Without
+    /// it the gateway does not apply a preference to wait, and the event stream reads the
+    /// order once a second.
+    pub fn with_order_events(self, transport: Arc<dyn tessera_bus::Transport>) -> Self {
+        tokio::spawn(waiting::watch_orders(self.waiters.clone(), transport));
+        self
     }
 
     pub fn keys(&self) -> &KeyRing {

@@ -98,6 +98,7 @@ pub(crate) struct Export {
     crate::routes::jwks,
     crate::routes::export_customer,
     crate::compose::order_view,
+    crate::routes::orders::events::order_events,
     crate::admin::services,
     crate::admin::dead_letters,
     crate::admin::retry,
@@ -222,10 +223,20 @@ fn place_order_at_the_edge(operation: &mut Value, problem: &Value) {
         "description": "1 to 255 characters; the same key and body replay the first answer",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255},
     }));
+    parameters.push(json!({
+        "name": "Prefer", "in": "header", "required": false,
+        "description": "`wait=N` (seconds, at most 30): answer once the order settles (201 with the composed order) or after N seconds (202), RFC 7240; a retry with the same key during the wait waits too",
+        "schema": {"type": "string"},
+    }));
     operation["parameters"] = Value::Array(parameters);
+    operation["responses"]["201"] = json!({
+        "description": "The client asked to wait (`Prefer: wait=N`) and the order settled in time: the composed order, as GET /orders/{id} answers it.",
+        "headers": {"Preference-Applied": {"schema": {"type": "string"}, "description": "`wait=N`"}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ComposedOrder"}}},
+    });
     for (status, description) in [
         ("403", "customer_id names another customer, or the caller is not a customer."),
-        ("409", "A request with this key is still being answered."),
+        ("409", "A request with this key is still being answered (and this one did not ask to wait)."),
         ("422", "The order is invalid, or the key was used with another body."),
     ] {
         if operation["responses"].get(status).is_none() {

@@ -93,6 +93,7 @@ impl Durability {
         if self.has_failed() {
             return Err(std::io::Error::other("an earlier sync failed"));
         }
+        crate::activity::synced(1);
         self.log.sync_data().inspect_err(|_| self.failed.store(true, Ordering::Release))
     }
 

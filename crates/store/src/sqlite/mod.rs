@@ -236,8 +236,23 @@ impl LogRestart {
 
 /// A checkpoint that waits for nobody; returns the frames in the log.
 fn checkpoint_passive(connection: &Connection) -> rusqlite::Result<i64> {
-    // Columns: busy, frames in the log, frames copied back.
-    connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+    // Columns: busy, frames in the log, frames copied back (of the log, in all).
+    let (log, copied): (i64, i64) =
+        connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| Ok((row.get(1)?, row.get(2)?)))?;
+    LAST_COPIED.with(|last| {
+        // A checkpoint that copied frames synced the log before and the database after.
+        if copied > last.get() || (copied > 0 && copied < last.get()) {
+            crate::activity::synced(2);
+        }
+        last.set(copied);
+    });
+    Ok(log)
+}
+
+thread_local! {
+    /// The frames the last checkpoint on this thread had copied back, to tell whether the next
+    /// one copied any (and so synced).
+    static LAST_COPIED: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
 }
 
 /// Copies committed WAL frames back into the database every few milliseconds. PASSIVE never

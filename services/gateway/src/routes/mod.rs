@@ -8,9 +8,8 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
@@ -19,15 +18,17 @@ use serde_json::{Value, json};
 use tessera_kernel::Timestamp;
 use tessera_web::{ApiResult, FieldError, Json, Path, Problem};
 
+use crate::Gateway;
 use crate::access::{Caller, MaybeCaller, forbidden, require};
 use crate::auth::Role;
 use crate::catalogue::{CacheKey, CachedReply};
 use crate::clients::{ClientError, Reply, ServiceClient, call};
-use crate::idempotency::{self, Reservation};
-use crate::{Gateway, compose};
+
+pub(crate) mod orders;
 
 pub(crate) fn router() -> Router<Gateway> {
     let api = Router::new()
+        .merge(orders::router())
         .route("/auth/token", post(issue_token))
         .route("/products", get(list_products).post(create_product))
         .route("/products/{sku}", get(get_product).patch(update_product))
@@ -38,10 +39,6 @@ pub(crate) fn router() -> Router<Gateway> {
         .route("/customers/{id}/export", get(export_customer))
         .route("/payment-methods", post(add_payment_method))
         .route("/payments", get(list_payments))
-        .route("/orders", get(list_orders).post(place_order))
-        .route("/orders/{id}", get(compose::order_view))
-        .route("/orders/{id}/cancel", post(cancel_order))
-        .route("/orders/{id}/history", get(order_history))
         .route("/tickets", get(list_tickets).post(open_ticket))
         .route("/tickets/{id}", get(get_ticket))
         .route("/tickets/{id}/messages", post(add_ticket_message))
@@ -698,228 +695,6 @@ fn owned_list_path(caller: &Caller, query: ListQuery, base: &str, what: &str) ->
     .collect();
     let query = serde_urlencoded::to_string(&pairs).map_err(|e| Problem::internal(&e))?;
     Ok(with_query(base, Some(&query)))
-}
-
-async fn list_orders(
-    State(g): State<Gateway>,
-    caller: Caller,
-    tessera_web::Query(query): tessera_web::Query<ListQuery>,
-) -> ApiResult<Response> {
-    let path = owned_list_path(&caller, query, "/orders", "orders")?;
-    g.forward(&g.services.orders, Method::GET, &path, None, &[]).await
-}
-
-/// The most lines an order may have (orders says so too; checked here before any lookup).
-const MAX_LINES: usize = 100;
-
-/// Checks the lines' skus and the payment token before the order is placed: an unknown sku or
-/// a token that is not the caller's is a 422 now, not a rejection later. A service that cannot
-/// answer makes it a 503, never a field error.
-async fn check_order(g: &Gateway, caller: &Caller, body: &serde_json::Map<String, Value>) -> ApiResult<()> {
-    let mut errors = Vec::new();
-    let items = body.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
-    if items.len() > MAX_LINES {
-        return Err(Problem::invalid_field("items", format!("must hold at most {MAX_LINES} lines")));
-    }
-    let mut skus: Vec<(usize, tessera_contracts::Sku)> = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let Some(text) = item.get("sku").and_then(Value::as_str) else { continue };
-        match tessera_contracts::Sku::parse(text) {
-            Ok(sku) if !skus.iter().any(|(_, seen)| *seen == sku) => skus.push((index, sku)),
-            Ok(_) => {}
-            Err(error) => errors.push(FieldError::new(format!("items[{index}].sku"), error.to_string())),
-        }
-    }
-    let lookups = futures_util::stream::iter(skus.into_iter().map(|(index, sku)| async move {
-        // Only whether the product exists: what is in stock is inventory's to decide.
-        let reply = g
-            .catalogue_read(
-                format!("/products/{sku}"),
-                CacheKey::product(sku.as_str()),
-                g.config.call_timeout,
-            )
-            .await
-            .map_err(|e| unavailable(&e));
-        (index, sku, reply)
-    }))
-    .buffered(8)
-    .collect::<Vec<_>>()
-    .await;
-    for (index, sku, reply) in lookups {
-        let reply = reply?;
-        match reply.status {
-            status if status.is_success() => {}
-            StatusCode::NOT_FOUND => {
-                errors.push(FieldError::new(format!("items[{index}].sku"), format!("no product {sku}")))
-            }
-            status => return Err(Problem::unavailable(&format!("inventory answered {status}"))),
-        }
-    }
-    match body.get("payment_token") {
-        Some(Value::String(token)) if plausible_token(token.trim()) => {
-            let path = format!("/payment-methods/{}", token.trim());
-            let reply = g.call(&g.services.payments, Method::GET, &path, None, &[]).await?;
-            let mine = reply.json()["customer_id"].as_str() == Some(caller.sub.as_str());
-            match reply.status {
-                status if status.is_success() && mine => {}
-                status if status.is_success() || status == StatusCode::NOT_FOUND => {
-                    errors
-                        .push(FieldError::new("payment_token", "no payment method of yours has this token"));
-                }
-                status => return Err(Problem::unavailable(&format!("payments answered {status}"))),
-            }
-        }
-        Some(_) => errors.push(FieldError::new("payment_token", "no payment method of yours has this token")),
-        // Missing: orders names it.
-        None => {}
-    }
-    if errors.is_empty() { Ok(()) } else { Err(Problem::invalid(errors)) }
-}
-
-const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
-/// `POST /orders`: customers only, with an `Idempotency-Key`; the same key and body answer as
-/// the first time, the same key with another body is refused.
-async fn place_order(
-    State(g): State<Gateway>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Response> {
-    require(&caller, &[Role::Customer])?;
-    let key = headers.get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    if key.is_empty() || key.len() > 255 {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "idempotency_key_required",
-            "send an Idempotency-Key header of 1 to 255 characters",
-        ));
-    }
-    if !tessera_web::is_json(headers.get(header::CONTENT_TYPE)) {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as application/json",
-        ));
-    }
-    let body = body.map_err(|rejection| tessera_web::body_problem(&rejection))?;
-    let parsed: Value = tessera_web::parse_json(&body)?;
-    let hash = {
-        let digest = ring::digest::digest(&ring::digest::SHA256, &body);
-        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>()
-    };
-    match idempotency::reserve(&g.store, &caller.sub, &key, &hash)
-        .await
-        .map_err(|e| tessera_web::store_problem(&e))?
-    {
-        Reservation::Replay { status, body } => {
-            let mut response = Response::new(Body::from(body));
-            *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let content_type = if status >= 400 { tessera_web::PROBLEM_JSON } else { "application/json" };
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-            response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-            return Ok(response);
-        }
-        Reservation::Mismatch => {
-            return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with another request body",
-            ));
-        }
-        Reservation::InFlight => {
-            return Err(Problem::conflict(
-                "idempotency_key_in_use",
-                "a request with this Idempotency-Key is still being answered",
-            ));
-        }
-        Reservation::Reserved => {}
-    }
-    // Placed and recorded in a task of its own: a client that hangs up mid-request does not
-    // leave the key reserved with no answer.
-    let task = {
-        let (g, caller) = (g.clone(), caller.clone());
-        let asking = crate::delegation::asking();
-        // The task stays in the request's trace.
-        let span = tracing::Span::current();
-        tokio::spawn(tracing::Instrument::instrument(
-            crate::delegation::on_behalf_of(asking, async move {
-                let outcome = place_checked(&g, &caller, parsed, &key).await;
-                let (status, text) = match &outcome {
-                    Ok(reply) => (reply.status, String::from_utf8_lossy(&reply.body).into_owned()),
-                    Err(problem) => (problem.status, serde_json::to_string(problem).unwrap_or_default()),
-                };
-                let recorded = if status.is_server_error() {
-                    // A passing failure: free the key for the client's retry, which cannot place a
-                    // second order because orders keeps one order per key.
-                    idempotency::release(&g.store, &caller.sub, &key).await
-                } else {
-                    idempotency::complete(&g.store, &caller.sub, &key, status.as_u16(), &text).await
-                };
-                if let Err(error) = recorded {
-                    tracing::error!(%error, "cannot record an idempotent answer");
-                }
-                outcome
-            }),
-            span,
-        ))
-    };
-    match task.await {
-        Ok(Ok(reply)) => Ok(pass_on(reply)),
-        Ok(Err(problem)) => Err(problem),
-        Err(error) => Err(Problem::internal(&error)),
-    }
-}
-
-/// The country of the customer's address; `None` if customers cannot say right now (the sale
-/// is then counted under an unknown market rather than refused).
-async fn customer_country(g: &Gateway, customer: &str) -> Option<String> {
-    let reply = g
-        .call(&g.services.customers, Method::GET, &format!("/customers/{customer}"), None, &[])
-        .await
-        .ok()?;
-    if !reply.is_success() {
-        return None;
-    }
-    reply.json()["address"]["country"].as_str().map(str::to_owned)
-}
-
-async fn place_checked(g: &Gateway, caller: &Caller, body: Value, key: &str) -> ApiResult<Reply> {
-    let mut body = object(body)?;
-    own_customer_id(caller, &mut body)?;
-    if body.contains_key("request_key") {
-        return Err(Problem::invalid_field("request_key", "unknown field; send Idempotency-Key instead"));
-    }
-    check_order(g, caller, &body).await?;
-    body.insert("request_key".into(), Value::String(key.to_owned()));
-    // The market of the sale, for the analytics: the customer's country, never the client's say.
-    body.remove("country");
-    if let Some(country) = customer_country(g, &caller.sub).await {
-        body.insert("country".into(), Value::String(country));
-    }
-    g.call(&g.services.orders, Method::POST, "/orders", Some(Value::Object(body)), &[]).await
-}
-
-async fn cancel_order(
-    State(g): State<Gateway>,
-    caller: Caller,
-    Path(text): Path<String>,
-) -> ApiResult<Response> {
-    let id = uuid(&text, "order")?;
-    g.order_owner(&caller, id).await?;
-    g.forward(&g.services.orders, Method::POST, &format!("/orders/{id}/cancel"), None, &[]).await
-}
-
-async fn order_history(
-    State(g): State<Gateway>,
-    caller: Caller,
-    Path(text): Path<String>,
-) -> ApiResult<Response> {
-    if !caller.is_staff() {
-        return Err(forbidden("an order's history is for support and admins"));
-    }
-    let id = uuid(&text, "order")?;
-    g.forward(&g.services.orders, Method::GET, &format!("/orders/{id}/history"), None, &[]).await
 }
 
 // ---- tickets (support) ----

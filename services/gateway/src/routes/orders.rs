@@ -1,0 +1,308 @@
+//! Orders through the gateway: placing (idempotent, optionally waiting for the outcome),
+//! reading, listing, cancelling, an order's history and its live event stream.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use futures_util::StreamExt;
+use serde_json::Value;
+use tessera_web::{ApiResult, FieldError, Path, Problem};
+
+use super::{
+    ListQuery, object, own_customer_id, owned_list_path, pass_on, plausible_token, unavailable, uuid,
+};
+use crate::access::{Caller, forbidden, require};
+use crate::auth::Role;
+use crate::catalogue::CacheKey;
+use crate::clients::Reply;
+use crate::idempotency::{self, Reservation};
+use crate::{Gateway, compose, waiting};
+
+pub(crate) mod events;
+
+pub(super) fn router() -> Router<Gateway> {
+    Router::new()
+        .route("/orders", get(list_orders).post(place_order))
+        .route("/orders/{id}", get(compose::order_view))
+        .route("/orders/{id}/cancel", post(cancel_order))
+        .route("/orders/{id}/history", get(order_history))
+        .route("/orders/{id}/events", get(events::order_events))
+}
+
+async fn list_orders(
+    State(g): State<Gateway>,
+    caller: Caller,
+    tessera_web::Query(query): tessera_web::Query<ListQuery>,
+) -> ApiResult<Response> {
+    let path = owned_list_path(&caller, query, "/orders", "orders")?;
+    g.forward(&g.services.orders, Method::GET, &path, None, &[]).await
+}
+
+/// The most lines an order may have (orders says so too; checked here before any lookup).
+const MAX_LINES: usize = 100;
+
+/// Checks the lines' skus and the payment token before the order is placed: an unknown sku or
+/// a token that is not the caller's is a 422 now, not a rejection later. A service that cannot
+/// answer makes it a 503, never a field error.
+async fn check_order(g: &Gateway, caller: &Caller, body: &serde_json::Map<String, Value>) -> ApiResult<()> {
+    let mut errors = Vec::new();
+    let items = body.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+    if items.len() > MAX_LINES {
+        return Err(Problem::invalid_field("items", format!("must hold at most {MAX_LINES} lines")));
+    }
+    let mut skus: Vec<(usize, tessera_contracts::Sku)> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let Some(text) = item.get("sku").and_then(Value::as_str) else { continue };
+        match tessera_contracts::Sku::parse(text) {
+            Ok(sku) if !skus.iter().any(|(_, seen)| *seen == sku) => skus.push((index, sku)),
+            Ok(_) => {}
+            Err(error) => errors.push(FieldError::new(format!("items[{index}].sku"), error.to_string())),
+        }
+    }
+    let lookups = futures_util::stream::iter(skus.into_iter().map(|(index, sku)| async move {
+        // Only whether the product exists: what is in stock is inventory's to decide.
+        let reply = g
+            .catalogue_read(
+                format!("/products/{sku}"),
+                CacheKey::product(sku.as_str()),
+                g.config.call_timeout,
+            )
+            .await
+            .map_err(|e| unavailable(&e));
+        (index, sku, reply)
+    }))
+    .buffered(8)
+    .collect::<Vec<_>>()
+    .await;
+    for (index, sku, reply) in lookups {
+        let reply = reply?;
+        match reply.status {
+            status if status.is_success() => {}
+            StatusCode::NOT_FOUND => {
+                errors.push(FieldError::new(format!("items[{index}].sku"), format!("no product {sku}")))
+            }
+            status => return Err(Problem::unavailable(&format!("inventory answered {status}"))),
+        }
+    }
+    match body.get("payment_token") {
+        Some(Value::String(token)) if plausible_token(token.trim()) => {
+            let path = format!("/payment-methods/{}", token.trim());
+            let reply = g.call(&g.services.payments, Method::GET, &path, None, &[]).await?;
+            let mine = reply.json()["customer_id"].as_str() == Some(caller.sub.as_str());
+            match reply.status {
+                status if status.is_success() && mine => {}
+                status if status.is_success() || status == StatusCode::NOT_FOUND => {
+                    errors
+                        .push(FieldError::new("payment_token", "no payment method of yours has this token"));
+                }
+                status => return Err(Problem::unavailable(&format!("payments answered {status}"))),
+            }
+        }
+        Some(_) => errors.push(FieldError::new("payment_token", "no payment method of yours has this token")),
+        // Missing: orders names it.
+        None => {}
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Problem::invalid(errors)) }
+}
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// `POST /orders`: customers only, with an `Idempotency-Key`; the same key and body answer as
+/// the first time, the same key with another body is refused. With `Prefer: wait=N` the answer
+/// waits for the order to settle: 201 with the composed order if it did in time, else 202.
+async fn place_order(
+    State(g): State<Gateway>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    require(&caller, &[Role::Customer])?;
+    let key = headers.get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    if key.is_empty() || key.len() > 255 {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_required",
+            "send an Idempotency-Key header of 1 to 255 characters",
+        ));
+    }
+    if !tessera_web::is_json(headers.get(header::CONTENT_TYPE)) {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        ));
+    }
+    let body = body.map_err(|rejection| tessera_web::body_problem(&rejection))?;
+    let parsed: Value = tessera_web::parse_json(&body)?;
+    let hash = {
+        let digest = ring::digest::digest(&ring::digest::SHA256, &body);
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let wait = waiting::preferred_wait(&headers).filter(|_| g.waiters.is_watching());
+    let holds_key = match idempotency::reserve(&g.store, &caller.sub, &key, &hash)
+        .await
+        .map_err(|e| tessera_web::store_problem(&e))?
+    {
+        Reservation::Replay { status, body } => {
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let content_type = if status >= 400 { tessera_web::PROBLEM_JSON } else { "application/json" };
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return Ok(response);
+        }
+        Reservation::Mismatch => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with another request body",
+            ));
+        }
+        Reservation::InFlight if wait.is_none() => {
+            return Err(Problem::conflict(
+                "idempotency_key_in_use",
+                "a request with this Idempotency-Key is still being answered",
+            ));
+        }
+        // The first request with this key is still being answered, and this one may wait: it
+        // follows the same order (orders places one order per key) to the same answer, on
+        // whichever gateway replica it came to, and leaves the key's record to the first.
+        Reservation::InFlight => false,
+        Reservation::Reserved => true,
+    };
+    // Placed and recorded in a task of its own: a client that hangs up mid-request does not
+    // leave the key reserved with no answer.
+    let task = {
+        let (g, caller) = (g.clone(), caller.clone());
+        let asking = crate::delegation::asking();
+        // The task stays in the request's trace.
+        let span = tracing::Span::current();
+        tokio::spawn(tracing::Instrument::instrument(
+            crate::delegation::on_behalf_of(asking, async move {
+                let outcome = place_and_settle(&g, &caller, parsed, &key, wait).await;
+                if holds_key {
+                    record(&g, &caller, &key, &outcome).await;
+                }
+                outcome
+            }),
+            span,
+        ))
+    };
+    let mut response = match task.await {
+        Ok(Ok(reply)) => pass_on(reply),
+        Ok(Err(problem)) => return Err(problem),
+        Err(error) => return Err(Problem::internal(&error)),
+    };
+    if let Some(wait) = wait {
+        let (name, value) = waiting::applied(wait);
+        response.headers_mut().insert(name, value);
+    }
+    Ok(response)
+}
+
+/// Stores the answer under the key, or frees the key: a passing failure (5xx) may be retried,
+/// and so may a request refused by validation (4xx) once fixed. Neither can place a second
+/// order, because orders keeps one order per key.
+async fn record(g: &Gateway, caller: &Caller, key: &str, outcome: &ApiResult<Reply>) {
+    let (status, text) = match outcome {
+        Ok(reply) => (reply.status, String::from_utf8_lossy(&reply.body).into_owned()),
+        Err(problem) => (problem.status, serde_json::to_string(problem).unwrap_or_default()),
+    };
+    let recorded = if status.is_server_error() || status.is_client_error() {
+        idempotency::release(&g.store, &caller.sub, key).await
+    } else {
+        idempotency::complete(&g.store, &caller.sub, key, status.as_u16(), &text).await
+    };
+    if let Err(error) = recorded {
+        tracing::error!(%error, "cannot record an idempotent answer");
+    }
+}
+
+/// Places the order and, when the client prefers to wait, waits for it to settle: 201 with the
+/// composed order if it did within `wait`, otherwise orders' own 202. Once the order is placed
+/// the answer is never an error: a service that fails during the wait leaves the 202.
+async fn place_and_settle(
+    g: &Gateway,
+    caller: &Caller,
+    body: Value,
+    key: &str,
+    wait: Option<std::time::Duration>,
+) -> ApiResult<Reply> {
+    let placed = place_checked(g, caller, body, key).await?;
+    let Some(wait) = wait else { return Ok(placed) };
+    if placed.status != StatusCode::ACCEPTED {
+        return Ok(placed);
+    }
+    let Some(id) = placed.json()["id"].as_str().and_then(|id| uuid::Uuid::parse_str(id).ok()) else {
+        return Ok(placed);
+    };
+    let Ok(order) = compose::settled_order(g, caller, id, wait).await else { return Ok(placed) };
+    if compose::is_pending(&order) {
+        return Ok(placed);
+    }
+    let Ok((view, etag)) = compose::composed_body(g, &order).await else { return Ok(placed) };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(etag) = etag {
+        headers.insert(header::ETAG, etag);
+    }
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/orders/{id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    Ok(Reply { status: StatusCode::CREATED, headers, body: Bytes::from(view.to_string()) })
+}
+
+/// The country of the customer's address; `None` if customers cannot say right now (the sale
+/// is then counted under an unknown market rather than refused).
+async fn customer_country(g: &Gateway, customer: &str) -> Option<String> {
+    let reply = g
+        .call(&g.services.customers, Method::GET, &format!("/customers/{customer}"), None, &[])
+        .await
+        .ok()?;
+    if !reply.is_success() {
+        return None;
+    }
+    reply.json()["address"]["country"].as_str().map(str::to_owned)
+}
+
+async fn place_checked(g: &Gateway, caller: &Caller, body: Value, key: &str) -> ApiResult<Reply> {
+    let mut body = object(body)?;
+    own_customer_id(caller, &mut body)?;
+    if body.contains_key("request_key") {
+        return Err(Problem::invalid_field("request_key", "unknown field; send Idempotency-Key instead"));
+    }
+    check_order(g, caller, &body).await?;
+    body.insert("request_key".into(), Value::String(key.to_owned()));
+    // The market of the sale, for the analytics: the customer's country, never the client's say.
+    body.remove("country");
+    if let Some(country) = customer_country(g, &caller.sub).await {
+        body.insert("country".into(), Value::String(country));
+    }
+    g.call(&g.services.orders, Method::POST, "/orders", Some(Value::Object(body)), &[]).await
+}
+
+async fn cancel_order(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(text): Path<String>,
+) -> ApiResult<Response> {
+    let id = uuid(&text, "order")?;
+    g.order_owner(&caller, id).await?;
+    g.forward(&g.services.orders, Method::POST, &format!("/orders/{id}/cancel"), None, &[]).await
+}
+
+async fn order_history(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(text): Path<String>,
+) -> ApiResult<Response> {
+    if !caller.is_staff() {
+        return Err(forbidden("an order's history is for support and admins"));
+    }
+    let id = uuid(&text, "order")?;
+    g.forward(&g.services.orders, Method::GET, &format!("/orders/{id}/history"), None, &[]).await
+}
