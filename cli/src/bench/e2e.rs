@@ -22,7 +22,7 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 use tessera_contracts::{Money, Sku};
-use tessera_store::{StoreActivity, activity};
+use tessera_store::{StoreActivity, activity, units_by_store};
 
 use super::gateway::unlimited_gateway;
 use super::report::{BenchResult, Report};
@@ -74,6 +74,8 @@ struct Measured {
     cost: Cost,
     /// The embedded stores' counts (the distributed stores are other processes).
     activity: Option<StoreActivity>,
+    /// The embedded stores' units of work, by store.
+    units_by_store: std::collections::BTreeMap<String, u64>,
     /// PostgreSQL's transactions and WAL syncs in the run's databases (distributed only).
     postgres: Option<PostgresActivity>,
 }
@@ -109,6 +111,7 @@ async fn measured_load(
     started.notified().await;
     let meter = CostMeter::start(scope)?;
     let stores_before = activity();
+    let units_before = units_by_store();
     let postgres_before = match postgres {
         Some((url, prefix)) => Some(PostgresActivity::read(url, prefix).await?),
         None => None,
@@ -119,7 +122,15 @@ async fn measured_load(
         (Some((url, prefix)), Some(before)) => Some(PostgresActivity::read(url, prefix).await? - before),
         _ => None,
     };
-    Ok(Measured { report, cost, activity: Some(activity() - stores_before), postgres })
+    let units_by_store = units_by_store()
+        .into_iter()
+        .map(|(store, units)| {
+            let before = units_before.get(&store).copied().unwrap_or(0);
+            (store, units.saturating_sub(before))
+        })
+        .filter(|(_, units)| *units > 0)
+        .collect();
+    Ok(Measured { report, cost, activity: Some(activity() - stores_before), units_by_store, postgres })
 }
 
 /// A fresh embedded system on a fresh folder inside `dir`, served on a loopback port, driven
@@ -203,6 +214,7 @@ async fn distributed_run(
         .await?;
         // This process ran only the load.
         measured.activity = None;
+        measured.units_by_store.clear();
         anyhow::Ok(measured)
     }
     .await;
@@ -317,6 +329,9 @@ struct PerOrder {
     messages_per_order: Option<f64>,
     /// PostgreSQL transactions, read-only ones included (distributed only).
     postgres_transactions_per_order: Option<f64>,
+    /// The embedded units of work per order, by store.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    units_per_order_by_store: std::collections::BTreeMap<String, f64>,
 }
 
 impl PerOrder {
@@ -336,6 +351,11 @@ impl PerOrder {
             units_per_order: stores.map(|s| per(s.units)),
             messages_per_order: stores.map(|s| per(s.messages)),
             postgres_transactions_per_order: postgres.map(|p| per(p.transactions)),
+            units_per_order_by_store: measured
+                .units_by_store
+                .iter()
+                .map(|(store, units)| (store.clone(), per(*units)))
+                .collect(),
         }
     }
 }
@@ -474,6 +494,11 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
             cell(order.messages_per_order),
             cell(order.postgres_transactions_per_order),
         );
+        if !order.units_per_order_by_store.is_empty() {
+            let stores: Vec<String> =
+                order.units_per_order_by_store.iter().map(|(store, units)| format!("{store} {units:.1}")).collect();
+            println!("  units by store: {}", stores.join(", "));
+        }
     }
     println!();
     println!(

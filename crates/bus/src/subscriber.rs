@@ -32,6 +32,16 @@ pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError>;
+
+    /// Whether this handler acts on `message` at all. A source carries more than any one
+    /// subscriber needs (the orders service's stream holds its events and its commands to
+    /// every other service); a message this says no to is acknowledged at once, without a
+    /// unit of work: it has no effect, so there is nothing to commit and no inbox record to
+    /// keep. Decide from the envelope's name, kind and target only, never from the payload: a
+    /// message refused here is never retried or dead-lettered.
+    fn wants(&self, _message: &Envelope) -> bool {
+        true
+    }
 }
 
 #[derive(Clone)]
@@ -210,13 +220,23 @@ impl Subscriber {
             };
             match batch {
                 Ok(deliveries) => {
+                    let mut unwanted = Vec::new();
                     for delivery in deliveries {
+                        if !self.lane.handler.wants(&delivery.envelope) {
+                            unwanted.push(delivery);
+                            continue;
+                        }
                         let lane = lane_of(&delivery.envelope.key, lanes.len());
                         // A lane stops only when its sender is dropped, below, or if its task
                         // died; then the delivery goes back unacknowledged and comes again.
                         if lanes[lane].0.send(delivery).is_err() {
                             return Err(crate::error::BusError::Closed);
                         }
+                    }
+                    if !unwanted.is_empty() {
+                        metrics::counter!("tessera_consumer_skipped_total", "consumer" => self.lane.consumer.clone())
+                            .increment(unwanted.len() as u64);
+                        self.lane.acknowledge(unwanted).await;
                     }
                 }
                 Err(error) => {

@@ -44,7 +44,24 @@ pub fn activity() -> StoreActivity {
     }
 }
 
-pub(crate) fn committed(messages: u64) {
+/// Units of work committed so far, by store name.
+pub fn units_by_store() -> std::collections::BTreeMap<String, u64> {
+    BY_STORE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+}
+
+static BY_STORE: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+pub(crate) fn committed(store: &str, messages: u64) {
+    {
+        let mut by_store = BY_STORE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match by_store.get_mut(store) {
+            Some(units) => *units += 1,
+            None => {
+                by_store.insert(store.to_owned(), 1);
+            }
+        }
+    }
     UNITS.fetch_add(1, Ordering::Relaxed);
     MESSAGES.fetch_add(messages, Ordering::Relaxed);
     metrics::counter!("tessera_store_units_total").increment(1);

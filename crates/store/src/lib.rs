@@ -17,7 +17,7 @@ mod sqlite;
 mod store;
 mod unit;
 
-pub use activity::{StoreActivity, activity};
+pub use activity::{StoreActivity, activity, units_by_store};
 pub use aggregate::Aggregate;
 pub use error::{Result, StoreError};
 pub use migrate::{Migration, MigrationSet};

@@ -178,7 +178,7 @@ impl Store {
         };
         metrics::histogram!("tessera_store_batch_size", "service" => service)
             .record(receipt.batch_size as f64);
-        crate::activity::committed(sends as u64);
+        crate::activity::committed(&self.name, sends as u64);
         if sends > 0 {
             // A stored permit wakes the relay even if it is not waiting at this instant.
             self.outbox_signal.notify_one();

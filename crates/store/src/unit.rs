@@ -212,6 +212,21 @@ impl UnitOfWork {
         let store = self.store.clone();
         store.commit(self).await
     }
+
+    /// Commits without the caller waiting: the unit joins the store's next group commit and is
+    /// synced with it, but the caller goes on at once and is not told the outcome (a failure is
+    /// logged and counted in `tessera_store_detached_failures_total`). For records whose loss
+    /// in a crash within the sync window is acceptable, such as the audit record of a read
+    /// (docs/decisions/0015-read-audits-do-not-wait.md); never for a state change.
+    pub fn commit_detached(self) {
+        let service = self.store.name().to_owned();
+        tokio::spawn(async move {
+            if let Err(error) = self.commit().await {
+                metrics::counter!("tessera_store_detached_failures_total", "service" => service).increment(1);
+                tracing::error!(%error, "a detached commit failed");
+            }
+        });
+    }
 }
 
 /// The envelope, carrying the trace context of the span that emits it: the request or the

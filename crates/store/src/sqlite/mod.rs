@@ -123,6 +123,18 @@ impl SqliteBackend {
         })
     }
 
+    /// Runs a short read on the calling thread. A point read with its pages cached takes a
+    /// few microseconds of SQLite's time, far less than handing it to a blocking thread and
+    /// back (a wake-up and a context switch each way; a third of all switches under load were
+    /// those). Reads that may take long or wait go to the blocking pool through [`Self::read`]:
+    /// the relay's outbox read (it may wait for the sync thread) and pages of the log.
+    fn read_now<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let connection = self.readers.take()?;
+        let outcome = work(&connection);
+        self.readers.give_back(connection);
+        outcome
+    }
+
     async fn read<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
@@ -409,18 +421,17 @@ impl Backend for SqliteBackend {
 
     async fn read_stream(&self, stream: &StreamId, after_version: u64) -> Result<Vec<RecordedEvent>> {
         let stream = stream.as_str().to_owned();
-        self.read(move |c| {
+        self.read_now(move |c| {
             let sql = format!(
                 "SELECT {EVENT_COLUMNS} FROM tessera_events WHERE stream_id = ?1 AND version > ?2 ORDER BY version"
             );
             collect_events(&mut c.prepare_cached(&sql)?, params![stream, to_i64(after_version)])
         })
-        .await
     }
 
     async fn latest_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
         let id = stream.clone();
-        self.read(move |c| {
+        self.read_now(move |c| {
             let row = c
                 .prepare_cached(
                     "SELECT version, state, taken_at FROM tessera_snapshots WHERE stream_id = ?1",
@@ -439,7 +450,6 @@ impl Backend for SqliteBackend {
             })
             .transpose()
         })
-        .await
     }
 
     async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
@@ -456,12 +466,11 @@ impl Backend for SqliteBackend {
     }
 
     async fn head_position(&self) -> Result<u64> {
-        self.read(|c| {
+        self.read_now(|c| {
             let head: Option<i64> =
                 c.prepare_cached("SELECT max(position) FROM tessera_events")?.query_row([], |r| r.get(0))?;
             to_u64(head.unwrap_or(0))
         })
-        .await
     }
 
     async fn outbox_unsent(&self, after_position: u64, limit: usize) -> Result<Vec<OutboxMessage>> {
@@ -507,29 +516,27 @@ impl Backend for SqliteBackend {
     }
 
     async fn inbox_contains(&self, message: MessageId) -> Result<bool> {
-        self.read(move |c| {
+        self.read_now(move |c| {
             Ok(c.prepare_cached("SELECT 1 FROM tessera_inbox WHERE message_id = ?1")?
                 .query_row([message.to_string()], |_| Ok(()))
                 .optional()?
                 .is_some())
         })
-        .await
     }
 
     async fn checkpoint(&self, name: &str) -> Result<Option<u64>> {
         let name = name.to_owned();
-        self.read(move |c| {
+        self.read_now(move |c| {
             let position: Option<i64> = c
                 .prepare_cached("SELECT position FROM tessera_checkpoints WHERE name = ?1")?
                 .query_row([name], |r| r.get(0))
                 .optional()?;
             position.map(to_u64).transpose()
         })
-        .await
     }
 
     async fn due_timers(&self, now: Timestamp, limit: usize) -> Result<Vec<DueTimer>> {
-        self.read(move |c| {
+        self.read_now(move |c| {
             let mut statement = c.prepare_cached(
                 "SELECT timer_id, due_at, envelope FROM tessera_timers
                  WHERE state = 'pending' AND due_at <= ?1 ORDER BY due_at, timer_id LIMIT ?2",
@@ -547,7 +554,6 @@ impl Backend for SqliteBackend {
             })
             .collect()
         })
-        .await
     }
 
     async fn try_lease(&self, _name: &str) -> Result<Option<Lease>> {
@@ -579,7 +585,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>> {
-        self.read(|c| {
+        self.read_now(|c| {
             let head: Option<(i64, Vec<u8>)> = c
                 .prepare_cached("SELECT idx, hash FROM tessera_audit ORDER BY idx DESC LIMIT 1")?
                 .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -590,11 +596,10 @@ impl Backend for SqliteBackend {
             })
             .transpose()
         })
-        .await
     }
 
     async fn query(&self, statement: Statement) -> Result<Vec<Row>> {
-        self.read(move |c| {
+        self.read_now(move |c| {
             let mut prepared = c.prepare_cached(&translate_placeholders(&statement.sql))?;
             let columns: Arc<[String]> = prepared.column_names().map(str::to_owned).collect();
             let mut rows = prepared.query(rusqlite::params_from_iter(statement.params.iter()))?;
@@ -617,7 +622,6 @@ impl Backend for SqliteBackend {
             }
             Ok(out)
         })
-        .await
     }
 }
 

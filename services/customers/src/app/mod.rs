@@ -263,13 +263,14 @@ impl Customers {
         }
     }
 
-    /// A profile read on someone's behalf: personal data, so the read is on the audit trail
-    /// before the profile is handed out.
+    /// A profile read on someone's behalf: personal data, so the read goes on the audit trail.
+    /// Its record joins the store's next group commit; the reader does not wait for it
+    /// (docs/decisions/0015-read-audits-do-not-wait.md).
     pub async fn read_profile(&self, id: Uuid, actor: &Actor) -> Result<Option<Customer>, AppError> {
         let Some(customer) = self.profile(id).await? else { return Ok(None) };
         let mut unit = self.store.begin();
         unit.audit(actor.audit("customer.read", format!("customer/{id}"), "ok", self.clock.now().wall()));
-        unit.commit().await?;
+        unit.commit_detached();
         Ok(Some(customer))
     }
 
@@ -544,12 +545,16 @@ impl Customers {
 /// Services report their part of an erasure done; the progress is kept per erasure.
 #[async_trait::async_trait]
 impl tessera_bus::Handler for Customers {
+    fn wants(&self, message: &Envelope) -> bool {
+        message.name == ErasureDone::NAME
+    }
+
     async fn handle(
         &self,
         message: &Envelope,
         unit: &mut tessera_store::UnitOfWork,
     ) -> Result<(), tessera_bus::HandlerError> {
-        if message.name != ErasureDone::NAME {
+        if !self.wants(message) {
             return Ok(());
         }
         let done: ErasureDone = serde_json::from_value(message.payload.clone())?;

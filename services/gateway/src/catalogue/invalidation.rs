@@ -33,6 +33,14 @@ impl CatalogueInvalidation {
 
 #[async_trait]
 impl Handler for CatalogueInvalidation {
+    /// Only the events that change what a product read shows.
+    fn wants(&self, message: &Envelope) -> bool {
+        matches!(
+            message.name.as_str(),
+            "inventory.ProductCreated" | "inventory.ProductUpdated" | "inventory.StockChanged"
+        )
+    }
+
     async fn handle(&self, message: &Envelope, _unit: &mut UnitOfWork) -> Result<(), HandlerError> {
         // Every inventory event about a product names its sku; commands and replies do not
         // change what a product read shows.

@@ -301,6 +301,12 @@ impl Inventory {
 
 #[async_trait]
 impl Handler for Inventory {
+    /// Only the commands addressed to inventory; the orders source carries other services'
+    /// commands and its own events too.
+    fn wants(&self, message: &Envelope) -> bool {
+        message.target.as_deref() == Some(crate::SERVICE)
+    }
+
     async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
         if message.target.as_deref() != Some(crate::SERVICE) {
             // The orders source also carries other services' commands and its own events.

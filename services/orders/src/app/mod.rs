@@ -543,6 +543,11 @@ impl SagaObserver for Observer<'_> {
 
 #[async_trait]
 impl Handler for Orders {
+    /// Only replies addressed to orders (the sagas' answers).
+    fn wants(&self, message: &Envelope) -> bool {
+        message.kind == MessageKind::Reply && message.target.as_deref() == Some(crate::SERVICE)
+    }
+
     async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
         if message.kind != MessageKind::Reply || message.target.as_deref() != Some(crate::SERVICE) {
             return Ok(());

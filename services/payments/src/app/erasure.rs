@@ -36,6 +36,10 @@ impl Erasures {
 
 #[async_trait]
 impl Handler for Erasures {
+    fn wants(&self, message: &Envelope) -> bool {
+        message.name == CustomerErased::NAME
+    }
+
     async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
         if message.name != CustomerErased::NAME {
             return Ok(());

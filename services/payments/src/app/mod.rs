@@ -585,6 +585,11 @@ impl Operation {
 
 #[async_trait]
 impl Handler for Payments {
+    /// Only the commands addressed to payments.
+    fn wants(&self, message: &Envelope) -> bool {
+        message.target.as_deref() == Some(crate::SERVICE)
+    }
+
     async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
         if message.target.as_deref() != Some(crate::SERVICE) {
             return Ok(());

@@ -460,6 +460,14 @@ impl Support {
 
 #[async_trait]
 impl Handler for Support {
+    /// Only the orders' public events, which the replica follows.
+    fn wants(&self, message: &Envelope) -> bool {
+        matches!(
+            message.name.as_str(),
+            OrderPlaced::NAME | OrderConfirmed::NAME | OrderRejected::NAME | OrderCancelled::NAME
+        )
+    }
+
     /// The merge of `OrderReplica::merge`, done by the database in the upsert itself, so two
     /// messages about one order applied at the same moment (a dead-letter retry beside the
     /// lanes, say) cannot overwrite each other's knowledge.
