@@ -332,6 +332,8 @@ struct PerOrder {
     /// The embedded units of work per order, by store.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     units_per_order_by_store: std::collections::BTreeMap<String, f64>,
+    /// CPU milliseconds per order by process (distributed) or kind of thread (embedded).
+    cpu_ms_per_order_by_part: std::collections::BTreeMap<String, f64>,
 }
 
 impl PerOrder {
@@ -351,6 +353,13 @@ impl PerOrder {
             units_per_order: stores.map(|s| per(s.units)),
             messages_per_order: stores.map(|s| per(s.messages)),
             postgres_transactions_per_order: postgres.map(|p| per(p.transactions)),
+            cpu_ms_per_order_by_part: measured
+                .cost
+                .cpu_by_part
+                .iter()
+                .filter(|(_, cpu)| !cpu.is_zero())
+                .map(|(part, cpu)| (part.clone(), cpu.as_secs_f64() * 1e3 / confirmed as f64))
+                .collect(),
             units_per_order_by_store: measured
                 .units_by_store
                 .iter()
@@ -494,9 +503,16 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
             cell(order.messages_per_order),
             cell(order.postgres_transactions_per_order),
         );
+        let mut parts: Vec<(&String, &f64)> = order.cpu_ms_per_order_by_part.iter().collect();
+        parts.sort_by(|a, b| b.1.total_cmp(a.1));
+        let parts: Vec<String> = parts.iter().map(|(part, ms)| format!("{part} {ms:.2}")).collect();
+        println!("  cpu ms by part: {}", parts.join(", "));
         if !order.units_per_order_by_store.is_empty() {
-            let stores: Vec<String> =
-                order.units_per_order_by_store.iter().map(|(store, units)| format!("{store} {units:.1}")).collect();
+            let stores: Vec<String> = order
+                .units_per_order_by_store
+                .iter()
+                .map(|(store, units)| format!("{store} {units:.1}"))
+                .collect();
             println!("  units by store: {}", stores.join(", "));
         }
     }

@@ -30,10 +30,13 @@ pub enum Scope {
 }
 
 /// What the system spent over a run.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Cost {
     pub cpu: Duration,
     pub context_switches: u64,
+    /// The CPU time by process command (several processes) or by kind of thread (this
+    /// process: a thread's name up to any `:`, so the writers of every store count together).
+    pub cpu_by_part: std::collections::BTreeMap<String, Duration>,
 }
 
 /// Measures from `start` to `finish`.
@@ -75,7 +78,8 @@ struct Reading {
     switches: u64,
 }
 
-/// Each thread's name, first and latest reading, by (process, thread).
+/// Each thread's part (see [`Cost::cpu_by_part`]), first and latest reading, by (process,
+/// thread).
 #[derive(Debug, Default)]
 struct Threads {
     seen: HashMap<(u32, u32), (String, Reading, Reading)>,
@@ -84,6 +88,13 @@ struct Threads {
 impl Threads {
     fn sample(&mut self, scope: &Scope, first: bool) {
         for pid in processes(scope) {
+            let command = match scope {
+                Scope::ThisProcess => None,
+                Scope::Processes { .. } => {
+                    let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else { continue };
+                    Some(comm.trim().to_owned())
+                }
+            };
             let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
             for task in tasks.flatten() {
                 let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
@@ -97,16 +108,22 @@ impl Threads {
                 }
                 // A thread first seen after the run began did all its work in the run.
                 let baseline = if first { reading } else { Reading::default() };
-                self.seen.entry((pid, tid)).or_insert((name, baseline, reading)).2 = reading;
+                let part =
+                    command.clone().unwrap_or_else(|| name.split(':').next().unwrap_or_default().to_owned());
+                self.seen.entry((pid, tid)).or_insert((part, baseline, reading)).2 = reading;
             }
         }
     }
 
     fn cost(&self) -> Cost {
-        self.seen.values().fold(Cost::default(), |cost, (_, first, last)| Cost {
-            cpu: cost.cpu + last.ticks.saturating_sub(first.ticks),
-            context_switches: cost.context_switches + last.switches.saturating_sub(first.switches),
-        })
+        let mut cost = Cost::default();
+        for (part, first, last) in self.seen.values() {
+            let cpu = last.ticks.saturating_sub(first.ticks);
+            cost.cpu += cpu;
+            cost.context_switches += last.switches.saturating_sub(first.switches);
+            *cost.cpu_by_part.entry(part.clone()).or_default() += cpu;
+        }
+        cost
     }
 }
 

@@ -159,6 +159,7 @@ impl Store {
         }
         let sends = unit.ops.iter().filter(|op| matches!(op, Op::Send(_))).count();
         let started = std::time::Instant::now();
+        let after_commit = unit.after_commit;
         let outcome = self.backend.commit(unit.ops).await;
         let service = self.name.to_string();
         let took = started.elapsed();
@@ -179,6 +180,9 @@ impl Store {
         metrics::histogram!("tessera_store_batch_size", "service" => service)
             .record(receipt.batch_size as f64);
         crate::activity::committed(&self.name, sends as u64);
+        for then in after_commit {
+            then();
+        }
         if sends > 0 {
             // A stored permit wakes the relay even if it is not waiting at this instant.
             self.outbox_signal.notify_one();

@@ -104,16 +104,35 @@ pub struct CommitReceipt {
 
 /// Collects the writes of one step. Reads (`load`) see committed data; every write is checked
 /// and applied at `commit`.
-#[derive(Debug)]
 #[must_use = "a unit of work does nothing until it is committed"]
 pub struct UnitOfWork {
     store: Store,
     pub(crate) ops: Vec<Op>,
+    /// Run once the unit has committed (and is durable), in order; dropped if it fails.
+    pub(crate) after_commit: Vec<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for UnitOfWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnitOfWork")
+            .field("ops", &self.ops)
+            .field("after_commit", &self.after_commit.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl UnitOfWork {
     pub(crate) fn new(store: Store) -> Self {
-        Self { store, ops: Vec::new() }
+        Self { store, ops: Vec::new(), after_commit: Vec::new() }
+    }
+
+    /// Runs `then` once this unit has committed, and not at all if it fails: for waking a
+    /// worker that will read what the unit wrote. Woken earlier, the worker reads the database
+    /// before the write is there and goes back to sleep (a payments worker once did, and
+    /// every authorisation waited for its 250 ms poll instead).
+    pub fn after_commit(&mut self, then: impl FnOnce() + Send + Sync + 'static) -> &mut Self {
+        self.after_commit.push(Box::new(then));
+        self
     }
 
     /// Loads a stream from its latest snapshot, if any, and the events after it.

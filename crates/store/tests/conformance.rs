@@ -101,6 +101,7 @@ conformance!(
     random_units_commit_whole_or_not_at_all,
     a_replicas_append_is_seen_by_the_next_version_check,
     a_database_from_before_the_envelope_split_keeps_its_outbox,
+    after_commit_runs_once_the_write_is_readable_and_never_for_a_failed_unit,
 );
 
 fn stream(name: &str) -> StreamId {
@@ -183,6 +184,36 @@ async fn concurrent_appenders_at_one_expected_version_exactly_one_wins(fixture: 
         error.to_string(),
         "version conflict on stream `race-1`: expected no stream, actual version 2"
     );
+}
+
+async fn after_commit_runs_once_the_write_is_readable_and_never_for_a_failed_unit(fixture: Fixture) {
+    let store = fixture.open().await;
+    let (woken, wake) = tokio::sync::oneshot::channel::<()>();
+    let mut unit = store.begin();
+    unit.execute(Statement::new("INSERT INTO stock (sku, available) VALUES ($1, $2)").bind("sku-w").bind(1));
+    unit.after_commit(move || {
+        let _ = woken.send(());
+    });
+    let mut wake = wake;
+    assert!(wake.try_recv().is_err(), "ran before the commit");
+    unit.commit().await.expect("commit");
+    wake.await.expect("ran after the commit");
+    let rows =
+        store.query(Statement::new("SELECT available FROM stock WHERE sku = 'sku-w'")).await.expect("read");
+    assert_eq!(rows.len(), 1, "what the woken reader looks for is there");
+
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut unit = store.begin();
+    unit.execute(
+        Statement::new("UPDATE stock SET available = available - 5 WHERE sku = 'sku-w' AND available >= 5")
+            .expect_rows(1, "out_of_stock"),
+    );
+    unit.after_commit({
+        let ran = ran.clone();
+        move || ran.store(true, std::sync::atomic::Ordering::SeqCst)
+    });
+    unit.commit().await.expect_err("the guard fails");
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst), "ran for a unit that failed");
 }
 
 async fn a_failed_unit_leaves_no_event_outbox_row_inbox_record_timer_or_row(fixture: Fixture) {

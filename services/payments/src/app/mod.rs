@@ -310,7 +310,9 @@ impl Payments {
             .bind(serde_json::to_string(message)?)
             .bind(i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX)),
         );
-        self.requested.notify_one();
+        // The worker reads the request from the database: wake it once the request is there.
+        let requested = self.requested.clone();
+        unit.after_commit(move || requested.notify_one());
         Ok(())
     }
 
