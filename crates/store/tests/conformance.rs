@@ -202,7 +202,7 @@ async fn after_commit_runs_once_the_write_is_readable_and_never_for_a_failed_uni
         store.query(Statement::new("SELECT available FROM stock WHERE sku = 'sku-w'")).await.expect("read");
     assert_eq!(rows.len(), 1, "what the woken reader looks for is there");
 
-    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut unit = store.begin();
     unit.execute(
         Statement::new("UPDATE stock SET available = available - 5 WHERE sku = 'sku-w' AND available >= 5")
