@@ -183,34 +183,48 @@ mod tests {
         assert_eq!(parse_switches("Name:\tx\n"), 0);
     }
 
+    /// A thread that works, then stays alive until told to end (a thread that ends between
+    /// two samples loses what it did after the last one).
+    fn worker(name: &str) -> (std::thread::JoinHandle<()>, std::sync::mpsc::Sender<()>) {
+        let (end, ended) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let mut x = 0_u64;
+                while started.elapsed() < Duration::from_millis(400) {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+                // Yield often enough to be seen switching.
+                for _ in 0..50 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let _ = ended.recv();
+            })
+            .expect("thread");
+        (thread, end)
+    }
+
     #[test]
     fn a_busy_thread_of_the_system_is_counted_and_the_loads_is_not() {
-        let spin = |name: &str| {
-            std::thread::Builder::new()
-                .name(name.into())
-                .spawn(|| {
-                    let started = std::time::Instant::now();
-                    let mut x = 0_u64;
-                    while started.elapsed() < Duration::from_millis(400) {
-                        x = std::hint::black_box(x.wrapping_add(1));
-                    }
-                    // Yield often enough to be seen switching.
-                    for _ in 0..50 {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                })
-                .expect("thread")
-        };
         let meter = CostMeter::start(Scope::ThisProcess).expect("meter");
-        spin("system-work").join().expect("joined");
+        let (thread, end) = worker("system-work");
+        std::thread::sleep(Duration::from_millis(800));
         let system = meter.finish();
+        end.send(()).expect("end");
+        thread.join().expect("joined");
         assert!(system.cpu >= Duration::from_millis(200), "{system:?}");
         assert!(system.context_switches >= 50, "{system:?}");
+        assert!(
+            system.cpu_by_part.get("system-work").is_some_and(|cpu| *cpu >= Duration::from_millis(200)),
+            "{system:?}"
+        );
 
         // Other tests run beside this one: the load's thread is told apart by its name.
-        let load = spin(LOAD_THREAD);
+        let (load, end) = worker(LOAD_THREAD);
         let mut threads = Threads::default();
         threads.sample(&Scope::ThisProcess, true);
+        end.send(()).expect("end");
         load.join().expect("joined");
         assert!(
             threads.seen.values().all(|(name, _, _)| !name.starts_with(LOAD_THREAD)),
