@@ -73,12 +73,15 @@ export async function api(method, path, { body, headers = {}, root = false } = {
 /**
  * Follows `/api/v1{path}` as Server-Sent Events with the session's token (EventSource cannot
  * send one): `onEvent({id, event, data})` for each event, `data` parsed as JSON. A dropped
- * connection is resumed with `Last-Event-ID`; resolves when the server ends the stream or
- * `signal` aborts it, rejects with an ApiError when the server refuses it.
+ * connection, or a stream that ends before `until(event)` held for one of its events, is
+ * resumed with `Last-Event-ID`; resolves once it held (or the server ended the stream, with no
+ * `until`) or `signal` aborts it, rejects with an ApiError when the server refuses it.
  */
-export async function follow(path, onEvent, { signal } = {}) {
+export async function follow(path, onEvent, { signal, until } = {}) {
   let lastId = null;
-  for (let attempt = 0; attempt < 5 && !signal?.aborted; attempt += 1) {
+  let done = false;
+  for (let attempt = 0; attempt < 5 && !done && !signal?.aborted; attempt += 1) {
+    if (attempt > 0) await sleep(500 * attempt);
     const headers = { Accept: 'text/event-stream' };
     if (session.token) headers.Authorization = `Bearer ${session.token}`;
     if (lastId !== null) headers['Last-Event-ID'] = lastId;
@@ -87,7 +90,6 @@ export async function follow(path, onEvent, { signal } = {}) {
       response = await fetch(`/api/v1${path}`, { headers, signal });
     } catch (error) {
       if (signal?.aborted) return;
-      await sleep(500 * (attempt + 1));
       continue;
     }
     if (!response.ok) {
@@ -99,8 +101,12 @@ export async function follow(path, onEvent, { signal } = {}) {
     let buffer = '';
     try {
       for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
+        const chunk = await reader.read();
+        if (chunk.done) {
+          if (!until) return;
+          break;
+        }
+        const value = chunk.value;
         buffer += value;
         let end;
         while ((end = buffer.indexOf('\n\n')) >= 0) {
@@ -118,7 +124,10 @@ export async function follow(path, onEvent, { signal } = {}) {
           if (event.id === null && !event.data) continue;
           if (event.id !== null) lastId = event.id;
           try { event.data = JSON.parse(event.data); } catch { /* kept as text */ }
+          if (event.event === 'error') continue;
           onEvent(event);
+          attempt = 0;
+          if (until?.(event)) done = true;
         }
       }
     } catch (error) {

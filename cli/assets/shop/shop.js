@@ -252,7 +252,7 @@ async function watch(orderId) {
     await follow(`/orders/${orderId}/events`, ({ data }) => {
       seen.push({ status: data.status, reason: data.reason, after: (performance.now() - started) / 1000 });
       render(null, null);
-    }, { signal: watching.signal });
+    }, { signal: watching.signal, until: ({ data }) => TERMINAL.has(data.status) });
   } catch (error) {
     problem = error;
   }

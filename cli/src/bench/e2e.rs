@@ -107,8 +107,15 @@ async fn measured_load(
 ) -> anyhow::Result<Measured> {
     let started = Arc::new(tokio::sync::Notify::new());
     let options = LoadOptions { started: Some(started.clone()), ..options };
-    let load = tokio::spawn(on_load_threads(run_load(options, progress)));
-    started.notified().await;
+    let mut load = tokio::spawn(on_load_threads(run_load(options, progress)));
+    tokio::select! {
+        () = started.notified() => {}
+        // The load ended before its load phase began: its set-up failed.
+        ended = &mut load => {
+            ended.context("the load's task")???;
+            anyhow::bail!("the load ended before it began");
+        }
+    }
     let meter = CostMeter::start(scope)?;
     let stores_before = activity();
     let units_before = units_by_store();

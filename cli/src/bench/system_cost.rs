@@ -101,16 +101,21 @@ impl Threads {
                     continue;
                 };
                 let Some((name, reading)) = read_thread(pid, tid) else { continue };
+                // A new thread names itself once it runs, so a sample can catch it with its
+                // parent's name: names are read again at every sample.
                 if matches!(scope, Scope::ThisProcess)
                     && (name.starts_with(LOAD_THREAD) || name == SAMPLER_THREAD)
                 {
+                    self.seen.remove(&(pid, tid));
                     continue;
                 }
                 // A thread first seen after the run began did all its work in the run.
                 let baseline = if first { reading } else { Reading::default() };
                 let part =
                     command.clone().unwrap_or_else(|| name.split(':').next().unwrap_or_default().to_owned());
-                self.seen.entry((pid, tid)).or_insert((part, baseline, reading)).2 = reading;
+                let entry = self.seen.entry((pid, tid)).or_insert((part.clone(), baseline, reading));
+                entry.0 = part;
+                entry.2 = reading;
             }
         }
     }

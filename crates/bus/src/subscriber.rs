@@ -236,7 +236,13 @@ impl Subscriber {
                     if !unwanted.is_empty() {
                         metrics::counter!("tessera_consumer_skipped_total", "consumer" => self.lane.consumer.clone())
                             .increment(unwanted.len() as u64);
-                        self.lane.acknowledge(unwanted).await;
+                        // Not through `Lane::acknowledge`: these were not worked on, and their
+                        // age says nothing of how far behind the lanes are.
+                        for delivery in unwanted {
+                            if let Err(error) = delivery.ack().await {
+                                tracing::warn!(consumer = %self.lane.consumer, %error, "ack of a skipped message failed");
+                            }
+                        }
                     }
                 }
                 Err(error) => {

@@ -102,6 +102,12 @@ pub struct CommitReceipt {
     pub batch_size: usize,
 }
 
+/// Detached commits outstanding at most (see [`UnitOfWork::commit_detached`]).
+pub const MAX_DETACHED: usize = 1024;
+
+static DETACHED: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_DETACHED)));
+
 /// Collects the writes of one step. Reads (`load`) see committed data; every write is checked
 /// and applied at `commit`.
 #[must_use = "a unit of work does nothing until it is committed"]
@@ -237,14 +243,31 @@ impl UnitOfWork {
     /// logged and counted in `tessera_store_detached_failures_total`). For records whose loss
     /// in a crash within the sync window is acceptable, such as the audit record of a read
     /// (docs/decisions/0015-read-audits-do-not-wait.md); never for a state change.
-    pub fn commit_detached(self) {
+    ///
+    /// At most [`MAX_DETACHED`] such commits are outstanding in the process; past that the
+    /// caller waits for its own, so a writer that falls behind slows its readers down rather
+    /// than piling up tasks.
+    pub async fn commit_detached(self) {
         let service = self.store.name().to_owned();
-        tokio::spawn(async move {
-            if let Err(error) = self.commit().await {
-                metrics::counter!("tessera_store_detached_failures_total", "service" => service).increment(1);
-                tracing::error!(%error, "a detached commit failed");
+        let failed = move |error: crate::StoreError| {
+            metrics::counter!("tessera_store_detached_failures_total", "service" => service).increment(1);
+            tracing::error!(%error, "a detached commit failed");
+        };
+        match DETACHED.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(async move {
+                    if let Err(error) = self.commit().await {
+                        failed(error);
+                    }
+                    drop(permit);
+                });
             }
-        });
+            Err(_) => {
+                if let Err(error) = self.commit().await {
+                    failed(error);
+                }
+            }
+        }
     }
 }
 

@@ -77,8 +77,10 @@ pub(crate) enum Reservation {
 
 /// A reservation older than this whose answer never came (the gateway stopped mid-request)
 /// is taken over by the next request with the key. Safe because orders itself places at most
-/// one order per key; short, because until then the client's retries only hear 409.
-const STALE_AFTER_MICROS: i64 = 10_000_000;
+/// one order per key; longer than the longest wait (`Prefer: wait`, 30 s) plus a call's
+/// timeout, so that a request still waiting is never taken over; until then a retry that
+/// does not wait hears 409, and one that waits follows the same order.
+const STALE_AFTER_MICROS: i64 = 45_000_000;
 
 pub(crate) async fn reserve(
     store: &Store,

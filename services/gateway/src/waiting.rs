@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue};
@@ -22,13 +22,19 @@ use uuid::Uuid;
 /// The longest wait a client may ask for (API.md).
 pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30);
 
+/// At most this many orders waited for at once by one gateway process: each waiter costs a
+/// read of its order per event about it, and an open connection.
+pub(crate) const MAX_WAITING_ORDERS: usize = 10_000;
+
 /// The service whose messages wake waiters.
 const ORDERS: &str = "orders";
 
 /// The waiters of this gateway process, by order.
 #[derive(Debug, Default)]
 pub(crate) struct OrderWaiters {
-    waiting: Mutex<HashMap<Uuid, Weak<Notify>>>,
+    /// Each order's `Notify` and how many waiters share it; counted under the lock, so the
+    /// entry goes exactly when its last waiter does.
+    waiting: Mutex<HashMap<Uuid, (Arc<Notify>, usize)>>,
     /// Set while the orders' messages are watched: without them nobody would wake a waiter,
     /// so a preference to wait is then not applied.
     watching: AtomicBool,
@@ -53,9 +59,14 @@ impl Waiter {
 impl Drop for Waiter {
     fn drop(&mut self) {
         let mut waiting = self.waiters.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        // The map holds a weak reference: when this waiter's is the last strong one, the entry
-        // goes with it.
-        if Arc::strong_count(&self.notify) == 1 {
+        let last = match waiting.get_mut(&self.order) {
+            Some((_, count)) => {
+                *count = count.saturating_sub(1);
+                *count == 0
+            }
+            None => false,
+        };
+        if last {
             waiting.remove(&self.order);
             gauge(waiting.len());
         }
@@ -73,38 +84,30 @@ impl OrderWaiters {
         self.watching.load(Ordering::Acquire)
     }
 
-    pub(crate) fn register(self: &Arc<Self>, order: Uuid) -> Waiter {
+    /// A waiter for `order`, or `None` when [`MAX_WAITING_ORDERS`] orders are waited for
+    /// already (the client is then answered at once, as if it had not asked to wait).
+    pub(crate) fn register(self: &Arc<Self>, order: Uuid) -> Option<Waiter> {
         let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        let notify = match waiting.get(&order).and_then(Weak::upgrade) {
-            Some(notify) => notify,
-            None => {
-                let notify = Arc::new(Notify::new());
-                waiting.insert(order, Arc::downgrade(&notify));
-                gauge(waiting.len());
-                notify
-            }
-        };
-        Waiter { order, notify, waiters: self.clone() }
+        if !waiting.contains_key(&order) && waiting.len() >= MAX_WAITING_ORDERS {
+            return None;
+        }
+        let (notify, count) = waiting.entry(order).or_insert_with(|| (Arc::new(Notify::new()), 0));
+        *count += 1;
+        let notify = notify.clone();
+        gauge(waiting.len());
+        Some(Waiter { order, notify, waiters: self.clone() })
     }
 
+    /// Wakes under the lock, so that no waiter's count is read while a wake-up holds a copy.
     fn wake(&self, order: Uuid) {
-        let notify =
-            self.waiting.lock().unwrap_or_else(PoisonError::into_inner).get(&order).and_then(Weak::upgrade);
-        if let Some(notify) = notify {
+        if let Some((notify, _)) = self.waiting.lock().unwrap_or_else(PoisonError::into_inner).get(&order) {
             notify.notify_waiters();
         }
     }
 
     /// Wakes every waiter: messages may have been missed, so each reads its order again.
     fn wake_all(&self) {
-        let all: Vec<Arc<Notify>> = self
-            .waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect();
-        for notify in all {
+        for (notify, _) in self.waiting.lock().unwrap_or_else(PoisonError::into_inner).values() {
             notify.notify_waiters();
         }
     }
@@ -148,6 +151,8 @@ pub(crate) async fn watch_orders(waiters: Arc<OrderWaiters>, transport: Arc<dyn 
             }
             Err(error) => tracing::warn!(%error, "cannot watch the orders' messages; trying again"),
         }
+        // Nobody would wake a new waiter now: answer at once until the watch is back.
+        waiters.watching.store(false, Ordering::Release);
         waiters.wake_all();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -217,9 +222,9 @@ mod tests {
     async fn a_message_wakes_the_waiters_of_its_order_only_and_dropped_waiters_leave_no_entry() {
         let waiters = Arc::new(OrderWaiters::default());
         let (mine, other) = (Uuid::now_v7(), Uuid::now_v7());
-        let first = waiters.register(mine);
-        let second = waiters.register(mine);
-        let elsewhere = waiters.register(other);
+        let first = waiters.register(mine).expect("room");
+        let second = waiters.register(mine).expect("room");
+        let elsewhere = waiters.register(other).expect("room");
         assert_eq!(waiters.len(), 2);
         {
             let (a, b, c) = (first.notified(), second.notified(), elsewhere.notified());
@@ -250,7 +255,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let order = Uuid::now_v7();
-        let waiter = waiters.register(order);
+        let waiter = waiters.register(order).expect("room");
         let woken = waiter.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();

@@ -270,7 +270,7 @@ impl Customers {
         let Some(customer) = self.profile(id).await? else { return Ok(None) };
         let mut unit = self.store.begin();
         unit.audit(actor.audit("customer.read", format!("customer/{id}"), "ok", self.clock.now().wall()));
-        unit.commit_detached();
+        unit.commit_detached().await;
         Ok(Some(customer))
     }
 

@@ -148,6 +148,17 @@ async fn place_order(
         .map_err(|e| tessera_web::store_problem(&e))?
     {
         Reservation::Replay { status, body } => {
+            if status == StatusCode::CREATED.as_u16()
+                && let Some(id) = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|kept| kept["id"].as_str().and_then(|id| uuid::Uuid::parse_str(id).ok()))
+                && let Ok(order) = compose::visible_order(&g, &caller, id).await
+                && let Ok(mut response) = compose::composed(&g, order).await
+            {
+                *response.status_mut() = StatusCode::CREATED;
+                response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+                return Ok(response);
+            }
             let mut response = Response::new(Body::from(body));
             *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let content_type = if status >= 400 { tessera_web::PROBLEM_JSON } else { "application/json" };
@@ -209,6 +220,17 @@ async fn place_order(
 /// order, because orders keeps one order per key.
 async fn record(g: &Gateway, caller: &Caller, key: &str, outcome: &ApiResult<Reply>) {
     let (status, text) = match outcome {
+        // The composed order holds personal data (the customer's name, the card's last digits)
+        // that must not outlive an erasure in this table: only the order's id and outcome are
+        // kept, and a replay composes the view again.
+        Ok(reply) if reply.status == StatusCode::CREATED => {
+            let view = reply.json();
+            let mut kept = serde_json::json!({"id": view["id"], "status": view["status"]});
+            if !view["reason"].is_null() {
+                kept["reason"] = view["reason"].clone();
+            }
+            (reply.status, kept.to_string())
+        }
         Ok(reply) => (reply.status, String::from_utf8_lossy(&reply.body).into_owned()),
         Err(problem) => (problem.status, serde_json::to_string(problem).unwrap_or_default()),
     };

@@ -97,27 +97,42 @@ impl Follow {
             if self.settled {
                 return None;
             }
-            let woken = self.waiter.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            let path = format!("/orders/{}/history", self.order);
-            let history = on_behalf_of(
-                self.asking.clone(),
-                self.g.call(&self.g.services.orders, Method::GET, &path, None, &[]),
-            )
-            .await
-            .ok()
-            .filter(|reply| reply.status == StatusCode::OK)?;
-            let (changes, settled) = status_changes(&history.json(), self.sent);
-            if let Some(last) = changes.last() {
-                self.sent = last.version;
-            }
-            self.ready.extend(changes.iter().map(|change| change.event(self.order)));
-            self.settled = settled;
-            if self.ready.is_empty() && !self.settled {
-                let patience =
-                    if self.g.waiters.is_watching() { WATCHED_PATIENCE } else { UNWATCHED_PATIENCE };
-                let _ = tokio::time::timeout(patience, woken).await;
+            let readable = {
+                let woken = self.waiter.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                let path = format!("/orders/{}/history", self.order);
+                let history = on_behalf_of(
+                    self.asking.clone(),
+                    self.g.call(&self.g.services.orders, Method::GET, &path, None, &[]),
+                )
+                .await
+                .ok()
+                .filter(|reply| reply.status == StatusCode::OK);
+                if let Some(history) = &history {
+                    let (changes, settled) = status_changes(&history.json(), self.sent);
+                    if let Some(last) = changes.last() {
+                        self.sent = last.version;
+                    }
+                    self.ready.extend(changes.iter().map(|change| change.event(self.order)));
+                    self.settled = settled;
+                    if self.ready.is_empty() && !self.settled {
+                        let patience =
+                            if self.g.waiters.is_watching() { WATCHED_PATIENCE } else { UNWATCHED_PATIENCE };
+                        let _ = tokio::time::timeout(patience, woken).await;
+                    }
+                }
+                history.is_some()
+            };
+            if !readable {
+                // The order cannot be read now: say so and end, so that the client comes back
+                // with `Last-Event-ID` rather than take the end for the order's.
+                self.settled = true;
+                let detail = "the order cannot be read now; reconnect with Last-Event-ID";
+                let failed = Event::default()
+                    .event("error")
+                    .data(json!({"order_id": self.order, "detail": detail}).to_string());
+                return Some((Ok(failed), self));
             }
         }
     }
@@ -130,7 +145,7 @@ impl Follow {
     params(("id" = uuid::Uuid, Path, description = "the order id"),
         ("Last-Event-ID" = Option<u64>, Header, description = "resume after this event")),
     responses((status = 200, content_type = "text/event-stream",
-            description = "one event per status change: `id` the order's version, `event` the status, `data` JSON `{order_id, status, version, at, reason?}`"),
+            description = "one event per status change: `id` the order's version, `event` the status, `data` JSON `{order_id, status, version, at, reason?}`; an `error` event (no id) ends a stream the gateway cannot go on with, to be resumed with `Last-Event-ID`"),
         (status = 404, body = Problem)))]
 pub(crate) async fn order_events(
     State(g): State<Gateway>,
@@ -146,15 +161,14 @@ pub(crate) async fn order_events(
             Problem::invalid_field("Last-Event-ID", "must be the id of an event of this stream")
         })?,
     };
-    let follow = Follow {
-        waiter: g.waiters.register(order),
-        g,
-        asking: asking(),
-        order,
-        sent,
-        ready: VecDeque::new(),
-        settled: false,
+    let Some(waiter) = g.waiters.register(order) else {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_waiters",
+            "too many clients are waiting for orders on this gateway; try again shortly",
+        ));
     };
+    let follow = Follow { waiter, g, asking: asking(), order, sent, ready: VecDeque::new(), settled: false };
     let stream = futures_util::stream::unfold(follow, Follow::next);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
 }
