@@ -176,10 +176,7 @@ async fn embedded_run(args: &E2eBenchArgs, dir: &Path, mode: LoadMode) -> anyhow
     stop.send(()).ok();
     server.await.ok();
     system.node.shutdown(Duration::from_secs(5)).await;
-    let mut measured = measured?;
-    // The counts are this process's, and only the embedded system's stores are in it.
-    measured.postgres = None;
-    Ok(measured)
+    measured
 }
 
 fn load_options(args: &E2eBenchArgs, url: &str, mode: LoadMode) -> LoadOptions {

@@ -48,6 +48,7 @@ conformance!(
     a_handler_sees_the_committed_effect_of_the_previous_message_of_its_key,
     messages_published_before_the_subscriber_runs_are_kept_for_it,
     acknowledgements_are_marked_together_and_the_last_ones_without_further_traffic,
+    messages_the_handler_does_not_want_are_acknowledged_without_a_unit,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -62,6 +63,50 @@ async fn wait_for_dead_letters(world: &World) -> Vec<tessera_bus::DeadLetter> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+async fn messages_the_handler_does_not_want_are_acknowledged_without_a_unit(world: World) {
+    let wanted_name = format!("{}.Happened", world.source);
+    let handler = TestHandler::wanting_only(&wanted_name);
+    let subscriber = world.subscriber(handler.clone(), Upcasters::new(), fast_subscriber());
+    let relay = world.relay(fast_relay());
+    let wanted: Vec<_> = (0..5).map(|i| world.envelope(&format!("k{i}"), i, false)).collect();
+    let unwanted: Vec<_> = (5..10)
+        .map(|i| {
+            let mut envelope = world.envelope(&format!("k{i}"), i, false);
+            envelope.name = format!("{}.Ignored", world.source);
+            envelope
+        })
+        .collect();
+    let mut all = wanted.clone();
+    all.extend(unwanted.iter().cloned());
+    world.produce(&all).await;
+    assert_eq!(world.wait_for_effects(5, WAIT).await.len(), 5);
+    // Every row is marked sent only once every message was acknowledged, the unwanted too.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while world.producer.outbox_backlog().await.expect("backlog").unsent > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the unwanted messages were never acknowledged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay.stop().await;
+    subscriber.stop().await;
+    assert_eq!(world.effects().await.len(), 5, "only the wanted messages had effects");
+    for message in &wanted {
+        assert!(
+            world.consumer.inbox_contains(message.id).await.expect("inbox"),
+            "a wanted message is in the inbox"
+        );
+    }
+    for message in &unwanted {
+        assert!(
+            !world.consumer.inbox_contains(message.id).await.expect("inbox"),
+            "an unwanted message got a unit"
+        );
+    }
+    assert!(
+        handler.seen.lock().expect("seen").iter().all(|m| m.name == wanted_name),
+        "the handler was handed a message it does not want"
+    );
 }
 
 async fn every_message_has_one_effect_and_its_outbox_row_is_marked_sent(world: World) {

@@ -246,6 +246,18 @@ mod tests {
     }
 
     #[test]
+    fn a_token_remembered_as_verified_still_expires() {
+        let keys = ring();
+        let at = now();
+        let token = keys.issue("c-1", Role::Customer, at).expect("token");
+        // The first check remembers the token; the later ones are answered from memory.
+        keys.verify(&token, at).expect("valid");
+        keys.verify(&token, at).expect("still valid");
+        let expired = at.saturating_add(Duration::from_secs(900 + 6));
+        assert!(keys.verify(&token, expired).is_err(), "a remembered token outlived its expiry");
+    }
+
+    #[test]
     fn every_classic_attack_is_refused() {
         let keys = ring();
         let at = now();

@@ -221,6 +221,8 @@ pub struct TestHandler {
     pub fail_first: u32,
     attempts: Mutex<HashMap<String, u32>>,
     pub seen: Mutex<Vec<Envelope>>,
+    /// When set, the only message name the handler wants (`Handler::wants`).
+    pub only: Option<String>,
 }
 
 impl TestHandler {
@@ -232,6 +234,10 @@ impl TestHandler {
         Arc::new(Self { fail_first: attempts, ..Self::default() })
     }
 
+    pub fn wanting_only(name: &str) -> Arc<Self> {
+        Arc::new(Self { only: Some(name.to_owned()), ..Self::default() })
+    }
+
     pub fn cure(&self) {
         self.cured.store(true, Ordering::SeqCst);
     }
@@ -239,6 +245,10 @@ impl TestHandler {
 
 #[async_trait]
 impl Handler for TestHandler {
+    fn wants(&self, message: &Envelope) -> bool {
+        self.only.as_ref().is_none_or(|name| *name == message.name)
+    }
+
     async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
         self.seen.lock().expect("seen").push(message.clone());
         if message.payload["poison"].as_bool() == Some(true) && !self.cured.load(Ordering::SeqCst) {
