@@ -6,6 +6,8 @@
 
 mod dead_letter;
 mod error;
+mod handler;
+mod hook;
 mod in_process;
 mod lag;
 mod nats;
@@ -16,14 +18,12 @@ mod upcast;
 
 pub use dead_letter::{DeadLetter, MIGRATIONS, drop_dead_letter, list_dead_letters, request_retry};
 pub use error::{BusError, Result};
+pub use handler::{Handler, HandlerError, payload};
+pub use hook::Hook;
 pub use in_process::InProcessTransport;
 pub use lag::{ConsumerLag, consumer_lags};
 pub use nats::{NatsOptions, NatsTransport};
 pub use relay::{Relay, RelayOptions};
-pub use subscriber::{Handler, HandlerError, Subscriber, SubscriberOptions};
+pub use subscriber::{Subscriber, SubscriberOptions};
 pub use transport::{AckFuture, Consumer, ConsumerSpec, Delivery, Transport, Watch, Watched};
 pub use upcast::{UpcastError, Upcasters};
-
-/// A hook called at a named point of the relay or subscriber: tests use it to kill the process
-/// at exactly that instant; production code leaves it unset.
-pub type Hook = std::sync::Arc<dyn Fn(&tessera_kernel::Envelope) + Send + Sync>;

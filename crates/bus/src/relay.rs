@@ -12,8 +12,8 @@ use futures_util::stream::FuturesOrdered;
 use tessera_store::{OutboxMessage, Store};
 use tokio::sync::watch;
 
-use crate::Hook;
 use crate::error::Result;
+use crate::hook::Hook;
 use crate::transport::Transport;
 
 #[derive(Clone)]

@@ -13,36 +13,17 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use futures_util::FutureExt;
 use tessera_kernel::Envelope;
 use tessera_store::{Store, StoreError, UnitOfWork};
 use tokio::sync::{mpsc, watch};
 
-use crate::Hook;
 use crate::dead_letter::{self, DeadLetter};
 use crate::error::Result;
+use crate::handler::{Handler, HandlerError};
+use crate::hook::Hook;
 use crate::transport::{ConsumerSpec, Delivery, Transport};
 use crate::upcast::Upcasters;
-
-pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
-
-/// What a service does with one message. Write every effect into `unit`: it commits together
-/// with the inbox record, or not at all.
-#[async_trait]
-pub trait Handler: Send + Sync + 'static {
-    async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError>;
-
-    /// Whether this handler acts on `message` at all. A source carries more than any one
-    /// subscriber needs (the orders service's stream holds its events and its commands to
-    /// every other service); a message this says no to is acknowledged at once, without a
-    /// unit of work: it has no effect, so there is nothing to commit and no inbox record to
-    /// keep. Decide from the envelope's name, kind and target only, never from the payload: a
-    /// message refused here is never retried or dead-lettered.
-    fn wants(&self, _message: &Envelope) -> bool {
-        true
-    }
-}
 
 #[derive(Clone)]
 pub struct SubscriberOptions {
@@ -120,6 +101,8 @@ enum Failure {
     Transient(String),
     /// Counts towards `max_attempts`.
     Failed(String),
+    /// Can never be applied: parked at once.
+    Malformed(String),
 }
 
 impl Subscriber {
@@ -330,20 +313,21 @@ impl Lane {
 
     /// The handler, with a panic turned into an ordinary failure: a panicking handler must
     /// not take its lane (and every key hashed to it) down with it.
-    async fn handle(&self, envelope: &Envelope, unit: &mut UnitOfWork) -> Result<(), String> {
+    async fn handle(&self, envelope: &Envelope, unit: &mut UnitOfWork) -> Result<(), Failure> {
         let span =
             tessera_telemetry::message_span(&self.consumer, &envelope.name, envelope.traceparent.as_deref());
         let handled = tracing::Instrument::instrument(self.handler.handle(envelope, unit), span);
         match std::panic::AssertUnwindSafe(handled).catch_unwind().await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(error.to_string()),
+            Ok(Err(error @ HandlerError::Malformed(_))) => Err(Failure::Malformed(error.to_string())),
+            Ok(Err(error)) => Err(Failure::Failed(error.to_string())),
             Err(panic) => {
                 let what = panic
                     .downcast_ref::<&str>()
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "a panic".to_owned());
-                Err(format!("handler panicked: {what}"))
+                Err(Failure::Failed(format!("handler panicked: {what}")))
             }
         }
     }
@@ -376,6 +360,13 @@ impl Lane {
                 }
                 // A handler's failure while its database is away (a restart, a failover) says
                 // nothing about the message: it must not be parked for the outage.
+                Err(Failure::Malformed(error)) => {
+                    tracing::warn!(consumer = %self.consumer, id = %envelope.id, %error, "malformed; parking as a dead letter at once");
+                    if !self.park(&envelope, &error, attempts + 1, shutdown).await {
+                        return;
+                    }
+                    break;
+                }
                 Err(Failure::Failed(error)) if !self.store_reachable().await => {
                     transient_failures += 1;
                     tracing::warn!(consumer = %self.consumer, id = %envelope.id, %error, "failed while the store is unreachable; retrying");
@@ -435,7 +426,7 @@ impl Lane {
     async fn apply(&self, envelope: &Envelope, dead_letter: Option<i64>) -> Result<(), Failure> {
         let mut unit = self.store.begin();
         unit.record_inbox(envelope.id);
-        self.handle(envelope, &mut unit).await.map_err(Failure::Failed)?;
+        self.handle(envelope, &mut unit).await?;
         if let Some(id) = dead_letter {
             dead_letter::resolve(&mut unit, id);
         }
@@ -503,7 +494,7 @@ impl Lane {
             Err(Failure::AlreadyApplied) => {
                 dead_letter::drop_dead_letter(&self.store, letter.id).await?;
             }
-            Err(Failure::Transient(error) | Failure::Failed(error)) => {
+            Err(Failure::Transient(error) | Failure::Failed(error) | Failure::Malformed(error)) => {
                 self.park(&letter.envelope, &error, 1, shutdown).await;
             }
         }

@@ -49,6 +49,7 @@ conformance!(
     messages_published_before_the_subscriber_runs_are_kept_for_it,
     acknowledgements_are_marked_together_and_the_last_ones_without_further_traffic,
     messages_the_handler_does_not_want_are_acknowledged_without_a_unit,
+    a_malformed_message_is_parked_at_once_without_retries,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -221,6 +222,29 @@ async fn a_poison_message_is_parked_while_other_keys_flow_and_can_be_retried(wor
     }
     assert!(list_dead_letters(&world.consumer, None).await.expect("list").is_empty());
     assert!(!request_retry(&world.consumer, letter.id).await.expect("retry"), "it is gone");
+    relay.stop().await;
+    subscriber.stop().await;
+}
+
+async fn a_malformed_message_is_parked_at_once_without_retries(world: World) {
+    let handler = TestHandler::new();
+    let subscriber = world.subscriber(handler.clone(), Upcasters::new(), fast_subscriber());
+    let relay = world.relay(fast_relay());
+    let mut malformed = world.envelope("odd", 0, false);
+    malformed.payload["seq_as_text"] = serde_json::json!("seven");
+    let mut messages = vec![malformed.clone()];
+    messages.extend((1..=10).map(|i| world.envelope("odd", i, false)));
+    world.produce(&messages).await;
+    let effects = world.wait_for_effects(10, WAIT).await;
+    assert_eq!(effects.len(), 10, "the key's later messages flowed past it");
+    let letters = wait_for_dead_letters(&world).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].envelope.id, malformed.id);
+    assert_eq!(letters[0].attempts, 1, "parked on its first failure: {}", letters[0].error);
+    assert!(letters[0].error.contains("malformed"), "{}", letters[0].error);
+    let seen = handler.seen.lock().expect("seen").iter().filter(|m| m.id == malformed.id).count();
+    // Once in a group's unit, perhaps, and once alone: never the retries a rejection gets.
+    assert!(seen <= 2, "the handler saw it {seen} times");
     relay.stop().await;
     subscriber.stop().await;
 }

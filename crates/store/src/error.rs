@@ -4,7 +4,7 @@
 
 use tessera_kernel::{MessageId, StreamId};
 
-use crate::model::ExpectedVersion;
+use crate::version::ExpectedVersion;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

@@ -9,6 +9,7 @@
 
 mod activity;
 mod aggregate;
+mod backend;
 mod error;
 mod migrate;
 mod model;
@@ -16,21 +17,24 @@ mod postgres;
 mod sqlite;
 mod store;
 mod unit;
+mod version;
 
 pub use activity::{StoreActivity, activity, units_by_store};
 pub use aggregate::Aggregate;
+pub use backend::{BackendKind, CommitReceipt, Lease, OutboxBacklog};
 pub use error::{Result, StoreError};
 pub use migrate::{Migration, MigrationSet};
 pub use model::{
-    DueTimer, EventMetadata, ExpectedVersion, NewEvent, OutboxMessage, RecordedEvent, Row, Snapshot,
-    SqlValue, Statement, StreamSlice,
+    DueTimer, EventMetadata, NewEvent, OutboxMessage, RecordedEvent, Row, Snapshot, SqlValue, Statement,
+    StreamSlice,
 };
 pub use postgres::{
     PostgresOptions, WRITE_LOCK as POSTGRES_WRITE_LOCK, create_database, database_url, drop_database,
 };
 pub use sqlite::{SqliteOptions, Synchronous};
-pub use store::{BackendKind, Lease, OutboxBacklog, Store, StoreConfig};
+pub use store::{Store, StoreConfig};
 pub use tessera_audit::{
     AuditRecord, ChainBreak, StoredAuditRecord, Verification, hash_from_hex, hash_to_hex,
 };
-pub use unit::{CommitReceipt, UnitOfWork};
+pub use unit::UnitOfWork;
+pub use version::ExpectedVersion;

@@ -1,43 +1,12 @@
 //! The plain data a unit of work carries in and reads carry out.
 
-use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tessera_kernel::{CorrelationId, Envelope, HlcTimestamp, MessageId, StreamId, SubjectId, Timestamp};
 
 use crate::error::{Result, StoreError};
-
-/// What the caller believes the stream's version to be; checked at commit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ExpectedVersion {
-    /// No check: append after whatever is there.
-    Any,
-    /// The stream must not exist yet.
-    NoStream,
-    /// The stream's last event must have exactly this version (versions start at 1).
-    Exact(u64),
-}
-
-impl ExpectedVersion {
-    pub(crate) fn check(self, actual: Option<u64>) -> bool {
-        match self {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => actual.is_none(),
-            ExpectedVersion::Exact(v) => actual == Some(v),
-        }
-    }
-}
-
-impl fmt::Display for ExpectedVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExpectedVersion::Any => f.write_str("any version"),
-            ExpectedVersion::NoStream => f.write_str("no stream"),
-            ExpectedVersion::Exact(v) => write!(f, "version {v}"),
-        }
-    }
-}
+use crate::version::ExpectedVersion;
 
 /// Tracing and privacy context stored with each event, so that replays keep it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

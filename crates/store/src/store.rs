@@ -1,22 +1,20 @@
 //! The `Store` handle: a cheap clone shared by a service's handlers, relay and subscribers.
 //! Only this file and the backends know that more than one backend exists.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use tessera_audit::{AuditRecord, StoredAuditRecord, Verification, Verifier};
-use tessera_kernel::{Clock, Envelope, MessageId, StreamId, SystemClock, Timestamp};
+use tessera_audit::{StoredAuditRecord, Verification, Verifier};
+use tessera_kernel::{Clock, MessageId, StreamId, SystemClock};
 use tokio::sync::Notify;
 
-use crate::error::{Result, StoreError};
+use crate::backend::{AfterCommit, AuditRow, Backend, BackendKind, CommitReceipt, Lease, Op, OutboxBacklog};
+use crate::error::Result;
 use crate::migrate::MigrationSet;
-use crate::model::{DueTimer, OutboxMessage, RecordedEvent, Row, Snapshot, Statement, StreamSlice};
+use crate::model::{DueTimer, OutboxMessage, RecordedEvent, Row, Statement, StreamSlice};
 use crate::postgres::{PostgresBackend, PostgresOptions};
 use crate::sqlite::{SqliteBackend, SqliteOptions};
-use crate::unit::{CommitReceipt, Op, UnitOfWork};
 
 /// Where a service's data lives.
 #[derive(Clone, Debug)]
@@ -25,64 +23,6 @@ pub enum StoreConfig {
     Sqlite { path: PathBuf, options: SqliteOptions },
     /// One PostgreSQL database, created if missing (the distributed topology).
     Postgres { url: String, options: PostgresOptions },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BackendKind {
-    Sqlite,
-    Postgres,
-}
-
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BackendKind::Sqlite => "sqlite",
-            BackendKind::Postgres => "postgres",
-        })
-    }
-}
-
-/// The outbox's backlog: how much the relay has yet to publish and since when.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct OutboxBacklog {
-    pub unsent: u64,
-    pub oldest_unsent: Option<Timestamp>,
-}
-
-/// What a backend does; the `Store` handle adds the conveniences on top.
-#[async_trait]
-pub(crate) trait Backend: Send + Sync + fmt::Debug {
-    fn kind(&self) -> BackendKind;
-    async fn commit(&self, ops: Vec<Op>) -> Result<CommitReceipt>;
-    async fn read_stream(&self, stream: &StreamId, after_version: u64) -> Result<Vec<RecordedEvent>>;
-    async fn latest_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>>;
-    async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>>;
-    async fn head_position(&self) -> Result<u64>;
-    async fn outbox_unsent(&self, after_position: u64, limit: usize) -> Result<Vec<OutboxMessage>>;
-    async fn outbox_backlog(&self) -> Result<OutboxBacklog>;
-    async fn inbox_contains(&self, message: MessageId) -> Result<bool>;
-    async fn checkpoint(&self, name: &str) -> Result<Option<u64>>;
-    async fn due_timers(&self, now: Timestamp, limit: usize) -> Result<Vec<DueTimer>>;
-    async fn query(&self, statement: Statement) -> Result<Vec<Row>>;
-    async fn try_lease(&self, name: &str) -> Result<Option<Lease>>;
-    async fn audit_page(&self, after_index: Option<u64>, limit: usize) -> Result<Vec<AuditRow>>;
-    async fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>>;
-}
-
-/// Leadership among replicas of one service (one active relay, say). On PostgreSQL it is a
-/// session advisory lock on a connection of its own: it ends when the holder drops it, or when
-/// its process or connection dies, and then another replica can take it. A SQLite file has
-/// one process by design, so there the lease is always granted.
-#[derive(Debug)]
-pub struct Lease {
-    pub(crate) connection: Option<tokio_postgres::Client>,
-}
-
-impl Lease {
-    /// False once the connection holding the lock is gone: stop acting as leader.
-    pub fn is_held(&self) -> bool {
-        self.connection.as_ref().is_none_or(|c| !c.is_closed())
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -149,18 +89,14 @@ impl Store {
         &self.clock
     }
 
-    pub fn begin(&self) -> UnitOfWork {
-        UnitOfWork::new(self.clone())
-    }
-
-    pub(crate) async fn commit(&self, unit: UnitOfWork) -> Result<CommitReceipt> {
-        if unit.ops.is_empty() {
+    /// Commits a unit's writes, then runs its `after_commit` callbacks if it succeeded.
+    pub(crate) async fn commit(&self, ops: Vec<Op>, after_commit: Vec<AfterCommit>) -> Result<CommitReceipt> {
+        if ops.is_empty() {
             return Ok(CommitReceipt::default());
         }
-        let sends = unit.ops.iter().filter(|op| matches!(op, Op::Send(_))).count();
+        let sends = ops.iter().filter(|op| matches!(op, Op::Send(_))).count();
         let started = std::time::Instant::now();
-        let after_commit = unit.after_commit;
-        let outcome = self.backend.commit(unit.ops).await;
+        let outcome = self.backend.commit(ops).await;
         let service = self.name.to_string();
         let took = started.elapsed();
         metrics::histogram!("tessera_store_commit_seconds", "service" => service.clone())
@@ -315,97 +251,4 @@ impl Store {
             }
         }
     }
-}
-
-/// An audit row as read, its hash not yet checked for length: verification reports a
-/// malformed hash as a break at that index instead of failing the read.
-#[derive(Debug)]
-pub(crate) struct AuditRow {
-    pub index: u64,
-    pub record: AuditRecord,
-    pub hash: Vec<u8>,
-}
-
-impl AuditRow {
-    fn into_stored(self) -> Result<StoredAuditRecord> {
-        let index = self.index;
-        Ok(StoredAuditRecord { index, record: self.record, hash: audit_hash(index, &self.hash)? })
-    }
-}
-
-pub(crate) fn audit_hash(index: u64, hash: &[u8]) -> Result<[u8; 32]> {
-    <[u8; 32]>::try_from(hash)
-        .map_err(|_| StoreError::Corrupt(format!("audit record {index}: a hash of {} bytes", hash.len())))
-}
-
-/// The columns of `tessera_audit`, in the order both backends select them.
-pub(crate) const AUDIT_COLUMNS: &str = "idx, at, actor, role, action, resource, outcome, trace_id, hash";
-
-/// Decoding shared by both backends: the columns of [`AUDIT_COLUMNS`] in order.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn decode_audit(
-    index: i64,
-    at: i64,
-    actor: String,
-    role: String,
-    action: String,
-    resource: String,
-    outcome: String,
-    trace_id: Option<String>,
-    hash: Vec<u8>,
-) -> Result<AuditRow> {
-    Ok(AuditRow {
-        index: to_u64(index)?,
-        record: AuditRecord {
-            actor,
-            role,
-            action,
-            resource,
-            outcome,
-            trace_id,
-            at: Timestamp::from_micros(to_u64(at)?),
-        },
-        hash,
-    })
-}
-
-/// Decoding shared by both backends: the columns of `tessera_events` in table order.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn decode_event(
-    position: i64,
-    stream: String,
-    version: i64,
-    id: &str,
-    name: String,
-    schema_version: i64,
-    payload: String,
-    metadata: &str,
-    recorded_at: i64,
-) -> Result<RecordedEvent> {
-    Ok(RecordedEvent {
-        position: to_u64(position)?,
-        stream: StreamId::parse(stream).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        version: to_u64(version)?,
-        id: id.parse().map_err(|e| StoreError::Corrupt(format!("event id `{id}`: {e}")))?,
-        name,
-        schema_version: u32::try_from(schema_version)
-            .map_err(|_| StoreError::Corrupt(format!("schema version {schema_version}")))?,
-        payload,
-        metadata: serde_json::from_str(metadata)
-            .map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?,
-        recorded_at: Timestamp::from_micros(to_u64(recorded_at)?),
-    })
-}
-
-pub(crate) fn decode_envelope(json: &str) -> Result<Envelope> {
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("stored envelope: {e}")))
-}
-
-pub(crate) fn to_u64(value: i64) -> Result<u64> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative value {value}")))
-}
-
-/// Values above `i64::MAX` cannot be stored; saturating keeps the comparison semantics.
-pub(crate) fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }

@@ -6,101 +6,11 @@ use tessera_audit::AuditRecord;
 use tessera_kernel::{Envelope, MessageId, StreamId, Timestamp};
 
 use crate::aggregate::Aggregate;
-use crate::error::Result;
-use crate::model::{ExpectedVersion, NewEvent, Statement, StreamSlice};
+use crate::backend::{AfterCommit, CommitReceipt, EncodedEvent, Op, OutgoingMessage};
+use crate::error::{Result, StoreError};
+use crate::model::{NewEvent, Row, Statement, StreamSlice};
 use crate::store::Store;
-
-/// One write inside a unit; the payloads are already serialised.
-#[derive(Clone, Debug)]
-pub(crate) enum Op {
-    Append { stream: StreamId, expected: ExpectedVersion, events: Vec<EncodedEvent> },
-    Snapshot { stream: StreamId, version: u64, state: String },
-    Send(OutgoingMessage),
-    Schedule { due_at: Timestamp, message: OutgoingMessage },
-    FireTimer(MessageId),
-    CancelTimer(MessageId),
-    RecordInbox(MessageId),
-    Checkpoint { name: String, position: u64 },
-    Execute(Statement),
-    MarkSent(Vec<u64>),
-    PruneOutbox { sent_before: Timestamp },
-    PruneInbox { recorded_before: Timestamp },
-    Audit(AuditRecord),
-}
-
-/// An event with its id and metadata already in their stored text form, so the writer only
-/// binds values.
-#[derive(Clone, Debug)]
-pub(crate) struct EncodedEvent {
-    pub id: String,
-    pub name: String,
-    pub schema_version: i64,
-    pub payload: String,
-    pub metadata: String,
-}
-
-impl From<NewEvent> for EncodedEvent {
-    fn from(event: NewEvent) -> Self {
-        Self {
-            id: event.id.to_string(),
-            name: event.name,
-            schema_version: i64::from(event.schema_version),
-            payload: event.payload,
-            // Serialising a struct of ids and strings cannot fail.
-            metadata: serde_json::to_string(&event.metadata).unwrap_or_else(|_| "{}".to_owned()),
-        }
-    }
-}
-
-/// An envelope on its way to the outbox or the timer table, serialised once.
-#[derive(Clone, Debug)]
-pub(crate) struct OutgoingMessage {
-    pub id: MessageId,
-    pub name: String,
-    pub key: String,
-    pub json: String,
-}
-
-impl OutgoingMessage {
-    fn new(envelope: &Envelope) -> Result<Self> {
-        Ok(Self {
-            id: envelope.id,
-            name: envelope.name.clone(),
-            key: envelope.key.clone(),
-            json: serde_json::to_string(envelope)?,
-        })
-    }
-}
-
-/// A unit on its way to a backend's writer, with the channel its outcome goes back on.
-#[derive(Debug)]
-pub(crate) struct Job {
-    pub ops: Vec<Op>,
-    pub reply: tokio::sync::oneshot::Sender<Result<CommitReceipt>>,
-}
-
-/// A unit's reply channel with its outcome, held until the batch is durable.
-pub(crate) type Reply = (tokio::sync::oneshot::Sender<Result<CommitReceipt>>, Result<CommitReceipt>);
-
-/// One committed batch, waiting for the disk (SQLite's sync thread, PostgreSQL's flusher).
-pub(crate) struct Committed {
-    pub replies: Vec<Reply>,
-    /// The highest outbox position the batch wrote, if it wrote any.
-    pub outbox_high: Option<u64>,
-}
-
-/// What a commit did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CommitReceipt {
-    /// The new version of each stream appended to, in the order of the appends.
-    pub stream_versions: Vec<(StreamId, u64)>,
-    /// Global position of the last event appended, if any.
-    pub last_position: Option<u64>,
-    /// Rows affected by maintenance operations (mark sent, prune).
-    pub rows_affected: u64,
-    /// Units committed in the same transaction as this one (group commit), this one included.
-    pub batch_size: usize,
-}
+use crate::version::ExpectedVersion;
 
 /// Detached commits outstanding at most (see [`UnitOfWork::commit_detached`]).
 pub const MAX_DETACHED: usize = 1024;
@@ -115,7 +25,7 @@ pub struct UnitOfWork {
     store: Store,
     pub(crate) ops: Vec<Op>,
     /// Run once the unit has committed (and is durable), in order; dropped if it fails.
-    pub(crate) after_commit: Vec<Box<dyn FnOnce() + Send + Sync>>,
+    after_commit: Vec<AfterCommit>,
 }
 
 impl std::fmt::Debug for UnitOfWork {
@@ -127,11 +37,14 @@ impl std::fmt::Debug for UnitOfWork {
     }
 }
 
-impl UnitOfWork {
-    pub(crate) fn new(store: Store) -> Self {
-        Self { store, ops: Vec::new(), after_commit: Vec::new() }
+impl Store {
+    /// A unit of work on this store.
+    pub fn begin(&self) -> UnitOfWork {
+        UnitOfWork { store: self.clone(), ops: Vec::new(), after_commit: Vec::new() }
     }
+}
 
+impl UnitOfWork {
     /// Runs `then` once this unit has committed, and not at all if it fails: for waking a
     /// worker that will read what the unit wrote. Woken earlier, the worker reads the database
     /// before the write is there and goes back to sleep (a payments worker once did, and
@@ -154,7 +67,7 @@ impl UnitOfWork {
     }
 
     /// Reads the service's own tables as committed (this unit's writes are not visible yet).
-    pub async fn query(&self, statement: Statement) -> Result<Vec<crate::model::Row>> {
+    pub async fn query(&self, statement: Statement) -> Result<Vec<Row>> {
         self.store.query(statement).await
     }
 
@@ -235,7 +148,7 @@ impl UnitOfWork {
 
     pub async fn commit(self) -> Result<CommitReceipt> {
         let store = self.store.clone();
-        store.commit(self).await
+        store.commit(self.ops, self.after_commit).await
     }
 
     /// Commits without the caller waiting: the unit joins the store's next group commit and is
@@ -249,7 +162,7 @@ impl UnitOfWork {
     /// than piling up tasks.
     pub async fn commit_detached(self) {
         let service = self.store.name().to_owned();
-        let failed = move |error: crate::StoreError| {
+        let failed = move |error: StoreError| {
             metrics::counter!("tessera_store_detached_failures_total", "service" => service).increment(1);
             tracing::error!(%error, "a detached commit failed");
         };

@@ -104,3 +104,7 @@ mod tests {
         assert_eq!(serde_json::to_value(RejectionReason::OutOfStock).expect("json"), "out_of_stock");
     }
 }
+
+/// The most lines one order may have: orders refuses more, and the gateway checks it before
+/// it looks any product up.
+pub const MAX_ORDER_LINES: usize = 100;

@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use tessera_kernel::Timestamp;
 use tessera_web::Problem;
 
-use crate::Gateway;
 use crate::auth::{Claims, Role};
+use crate::state::Gateway;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {

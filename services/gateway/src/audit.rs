@@ -12,17 +12,10 @@ use serde_json::{Value, json};
 use tessera_store::{Statement, Store};
 use tessera_web::{ApiResult, Problem};
 
-use crate::Gateway;
 use crate::access::{Caller, require};
 use crate::auth::Role;
 use crate::clients::{ServiceClient, call};
-
-pub(crate) const SCHEMA: &str = "
-    CREATE TABLE gateway_audit_heads (
-        service TEXT PRIMARY KEY,
-        idx BIGINT NOT NULL CHECK (idx >= 0),
-        hash TEXT NOT NULL,
-        seen_at BIGINT NOT NULL);";
+use crate::state::Gateway;
 
 /// How often the gateway asks each service for its chain's head between checks.
 pub(crate) const WITNESS_EVERY: Duration = Duration::from_secs(30);

@@ -9,10 +9,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tessera_web::{ApiResult, Path, Problem};
 
-use crate::Gateway;
 use crate::access::Caller;
 use crate::clients::{Reply, call};
-use crate::routes::unavailable;
+use crate::forward::unavailable;
+use crate::state::Gateway;
 use crate::waiting;
 
 /// One order composed from orders, customers, payments and inventory; a service that does not
@@ -21,7 +21,7 @@ use crate::waiting;
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
     params(("id" = uuid::Uuid, Path, description = "the order id"),
         ("Prefer" = Option<String>, Header, description = "`wait=N` (seconds, at most 30): answer once the order is no longer pending, or after N seconds (RFC 7240)")),
-    responses((status = 200, body = crate::openapi::ComposedOrder, headers(("ETag" = String),
+    responses((status = 200, body = crate::schemas::ComposedOrder, headers(("ETag" = String),
             ("Preference-Applied" = String, description = "`wait=N` when the wait was applied"))),
         (status = 404, body = Problem)))]
 pub(crate) async fn order_view(

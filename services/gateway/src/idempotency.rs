@@ -1,66 +1,9 @@
-//! The gateway's own store: the signing key, and the `Idempotency-Key` records of order
-//! placement. A key is reserved before the order is placed (so two racing requests with one
+//! The `Idempotency-Key` records of order placement. A key is reserved before the order is placed (so two racing requests with one
 //! key place one order), answered from its record afterwards, and refused with another body.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use tessera_store::{Migration, MigrationSet, SqlValue, Statement, Store, StoreError};
+use tessera_store::{SqlValue, Statement, Store, StoreError};
 
-use crate::GatewayError;
-use crate::auth::{SigningKey, TokenError};
-
-const SCHEMA: &str = "
-    CREATE TABLE gateway_keys (kid TEXT PRIMARY KEY, pkcs8 TEXT NOT NULL, created_at BIGINT NOT NULL);
-    CREATE TABLE gateway_idempotency (
-        caller TEXT NOT NULL, idempotency_key TEXT NOT NULL, request_hash TEXT NOT NULL,
-        status BIGINT, body TEXT, created_at BIGINT NOT NULL,
-        PRIMARY KEY (caller, idempotency_key));";
-
-pub const MIGRATIONS: MigrationSet = MigrationSet {
-    scope: "gateway",
-    migrations: &[
-        Migration { version: 1, name: "signing keys, idempotency keys", sqlite: SCHEMA, postgres: SCHEMA },
-        Migration {
-            version: 2,
-            name: "audit heads witnessed",
-            sqlite: crate::audit::SCHEMA,
-            postgres: crate::audit::SCHEMA,
-        },
-    ],
-};
-
-fn now(store: &Store) -> i64 {
-    i64::try_from(store.clock().now().as_micros()).unwrap_or(i64::MAX)
-}
-
-/// The newest stored signing key, or a new one stored first.
-pub(crate) async fn signing_key(store: &Store) -> Result<SigningKey, GatewayError> {
-    if let Some(key) = newest_key(store).await? {
-        return Ok(key);
-    }
-    let key = SigningKey::generate()?;
-    let mut unit = store.begin();
-    unit.execute(
-        Statement::new("INSERT INTO gateway_keys (kid, pkcs8, created_at) VALUES ($1, $2, $3) ON CONFLICT (kid) DO NOTHING")
-            .bind(key.kid.as_str())
-            .bind(STANDARD.encode(key.pkcs8().unwrap_or_default()))
-            .bind(now(store)),
-    );
-    unit.commit().await?;
-    // Another replica may have stored its key at the same moment: everyone takes the newest.
-    Ok(newest_key(store).await?.unwrap_or(key))
-}
-
-async fn newest_key(store: &Store) -> Result<Option<SigningKey>, GatewayError> {
-    let rows = store
-        .query(Statement::new("SELECT pkcs8 FROM gateway_keys ORDER BY created_at DESC, kid LIMIT 1"))
-        .await?;
-    let Some(row) = rows.first() else { return Ok(None) };
-    let der = STANDARD
-        .decode(row.text("pkcs8")?)
-        .map_err(|e| GatewayError::Token(TokenError::Signing(e.to_string())))?;
-    Ok(Some(SigningKey::from_pkcs8(&der)?))
-}
+use crate::storage::now;
 
 /// What a key's record says about a new request with it.
 #[derive(Debug, PartialEq, Eq)]

@@ -7,23 +7,29 @@
 //! (embedded) or over HTTP (distributed), and speaks their HTTP APIs.
 
 mod access;
-mod admin;
-mod attachments;
 mod audit;
 pub mod auth;
 pub mod catalogue;
 mod clients;
 mod compose;
+mod config;
 mod delegation;
 mod edge;
+mod error;
+mod forward;
 pub mod graphql;
 mod idempotency;
+mod limits;
 mod openapi;
+mod ownership;
+mod passwords;
 mod routes;
+mod schemas;
+mod state;
+mod storage;
 mod waiting;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use tessera_store::Store;
@@ -31,128 +37,14 @@ use tessera_store::Store;
 pub use access::{Caller, MaybeCaller};
 pub use auth::{KeyRing, Role, SigningKey, TokenSettings};
 pub use clients::{ClientError, Credentials, Http, InProcess, Reply, ServiceClient, Services};
-pub use edge::RateLimits;
-pub use idempotency::MIGRATIONS;
+pub use config::{GatewayConfig, SERVICE, StaffUser};
+pub use error::GatewayError;
+pub use limits::RateLimits;
+pub use state::{Gateway, GatewayParts};
+pub use storage::{MIGRATIONS, migrations};
 
-/// The gateway's store: its own tables and the inbox of its subscription to inventory.
-pub fn migrations() -> Vec<tessera_store::MigrationSet> {
-    vec![tessera_bus::MIGRATIONS, MIGRATIONS]
-}
-
-/// The gateway's name: its store file.
-pub const SERVICE: &str = "gateway";
-
-/// A member of staff who signs in with a password from configuration (the demo's admin and
-/// support users).
-#[derive(Clone)]
-pub struct StaffUser {
-    pub email: String,
-    pub password: String,
-    pub role: Role,
-}
-
-impl std::fmt::Debug for StaffUser {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaffUser")
-            .field("email", &self.email)
-            .field("role", &self.role)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct GatewayConfig {
-    /// How long a composed view waits for each service before naming it in `degraded`.
-    pub dependency_timeout: Duration,
-    /// How long a forwarded call may take before the client gets 504.
-    pub call_timeout: Duration,
-    pub staff: Vec<StaffUser>,
-    pub rate_limits: RateLimits,
-    /// Origins allowed by CORS; none by default.
-    pub cors_origins: Vec<String>,
-    /// Send `Strict-Transport-Security` (when served over TLS).
-    pub hsts: bool,
-    /// Answer GraphQL introspection queries (off in production).
-    pub graphql_introspection: bool,
-}
-
-impl Default for GatewayConfig {
-    fn default() -> Self {
-        Self {
-            dependency_timeout: Duration::from_millis(200),
-            call_timeout: Duration::from_secs(10),
-            staff: vec![
-                StaffUser {
-                    email: "admin@tessera.local".into(),
-                    password: "admin".into(),
-                    role: Role::Admin,
-                },
-                StaffUser {
-                    email: "support@tessera.local".into(),
-                    password: "support".into(),
-                    role: Role::Support,
-                },
-            ],
-            rate_limits: RateLimits::default(),
-            cors_origins: Vec::new(),
-            hsts: false,
-            graphql_introspection: false,
-        }
-    }
-}
-
-/// Everything a request handler needs, behind one `Arc`: every request clones the gateway
-/// several times (each layer's and the handler's `State`), and one reference count is far
-/// cheaper than the dozen its parts hold (a profile of cached reads found 15 % of the time in
-/// cloning and dropping the parts).
-#[derive(Clone)]
-pub struct Gateway(Arc<GatewayParts>);
-
-impl std::ops::Deref for Gateway {
-    type Target = GatewayParts;
-
-    fn deref(&self) -> &GatewayParts {
-        &self.0
-    }
-}
-
-/// The gateway's parts, shared by all its clones.
-#[derive(Clone)]
-pub struct GatewayParts {
-    pub(crate) services: Services,
-    pub(crate) keys: KeyRing,
-    pub(crate) config: Arc<GatewayConfig>,
-    pub(crate) staff: Arc<Vec<(String, String, Role)>>,
-    pub(crate) store: Store,
-    pub(crate) limiter: Arc<edge::Limiter>,
-    /// Product reads are served from it when set.
-    pub(crate) catalogue: Option<Arc<catalogue::Catalogue>>,
-    /// Clients waiting for orders to settle (`Prefer: wait`, the order event stream).
-    pub(crate) waiters: Arc<waiting::OrderWaiters>,
-}
-
-impl std::fmt::Debug for Gateway {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("config", &self.config).finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for GatewayParts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GatewayParts").field("config", &self.config).finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
-    #[error("cannot hash a staff password: {0}")]
-    Hashing(String),
-    #[error(transparent)]
-    Store(#[from] tessera_store::StoreError),
-    #[error(transparent)]
-    Token(#[from] auth::TokenError),
-}
-
+// The crate root assembles the gateway from the modules below it and is imported by none of
+// them: the constructor and the router live here, the state they build in `state`.
 impl Gateway {
     /// Builds the gateway. The signing key is loaded from (or created in) the gateway's store,
     /// so tokens survive restarts and every replica signs alike.
@@ -162,16 +54,16 @@ impl Gateway {
         config: GatewayConfig,
         tokens: TokenSettings,
     ) -> Result<Self, GatewayError> {
-        let key = idempotency::signing_key(&store).await?;
+        let key = storage::signing_key(&store).await?;
         let staff = config
             .staff
             .iter()
             .map(|user| {
-                let hash = routes::hash_password(&user.password).map_err(GatewayError::Hashing)?;
+                let hash = passwords::hash_password(&user.password).map_err(GatewayError::Hashing)?;
                 Ok((user.email.trim().to_ascii_lowercase(), hash, user.role))
             })
             .collect::<Result<Vec<_>, GatewayError>>()?;
-        let limiter = Arc::new(edge::Limiter::new(&config.rate_limits));
+        let limiter = Arc::new(limits::Limiter::new(&config.rate_limits));
         let keys = KeyRing::new(key, tokens);
         let delegation: Arc<dyn Credentials> = Arc::new(delegation::Delegation::new(keys.clone()));
         for service in services.all() {
@@ -190,25 +82,6 @@ impl Gateway {
         // The services' audit heads are witnessed outside their databases, here.
         tokio::spawn(audit::witness_heads(gateway.clone()));
         Ok(gateway)
-    }
-
-    /// Serves product reads from `catalogue`, which [`catalogue::CatalogueInvalidation`]
-    /// must keep fresh (build the router after this).
-    pub fn with_catalogue(self, catalogue: Arc<catalogue::Catalogue>) -> Self {
-        Self(Arc::new(GatewayParts { catalogue: Some(catalogue), ..(*self.0).clone() }))
-    }
-
-    /// Wakes the clients waiting for an order (`Prefer: wait`, `GET /orders/{id}/events`) by
-    /// the orders service's messages on `transport`, which this process then watches. Without
-    /// it the gateway does not apply a preference to wait, and the event stream reads the
-    /// order once a second.
-    pub fn with_order_events(self, transport: Arc<dyn tessera_bus::Transport>) -> Self {
-        tokio::spawn(waiting::watch_orders(self.waiters.clone(), transport));
-        self
-    }
-
-    pub fn keys(&self) -> &KeyRing {
-        &self.keys
     }
 
     /// The public router: `/api/v1/...`, `/.well-known/jwks.json`, `/health`, `/ready` and

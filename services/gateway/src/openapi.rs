@@ -4,113 +4,28 @@
 //! `Idempotency-Key` on order placement, and the errors any call may meet: 401 for a bad token,
 //! 413, 429 with Retry-After, 503/504 when a service is down or slow), each as problem+json.
 
-use serde::Serialize;
 use serde_json::{Value, json};
-use utoipa::{OpenApi, ToSchema};
-
-/// `POST /auth/token`'s answer.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct TokenAnswer {
-    pub access_token: String,
-    /// Always `Bearer`.
-    pub token_type: String,
-    /// Seconds until the token expires.
-    pub expires_in: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct Jwk {
-    pub kty: String,
-    pub crv: String,
-    pub alg: String,
-    #[serde(rename = "use")]
-    #[schema(rename = "use")]
-    pub usage: String,
-    pub kid: String,
-    pub x: String,
-}
-
-/// The public keys that verify tokens now (the current one and those retiring).
-#[derive(Serialize, ToSchema)]
-pub(crate) struct Jwks {
-    pub keys: Vec<Jwk>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ComposedCustomer {
-    pub id: String,
-    /// `[erased]` after an erasure; null when customers did not answer in time.
-    pub name: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ComposedPayment {
-    /// Null when payments did not answer in time or nothing was authorised yet.
-    pub status: Option<String>,
-    pub last4: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ComposedItem {
-    pub sku: String,
-    /// Null when inventory did not answer in time.
-    pub name: Option<String>,
-    pub quantity: u32,
-    #[schema(value_type = Object)]
-    pub unit_price: Value,
-}
-
-/// One order as the gateway composes it from orders, customers, payments and inventory.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ComposedOrder {
-    pub id: String,
-    pub status: String,
-    pub customer: ComposedCustomer,
-    pub items: Vec<ComposedItem>,
-    #[schema(value_type = Object)]
-    pub total: Value,
-    pub payment: ComposedPayment,
-    pub created_at: String,
-    pub updated_at: String,
-    /// Why it was rejected or cancelled.
-    #[schema(nullable = false)]
-    pub reason: Option<String>,
-    /// The services that did not answer in time; their parts are null.
-    pub degraded: Vec<String>,
-}
-
-/// Everything every service holds about one person.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct Export {
-    #[schema(value_type = Object)]
-    pub customer: Value,
-    #[schema(value_type = Vec<Object>)]
-    pub orders: Vec<Value>,
-    #[schema(value_type = Vec<Object>)]
-    pub payments: Vec<Value>,
-    #[schema(value_type = Vec<Object>)]
-    pub tickets: Vec<Value>,
-}
+use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(paths(
-    crate::routes::issue_token,
-    crate::routes::jwks,
-    crate::routes::export_customer,
+    crate::routes::auth::issue_token,
+    crate::routes::auth::jwks,
+    crate::routes::customers::export_customer,
     crate::compose::order_view,
     crate::routes::orders::events::order_events,
-    crate::admin::services,
-    crate::admin::dead_letters,
-    crate::admin::retry,
-    crate::admin::drop_letter,
-    crate::admin::sagas,
-    crate::admin::rebuild,
+    crate::routes::admin::services,
+    crate::routes::admin::dead_letters,
+    crate::routes::admin::retry,
+    crate::routes::admin::drop_letter,
+    crate::routes::admin::sagas,
+    crate::routes::admin::rebuild,
     crate::audit::verify,
-    crate::admin::sales,
+    crate::routes::admin::sales,
     crate::graphql::serve,
-    crate::attachments::upload_attachment,
-    crate::attachments::list_attachments,
-    crate::attachments::download_attachment,
+    crate::routes::tickets::attachments::upload_attachment,
+    crate::routes::tickets::attachments::list_attachments,
+    crate::routes::tickets::attachments::download_attachment,
 ))]
 struct GatewayRoutes;
 

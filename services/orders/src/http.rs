@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
+use tessera_contracts::orders::MAX_ORDER_LINES as MAX_LINES;
 use tessera_contracts::{Money, OrderLine};
 use tessera_web::token::Actor;
 use tessera_web::{ApiResult, ETag, FieldError, Json, Path, Problem, Query, page_limit, store_problem};
@@ -23,8 +24,6 @@ use uuid::Uuid;
 use crate::app::{AppError, OrderRecord, Orders};
 use crate::domain::{OrderError, OrderStatus};
 
-/// The most lines one order may have.
-const MAX_LINES: usize = 100;
 const MAX_TOKEN: usize = 100;
 
 pub fn router() -> OpenApiRouter<Orders> {

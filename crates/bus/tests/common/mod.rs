@@ -252,7 +252,11 @@ impl Handler for TestHandler {
     async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
         self.seen.lock().expect("seen").push(message.clone());
         if message.payload["poison"].as_bool() == Some(true) && !self.cured.load(Ordering::SeqCst) {
-            return Err("poison message: the handler cannot apply it".into());
+            return Err(HandlerError::rejected("poison message: the handler cannot apply it"));
+        }
+        if let Some(value) = message.payload.get("seq_as_text") {
+            // The payload's shape is wrong, whatever the state: the contract says a number.
+            let _: u64 = serde_json::from_value(value.clone())?;
         }
         if message.payload["panic"].as_bool() == Some(true) {
             panic!("the handler fell over");
@@ -264,7 +268,7 @@ impl Handler for TestHandler {
             *n
         };
         if attempt <= self.fail_first {
-            return Err(format!("induced failure {attempt}").into());
+            return Err(HandlerError::Transient(format!("induced failure {attempt}").into()));
         }
         // A read-then-write handler: it must see the effect of the previous message of its key.
         let previous = unit

@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
+use crate::backend::Committed;
 use crate::error::{Result, StoreError};
-use crate::unit::Committed;
 
 /// A transaction that writes one log record (a logical message nobody decodes) and so waits,
 /// at commit, for the log to be flushed up to it. A transaction that only takes an id writes
@@ -129,7 +129,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::unit::CommitReceipt;
+    use crate::backend::CommitReceipt;
 
     /// No server listens on port 1, so every flush fails as it would while the server is away.
     #[tokio::test]

@@ -11,6 +11,8 @@ mod durable;
 mod value;
 mod writer;
 
+pub use writer::WRITE_LOCK;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -19,19 +21,14 @@ use tessera_kernel::{Clock, MessageId, StreamId, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 
+use crate::backend::{
+    AUDIT_COLUMNS, AuditRow, Backend, BackendKind, CommitReceipt, Job, Lease, Op, OutboxBacklog, audit_hash,
+    decode_audit, decode_envelope, decode_event, to_i64, to_u64,
+};
 use crate::error::{Result, StoreError};
 use crate::migrate::{self, CORE, Dialect, MigrationSet};
 use crate::model::{DueTimer, OutboxMessage, RecordedEvent, Row, Snapshot, SqlValue, Statement};
-use crate::store::{
-    AUDIT_COLUMNS, AuditRow, Backend, BackendKind, Lease, OutboxBacklog, audit_hash, decode_audit,
-    decode_envelope, decode_event, to_i64, to_u64,
-};
-use crate::unit::{CommitReceipt, Job, Op};
 
-/// The transaction-scoped advisory lock every write transaction on a store's database takes
-/// first. Anything else that writes events, outbox rows or audit records there must take it
-/// too, or global positions lose their gap-safety and the audit chain could fork.
-pub const WRITE_LOCK: i64 = 0x7e55_e7a0_0000_0001;
 /// Held while migrations run, so replicas starting together apply each migration once.
 const MIGRATION_LOCK: i64 = 0x7e55_e7a0_0000_0002;
 

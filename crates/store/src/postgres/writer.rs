@@ -28,11 +28,14 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
-use super::WRITE_LOCK;
+use crate::backend::{CommitReceipt, Committed, Job, Op, Reply, audit_hash, to_i64, to_u64};
 use crate::error::{Result, StoreError};
 use crate::model::Statement;
-use crate::store::{audit_hash, to_i64, to_u64};
-use crate::unit::{CommitReceipt, Committed, Job, Op, Reply};
+
+/// The transaction-scoped advisory lock every write transaction on a store's database takes
+/// first. Anything else that writes events, outbox rows or audit records there must take it
+/// too, or global positions lose their gap-safety and the audit chain could fork.
+pub const WRITE_LOCK: i64 = 0x7e55_e7a0_0000_0001;
 
 pub(super) struct Writer {
     client: Client,

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
+use crate::backend::Committed;
 use crate::error::{Result, StoreError};
-use crate::unit::Committed;
 
 /// What the writer, the sync thread and the readers share about durability.
 #[derive(Debug)]
@@ -162,7 +162,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::unit::CommitReceipt;
+    use crate::backend::CommitReceipt;
 
     fn log_file(dir: &tempfile::TempDir) -> File {
         File::create(dir.path().join("db-wal")).expect("create log")

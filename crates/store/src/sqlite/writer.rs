@@ -9,12 +9,14 @@ use tessera_kernel::{Clock, StreamId};
 use tokio::sync::mpsc;
 
 use super::durable::Durability;
-use super::{LogRestart, highest_outbox_position, translate_placeholders};
+use super::sql::{highest_outbox_position, translate_placeholders};
+use super::wal::LogRestart;
+use crate::backend::{
+    CommitReceipt, Committed, EncodedEvent, Job, Op, OutgoingMessage, Reply, audit_hash, to_i64, to_u64,
+};
 use crate::error::{Result, StoreError};
-use crate::model::ExpectedVersion;
 use crate::model::Statement;
-use crate::store::{audit_hash, to_i64, to_u64};
-use crate::unit::{CommitReceipt, Committed, EncodedEvent, Job, Op, OutgoingMessage, Reply};
+use crate::version::ExpectedVersion;
 
 /// A stream's current version, when the cache of stream heads does not know it.
 pub(super) const STREAM_VERSION: &str = "SELECT max(version) FROM tessera_events WHERE stream_id = ?1";

@@ -559,7 +559,10 @@ impl tessera_bus::Handler for Customers {
         }
         let done: ErasureDone = serde_json::from_value(message.payload.clone())?;
         if !tessera_contracts::customers::ERASURE_PARTICIPANTS.contains(&done.service.as_str()) {
-            return Err(format!("{} is not a participant of erasures", done.service).into());
+            return Err(tessera_bus::HandlerError::rejected(format!(
+                "{} is not a participant of erasures",
+                done.service
+            )));
         }
         unit.execute(
             Statement::new(

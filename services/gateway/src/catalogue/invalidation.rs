@@ -13,7 +13,8 @@ use tessera_store::{Store, UnitOfWork};
 use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 
-use super::{Catalogue, groups_for, settle_owed_until};
+use super::cache::{Catalogue, settle_owed_until};
+use super::entry::groups_for;
 
 /// How often invalidations a failed backend could not take are tried again.
 const SETTLE_EVERY: Duration = Duration::from_millis(250);
@@ -25,7 +26,7 @@ pub struct CatalogueInvalidation {
 }
 
 impl CatalogueInvalidation {
-    /// `store` is the gateway's (opened with [`crate::migrations`]).
+    /// `store` is the gateway's (opened with [`crate::storage::migrations`]).
     pub fn new(catalogue: Arc<Catalogue>, store: Store) -> Self {
         Self { catalogue, store }
     }
@@ -64,7 +65,7 @@ impl Handler for CatalogueInvalidation {
 
 impl Service for CatalogueInvalidation {
     fn name(&self) -> &'static str {
-        crate::SERVICE
+        crate::config::SERVICE
     }
 
     fn store(&self) -> &Store {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{CacheBackend, CacheError, Lookup};
+use super::backend::{CacheBackend, CacheError, Lookup, MAX_FIELDS};
 
 /// One group's entries, and when the group was first filled: entries expire with their group,
 /// however often new fields join it.
@@ -65,7 +65,7 @@ impl CacheBackend for LocalCache {
         let live = self.groups.get(group).filter(|g| g.born.elapsed() < self.ttl);
         let mut next = live
             .map_or_else(|| Group { born: Instant::now(), fields: HashMap::new() }, |g| g.as_ref().clone());
-        if next.fields.len() >= super::MAX_FIELDS && !next.fields.contains_key(field) {
+        if next.fields.len() >= MAX_FIELDS && !next.fields.contains_key(field) {
             return Ok(());
         }
         next.fields.insert(field.to_owned(), value);

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use redis::aio::ConnectionManager;
 
-use super::{CacheBackend, CacheError, Lookup};
+use super::backend::{BACKEND_DEADLINE, CacheBackend, CacheError, Lookup, MAX_FIELDS};
 
 #[derive(Clone, Debug)]
 pub struct RedisSettings {
@@ -32,7 +32,7 @@ impl RedisSettings {
             url: url.to_owned(),
             prefix: "tessera:catalogue".to_owned(),
             ttl: Duration::from_secs(60),
-            timeout: super::BACKEND_DEADLINE,
+            timeout: BACKEND_DEADLINE,
         }
     }
 }
@@ -130,7 +130,7 @@ impl CacheBackend for RedisCache {
             .arg(value.as_ref())
             .arg(stamp.to_string())
             .arg(self.settings.ttl.as_millis().to_string())
-            .arg(super::MAX_FIELDS);
+            .arg(MAX_FIELDS);
         let _: i64 = self.within(call.invoke_async(&mut connection)).await?;
         Ok(())
     }

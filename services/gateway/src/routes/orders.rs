@@ -10,17 +10,18 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use futures_util::StreamExt;
 use serde_json::Value;
+use tessera_contracts::orders::MAX_ORDER_LINES as MAX_LINES;
 use tessera_web::{ApiResult, FieldError, Path, Problem};
 
-use super::{
-    ListQuery, object, own_customer_id, owned_list_path, pass_on, plausible_token, unavailable, uuid,
-};
 use crate::access::{Caller, forbidden, require};
 use crate::auth::Role;
 use crate::catalogue::CacheKey;
 use crate::clients::Reply;
+use crate::forward::{pass_on, plausible_token, unavailable, uuid};
 use crate::idempotency::{self, Reservation};
-use crate::{Gateway, compose, waiting};
+use crate::ownership::{ListQuery, object, own_customer_id, owned_list_path};
+use crate::state::Gateway;
+use crate::{compose, waiting};
 
 pub(crate) mod events;
 
@@ -41,9 +42,6 @@ async fn list_orders(
     let path = owned_list_path(&caller, query, "/orders", "orders")?;
     g.forward(&g.services.orders, Method::GET, &path, None, &[]).await
 }
-
-/// The most lines an order may have (orders says so too; checked here before any lookup).
-const MAX_LINES: usize = 100;
 
 /// Checks the lines' skus and the payment token before the order is placed: an unknown sku or
 /// a token that is not the caller's is a 422 now, not a rejection later. A service that cannot

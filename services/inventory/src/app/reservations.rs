@@ -78,7 +78,8 @@ impl Move {
 }
 
 fn parse<M: Message>(message: &Envelope) -> Result<M, HandlerError> {
-    serde_json::from_value(message.payload.clone()).map_err(|e| format!("{} payload: {e}", M::NAME).into())
+    serde_json::from_value(message.payload.clone())
+        .map_err(|e| HandlerError::malformed(format!("{} payload: {e}", M::NAME)))
 }
 
 impl Inventory {
@@ -326,7 +327,7 @@ impl Handler for Inventory {
                 let command: Restock = parse(message)?;
                 self.move_units(message, unit, command.order_id, Move::Restock).await
             }
-            other => Err(format!("inventory has no command {other}").into()),
+            other => Err(HandlerError::malformed(format!("inventory has no command {other}"))),
         }
     }
 }

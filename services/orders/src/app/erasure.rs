@@ -45,7 +45,7 @@ impl Handler for Erasures {
         // A payload that does not parse is an error, not a skip: retried, then dead-lettered
         // for an operator, so the erasure is never reported done on a message nobody read.
         let erased: CustomerErased = serde_json::from_value(message.payload.clone())
-            .map_err(|e| format!("malformed {}: {e}", CustomerErased::NAME))?;
+            .map_err(|e| HandlerError::malformed(format!("{}: {e}", CustomerErased::NAME)))?;
         let inner = &self.orders.inner;
         // Done by the system, on the customers service's word.
         let actor = Actor::system(&message.source);

@@ -47,7 +47,7 @@ impl Handler for Erasures {
         // A payload that does not parse is an error, not a skip: retried, then dead-lettered
         // for an operator, never silently acknowledged with the person's cards still here.
         let erased: CustomerErased = serde_json::from_value(message.payload.clone())
-            .map_err(|e| format!("malformed {}: {e}", CustomerErased::NAME))?;
+            .map_err(|e| HandlerError::malformed(format!("{}: {e}", CustomerErased::NAME)))?;
         unit.execute(
             Statement::new("DELETE FROM payment_methods WHERE customer_id = $1")
                 .bind(erased.customer_id.to_string()),

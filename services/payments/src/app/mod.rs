@@ -388,7 +388,8 @@ impl Payments {
         let key = format!("authorise-{order_id}");
         let answer = match row.opt_text("profile")? {
             Some(profile) => {
-                let profile = CardProfile::parse(profile).ok_or("stored card profile unknown")?;
+                let profile = CardProfile::parse(profile)
+                    .ok_or_else(|| HandlerError::rejected("stored card profile unknown"))?;
                 self.with_retries(|| self.network.authorise(&key, profile, &command.amount)).await
             }
             // The customer was erased while the request waited: their card is gone, and so is
@@ -416,7 +417,7 @@ impl Payments {
             .query(Statement::new("SELECT payment_id FROM payments WHERE order_id = $1").bind(order_id))
             .await?
             .first()
-            .ok_or("payment vanished")?
+            .ok_or_else(|| HandlerError::rejected("payment vanished"))?
             .text("payment_id")?
             .parse()?;
         match answer {
@@ -441,7 +442,7 @@ impl Payments {
                 unit.send(&self.event(&request, &PaymentDeclined { order_id: command.order_id, reason })?)?;
                 self.reply(&mut unit, &request, Err(code))?;
             }
-            Err(NetworkError::Transient(error)) => return Err(error.into()),
+            Err(NetworkError::Transient(error)) => return Err(HandlerError::Transient(error.into())),
         }
         match unit.commit().await {
             // Someone else finished it first: fine.
@@ -499,7 +500,7 @@ impl Payments {
             })
             .await;
         if let Err(error) = outcome {
-            return Err(error.to_string().into());
+            return Err(error.into());
         }
         unit.execute(
             Statement::new(
@@ -610,7 +611,7 @@ impl Handler for Payments {
                 let command: RefundPayment = serde_json::from_value(message.payload.clone())?;
                 self.settle(message, unit, command.order_id, Operation::Refund).await
             }
-            other => Err(format!("payments has no command {other}").into()),
+            other => Err(HandlerError::malformed(format!("payments has no command {other}"))),
         }
     }
 }

@@ -44,17 +44,16 @@ impl Handler for Erasures {
         // A payload that does not parse is an error, not a skip: retried, then dead-lettered
         // for an operator, never silently acknowledged with the person's data still here.
         let erased: CustomerErased = serde_json::from_value(message.payload.clone())
-            .map_err(|e| format!("malformed {}: {e}", CustomerErased::NAME))?;
+            .map_err(|e| HandlerError::malformed(format!("{}: {e}", CustomerErased::NAME)))?;
         let customer = erased.customer_id.to_string();
         // The key is already shredded in the vault; this process may still hold it in its
         // cache (the distributed topology: another process shredded it).
         self.support.vault.evict(&customer);
         // The objects go now, before the unit commits; their rows go with the unit. A failure
         // here retries the whole message, and deleting what is already gone is fine.
-        self.support
-            .erase_attachments(erased.customer_id, unit)
-            .await
-            .map_err(|e| format!("cannot delete the customer's attachments: {e}"))?;
+        self.support.erase_attachments(erased.customer_id, unit).await.map_err(|e| {
+            HandlerError::Transient(format!("cannot delete the customer's attachments: {e}").into())
+        })?;
         unit.execute(
             Statement::new(
                 "UPDATE ticket_messages SET body = $2

@@ -15,9 +15,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tessera_web::{ApiResult, Path, Problem};
 
-use crate::Gateway;
 use crate::access::Caller;
 use crate::delegation::{Asking, asking, on_behalf_of};
+use crate::state::Gateway;
 use crate::waiting::Waiter;
 
 /// How long a stream waits for a wake-up before reading the order anyway, when this process
@@ -153,7 +153,7 @@ pub(crate) async fn order_events(
     headers: HeaderMap,
     Path(text): Path<String>,
 ) -> ApiResult<Response> {
-    let order = super::uuid(&text, "order")?;
+    let order = crate::forward::uuid(&text, "order")?;
     g.order_owner(&caller, order).await?;
     let sent = match headers.get("last-event-id") {
         None => 0,

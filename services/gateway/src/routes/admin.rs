@@ -2,17 +2,31 @@
 //! service answers for itself (its internal `/admin` routes); the gateway gathers the answers,
 //! and a service that does not answer in time is reported as down rather than failing the page.
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 use tessera_web::{ApiResult, Path, Problem};
 
-use crate::Gateway;
 use crate::access::{Caller, require};
 use crate::auth::Role;
 use crate::clients::{ServiceClient, call};
-use crate::routes::{pass_on, unavailable};
+use crate::forward::{pass_on, unavailable};
+use crate::state::Gateway;
+
+pub(super) fn router() -> Router<Gateway> {
+    Router::new()
+        .route("/admin/services", get(services))
+        .route("/admin/dlq", get(dead_letters))
+        .route("/admin/dlq/{id}/retry", post(retry))
+        .route("/admin/dlq/{id}", delete(drop_letter))
+        .route("/admin/sagas", get(sagas))
+        .route("/admin/projections/{name}/rebuild", post(rebuild))
+        .route("/admin/audit/verify", post(crate::audit::verify))
+        .route("/admin/analytics/sales", get(sales))
+}
 
 fn all(g: &Gateway) -> [&std::sync::Arc<dyn ServiceClient>; 5] {
     g.services.all()

@@ -18,10 +18,11 @@ use serde::Serialize;
 use tessera_web::{ApiResult, Path, Problem};
 use utoipa::ToSchema;
 
-use crate::Gateway;
 use crate::access::Caller;
 use crate::clients::{ClientError, Reply};
-use crate::routes::{pass_on, unavailable, uuid, visible_ticket};
+use crate::forward::{pass_on, unavailable, uuid};
+use crate::ownership::visible_ticket;
+use crate::state::Gateway;
 
 /// The largest file support takes.
 const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;

@@ -1,0 +1,175 @@
+//! GraphQL at `/graphql`, over the same routes and the same rules: every resolver, nested ones
+//! included, calls the gateway's own REST routes in process with the caller's token, so roles,
+//! ownership, masking and idempotency are decided in one place. Abusive queries are refused
+//! before anything runs: depth, complexity and alias limits; every operation of a batch counts
+//! against the caller's rate limit; introspection is off unless configured.
+
+use std::net::SocketAddr;
+
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{EmptySubscription, Schema};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use tessera_web::Problem;
+
+use crate::state::Gateway;
+
+/// Deepest nesting a query may have.
+pub const MAX_DEPTH: usize = 8;
+/// Most work a query may ask for (fields, lists weighted by their size).
+pub const MAX_COMPLEXITY: usize = 500;
+/// Most aliased fields in one operation (aliases multiply work without deepening a query).
+pub const MAX_ALIASES: usize = 16;
+/// Most operations in one batch.
+pub const MAX_BATCH: usize = 10;
+
+mod operations;
+mod rest;
+mod types;
+
+pub use operations::{Mutation, Query};
+use rest::Rest;
+
+pub type ShopSchema = Schema<Query, Mutation, EmptySubscription>;
+/// The schema, with its limits.
+pub fn schema(introspection: bool) -> ShopSchema {
+    let builder = Schema::build(Query, Mutation, EmptySubscription)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .limit_recursive_depth(32);
+    let builder = if introspection { builder } else { builder.disable_introspection() };
+    builder.finish()
+}
+
+fn count_aliases(set: &SelectionSet) -> usize {
+    set.items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(field) => {
+                usize::from(field.node.alias.is_some()) + count_aliases(&field.node.selection_set.node)
+            }
+            Selection::FragmentSpread(_) => 0,
+            Selection::InlineFragment(fragment) => count_aliases(&fragment.node.selection_set.node),
+        })
+        .sum()
+}
+
+fn aliases(document: &ExecutableDocument) -> usize {
+    let operations: usize = document
+        .operations
+        .iter()
+        .map(|(_, operation)| count_aliases(&operation.node.selection_set.node))
+        .sum();
+    let fragments: usize =
+        document.fragments.values().map(|f| count_aliases(&f.node.selection_set.node)).sum();
+    operations + fragments
+}
+
+fn too_many(detail: String) -> Response {
+    Problem::new(StatusCode::BAD_REQUEST, "query_too_complex", detail).into_response()
+}
+
+/// What `/graphql` runs with: the gateway, its REST routes without the edge layers, the schema.
+#[derive(Clone)]
+pub(crate) struct GraphqlState {
+    pub gateway: Gateway,
+    pub rest: Router,
+    pub schema: ShopSchema,
+}
+
+/// `POST /graphql`: one operation or a batch (a JSON array).
+/// GraphQL over the same services and rules; introspection only when configured.
+#[utoipa::path(post, path = "/graphql", tag = "graphql",
+    request_body(content = Object, description = "`{query, variables?, operationName?}` or a batch of them"),
+    responses((status = 200, description = "`{data, errors?}`", body = Object)))]
+pub(crate) async fn serve(State(state): State<GraphqlState>, request: axum::extract::Request) -> Response {
+    let gateway = &state.gateway;
+    let connection = request.extensions().get::<ConnectInfo<SocketAddr>>().copied();
+    let headers: HeaderMap = request.headers().clone();
+    if !tessera_web::is_json(headers.get(header::CONTENT_TYPE)) {
+        return Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        )
+        .into_response();
+    }
+    let body: Bytes = match axum::body::to_bytes(request.into_body(), tessera_web::BODY_LIMIT_BYTES).await {
+        Ok(body) => body,
+        Err(_) => {
+            return Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is over 1 MiB",
+            )
+            .into_response();
+        }
+    };
+    let batch: async_graphql::BatchRequest = match tessera_web::parse_json(&body) {
+        Ok(batch) => batch,
+        Err(problem) => return problem.into_response(),
+    };
+    let requests: Vec<async_graphql::Request> = match batch {
+        async_graphql::BatchRequest::Single(request) => vec![request],
+        async_graphql::BatchRequest::Batch(requests) => requests,
+    };
+    if requests.is_empty() || requests.len() > MAX_BATCH {
+        return too_many(format!("a batch holds 1 to {MAX_BATCH} operations"));
+    }
+    for request in &requests {
+        match async_graphql::parser::parse_query(&request.query) {
+            Ok(document) if aliases(&document) > MAX_ALIASES => {
+                return too_many(format!("at most {MAX_ALIASES} aliased fields per operation"));
+            }
+            _ => {}
+        }
+    }
+    // The edge counted this request once; each further operation of a batch counts too.
+    let address = connection.map_or_else(|| "local".to_owned(), |c| c.0.ip().to_string());
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let subject = authorization
+        .as_deref()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| {
+            let now = tessera_kernel::Timestamp::from_system_time(std::time::SystemTime::now());
+            gateway.keys.verify(t.trim(), now).ok()
+        })
+        .map(|claims| claims.sub);
+    for _ in 1..requests.len() {
+        if let Err(seconds) = gateway.limiter.check(subject.as_deref(), &address) {
+            let mut response =
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many operations; slow down")
+                    .into_response();
+            if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return response;
+        }
+    }
+    let single = requests.len() == 1;
+    let mut answers = Vec::with_capacity(requests.len());
+    for request in requests {
+        let request = request.data(Rest { routes: state.rest.clone(), authorization: authorization.clone() });
+        answers.push(state.schema.execute(request).await);
+    }
+    let body = if single { serde_json::to_value(&answers[0]) } else { serde_json::to_value(&answers) };
+    axum::Json(body.unwrap_or(Value::Null)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_are_counted_in_operations_and_fragments() {
+        let document = async_graphql::parser::parse_query(
+            "query { a: product(sku: \"A\") { name } b: product(sku: \"B\") { n: name } ...F } fragment F on Query { c: product(sku: \"C\") { name } }",
+        )
+        .expect("parses");
+        assert_eq!(aliases(&document), 4);
+    }
+}

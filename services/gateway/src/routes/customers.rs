@@ -1,0 +1,210 @@
+//! Customers: sign-up, profiles (masked for support), erasure and the export of everything the
+//! services hold about a person.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tessera_web::{ApiResult, Json, Path, Problem};
+
+use crate::access::{Caller, MaybeCaller, forbidden};
+use crate::auth::Role;
+use crate::clients::ServiceClient;
+use crate::forward::{if_match, pass_on, pass_on_error, uuid};
+use crate::state::Gateway;
+
+pub(super) fn router() -> Router<Gateway> {
+    Router::new()
+        .route("/customers", post(register_customer))
+        .route("/customers/{id}", get(get_customer).patch(update_customer).delete(erase_customer))
+        .route("/customers/{id}/erasure", get(erasure_progress))
+        .route("/customers/{id}/export", get(export_customer))
+}
+
+async fn register_customer(
+    State(g): State<Gateway>,
+    _caller: MaybeCaller,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    g.forward(&g.services.customers, Method::POST, "/customers", Some(body), &[]).await
+}
+
+/// Masks all but the first character of each part of an email, and the address but its country.
+fn mask(profile: &mut Value) {
+    if let Some(email) = profile["email"].as_str() {
+        let masked = match email.split_once('@') {
+            Some((local, domain)) => format!("{}***@{}", local.chars().next().unwrap_or('*'), domain),
+            None => "***".to_owned(),
+        };
+        profile["email"] = Value::String(masked);
+    }
+    if let Some(address) = profile.get_mut("address").and_then(Value::as_object_mut) {
+        for (field, value) in address.iter_mut() {
+            if field != "country" {
+                *value = Value::String("***".into());
+            }
+        }
+    }
+}
+
+async fn get_customer(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(text): Path<String>,
+) -> ApiResult<Response> {
+    let id = uuid(&text, "customer")?.to_string();
+    if !caller.may_see(&id) {
+        return Err(Problem::not_found("no such customer"));
+    }
+    let reply = g.call(&g.services.customers, Method::GET, &format!("/customers/{id}"), None, &[]).await?;
+    if caller.role == Role::Support && reply.is_success() {
+        let mut profile = reply.json();
+        mask(&mut profile);
+        let mut response = axum::Json(profile).into_response();
+        if let Some(tag) = reply.headers.get(header::ETAG) {
+            response.headers_mut().insert(header::ETAG, tag.clone());
+        }
+        return Ok(response);
+    }
+    Ok(pass_on(reply))
+}
+
+/// Only the person themself or an admin may erase a person, or follow the erasure; support
+/// gets 403, another customer 404 (they may not learn the id exists).
+fn may_erase(caller: &Caller, id: &str) -> ApiResult<()> {
+    if caller.is(id) || caller.role == Role::Admin {
+        Ok(())
+    } else if caller.role == Role::Support {
+        Err(forbidden("support may not erase a person"))
+    } else {
+        Err(Problem::not_found("no such customer"))
+    }
+}
+
+/// Forwards an erasure request (`DELETE /customers/{id}`) or the question how far it got
+/// (`GET /customers/{id}/erasure`) for whoever may erase that person.
+async fn erasure(
+    g: Gateway,
+    caller: Caller,
+    text: String,
+    method: Method,
+    suffix: &str,
+) -> ApiResult<Response> {
+    let id = uuid(&text, "customer")?.to_string();
+    may_erase(&caller, &id)?;
+    g.forward(&g.services.customers, method, &format!("/customers/{id}{suffix}"), None, &[]).await
+}
+
+async fn erase_customer(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(text): Path<String>,
+) -> ApiResult<Response> {
+    erasure(g, caller, text, Method::DELETE, "").await
+}
+
+async fn erasure_progress(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(text): Path<String>,
+) -> ApiResult<Response> {
+    erasure(g, caller, text, Method::GET, "/erasure").await
+}
+
+async fn update_customer(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(text): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    let id = uuid(&text, "customer")?.to_string();
+    if !(caller.is(&id) || caller.role == Role::Admin) {
+        return Err(if caller.role == Role::Support {
+            forbidden("support may not change profiles")
+        } else {
+            Problem::not_found("no such customer")
+        });
+    }
+    g.forward(
+        &g.services.customers,
+        Method::PATCH,
+        &format!("/customers/{id}"),
+        Some(body),
+        &if_match(&headers),
+    )
+    .await
+}
+
+/// Every page of a list, or the first failing answer as the error.
+async fn all_pages(g: &Gateway, service: &Arc<dyn ServiceClient>, path: &str) -> ApiResult<Vec<Value>> {
+    let mut items = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let reply =
+            g.call(service, Method::GET, &format!("{path}&limit=200&cursor={cursor}"), None, &[]).await?;
+        if !reply.is_success() {
+            return Err(Problem::unavailable(&format!("{} answered {}", service.name(), reply.status)));
+        }
+        let page = reply.json();
+        items.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(next) if !next.is_empty() => cursor = next.to_owned(),
+            _ => return Ok(items),
+        }
+    }
+}
+
+/// Everything the services hold about one person.
+/// Everything every service holds about one person (the person themself or an admin).
+#[utoipa::path(get, path = "/api/v1/customers/{id}/export", tag = "customers",
+    params(("id" = uuid::Uuid, Path, description = "the customer id")),
+    responses((status = 200, body = crate::schemas::Export), (status = 404, body = Problem)))]
+pub(crate) async fn export_customer(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(text): Path<String>,
+) -> ApiResult<Response> {
+    let id = uuid(&text, "customer")?;
+    if !(caller.is(&id.to_string()) || caller.role == Role::Admin) {
+        return Err(if caller.role == Role::Support {
+            forbidden("support may not export a person")
+        } else {
+            Problem::not_found("no such customer")
+        });
+    }
+    let profile = g.call(&g.services.customers, Method::GET, &format!("/customers/{id}"), None, &[]).await?;
+    if !profile.is_success() {
+        return pass_on_error(profile);
+    }
+    let orders = all_pages(&g, &g.services.orders, &format!("/orders?customer_id={id}")).await?;
+    let tickets = all_pages(&g, &g.services.support, &format!("/tickets?customer_id={id}")).await?;
+    let order_ids: Vec<uuid::Uuid> = orders.iter().filter_map(|o| o["id"].as_str()?.parse().ok()).collect();
+    let lookups = futures_util::stream::iter(order_ids.into_iter().map(|order_id| {
+        let g = &g;
+        async move {
+            g.call(&g.services.payments, Method::GET, &format!("/payments?order_id={order_id}"), None, &[])
+                .await
+        }
+    }))
+    .buffered(8)
+    .collect::<Vec<_>>()
+    .await;
+    let mut payments = Vec::new();
+    for reply in lookups {
+        let reply = reply?;
+        if !reply.is_success() {
+            return Err(Problem::unavailable(&format!("payments answered {}", reply.status)));
+        }
+        payments.extend(reply.json().as_array().cloned().unwrap_or_default());
+    }
+    Ok(axum::Json(
+        json!({"customer": profile.json(), "orders": orders, "payments": payments, "tickets": tickets}),
+    )
+    .into_response())
+}
