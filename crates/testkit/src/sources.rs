@@ -10,12 +10,9 @@ use std::time::{Duration, Instant};
 use tessera_bus::{
     Handler, InProcessTransport, Relay, RelayOptions, Subscriber, SubscriberOptions, Transport, Upcasters,
 };
-use tessera_contracts::Message;
-use tessera_contracts::customers::CustomerErased;
-use tessera_kernel::{Envelope, HlcTimestamp, MessageKind, SubjectId, UuidV7Gen};
+use tessera_kernel::Envelope;
 use tessera_store::{SqliteOptions, Store, StoreConfig};
 use tokio::sync::watch;
-use uuid::Uuid;
 
 use crate::TempDataDir;
 
@@ -105,26 +102,6 @@ impl Sources {
             task.await.expect("task");
         }
     }
-}
-
-pub fn message<M: Message>(source: &str, key: Uuid, payload: &M) -> Envelope {
-    Envelope::new(
-        &UuidV7Gen,
-        MessageKind::Event,
-        M::NAME,
-        source,
-        key.to_string(),
-        HlcTimestamp::default(),
-        serde_json::to_value(payload).expect("payload"),
-    )
-    .with_version(M::VERSION)
-}
-
-pub fn erased(customer_id: Uuid) -> (Envelope, Uuid) {
-    let erasure_id = Uuid::now_v7();
-    let envelope = message("customers", customer_id, &CustomerErased { customer_id, erasure_id })
-        .about(SubjectId::from(customer_id));
-    (envelope, erasure_id)
 }
 
 /// The messages waiting in `store`'s outbox.

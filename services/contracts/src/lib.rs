@@ -6,43 +6,20 @@
 //! encrypt them; nothing else about them changes on the wire today.
 
 pub mod customers;
+mod envelope;
 pub mod inventory;
+mod message;
 pub mod orders;
 pub mod payments;
 pub mod support;
+pub mod testing;
 mod values;
 
+pub use envelope::{EnvelopeBuilder, envelope};
 pub use values::{Currency, Money, OrderLine, Personal, Quantity, Sku, ValueError};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
-/// Whether a message states a fact, asks for something, or answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Event,
-    Command,
-    Reply,
-}
-
-/// Implemented by every message type.
-pub trait Message: Serialize + DeserializeOwned {
-    /// `<owner>.<Type>`.
-    const NAME: &'static str;
-    const VERSION: u32;
-    const KIND: Kind;
-}
-
-macro_rules! message {
-    ($type:ty, $name:literal, $version:literal, $kind:ident) => {
-        impl $crate::Message for $type {
-            const NAME: &'static str = $name;
-            const VERSION: u32 = $version;
-            const KIND: $crate::Kind = $crate::Kind::$kind;
-        }
-    };
-}
-pub(crate) use message;
+pub(crate) use message::message;
+pub use message::{Kind, Message};
 
 #[cfg(test)]
 pub(crate) fn round_trip<M: Message + PartialEq + std::fmt::Debug>(message: &M) {

@@ -5,7 +5,8 @@
 //! with one `ErasureDone`, however often it arrives, and the sagas' replies still flow beside it.
 
 use std::sync::Arc;
-use tessera_testkit::sources::{Sources, erased, message};
+use tessera_contracts::testing::{erased, message};
+use tessera_testkit::sources::Sources;
 
 use serde_json::json;
 use tessera_bus::list_dead_letters;
@@ -155,6 +156,7 @@ async fn other_customers_messages_are_ignored_and_a_malformed_erasure_is_dead_le
     let dead = list_dead_letters(service.store(), None).await.expect("dead letters");
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!((dead[0].consumer.as_str(), dead[0].envelope.id), ("orders__customers", malformed.id));
-    assert!(dead[0].error.contains("malformed customers.CustomerErased"), "{}", dead[0].error);
+    assert!(dead[0].error.contains("malformed message: customers.CustomerErased"), "{}", dead[0].error);
+    assert_eq!(dead[0].attempts, 1, "a malformed message is parked at once, not retried");
     sources.stop().await;
 }
