@@ -10,6 +10,7 @@
 mod activity;
 mod aggregate;
 mod error;
+mod facts;
 mod migrate;
 mod model;
 mod postgres;
@@ -20,6 +21,7 @@ mod unit;
 pub use activity::{StoreActivity, activity, units_by_store};
 pub use aggregate::Aggregate;
 pub use error::{Result, StoreError};
+pub use facts::{InboxFact, OutboxEnvelope, OutboxFact, inbox_facts, outbox_facts};
 pub use migrate::{Migration, MigrationSet};
 pub use model::{
     DueTimer, EventMetadata, ExpectedVersion, NewEvent, OutboxMessage, RecordedEvent, Row, Snapshot,
