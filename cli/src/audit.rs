@@ -8,8 +8,6 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use tessera_store::{PostgresOptions, SqliteOptions, Statement, Store, StoreConfig};
 
-const SERVICES: [&str; 5] = ["inventory", "orders", "payments", "customers", "support"];
-
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// The embedded data folder.
@@ -73,7 +71,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
     // chain cannot be told apart from a chain that is simply short.
     let gateway = open(&args, tessera_gateway::SERVICE).await.ok();
     let mut results = Vec::new();
-    for service in SERVICES {
+    for service in crate::registry::names() {
         let store = open(&args, service).await?;
         let head = witnessed(gateway.as_ref(), service).await?;
         let verification = store.verify_audit(head).await.with_context(|| format!("{service}'s chain"))?;

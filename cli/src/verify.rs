@@ -15,10 +15,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Value, json};
+use tessera_invariants::{AuditFact, DeadLetterFact, Facts, PipelineFacts};
 use tessera_kernel::Timestamp;
-use tessera_invariants::{AuditFact, DeadLetterFact, Facts, PipelineFacts, ReadModelFacts};
 use tessera_orders::domain::OrderStatus;
 use tessera_store::{PostgresOptions, SqliteOptions, Store, StoreConfig};
+
+use crate::registry;
 
 /// Where the services' stores are: an embedded data folder or a PostgreSQL server.
 #[derive(Clone, Debug, Args)]
@@ -149,9 +151,6 @@ fn status_name(status: OrderStatus) -> &'static str {
     }
 }
 
-/// The five services whose stores hold the shop's data.
-pub const SERVICES: [&str; 5] = ["inventory", "orders", "payments", "customers", "support"];
-
 /// The platform's facts about one store: its message pipeline.
 async fn pipeline(service: &str, store: &Store) -> anyhow::Result<PipelineFacts> {
     let dead_letters = tessera_bus::list_dead_letters(store, None)
@@ -172,34 +171,30 @@ async fn pipeline(service: &str, store: &Store) -> anyhow::Result<PipelineFacts>
     })
 }
 
-/// Gathers every fact the checker needs: each service's from its own `facts`, the
-/// platform's from each store. No service's tables are read here.
-async fn facts(stores: &BTreeMap<&str, Store>, gateway: Option<&Store>) -> anyhow::Result<Facts> {
-    let mut pipelines = Vec::new();
-    let mut audits = Vec::new();
+/// Gathers every fact the checker needs: each service's from its own `facts` (through the
+/// registry), the platform's from each store. No service's tables are read here.
+async fn facts(stores: &BTreeMap<&'static str, Store>, gateway: Option<&Store>) -> anyhow::Result<Facts> {
+    let mut facts = Facts::default();
     for (service, store) in stores {
-        pipelines.push(pipeline(service, store).await?);
+        facts.pipelines.push(pipeline(service, store).await?);
         let head = crate::audit::witnessed(gateway, service).await?;
-        audits.push(AuditFact { service: (*service).to_owned(), verification: store.verify_audit(head).await? });
+        facts.audits.push(AuditFact {
+            service: (*service).to_owned(),
+            verification: store.verify_audit(head).await?,
+        });
     }
-    Ok(Facts {
-        orders: tessera_orders::facts::read(&stores["orders"]).await?,
-        inventory: tessera_inventory::facts::read(&stores["inventory"]).await?,
-        payments: tessera_payments::facts::read(&stores["payments"]).await?,
-        read_models: Some(ReadModelFacts {
-            replicas: tessera_support::facts::read(&stores["support"]).await?.replicas,
-        }),
-        pipelines,
-        audits,
-        network: None,
-        pending_timers: Vec::new(),
-    })
+    for descriptor in &registry::SERVICES {
+        if let Some(read) = descriptor.facts {
+            read(&stores[descriptor.name], &mut facts).await?;
+        }
+    }
+    Ok(facts)
 }
 
 /// Runs every check against the stores `target` names.
 pub async fn verify(target: &StoreTarget, settle: Duration) -> anyhow::Result<VerifyReport> {
     let mut stores = BTreeMap::new();
-    for service in SERVICES {
+    for service in registry::names() {
         stores.insert(service, target.open(service).await?);
     }
     let gateway = target.open(tessera_gateway::SERVICE).await.ok();
