@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use tessera_store::{PostgresOptions, SqliteOptions, Statement, Store, StoreConfig};
+use tessera_store::{PostgresOptions, SqliteOptions, Store, StoreConfig};
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -49,20 +49,14 @@ async fn open(args: &AuditArgs, service: &str) -> anyhow::Result<Store> {
     Store::open(&config, &[]).await.with_context(|| format!("cannot open the {service} store"))
 }
 
-/// The newest head of `service` the gateway witnessed, if its store has one.
+/// The newest head of `service` the gateway witnessed, if its store has one (the gateway's
+/// own `facts` read it).
 pub(crate) async fn witnessed(
     gateway: Option<&Store>,
     service: &str,
 ) -> anyhow::Result<Option<(u64, [u8; 32])>> {
     let Some(gateway) = gateway else { return Ok(None) };
-    let rows = gateway
-        .query(Statement::new("SELECT idx, hash FROM gateway_audit_heads WHERE service = $1").bind(service))
-        .await?;
-    let Some(row) = rows.first() else { return Ok(None) };
-    let index = u64::try_from(row.int("idx")?).context("a negative witnessed index")?;
-    let hash =
-        tessera_store::hash_from_hex(row.text("hash")?).context("a witnessed hash is not 64 hex digits")?;
-    Ok(Some((index, hash)))
+    Ok(tessera_gateway::facts::witnessed_head(gateway, service).await?)
 }
 
 pub async fn run(args: AuditArgs) -> anyhow::Result<()> {

@@ -16,6 +16,7 @@ mod clients;
 mod compose;
 mod delegation;
 mod edge;
+pub mod facts;
 pub mod graphql;
 mod idempotency;
 mod openapi;
