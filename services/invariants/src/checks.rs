@@ -432,3 +432,142 @@ fn audit_chains(audits: &[AuditFact]) -> Check {
     }
     check
 }
+
+#[cfg(test)]
+mod tests {
+    use tessera_contracts::inventory::PricedLine;
+    use tessera_contracts::{Currency, Money, Quantity, Sku};
+    use tessera_inventory::domain::StockLevel;
+    use tessera_inventory::facts::ProductFact;
+    use tessera_orders::domain::Order;
+    use tessera_store::{InboxFact, OutboxEnvelope, OutboxFact};
+
+    use super::*;
+    use crate::ViolationKind;
+
+    const ORDER: &str = "0190f5c2-6a1e-7000-8000-000000000001";
+    const LATER: Timestamp = Timestamp::from_micros(10);
+
+    fn eur(amount: i64) -> Money {
+        Money::new(amount, Currency::eur()).expect("money")
+    }
+
+    /// One confirmed order of 2 × TEA-001 at 4.50, and everything the other services should
+    /// hold for it: committed stock, one capture, its messages delivered.
+    fn healthy() -> Facts {
+        let order_id = ORDER.parse().expect("a uuid");
+        let sku = Sku::parse("TEA-001").expect("a sku");
+        let state = Order {
+            id: Some(order_id),
+            status: OrderStatus::Confirmed,
+            priced: vec![PricedLine {
+                sku: sku.clone(),
+                name: "Tea".to_owned(),
+                quantity: Quantity::new(2).expect("a quantity"),
+                unit_price: eur(450),
+            }],
+            total: Some(eur(900)),
+            ..Order::default()
+        };
+        let order = OrderFact {
+            order_id: ORDER.to_owned(),
+            state,
+            placed_at: Timestamp::EPOCH,
+            last_at: Timestamp::EPOCH,
+            repeated: Vec::new(),
+        };
+        let command = OutboxFact {
+            message_id: "m1".to_owned(),
+            name: "payments.CapturePayment".to_owned(),
+            created_at: Timestamp::EPOCH,
+            sent: true,
+            envelope: Some(OutboxEnvelope {
+                name: Some("payments.CapturePayment".to_owned()),
+                target: Some("payments".to_owned()),
+            }),
+        };
+        Facts {
+            orders: tessera_orders::facts::OrdersFacts { orders: vec![order], ..Default::default() },
+            inventory: InventoryFacts {
+                products: vec![ProductFact {
+                    sku: "TEA-001".to_owned(),
+                    level: StockLevel { available: 8, reserved: 0, sold: 2 },
+                }],
+                adjusted: [("TEA-001".to_owned(), 10)].into(),
+                reservations: vec![ReservationFact {
+                    order_id: ORDER.to_owned(),
+                    sku: "TEA-001".to_owned(),
+                    quantity: 2,
+                    state: ReservationState::Committed,
+                }],
+            },
+            payments: PaymentsFacts {
+                captures: vec![MoneyMoved { order_id: ORDER.to_owned(), amount: 900 }],
+                ..PaymentsFacts::default()
+            },
+            pipelines: vec![
+                PipelineFacts { service: "orders".to_owned(), outbox: vec![command], ..Default::default() },
+                PipelineFacts {
+                    service: "payments".to_owned(),
+                    inbox: vec![InboxFact { message_id: "m1".to_owned(), times_applied: 1 }],
+                    ..Default::default()
+                },
+            ],
+            ..Facts::default()
+        }
+    }
+
+    fn caught(facts: &Facts) -> Vec<(&'static str, ViolationKind)> {
+        check(facts, LATER)
+            .checks
+            .iter()
+            .flat_map(|c| c.violations.iter().map(|v| (c.name, v.kind())))
+            .collect()
+    }
+
+    #[test]
+    fn a_healthy_shop_breaks_no_invariant() {
+        let report = check(&healthy(), LATER);
+        assert!(report.ok(), "{report:?}");
+        assert!(report.checks.iter().all(|c| c.name != READ_MODELS), "no read models given, none judged");
+    }
+
+    #[test]
+    fn stock_taken_twice_is_not_conserved() {
+        let mut facts = healthy();
+        facts.inventory.products[0].level = StockLevel { available: 7, reserved: 1, sold: 2 };
+        assert_eq!(caught(&facts), [(STOCK_CONSERVED, ViolationKind::ReservedCountMismatch)]);
+    }
+
+    #[test]
+    fn a_confirmed_order_without_its_capture_is_a_payment_mismatch() {
+        let mut facts = healthy();
+        facts.payments.captures.clear();
+        assert_eq!(caught(&facts), [(PAYMENTS_MATCH, ViolationKind::CaptureMismatch)]);
+    }
+
+    #[test]
+    fn a_command_missing_from_its_targets_inbox_was_lost() {
+        let mut facts = healthy();
+        facts.pipelines[1].inbox.clear();
+        assert_eq!(caught(&facts), [(COMMANDS_APPLIED, ViolationKind::MessageLost)]);
+    }
+
+    #[test]
+    fn a_message_applied_twice_is_reported_with_its_name() {
+        let mut facts = healthy();
+        facts.pipelines[1].inbox[0].times_applied = 2;
+        let report = check(&facts, LATER);
+        let twice: Vec<String> = report.violations().map(ToString::to_string).collect();
+        assert_eq!(twice, ["payments applied m1 (payments.CapturePayment) 2 times"]);
+    }
+
+    #[test]
+    fn work_after_the_cutoff_is_not_judged() {
+        let mut facts = healthy();
+        facts.orders.orders[0].state.status = OrderStatus::Pending;
+        facts.orders.orders[0].placed_at = LATER;
+        facts.orders.orders[0].last_at = LATER;
+        assert!(check(&facts, LATER).ok());
+    }
+}
