@@ -6,9 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use tessera_store::{PostgresOptions, SqliteOptions, Statement, Store, StoreConfig};
-
-const SERVICES: [&str; 5] = ["inventory", "orders", "payments", "customers", "support"];
+use tessera_store::{PostgresOptions, SqliteOptions, Store, StoreConfig};
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -51,20 +49,14 @@ async fn open(args: &AuditArgs, service: &str) -> anyhow::Result<Store> {
     Store::open(&config, &[]).await.with_context(|| format!("cannot open the {service} store"))
 }
 
-/// The newest head of `service` the gateway witnessed, if its store has one.
+/// The newest head of `service` the gateway witnessed, if its store has one (the gateway's
+/// own `facts` read it).
 pub(crate) async fn witnessed(
     gateway: Option<&Store>,
     service: &str,
 ) -> anyhow::Result<Option<(u64, [u8; 32])>> {
     let Some(gateway) = gateway else { return Ok(None) };
-    let rows = gateway
-        .query(Statement::new("SELECT idx, hash FROM gateway_audit_heads WHERE service = $1").bind(service))
-        .await?;
-    let Some(row) = rows.first() else { return Ok(None) };
-    let index = u64::try_from(row.int("idx")?).context("a negative witnessed index")?;
-    let hash =
-        tessera_store::hash_from_hex(row.text("hash")?).context("a witnessed hash is not 64 hex digits")?;
-    Ok(Some((index, hash)))
+    Ok(tessera_gateway::facts::witnessed_head(gateway, service).await?)
 }
 
 pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
@@ -73,7 +65,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
     // chain cannot be told apart from a chain that is simply short.
     let gateway = open(&args, tessera_gateway::SERVICE).await.ok();
     let mut results = Vec::new();
-    for service in SERVICES {
+    for service in crate::registry::names() {
         let store = open(&args, service).await?;
         let head = witnessed(gateway.as_ref(), service).await?;
         let verification = store.verify_audit(head).await.with_context(|| format!("{service}'s chain"))?;

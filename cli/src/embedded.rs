@@ -1,5 +1,5 @@
 //! The embedded topology's wiring, shared by `tessera up` and the benchmarks: every service
-//! on its own SQLite file in one folder (tickets' attachments in its `attachments` folder), the
+//! of the registry (`crate::registry`) on its own SQLite file in one folder (tickets' attachments in its `attachments` folder), the
 //! in-process transport, and the gateway in front, calling each service's router in process.
 
 use std::path::Path;
@@ -9,15 +9,12 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use tessera_bus::InProcessTransport;
-use tessera_customers::CustomersService;
 use tessera_gateway::catalogue::{Catalogue, CatalogueInvalidation, LocalCache};
 use tessera_gateway::{Gateway, GatewayConfig, InProcess, ServiceClient, Services, TokenSettings};
-use tessera_inventory::InventoryService;
 use tessera_kernel::{Clock, IdGen, SystemClock, UuidV7Gen};
-use tessera_orders::{OrdersService, OrdersSettings};
-use tessera_payments::{NetworkSettings, PaymentsService, SimulatedNetwork};
-use tessera_runtime::{Node, NodeOptions, Service, Storage, open_store};
-use tessera_support::{AttachmentStore, SupportService};
+use tessera_runtime::{Node, NodeOptions, Service};
+
+use crate::registry::{self, Embedding};
 
 #[derive(Clone, Debug)]
 pub struct EmbeddedSettings {
@@ -51,72 +48,19 @@ pub struct Embedded {
 
 impl Embedded {
     pub async fn start(data: &Path, settings: EmbeddedSettings) -> anyhow::Result<Self> {
-        let storage = Storage::Files(data.to_path_buf());
         let ids: Arc<dyn IdGen> = Arc::new(UuidV7Gen);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let open = |service: &'static str, migrations: Vec<tessera_store::MigrationSet>| {
-            let storage = storage.clone();
-            async move {
-                open_store(&storage, service, &migrations)
-                    .await
-                    .with_context(|| format!("cannot open the {service} store in {}", data.display()))
-            }
-        };
-        let inventory = InventoryService::new(
-            open(tessera_inventory::SERVICE, tessera_inventory::migrations()).await?,
-            ids.clone(),
-            clock.clone(),
-        );
-        let network = SimulatedNetwork::new(NetworkSettings {
-            slow_delay: settings.slow_card_delay,
-            failure_rate: settings.card_failure_rate,
-            latency: settings.card_latency,
-            ..NetworkSettings::default()
-        });
-        let payments = PaymentsService::new(
-            open(tessera_payments::SERVICE, tessera_payments::migrations()).await?,
-            Arc::new(network),
-            ids.clone(),
-            clock.clone(),
-        );
-        let orders_settings =
-            OrdersSettings { payment_timeout: settings.payment_timeout, ..OrdersSettings::default() };
-        let vault = match settings.sealer.clone() {
-            Some(sealer) => sealer,
-            None => crate::keys::open_vault(&storage, crate::keys::embedded(data)?).await?,
-        };
-        let orders = OrdersService::new(
-            open(tessera_orders::SERVICE, tessera_orders::migrations()).await?,
-            &orders_settings,
-            vault.clone(),
-            ids.clone(),
-            clock.clone(),
-        );
-        let customers = CustomersService::new(
-            open(tessera_customers::SERVICE, tessera_customers::migrations()).await?,
-            vault.clone(),
-            ids.clone(),
-            clock.clone(),
-        );
-        let support = SupportService::new(
-            open(tessera_support::SERVICE, tessera_support::migrations()).await?,
-            vault,
-            AttachmentStore::local(&data.join("attachments"))?,
-            ids.clone(),
-            clock.clone(),
-        );
-        let (inventory_app, payments_app) = (inventory.inventory().clone(), payments.payments().clone());
-        let gateway_store = open(tessera_gateway::SERVICE, tessera_gateway::migrations()).await?;
+        let mut embedding = Embedding::new(data, &settings, ids, clock);
+        let mut services: Vec<Arc<dyn Service>> = Vec::new();
+        for descriptor in &registry::SERVICES {
+            services.push((descriptor.embedded)(&mut embedding).await?);
+        }
+        let inventory_app = embedding.inventory.take().context("the registry builds no inventory")?;
+        let payments_app = embedding.payments.take().context("the registry builds no payments")?;
+        let gateway_store = embedding.open(tessera_gateway::SERVICE, tessera_gateway::migrations()).await?;
         let catalogue = settings
             .catalogue_cache
             .then(|| Catalogue::new(Arc::new(LocalCache::new(CATALOGUE_ENTRIES, CATALOGUE_TTL))));
-        let mut services: Vec<Arc<dyn Service>> = vec![
-            Arc::new(inventory),
-            Arc::new(payments),
-            Arc::new(orders),
-            Arc::new(customers),
-            Arc::new(support),
-        ];
         if let Some(catalogue) = &catalogue {
             services.push(Arc::new(CatalogueInvalidation::new(catalogue.clone(), gateway_store.clone())));
         }

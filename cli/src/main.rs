@@ -10,6 +10,7 @@ mod embedded;
 mod keys;
 mod load;
 mod projections;
+mod registry;
 mod serve;
 mod simulate;
 mod top;

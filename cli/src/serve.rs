@@ -16,8 +16,8 @@ use clap::Args;
 use tessera_bus::{NatsOptions, NatsTransport};
 use tessera_gateway::catalogue::{Catalogue, CatalogueInvalidation, RedisCache, RedisSettings};
 use tessera_gateway::{Gateway, GatewayConfig, Http, ServiceClient, Services, TokenSettings};
-use tessera_kernel::{Clock, IdGen, SystemClock, UuidV7Gen};
-use tessera_runtime::{Node, NodeOptions, Service, Storage, open_store};
+use tessera_kernel::{SystemClock, UuidV7Gen};
+use tessera_runtime::{Node, NodeOptions, Storage, open_store};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -63,25 +63,25 @@ pub struct ServeArgs {
     /// For customers: the vault's master key file (mode 0600; 32 bytes, base64). The
     /// `TESSERA_MASTER_KEY` variable is the alternative.
     #[arg(long, env = "TESSERA_MASTER_KEY_FILE", value_name = "PATH")]
-    master_key_file: Option<std::path::PathBuf>,
+    pub(crate) master_key_file: Option<std::path::PathBuf>,
     /// For support: where tickets' attachments are kept (required by support). `s3://bucket` for
     /// any S3-compatible store, configured by the usual AWS_* variables (AWS_ENDPOINT_URL,
     /// AWS_ALLOW_HTTP, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION), or
     /// `file:///absolute/folder` for a folder every replica of support shares.
     #[arg(long, env = "TESSERA_ATTACHMENTS_URL", value_name = "URL")]
-    attachments_url: Option<String>,
+    pub(crate) attachments_url: Option<String>,
     /// How long an order waits for the card network before it is rejected (seconds).
     #[arg(long, default_value_t = 10.0, env = "TESSERA_PAYMENT_TIMEOUT")]
-    payment_timeout: f64,
+    pub(crate) payment_timeout: f64,
     /// How long the simulated network takes for the slow test card (seconds).
     #[arg(long, default_value_t = 15.0, env = "TESSERA_SLOW_CARD_DELAY")]
-    slow_card_delay: f64,
+    pub(crate) slow_card_delay: f64,
     /// For payments: the share (0 to 1) of card network operations that fail transiently.
     #[arg(long, default_value_t = 0.0, env = "TESSERA_CARD_FAILURE_RATE")]
-    card_failure_rate: f64,
+    pub(crate) card_failure_rate: f64,
     /// For payments: milliseconds the simulated card network adds to every operation.
     #[arg(long, default_value_t = 0, env = "TESSERA_CARD_LATENCY_MS")]
-    card_latency_ms: u64,
+    pub(crate) card_latency_ms: u64,
     /// For the gateway: a Redis server (`redis://host:6379`) holding the catalogue cache that
     /// every gateway replica shares, emptied by inventory's events (through NATS). Without it
     /// product reads go to inventory each time. If Redis stops, reads fall back to inventory.
@@ -180,7 +180,7 @@ pub fn with_file_layer(
 
 /// A `[serve.<name>]` table is one service's (or the gateway's) own settings.
 fn serve_service_name(key: &str) -> bool {
-    ["inventory", "orders", "payments", "customers", "support", "gateway"].contains(&key)
+    key == tessera_gateway::SERVICE || crate::registry::find(key).is_some()
 }
 
 impl ServeArgs {
@@ -196,86 +196,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.service == tessera_gateway::SERVICE {
         return serve_gateway(&args, &storage).await;
     }
-    let ids: Arc<dyn IdGen> = Arc::new(UuidV7Gen);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let open = |name: &'static str, migrations: Vec<tessera_store::MigrationSet>| {
-        let storage = storage.clone();
-        async move {
-            open_store(&storage, name, &migrations)
-                .await
-                .with_context(|| format!("cannot open the {name} database"))
-        }
+    let Some(descriptor) = crate::registry::find(&args.service) else {
+        let names: Vec<&str> = crate::registry::names().collect();
+        bail!("no service named {}: choose {} or gateway", args.service, names.join(", "));
     };
-    let seconds = |value: f64, flag: &str| {
-        Duration::try_from_secs_f64(value)
-            .with_context(|| format!("--{flag} must be a non-negative number of seconds"))
+    let mut serving = crate::registry::Serving {
+        args: &args,
+        storage: storage.clone(),
+        ids: Arc::new(UuidV7Gen),
+        clock: Arc::new(SystemClock),
     };
-    let service: Arc<dyn Service> = match args.service.as_str() {
-        "inventory" => Arc::new(tessera_inventory::InventoryService::new(
-            open(tessera_inventory::SERVICE, tessera_inventory::migrations()).await?,
-            ids,
-            clock,
-        )),
-        "payments" => {
-            let network = tessera_payments::SimulatedNetwork::new(tessera_payments::NetworkSettings {
-                slow_delay: seconds(args.slow_card_delay, "slow-card-delay")?,
-                failure_rate: if (0.0..=1.0).contains(&args.card_failure_rate) {
-                    args.card_failure_rate
-                } else {
-                    anyhow::bail!("--card-failure-rate must be a share from 0 to 1")
-                },
-                latency: Duration::from_millis(args.card_latency_ms),
-                ..tessera_payments::NetworkSettings::default()
-            });
-            Arc::new(tessera_payments::PaymentsService::new(
-                open(tessera_payments::SERVICE, tessera_payments::migrations()).await?,
-                Arc::new(network),
-                ids,
-                clock,
-            ))
-        }
-        "orders" => {
-            let settings = tessera_orders::OrdersSettings {
-                payment_timeout: seconds(args.payment_timeout, "payment-timeout")?,
-                ..tessera_orders::OrdersSettings::default()
-            };
-            Arc::new(tessera_orders::OrdersService::new(
-                open(tessera_orders::SERVICE, tessera_orders::migrations()).await?,
-                &settings,
-                crate::keys::open_vault(&storage, crate::keys::distributed(args.master_key_file.as_ref())?)
-                    .await?,
-                ids,
-                clock,
-            ))
-        }
-        "customers" => Arc::new(tessera_customers::CustomersService::new(
-            open(tessera_customers::SERVICE, tessera_customers::migrations()).await?,
-            crate::keys::open_vault(&storage, crate::keys::distributed(args.master_key_file.as_ref())?)
-                .await?,
-            ids,
-            clock,
-        )),
-        "support" => {
-            // No default: replicas must share one store, and a folder of this machine's would
-            // quietly split the files between them.
-            let url = args.attachments_url.as_deref().context(
-                "support needs somewhere to keep attachments: --attachments-url s3://bucket \
-                 or file:///absolute/folder (or TESSERA_ATTACHMENTS_URL)",
-            )?;
-            let attachments = tessera_support::AttachmentStore::open(url).context("--attachments-url")?;
-            Arc::new(tessera_support::SupportService::new(
-                open(tessera_support::SERVICE, tessera_support::migrations()).await?,
-                crate::keys::open_vault(&storage, crate::keys::distributed(args.master_key_file.as_ref())?)
-                    .await?,
-                attachments,
-                ids,
-                clock,
-            ))
-        }
-        other => bail!(
-            "no service named {other}: choose inventory, orders, payments, customers, support or gateway"
-        ),
-    };
+    let service = (descriptor.serve)(&mut serving).await?;
     let name = service.name();
     let auth = match (&args.jwks_url, args.insecure_no_auth) {
         (Some(url), _) => {

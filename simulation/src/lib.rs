@@ -35,6 +35,7 @@
 
 pub mod check;
 mod error;
+mod facts;
 mod inventory;
 mod message;
 mod orders;

@@ -16,7 +16,11 @@ use crate::verify::StoreTarget;
 /// its own in the data folder.
 const MASTER_KEY: &str = "dGVzc2VyYS1jaGFvcy1ydW4tbWFzdGVyLWtleS0zMmI=";
 pub const ADMIN: (&str, &str) = ("admin@tessera.local", "admin");
-const DISTRIBUTED: [&str; 6] = ["inventory", "orders", "payments", "customers", "support", "gateway"];
+
+/// Every process of the distributed topology: each service of the registry, and the gateway.
+fn distributed_processes() -> impl Iterator<Item = &'static str> {
+    crate::registry::names().chain([tessera_gateway::SERVICE])
+}
 
 /// How a process is started: its arguments, where it listens, what it logs to.
 struct Spec {
@@ -86,12 +90,12 @@ impl System {
     /// Every service and the gateway, each its own `tessera serve`.
     pub fn distributed(postgres: &str, nats: &str, prefix: &str, logs: &Path) -> anyhow::Result<Self> {
         let mut addresses = BTreeMap::new();
-        for name in DISTRIBUTED {
+        for name in distributed_processes() {
             addresses.insert(name, free_address()?);
         }
         let gateway = addresses["gateway"].clone();
         let mut processes = BTreeMap::new();
-        for name in DISTRIBUTED {
+        for name in distributed_processes() {
             let mut args = vec![
                 "serve".to_owned(),
                 name.to_owned(),
@@ -104,7 +108,7 @@ impl System {
                 "--slow-card-delay=2".into(),
             ];
             if name == "gateway" {
-                for service in DISTRIBUTED.iter().filter(|s| **s != "gateway") {
+                for service in crate::registry::names() {
                     args.push(format!("--service-url={service}=http://{}", addresses[service]));
                 }
                 args.push(format!("--staff=admin:{}:{}", ADMIN.0, ADMIN.1));
@@ -235,7 +239,7 @@ impl System {
             let _ = self.kill(&name);
         }
         if let (Some((postgres, prefix)), false) = (&self.databases, keep) {
-            for service in DISTRIBUTED.iter().chain(["vault"].iter()) {
+            for service in distributed_processes().chain(["vault"]) {
                 let url = tessera_store::database_url(postgres, &format!("{prefix}_{service}"));
                 let _ = tessera_store::drop_database(&url).await;
             }

@@ -11,6 +11,7 @@ mod activity;
 mod aggregate;
 mod backend;
 mod error;
+mod facts;
 mod migrate;
 mod model;
 mod postgres;
@@ -23,6 +24,7 @@ pub use activity::{StoreActivity, activity, units_by_store};
 pub use aggregate::Aggregate;
 pub use backend::{BackendKind, CommitReceipt, Lease, OutboxBacklog};
 pub use error::{Result, StoreError};
+pub use facts::{InboxFact, OutboxEnvelope, OutboxFact, inbox_facts, outbox_facts};
 pub use migrate::{Migration, MigrationSet};
 pub use model::{
     DueTimer, EventMetadata, NewEvent, OutboxMessage, RecordedEvent, Row, Snapshot, SqlValue, Statement,

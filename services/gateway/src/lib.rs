@@ -16,6 +16,7 @@ mod config;
 mod delegation;
 mod edge;
 mod error;
+pub mod facts;
 mod forward;
 pub mod graphql;
 mod idempotency;

@@ -6,6 +6,7 @@
 
 mod app;
 pub mod domain;
+pub mod facts;
 pub mod http;
 mod service;
 

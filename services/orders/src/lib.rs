@@ -4,6 +4,7 @@
 
 mod app;
 pub mod domain;
+pub mod facts;
 pub mod http;
 mod service;
 

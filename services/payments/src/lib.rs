@@ -5,6 +5,7 @@
 
 mod app;
 pub mod domain;
+pub mod facts;
 pub mod http;
 mod service;
 
