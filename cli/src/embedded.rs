@@ -10,27 +10,12 @@ use anyhow::Context;
 use axum::Router;
 use tessera_bus::InProcessTransport;
 use tessera_gateway::catalogue::{Catalogue, CatalogueInvalidation, LocalCache};
-use tessera_gateway::{Gateway, GatewayConfig, InProcess, ServiceClient, Services, TokenSettings};
+use tessera_gateway::{Gateway, InProcess, ServiceClient, Services, TokenSettings};
 use tessera_kernel::{Clock, IdGen, SystemClock, UuidV7Gen};
 use tessera_runtime::{Node, NodeOptions, Service};
 
 use crate::registry::{self, Embedding};
-
-#[derive(Clone, Debug)]
-pub struct EmbeddedSettings {
-    pub payment_timeout: Duration,
-    pub slow_card_delay: Duration,
-    /// The simulated card network's transient failure share and added latency (0 and zero
-    /// unless a fault is being injected on purpose).
-    pub card_failure_rate: f64,
-    pub card_latency: Duration,
-    pub gateway: GatewayConfig,
-    /// What seals personal data instead of the vault in the data folder: only the benchmark of
-    /// what sealing costs sets it, to run its baseline.
-    pub sealer: Option<Arc<dyn tessera_vault::Sealer>>,
-    /// Serve product reads from a cache in this process, emptied by inventory's events.
-    pub catalogue_cache: bool,
-}
+pub use crate::settings::EmbeddedSettings;
 
 /// Products (and the lists) the embedded catalogue cache keeps, and for how long at most.
 const CATALOGUE_ENTRIES: u64 = 10_000;

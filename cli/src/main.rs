@@ -12,6 +12,7 @@ mod load;
 mod projections;
 mod registry;
 mod serve;
+mod settings;
 mod simulate;
 mod top;
 mod up;

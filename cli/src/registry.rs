@@ -19,8 +19,7 @@ use tessera_runtime::{Service, Storage, open_store};
 use tessera_store::{MigrationSet, Store};
 use tessera_vault::Sealer;
 
-use crate::embedded::EmbeddedSettings;
-use crate::serve::ServeArgs;
+use crate::settings::{EmbeddedSettings, ServeArgs};
 
 /// Builds a service's [`Service`] in the embedded topology.
 type BuildEmbedded = for<'a, 'b> fn(&'a mut Embedding<'b>) -> BoxFuture<'a, anyhow::Result<Arc<dyn Service>>>;

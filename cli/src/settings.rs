@@ -1,0 +1,99 @@
+//! What a process is started with: the embedded system's settings (`up`, the benchmarks) and
+//! `serve`'s arguments. Apart from the commands that use them, so that the service registry
+//! can take them without importing those commands.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tessera_gateway::GatewayConfig;
+
+#[derive(Clone, Debug)]
+pub struct EmbeddedSettings {
+    pub payment_timeout: Duration,
+    pub slow_card_delay: Duration,
+    /// The simulated card network's transient failure share and added latency (0 and zero
+    /// unless a fault is being injected on purpose).
+    pub card_failure_rate: f64,
+    pub card_latency: Duration,
+    pub gateway: GatewayConfig,
+    /// What seals personal data instead of the vault in the data folder: only the benchmark of
+    /// what sealing costs sets it, to run its baseline.
+    pub sealer: Option<Arc<dyn tessera_vault::Sealer>>,
+    /// Serve product reads from a cache in this process, emptied by inventory's events.
+    pub catalogue_cache: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// inventory, orders, payments, customers, support, or gateway.
+    pub(crate) service: String,
+    /// A configuration file whose `[serve]` table (and `[serve.<service>]` within it) gives
+    /// these flags' values, named with `_` for `-` (default: ./tessera.toml when there is one).
+    /// The environment and the command line win over it.
+    #[arg(long, env = "TESSERA_CONFIG", value_name = "PATH")]
+    pub(crate) config: Option<std::path::PathBuf>,
+    /// The PostgreSQL server; each service uses its own database on it.
+    #[arg(long, env = "TESSERA_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432")]
+    pub(crate) database_url: String,
+    /// Prefix of the database names (`<prefix>_<service>`).
+    #[arg(long, env = "TESSERA_DATABASE_PREFIX", default_value = "tessera")]
+    pub(crate) database_prefix: String,
+    #[arg(long, env = "TESSERA_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub(crate) nats_url: String,
+    /// Prefix of every NATS subject and stream.
+    #[arg(long, env = "TESSERA_NATS_NAMESPACE", default_value = "tessera")]
+    pub(crate) nats_namespace: String,
+    /// Copies of each stream in the NATS cluster (3 in production: see deploy/nats).
+    #[arg(long, env = "TESSERA_NATS_REPLICAS", default_value_t = 1)]
+    pub(crate) nats_replicas: usize,
+    #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: SocketAddr,
+    /// For the gateway: a service's address, `<name>=http://host:port`; once per service.
+    #[arg(long = "service-url", value_name = "NAME=URL")]
+    pub(crate) service_urls: Vec<String>,
+    /// For the gateway: a member of staff who signs in with a password, `role:email:password`
+    /// (role admin or support); repeat it, or separate them with commas in TESSERA_STAFF. None by
+    /// default: the distributed gateway has no demo users.
+    #[arg(long = "staff", env = "TESSERA_STAFF", value_delimiter = ',', value_name = "ROLE:EMAIL:PASSWORD")]
+    pub(crate) staff: Vec<String>,
+    /// For a service: the gateway's public keys (`http://gateway:8080/.well-known/jwks.json`).
+    /// Every request but the probes must carry a token they verify: nothing trusts the network.
+    #[arg(long, env = "TESSERA_JWKS_URL", value_name = "URL")]
+    pub(crate) jwks_url: Option<String>,
+    /// For a service: accept requests without a token. Only for a service reachable by nothing
+    /// but the gateway, on a network you trust.
+    #[arg(long, env = "TESSERA_INSECURE_NO_AUTH", conflicts_with = "jwks_url")]
+    pub(crate) insecure_no_auth: bool,
+    /// For customers: the vault's master key file (mode 0600; 32 bytes, base64). The
+    /// `TESSERA_MASTER_KEY` variable is the alternative.
+    #[arg(long, env = "TESSERA_MASTER_KEY_FILE", value_name = "PATH")]
+    pub(crate) master_key_file: Option<std::path::PathBuf>,
+    /// For support: where tickets' attachments are kept (required by support). `s3://bucket` for
+    /// any S3-compatible store, configured by the usual AWS_* variables (AWS_ENDPOINT_URL,
+    /// AWS_ALLOW_HTTP, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION), or
+    /// `file:///absolute/folder` for a folder every replica of support shares.
+    #[arg(long, env = "TESSERA_ATTACHMENTS_URL", value_name = "URL")]
+    pub(crate) attachments_url: Option<String>,
+    /// How long an order waits for the card network before it is rejected (seconds).
+    #[arg(long, default_value_t = 10.0, env = "TESSERA_PAYMENT_TIMEOUT")]
+    pub(crate) payment_timeout: f64,
+    /// How long the simulated network takes for the slow test card (seconds).
+    #[arg(long, default_value_t = 15.0, env = "TESSERA_SLOW_CARD_DELAY")]
+    pub(crate) slow_card_delay: f64,
+    /// For payments: the share (0 to 1) of card network operations that fail transiently.
+    #[arg(long, default_value_t = 0.0, env = "TESSERA_CARD_FAILURE_RATE")]
+    pub(crate) card_failure_rate: f64,
+    /// For payments: milliseconds the simulated card network adds to every operation.
+    #[arg(long, default_value_t = 0, env = "TESSERA_CARD_LATENCY_MS")]
+    pub(crate) card_latency_ms: u64,
+    /// For the gateway: a Redis server (`redis://host:6379`) holding the catalogue cache that
+    /// every gateway replica shares, emptied by inventory's events (through NATS). Without it
+    /// product reads go to inventory each time. If Redis stops, reads fall back to inventory.
+    #[arg(long, env = "TESSERA_REDIS_URL", value_name = "URL")]
+    pub(crate) redis_url: Option<String>,
+    /// For the gateway: the prefix of the cache's keys in Redis.
+    #[arg(long, env = "TESSERA_REDIS_PREFIX", default_value = "tessera:catalogue")]
+    pub(crate) redis_prefix: String,
+}
