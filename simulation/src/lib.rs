@@ -158,11 +158,13 @@ pub struct SimOutcome {
     pub orders: Vec<OrderOutcome>,
 }
 
-/// An order as the run left it, and the place-order saga that decided it.
+/// An order as the run left it, the place-order saga that decided it, and its payment's
+/// status (`PaymentStatus::as_str`) at payments.
 #[derive(Clone, Debug)]
 pub struct OrderOutcome {
     pub order: tessera_orders::domain::Order,
     pub place_saga: Option<tessera_saga::SagaState>,
+    pub payment_status: Option<&'static str>,
 }
 
 /// Runs seed `seed` until quiescent (or the event bound) and checks every invariant.
@@ -182,7 +184,8 @@ pub fn run_seed(seed: u64, config: &SimConfig) -> SimOutcome {
             tessera_orders::domain::OrderStatus::Cancelled => stats.cancelled += 1,
             _ => {}
         }
-        orders.push(OrderOutcome { order, place_saga });
+        let payment_status = world.payments.state.payments.get(&order_id).map(|payment| payment.status);
+        orders.push(OrderOutcome { order, place_saga, payment_status });
     }
     let (trace_hash, trace) = world.trace.finish();
     SimOutcome { seed, trace_hash, violations, stats, trace, orders }

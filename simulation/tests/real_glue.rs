@@ -1,17 +1,21 @@
 //! The simulation runs the services' own glue, not a copy of it. Orders' reaction to a saga's
-//! move used to be transcribed into the simulation by hand (and reported an inventory timeout
-//! as `out_of_stock` in both places, so neither could catch the other). Now every rejection the
-//! simulation reports must be exactly what `tessera_orders::domain::rejection_reason` makes of
-//! the saga's recorded failure, and every confirmed order must hold what the participants'
-//! replies put in the saga's typed data. A simulation with its own copy of that glue fails
-//! here as soon as the copy and the service differ, on any seed that reaches the difference;
-//! and the seeds below must reach every rejection reason, including the timeout of the
-//! reservation, so the comparison covers each arm of the real function.
+//! move and payments' `Operation` used to be transcribed into the simulation by hand (and an
+//! inventory timeout was reported as `out_of_stock` in both places, so neither could catch the
+//! other). Now every rejection the simulation reports must be exactly what
+//! `tessera_orders::domain::rejection_reason` makes of the saga's recorded failure, every
+//! confirmed order must hold what the participants' replies put in the saga's typed data, and
+//! every payment must end where `tessera_payments::domain::Operation` takes it. A planted change
+//! in that glue (a reason mapped differently, a status renamed) changes what the simulation
+//! reports, since it runs the very function; a simulation with its own copy fails here as soon
+//! as the copy and the service differ, on any seed that reaches the difference. The seeds
+//! below must reach every rejection reason, including the reservation's timeout, so the
+//! comparison covers each arm of the real function.
 
 use std::collections::BTreeSet;
 
 use tessera_contracts::orders::RejectionReason;
 use tessera_orders::domain::{OrderStatus, PlaceOrderData, PlaceOrderStep, rejection_reason};
+use tessera_payments::domain::Operation;
 use tessera_saga::{FailureKind, read_data};
 use tessera_simulation::{SimConfig, run_seed};
 
@@ -42,6 +46,12 @@ fn every_rejection_and_confirmation_in_the_simulation_is_the_real_orders_reactio
                         assert_eq!(expected, RejectionReason::InventoryTimeout, "seed {seed}: order {id}");
                     }
                     reasons.insert(format!("{expected:?}"));
+                    // Any authorisation made was undone, or the card refused it.
+                    if let Some(status) = outcome.payment_status {
+                        let undone = tessera_payments::domain::PaymentStatus::parse(status)
+                            .is_some_and(|status| Operation::Void.done(status));
+                        assert!(undone, "seed {seed}: rejected order {id}'s payment is {status}");
+                    }
                 }
                 OrderStatus::Confirmed | OrderStatus::Cancelling | OrderStatus::Cancelled => {
                     let data: PlaceOrderData = read_data(&saga.data).expect("the saga's typed data");
