@@ -51,16 +51,19 @@ pub struct StepFailure {
     pub kind: FailureKind,
 }
 
+/// Builds a command from a saga's data; an error when the data does not fit its type.
+pub type BuildCommand = fn(&Value) -> Result<Command, DataError>;
+
 pub struct Step {
     pub name: &'static str,
     /// How long to wait for the reply to the step's command (and to its compensation).
     pub timeout: Duration,
     /// Builds the step's command from the saga's data.
-    pub action: fn(&Value) -> Result<Command, DataError>,
+    pub action: BuildCommand,
     /// Builds the command that undoes the step; `None` for a step with nothing to undo. It
     /// must be safe to run when the step's command had no effect (after a timeout, nobody
     /// knows whether it had).
-    pub compensation: Option<fn(&Value) -> Result<Command, DataError>>,
+    pub compensation: Option<BuildCommand>,
     /// A step past the point of no return (after the order is confirmed, say): when it fails
     /// or times out, it is sent again with backoff, never compensated, and the saga is flagged
     /// stuck if it keeps failing.

@@ -19,8 +19,8 @@ mod reply;
 mod transition;
 
 pub use decide::{
-    Command, DataError, Decision, FailureKind, Input, Outcome, SagaDefinition, SagaState, Status, Step,
-    StepFailure, TimerPurpose, TimerRequest, decide, read_data, reply_input, start,
+    BuildCommand, Command, DataError, Decision, FailureKind, Input, Outcome, SagaDefinition, SagaState,
+    Status, Step, StepFailure, TimerPurpose, TimerRequest, decide, read_data, reply_input, start,
 };
 pub use engine::{EngineError, MIGRATIONS, SagaEngine, SagaObserver, SagaSummary};
 pub use reply::{SagaReply, SagaTag};

@@ -119,8 +119,7 @@ impl Shop {
         let envelope = outbox
             .into_iter()
             .map(|m| m.envelope)
-            .filter(|m| m.name == M::NAME && m.key == order.to_string())
-            .last()
+            .rfind(|m| m.name == M::NAME && m.key == order.to_string())
             .unwrap_or_else(|| panic!("no {} for {order}", M::NAME));
         serde_json::from_value(envelope.payload).expect("the contract's payload")
     }
