@@ -18,7 +18,8 @@
 //!
 //! **What is real code.** The saga definitions (`tessera_orders::place_order`,
 //! `cancel_order`) over their typed data (`PlaceOrderData`, `CancelOrderData`) and the saga
-//! decisions (`tessera_saga::{start, decide}`); the saga wire protocol (`SagaTag` on commands,
+//! decisions (`tessera_saga::{start, decide, reply_input}`, a late reply counting as its
+//! step's timeout as in the engine); the saga wire protocol (`SagaTag` on commands,
 //! `SagaReply` for the participants' answers and for reading them); what a saga's move means
 //! for the order (`tessera_orders::domain::{reaction, record}`, over `Transition::progress`);
 //! the `Order` aggregate (`decide`, `evolve`); payments' life of a payment
@@ -33,9 +34,7 @@
 //! to the simulated store), the handlers' reads and writes of their tables (inventory's
 //! reservations, payments' rows), the card network and the transport. Inventory's handler
 //! checks (closed reservations, mixed currencies) still follow
-//! `services/inventory/src/app/reservations.rs` by hand. The engine treats a reply that comes
-//! after its step's deadline as the timeout (`tessera_saga::reply_input`); the simulation's
-//! `apply` sets no deadline, so there a late reply always counts as a reply.
+//! `services/inventory/src/app/reservations.rs` by hand.
 //!
 //! **What is not covered.** SQL, the SQLite and PostgreSQL backends and their group commit;
 //! NATS; concurrency inside a service (the real handlers' conditional updates against races);

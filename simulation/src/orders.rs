@@ -2,10 +2,11 @@
 //! and saga timers. The sagas are the real definitions (`tessera_orders::place_order`,
 //! `cancel_order`) over their real typed data (`PlaceOrderData`, `CancelOrderData`), driven by
 //! the real `tessera_saga::{start, decide}`; replies are read and commands tagged by the real
-//! protocol (`SagaReply`, `SagaTag`); what a saga's move means for the order is the real
-//! `tessera_orders::domain::{reaction, record}` over the real `Order`. What is the
-//! simulation's own is the storage: `apply` writes a decision to the simulated store (state,
-//! tagged commands, timers) where the engine writes it to SQL.
+//! protocol (`SagaReply`, `SagaTag`), a late reply turned into its step's timeout by the real
+//! `reply_input` against the deadline the real `TimerRequest::deadline` sets; what a saga's
+//! move means for the order is the real `tessera_orders::domain::{reaction, record}` over the
+//! real `Order`. What is the simulation's own is the storage: `apply` writes a decision to the
+//! simulated store (state, tagged commands, timers) where the engine writes it to SQL.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -103,6 +104,7 @@ fn apply(
     ids: &mut Ids,
 ) -> Result<SagaState, HandlerError> {
     let Decision { mut state, send, timer, .. } = decision;
+    state.deadline = None;
     if let Some(pending) = state.pending_timer.take()
         && let Some(id) = pending.strip_prefix('m').and_then(|n| n.parse().ok())
         && let Some(timer) = unit.state.timers.get_mut(&MessageId(id))
@@ -143,6 +145,7 @@ fn apply(
         );
         unit.follow_ups.push(FollowUp::TimerDue(due));
         state.pending_timer = Some(id.to_string());
+        state.deadline = timer.deadline(due);
     }
     unit.state.sagas.insert((definition.name, state.id.clone()), state.clone());
     Ok(state)
@@ -239,7 +242,8 @@ pub fn handle(
         return Ok(());
     };
     let before = state.clone();
-    let input = Input::Reply { step: tag.step, compensation: tag.compensation, outcome };
+    // As the engine does: a reply after its step's deadline stands for the timeout.
+    let input = tessera_saga::reply_input(definition, &state, tag.step, tag.compensation, outcome, now);
     let decision = tessera_saga::decide(definition, state, input).map_err(corrupt)?;
     if !decision.changed {
         return Ok(());

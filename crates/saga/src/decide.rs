@@ -169,6 +169,14 @@ pub struct TimerRequest {
     pub after: Duration,
 }
 
+impl TimerRequest {
+    /// The deadline this timer sets on the saga when it falls due at `due`: only a running
+    /// step's timeout has one (a reply after it counts as the timeout, see [`reply_input`]).
+    pub fn deadline(&self, due: u64) -> Option<u64> {
+        (self.purpose == TimerPurpose::Timeout && !self.compensation).then_some(due)
+    }
+}
+
 /// What to do: the new state, the commands to send (tagged with step and whether they
 /// compensate), and the timer that replaces any pending one.
 #[derive(Clone, Debug, PartialEq)]

@@ -300,9 +300,7 @@ impl SagaEngine {
             let due = self.physical.now().saturating_add(timer.after);
             unit.schedule(&envelope, due)?;
             state.pending_timer = Some(envelope.id.to_string());
-            if timer.purpose == TimerPurpose::Timeout && !timer.compensation {
-                state.deadline = Some(due.as_micros());
-            }
+            state.deadline = timer.deadline(due.as_micros());
         }
         let json = serde_json::to_string(&state)
             .map_err(|e| EngineError::Corrupt(state.id.clone(), e.to_string()))?;
