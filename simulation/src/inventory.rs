@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 use tessera_contracts::inventory::{
-    CommitReservation, PricedLine, ReleaseStock, ReserveStock, Reserved, Restock,
+    CommitReservation, PricedLine, ReleaseStock, ReserveStock, ReserveStockReply, Reserved, Restock,
 };
 use tessera_contracts::{Message as _, Money, Quantity, Sku};
 use tessera_inventory::domain::{StockLevel, plan_reservation};
@@ -177,9 +177,9 @@ fn reserve(unit: &mut Unit<InventoryState>, message: &Message, ids: &mut Ids) ->
     // Already held for this order (the command came twice): answer as before.
     let held = state.reservation(command.order_id, ReservationState::Held);
     if !held.is_empty() {
-        let reserved =
-            serde_json::to_value(priced(&held)?).map_err(|e| HandlerError::Corrupt(e.to_string()))?;
-        answer(unit, ids, message, Ok(Some(json!({ "reserved": reserved }))));
+        let reply = serde_json::to_value(ReserveStockReply { reserved: priced(&held)? })
+            .map_err(|e| HandlerError::Corrupt(e.to_string()))?;
+        answer(unit, ids, message, Ok(Some(reply)));
         return Ok(());
     }
     let levels: BTreeMap<Sku, StockLevel> = command
@@ -223,8 +223,9 @@ fn reserve(unit: &mut Unit<InventoryState>, message: &Message, ids: &mut Ids) ->
         rows.push(row);
         unit.send(stock_changed(ids, message, &sku, "reserved"));
     }
-    let reserved = serde_json::to_value(priced(&rows)?).map_err(|e| HandlerError::Corrupt(e.to_string()))?;
-    answer(unit, ids, message, Ok(Some(json!({ "reserved": reserved }))));
+    let reply = serde_json::to_value(ReserveStockReply { reserved: priced(&rows)? })
+        .map_err(|e| HandlerError::Corrupt(e.to_string()))?;
+    answer(unit, ids, message, Ok(Some(reply)));
     Ok(())
 }
 

@@ -17,13 +17,24 @@
 //! after confirmation.
 //!
 //! **What is real code.** The saga definitions (`tessera_orders::place_order`,
-//! `cancel_order`) and the saga decisions (`tessera_saga::{start, decide}`); the `Order`
-//! aggregate (`decide`, `evolve`); inventory's rules (`plan_reservation`,
-//! `StockLevel::{reserve, release, commit, restock}`); the card profiles; the contracts'
-//! payload types (every command is parsed as the real handler parses it). The glue around them
-//! (the saga engine's `apply`, orders' `react` and `record`, the inventory and payments
-//! handlers' checks and replies) is a line-by-line transcription of the services' `app`
-//! modules over simulated stores; a change there must be mirrored here.
+//! `cancel_order`) over their typed data (`PlaceOrderData`, `CancelOrderData`) and the saga
+//! decisions (`tessera_saga::{start, decide, reply_input}`, a late reply counting as its
+//! step's timeout as in the engine); the saga wire protocol (`SagaTag` on commands,
+//! `SagaReply` for the participants' answers and for reading them); what a saga's move means
+//! for the order (`tessera_orders::domain::{reaction, record}`, over `Transition::progress`);
+//! the `Order` aggregate (`decide`, `evolve`); payments' life of a payment
+//! (`tessera_payments::domain::{Operation::settle, repeated_authorisation}`); inventory's
+//! rules (`plan_reservation`, `StockLevel::{reserve, release, commit, restock}`); the card
+//! profiles; the contracts' payload types (every command is parsed as the real handler parses
+//! it, every reply's data built from the contract's type). A planted change in any of them
+//! changes what the simulation does (`tests/real_glue.rs` shows it for the rejection reasons).
+//!
+//! **What is the simulation's own.** Storage and plumbing: the simulated stores and their
+//! units of work, the engine's `apply` (writing a decision's state, tagged commands and timers
+//! to the simulated store), the handlers' reads and writes of their tables (inventory's
+//! reservations, payments' rows), the card network and the transport. Inventory's handler
+//! checks (closed reservations, mixed currencies) still follow
+//! `services/inventory/src/app/reservations.rs` by hand.
 //!
 //! **What is not covered.** SQL, the SQLite and PostgreSQL backends and their group commit;
 //! NATS; concurrency inside a service (the real handlers' conditional updates against races);
@@ -143,6 +154,17 @@ pub struct SimOutcome {
     pub stats: SimStats,
     /// The trace's lines, when `SimConfig::keep_trace`.
     pub trace: Vec<String>,
+    /// Every order at the end, with its place-order saga: what the glue between them did.
+    pub orders: Vec<OrderOutcome>,
+}
+
+/// An order as the run left it, the place-order saga that decided it, and its payment's
+/// status (`PaymentStatus::as_str`) at payments.
+#[derive(Clone, Debug)]
+pub struct OrderOutcome {
+    pub order: tessera_orders::domain::Order,
+    pub place_saga: Option<tessera_saga::SagaState>,
+    pub payment_status: Option<&'static str>,
 }
 
 /// Runs seed `seed` until quiescent (or the event bound) and checks every invariant.
@@ -151,16 +173,22 @@ pub fn run_seed(seed: u64, config: &SimConfig) -> SimOutcome {
     world.run();
     let violations = check::check(&world);
     let mut stats = world.stats.clone();
+    let mut orders = Vec::new();
     for &order_id in world.orders.state.streams.keys() {
-        match world.orders.state.order(order_id).status {
+        let order = world.orders.state.order(order_id);
+        let place_saga =
+            world.orders.state.sagas.get(&(tessera_orders::PLACE_ORDER, order_id.to_string())).cloned();
+        match order.status {
             tessera_orders::domain::OrderStatus::Confirmed => stats.confirmed += 1,
             tessera_orders::domain::OrderStatus::Rejected => stats.rejected += 1,
             tessera_orders::domain::OrderStatus::Cancelled => stats.cancelled += 1,
             _ => {}
         }
+        let payment_status = world.payments.state.payments.get(&order_id).map(|payment| payment.status);
+        orders.push(OrderOutcome { order, place_saga, payment_status });
     }
     let (trace_hash, trace) = world.trace.finish();
-    SimOutcome { seed, trace_hash, violations, stats, trace }
+    SimOutcome { seed, trace_hash, violations, stats, trace, orders }
 }
 
 /// The command that replays one seed with its trace printed.

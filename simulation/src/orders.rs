@@ -1,18 +1,25 @@
 //! Orders over a simulated store: placing and cancelling (the client's calls), saga replies
 //! and saga timers. The sagas are the real definitions (`tessera_orders::place_order`,
-//! `cancel_order`) driven by the real `tessera_saga::{start, decide}`; the order is the real
-//! event-sourced `Order`. What glues them (the engine's `apply`, the service's `react` and
-//! `record`) follows `crates/saga/src/engine.rs` and `services/orders/src/app/mod.rs`.
+//! `cancel_order`) over their real typed data (`PlaceOrderData`, `CancelOrderData`), driven by
+//! the real `tessera_saga::{start, decide}`; replies are read and commands tagged by the real
+//! protocol (`SagaReply`, `SagaTag`), a late reply turned into its step's timeout by the real
+//! `reply_input` against the deadline the real `TimerRequest::deadline` sets; what a saga's
+//! move means for the order is the real `tessera_orders::domain::{reaction, record}` over the
+//! real `Order`. What is the simulation's own is the storage: `apply` writes a decision to the
+//! simulated store (state, tagged commands, timers) where the engine writes it to SQL.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tessera_contracts::OrderLine;
-use tessera_contracts::inventory::Reserved;
-use tessera_contracts::orders::RejectionReason;
-use tessera_orders::domain::{Order, OrderCommand, OrderError, OrderEvent, OrderStatus};
-use tessera_saga::{Decision, Input, Outcome, SagaDefinition, SagaState, Status, TimerPurpose, Transition};
+use tessera_orders::domain::{
+    CancelOrderData, Charged, Order, OrderCommand, OrderEvent, OrderSaga, PlaceOrderData, PublicOutcome,
+    Recorded,
+};
+use tessera_saga::{
+    Decision, Input, SagaDefinition, SagaReply, SagaState, SagaTag, TimerPurpose, Transition,
+};
 use uuid::Uuid;
 
 use crate::error::HandlerError;
@@ -72,8 +79,10 @@ impl Default for Sagas {
 }
 
 impl Sagas {
-    fn definition(&self, name: &str) -> Option<&SagaDefinition> {
-        [&self.place, &self.cancel].into_iter().find(|d| d.name == name)
+    fn definition(&self, name: &str) -> Option<(OrderSaga, &SagaDefinition)> {
+        [(OrderSaga::PlaceOrder, &self.place), (OrderSaga::CancelOrder, &self.cancel)]
+            .into_iter()
+            .find(|(_, d)| d.name == name)
     }
 }
 
@@ -95,6 +104,7 @@ fn apply(
     ids: &mut Ids,
 ) -> Result<SagaState, HandlerError> {
     let Decision { mut state, send, timer, .. } = decision;
+    state.deadline = None;
     if let Some(pending) = state.pending_timer.take()
         && let Some(id) = pending.strip_prefix('m').and_then(|n| n.parse().ok())
         && let Some(timer) = unit.state.timers.get_mut(&MessageId(id))
@@ -103,12 +113,8 @@ fn apply(
         timer.status = TimerStatus::Cancelled;
     }
     for (step, compensation, command) in send {
-        let mut payload = command.payload;
-        if !payload.is_object() {
-            payload = json!({ "value": payload });
-        }
-        payload["saga"] =
-            json!({ "name": definition.name, "id": state.id, "step": step, "compensation": compensation });
+        let tag = SagaTag { name: definition.name.to_owned(), id: state.id.clone(), step, compensation };
+        let payload = tag.attach(command.payload);
         let target = Service::parse(&command.target)
             .ok_or_else(|| corrupt(format!("no service {}", command.target)))?;
         unit.send(Message {
@@ -139,6 +145,7 @@ fn apply(
         );
         unit.follow_ups.push(FollowUp::TimerDue(due));
         state.pending_timer = Some(id.to_string());
+        state.deadline = timer.deadline(due);
     }
     unit.state.sagas.insert((definition.name, state.id.clone()), state.clone());
     Ok(state)
@@ -178,8 +185,9 @@ pub fn place(
     let events = Order::default().decide(command)?;
     unit.state.streams.insert(order_id, events);
     unit.send(event(ids, order_id, "orders.OrderPlaced", json!({})));
-    let data = json!({ "order_id": order_id, "customer_id": customer_id, "lines": lines, "payment_token": payment_token });
-    let decision = tessera_saga::start(&sagas.place, order_id.to_string(), data);
+    let data = PlaceOrderData { order_id, customer_id, lines, payment_token, reserved: None, payment: None };
+    let data = serde_json::to_value(data).map_err(corrupt)?;
+    let decision = tessera_saga::start(&sagas.place, order_id.to_string(), data).map_err(corrupt)?;
     apply(&sagas.place, unit, decision, now, ids)?;
     unit.state.requests.insert((customer_id, request_key), order_id);
     Ok(order_id)
@@ -196,8 +204,10 @@ pub fn cancel(
     let order = unit.state.order(order_id);
     let events = order.decide(OrderCommand::RequestCancel)?;
     unit.state.streams.entry(order_id).or_default().extend(events);
-    let data = json!({ "order_id": order_id, "reserved": { "total": order.total } });
-    let decision = tessera_saga::start(&sagas.cancel, order_id.to_string(), data);
+    let total = order.total.clone().ok_or_else(|| corrupt("a confirmed order without a total"))?;
+    let data =
+        serde_json::to_value(CancelOrderData { order_id, charged: Charged { total } }).map_err(corrupt)?;
+    let decision = tessera_saga::start(&sagas.cancel, order_id.to_string(), data).map_err(corrupt)?;
     apply(&sagas.cancel, unit, decision, now, ids)?;
     Ok(())
 }
@@ -226,27 +236,20 @@ pub fn handle(
     if message.kind != Kind::Reply || message.target != Some(Service::Orders) {
         return Ok(());
     }
-    let tag = &message.payload["saga"];
-    let Some(definition) = tag["name"].as_str().and_then(|name| sagas.definition(name)) else {
+    let Some(SagaReply { saga: tag, outcome }) = SagaReply::read(&message.payload) else { return Ok(()) };
+    let Some((saga, definition)) = sagas.definition(&tag.name) else { return Ok(()) };
+    let Some(state) = unit.state.sagas.get(&(definition.name, tag.id.clone())).cloned() else {
         return Ok(());
     };
-    let (Some(id), Some(step)) = (tag["id"].as_str(), tag["step"].as_u64()) else { return Ok(()) };
-    let compensation = tag["compensation"].as_bool().unwrap_or(false);
-    let outcome = if message.payload["ok"].as_bool() == Some(true) {
-        Outcome::Succeeded { data: message.payload.get("data").cloned() }
-    } else {
-        let reason = message.payload["reason"].as_str().unwrap_or("the step failed").to_owned();
-        Outcome::Failed { reason }
-    };
-    let Some(state) = unit.state.sagas.get(&(definition.name, id.to_owned())).cloned() else { return Ok(()) };
-    let step = usize::try_from(step).unwrap_or(usize::MAX);
     let before = state.clone();
-    let decision = tessera_saga::decide(definition, state, Input::Reply { step, compensation, outcome });
+    // As the engine does: a reply after its step's deadline stands for the timeout.
+    let input = tessera_saga::reply_input(definition, &state, tag.step, tag.compensation, outcome, now);
+    let decision = tessera_saga::decide(definition, state, input).map_err(corrupt)?;
     if !decision.changed {
         return Ok(());
     }
     let after = apply(definition, unit, decision, now, ids)?;
-    react(unit, definition.name, &Transition { before, after }, ids)
+    react(unit, saga, &Transition { before, after }, ids)
 }
 
 /// Fires one due timer (`SagaEngine::fire_due_timers`, one unit per timer). `Ok(false)`: the
@@ -264,7 +267,7 @@ pub fn fire_timer(
     };
     timer.status = TimerStatus::Fired;
     let timer = timer.clone();
-    let definition =
+    let (saga, definition) =
         sagas.definition(timer.saga).ok_or_else(|| corrupt(format!("no saga {}", timer.saga)))?;
     let Some(state) = unit.state.sagas.get(&(timer.saga, timer.saga_id.clone())).cloned() else {
         return Ok(true);
@@ -276,57 +279,30 @@ pub fn fire_timer(
         purpose: timer.purpose,
     };
     let before = state.clone();
-    let decision = tessera_saga::decide(definition, state, input);
+    let decision = tessera_saga::decide(definition, state, input).map_err(corrupt)?;
     if decision.changed {
         let after = apply(definition, unit, decision, now, ids)?;
-        react(unit, definition.name, &Transition { before, after }, ids)?;
+        react(unit, saga, &Transition { before, after }, ids)?;
     }
     Ok(true)
 }
 
-/// What a saga's move means for the order (`Inner::react`).
+/// What a saga's move means for the order: the real `reaction`, recorded (`Inner::react`).
 fn react(
     unit: &mut Unit<OrdersState>,
-    saga: &str,
+    saga: OrderSaga,
     transition: &Transition,
     ids: &mut Ids,
 ) -> Result<(), HandlerError> {
-    let (before, after) = (&transition.before, &transition.after);
-    let order_id: Uuid = after.id.parse().map_err(corrupt)?;
-    if saga == tessera_orders::CANCEL_ORDER {
-        if after.status == Status::Completed && before.status != Status::Completed {
-            record(unit, order_id, OrderCommand::CompleteCancel, ids)?;
-        }
+    let Some(command) = tessera_orders::domain::reaction(saga, transition).map_err(corrupt)? else {
         return Ok(());
-    }
-    let left_running = before.status == Status::Running && after.status != Status::Running;
-    if before.step == 0 && after.step >= 1 && after.status == Status::Running {
-        let reserved: Reserved = serde_json::from_value(after.data["reserved"].clone()).map_err(corrupt)?;
-        record(
-            unit,
-            order_id,
-            OrderCommand::RecordReservation { lines: reserved.lines, total: reserved.total },
-            ids,
-        )?;
-    } else if before.step == 1 && after.step >= 2 && after.status == Status::Running {
-        let payment = &after.data["payment"];
-        let payment_id = payment["payment_id"].as_str().and_then(|p| p.parse().ok()).unwrap_or_default();
-        let last4 = payment["last4"].as_str().unwrap_or_default().to_owned();
-        record(unit, order_id, OrderCommand::RecordAuthorisation { payment_id, last4 }, ids)?;
-    } else if left_running && matches!(after.status, Status::Compensating | Status::Compensated) {
-        let reason = match before.step {
-            0 => RejectionReason::OutOfStock,
-            _ if after.reason.as_deref().is_some_and(|r| r.contains("timed out")) => {
-                RejectionReason::PaymentTimeout
-            }
-            _ => RejectionReason::PaymentDeclined,
-        };
-        record(unit, order_id, OrderCommand::Reject { reason }, ids)?;
-    }
-    Ok(())
+    };
+    let order_id: Uuid = transition.after.id.parse().map_err(corrupt)?;
+    record(unit, order_id, command, ids)
 }
 
-/// Applies an outcome to the order if it is still open to it (`Inner::record`).
+/// Applies an outcome to the order with the real `record`, if it is still open to it
+/// (`Inner::record`), and publishes what it says.
 fn record(
     unit: &mut Unit<OrdersState>,
     order_id: Uuid,
@@ -334,21 +310,14 @@ fn record(
     ids: &mut Ids,
 ) -> Result<(), HandlerError> {
     let order = unit.state.order(order_id);
-    let events = match order.decide(command) {
-        Ok(events) => events,
-        // Already decided (a duplicate outcome): nothing to record.
-        Err(OrderError::NotPending(_) | OrderError::NotCancelling) => return Ok(()),
-        Err(error) => return Err(error.into()),
+    let Some(Recorded { events, after, public }) = tessera_orders::domain::record(&order, command)? else {
+        return Ok(());
     };
-    let after = events.iter().fold(order, |order, event| order.evolve(event));
-    let public = match after.status {
-        OrderStatus::Confirmed if after.payment_id.is_some() && events.contains(&OrderEvent::Confirmed) => {
-            Some(("orders.OrderConfirmed", json!({ "total": after.total })))
-        }
-        OrderStatus::Rejected => Some(("orders.OrderRejected", json!({ "reason": after.reason }))),
-        OrderStatus::Cancelled => Some(("orders.OrderCancelled", json!({ "refunded": after.total }))),
-        _ => None,
-    };
+    let public = public.map(|public| match public {
+        PublicOutcome::Confirmed => ("orders.OrderConfirmed", json!({ "total": after.total })),
+        PublicOutcome::Rejected(reason) => ("orders.OrderRejected", json!({ "reason": reason })),
+        PublicOutcome::Cancelled => ("orders.OrderCancelled", json!({ "refunded": after.total })),
+    });
     unit.state.streams.entry(order_id).or_default().extend(events);
     if let Some((name, payload)) = public {
         unit.send(event(ids, order_id, name, payload));

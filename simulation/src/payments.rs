@@ -1,15 +1,22 @@
-//! Payments' saga handlers and authorisation worker over a simulated store, following
-//! `services/payments/src/app/mod.rs`: one payment per order, the first answer stands,
-//! voids remembered before the authorisation they cancel, captures keyed by order. The card
-//! network is outside every store: it survives crashes and answers a repeated idempotency key
-//! with its first answer, like the real acquirer (and the real `SimulatedNetwork`).
+//! Payments' saga handlers and authorisation worker over a simulated store: one payment per
+//! order, captures keyed by order. What a command does to a payment is the real domain's
+//! (`tessera_payments::domain`): `Operation::settle` (capture, void, refund, a void remembered
+//! before the authorisation it cancels, a repeated command answered as done) and
+//! `repeated_authorisation` (the first answer stands); the reply data are the contracts'
+//! types. The card network is outside every store: it survives crashes and answers a repeated
+//! idempotency key with its first answer, like the real acquirer (and the real
+//! `SimulatedNetwork`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
-use tessera_contracts::payments::{AuthorisePayment, CapturePayment, RefundPayment, VoidPayment};
+use tessera_contracts::payments::{
+    AuthorisePayment, AuthorisePaymentReply, AuthorisedPayment, CapturePayment, RefundPayment, VoidPayment,
+};
 use tessera_contracts::{Message as _, Money};
-use tessera_payments::domain::CardProfile;
+use tessera_payments::domain::{
+    CardProfile, Operation, PaymentStatus, RepeatedAuthorisation, Settlement, repeated_authorisation,
+};
 use uuid::Uuid;
 
 use crate::error::{HandlerError, parse};
@@ -28,6 +35,7 @@ pub struct PaymentMethod {
 #[derive(Clone, Debug)]
 pub struct Payment {
     pub payment_id: Uuid,
+    /// `PaymentStatus::as_str`, as the real table stores it.
     pub status: &'static str,
     pub amount: Money,
     pub last4: String,
@@ -132,44 +140,14 @@ impl CardNetwork {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Operation {
-    Capture,
-    Void,
-    Refund,
+fn status(payment: &Payment) -> Result<PaymentStatus, HandlerError> {
+    PaymentStatus::parse(payment.status)
+        .ok_or_else(|| HandlerError::Corrupt(format!("unknown payment status {}", payment.status)))
 }
 
-impl Operation {
-    fn name(self) -> &'static str {
-        match self {
-            Operation::Capture => "capture",
-            Operation::Void => "void",
-            Operation::Refund => "refund",
-        }
-    }
-
-    fn from(self) -> &'static str {
-        match self {
-            Operation::Capture | Operation::Void => "authorised",
-            Operation::Refund => "captured",
-        }
-    }
-
-    fn to(self) -> &'static str {
-        match self {
-            Operation::Capture => "captured",
-            Operation::Void => "voided",
-            Operation::Refund => "refunded",
-        }
-    }
-
-    fn done(self, status: &str) -> bool {
-        match self {
-            Operation::Capture => matches!(status, "captured" | "refunded"),
-            Operation::Void => matches!(status, "voided" | "declined"),
-            Operation::Refund => status == "refunded",
-        }
-    }
+fn authorised_reply(payment: &Payment) -> Result<serde_json::Value, HandlerError> {
+    let payment = AuthorisedPayment { payment_id: payment.payment_id, last4: payment.last4.clone() };
+    serde_json::to_value(AuthorisePaymentReply { payment }).map_err(|e| HandlerError::Corrupt(e.to_string()))
 }
 
 fn answer(
@@ -226,14 +204,10 @@ pub fn handle(
 fn authorise(unit: &mut Unit<PaymentsState>, message: &Message, ids: &mut Ids) -> Result<(), HandlerError> {
     let command: AuthorisePayment = parse(&message.name, &message.payload)?;
     if let Some(payment) = unit.state.payments.get(&command.order_id) {
-        // Asked again: the first answer stands; the card is not charged again.
-        let result = match payment.status {
-            // Still with the network: the worker answers when it knows.
-            "authorising" => return Ok(()),
-            "authorised" | "captured" | "refunded" => {
-                Ok(Some(json!({ "payment": { "payment_id": payment.payment_id, "last4": payment.last4 } })))
-            }
-            status => Err(payment.reason.clone().unwrap_or_else(|| status.to_owned())),
+        let result = match repeated_authorisation(status(payment)?, payment.reason.as_deref()) {
+            RepeatedAuthorisation::Wait => return Ok(()),
+            RepeatedAuthorisation::Authorised => Ok(Some(authorised_reply(payment)?)),
+            RepeatedAuthorisation::Refused(reason) => Err(reason),
         };
         answer(unit, ids, message, result);
         return Ok(());
@@ -250,7 +224,7 @@ fn authorise(unit: &mut Unit<PaymentsState>, message: &Message, ids: &mut Ids) -
     };
     let payment = Payment {
         payment_id: ids.uuid(),
-        status: "authorising",
+        status: PaymentStatus::Authorising.as_str(),
         amount: command.amount.clone(),
         last4: method.last4.clone(),
         reason: None,
@@ -272,7 +246,12 @@ pub fn authorise_recorded(
     network: &mut CardNetwork,
     rng: &mut SimRng,
 ) -> Result<bool, HandlerError> {
-    let Some(payment) = unit.state.payments.get(&order_id).filter(|p| p.status == "authorising").cloned()
+    let Some(payment) = unit
+        .state
+        .payments
+        .get(&order_id)
+        .filter(|p| p.status == PaymentStatus::Authorising.as_str())
+        .cloned()
     else {
         return Ok(false);
     };
@@ -290,14 +269,14 @@ pub fn authorise_recorded(
         .ok_or_else(|| HandlerError::Corrupt("payment vanished".into()))?;
     match answer_of_network {
         Some(NetworkAnswer::Approved(code)) => {
-            stored.status = "authorised";
+            stored.status = PaymentStatus::Authorised.as_str();
             stored.authorisation = Some(code);
-            let data = json!({ "payment": { "payment_id": payment.payment_id, "last4": payment.last4 } });
+            let data = authorised_reply(&payment)?;
             unit.send(event(ids, &request, "payments.PaymentAuthorised", order_id));
             answer(unit, ids, &request, Ok(Some(data)));
         }
         Some(NetworkAnswer::Declined(code)) => {
-            stored.status = "declined";
+            stored.status = PaymentStatus::Declined.as_str();
             stored.reason = Some(code.to_owned());
             unit.send(event(ids, &request, "payments.PaymentDeclined", order_id));
             answer(unit, ids, &request, Err(code.to_owned()));
@@ -316,32 +295,32 @@ fn settle(
     order_id: Uuid,
     operation: Operation,
 ) -> Result<(), HandlerError> {
-    let Some(payment) = unit.state.payments.get(&order_id).cloned() else {
-        if operation != Operation::Void {
-            answer(unit, ids, message, Err("no_payment".into()));
+    let payment = unit.state.payments.get(&order_id).cloned();
+    let current = payment.as_ref().map(status).transpose()?;
+    let (key, to, payment) = match (operation.settle(order_id, current), payment) {
+        (Settlement::RememberVoid, _) => {
+            unit.state.voided_orders.insert(order_id);
+            answer(unit, ids, message, Ok(None));
             return Ok(());
         }
-        // Nothing to undo yet; remember the void so that a later authorisation is refused.
-        unit.state.voided_orders.insert(order_id);
-        answer(unit, ids, message, Ok(None));
-        return Ok(());
+        (Settlement::AlreadyDone, _) => {
+            answer(unit, ids, message, Ok(None));
+            return Ok(());
+        }
+        (Settlement::Refuse(reason), _) => {
+            answer(unit, ids, message, Err(reason));
+            return Ok(());
+        }
+        (Settlement::Move { key, to, .. }, Some(payment)) => (key, to, payment),
+        (Settlement::Move { .. }, None) => return Err(HandlerError::Corrupt("a move for no payment".into())),
     };
-    if operation.done(payment.status) {
-        answer(unit, ids, message, Ok(None));
-        return Ok(());
-    }
-    if payment.status != operation.from() {
-        answer(unit, ids, message, Err(format!("payment_is_{}", payment.status)));
-        return Ok(());
-    }
-    let key = format!("{}-{order_id}", operation.name());
     // The money moves here, outside the store: a crash after this line and before commit
     // sends the same key again on redelivery.
     if !network.settle(rng, operation, &key, payment.amount.amount) {
         return Err(HandlerError::Network("transient network error".into()));
     }
     if let Some(stored) = unit.state.payments.get_mut(&order_id) {
-        stored.status = operation.to();
+        stored.status = to.as_str();
     }
     match operation {
         Operation::Capture => {

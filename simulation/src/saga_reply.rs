@@ -1,37 +1,24 @@
-//! The saga wire protocol as the real `SagaEngine` speaks it: a command carries
-//! `"saga": {"name", "id", "step", "compensation"}`; its reply echoes that and adds `"ok"`, and
-//! `"data"` or `"reason"`. The participants (inventory, payments) answer with [`reply`].
+//! Participants' answers to saga commands, on the simulated transport. The protocol is the
+//! real one (`tessera_saga::SagaReply`: the tag, `ok`, `data` or `reason`, and the reply's
+//! name); only the envelope around it is the simulation's.
 
-use serde_json::{Value, json};
+use serde_json::Value;
+use tessera_saga::SagaReply;
 
 use crate::message::{Ids, Kind, Message};
 
-/// The reply to saga command `command` (mirrors `SagaEngine::reply`). `None` when the command
-/// is not a saga's (plain commands get no reply).
+/// The reply to saga command `command`, as `SagaEngine::reply` builds it. `None` when the
+/// command is not a saga's (plain commands get no reply).
 pub fn reply(command: &Message, ids: &mut Ids, result: Result<Option<Value>, String>) -> Option<Message> {
-    command.payload.get("saga")?;
-    let mut payload = json!({ "saga": command.payload["saga"].clone() });
-    match result {
-        Ok(data) => {
-            payload["ok"] = json!(true);
-            if let Some(data) = data {
-                payload["data"] = data;
-            }
-        }
-        Err(reason) => {
-            payload["ok"] = json!(false);
-            payload["reason"] = json!(reason);
-        }
-    }
-    let target = command.target?;
-    let short = command.name.rsplit('.').next().unwrap_or_default();
+    let reply = SagaReply::answering(&command.payload, result)?;
+    let participant = command.target?;
     Some(Message {
         id: ids.message(),
         kind: Kind::Reply,
-        name: format!("{target}.{short}Replied"),
-        source: target,
+        name: SagaReply::name(participant.name(), &command.name),
+        source: participant,
         target: Some(command.source),
         key: command.key.clone(),
-        payload,
+        payload: reply.to_payload(),
     })
 }

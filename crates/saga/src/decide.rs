@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -14,16 +15,55 @@ pub struct Command {
     pub payload: Value,
 }
 
+impl Command {
+    /// The command `name` to `target`, its payload the serialised `message` (a contract type).
+    pub fn new(target: &str, name: &str, message: &impl Serialize) -> Result<Self, DataError> {
+        let payload = serde_json::to_value(message).map_err(|e| DataError(e.to_string()))?;
+        Ok(Self { target: target.to_owned(), name: name.to_owned(), payload })
+    }
+}
+
+/// A saga's data does not have the shape its definition expects (a stored saga edited by
+/// hand, or a participant's reply with the wrong data): the saga cannot build its command.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the saga's data does not fit its type: {0}")]
+pub struct DataError(pub String);
+
+/// Reads a saga's data (stored as JSON) as the type its definition gives it.
+pub fn read_data<D: DeserializeOwned>(data: &Value) -> Result<D, DataError> {
+    D::deserialize(data).map_err(|e| DataError(e.to_string()))
+}
+
+/// How a step failed: its participant refused (with the participant's reason code), or no
+/// answer came in time, so nobody knows whether it happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FailureKind {
+    Refused { reason: String },
+    TimedOut,
+}
+
+/// The step whose failure turned a saga back, and how it failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepFailure {
+    pub step: usize,
+    #[serde(flatten)]
+    pub kind: FailureKind,
+}
+
+/// Builds a command from a saga's data; an error when the data does not fit its type.
+pub type BuildCommand = fn(&Value) -> Result<Command, DataError>;
+
 pub struct Step {
     pub name: &'static str,
     /// How long to wait for the reply to the step's command (and to its compensation).
     pub timeout: Duration,
     /// Builds the step's command from the saga's data.
-    pub action: fn(&Value) -> Command,
+    pub action: BuildCommand,
     /// Builds the command that undoes the step; `None` for a step with nothing to undo. It
     /// must be safe to run when the step's command had no effect (after a timeout, nobody
     /// knows whether it had).
-    pub compensation: Option<fn(&Value) -> Command>,
+    pub compensation: Option<BuildCommand>,
     /// A step past the point of no return (after the order is confirmed, say): when it fails
     /// or times out, it is sent again with backoff, never compensated, and the saga is flagged
     /// stuck if it keeps failing.
@@ -77,8 +117,12 @@ pub struct SagaState {
     pub step: usize,
     /// Failed attempts of the current compensation.
     pub attempt: u32,
-    /// Why the saga is compensating or compensated.
+    /// Why the saga is compensating or compensated, for people (`failure` says it for code).
     pub reason: Option<String>,
+    /// The step that failed and how, once one has. Absent from sagas stored before it was
+    /// recorded; those had already told their orchestrator about the failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<StepFailure>,
     /// Set while a compensation keeps failing: the saga cannot make progress on its own.
     pub stuck: Option<String>,
     /// The engine's handle on the pending timer, to cancel it when the saga moves on.
@@ -125,6 +169,14 @@ pub struct TimerRequest {
     pub after: Duration,
 }
 
+impl TimerRequest {
+    /// The deadline this timer sets on the saga when it falls due at `due`: only a running
+    /// step's timeout has one (a reply after it counts as the timeout, see [`reply_input`]).
+    pub fn deadline(&self, due: u64) -> Option<u64> {
+        (self.purpose == TimerPurpose::Timeout && !self.compensation).then_some(due)
+    }
+}
+
 /// What to do: the new state, the commands to send (tagged with step and whether they
 /// compensate), and the timer that replaces any pending one.
 #[derive(Clone, Debug, PartialEq)]
@@ -143,7 +195,7 @@ impl Decision {
 }
 
 /// A new saga: send the first step's command and wait for it.
-pub fn start(definition: &SagaDefinition, id: String, data: Value) -> Decision {
+pub fn start(definition: &SagaDefinition, id: String, data: Value) -> Result<Decision, DataError> {
     let state = SagaState {
         id,
         data,
@@ -151,17 +203,18 @@ pub fn start(definition: &SagaDefinition, id: String, data: Value) -> Decision {
         step: 0,
         attempt: 0,
         reason: None,
+        failure: None,
         stuck: None,
         pending_timer: None,
         deadline: None,
     };
     if definition.steps.is_empty() {
-        return Decision {
+        return Ok(Decision {
             state: SagaState { status: Status::Completed, ..state },
             send: Vec::new(),
             timer: None,
             changed: true,
-        };
+        });
     }
     run_step(definition, state, 0)
 }
@@ -193,19 +246,20 @@ pub fn reply_input(
     Input::Reply { step, compensation, outcome }
 }
 
-/// The next move of `state` after `input`.
-pub fn decide(definition: &SagaDefinition, state: SagaState, input: Input) -> Decision {
+/// The next move of `state` after `input`. An error only when the saga's data cannot build
+/// the command to send next.
+pub fn decide(definition: &SagaDefinition, state: SagaState, input: Input) -> Result<Decision, DataError> {
     let retriable = definition.steps.get(state.step).is_some_and(|step| step.retriable);
     match (state.status, input) {
         (
             Status::Running,
             Input::Reply { step, compensation: false, outcome: Outcome::Failed { reason } },
-        ) if step == state.step && retriable => retry_later(definition, state, reason),
+        ) if step == state.step && retriable => Ok(retry_later(definition, state, reason)),
         (Status::Running, Input::Timer { step, compensation: false, attempt, purpose })
             if step == state.step && attempt == state.attempt && retriable =>
         {
             match purpose {
-                TimerPurpose::Timeout => retry_later(definition, state, "no reply in time".to_owned()),
+                TimerPurpose::Timeout => Ok(retry_later(definition, state, "no reply in time".to_owned())),
                 TimerPurpose::Retry => resend_step(definition, state),
             }
         }
@@ -216,13 +270,17 @@ pub fn decide(definition: &SagaDefinition, state: SagaState, input: Input) -> De
                     merge(&mut state.data, data);
                     if step + 1 == definition.steps.len() {
                         let state = SagaState { status: Status::Completed, ..state };
-                        Decision { state, send: Vec::new(), timer: None, changed: true }
+                        Ok(Decision { state, send: Vec::new(), timer: None, changed: true })
                     } else {
                         run_step(definition, state, step + 1)
                     }
                 }
                 // The step's command failed, so it had no effect: undo the ones before it.
-                Outcome::Failed { reason } => compensate_from(definition, state, step.checked_sub(1), reason),
+                Outcome::Failed { reason } => {
+                    let failure = StepFailure { step, kind: FailureKind::Refused { reason: reason.clone() } };
+                    let state = SagaState { failure: Some(failure), ..state };
+                    compensate_from(definition, state, step.checked_sub(1), reason)
+                }
             }
         }
         (Status::Running, Input::Timer { step, compensation: false, purpose: TimerPurpose::Timeout, .. })
@@ -230,6 +288,8 @@ pub fn decide(definition: &SagaDefinition, state: SagaState, input: Input) -> De
         {
             // Nobody knows whether it happened: undo it too.
             let reason = format!("step {} timed out", definition.steps[step].name);
+            let state =
+                SagaState { failure: Some(StepFailure { step, kind: FailureKind::TimedOut }), ..state };
             compensate_from(definition, state, Some(step), reason)
         }
         (Status::Compensating, Input::Reply { step, compensation: true, outcome }) if step == state.step => {
@@ -239,19 +299,19 @@ pub fn decide(definition: &SagaDefinition, state: SagaState, input: Input) -> De
                     let state = SagaState { stuck: None, ..state };
                     compensate_from(definition, state, step.checked_sub(1), reason)
                 }
-                Outcome::Failed { reason } => retry_later(definition, state, reason),
+                Outcome::Failed { reason } => Ok(retry_later(definition, state, reason)),
             }
         }
         (Status::Compensating, Input::Timer { step, compensation: true, attempt, purpose })
             if step == state.step && attempt == state.attempt =>
         {
             match purpose {
-                TimerPurpose::Timeout => retry_later(definition, state, "no reply in time".to_owned()),
+                TimerPurpose::Timeout => Ok(retry_later(definition, state, "no reply in time".to_owned())),
                 TimerPurpose::Retry => send_compensation(definition, state),
             }
         }
         // A late, duplicate or stale input: the saga has moved on.
-        (_, _) => Decision::unchanged(state),
+        (_, _) => Ok(Decision::unchanged(state)),
     }
 }
 
@@ -263,15 +323,15 @@ fn merge(data: &mut Value, update: Option<Value>) {
     }
 }
 
-fn run_step(definition: &SagaDefinition, state: SagaState, step: usize) -> Decision {
+fn run_step(definition: &SagaDefinition, state: SagaState, step: usize) -> Result<Decision, DataError> {
     resend_step(definition, SagaState { status: Status::Running, step, attempt: 0, ..state })
 }
 
 /// Sends the current step's command (again, for a retriable step's retry).
-fn resend_step(definition: &SagaDefinition, state: SagaState) -> Decision {
+fn resend_step(definition: &SagaDefinition, state: SagaState) -> Result<Decision, DataError> {
     let step = state.step;
     let definition_step = &definition.steps[step];
-    let command = (definition_step.action)(&state.data);
+    let command = (definition_step.action)(&state.data)?;
     let timer = TimerRequest {
         step,
         compensation: false,
@@ -279,7 +339,7 @@ fn resend_step(definition: &SagaDefinition, state: SagaState) -> Decision {
         purpose: TimerPurpose::Timeout,
         after: definition_step.timeout,
     };
-    Decision { state, send: vec![(step, false, command)], timer: Some(timer), changed: true }
+    Ok(Decision { state, send: vec![(step, false, command)], timer: Some(timer), changed: true })
 }
 
 /// Compensates the highest step at or below `from` that has a compensation.
@@ -288,12 +348,12 @@ fn compensate_from(
     state: SagaState,
     from: Option<usize>,
     reason: String,
-) -> Decision {
+) -> Result<Decision, DataError> {
     let next = from.and_then(|from| (0..=from).rev().find(|&i| definition.steps[i].compensation.is_some()));
     match next {
         None => {
             let state = SagaState { status: Status::Compensated, reason: Some(reason), stuck: None, ..state };
-            Decision { state, send: Vec::new(), timer: None, changed: true }
+            Ok(Decision { state, send: Vec::new(), timer: None, changed: true })
         }
         Some(step) => {
             let state =
@@ -303,13 +363,13 @@ fn compensate_from(
     }
 }
 
-fn send_compensation(definition: &SagaDefinition, state: SagaState) -> Decision {
+fn send_compensation(definition: &SagaDefinition, state: SagaState) -> Result<Decision, DataError> {
     let step = &definition.steps[state.step];
     let Some(compensation) = step.compensation else {
         // compensate_from only lands on steps with a compensation.
-        return Decision::unchanged(state);
+        return Ok(Decision::unchanged(state));
     };
-    let command = compensation(&state.data);
+    let command = compensation(&state.data)?;
     let timer = TimerRequest {
         step: state.step,
         compensation: true,
@@ -317,7 +377,7 @@ fn send_compensation(definition: &SagaDefinition, state: SagaState) -> Decision 
         purpose: TimerPurpose::Timeout,
         after: step.timeout,
     };
-    Decision { send: vec![(state.step, true, command)], timer: Some(timer), state, changed: true }
+    Ok(Decision { send: vec![(state.step, true, command)], timer: Some(timer), state, changed: true })
 }
 
 /// A compensation or a retriable step failed: try again after a backoff, and flag the saga
@@ -351,8 +411,17 @@ mod tests {
 
     use super::*;
 
-    fn command(name: &str) -> Command {
-        Command { target: "svc".into(), name: name.into(), payload: json!({}) }
+    fn command(name: &str) -> Result<Command, DataError> {
+        Ok(Command { target: "svc".into(), name: name.into(), payload: json!({}) })
+    }
+
+    // The definitions below always build their commands: every decision is one.
+    fn start(definition: &SagaDefinition, id: String, data: Value) -> Decision {
+        super::start(definition, id, data).expect("a decision")
+    }
+
+    fn decide(definition: &SagaDefinition, state: SagaState, input: Input) -> Decision {
+        super::decide(definition, state, input).expect("a decision")
     }
 
     /// Place order: reserve stock (undo: release), authorise payment (undo: void), confirm.
@@ -493,6 +562,35 @@ mod tests {
         let done = decide(&definition, next.state, undone(0));
         assert_eq!(done.state.status, Status::Compensated);
         assert_eq!(done.state.reason.as_deref(), Some("step authorise timed out"));
+    }
+
+    #[test]
+    fn a_failed_step_records_whether_it_was_refused_or_timed_out_until_the_end() {
+        let definition = place_order();
+        let refused = decide(&definition, given(&[ok(0)]), failed(1));
+        let declined = FailureKind::Refused { reason: "declined".into() };
+        assert_eq!(refused.state.failure, Some(StepFailure { step: 1, kind: declined }));
+        let timeout =
+            Input::Timer { step: 0, compensation: false, attempt: 0, purpose: TimerPurpose::Timeout };
+        let timed_out = decide(&definition, given(&[]), timeout);
+        assert_eq!(timed_out.state.failure, Some(StepFailure { step: 0, kind: FailureKind::TimedOut }));
+        let done = decide(&definition, timed_out.state, undone(0));
+        assert_eq!(done.state.status, Status::Compensated);
+        assert_eq!(done.state.failure, Some(StepFailure { step: 0, kind: FailureKind::TimedOut }));
+    }
+
+    #[test]
+    fn a_saga_stored_before_failures_were_recorded_loads_and_finishes() {
+        // As the engine stored it before `failure` existed.
+        let stored = r#"{"id":"s-1","data":{"order":1},"status":"compensating","step":0,"attempt":0,
+            "reason":"step authorise timed out","stuck":null,"pending_timer":null,"deadline":null}"#;
+        let state: SagaState = serde_json::from_str(stored).expect("an old row loads");
+        assert_eq!(state.failure, None);
+        let done = decide(&place_order(), state, undone(0));
+        assert_eq!(done.state.status, Status::Compensated);
+        assert_eq!(done.state.reason.as_deref(), Some("step authorise timed out"));
+        let written = serde_json::to_value(&done.state).expect("json");
+        assert!(written.get("failure").is_none(), "no failure is made up for it");
     }
 
     #[test]

@@ -3,9 +3,8 @@
 //! work, the one that also records the inbox, so a reply is applied exactly once and a crash
 //! never leaves a command unsent or sent twice.
 //!
-//! Wire protocol: every command carries `"saga": {"name", "id", "step", "compensation"}` in its
-//! payload; a reply echoes that object and adds `"ok"`, and `"reason"` or `"data"`.
-//! [`SagaEngine::reply`] builds such a reply for the service that handled the command.
+//! Wire protocol: [`crate::SagaTag`] and [`crate::SagaReply`]. [`SagaEngine::reply`] builds a
+//! reply for the service that handled the command.
 
 use std::sync::Arc;
 
@@ -13,7 +12,9 @@ use serde_json::{Value, json};
 use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageId, MessageKind, Timestamp};
 use tessera_store::{Migration, MigrationSet, Row, Statement, Store, StoreError, UnitOfWork};
 
-use crate::decide::{self, Decision, Input, Outcome, SagaDefinition, SagaState, Status, TimerPurpose};
+use crate::decide::{self, DataError, Decision, Input, SagaDefinition, SagaState, Status, TimerPurpose};
+use crate::reply::{SagaReply, SagaTag};
+use crate::transition::Transition;
 
 /// Include in the store of every service that orchestrates sagas.
 pub const MIGRATIONS: MigrationSet = MigrationSet {
@@ -40,17 +41,11 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("saga {0} is stored in a form this build cannot read: {1}")]
     Corrupt(String, String),
+    #[error(transparent)]
+    Data(#[from] DataError),
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
-
-/// A saga's move, handed to its orchestrator so it can update its own records (an order's
-/// status, say) in the same unit of work.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Transition {
-    pub before: SagaState,
-    pub after: SagaState,
-}
 
 /// Reacts to transitions that timers cause (replies return theirs to the caller directly).
 #[async_trait::async_trait]
@@ -117,13 +112,13 @@ impl SagaEngine {
         data: Value,
         cause: Option<&Envelope>,
     ) -> Result<SagaState> {
-        let decision = decide::start(&self.definition, id.to_owned(), data);
+        let decision = decide::start(&self.definition, id.to_owned(), data)?;
         self.apply(unit, decision, None, cause)
     }
 
     /// Whether `message` is a reply to one of this saga's commands.
     pub fn claims(&self, message: &Envelope) -> bool {
-        message.payload["saga"]["name"].as_str() == Some(self.definition.name)
+        SagaTag::of(&message.payload).is_some_and(|tag| tag.name == self.definition.name)
     }
 
     /// Applies a reply to one of this saga's commands and returns the move it caused, if any.
@@ -134,33 +129,25 @@ impl SagaEngine {
         message: &Envelope,
         unit: &mut UnitOfWork,
     ) -> Result<Option<Transition>> {
-        if !self.claims(message) {
+        let Some(SagaReply { saga, outcome }) = SagaReply::read(&message.payload) else { return Ok(None) };
+        if saga.name != self.definition.name {
             return Ok(None);
         }
-        let tag = &message.payload["saga"];
-        let (Some(id), Some(step)) = (tag["id"].as_str(), tag["step"].as_u64()) else { return Ok(None) };
-        let compensation = tag["compensation"].as_bool().unwrap_or(false);
-        let outcome = if message.payload["ok"].as_bool() == Some(true) {
-            Outcome::Succeeded { data: message.payload.get("data").cloned() }
-        } else {
-            let reason = message.payload["reason"].as_str().unwrap_or("the step failed").to_owned();
-            Outcome::Failed { reason }
-        };
+        let id = saga.id.as_str();
         let Some((state, version)) = self.load(unit, id).await? else {
             tracing::warn!(saga = self.definition.name, id, "reply for an unknown saga ignored");
             return Ok(None);
         };
-        let step = usize::try_from(step).unwrap_or(usize::MAX);
         let before = state.clone();
         let input = decide::reply_input(
             &self.definition,
             &state,
-            step,
-            compensation,
+            saga.step,
+            saga.compensation,
             outcome,
             self.physical.now().as_micros(),
         );
-        let decision = decide::decide(&self.definition, state, input);
+        let decision = decide::decide(&self.definition, state, input)?;
         if !decision.changed {
             return Ok(None);
         }
@@ -195,7 +182,7 @@ impl SagaEngine {
             unit.fire_timer(timer.id);
             if let Some((state, version)) = self.load(&unit, id).await? {
                 let before = state.clone();
-                let decision = decide::decide(&self.definition, state, input);
+                let decision = decide::decide(&self.definition, state, input)?;
                 if decision.changed {
                     let after = self.apply(&mut unit, decision, Some(version), Some(&timer.envelope))?;
                     if let Some(observer) = observer
@@ -224,42 +211,28 @@ impl SagaEngine {
         Ok(fired)
     }
 
-    /// Builds the reply to a saga command, for the service that handled it.
+    /// Builds the reply to a saga command, for the service that handled it; `None` when the
+    /// command is not a saga's (plain commands get no reply).
     pub fn reply(
         command: &Envelope,
         ids: &dyn IdGen,
         at: tessera_kernel::HlcTimestamp,
         result: Result<Option<Value>, String>,
-    ) -> Envelope {
-        let mut payload = json!({ "saga": command.payload["saga"].clone() });
-        match result {
-            Ok(data) => {
-                payload["ok"] = json!(true);
-                if let Some(data) = data {
-                    payload["data"] = data;
-                }
-            }
-            Err(reason) => {
-                payload["ok"] = json!(false);
-                payload["reason"] = json!(reason);
-            }
-        }
-        let reply_name = format!(
-            "{}.{}Replied",
-            command.target.as_deref().unwrap_or_default(),
-            command.name.rsplit('.').next().unwrap_or_default()
-        );
-        Envelope::new(
+    ) -> Option<Envelope> {
+        let reply = SagaReply::answering(&command.payload, result)?;
+        let participant = command.target.clone().unwrap_or_default();
+        let envelope = Envelope::new(
             ids,
             MessageKind::Reply,
-            reply_name,
-            command.target.clone().unwrap_or_default(),
+            SagaReply::name(&participant, &command.name),
+            participant,
             command.key.clone(),
             at,
-            payload,
+            reply.to_payload(),
         )
         .to_target(command.source.clone())
-        .caused_by(command)
+        .caused_by(command);
+        Some(envelope)
     }
 
     async fn load(&self, unit: &UnitOfWork, id: &str) -> Result<Option<(SagaState, i64)>> {
@@ -291,11 +264,9 @@ impl SagaEngine {
             unit.cancel_timer(id);
         }
         for (step, compensation, command) in send {
-            let mut payload = command.payload;
-            if !payload.is_object() {
-                payload = json!({ "value": payload });
-            }
-            payload["saga"] = json!({ "name": self.definition.name, "id": state.id, "step": step, "compensation": compensation });
+            let tag =
+                SagaTag { name: self.definition.name.to_owned(), id: state.id.clone(), step, compensation };
+            let payload = tag.attach(command.payload);
             let mut envelope = Envelope::new(
                 &*self.ids,
                 MessageKind::Command,
@@ -329,9 +300,7 @@ impl SagaEngine {
             let due = self.physical.now().saturating_add(timer.after);
             unit.schedule(&envelope, due)?;
             state.pending_timer = Some(envelope.id.to_string());
-            if timer.purpose == TimerPurpose::Timeout && !timer.compensation {
-                state.deadline = Some(due.as_micros());
-            }
+            state.deadline = timer.deadline(due.as_micros());
         }
         let json = serde_json::to_string(&state)
             .map_err(|e| EngineError::Corrupt(state.id.clone(), e.to_string()))?;

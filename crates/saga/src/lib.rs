@@ -8,11 +8,20 @@
 //! the state, applies a decision and writes the new state, the commands (outbox) and the
 //! timers (durable timers) in the caller's unit of work, next to its inbox record.
 
+//!
+//! The wire protocol between an orchestrator and its participants is [`SagaTag`] (on every
+//! command) and [`SagaReply`] (the answer); what a move means to the orchestrator is
+//! [`Transition::progress`].
+
 mod decide;
 mod engine;
+mod reply;
+mod transition;
 
 pub use decide::{
-    Command, Decision, Input, Outcome, SagaDefinition, SagaState, Status, Step, TimerPurpose, TimerRequest,
-    decide, reply_input, start,
+    BuildCommand, Command, DataError, Decision, FailureKind, Input, Outcome, SagaDefinition, SagaState,
+    Status, Step, StepFailure, TimerPurpose, TimerRequest, decide, read_data, reply_input, start,
 };
-pub use engine::{EngineError, MIGRATIONS, SagaEngine, SagaObserver, SagaSummary, Transition};
+pub use engine::{EngineError, MIGRATIONS, SagaEngine, SagaObserver, SagaSummary};
+pub use reply::{SagaReply, SagaTag};
+pub use transition::{Progress, Transition};

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use serde_json::json;
 use tessera_kernel::{Envelope, HlcTimestamp, ManualClock, Timestamp, UuidV7Gen};
-use tessera_saga::{Command, SagaDefinition, SagaEngine, Status, Step};
+use tessera_saga::{Command, DataError, SagaDefinition, SagaEngine, Status, Step};
 use tessera_store::{SqliteOptions, Store, StoreConfig};
 use tessera_testkit::TempDataDir;
 
-fn command(target: &str, name: &str) -> Command {
-    Command { target: target.into(), name: name.into(), payload: json!({}) }
+fn command(target: &str, name: &str) -> Result<Command, DataError> {
+    Ok(Command { target: target.into(), name: name.into(), payload: json!({}) })
 }
 
 fn place_order() -> SagaDefinition {
@@ -20,9 +20,8 @@ fn place_order() -> SagaDefinition {
             Step {
                 name: "reserve",
                 timeout: Duration::from_secs(5),
-                action: |data| Command {
-                    payload: json!({ "order": data["order"] }),
-                    ..command("inventory", "inventory.ReserveStock")
+                action: |data| {
+                    Command::new("inventory", "inventory.ReserveStock", &json!({ "order": data["order"] }))
                 },
                 compensation: Some(|_| command("inventory", "inventory.ReleaseStock")),
                 retriable: false,
@@ -75,7 +74,8 @@ impl Fixture {
     }
 
     async fn answer(&self, command: &Envelope, result: Result<Option<serde_json::Value>, String>) -> bool {
-        let reply = SagaEngine::reply(command, &UuidV7Gen, HlcTimestamp::default(), result);
+        let reply =
+            SagaEngine::reply(command, &UuidV7Gen, HlcTimestamp::default(), result).expect("a saga command");
         let mut unit = self.store.begin();
         unit.record_inbox(reply.id);
         let handled = self.engine.handle_reply(&reply, &mut unit).await.expect("handle").is_some();
@@ -247,7 +247,8 @@ async fn a_duplicate_reply_sends_nothing_twice_and_foreign_messages_are_not_clai
     f.engine.start(&mut unit, "order-4", json!({}), None).expect("start");
     unit.commit().await.expect("commit");
     let reserve = f.take_commands().await.pop().expect("reserve");
-    let reply = SagaEngine::reply(&reserve, &UuidV7Gen, HlcTimestamp::default(), Ok(None));
+    let reply =
+        SagaEngine::reply(&reserve, &UuidV7Gen, HlcTimestamp::default(), Ok(None)).expect("a saga command");
     for _ in 0..2 {
         let mut unit = f.store.begin();
         f.engine.handle_reply(&reply, &mut unit).await.expect("handle");

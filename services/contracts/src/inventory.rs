@@ -43,11 +43,17 @@ pub struct PricedLine {
     pub unit_price: Money,
 }
 
-/// The data of a successful `ReserveStock` reply: what was held and what it costs.
+/// What was held for an order and what it costs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reserved {
     pub lines: Vec<PricedLine>,
     pub total: Money,
+}
+
+/// The data of a successful `ReserveStock` saga reply (merged into the saga's data).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReserveStockReply {
+    pub reserved: Reserved,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,13 +7,25 @@ use uuid::Uuid;
 use crate::inventory::PricedLine;
 use crate::{Money, OrderLine, message};
 
-/// Why an order ended rejected (API.md: `out_of_stock`, `payment_declined`, `payment_timeout`).
+/// Why an order ended rejected (API.md: `out_of_stock`, `payment_declined`, `payment_timeout`,
+/// `inventory_timeout`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectionReason {
     OutOfStock,
     PaymentDeclined,
     PaymentTimeout,
+    /// Inventory did not answer the reservation in time.
+    InventoryTimeout,
+}
+
+impl RejectionReason {
+    pub const ALL: [RejectionReason; 4] = [
+        RejectionReason::OutOfStock,
+        RejectionReason::PaymentDeclined,
+        RejectionReason::PaymentTimeout,
+        RejectionReason::InventoryTimeout,
+    ];
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +114,10 @@ mod tests {
             version: 6,
         });
         assert_eq!(serde_json::to_value(RejectionReason::OutOfStock).expect("json"), "out_of_stock");
+        assert_eq!(
+            serde_json::to_value(RejectionReason::InventoryTimeout).expect("json"),
+            "inventory_timeout"
+        );
     }
 }
 

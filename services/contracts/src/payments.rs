@@ -35,6 +35,19 @@ pub struct RefundPayment {
 }
 message!(RefundPayment, "payments.RefundPayment", 1, Command);
 
+/// The payment an authorisation made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorisedPayment {
+    pub payment_id: Uuid,
+    pub last4: String,
+}
+
+/// The data of a successful `AuthorisePayment` saga reply (merged into the saga's data).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorisePaymentReply {
+    pub payment: AuthorisedPayment,
+}
+
 /// Why a card was refused; the reason an order is rejected with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

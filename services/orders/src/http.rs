@@ -93,6 +93,7 @@ impl From<AppError> for Problem {
             }
             AppError::Store(error) => store_problem(&error),
             AppError::Saga(error) => Problem::internal(&error),
+            AppError::Reaction(error) => Problem::internal(&error),
             AppError::Internal(error) => Problem::internal(&error),
         }
     }
@@ -143,7 +144,7 @@ pub struct OrderView {
     pub id: Uuid,
     /// pending, confirmed, rejected or cancelled.
     pub status: String,
-    /// out_of_stock, payment_declined or payment_timeout when rejected.
+    /// out_of_stock, payment_declined, payment_timeout or inventory_timeout when rejected.
     pub reason: Option<String>,
     pub customer_id: Uuid,
     pub items: Vec<OrderItem>,

@@ -116,7 +116,8 @@ async fn an_erasure_is_answered_once_and_changes_no_order() {
         .find(|m| m.name == ReserveStock::NAME)
         .expect("the saga asked for stock");
     let refused =
-        SagaEngine::reply(&reserve, &UuidV7Gen, HlcTimestamp::default(), Err("out_of_stock".into()));
+        SagaEngine::reply(&reserve, &UuidV7Gen, HlcTimestamp::default(), Err("out_of_stock".into()))
+            .expect("a saga command");
     sources.deliver("inventory", &refused, false).await;
     let rejected = orders.order(order).await.expect("order").expect("exists");
     assert_eq!(rejected.status, OrderStatus::Rejected);

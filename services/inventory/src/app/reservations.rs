@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use tessera_bus::{Handler, HandlerError};
 use tessera_contracts::inventory::{
-    CommitReservation, PricedLine, ReleaseStock, ReserveStock, Reserved, Restock, StockChanged,
+    CommitReservation, PricedLine, ReleaseStock, ReserveStock, ReserveStockReply, Reserved, Restock,
+    StockChanged,
 };
 use tessera_contracts::{Currency, Message, Money, Quantity, Sku};
 use tessera_kernel::Envelope;
@@ -90,8 +91,8 @@ impl Inventory {
         command: &Envelope,
         result: Result<Option<serde_json::Value>, String>,
     ) -> Result<(), AppError> {
-        if command.payload.get("saga").is_some() {
-            unit.send(&SagaEngine::reply(command, &*self.ids, self.clock.now(), result))?;
+        if let Some(reply) = SagaEngine::reply(command, &*self.ids, self.clock.now(), result) {
+            unit.send(&reply)?;
         }
         Ok(())
     }
@@ -167,8 +168,8 @@ impl Inventory {
         }
         let held = self.reservation(unit, command.order_id, "held").await?;
         if !held.is_empty() {
-            let reserved = serde_json::to_value(Self::priced(&held)?)?;
-            self.reply(unit, message, Ok(Some(serde_json::json!({ "reserved": reserved }))))?;
+            let reply = serde_json::to_value(ReserveStockReply { reserved: Self::priced(&held)? })?;
+            self.reply(unit, message, Ok(Some(reply)))?;
             return Ok(());
         }
         let mut products = BTreeMap::new();
@@ -243,7 +244,7 @@ impl Inventory {
                 .collect::<Result<_, tessera_contracts::ValueError>>()?,
             total: Money::new(total, currency)?,
         };
-        self.reply(unit, message, Ok(Some(serde_json::json!({ "reserved": reserved }))))?;
+        self.reply(unit, message, Ok(Some(serde_json::to_value(ReserveStockReply { reserved })?)))?;
         Ok(())
     }
 

@@ -12,22 +12,21 @@ use std::time::Duration;
 use tessera_web::token::Actor;
 
 use async_trait::async_trait;
-use serde_json::json;
 use tessera_bus::{Handler, HandlerError};
-use tessera_contracts::inventory::Reserved;
-use tessera_contracts::orders::{
-    OrderCancelled, OrderConfirmed, OrderPlaced, OrderRejected, RejectionReason,
-};
+use tessera_contracts::orders::{OrderCancelled, OrderConfirmed, OrderPlaced, OrderRejected};
 use tessera_contracts::{Message, OrderLine};
 use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageId, MessageKind, StreamId, Timestamp};
-use tessera_saga::{SagaEngine, SagaObserver, SagaSummary, Status, Transition};
+use tessera_saga::{SagaEngine, SagaObserver, SagaSummary, Transition};
 use tessera_store::{NewEvent, RecordedEvent, Statement, Store, StoreError, UnitOfWork};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 pub use erasure::Erasures;
 
-use crate::domain::{Order, OrderCommand, OrderError, OrderStatus};
+use crate::domain::{
+    CancelOrderData, Charged, Order, OrderCommand, OrderError, OrderSaga, OrderStatus, PlaceOrderData,
+    PublicOutcome, ReactionError, Recorded,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -37,6 +36,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Saga(#[from] tessera_saga::EngineError),
+    #[error(transparent)]
+    Reaction(#[from] ReactionError),
     #[error("{0}")]
     Internal(String),
 }
@@ -177,7 +178,15 @@ impl Orders {
         let placed =
             OrderPlaced { order_id, customer_id, lines: lines.clone(), version: events.len() as u64 };
         unit.send(&self.inner.event(order_id, &placed, None)?)?;
-        let data = json!({ "order_id": order_id, "customer_id": customer_id, "lines": lines, "payment_token": payment_token });
+        let data = PlaceOrderData {
+            order_id,
+            customer_id,
+            lines,
+            payment_token: payment_token.to_owned(),
+            reserved: None,
+            payment: None,
+        };
+        let data = serde_json::to_value(data).map_err(|e| AppError::Internal(e.to_string()))?;
         self.inner.place.start(&mut unit, &order_id.to_string(), data, None)?;
         unit.audit(actor.audit(
             "order.place",
@@ -235,7 +244,12 @@ impl Orders {
         let (order, expected) = unit.load::<Order>(&stream(order_id)?).await?;
         let events = order.decide(OrderCommand::RequestCancel)?;
         self.inner.append(&mut unit, order_id, &order, expected, &events, None)?;
-        let data = json!({ "order_id": order_id, "reserved": { "total": order.total } });
+        let total = order
+            .total
+            .clone()
+            .ok_or_else(|| AppError::Internal("a confirmed order without a total".into()))?;
+        let data = CancelOrderData { order_id, charged: Charged { total } };
+        let data = serde_json::to_value(data).map_err(|e| AppError::Internal(e.to_string()))?;
         self.inner.cancel.start(&mut unit, &order_id.to_string(), data, None)?;
         unit.audit(actor.audit(
             "order.cancel",
@@ -329,7 +343,7 @@ impl Orders {
     pub async fn run_timers(self, every: Duration, mut shutdown: watch::Receiver<bool>) {
         while !*shutdown.borrow() {
             for (saga, engine) in
-                [(sagas::PLACE_ORDER, &self.inner.place), (sagas::CANCEL_ORDER, &self.inner.cancel)]
+                [(OrderSaga::PlaceOrder, &self.inner.place), (OrderSaga::CancelOrder, &self.inner.cancel)]
             {
                 let observer = Observer { inner: &self.inner, saga };
                 if let Err(error) = engine.fire_due_timers(&self.inner.store, 256, Some(&observer)).await {
@@ -421,24 +435,18 @@ impl Inner {
         cause: Option<&Envelope>,
     ) -> Result<(), AppError> {
         let (order, expected) = unit.load::<Order>(&stream(order_id)?).await?;
-        let events = match order.decide(command) {
-            Ok(events) => events,
+        let Some(Recorded { events, after, public }) = crate::domain::record(&order, command)? else {
             // Already decided (a duplicate outcome): nothing to record.
-            Err(OrderError::NotPending(_) | OrderError::NotCancelling) => return Ok(()),
-            Err(error) => return Err(error.into()),
+            return Ok(());
         };
         self.append(unit, order_id, &order, expected, &events, cause)?;
         let version = match expected {
             tessera_store::ExpectedVersion::Exact(base) => base,
             _ => 0,
         } + events.len() as u64;
-        let after = events.iter().fold(order, |order, event| order.evolve(event));
         let customer_id = after.customer_id.unwrap_or_default();
-        match after.status {
-            OrderStatus::Confirmed
-                if after.payment_id.is_some()
-                    && events.iter().any(|e| matches!(e, crate::domain::OrderEvent::Confirmed)) =>
-            {
+        match public {
+            Some(PublicOutcome::Confirmed) => {
                 let total = after
                     .total
                     .clone()
@@ -448,8 +456,7 @@ impl Inner {
                     OrderConfirmed { order_id, customer_id, lines: after.priced.clone(), total, version };
                 unit.send(&self.event(order_id, &confirmed, cause)?)?;
             }
-            OrderStatus::Rejected => {
-                let reason = after.reason.unwrap_or(RejectionReason::PaymentDeclined);
+            Some(PublicOutcome::Rejected(reason)) => {
                 tracing::info!(%order_id, ?reason, "order rejected");
                 unit.send(&self.event(
                     order_id,
@@ -457,7 +464,7 @@ impl Inner {
                     cause,
                 )?)?;
             }
-            OrderStatus::Cancelled => {
+            Some(PublicOutcome::Cancelled) => {
                 let refunded = after
                     .total
                     .clone()
@@ -468,63 +475,30 @@ impl Inner {
                     cause,
                 )?)?;
             }
-            _ => {}
+            None => {}
         }
         Ok(())
     }
 
-    /// What a saga's move means for the order.
+    /// Records what a saga's move means for the order (`domain::reaction`), if anything.
     async fn react(
         &self,
-        saga: &str,
+        saga: OrderSaga,
         transition: &Transition,
         unit: &mut UnitOfWork,
         cause: Option<&Envelope>,
     ) -> Result<(), AppError> {
-        let (before, after) = (&transition.before, &transition.after);
-        let order_id: Uuid = after.id.parse().map_err(|e: uuid::Error| AppError::Internal(e.to_string()))?;
-        if saga == sagas::CANCEL_ORDER {
-            if after.status == Status::Completed && before.status != Status::Completed {
-                self.record(unit, order_id, OrderCommand::CompleteCancel, cause).await?;
-            }
-            return Ok(());
-        }
-        let left_running = before.status == Status::Running && after.status != Status::Running;
-        if before.step == 0 && after.step >= 1 && after.status == Status::Running {
-            let reserved: Reserved = serde_json::from_value(after.data["reserved"].clone())
-                .map_err(|e| AppError::Internal(e.to_string()))?;
-            self.record(
-                unit,
-                order_id,
-                OrderCommand::RecordReservation { lines: reserved.lines, total: reserved.total },
-                cause,
-            )
-            .await?;
-        } else if before.step == 1 && after.step >= 2 && after.status == Status::Running {
-            let payment = &after.data["payment"];
-            let payment_id = payment["payment_id"].as_str().and_then(|p| p.parse().ok()).unwrap_or_default();
-            let last4 = payment["last4"].as_str().unwrap_or_default().to_owned();
-            self.record(unit, order_id, OrderCommand::RecordAuthorisation { payment_id, last4 }, cause)
-                .await?;
-        } else if left_running && matches!(after.status, Status::Compensating | Status::Compensated) {
-            // The order is rejected as soon as a step fails; the undoing goes on behind it.
-            let reason = match before.step {
-                0 => RejectionReason::OutOfStock,
-                _ if after.reason.as_deref().is_some_and(|r| r.contains("timed out")) => {
-                    RejectionReason::PaymentTimeout
-                }
-                _ => RejectionReason::PaymentDeclined,
-            };
-            self.record(unit, order_id, OrderCommand::Reject { reason }, cause).await?;
-        }
-        Ok(())
+        let Some(command) = crate::domain::reaction(saga, transition)? else { return Ok(()) };
+        let order_id: Uuid =
+            transition.after.id.parse().map_err(|e: uuid::Error| AppError::Internal(e.to_string()))?;
+        self.record(unit, order_id, command, cause).await
     }
 }
 
 /// Hands timer-caused transitions of one saga to the order.
 struct Observer<'a> {
     inner: &'a Inner,
-    saga: &'static str,
+    saga: OrderSaga,
 }
 
 #[async_trait]
@@ -552,12 +526,12 @@ impl Handler for Orders {
         if message.kind != MessageKind::Reply || message.target.as_deref() != Some(crate::SERVICE) {
             return Ok(());
         }
-        for (name, engine) in
-            [(sagas::PLACE_ORDER, &self.inner.place), (sagas::CANCEL_ORDER, &self.inner.cancel)]
+        for (saga, engine) in
+            [(OrderSaga::PlaceOrder, &self.inner.place), (OrderSaga::CancelOrder, &self.inner.cancel)]
         {
             if engine.claims(message) {
                 if let Some(transition) = engine.handle_reply(message, unit).await? {
-                    self.inner.react(name, &transition, unit, Some(message)).await?;
+                    self.inner.react(saga, &transition, unit, Some(message)).await?;
                 }
                 return Ok(());
             }

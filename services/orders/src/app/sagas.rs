@@ -1,30 +1,89 @@
-//! The two sagas orders orchestrates. Their data is the order's: `order_id`, `customer_id`,
-//! `lines`, `payment_token`; replies add `reserved` (inventory) and `payment` (payments).
+//! The two sagas orders orchestrates, built from their typed data and steps
+//! (`domain::{PlaceOrderData, PlaceOrderStep, CancelOrderData, CancelOrderStep}`); every
+//! command is a contract struct.
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tessera_contracts::Message;
+use tessera_contracts::Money;
 use tessera_contracts::inventory::{CommitReservation, ReleaseStock, ReserveStock, Restock};
 use tessera_contracts::payments::{AuthorisePayment, CapturePayment, RefundPayment, VoidPayment};
-use tessera_saga::{Command, SagaDefinition, Step};
+use tessera_saga::{Command, DataError, SagaDefinition, Step, read_data};
 
-pub const PLACE_ORDER: &str = "place_order";
-pub const CANCEL_ORDER: &str = "cancel_order";
+pub use crate::domain::{CANCEL_ORDER, PLACE_ORDER};
+use crate::domain::{CancelOrderData, CancelOrderStep, PlaceOrderData, PlaceOrderStep};
 
 /// The steps that must not be compensated (after confirmation) wait this long per attempt.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn to(target: &str, name: &str, payload: Value) -> Command {
-    Command { target: target.to_owned(), name: name.to_owned(), payload }
+fn to_inventory<M: Message>(message: &M) -> Result<Command, DataError> {
+    Command::new("inventory", M::NAME, message)
 }
 
-fn order_only(data: &Value) -> Value {
-    json!({ "order_id": data["order_id"] })
+fn to_payments<M: Message>(message: &M) -> Result<Command, DataError> {
+    Command::new("payments", M::NAME, message)
 }
 
-fn amount(data: &Value) -> Value {
-    json!({ "order_id": data["order_id"], "amount": data["reserved"]["total"] })
+fn place(data: &Value) -> Result<PlaceOrderData, DataError> {
+    read_data(data)
+}
+
+/// The reserved total: what the payment is for. Known once inventory answered the reservation.
+fn reserved_total(data: &PlaceOrderData) -> Result<Money, DataError> {
+    data.reserved
+        .as_ref()
+        .map(|reserved| reserved.total.clone())
+        .ok_or_else(|| DataError(format!("order {} has no reservation to pay for", data.order_id)))
+}
+
+fn place_order_step(step: PlaceOrderStep, reserve_timeout: Duration, payment_timeout: Duration) -> Step {
+    let name = step.name();
+    match step {
+        PlaceOrderStep::ReserveStock => Step {
+            name,
+            timeout: reserve_timeout,
+            action: |d| {
+                let d = place(d)?;
+                to_inventory(&ReserveStock { order_id: d.order_id, lines: d.lines })
+            },
+            compensation: Some(|d| to_inventory(&ReleaseStock { order_id: place(d)?.order_id })),
+            retriable: false,
+        },
+        PlaceOrderStep::AuthorisePayment => Step {
+            name,
+            timeout: payment_timeout,
+            action: |d| {
+                let d = place(d)?;
+                let amount = reserved_total(&d)?;
+                to_payments(&AuthorisePayment {
+                    order_id: d.order_id,
+                    customer_id: d.customer_id,
+                    payment_token: d.payment_token,
+                    amount,
+                })
+            },
+            compensation: Some(|d| to_payments(&VoidPayment { order_id: place(d)?.order_id })),
+            retriable: false,
+        },
+        PlaceOrderStep::CommitReservation => Step {
+            name,
+            timeout: SETTLE_TIMEOUT,
+            action: |d| to_inventory(&CommitReservation { order_id: place(d)?.order_id }),
+            compensation: None,
+            retriable: true,
+        },
+        PlaceOrderStep::CapturePayment => Step {
+            name,
+            timeout: SETTLE_TIMEOUT,
+            action: |d| {
+                let d = place(d)?;
+                to_payments(&CapturePayment { order_id: d.order_id, amount: reserved_total(&d)? })
+            },
+            compensation: None,
+            retriable: true,
+        },
+    }
 }
 
 /// Reserve stock → authorise payment (the order is confirmed when it succeeds) → commit the
@@ -32,51 +91,36 @@ fn amount(data: &Value) -> Value {
 pub fn place_order(reserve_timeout: Duration, payment_timeout: Duration) -> SagaDefinition {
     SagaDefinition {
         name: PLACE_ORDER,
-        steps: vec![
-            Step {
-                name: "reserve_stock",
-                timeout: reserve_timeout,
-                action: |d| {
-                    to(
-                        "inventory",
-                        ReserveStock::NAME,
-                        json!({ "order_id": d["order_id"], "lines": d["lines"] }),
-                    )
-                },
-                compensation: Some(|d| to("inventory", ReleaseStock::NAME, order_only(d))),
-                retriable: false,
-            },
-            Step {
-                name: "authorise_payment",
-                timeout: payment_timeout,
-                action: |d| {
-                    let payload = json!({
-                        "order_id": d["order_id"], "customer_id": d["customer_id"],
-                        "payment_token": d["payment_token"], "amount": d["reserved"]["total"],
-                    });
-                    to("payments", AuthorisePayment::NAME, payload)
-                },
-                compensation: Some(|d| to("payments", VoidPayment::NAME, order_only(d))),
-                retriable: false,
-            },
-            Step {
-                name: "commit_reservation",
-                timeout: SETTLE_TIMEOUT,
-                action: |d| to("inventory", CommitReservation::NAME, order_only(d)),
-                compensation: None,
-                retriable: true,
-            },
-            Step {
-                name: "capture_payment",
-                timeout: SETTLE_TIMEOUT,
-                action: |d| to("payments", CapturePayment::NAME, amount(d)),
-                compensation: None,
-                retriable: true,
-            },
-        ],
+        steps: PlaceOrderStep::ALL
+            .into_iter()
+            .map(|step| place_order_step(step, reserve_timeout, payment_timeout))
+            .collect(),
         stuck_after: 5,
         retry_base: Duration::from_millis(200),
         retry_max: Duration::from_secs(30),
+    }
+}
+
+fn cancel_order_step(step: CancelOrderStep) -> Step {
+    let name = step.name();
+    match step {
+        CancelOrderStep::RefundPayment => Step {
+            name,
+            timeout: SETTLE_TIMEOUT,
+            action: |d| {
+                let d: CancelOrderData = read_data(d)?;
+                to_payments(&RefundPayment { order_id: d.order_id, amount: d.charged.total })
+            },
+            compensation: None,
+            retriable: true,
+        },
+        CancelOrderStep::Restock => Step {
+            name,
+            timeout: SETTLE_TIMEOUT,
+            action: |d| to_inventory(&Restock { order_id: read_data::<CancelOrderData>(d)?.order_id }),
+            compensation: None,
+            retriable: true,
+        },
     }
 }
 
@@ -84,22 +128,7 @@ pub fn place_order(reserve_timeout: Duration, payment_timeout: Duration) -> Saga
 pub fn cancel_order() -> SagaDefinition {
     SagaDefinition {
         name: CANCEL_ORDER,
-        steps: vec![
-            Step {
-                name: "refund_payment",
-                timeout: SETTLE_TIMEOUT,
-                action: |d| to("payments", RefundPayment::NAME, amount(d)),
-                compensation: None,
-                retriable: true,
-            },
-            Step {
-                name: "restock",
-                timeout: SETTLE_TIMEOUT,
-                action: |d| to("inventory", Restock::NAME, order_only(d)),
-                compensation: None,
-                retriable: true,
-            },
-        ],
+        steps: CancelOrderStep::ALL.into_iter().map(cancel_order_step).collect(),
         stuck_after: 5,
         retry_base: Duration::from_millis(200),
         retry_max: Duration::from_secs(30),

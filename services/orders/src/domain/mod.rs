@@ -1,5 +1,13 @@
-//! The Order aggregate: pure decide and evolve functions over its events.
+//! The Order aggregate (pure decide and evolve functions over its events), the data and steps
+//! of the sagas that drive it, and what their moves mean for it.
 
 mod order;
+mod reaction;
+mod sagas;
 
 pub use order::{Order, OrderCommand, OrderError, OrderEvent, OrderStatus};
+pub use reaction::{PublicOutcome, ReactionError, Recorded, reaction, record, rejection_reason};
+pub use sagas::{
+    CANCEL_ORDER, CancelOrderData, CancelOrderStep, Charged, OrderSaga, PLACE_ORDER, PlaceOrderData,
+    PlaceOrderStep,
+};

@@ -11,11 +11,10 @@ use std::time::Duration;
 use tessera_web::token::Actor;
 
 use async_trait::async_trait;
-use serde_json::json;
 use tessera_bus::{Handler, HandlerError};
 use tessera_contracts::payments::{
-    AuthorisePayment, CapturePayment, DeclineReason, PaymentAuthorised, PaymentCaptured, PaymentDeclined,
-    PaymentRefunded, RefundPayment, VoidPayment,
+    AuthorisePayment, AuthorisePaymentReply, AuthorisedPayment, CapturePayment, DeclineReason,
+    PaymentAuthorised, PaymentCaptured, PaymentDeclined, PaymentRefunded, RefundPayment, VoidPayment,
 };
 use tessera_contracts::{Currency, Message, Money};
 use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageKind, Timestamp};
@@ -26,7 +25,10 @@ use uuid::Uuid;
 pub use erasure::Erasures;
 pub use network::{CardNetwork, NetworkError, NetworkSettings, SimulatedNetwork};
 
-use crate::domain::{CardError, CardProfile, validate_card};
+use crate::domain::{
+    CardError, CardProfile, Operation, PaymentStatus, RepeatedAuthorisation, Settlement,
+    repeated_authorisation, validate_card,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -216,8 +218,8 @@ impl Payments {
         command: &Envelope,
         result: Result<Option<serde_json::Value>, String>,
     ) -> Result<(), HandlerError> {
-        if command.payload.get("saga").is_some() {
-            unit.send(&SagaEngine::reply(command, &*self.ids, self.clock.now(), result))?;
+        if let Some(reply) = SagaEngine::reply(command, &*self.ids, self.clock.now(), result) {
+            unit.send(&reply)?;
         }
         Ok(())
     }
@@ -259,14 +261,10 @@ impl Payments {
     async fn authorise(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
         let command: AuthorisePayment = serde_json::from_value(message.payload.clone())?;
         if let Some(payment) = self.stored_payment(unit, command.order_id).await? {
-            // Asked again: the first answer stands; the card is not charged again.
-            let answer = match payment.status.as_str() {
-                // Still with the network: the worker answers when it knows.
-                "authorising" => return Ok(()),
-                "authorised" | "captured" | "refunded" => {
-                    Ok(Some(json!({ "payment": { "payment_id": payment.id, "last4": payment.last4 } })))
-                }
-                _ => Err(payment.reason.unwrap_or(payment.status)),
+            let answer = match repeated_authorisation(status(&payment)?, payment.reason.as_deref()) {
+                RepeatedAuthorisation::Wait => return Ok(()),
+                RepeatedAuthorisation::Authorised => Ok(Some(authorised_reply(payment.id, payment.last4)?)),
+                RepeatedAuthorisation::Refused(reason) => Err(reason),
             };
             return self.reply(unit, message, answer);
         }
@@ -430,11 +428,7 @@ impl Payments {
                     last4: last4.clone(),
                 };
                 unit.send(&self.event(&request, &event)?)?;
-                self.reply(
-                    &mut unit,
-                    &request,
-                    Ok(Some(json!({ "payment": { "payment_id": payment_id, "last4": last4 } }))),
-                )?;
+                self.reply(&mut unit, &request, Ok(Some(authorised_reply(payment_id, last4)?)))?;
             }
             Err(NetworkError::Declined(reason)) => {
                 let code = serde_json::to_value(reason)?.as_str().unwrap_or("declined").to_owned();
@@ -460,26 +454,24 @@ impl Payments {
         order_id: Uuid,
         operation: Operation,
     ) -> Result<(), HandlerError> {
-        let Some(payment) = self.stored_payment(unit, order_id).await? else {
-            if operation != Operation::Void {
-                return self.reply(unit, message, Err("no_payment".into()));
+        let payment = self.stored_payment(unit, order_id).await?;
+        let current = payment.as_ref().map(status).transpose()?;
+        let (key, from, to, payment) = match (operation.settle(order_id, current), payment) {
+            (Settlement::RememberVoid, _) => {
+                // A dead letter retried, say, must not find an authorisation to make.
+                unit.execute(
+                    Statement::new(
+                        "INSERT INTO voided_orders (order_id) VALUES ($1) ON CONFLICT (order_id) DO NOTHING",
+                    )
+                    .bind(order_id.to_string()),
+                );
+                return self.reply(unit, message, Ok(None));
             }
-            // Nothing to undo yet; remember the void so that an authorisation request arriving
-            // later (a dead letter retried, say) is refused instead of holding money.
-            unit.execute(
-                Statement::new(
-                    "INSERT INTO voided_orders (order_id) VALUES ($1) ON CONFLICT (order_id) DO NOTHING",
-                )
-                .bind(order_id.to_string()),
-            );
-            return self.reply(unit, message, Ok(None));
+            (Settlement::AlreadyDone, _) => return self.reply(unit, message, Ok(None)),
+            (Settlement::Refuse(reason), _) => return self.reply(unit, message, Err(reason)),
+            (Settlement::Move { key, from, to }, Some(payment)) => (key, from, to, payment),
+            (Settlement::Move { .. }, None) => return Err("a move settled for no payment".into()),
         };
-        if operation.done(&payment.status) {
-            return self.reply(unit, message, Ok(None));
-        }
-        if payment.status != operation.from() {
-            return self.reply(unit, message, Err(format!("payment_is_{}", payment.status)));
-        }
         let authorisation = unit
             .query(
                 Statement::new("SELECT authorisation FROM payments WHERE order_id = $1")
@@ -489,7 +481,6 @@ impl Payments {
             .first()
             .and_then(|row| row.opt_text("authorisation").ok().flatten().map(str::to_owned))
             .unwrap_or_default();
-        let key = format!("{}-{order_id}", operation.name());
         let outcome = self
             .with_retries(|| async {
                 match operation {
@@ -507,8 +498,8 @@ impl Payments {
                 "UPDATE payments SET status = $2, updated_at = $4 WHERE order_id = $1 AND status = $3",
             )
             .bind(order_id.to_string())
-            .bind(operation.to())
-            .bind(operation.from())
+            .bind(to.as_str())
+            .bind(from.as_str())
             .bind(i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX))
             .expect_rows(1, "payment_changed"),
         );
@@ -545,45 +536,16 @@ impl Payments {
 
 const PAYMENT_COLUMNS: &str = "payment_id, order_id, status, amount, currency, last4, reason";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Operation {
-    Capture,
-    Void,
-    Refund,
+/// A stored payment's status, read as the domain's type.
+fn status(payment: &Payment) -> Result<PaymentStatus, HandlerError> {
+    PaymentStatus::parse(&payment.status).ok_or_else(|| {
+        format!("payment of {} has an unknown status {}", payment.order_id, payment.status).into()
+    })
 }
 
-impl Operation {
-    fn name(self) -> &'static str {
-        match self {
-            Operation::Capture => "capture",
-            Operation::Void => "void",
-            Operation::Refund => "refund",
-        }
-    }
-
-    fn from(self) -> &'static str {
-        match self {
-            Operation::Capture | Operation::Void => "authorised",
-            Operation::Refund => "captured",
-        }
-    }
-
-    fn to(self) -> &'static str {
-        match self {
-            Operation::Capture => "captured",
-            Operation::Void => "voided",
-            Operation::Refund => "refunded",
-        }
-    }
-
-    /// Whether a payment in `status` has already been through this operation.
-    fn done(self, status: &str) -> bool {
-        match self {
-            Operation::Capture => matches!(status, "captured" | "refunded"),
-            Operation::Void => matches!(status, "voided" | "declined"),
-            Operation::Refund => status == "refunded",
-        }
-    }
+/// The data of a successful authorisation's saga reply.
+fn authorised_reply(payment_id: Uuid, last4: String) -> Result<serde_json::Value, HandlerError> {
+    Ok(serde_json::to_value(AuthorisePaymentReply { payment: AuthorisedPayment { payment_id, last4 } })?)
 }
 
 #[async_trait]
