@@ -470,7 +470,9 @@ impl Payments {
             (Settlement::AlreadyDone, _) => return self.reply(unit, message, Ok(None)),
             (Settlement::Refuse(reason), _) => return self.reply(unit, message, Err(reason)),
             (Settlement::Move { key, from, to }, Some(payment)) => (key, from, to, payment),
-            (Settlement::Move { .. }, None) => return Err("a move settled for no payment".into()),
+            (Settlement::Move { .. }, None) => {
+                return Err(HandlerError::rejected("a move settled for no payment"));
+            }
         };
         let authorisation = unit
             .query(
@@ -539,7 +541,10 @@ const PAYMENT_COLUMNS: &str = "payment_id, order_id, status, amount, currency, l
 /// A stored payment's status, read as the domain's type.
 fn status(payment: &Payment) -> Result<PaymentStatus, HandlerError> {
     PaymentStatus::parse(&payment.status).ok_or_else(|| {
-        format!("payment of {} has an unknown status {}", payment.order_id, payment.status).into()
+        HandlerError::rejected(format!(
+            "payment of {} has an unknown status {}",
+            payment.order_id, payment.status
+        ))
     })
 }
 
