@@ -77,6 +77,10 @@ pub struct OrderCancelled {
 }
 message!(OrderCancelled, "orders.OrderCancelled", 1, Event);
 
+/// The most lines one order may have: orders refuses more, and the gateway checks it before
+/// it looks any product up.
+pub const MAX_ORDER_LINES: usize = 100;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,7 +124,3 @@ mod tests {
         );
     }
 }
-
-/// The most lines one order may have: orders refuses more, and the gateway checks it before
-/// it looks any product up.
-pub const MAX_ORDER_LINES: usize = 100;
