@@ -11,6 +11,7 @@ pub mod inventory;
 mod message;
 pub mod orders;
 pub mod payments;
+pub mod requests;
 pub mod support;
 pub mod testing;
 mod values;

@@ -5,8 +5,11 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tessera_web::{ApiResult, FieldError, Problem};
 
@@ -90,6 +93,28 @@ pub(crate) fn with_query(path: &str, query: Option<&str>) -> String {
         Some(query) if !query.is_empty() => format!("{path}?{query}"),
         _ => path.to_owned(),
     }
+}
+
+/// A client's JSON body as the contract type `T`, read only once the caller may make the
+/// request at all: a refused caller hears 403 whatever they sent, as for every other route.
+pub(crate) fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<T> {
+    if !tessera_web::is_json(headers.get(header::CONTENT_TYPE)) {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        ));
+    }
+    let body = body.map_err(|rejection| tessera_web::body_problem(&rejection))?;
+    tessera_web::parse_json(&body)
+}
+
+/// A typed body as the JSON a service reads.
+pub(crate) fn to_json<T: Serialize>(body: &T) -> ApiResult<Value> {
+    serde_json::to_value(body).map_err(|e| Problem::internal(&e))
 }
 
 impl Gateway {

@@ -1,13 +1,18 @@
 //! The `Idempotency-Key` records of order placement. A key is reserved before the order is placed (so two racing requests with one
 //! key place one order), answered from its record afterwards, and refused with another body.
 
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use tessera_store::{SqlValue, Statement, Store, StoreError};
+use tessera_web::Problem;
 
+use crate::clients::Reply;
 use crate::storage::now;
 
 /// What a key's record says about a new request with it.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Reservation {
+enum Reservation {
     /// The key is ours now: place the order, then `complete`.
     Reserved,
     /// The first request with this key finished: its answer.
@@ -25,12 +30,7 @@ pub(crate) enum Reservation {
 /// does not wait hears 409, and one that waits follows the same order.
 const STALE_AFTER_MICROS: i64 = 45_000_000;
 
-pub(crate) async fn reserve(
-    store: &Store,
-    caller: &str,
-    key: &str,
-    hash: &str,
-) -> Result<Reservation, StoreError> {
+async fn reserve(store: &Store, caller: &str, key: &str, hash: &str) -> Result<Reservation, StoreError> {
     for _ in 0..3 {
         let rows = store
             .query(
@@ -93,13 +93,7 @@ pub(crate) async fn reserve(
 }
 
 /// Records the answer to a reserved key.
-pub(crate) async fn complete(
-    store: &Store,
-    caller: &str,
-    key: &str,
-    status: u16,
-    body: &str,
-) -> Result<(), StoreError> {
+async fn complete(store: &Store, caller: &str, key: &str, status: u16, body: &str) -> Result<(), StoreError> {
     let mut unit = store.begin();
     unit.execute(
         Statement::new("UPDATE gateway_idempotency SET status = $3, body = $4 WHERE caller = $1 AND idempotency_key = $2")
@@ -113,7 +107,7 @@ pub(crate) async fn complete(
 }
 
 /// Frees a reserved key whose request failed for a passing reason, so a retry can use it.
-pub(crate) async fn release(store: &Store, caller: &str, key: &str) -> Result<(), StoreError> {
+async fn release(store: &Store, caller: &str, key: &str) -> Result<(), StoreError> {
     let mut unit = store.begin();
     unit.execute(
         Statement::new(
@@ -124,4 +118,93 @@ pub(crate) async fn release(store: &Store, caller: &str, key: &str) -> Result<()
     );
     unit.commit().await?;
     Ok(())
+}
+
+/// A request's `Idempotency-Key`, checked: 1 to 255 characters. Taken as
+/// `Result<IdempotencyKey, Problem>` so that a caller refused by role hears 403 first.
+pub(crate) struct IdempotencyKey(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let key = parts.headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if key.is_empty() || key.len() > 255 {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "idempotency_key_required",
+                "send an Idempotency-Key header of 1 to 255 characters",
+            ));
+        }
+        Ok(Self(key.to_owned()))
+    }
+}
+
+/// What to do with a request, given what its key's record says.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NextAction {
+    /// The first request with this key: do it, then [`record`] its answer under the key.
+    DoAndRecord,
+    /// The first request with this key is still being answered and this one may wait: do it
+    /// too (orders places one order per key, so both reach the same order, on whichever
+    /// gateway replica) and leave the key's record to the first.
+    DoAndFollow,
+    /// Answered before: answer the same again.
+    Replay { status: u16, body: String },
+}
+
+/// Decides what to do with a request carrying `key` and `body`: a key used with another body
+/// is 422, and one whose first request is still being answered is 409 unless this one waits.
+pub(crate) async fn next_action(
+    store: &Store,
+    caller: &str,
+    key: &str,
+    body: &[u8],
+    waits: bool,
+) -> Result<NextAction, Problem> {
+    let digest = ring::digest::digest(&ring::digest::SHA256, body);
+    let hash = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>();
+    match reserve(store, caller, key, &hash).await.map_err(|e| tessera_web::store_problem(&e))? {
+        Reservation::Reserved => Ok(NextAction::DoAndRecord),
+        Reservation::InFlight if waits => Ok(NextAction::DoAndFollow),
+        Reservation::InFlight => Err(Problem::conflict(
+            "idempotency_key_in_use",
+            "a request with this Idempotency-Key is still being answered",
+        )),
+        Reservation::Mismatch => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with another request body",
+        )),
+        Reservation::Replay { status, body } => Ok(NextAction::Replay { status, body }),
+    }
+}
+
+/// Stores the answer under the key, or frees the key: a passing failure (5xx) may be retried,
+/// and so may a request refused by validation (4xx) once fixed. Neither can place a second
+/// order, because orders keeps one order per key.
+pub(crate) async fn record(store: &Store, caller: &str, key: &str, outcome: &Result<Reply, Problem>) {
+    let (status, text) = match outcome {
+        // The composed order holds personal data (the customer's name, the card's last digits)
+        // that must not outlive an erasure in this table: only the order's id and outcome are
+        // kept, and a replay composes the view again.
+        Ok(reply) if reply.status == StatusCode::CREATED => {
+            let view = reply.json();
+            let mut kept = serde_json::json!({"id": view["id"], "status": view["status"]});
+            if !view["reason"].is_null() {
+                kept["reason"] = view["reason"].clone();
+            }
+            (reply.status, kept.to_string())
+        }
+        Ok(reply) => (reply.status, String::from_utf8_lossy(&reply.body).into_owned()),
+        Err(problem) => (problem.status, serde_json::to_string(problem).unwrap_or_default()),
+    };
+    let recorded = if status.is_server_error() || status.is_client_error() {
+        release(store, caller, key).await
+    } else {
+        complete(store, caller, key, status.as_u16(), &text).await
+    };
+    if let Err(error) = recorded {
+        tracing::error!(%error, "cannot record an idempotent answer");
+    }
 }

@@ -1,10 +1,10 @@
-//! Who owns what: the caller-owned fields of a body, a customer's lists forced to their own
+//! Who owns what: the customer a body is for, a customer's lists forced to their own
 //! id, and the owners of orders and tickets looked up before anything is done to them.
 
 use axum::http::{Method, StatusCode};
 use serde::Deserialize;
-use serde_json::Value;
 use tessera_web::{ApiResult, Problem};
+use uuid::Uuid;
 
 use crate::access::{Caller, forbidden};
 use crate::auth::Role;
@@ -12,25 +12,14 @@ use crate::clients::Reply;
 use crate::forward::{pass_on_error, with_query};
 use crate::state::Gateway;
 
-/// The body as a JSON object (the services check its fields; the gateway only reads or sets
-/// the caller-owned ones).
-pub(crate) fn object(body: Value) -> ApiResult<serde_json::Map<String, Value>> {
-    match body {
-        Value::Object(map) => Ok(map),
-        _ => Err(Problem::invalid_field("", "the body must be a JSON object")),
-    }
-}
-
-/// Sets `customer_id` to the calling customer's id; a different one is someone else's.
-pub(crate) fn own_customer_id(caller: &Caller, body: &mut serde_json::Map<String, Value>) -> ApiResult<()> {
-    match body.get("customer_id") {
-        Some(Value::String(id)) if id == &caller.sub => Ok(()),
-        None | Some(Value::Null) => {
-            body.insert("customer_id".into(), Value::String(caller.sub.clone()));
-            Ok(())
-        }
-        Some(Value::String(_)) => Err(forbidden("customer_id names another customer")),
-        Some(_) => Err(Problem::invalid_field("customer_id", "must be your customer id, as a string")),
+/// The customer a body is for: the caller, whether the body names them or leaves it out; a
+/// body naming someone else is refused.
+pub(crate) fn own_customer(caller: &Caller, named: Option<Uuid>) -> ApiResult<Uuid> {
+    let me = Uuid::parse_str(&caller.sub).map_err(|_| forbidden("only a customer acts for themself"))?;
+    match named {
+        None => Ok(me),
+        Some(id) if id == me => Ok(me),
+        Some(_) => Err(forbidden("customer_id names another customer")),
     }
 }
 
@@ -38,7 +27,7 @@ pub(crate) fn own_customer_id(caller: &Caller, body: &mut serde_json::Map<String
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
-    customer_id: Option<uuid::Uuid>,
+    customer_id: Option<Uuid>,
     status: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
@@ -73,7 +62,7 @@ pub(crate) fn owned_list_path(
 }
 
 /// The ticket, if the caller may see it (its owner or staff); 404 otherwise.
-pub(crate) async fn visible_ticket(g: &Gateway, caller: &Caller, id: uuid::Uuid) -> ApiResult<Reply> {
+pub(crate) async fn visible_ticket(g: &Gateway, caller: &Caller, id: Uuid) -> ApiResult<Reply> {
     let reply = g.call(&g.services.support, Method::GET, &format!("/tickets/{id}"), None, &[]).await?;
     if !reply.is_success() {
         return pass_on_error(reply);
@@ -84,7 +73,7 @@ pub(crate) async fn visible_ticket(g: &Gateway, caller: &Caller, id: uuid::Uuid)
 
 impl Gateway {
     /// The customer who owns an order, or 404 (also when the caller may not know it exists).
-    pub(crate) async fn order_owner(&self, caller: &Caller, order_id: uuid::Uuid) -> ApiResult<String> {
+    pub(crate) async fn order_owner(&self, caller: &Caller, order_id: Uuid) -> ApiResult<String> {
         let reply =
             self.call(&self.services.orders, Method::GET, &format!("/orders/{order_id}"), None, &[]).await?;
         if reply.status == StatusCode::NOT_FOUND {

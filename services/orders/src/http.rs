@@ -12,8 +12,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
+use tessera_contracts::Money;
 use tessera_contracts::orders::MAX_ORDER_LINES as MAX_LINES;
-use tessera_contracts::{Money, OrderLine};
+use tessera_contracts::requests::NewOrder;
 use tessera_web::token::Actor;
 use tessera_web::{ApiResult, ETag, FieldError, Json, Path, Problem, Query, page_limit, store_problem};
 use utoipa::{IntoParams, ToSchema};
@@ -97,24 +98,6 @@ impl From<AppError> for Problem {
             AppError::Internal(error) => Problem::internal(&error),
         }
     }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewOrder {
-    /// The customer placing the order (the gateway sets it from the caller's token).
-    pub customer_id: Uuid,
-    pub items: Vec<OrderLine>,
-    pub payment_token: String,
-    /// The client's idempotency key (the gateway passes `Idempotency-Key`): the same key for
-    /// the same customer answers with the first order and places nothing.
-    #[serde(default)]
-    pub request_key: Option<String>,
-    /// The market of the sale, ISO 3166-1 alpha-2 (the gateway sets it from the customer's
-    /// address), for the sales analytics.
-    #[serde(default)]
-    #[schema(example = "GB")]
-    pub country: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -274,6 +257,9 @@ async fn place_order(
     Json(body): Json<NewOrder>,
 ) -> ApiResult<impl IntoResponse> {
     let mut errors = Vec::new();
+    if body.customer_id.is_none() {
+        errors.push(FieldError::new("customer_id", "missing field `customer_id`"));
+    }
     if body.items.is_empty() {
         errors.push(FieldError::new("items", "must hold at least one line"));
     } else if body.items.len() > MAX_LINES {
@@ -300,15 +286,9 @@ async fn place_order(
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
+    let Some(customer_id) = body.customer_id else { return Err(Problem::invalid(errors)) };
     let id = orders
-        .place(
-            body.customer_id,
-            body.items,
-            token,
-            body.request_key.as_deref(),
-            body.country.as_deref(),
-            &actor,
-        )
+        .place(customer_id, body.items, token, body.request_key.as_deref(), body.country.as_deref(), &actor)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { id, status: "pending".into() })))
 }

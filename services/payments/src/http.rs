@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tessera_contracts::Money;
+use tessera_contracts::requests::NewCard;
 use tessera_web::token::Actor;
 use tessera_web::{ApiResult, Json, Path, Problem, Query, store_problem};
 use utoipa::{IntoParams, ToSchema};
@@ -37,25 +38,6 @@ impl From<AppError> for Problem {
             }
             AppError::Store(error) => store_problem(&error),
         }
-    }
-}
-
-/// A card to tokenise. Deliberately without `Debug`: a stray log line cannot print it.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewCard {
-    /// The customer the token will belong to.
-    pub customer_id: Uuid,
-    #[schema(example = "4242424242424242")]
-    pub card_number: String,
-    pub exp_month: u32,
-    pub exp_year: u32,
-    pub cvc: String,
-}
-
-impl std::fmt::Debug for NewCard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewCard").field("customer_id", &self.customer_id).finish_non_exhaustive()
     }
 }
 
@@ -122,8 +104,11 @@ async fn tokenise_card(
     actor: Actor,
     Json(card): Json<NewCard>,
 ) -> ApiResult<(StatusCode, Json<PaymentMethodView>)> {
+    let customer_id = card
+        .customer_id
+        .ok_or_else(|| Problem::invalid_field("customer_id", "missing field `customer_id`"))?;
     let method = payments
-        .tokenise(card.customer_id, &card.card_number, card.exp_month, card.exp_year, &card.cvc, &actor)
+        .tokenise(customer_id, &card.card_number, card.exp_month, card.exp_year, &card.cvc, &actor)
         .await?;
     Ok((StatusCode::CREATED, Json(method.into())))
 }

@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tessera_contracts::Money;
+use tessera_contracts::requests::{MessageAuthor, NewMessage, NewTicket};
 use tessera_web::token::Actor;
 use tessera_web::{ApiResult, FieldError, Json, Path, Problem, Query, page_limit, store_problem};
 use utoipa::{IntoParams, ToSchema};
@@ -60,24 +61,6 @@ impl From<AppError> for Problem {
             AppError::Objects(_) => Problem::unavailable(&error),
         }
     }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewTicket {
-    /// The customer opening it (the gateway sets it from the caller's token).
-    pub customer_id: Uuid,
-    pub order_id: Option<Uuid>,
-    pub subject: String,
-    pub message: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewMessage {
-    /// `customer` or `support` (the gateway sets it from the caller's role).
-    pub author: String,
-    pub message: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -182,7 +165,10 @@ async fn open_ticket(
     actor: Actor,
     Json(body): Json<NewTicket>,
 ) -> ApiResult<(StatusCode, Json<Created>)> {
-    let id = support.open(body.customer_id, body.order_id, &body.subject, &body.message, &actor).await?;
+    let customer_id = body
+        .customer_id
+        .ok_or_else(|| Problem::invalid_field("customer_id", "missing field `customer_id`"))?;
+    let id = support.open(customer_id, body.order_id, &body.subject, &body.message, &actor).await?;
     Ok((StatusCode::CREATED, Json(Created { id })))
 }
 
@@ -256,10 +242,10 @@ async fn add_message(
     Json(body): Json<NewMessage>,
 ) -> ApiResult<StatusCode> {
     let id = ticket_id(&id)?;
-    let author = match body.author.as_str() {
-        "customer" => Author::Customer,
-        "support" => Author::Support,
-        _ => return Err(Problem::invalid_field("author", "must be customer or support")),
+    let author = match body.author {
+        Some(MessageAuthor::Customer) => Author::Customer,
+        Some(MessageAuthor::Support) => Author::Support,
+        None => return Err(Problem::invalid_field("author", "must be customer or support")),
     };
     support.reply(id, author, &body.message, &actor).await?;
     Ok(StatusCode::CREATED)

@@ -10,16 +10,18 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use futures_util::StreamExt;
 use serde_json::Value;
+use tessera_contracts::Sku;
 use tessera_contracts::orders::MAX_ORDER_LINES as MAX_LINES;
+use tessera_contracts::requests::NewOrder;
 use tessera_web::{ApiResult, FieldError, Path, Problem};
 
 use crate::access::{Caller, forbidden, require};
 use crate::auth::Role;
 use crate::catalogue::CacheKey;
 use crate::clients::Reply;
-use crate::forward::{pass_on, plausible_token, unavailable, uuid};
-use crate::idempotency::{self, Reservation};
-use crate::ownership::{ListQuery, object, own_customer_id, owned_list_path};
+use crate::forward::{json_body, pass_on, plausible_token, to_json, unavailable, uuid};
+use crate::idempotency::{self, IdempotencyKey, NextAction};
+use crate::ownership::{ListQuery, own_customer, owned_list_path};
 use crate::state::Gateway;
 use crate::{compose, waiting};
 
@@ -46,19 +48,14 @@ async fn list_orders(
 /// Checks the lines' skus and the payment token before the order is placed: an unknown sku or
 /// a token that is not the caller's is a 422 now, not a rejection later. A service that cannot
 /// answer makes it a 503, never a field error.
-async fn check_order(g: &Gateway, caller: &Caller, body: &serde_json::Map<String, Value>) -> ApiResult<()> {
-    let mut errors = Vec::new();
-    let items = body.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
-    if items.len() > MAX_LINES {
+async fn check_order(g: &Gateway, caller: &Caller, order: &NewOrder) -> ApiResult<()> {
+    if order.items.len() > MAX_LINES {
         return Err(Problem::invalid_field("items", format!("must hold at most {MAX_LINES} lines")));
     }
-    let mut skus: Vec<(usize, tessera_contracts::Sku)> = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let Some(text) = item.get("sku").and_then(Value::as_str) else { continue };
-        match tessera_contracts::Sku::parse(text) {
-            Ok(sku) if !skus.iter().any(|(_, seen)| *seen == sku) => skus.push((index, sku)),
-            Ok(_) => {}
-            Err(error) => errors.push(FieldError::new(format!("items[{index}].sku"), error.to_string())),
+    let mut skus: Vec<(usize, Sku)> = Vec::new();
+    for (index, line) in order.items.iter().enumerate() {
+        if !skus.iter().any(|(_, seen)| *seen == line.sku) {
+            skus.push((index, line.sku.clone()));
         }
     }
     let lookups = futures_util::stream::iter(skus.into_iter().map(|(index, sku)| async move {
@@ -76,6 +73,7 @@ async fn check_order(g: &Gateway, caller: &Caller, body: &serde_json::Map<String
     .buffered(8)
     .collect::<Vec<_>>()
     .await;
+    let mut errors = Vec::new();
     for (index, sku, reply) in lookups {
         let reply = reply?;
         match reply.status {
@@ -86,28 +84,23 @@ async fn check_order(g: &Gateway, caller: &Caller, body: &serde_json::Map<String
             status => return Err(Problem::unavailable(&format!("inventory answered {status}"))),
         }
     }
-    match body.get("payment_token") {
-        Some(Value::String(token)) if plausible_token(token.trim()) => {
-            let path = format!("/payment-methods/{}", token.trim());
-            let reply = g.call(&g.services.payments, Method::GET, &path, None, &[]).await?;
-            let mine = reply.json()["customer_id"].as_str() == Some(caller.sub.as_str());
-            match reply.status {
-                status if status.is_success() && mine => {}
-                status if status.is_success() || status == StatusCode::NOT_FOUND => {
-                    errors
-                        .push(FieldError::new("payment_token", "no payment method of yours has this token"));
-                }
-                status => return Err(Problem::unavailable(&format!("payments answered {status}"))),
+    let token = order.payment_token.trim();
+    if plausible_token(token) {
+        let path = format!("/payment-methods/{token}");
+        let reply = g.call(&g.services.payments, Method::GET, &path, None, &[]).await?;
+        let mine = reply.json()["customer_id"].as_str() == Some(caller.sub.as_str());
+        match reply.status {
+            status if status.is_success() && mine => {}
+            status if status.is_success() || status == StatusCode::NOT_FOUND => {
+                errors.push(FieldError::new("payment_token", "no payment method of yours has this token"));
             }
+            status => return Err(Problem::unavailable(&format!("payments answered {status}"))),
         }
-        Some(_) => errors.push(FieldError::new("payment_token", "no payment method of yours has this token")),
-        // Missing: orders names it.
-        None => {}
+    } else {
+        errors.push(FieldError::new("payment_token", "no payment method of yours has this token"));
     }
     if errors.is_empty() { Ok(()) } else { Err(Problem::invalid(errors)) }
 }
-
-const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// `POST /orders`: customers only, with an `Idempotency-Key`; the same key and body answer as
 /// the first time, the same key with another body is refused. With `Prefer: wait=N` the answer
@@ -115,73 +108,19 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 async fn place_order(
     State(g): State<Gateway>,
     caller: Caller,
+    key: Result<IdempotencyKey, Problem>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     require(&caller, &[Role::Customer])?;
-    let key = headers.get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    if key.is_empty() || key.len() > 255 {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "idempotency_key_required",
-            "send an Idempotency-Key header of 1 to 255 characters",
-        ));
-    }
-    if !tessera_web::is_json(headers.get(header::CONTENT_TYPE)) {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as application/json",
-        ));
-    }
-    let body = body.map_err(|rejection| tessera_web::body_problem(&rejection))?;
-    let parsed: Value = tessera_web::parse_json(&body)?;
-    let hash = {
-        let digest = ring::digest::digest(&ring::digest::SHA256, &body);
-        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>()
-    };
+    let IdempotencyKey(key) = key?;
+    let bytes = body.map_err(|rejection| tessera_web::body_problem(&rejection))?;
+    let order: NewOrder = json_body(&headers, Ok(bytes.clone()))?;
     let wait = waiting::preferred_wait(&headers).filter(|_| g.waiters.is_watching());
-    let holds_key = match idempotency::reserve(&g.store, &caller.sub, &key, &hash)
-        .await
-        .map_err(|e| tessera_web::store_problem(&e))?
-    {
-        Reservation::Replay { status, body } => {
-            if status == StatusCode::CREATED.as_u16()
-                && let Some(id) = serde_json::from_str::<Value>(&body)
-                    .ok()
-                    .and_then(|kept| kept["id"].as_str().and_then(|id| uuid::Uuid::parse_str(id).ok()))
-                && let Ok(order) = compose::visible_order(&g, &caller, id).await
-                && let Ok(mut response) = compose::composed(&g, order).await
-            {
-                *response.status_mut() = StatusCode::CREATED;
-                response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-                return Ok(response);
-            }
-            let mut response = Response::new(Body::from(body));
-            *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let content_type = if status >= 400 { tessera_web::PROBLEM_JSON } else { "application/json" };
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-            response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-            return Ok(response);
-        }
-        Reservation::Mismatch => {
-            return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with another request body",
-            ));
-        }
-        Reservation::InFlight if wait.is_none() => {
-            return Err(Problem::conflict(
-                "idempotency_key_in_use",
-                "a request with this Idempotency-Key is still being answered",
-            ));
-        }
-        // The first request with this key is still being answered, and this one may wait: it
-        // follows the same order (orders places one order per key) to the same answer, on
-        // whichever gateway replica it came to, and leaves the key's record to the first.
-        Reservation::InFlight => false,
-        Reservation::Reserved => true,
+    let records = match idempotency::next_action(&g.store, &caller.sub, &key, &bytes, wait.is_some()).await? {
+        NextAction::Replay { status, body } => return Ok(replay(&g, &caller, status, body).await),
+        NextAction::DoAndRecord => true,
+        NextAction::DoAndFollow => false,
     };
     // Placed and recorded in a task of its own: a client that hangs up mid-request does not
     // leave the key reserved with no answer.
@@ -192,9 +131,9 @@ async fn place_order(
         let span = tracing::Span::current();
         tokio::spawn(tracing::Instrument::instrument(
             crate::delegation::on_behalf_of(asking, async move {
-                let outcome = place_and_settle(&g, &caller, parsed, &key, wait).await;
-                if holds_key {
-                    record(&g, &caller, &key, &outcome).await;
+                let outcome = place_and_settle(&g, &caller, order, &key, wait).await;
+                if records {
+                    idempotency::record(&g.store, &caller.sub, &key, &outcome).await;
                 }
                 outcome
             }),
@@ -213,33 +152,26 @@ async fn place_order(
     Ok(response)
 }
 
-/// Stores the answer under the key, or frees the key: a passing failure (5xx) may be retried,
-/// and so may a request refused by validation (4xx) once fixed. Neither can place a second
-/// order, because orders keeps one order per key.
-async fn record(g: &Gateway, caller: &Caller, key: &str, outcome: &ApiResult<Reply>) {
-    let (status, text) = match outcome {
-        // The composed order holds personal data (the customer's name, the card's last digits)
-        // that must not outlive an erasure in this table: only the order's id and outcome are
-        // kept, and a replay composes the view again.
-        Ok(reply) if reply.status == StatusCode::CREATED => {
-            let view = reply.json();
-            let mut kept = serde_json::json!({"id": view["id"], "status": view["status"]});
-            if !view["reason"].is_null() {
-                kept["reason"] = view["reason"].clone();
-            }
-            (reply.status, kept.to_string())
-        }
-        Ok(reply) => (reply.status, String::from_utf8_lossy(&reply.body).into_owned()),
-        Err(problem) => (problem.status, serde_json::to_string(problem).unwrap_or_default()),
-    };
-    let recorded = if status.is_server_error() || status.is_client_error() {
-        idempotency::release(&g.store, &caller.sub, key).await
-    } else {
-        idempotency::complete(&g.store, &caller.sub, key, status.as_u16(), &text).await
-    };
-    if let Err(error) = recorded {
-        tracing::error!(%error, "cannot record an idempotent answer");
+/// The answer stored under a key, again: a placed order's view is composed anew (the record
+/// keeps only its id and outcome), anything else is sent as it was kept.
+async fn replay(g: &Gateway, caller: &Caller, status: u16, body: String) -> Response {
+    if status == StatusCode::CREATED.as_u16()
+        && let Some(id) = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|kept| kept["id"].as_str().and_then(|id| uuid::Uuid::parse_str(id).ok()))
+        && let Ok(order) = compose::visible_order(g, caller, id).await
+        && let Ok(mut response) = compose::composed(g, order).await
+    {
+        *response.status_mut() = StatusCode::CREATED;
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        return response;
     }
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let content_type = if status >= 400 { tessera_web::PROBLEM_JSON } else { "application/json" };
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
 }
 
 /// Places the order and, when the client prefers to wait, waits for it to settle: 201 with the
@@ -248,11 +180,11 @@ async fn record(g: &Gateway, caller: &Caller, key: &str, outcome: &ApiResult<Rep
 async fn place_and_settle(
     g: &Gateway,
     caller: &Caller,
-    body: Value,
+    order: NewOrder,
     key: &str,
     wait: Option<std::time::Duration>,
 ) -> ApiResult<Reply> {
-    let placed = place_checked(g, caller, body, key).await?;
+    let placed = place_checked(g, caller, order, key).await?;
     let Some(wait) = wait else { return Ok(placed) };
     if placed.status != StatusCode::ACCEPTED {
         return Ok(placed);
@@ -289,20 +221,16 @@ async fn customer_country(g: &Gateway, customer: &str) -> Option<String> {
     reply.json()["address"]["country"].as_str().map(str::to_owned)
 }
 
-async fn place_checked(g: &Gateway, caller: &Caller, body: Value, key: &str) -> ApiResult<Reply> {
-    let mut body = object(body)?;
-    own_customer_id(caller, &mut body)?;
-    if body.contains_key("request_key") {
+async fn place_checked(g: &Gateway, caller: &Caller, mut order: NewOrder, key: &str) -> ApiResult<Reply> {
+    order.customer_id = Some(own_customer(caller, order.customer_id)?);
+    if order.request_key.is_some() {
         return Err(Problem::invalid_field("request_key", "unknown field; send Idempotency-Key instead"));
     }
-    check_order(g, caller, &body).await?;
-    body.insert("request_key".into(), Value::String(key.to_owned()));
+    check_order(g, caller, &order).await?;
+    order.request_key = Some(key.to_owned());
     // The market of the sale, for the analytics: the customer's country, never the client's say.
-    body.remove("country");
-    if let Some(country) = customer_country(g, &caller.sub).await {
-        body.insert("country".into(), Value::String(country));
-    }
-    g.call(&g.services.orders, Method::POST, "/orders", Some(Value::Object(body)), &[]).await
+    order.country = customer_country(g, &caller.sub).await;
+    g.call(&g.services.orders, Method::POST, "/orders", Some(to_json(&order)?), &[]).await
 }
 
 async fn cancel_order(

@@ -1,17 +1,20 @@
 //! Payment methods (cards, tokenised by payments) and the payments made for an order.
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::Method;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::Value;
-use tessera_web::{ApiResult, Json};
+use tessera_contracts::requests::NewCard;
+use tessera_web::ApiResult;
 
 use crate::access::{Caller, require};
 use crate::auth::Role;
-use crate::ownership::{object, own_customer_id};
+use crate::forward::{json_body, to_json};
+use crate::ownership::own_customer;
 use crate::state::Gateway;
 
 pub(super) fn router() -> Router<Gateway> {
@@ -21,12 +24,13 @@ pub(super) fn router() -> Router<Gateway> {
 async fn add_payment_method(
     State(g): State<Gateway>,
     caller: Caller,
-    Json(body): Json<Value>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     require(&caller, &[Role::Customer])?;
-    let mut body = object(body)?;
-    own_customer_id(&caller, &mut body)?;
-    g.forward(&g.services.payments, Method::POST, "/payment-methods", Some(Value::Object(body)), &[]).await
+    let mut card: NewCard = json_body(&headers, body)?;
+    card.customer_id = Some(own_customer(&caller, card.customer_id)?);
+    g.forward(&g.services.payments, Method::POST, "/payment-methods", Some(to_json(&card)?), &[]).await
 }
 
 #[derive(Deserialize)]

@@ -2,18 +2,19 @@
 //! attachments in the object store.
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{Method, StatusCode};
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use tessera_contracts::requests::{MessageAuthor, NewMessage, NewTicket};
 use tessera_web::{ApiResult, Json, Path, Problem};
 
 use crate::access::{Caller, forbidden, require};
 use crate::auth::Role;
-use crate::forward::{pass_on, uuid};
-use crate::ownership::{ListQuery, object, own_customer_id, owned_list_path, visible_ticket};
+use crate::forward::{json_body, pass_on, to_json, uuid};
+use crate::ownership::{ListQuery, own_customer, owned_list_path, visible_ticket};
 use crate::state::Gateway;
 
 pub(crate) mod attachments;
@@ -31,25 +32,22 @@ pub(super) fn router() -> Router<Gateway> {
 async fn open_ticket(
     State(g): State<Gateway>,
     caller: Caller,
-    Json(body): Json<Value>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     require(&caller, &[Role::Customer])?;
-    let mut body = object(body)?;
-    own_customer_id(&caller, &mut body)?;
-    match body.get("order_id") {
-        None | Some(Value::Null) => {}
-        Some(value) => {
-            let not_yours = || Problem::invalid_field("order_id", "no order of yours has this id");
-            let order_id =
-                value.as_str().and_then(|v| uuid::Uuid::parse_str(v).ok()).ok_or_else(not_yours)?;
-            match g.order_owner(&caller, order_id).await {
-                Ok(_) => {}
-                Err(problem) if problem.status == StatusCode::NOT_FOUND => return Err(not_yours()),
-                Err(problem) => return Err(problem),
+    let mut ticket: NewTicket = json_body(&headers, body)?;
+    ticket.customer_id = Some(own_customer(&caller, ticket.customer_id)?);
+    if let Some(order_id) = ticket.order_id {
+        match g.order_owner(&caller, order_id).await {
+            Ok(_) => {}
+            Err(problem) if problem.status == StatusCode::NOT_FOUND => {
+                return Err(Problem::invalid_field("order_id", "no order of yours has this id"));
             }
+            Err(problem) => return Err(problem),
         }
     }
-    g.forward(&g.services.support, Method::POST, "/tickets", Some(Value::Object(body)), &[]).await
+    g.forward(&g.services.support, Method::POST, "/tickets", Some(to_json(&ticket)?), &[]).await
 }
 
 async fn get_ticket(
@@ -69,29 +67,33 @@ async fn list_tickets(
     g.forward(&g.services.support, Method::GET, &path, None, &[]).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TicketMessage {
-    message: String,
-}
-
 async fn add_ticket_message(
     State(g): State<Gateway>,
     caller: Caller,
     Path(text): Path<String>,
-    Json(body): Json<TicketMessage>,
+    Json(mut body): Json<NewMessage>,
 ) -> ApiResult<Response> {
+    if body.author.is_some() {
+        // A client does not say who wrote it; its role does.
+        return Err(Problem::invalid_field("author", "unknown field; the author is your role"));
+    }
     let id = uuid(&text, "ticket")?;
-    let author = match caller.role {
-        Role::Customer => "customer",
-        Role::Support => "support",
+    body.author = match caller.role {
+        Role::Customer => Some(MessageAuthor::Customer),
+        Role::Support => Some(MessageAuthor::Support),
         Role::Admin | Role::Service => {
             return Err(forbidden("messages come from the ticket's customer or from support"));
         }
     };
     visible_ticket(&g, &caller, id).await?;
-    let body = json!({"author": author, "message": body.message});
-    g.forward(&g.services.support, Method::POST, &format!("/tickets/{id}/messages"), Some(body), &[]).await
+    g.forward(
+        &g.services.support,
+        Method::POST,
+        &format!("/tickets/{id}/messages"),
+        Some(to_json(&body)?),
+        &[],
+    )
+    .await
 }
 
 async fn close_ticket(
