@@ -78,6 +78,10 @@ pub struct NewOrder {
     /// for the same customer answers with the first order and places nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_key: Option<String>,
+    /// The SHA-256 of the client's body, in hex, as the gateway received it (the gateway sets
+    /// it): the same key with another body is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_hash: Option<String>,
     /// The market of the sale, ISO 3166-1 alpha-2 (the gateway sets it from the customer's
     /// address), for the sales analytics.
     #[serde(default, skip_serializing_if = "Option::is_none")]

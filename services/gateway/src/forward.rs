@@ -36,7 +36,7 @@ pub(crate) fn unavailable(error: &ClientError) -> Problem {
 pub(crate) fn pass_on(reply: Reply) -> Response {
     let mut response = Response::new(Body::from(reply.body));
     *response.status_mut() = reply.status;
-    for name in [header::CONTENT_TYPE, header::ETAG, header::LOCATION] {
+    for name in [header::CONTENT_TYPE, header::ETAG, header::LOCATION, REPLAYED] {
         if let Some(value) = reply.headers.get(&name) {
             response.headers_mut().insert(name, value.clone());
         }
@@ -116,6 +116,9 @@ pub(crate) fn json_body<T: DeserializeOwned>(
 pub(crate) fn to_json<T: Serialize>(body: &T) -> ApiResult<Value> {
     serde_json::to_value(body).map_err(|e| Problem::internal(&e))
 }
+
+/// Set by orders on the answer to a placement that an earlier request with the same key made.
+pub(crate) const REPLAYED: header::HeaderName = header::HeaderName::from_static("idempotent-replayed");
 
 impl Gateway {
     /// Calls a service with the gateway's call timeout.

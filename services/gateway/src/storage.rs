@@ -15,6 +15,10 @@ const KEYS_AND_IDEMPOTENCY: &str = "
         status BIGINT, body TEXT, created_at BIGINT NOT NULL,
         PRIMARY KEY (caller, idempotency_key));";
 
+/// Orders keeps a placement's key with the order, in the same unit (one record, no second
+/// commit here); what the gateway kept is dropped with the answers it held.
+const NO_IDEMPOTENCY_TABLE: &str = "DROP TABLE gateway_idempotency;";
+
 pub const MIGRATIONS: MigrationSet = MigrationSet {
     scope: "gateway",
     migrations: &[
@@ -25,6 +29,12 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             postgres: KEYS_AND_IDEMPOTENCY,
         },
         Migration { version: 2, name: "audit heads witnessed", sqlite: AUDIT_HEADS, postgres: AUDIT_HEADS },
+        Migration {
+            version: 3,
+            name: "idempotency keys kept by orders, with the order they placed",
+            sqlite: NO_IDEMPOTENCY_TABLE,
+            postgres: NO_IDEMPOTENCY_TABLE,
+        },
     ],
 };
 

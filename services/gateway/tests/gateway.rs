@@ -184,19 +184,24 @@ async fn one_idempotency_key_places_one_order_even_when_two_requests_race() {
     let body = json!({"items": [{"sku": "TEA-001", "quantity": 1}], "payment_token": card});
     let (a, b) = tokio::join!(shop.place(&token, "race", &body), shop.place(&token, "race", &body));
     let statuses = [a.status, b.status];
-    assert!(statuses.contains(&StatusCode::ACCEPTED), "{statuses:?}");
-    assert!(
-        statuses.iter().all(|s| *s == StatusCode::ACCEPTED || *s == StatusCode::CONFLICT),
-        "the loser is a replay or told the key is in use: {} / {}",
-        a.body,
-        b.body
-    );
-    let first = if a.status == StatusCode::ACCEPTED { &a } else { &b };
-    let again = shop.place(&token, "race", &body).await;
+    assert!(statuses.contains(&StatusCode::ACCEPTED), "one of them placed it: {statuses:?}");
     assert_eq!(
-        (again.status, again.body.clone()),
-        (StatusCode::ACCEPTED, first.body.clone()),
-        "the same answer again"
+        a.body["id"], b.body["id"],
+        "the loser answers with the winner's order: {} / {}",
+        a.body, b.body
+    );
+    assert_eq!(
+        [a.header("idempotent-replayed"), b.header("idempotent-replayed")].iter().flatten().count(),
+        1,
+        "exactly one of them is a replay"
+    );
+    let first = if a.header("idempotent-replayed").is_none() { &a } else { &b };
+    let again = shop.place(&token, "race", &body).await;
+    assert_eq!(again.body["id"], first.body["id"], "the same order again: {}", again.body);
+    assert!(
+        [StatusCode::ACCEPTED, StatusCode::CREATED].contains(&again.status),
+        "as it is now, settled (201) or not yet (202): {}",
+        again.status
     );
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     let other = shop
@@ -404,49 +409,41 @@ fn the_graphql_schema_matches_its_snapshot() {
 }
 
 #[tokio::test]
-async fn a_reservation_abandoned_mid_request_is_taken_over_after_a_minute() {
+async fn a_key_answers_for_a_day_and_then_places_a_new_order() {
     let shop = shop(GatewayConfig::default(), false).await;
     let (customer, token) = shop.customer();
     let card = shop.card(customer).await;
     let body = json!({"items": [{"sku": "TEA-001", "quantity": 1}], "payment_token": card});
-    let hash = {
-        let digest = ring_digest(body.to_string().as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    };
-    // A gateway that reserved the key and died before answering, two minutes ago.
+    let first = shop.place(&token, "daily", &body).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    let other = json!({"items": [{"sku": "TEA-001", "quantity": 2}], "payment_token": card});
+    let reused = shop.place(&token, "daily", &other).await;
+    assert_eq!(reused.problem_code(), "idempotency_key_reused", "{}", reused.body);
+
+    // A day and an hour later (orders keeps the key with the time it placed the order).
     let config = tessera_store::StoreConfig::Sqlite {
-        path: shop._data.file("gateway.db"),
+        path: shop._data.file("orders.db"),
         options: tessera_store::SqliteOptions::default(),
     };
-    let store = tessera_store::Store::open(&config, &[tessera_gateway::MIGRATIONS]).await.expect("open");
-    let two_minutes_ago = i64::try_from(now().as_micros()).expect("micros") - 120_000_000;
+    let store = tessera_store::Store::open(&config, &[]).await.expect("open orders' store");
     let mut unit = store.begin();
     unit.execute(
         tessera_store::Statement::new(
-            "INSERT INTO gateway_idempotency (caller, idempotency_key, request_hash, created_at) VALUES ($1, $2, $3, $4)",
+            "UPDATE order_requests SET kept_at = kept_at - $1 WHERE request_key = $2",
         )
-        .bind(customer.to_string())
-        .bind("abandoned")
-        .bind(hash.as_str())
-        .bind(two_minutes_ago),
+        .bind(25 * 3_600_000_000_i64)
+        .bind("daily"),
     );
-    unit.commit().await.expect("insert");
-    let placed = shop.place(&token, "abandoned", &body).await;
-    assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
-
-    let mut unit = store.begin();
-    unit.execute(
-        tessera_store::Statement::new(
-            "INSERT INTO gateway_idempotency (caller, idempotency_key, request_hash, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(customer.to_string())
-        .bind("fresh")
-        .bind(hash.as_str())
-        .bind(i64::try_from(now().as_micros()).expect("micros")),
+    unit.commit().await.expect("age the key");
+    let later = shop.place(&token, "daily", &other).await;
+    assert_eq!(later.status, StatusCode::ACCEPTED, "{}", later.body);
+    assert_ne!(later.body["id"], first.body["id"], "an expired key places a new order");
+    assert_eq!(later.header("idempotent-replayed"), None);
+    let again = shop.place(&token, "daily", &other).await;
+    assert_eq!(
+        (again.body["id"].clone(), again.header("idempotent-replayed")),
+        (later.body["id"].clone(), Some("true"))
     );
-    unit.commit().await.expect("insert");
-    let busy = shop.place(&token, "fresh", &body).await;
-    assert_eq!((busy.status, busy.problem_code()), (StatusCode::CONFLICT, "idempotency_key_in_use"));
 }
 
 /// SHA-256, as the gateway hashes a request body.

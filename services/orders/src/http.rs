@@ -22,7 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::app::{AppError, OrderRecord, Orders};
+use crate::app::{AppError, OrderRecord, Orders, RequestKey};
 use crate::domain::{OrderError, OrderStatus};
 
 const MAX_TOKEN: usize = 100;
@@ -95,6 +95,11 @@ impl From<AppError> for Problem {
             AppError::Store(error) => store_problem(&error),
             AppError::Saga(error) => Problem::internal(&error),
             AppError::Reaction(error) => Problem::internal(&error),
+            AppError::RequestKeyReused => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with another request body",
+            ),
             AppError::Internal(error) => Problem::internal(&error),
         }
     }
@@ -280,6 +285,9 @@ async fn place_order(
     if body.request_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 255) {
         errors.push(FieldError::new("request_key", "must be 1 to 255 characters"));
     }
+    if body.request_hash.as_ref().is_some_and(|h| h.is_empty() || h.len() > 128) {
+        errors.push(FieldError::new("request_hash", "must be 1 to 128 characters"));
+    }
     if body.country.as_ref().is_some_and(|c| c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase())) {
         errors.push(FieldError::new("country", "must be an ISO 3166-1 alpha-2 code such as GB"));
     }
@@ -287,10 +295,15 @@ async fn place_order(
         return Err(Problem::invalid(errors));
     }
     let Some(customer_id) = body.customer_id else { return Err(Problem::invalid(errors)) };
-    let id = orders
-        .place(customer_id, body.items, token, body.request_key.as_deref(), body.country.as_deref(), &actor)
+    let request =
+        body.request_key.as_deref().map(|key| RequestKey { key, body_hash: body.request_hash.as_deref() });
+    let placement = orders
+        .place_request(customer_id, body.items, token, request, body.country.as_deref(), &actor)
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(Accepted { id, status: "pending".into() })))
+    let accepted = Json(Accepted { id: placement.order_id, status: "pending".into() });
+    // A replay answers as the first request was answered, and says it is one.
+    let replayed = placement.replayed.then_some([("idempotent-replayed", "true")]);
+    Ok((StatusCode::ACCEPTED, replayed, accepted))
 }
 
 /// One order with its ETag (the stream version).

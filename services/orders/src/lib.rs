@@ -13,7 +13,10 @@ pub use service::OrdersService;
 pub use app::analytics::{SalesAnalytics, SalesRow};
 pub use app::sagas::{CANCEL_ORDER, PLACE_ORDER, cancel_order, place_order};
 pub use app::summaries::OrderSummaries;
-pub use app::{AppError, Erasures, OrderHistory, OrderRecord, OrderSummary, Orders, OrdersSettings};
+pub use app::{
+    AppError, Erasures, OrderHistory, OrderRecord, OrderSummary, Orders, OrdersSettings, Placement,
+    RequestKey,
+};
 
 pub const SERVICE: &str = "orders";
 
@@ -42,6 +45,12 @@ const REQUEST_KEYS: &str = "
     CREATE TABLE order_requests (
         customer_id TEXT NOT NULL, request_key TEXT NOT NULL, order_id TEXT NOT NULL,
         PRIMARY KEY (customer_id, request_key));";
+
+/// A key's record keeps the first request's body hash (another body under the key is refused)
+/// and its time (a key answers for a day). Earlier records have neither: they replay.
+const REQUEST_KEY_HASHES: &str = "
+    ALTER TABLE order_requests ADD COLUMN body_hash TEXT;
+    ALTER TABLE order_requests ADD COLUMN kept_at BIGINT;";
 
 /// The sales analytics' table (kept by an asynchronous projection, which starts from the
 /// first event, so past orders are counted too); the same shape as `analytics::create`.
@@ -73,6 +82,12 @@ pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet 
             name: "sales analytics",
             sqlite: ANALYTICS,
             postgres: ANALYTICS,
+        },
+        tessera_store::Migration {
+            version: 5,
+            name: "request keys with their body hash and time",
+            sqlite: REQUEST_KEY_HASHES,
+            postgres: REQUEST_KEY_HASHES,
         },
     ],
 };

@@ -2,14 +2,13 @@
 //! reading, listing, cancelling, an order's history and its live event stream.
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use futures_util::StreamExt;
-use serde_json::Value;
 use tessera_contracts::Sku;
 use tessera_contracts::orders::MAX_ORDER_LINES as MAX_LINES;
 use tessera_contracts::requests::NewOrder;
@@ -19,8 +18,8 @@ use crate::access::{Caller, forbidden, require};
 use crate::auth::Role;
 use crate::catalogue::CacheKey;
 use crate::clients::Reply;
-use crate::forward::{json_body, pass_on, plausible_token, to_json, unavailable, uuid};
-use crate::idempotency::{self, IdempotencyKey, NextAction};
+use crate::forward::{REPLAYED, json_body, pass_on, plausible_token, to_json, unavailable, uuid};
+use crate::idempotency::{self, IdempotencyKey, KeyedRequest};
 use crate::ownership::{ListQuery, own_customer, owned_list_path};
 use crate::state::Gateway;
 use crate::{compose, waiting};
@@ -117,34 +116,10 @@ async fn place_order(
     let bytes = body.map_err(|rejection| tessera_web::body_problem(&rejection))?;
     let order: NewOrder = json_body(&headers, Ok(bytes.clone()))?;
     let wait = waiting::preferred_wait(&headers).filter(|_| g.waiters.is_watching());
-    let records = match idempotency::next_action(&g.store, &caller.sub, &key, &bytes, wait.is_some()).await? {
-        NextAction::Replay { status, body } => return Ok(replay(&g, &caller, status, body).await),
-        NextAction::DoAndRecord => true,
-        NextAction::DoAndFollow => false,
-    };
-    // Placed and recorded in a task of its own: a client that hangs up mid-request does not
-    // leave the key reserved with no answer.
-    let task = {
-        let (g, caller) = (g.clone(), caller.clone());
-        let asking = crate::delegation::asking();
-        // The task stays in the request's trace.
-        let span = tracing::Span::current();
-        tokio::spawn(tracing::Instrument::instrument(
-            crate::delegation::on_behalf_of(asking, async move {
-                let outcome = place_and_settle(&g, &caller, order, &key, wait).await;
-                if records {
-                    idempotency::record(&g.store, &caller.sub, &key, &outcome).await;
-                }
-                outcome
-            }),
-            span,
-        ))
-    };
-    let mut response = match task.await {
-        Ok(Ok(reply)) => pass_on(reply),
-        Ok(Err(problem)) => return Err(problem),
-        Err(error) => return Err(Problem::internal(&error)),
-    };
+    // Orders keeps the key with the order it placed, in one unit: the same key and body answer
+    // with that order from any gateway replica, another body under the key is refused.
+    let request = KeyedRequest { key, body_hash: idempotency::body_hash(&bytes) };
+    let mut response = pass_on(place_and_settle(&g, &caller, order, request, wait).await?);
     if let Some(wait) = wait {
         let (name, value) = waiting::applied(wait);
         response.headers_mut().insert(name, value);
@@ -152,40 +127,20 @@ async fn place_order(
     Ok(response)
 }
 
-/// The answer stored under a key, again: a placed order's view is composed anew (the record
-/// keeps only its id and outcome), anything else is sent as it was kept.
-async fn replay(g: &Gateway, caller: &Caller, status: u16, body: String) -> Response {
-    if status == StatusCode::CREATED.as_u16()
-        && let Some(id) = serde_json::from_str::<Value>(&body)
-            .ok()
-            .and_then(|kept| kept["id"].as_str().and_then(|id| uuid::Uuid::parse_str(id).ok()))
-        && let Ok(order) = compose::visible_order(g, caller, id).await
-        && let Ok(mut response) = compose::composed(g, order).await
-    {
-        *response.status_mut() = StatusCode::CREATED;
-        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-        return response;
-    }
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    let content_type = if status >= 400 { tessera_web::PROBLEM_JSON } else { "application/json" };
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-    response
-}
-
 /// Places the order and, when the client prefers to wait, waits for it to settle: 201 with the
-/// composed order if it did within `wait`, otherwise orders' own 202. Once the order is placed
-/// the answer is never an error: a service that fails during the wait leaves the 202.
+/// composed order if it did within `wait`, otherwise orders' own 202. A replay (the key placed
+/// the order before) answers with the order as it is now: 201 once it has settled. Once the
+/// order is placed the answer is never an error: a service that fails meanwhile leaves the 202.
 async fn place_and_settle(
     g: &Gateway,
     caller: &Caller,
     order: NewOrder,
-    key: &str,
+    request: KeyedRequest,
     wait: Option<std::time::Duration>,
 ) -> ApiResult<Reply> {
-    let placed = place_checked(g, caller, order, key).await?;
-    let Some(wait) = wait else { return Ok(placed) };
+    let placed = place_checked(g, caller, order, request).await?;
+    let replayed = placed.headers.contains_key(REPLAYED);
+    let Some(wait) = wait.or(replayed.then_some(std::time::Duration::ZERO)) else { return Ok(placed) };
     if placed.status != StatusCode::ACCEPTED {
         return Ok(placed);
     }
@@ -205,6 +160,9 @@ async fn place_and_settle(
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/orders/{id}")) {
         headers.insert(header::LOCATION, location);
     }
+    if let Some(replayed) = placed.headers.get(REPLAYED) {
+        headers.insert(REPLAYED, replayed.clone());
+    }
     Ok(Reply { status: StatusCode::CREATED, headers, body: Bytes::from(view.to_string()) })
 }
 
@@ -221,13 +179,19 @@ async fn customer_country(g: &Gateway, customer: &str) -> Option<String> {
     reply.json()["address"]["country"].as_str().map(str::to_owned)
 }
 
-async fn place_checked(g: &Gateway, caller: &Caller, mut order: NewOrder, key: &str) -> ApiResult<Reply> {
+async fn place_checked(
+    g: &Gateway,
+    caller: &Caller,
+    mut order: NewOrder,
+    request: KeyedRequest,
+) -> ApiResult<Reply> {
     order.customer_id = Some(own_customer(caller, order.customer_id)?);
-    if order.request_key.is_some() {
+    if order.request_key.is_some() || order.request_hash.is_some() {
         return Err(Problem::invalid_field("request_key", "unknown field; send Idempotency-Key instead"));
     }
     check_order(g, caller, &order).await?;
-    order.request_key = Some(key.to_owned());
+    order.request_key = Some(request.key);
+    order.request_hash = Some(request.body_hash);
     // The market of the sale, for the analytics: the customer's country, never the client's say.
     order.country = customer_country(g, &caller.sub).await;
     g.call(&g.services.orders, Method::POST, "/orders", Some(to_json(&order)?), &[]).await

@@ -24,8 +24,8 @@ use uuid::Uuid;
 pub use erasure::Erasures;
 
 use crate::domain::{
-    CancelOrderData, Charged, Order, OrderCommand, OrderError, OrderSaga, OrderStatus, PlaceOrderData,
-    PublicOutcome, ReactionError, Recorded,
+    CancelOrderData, Charged, KEY_LIFETIME, KeptRequest, Order, OrderCommand, OrderError, OrderSaga,
+    OrderStatus, PlaceOrderData, PublicOutcome, ReactionError, Recorded, RequestNext, next_for_request,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +38,25 @@ pub enum AppError {
     Saga(#[from] tessera_saga::EngineError),
     #[error(transparent)]
     Reaction(#[from] ReactionError),
+    #[error("this idempotency key was used with another request body")]
+    RequestKeyReused,
     #[error("{0}")]
     Internal(String),
+}
+
+/// A client's idempotency key for a placement, with the hash of its request's body.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestKey<'a> {
+    pub key: &'a str,
+    pub body_hash: Option<&'a str>,
+}
+
+/// A placement's outcome: the order, and whether it was placed by an earlier request with the
+/// same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub order_id: Uuid,
+    pub replayed: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -152,10 +169,33 @@ impl Orders {
         country: Option<&str>,
         actor: &Actor,
     ) -> Result<Uuid, AppError> {
-        if let Some(key) = request_key
-            && let Some(existing) = self.placed_with(customer_id, key).await?
-        {
-            return Ok(existing);
+        let request = request_key.map(|key| RequestKey { key, body_hash: None });
+        let placement =
+            self.place_request(customer_id, lines, payment_token, request, country, actor).await?;
+        Ok(placement.order_id)
+    }
+
+    /// [`Orders::place`], with the request's key and the hash of its body: the same key with
+    /// the same body answers with the first order (for a day, [`KEY_LIFETIME`]), with another
+    /// body it is refused ([`AppError::RequestKeyReused`]).
+    pub async fn place_request(
+        &self,
+        customer_id: Uuid,
+        lines: Vec<OrderLine>,
+        payment_token: &str,
+        request: Option<RequestKey<'_>>,
+        country: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Placement, AppError> {
+        let now = self.inner.clock.now().wall().as_micros();
+        let mut replacing = false;
+        if let Some(request) = &request {
+            let kept = self.kept_request(customer_id, request.key).await?;
+            match next_for_request(kept.as_ref(), request.body_hash, now) {
+                RequestNext::Replay(order_id) => return Ok(Placement { order_id, replayed: true }),
+                RequestNext::Reused => return Err(AppError::RequestKeyReused),
+                RequestNext::Place { replacing: expired } => replacing = expired,
+            }
         }
         let order_id = Uuid::now_v7();
         let command = OrderCommand::Place {
@@ -194,48 +234,78 @@ impl Orders {
             "ok",
             self.inner.clock.now().wall(),
         ));
-        if let Some(key) = request_key {
+        if let Some(request) = &request {
+            if replacing {
+                // Only the expired record: one kept meanwhile by a racing request stays, and
+                // this unit then fails on the key below.
+                let lifetime = i64::try_from(KEY_LIFETIME.as_micros()).unwrap_or(i64::MAX);
+                unit.execute(
+                    Statement::new(
+                        "DELETE FROM order_requests WHERE customer_id = $1 AND request_key = $2 AND kept_at <= $3",
+                    )
+                    .bind(customer_id.to_string())
+                    .bind(request.key)
+                    .bind(i64::try_from(now).unwrap_or(i64::MAX).saturating_sub(lifetime)),
+                );
+            }
             unit.execute(
                 Statement::new(
-                    "INSERT INTO order_requests (customer_id, request_key, order_id) VALUES ($1, $2, $3)",
+                    "INSERT INTO order_requests (customer_id, request_key, order_id, body_hash, kept_at)
+                     VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(customer_id.to_string())
-                .bind(key)
-                .bind(order_id.to_string()),
+                .bind(request.key)
+                .bind(order_id.to_string())
+                .bind(request.body_hash)
+                .bind(i64::try_from(now).unwrap_or(i64::MAX)),
             );
         }
         match unit.commit().await {
             Ok(_) => {
                 tracing::info!(%order_id, "order placed");
-                Ok(order_id)
+                Ok(Placement { order_id, replayed: false })
             }
-            // The same request, placed concurrently a moment ago: answer with that order.
-            Err(StoreError::Constraint(_)) if request_key.is_some() => {
-                let key = request_key.unwrap_or_default();
-                self.placed_with(customer_id, key)
-                    .await?
-                    .ok_or_else(|| AppError::Internal("a request key collided with no order".into()))
+            // The same key, placed concurrently a moment ago: decide again on what it kept.
+            Err(StoreError::Constraint(_)) if request.is_some() => {
+                let request = request.as_ref().map_or(RequestKey { key: "", body_hash: None }, |r| *r);
+                let kept = self.kept_request(customer_id, request.key).await?;
+                match next_for_request(kept.as_ref(), request.body_hash, now) {
+                    RequestNext::Replay(order_id) => Ok(Placement { order_id, replayed: true }),
+                    RequestNext::Reused => Err(AppError::RequestKeyReused),
+                    RequestNext::Place { .. } => {
+                        Err(AppError::Internal("a request key collided with no live order".into()))
+                    }
+                }
             }
             Err(error) => Err(error.into()),
         }
     }
 
-    /// The order placed by `customer_id` with `request_key`, if any.
-    async fn placed_with(&self, customer_id: Uuid, request_key: &str) -> Result<Option<Uuid>, AppError> {
+    /// What orders kept of the first request `customer_id` made with `request_key`, if any.
+    async fn kept_request(
+        &self,
+        customer_id: Uuid,
+        request_key: &str,
+    ) -> Result<Option<KeptRequest>, AppError> {
         let rows = self
             .inner
             .store
             .query(
                 Statement::new(
-                    "SELECT order_id FROM order_requests WHERE customer_id = $1 AND request_key = $2",
+                    "SELECT order_id, body_hash, kept_at FROM order_requests WHERE customer_id = $1 AND request_key = $2",
                 )
                 .bind(customer_id.to_string())
                 .bind(request_key),
             )
             .await?;
-        rows.first()
-            .map(|row| row.text("order_id")?.parse::<Uuid>().map_err(|e| AppError::Internal(e.to_string())))
-            .transpose()
+        let Some(row) = rows.first() else { return Ok(None) };
+        let order_id =
+            row.text("order_id")?.parse::<Uuid>().map_err(|e| AppError::Internal(e.to_string()))?;
+        let kept_at = match row.get("kept_at")? {
+            tessera_store::SqlValue::Int(micros) => u64::try_from(*micros).ok(),
+            _ => None,
+        };
+        Ok(Some(KeptRequest { order_id, body_hash: row.opt_text("body_hash")?.map(str::to_owned), kept_at }))
     }
 
     /// Cancels a confirmed order: refund and restock follow through the cancel saga.
