@@ -20,8 +20,8 @@ use crate::Orders;
 
 /// Orders' answer to `CustomerErased`, subscribed to the customers service's messages as
 /// `tessera_bus::Answering::new(Erasures::new(..))`: every other message is acknowledged and
-/// ignored. It is a handler of its own, apart from
-/// the one for inventory's and payments' replies, so the two never see each other's messages.
+/// ignored. It is a handler of its own, apart from the one for inventory's and payments'
+/// replies, so the two never see each other's messages.
 #[derive(Clone, Debug)]
 pub struct Erasures {
     orders: Orders,
