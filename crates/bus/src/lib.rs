@@ -4,6 +4,7 @@
 //! so at-least-once delivery turns into exactly-once effects. A message that keeps failing is
 //! parked in the service's dead-letter table; [`Upcasters`] lift old payload versions first.
 
+mod answer;
 mod dead_letter;
 mod error;
 mod handler;
@@ -16,6 +17,7 @@ mod subscriber;
 mod transport;
 mod upcast;
 
+pub use answer::{Answer, Answering};
 pub use dead_letter::{DeadLetter, MIGRATIONS, drop_dead_letter, list_dead_letters, request_retry};
 pub use error::{BusError, Result};
 pub use handler::{Handler, HandlerError, payload};

@@ -1,9 +1,11 @@
-//! Helpers for tests that need real databases or brokers.
+//! Helpers for tests: real databases and brokers, and given / when / then for domain decisions
+//! ([`decide`]).
 //!
 //! Suites that need a server read its URL from the environment. Without one they print a loud
 //! `SKIPPED` line and pass, so a fresh machine can run the rest; under `CI=true` a missing URL
 //! fails the test instead, so CI can never skip a suite silently.
 
+pub mod decide;
 pub mod http;
 mod participant;
 pub mod redis;

@@ -2,8 +2,10 @@
 //! the privacy layer can find it; no message ever carries a password or its hash.
 
 use serde::{Deserialize, Serialize};
+use tessera_kernel::{Envelope, SubjectId};
 use uuid::Uuid;
 
+use crate::envelope::{EnvelopeBuilder, envelope};
 use crate::{Personal, message};
 
 /// A postal address, as customers give it and as their events carry it.
@@ -61,6 +63,28 @@ pub struct ErasureDone {
 }
 message!(ErasureDone, "privacy.ErasureDone", 1, Event);
 
+impl CustomerErased {
+    /// `service`'s answer to this erasure: its part is done.
+    pub fn done_by(&self, service: &str) -> ErasureDone {
+        ErasureDone {
+            customer_id: self.customer_id,
+            erasure_id: self.erasure_id,
+            service: service.to_owned(),
+        }
+    }
+}
+
+impl ErasureDone {
+    /// This answer in its envelope, sent by the service that finished and caused by `request`,
+    /// the `CustomerErased` it answers. Keyed by the customer, since the customers service
+    /// orders its progress by them, and about them.
+    pub fn answering<'a>(&'a self, request: &'a Envelope) -> EnvelopeBuilder<'a, Self> {
+        envelope(self, &self.service, self.customer_id)
+            .about(SubjectId::from(self.customer_id))
+            .caused_by(Some(request))
+    }
+}
+
 /// The services whose [`ErasureDone`] an erasure waits for, besides customers itself.
 pub const ERASURE_PARTICIPANTS: [&str; 3] = ["orders", "payments", "support"];
 
@@ -94,6 +118,32 @@ mod tests {
             address: Personal(address()),
             version: 2,
         });
+    }
+
+    #[test]
+    fn an_erasure_is_answered_by_the_service_keyed_by_and_about_the_customer() {
+        use tessera_kernel::{HlcTimestamp, MessageKind, UuidV7Gen};
+
+        use crate::message::Message;
+
+        let erased = CustomerErased { customer_id: Uuid::now_v7(), erasure_id: Uuid::now_v7() };
+        let request = envelope(&erased, "customers", erased.customer_id)
+            .build(&UuidV7Gen, HlcTimestamp::default())
+            .expect("an envelope");
+        let done = erased.done_by("support");
+        assert_eq!(
+            (done.customer_id, done.erasure_id, done.service.as_str()),
+            (erased.customer_id, erased.erasure_id, "support")
+        );
+        let answer =
+            done.answering(&request).build(&UuidV7Gen, HlcTimestamp::default()).expect("an envelope");
+        assert_eq!(
+            (answer.name.as_str(), answer.kind, answer.source.as_str()),
+            (ErasureDone::NAME, MessageKind::Event, "support")
+        );
+        assert_eq!(answer.key, erased.customer_id.to_string());
+        assert_eq!(answer.subject, Some(SubjectId::from(erased.customer_id)));
+        assert_eq!((answer.causation_id, answer.correlation_id), (Some(request.id), request.correlation_id));
     }
 
     #[test]

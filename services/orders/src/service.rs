@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tessera_bus::Answering;
 use tessera_kernel::{Clock, IdGen};
 use tessera_projection::{Mode, ProjectionRunner, RunnerOptions};
 use tessera_runtime::{Service, Subscription, Task};
@@ -58,7 +59,10 @@ impl Service for OrdersService {
             Subscription { source: "inventory", handler: handler.clone() },
             Subscription { source: "payments", handler },
             // A handler of its own: the saga replies' handler never sees customers' messages.
-            Subscription { source: "customers", handler: Arc::new(Erasures::new(self.orders.clone())) },
+            Subscription {
+                source: "customers",
+                handler: Arc::new(Answering::new(Erasures::new(self.orders.clone()))),
+            },
         ]
     }
 

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use tessera_bus::Answering;
 use tessera_kernel::{Clock, IdGen};
 use tessera_runtime::{Service, Subscription, Task};
 use tessera_store::Store;
@@ -51,7 +52,10 @@ impl Service for PaymentsService {
     fn subscriptions(&self) -> Vec<Subscription> {
         vec![
             Subscription { source: "orders", handler: Arc::new(self.payments.clone()) },
-            Subscription { source: "customers", handler: Arc::new(Erasures::new(self.payments.clone())) },
+            Subscription {
+                source: "customers",
+                handler: Arc::new(Answering::new(Erasures::new(self.payments.clone()))),
+            },
         ]
     }
 

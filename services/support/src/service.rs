@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use tessera_bus::Answering;
 use tessera_kernel::{Clock, IdGen};
 use tessera_runtime::{Service, Subscription, Task};
 use tessera_store::Store;
@@ -48,7 +49,10 @@ impl Service for SupportService {
     fn subscriptions(&self) -> Vec<Subscription> {
         vec![
             Subscription { source: "orders", handler: Arc::new(self.support.clone()) },
-            Subscription { source: "customers", handler: Arc::new(Erasures::new(self.support.clone())) },
+            Subscription {
+                source: "customers",
+                handler: Arc::new(Answering::new(Erasures::new(self.support.clone()))),
+            },
         ]
     }
 

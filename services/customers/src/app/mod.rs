@@ -6,12 +6,12 @@ mod credentials;
 
 use std::sync::Arc;
 
-use tessera_contracts::Message;
 use tessera_contracts::Personal;
 use tessera_contracts::customers::{
     Address, CustomerErased, CustomerRegistered, CustomerUpdated, ErasureDone,
 };
-use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageKind, SubjectId, Timestamp};
+use tessera_contracts::{EnvelopeBuilder, Message, envelope};
+use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, SubjectId, Timestamp};
 use tessera_store::{Row, Statement, Store, StoreError};
 use tessera_vault::{Sealer, VaultError};
 use tessera_web::token::Actor;
@@ -193,21 +193,9 @@ impl Customers {
         &self.store
     }
 
-    /// An event about one customer: keyed by their id, so consumers see their changes in
-    /// order, and with them as its subject, so the privacy layer knows whose data it carries.
-    fn event<M: Message>(&self, customer_id: Uuid, message: &M) -> Result<Envelope, AppError> {
-        let payload = serde_json::to_value(message).map_err(|e| AppError::Corrupt(e.to_string()))?;
-        Ok(Envelope::new(
-            &*self.ids,
-            MessageKind::Event,
-            M::NAME,
-            crate::SERVICE,
-            customer_id.to_string(),
-            self.clock.now(),
-            payload,
-        )
-        .with_version(M::VERSION)
-        .about(SubjectId::from_uuid(customer_id)))
+    /// `message` in its envelope, stamped with this service's ids and clock.
+    fn build<M: Message>(&self, envelope: EnvelopeBuilder<'_, M>) -> Result<Envelope, AppError> {
+        envelope.build(&*self.ids, self.clock.now()).map_err(|e| AppError::Corrupt(e.to_string()))
     }
 
     /// Registers a customer at version 1 and returns their new id. The email's normalised
@@ -251,7 +239,9 @@ impl Customers {
             address: Personal(address),
             version: 1,
         };
-        unit.send(&self.event(id, &registered)?)?;
+        // Keyed by the customer, so consumers see their changes in order, and about them, so the
+        // privacy layer knows whose data it carries; likewise below.
+        unit.send(&self.build(envelope(&registered, crate::SERVICE, id).about(SubjectId::from_uuid(id)))?)?;
         unit.audit(actor.audit("customer.register", format!("customer/{id}"), "ok", self.clock.now().wall()));
         match unit.commit().await {
             Ok(_) => {
@@ -339,7 +329,7 @@ impl Customers {
             address: Personal(sealed_address),
             version: updated.version,
         };
-        unit.send(&self.event(id, &event)?)?;
+        unit.send(&self.build(envelope(&event, crate::SERVICE, id).about(SubjectId::from_uuid(id)))?)?;
         unit.audit(actor.audit("customer.update", format!("customer/{id}"), "ok", self.clock.now().wall()));
         match unit.commit().await {
             Ok(_) => Ok(updated),
@@ -455,7 +445,8 @@ impl Customers {
                 .bind(crate::SERVICE)
                 .bind(now),
         );
-        unit.send(&self.event(id, &CustomerErased { customer_id: id, erasure_id })?)?;
+        let erased = CustomerErased { customer_id: id, erasure_id };
+        unit.send(&self.build(envelope(&erased, crate::SERVICE, id).about(SubjectId::from_uuid(id)))?)?;
         unit.audit(actor.audit("customer.erase", format!("customer/{id}"), "ok", self.clock.now().wall()));
         match unit.commit().await {
             Ok(_) => {

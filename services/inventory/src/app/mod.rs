@@ -8,8 +8,8 @@ use std::sync::Arc;
 use tessera_web::token::Actor;
 
 use tessera_contracts::inventory::{ProductCreated, ProductUpdated, StockChanged};
-use tessera_contracts::{Currency, Message, Money, Sku};
-use tessera_kernel::{Envelope, HybridClock, IdGen, MessageKind};
+use tessera_contracts::{Currency, EnvelopeBuilder, Message, Money, Sku, envelope};
+use tessera_kernel::{Envelope, HybridClock, IdGen};
 use tessera_store::{Row, Statement, Store, StoreError, UnitOfWork};
 
 use crate::domain::{InventoryError, StockLevel};
@@ -87,19 +87,9 @@ impl Inventory {
         &self.store
     }
 
-    /// An event of this service, keyed by sku so consumers see one product's changes in order.
-    pub(crate) fn event<M: Message>(&self, key: &str, message: &M) -> Result<Envelope, AppError> {
-        let payload = serde_json::to_value(message).map_err(|e| AppError::Corrupt(e.to_string()))?;
-        Ok(Envelope::new(
-            &*self.ids,
-            MessageKind::Event,
-            M::NAME,
-            crate::SERVICE,
-            key,
-            self.clock.now(),
-            payload,
-        )
-        .with_version(M::VERSION))
+    /// `message` in its envelope, stamped with this service's ids and clock.
+    fn build<M: Message>(&self, envelope: EnvelopeBuilder<'_, M>) -> Result<Envelope, AppError> {
+        envelope.build(&*self.ids, self.clock.now()).map_err(|e| AppError::Corrupt(e.to_string()))
     }
 
     pub(crate) fn stock_changed(
@@ -108,11 +98,8 @@ impl Inventory {
         cause: Option<&Envelope>,
         change: StockChanged,
     ) -> Result<(), AppError> {
-        let mut event = self.event(change.sku.as_str(), &change)?;
-        if let Some(cause) = cause {
-            event = event.caused_by(cause);
-        }
-        unit.send(&event)?;
+        // Keyed by sku, so consumers see one product's changes in order; likewise below.
+        unit.send(&self.build(envelope(&change, crate::SERVICE, change.sku.as_str()).caused_by(cause))?)?;
         Ok(())
     }
 
@@ -146,7 +133,7 @@ impl Inventory {
             price: price.clone(),
             available: stock,
         };
-        unit.send(&self.event(sku.as_str(), &created)?)?;
+        unit.send(&self.build(envelope(&created, crate::SERVICE, sku.as_str()))?)?;
         unit.audit(actor.audit("product.create", format!("product/{sku}"), "ok", self.clock.now().wall()));
         match unit.commit().await {
             Ok(_) => Ok(()),
@@ -278,7 +265,7 @@ impl Inventory {
             price: updated.price.clone(),
             version: updated.version,
         };
-        unit.send(&self.event(sku.as_str(), &event)?)?;
+        unit.send(&self.build(envelope(&event, crate::SERVICE, sku.as_str()))?)?;
         unit.audit(actor.audit("product.update", format!("product/{sku}"), "ok", self.clock.now().wall()));
         match unit.commit().await {
             Ok(_) => Ok(updated),

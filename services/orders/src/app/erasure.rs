@@ -9,18 +9,19 @@
 //! inbox: the audit record and the answer commit together, once.
 
 use async_trait::async_trait;
-use tessera_bus::{Handler, HandlerError};
+use tessera_bus::{Answer, HandlerError};
 use tessera_contracts::Message;
-use tessera_contracts::customers::{CustomerErased, ErasureDone};
-use tessera_kernel::{Envelope, MessageKind, SubjectId};
+use tessera_contracts::customers::CustomerErased;
+use tessera_kernel::Envelope;
 use tessera_store::UnitOfWork;
 use tessera_web::token::Actor;
 
 use crate::Orders;
 
-/// The handler of the customers service's messages. Only `CustomerErased` concerns orders;
-/// every other message is acknowledged and ignored. It is a handler of its own, apart from
-/// the one for inventory's and payments' replies, so the two never see each other's messages.
+/// Orders' answer to `CustomerErased`, subscribed to the customers service's messages as
+/// `tessera_bus::Answering::new(Erasures::new(..))`: every other message is acknowledged and
+/// ignored. It is a handler of its own, apart from the one for inventory's and payments'
+/// replies, so the two never see each other's messages.
 #[derive(Clone, Debug)]
 pub struct Erasures {
     orders: Orders,
@@ -33,44 +34,22 @@ impl Erasures {
 }
 
 #[async_trait]
-impl Handler for Erasures {
-    fn wants(&self, message: &Envelope) -> bool {
-        message.name == CustomerErased::NAME
-    }
+impl Answer for Erasures {
+    const REQUEST: &'static str = CustomerErased::NAME;
+    type Request = CustomerErased;
 
-    async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
-        if message.name != CustomerErased::NAME {
-            return Ok(());
-        }
-        // A payload that does not parse is an error, not a skip: retried, then dead-lettered
-        // for an operator, so the erasure is never reported done on a message nobody read.
-        let erased: CustomerErased = serde_json::from_value(message.payload.clone())
-            .map_err(|e| HandlerError::malformed(format!("{}: {e}", CustomerErased::NAME)))?;
+    async fn answer(
+        &self,
+        erased: CustomerErased,
+        message: &Envelope,
+        unit: &mut UnitOfWork,
+    ) -> Result<Envelope, HandlerError> {
         let inner = &self.orders.inner;
         // Done by the system, on the customers service's word.
         let actor = Actor::system(&message.source);
         let resource = format!("customer/{}", erased.customer_id);
         unit.audit(actor.audit("customer.erase", resource, "ok", inner.clock.now().wall()));
-        let done = ErasureDone {
-            customer_id: erased.customer_id,
-            erasure_id: erased.erasure_id,
-            service: crate::SERVICE.to_owned(),
-        };
-        let envelope = Envelope::new(
-            &*inner.ids,
-            MessageKind::Event,
-            ErasureDone::NAME,
-            crate::SERVICE,
-            // Keyed by the customer: the customers service orders its progress by them.
-            done.customer_id.to_string(),
-            inner.clock.now(),
-            serde_json::to_value(&done)?,
-        )
-        .with_version(ErasureDone::VERSION)
-        .about(SubjectId::from(done.customer_id))
-        .caused_by(message);
-        unit.send(&envelope)?;
         tracing::info!(erasure_id = %erased.erasure_id, "erasure acknowledged; orders hold nothing personal");
-        Ok(())
+        Ok(erased.done_by(crate::SERVICE).answering(message).build(&*inner.ids, inner.clock.now())?)
     }
 }

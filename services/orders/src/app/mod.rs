@@ -14,7 +14,7 @@ use tessera_web::token::Actor;
 use async_trait::async_trait;
 use tessera_bus::{Handler, HandlerError};
 use tessera_contracts::orders::{OrderCancelled, OrderConfirmed, OrderPlaced, OrderRejected};
-use tessera_contracts::{Message, OrderLine};
+use tessera_contracts::{EnvelopeBuilder, Message, OrderLine, envelope};
 use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageId, MessageKind, StreamId, Timestamp};
 use tessera_saga::{SagaEngine, SagaObserver, SagaSummary, Transition};
 use tessera_store::{NewEvent, RecordedEvent, Statement, Store, StoreError, UnitOfWork};
@@ -217,7 +217,7 @@ impl Orders {
         )?;
         let placed =
             OrderPlaced { order_id, customer_id, lines: lines.clone(), version: events.len() as u64 };
-        unit.send(&self.inner.event(order_id, &placed, None)?)?;
+        unit.send(&self.inner.build(envelope(&placed, crate::SERVICE, order_id))?)?;
         let data = PlaceOrderData {
             order_id,
             customer_id,
@@ -429,27 +429,9 @@ impl Orders {
 }
 
 impl Inner {
-    fn event<M: Message>(
-        &self,
-        order_id: Uuid,
-        message: &M,
-        cause: Option<&Envelope>,
-    ) -> Result<Envelope, AppError> {
-        let payload = serde_json::to_value(message).map_err(|e| AppError::Internal(e.to_string()))?;
-        let mut envelope = Envelope::new(
-            &*self.ids,
-            MessageKind::Event,
-            M::NAME,
-            crate::SERVICE,
-            order_id.to_string(),
-            self.clock.now(),
-            payload,
-        )
-        .with_version(M::VERSION);
-        if let Some(cause) = cause {
-            envelope = envelope.caused_by(cause);
-        }
-        Ok(envelope)
+    /// `message` in its envelope, stamped with this service's ids and clock.
+    fn build<M: Message>(&self, envelope: EnvelopeBuilder<'_, M>) -> Result<Envelope, AppError> {
+        envelope.build(&*self.ids, self.clock.now()).map_err(|e| AppError::Internal(e.to_string()))
     }
 
     /// Appends `events` to the order's stream (which holds `before` at `expected`), with the
@@ -524,26 +506,20 @@ impl Inner {
                 tracing::info!(%order_id, "order confirmed");
                 let confirmed =
                     OrderConfirmed { order_id, customer_id, lines: after.priced.clone(), total, version };
-                unit.send(&self.event(order_id, &confirmed, cause)?)?;
+                unit.send(&self.build(envelope(&confirmed, crate::SERVICE, order_id).caused_by(cause))?)?;
             }
             Some(PublicOutcome::Rejected(reason)) => {
                 tracing::info!(%order_id, ?reason, "order rejected");
-                unit.send(&self.event(
-                    order_id,
-                    &OrderRejected { order_id, customer_id, reason, version },
-                    cause,
-                )?)?;
+                let rejected = OrderRejected { order_id, customer_id, reason, version };
+                unit.send(&self.build(envelope(&rejected, crate::SERVICE, order_id).caused_by(cause))?)?;
             }
             Some(PublicOutcome::Cancelled) => {
                 let refunded = after
                     .total
                     .clone()
                     .ok_or_else(|| AppError::Internal("cancelled without a total".into()))?;
-                unit.send(&self.event(
-                    order_id,
-                    &OrderCancelled { order_id, customer_id, refunded, version },
-                    cause,
-                )?)?;
+                let cancelled = OrderCancelled { order_id, customer_id, refunded, version };
+                unit.send(&self.build(envelope(&cancelled, crate::SERVICE, order_id).caused_by(cause))?)?;
             }
             None => {}
         }

@@ -222,6 +222,7 @@ impl tessera_store::Aggregate for Order {
 #[cfg(test)]
 mod tests {
     use tessera_contracts::{Quantity, Sku};
+    use tessera_testkit::decide::Decide;
 
     use super::*;
 
@@ -253,32 +254,12 @@ mod tests {
         OrderEvent::PaymentAuthorised { payment_id: Uuid::nil(), last4: "4242".into() }
     }
 
-    struct Given(Order);
+    impl Decide for Order {
+        type Command = OrderCommand;
+        type Error = OrderError;
 
-    fn given(events: impl IntoIterator<Item = OrderEvent>) -> Given {
-        Given(events.into_iter().fold(Order::default(), |order, event| order.evolve(&event)))
-    }
-
-    impl Given {
-        fn when(self, command: OrderCommand) -> Then {
-            Then { before: self.0.clone(), result: self.0.decide(command) }
-        }
-    }
-
-    struct Then {
-        before: Order,
-        result: Result<Vec<OrderEvent>, OrderError>,
-    }
-
-    impl Then {
-        fn then_events(self, expected: Vec<OrderEvent>) -> Order {
-            let events = self.result.expect("accepted");
-            assert_eq!(events, expected);
-            events.iter().fold(self.before, |order, event| order.evolve(event))
-        }
-
-        fn then_error(self, expected: OrderError) {
-            assert_eq!(self.result, Err(expected));
+        fn decide(&self, command: OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
+            Order::decide(self, command)
         }
     }
 
@@ -287,7 +268,7 @@ mod tests {
         let OrderEvent::Placed { order_id, customer_id, lines, payment_token, country } = placed() else {
             unreachable!()
         };
-        let order = given([])
+        let order = Order::given([])
             .when(OrderCommand::Place { order_id, customer_id, lines, payment_token, country })
             .then_events(vec![placed()]);
         assert_eq!(order.status.public(), "pending");
@@ -302,18 +283,18 @@ mod tests {
             payment_token: "t".into(),
             country: None,
         };
-        given([]).when(place(vec![])).then_error(OrderError::NoLines);
-        given([placed()]).when(place(vec![line()])).then_error(OrderError::AlreadyPlaced);
+        Order::given([]).when(place(vec![])).then_error(OrderError::NoLines);
+        Order::given([placed()]).when(place(vec![line()])).then_error(OrderError::AlreadyPlaced);
     }
 
     #[test]
     fn reservation_then_authorisation_confirms_the_order() {
         let OrderEvent::StockReserved { lines, total } = reserved() else { unreachable!() };
-        let order = given([placed()])
+        let order = Order::given([placed()])
             .when(OrderCommand::RecordReservation { lines, total })
             .then_events(vec![reserved()]);
         assert_eq!(order.total, Some(Money::eur(1800).expect("money")));
-        let order = given([placed(), reserved()])
+        let order = Order::given([placed(), reserved()])
             .when(OrderCommand::RecordAuthorisation { payment_id: Uuid::nil(), last4: "4242".into() })
             .then_events(vec![authorised(), OrderEvent::Confirmed]);
         assert_eq!(order.status, OrderStatus::Confirmed);
@@ -325,7 +306,7 @@ mod tests {
         for reason in
             [RejectionReason::OutOfStock, RejectionReason::PaymentDeclined, RejectionReason::PaymentTimeout]
         {
-            let order = given([placed(), reserved()])
+            let order = Order::given([placed(), reserved()])
                 .when(OrderCommand::Reject { reason })
                 .then_events(vec![OrderEvent::Rejected { reason }]);
             assert_eq!((order.status.public(), order.reason), ("rejected", Some(reason)));
@@ -334,35 +315,35 @@ mod tests {
 
     #[test]
     fn a_decided_order_takes_no_more_saga_outcomes() {
-        given([placed(), reserved(), authorised(), OrderEvent::Confirmed])
+        Order::given([placed(), reserved(), authorised(), OrderEvent::Confirmed])
             .when(OrderCommand::Reject { reason: RejectionReason::PaymentTimeout })
             .then_error(OrderError::NotPending(OrderStatus::Confirmed));
-        given([placed(), OrderEvent::Rejected { reason: RejectionReason::OutOfStock }])
+        Order::given([placed(), OrderEvent::Rejected { reason: RejectionReason::OutOfStock }])
             .when(OrderCommand::RecordAuthorisation { payment_id: Uuid::nil(), last4: "1".into() })
             .then_error(OrderError::NotPending(OrderStatus::Rejected));
-        given([]).when(OrderCommand::RequestCancel).then_error(OrderError::NotPlaced);
+        Order::given([]).when(OrderCommand::RequestCancel).then_error(OrderError::NotPlaced);
     }
 
     #[test]
     fn only_a_confirmed_order_is_cancelled_and_refunded_in_full() {
         let confirmed = [placed(), reserved(), authorised(), OrderEvent::Confirmed];
-        let order = given(confirmed.clone())
+        let order = Order::given(confirmed.clone())
             .when(OrderCommand::RequestCancel)
             .then_events(vec![OrderEvent::CancelRequested]);
         assert_eq!(order.status.public(), "confirmed", "still confirmed to clients while it is refunded");
         let mut cancelling = confirmed.to_vec();
         cancelling.push(OrderEvent::CancelRequested);
-        let order = given(cancelling.clone())
+        let order = Order::given(cancelling.clone())
             .when(OrderCommand::CompleteCancel)
             .then_events(vec![OrderEvent::Cancelled { refunded: Money::eur(1800).expect("money") }]);
         assert_eq!(order.status.public(), "cancelled");
-        given([placed()])
+        Order::given([placed()])
             .when(OrderCommand::RequestCancel)
             .then_error(OrderError::NotCancellable(OrderStatus::Pending));
         cancelling.push(OrderEvent::Cancelled { refunded: Money::eur(1800).expect("money") });
-        given(cancelling)
+        Order::given(cancelling)
             .when(OrderCommand::RequestCancel)
             .then_error(OrderError::NotCancellable(OrderStatus::Cancelled));
-        given(confirmed).when(OrderCommand::CompleteCancel).then_error(OrderError::NotCancelling);
+        Order::given(confirmed).when(OrderCommand::CompleteCancel).then_error(OrderError::NotCancelling);
     }
 }

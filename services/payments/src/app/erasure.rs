@@ -12,17 +12,18 @@
 //! inbox: the deletion, the audit record and the answer commit together, once.
 
 use async_trait::async_trait;
-use tessera_bus::{Handler, HandlerError};
+use tessera_bus::{Answer, HandlerError};
 use tessera_contracts::Message;
-use tessera_contracts::customers::{CustomerErased, ErasureDone};
-use tessera_kernel::{Envelope, MessageKind, SubjectId};
+use tessera_contracts::customers::CustomerErased;
+use tessera_kernel::Envelope;
 use tessera_store::{Statement, UnitOfWork};
 use tessera_web::token::Actor;
 
 use crate::Payments;
 
-/// The handler of the customers service's messages. Only `CustomerErased` concerns payments;
-/// every other message is acknowledged and ignored.
+/// Payments' answer to `CustomerErased`, subscribed to the customers service's messages as
+/// `tessera_bus::Answering::new(Erasures::new(..))`: every other message is acknowledged and
+/// ignored.
 #[derive(Clone, Debug)]
 pub struct Erasures {
     payments: Payments,
@@ -35,19 +36,17 @@ impl Erasures {
 }
 
 #[async_trait]
-impl Handler for Erasures {
-    fn wants(&self, message: &Envelope) -> bool {
-        message.name == CustomerErased::NAME
-    }
+impl Answer for Erasures {
+    const REQUEST: &'static str = CustomerErased::NAME;
+    type Request = CustomerErased;
 
-    async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
-        if message.name != CustomerErased::NAME {
-            return Ok(());
-        }
-        // A payload that does not parse is an error, not a skip: retried, then dead-lettered
-        // for an operator, never silently acknowledged with the person's cards still here.
-        let erased: CustomerErased = serde_json::from_value(message.payload.clone())
-            .map_err(|e| HandlerError::malformed(format!("{}: {e}", CustomerErased::NAME)))?;
+    async fn answer(
+        &self,
+        erased: CustomerErased,
+        message: &Envelope,
+        unit: &mut UnitOfWork,
+    ) -> Result<Envelope, HandlerError> {
+        let payments = &self.payments;
         unit.execute(
             Statement::new("DELETE FROM payment_methods WHERE customer_id = $1")
                 .bind(erased.customer_id.to_string()),
@@ -55,33 +54,8 @@ impl Handler for Erasures {
         // Done by the system, on the customers service's word.
         let actor = Actor::system(&message.source);
         let resource = format!("customer/{}", erased.customer_id);
-        unit.audit(actor.audit("customer.erase", resource, "ok", self.payments.clock.now().wall()));
-        let done = ErasureDone {
-            customer_id: erased.customer_id,
-            erasure_id: erased.erasure_id,
-            service: crate::SERVICE.to_owned(),
-        };
-        unit.send(&self.payments.erasure_done(message, &done)?)?;
+        unit.audit(actor.audit("customer.erase", resource, "ok", payments.clock.now().wall()));
         tracing::info!(erasure_id = %erased.erasure_id, "customer's payment methods deleted");
-        Ok(())
-    }
-}
-
-impl Payments {
-    /// `ErasureDone`, keyed by the customer (the customers service orders its progress by
-    /// them) and caused by the `CustomerErased` it answers.
-    fn erasure_done(&self, cause: &Envelope, done: &ErasureDone) -> Result<Envelope, HandlerError> {
-        Ok(Envelope::new(
-            &*self.ids,
-            MessageKind::Event,
-            ErasureDone::NAME,
-            crate::SERVICE,
-            done.customer_id.to_string(),
-            self.clock.now(),
-            serde_json::to_value(done)?,
-        )
-        .with_version(ErasureDone::VERSION)
-        .about(SubjectId::from(done.customer_id))
-        .caused_by(cause))
+        Ok(erased.done_by(crate::SERVICE).answering(message).build(&*payments.ids, payments.clock.now())?)
     }
 }

@@ -16,8 +16,8 @@ use tessera_contracts::payments::{
     AuthorisePayment, AuthorisePaymentReply, AuthorisedPayment, CapturePayment, DeclineReason,
     PaymentAuthorised, PaymentCaptured, PaymentDeclined, PaymentRefunded, RefundPayment, VoidPayment,
 };
-use tessera_contracts::{Currency, Message, Money};
-use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageKind, Timestamp};
+use tessera_contracts::{Currency, EnvelopeBuilder, Message, Money, envelope};
+use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, Timestamp};
 use tessera_saga::SagaEngine;
 use tessera_store::{Row, Statement, Store, StoreError, UnitOfWork};
 use uuid::Uuid;
@@ -198,18 +198,9 @@ impl Payments {
         rows.first().map(payment_from_row).transpose()
     }
 
-    fn event<M: Message>(&self, cause: &Envelope, message: &M) -> Result<Envelope, HandlerError> {
-        Ok(Envelope::new(
-            &*self.ids,
-            MessageKind::Event,
-            M::NAME,
-            crate::SERVICE,
-            cause.key.clone(),
-            self.clock.now(),
-            serde_json::to_value(message)?,
-        )
-        .with_version(M::VERSION)
-        .caused_by(cause))
+    /// `message` in its envelope, stamped with this service's ids and clock.
+    fn build<M: Message>(&self, envelope: EnvelopeBuilder<'_, M>) -> Result<Envelope, HandlerError> {
+        Ok(envelope.build(&*self.ids, self.clock.now())?)
     }
 
     fn reply(
@@ -427,13 +418,20 @@ impl Payments {
                     amount: command.amount,
                     last4: last4.clone(),
                 };
-                unit.send(&self.event(&request, &event)?)?;
+                // Under the command's key (the order's) and caused by it; likewise below.
+                unit.send(
+                    &self.build(envelope(&event, crate::SERVICE, &request.key).caused_by(Some(&request)))?,
+                )?;
                 self.reply(&mut unit, &request, Ok(Some(authorised_reply(payment_id, last4)?)))?;
             }
             Err(NetworkError::Declined(reason)) => {
                 let code = serde_json::to_value(reason)?.as_str().unwrap_or("declined").to_owned();
                 record(&mut unit, "declined", None, Some(code.clone()));
-                unit.send(&self.event(&request, &PaymentDeclined { order_id: command.order_id, reason })?)?;
+                let declined = PaymentDeclined { order_id: command.order_id, reason };
+                unit.send(
+                    &self
+                        .build(envelope(&declined, crate::SERVICE, &request.key).caused_by(Some(&request)))?,
+                )?;
                 self.reply(&mut unit, &request, Err(code))?;
             }
             Err(NetworkError::Transient(error)) => return Err(HandlerError::Transient(error.into())),
@@ -517,7 +515,9 @@ impl Payments {
                 );
                 let event =
                     PaymentCaptured { order_id, payment_id: payment.id, amount: payment.amount.clone() };
-                unit.send(&self.event(message, &event)?)?;
+                unit.send(
+                    &self.build(envelope(&event, crate::SERVICE, &message.key).caused_by(Some(message)))?,
+                )?;
             }
             Operation::Refund => {
                 unit.execute(
@@ -528,7 +528,9 @@ impl Payments {
                 );
                 let event =
                     PaymentRefunded { order_id, payment_id: payment.id, amount: payment.amount.clone() };
-                unit.send(&self.event(message, &event)?)?;
+                unit.send(
+                    &self.build(envelope(&event, crate::SERVICE, &message.key).caused_by(Some(message)))?,
+                )?;
             }
             Operation::Void => {}
         }

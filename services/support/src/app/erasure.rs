@@ -8,18 +8,19 @@
 //! inbox: the redaction, the audit record and the answer commit together, once.
 
 use async_trait::async_trait;
-use tessera_bus::{Handler, HandlerError};
+use tessera_bus::{Answer, HandlerError};
 use tessera_contracts::Message;
-use tessera_contracts::customers::{CustomerErased, ErasureDone};
-use tessera_kernel::{Envelope, MessageKind, SubjectId};
+use tessera_contracts::customers::CustomerErased;
+use tessera_kernel::Envelope;
 use tessera_store::{Statement, UnitOfWork};
 use tessera_vault::ERASED;
 use tessera_web::token::Actor;
 
 use crate::Support;
 
-/// The handler of the customers service's messages. Only `CustomerErased` concerns support;
-/// every other message is acknowledged and ignored.
+/// Support's answer to `CustomerErased`, subscribed to the customers service's messages as
+/// `tessera_bus::Answering::new(Erasures::new(..))`: every other message is acknowledged and
+/// ignored.
 #[derive(Clone, Debug)]
 pub struct Erasures {
     support: Support,
@@ -32,26 +33,24 @@ impl Erasures {
 }
 
 #[async_trait]
-impl Handler for Erasures {
-    fn wants(&self, message: &Envelope) -> bool {
-        message.name == CustomerErased::NAME
-    }
+impl Answer for Erasures {
+    const REQUEST: &'static str = CustomerErased::NAME;
+    type Request = CustomerErased;
 
-    async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
-        if message.name != CustomerErased::NAME {
-            return Ok(());
-        }
-        // A payload that does not parse is an error, not a skip: retried, then dead-lettered
-        // for an operator, never silently acknowledged with the person's data still here.
-        let erased: CustomerErased = serde_json::from_value(message.payload.clone())
-            .map_err(|e| HandlerError::malformed(format!("{}: {e}", CustomerErased::NAME)))?;
+    async fn answer(
+        &self,
+        erased: CustomerErased,
+        message: &Envelope,
+        unit: &mut UnitOfWork,
+    ) -> Result<Envelope, HandlerError> {
+        let support = &self.support;
         let customer = erased.customer_id.to_string();
         // The key is already shredded in the vault; this process may still hold it in its
         // cache (the distributed topology: another process shredded it).
-        self.support.vault.evict(&customer);
+        support.vault.evict(&customer);
         // The objects go now, before the unit commits; their rows go with the unit. A failure
         // here retries the whole message, and deleting what is already gone is fine.
-        self.support.erase_attachments(erased.customer_id, unit).await.map_err(|e| {
+        support.erase_attachments(erased.customer_id, unit).await.map_err(|e| {
             HandlerError::Transient(format!("cannot delete the customer's attachments: {e}").into())
         })?;
         unit.execute(
@@ -70,33 +69,8 @@ impl Handler for Erasures {
         // Done by the system, on the customers service's word.
         let actor = Actor::system(&message.source);
         let resource = format!("customer/{}", erased.customer_id);
-        unit.audit(actor.audit("customer.erase", resource, "ok", self.support.clock.now().wall()));
-        let done = ErasureDone {
-            customer_id: erased.customer_id,
-            erasure_id: erased.erasure_id,
-            service: crate::SERVICE.to_owned(),
-        };
-        unit.send(&self.support.erasure_done(message, &done)?)?;
+        unit.audit(actor.audit("customer.erase", resource, "ok", support.clock.now().wall()));
         tracing::info!(erasure_id = %erased.erasure_id, "customer's tickets erased");
-        Ok(())
-    }
-}
-
-impl Support {
-    /// `ErasureDone`, keyed by the customer (the customers service orders its progress by
-    /// them) and caused by the `CustomerErased` it answers.
-    fn erasure_done(&self, cause: &Envelope, done: &ErasureDone) -> Result<Envelope, HandlerError> {
-        Ok(Envelope::new(
-            &*self.ids,
-            MessageKind::Event,
-            ErasureDone::NAME,
-            crate::SERVICE,
-            done.customer_id.to_string(),
-            self.clock.now(),
-            serde_json::to_value(done)?,
-        )
-        .with_version(ErasureDone::VERSION)
-        .about(SubjectId::from(done.customer_id))
-        .caused_by(cause))
+        Ok(erased.done_by(crate::SERVICE).answering(message).build(&*support.ids, support.clock.now())?)
     }
 }

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use tessera_bus::{Handler, HandlerError};
 use tessera_contracts::orders::{OrderCancelled, OrderConfirmed, OrderPlaced, OrderRejected};
 use tessera_contracts::support::{TicketClosed, TicketOpened};
-use tessera_contracts::{Currency, Message, Money, Personal};
-use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageKind, SubjectId, Timestamp};
+use tessera_contracts::{Currency, EnvelopeBuilder, Message, Money, Personal, envelope};
+use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, SubjectId, Timestamp};
 use tessera_store::{Row, SqlValue, Statement, Store, StoreError, UnitOfWork};
 use uuid::Uuid;
 
@@ -247,19 +247,9 @@ impl Support {
         micros(self.clock.now().wall())
     }
 
-    fn event<M: Message>(&self, key: Uuid, subject: Uuid, message: &M) -> Result<Envelope, AppError> {
-        let payload = serde_json::to_value(message).map_err(corrupt)?;
-        Ok(Envelope::new(
-            &*self.ids,
-            MessageKind::Event,
-            M::NAME,
-            crate::SERVICE,
-            key.to_string(),
-            self.clock.now(),
-            payload,
-        )
-        .with_version(M::VERSION)
-        .about(SubjectId::from(subject)))
+    /// `message` in its envelope, stamped with this service's ids and clock.
+    fn build<M: Message>(&self, envelope: EnvelopeBuilder<'_, M>) -> Result<Envelope, AppError> {
+        envelope.build(&*self.ids, self.clock.now()).map_err(corrupt)
     }
 
     /// Opens a ticket with its first message.
@@ -290,7 +280,7 @@ impl Support {
         );
         self.add_message(&mut unit, id, Author::Customer, &sealed_message, now);
         let opened = TicketOpened { ticket_id: id, customer_id, order_id, subject: Personal(sealed_subject) };
-        unit.send(&self.event(id, customer_id, &opened)?)?;
+        unit.send(&self.build(envelope(&opened, crate::SERVICE, id).about(SubjectId::from(customer_id)))?)?;
         unit.audit(actor.audit("ticket.open", format!("ticket/{id}"), "ok", self.clock.now().wall()));
         unit.commit().await?;
         Ok(id)
@@ -360,7 +350,8 @@ impl Support {
             .expect_rows(1, "ticket_closed"),
         );
         let closed = TicketClosed { ticket_id: ticket, customer_id: found.customer_id };
-        unit.send(&self.event(ticket, found.customer_id, &closed)?)?;
+        let closed = envelope(&closed, crate::SERVICE, ticket).about(SubjectId::from(found.customer_id));
+        unit.send(&self.build(closed)?)?;
         unit.audit(actor.audit("ticket.close", format!("ticket/{ticket}"), "ok", self.clock.now().wall()));
         match unit.commit().await {
             Ok(_) => Ok(()),
