@@ -272,3 +272,171 @@ pub fn priced(lines: &[ReservedLine]) -> Result<Reserved, ValueError> {
         .collect::<Result<_, ValueError>>()?;
     Ok(Reserved { lines, total: Money::new(total, currency)? })
 }
+
+#[cfg(test)]
+mod tests {
+    use tessera_contracts::Quantity;
+
+    use super::*;
+
+    const ORDER: Uuid = Uuid::nil();
+
+    fn sku(s: &str) -> Sku {
+        Sku::parse(s).expect("sku")
+    }
+
+    fn eur(amount: i64) -> Money {
+        Money::new(amount, Currency::eur()).expect("money")
+    }
+
+    fn order_line(s: &str, quantity: i64) -> OrderLine {
+        OrderLine { sku: sku(s), quantity: Quantity::new(quantity).expect("quantity") }
+    }
+
+    fn stocked(s: &str, price: Money, available: i64) -> (Sku, Stocked) {
+        let level = StockLevel { available, ..StockLevel::default() };
+        (sku(s), Stocked { name: format!("Product {s}"), price, level })
+    }
+
+    fn line(s: &str, quantity: i64, price: i64, state: ReservationState) -> ReservedLine {
+        ReservedLine { sku: sku(s), name: format!("Product {s}"), quantity, unit_price: eur(price), state }
+    }
+
+    fn shop() -> BTreeMap<Sku, Stocked> {
+        [stocked("MUG", eur(500), 5), stocked("TEE", eur(1500), 1)].into_iter().collect()
+    }
+
+    #[test]
+    fn reserving_holds_every_line_at_its_price_and_answers_the_total() {
+        let decision = Reservation::default()
+            .reserve(&[order_line("TEE", 1), order_line("MUG", 2)], &shop())
+            .expect("priced");
+        let lines =
+            vec![line("MUG", 2, 500, ReservationState::Held), line("TEE", 1, 1500, ReservationState::Held)];
+        let reserved = priced(&lines).expect("priced");
+        assert_eq!(reserved.total, eur(2500));
+        assert_eq!(reserved.lines.len(), 2);
+        assert_eq!(decision, ReserveDecision::Hold { lines, reserved });
+    }
+
+    #[test]
+    fn a_repeated_reservation_is_answered_with_what_is_held_in_sku_order() {
+        let reservation = Reservation {
+            closed: false,
+            lines: vec![
+                line("TEE", 1, 1500, ReservationState::Held),
+                line("MUG", 2, 400, ReservationState::Held),
+            ],
+        };
+        // Priced as held (the mug at 4.00), not at today's price, even if stock ran out since.
+        let decision = reservation.reserve(&[order_line("MUG", 2)], &BTreeMap::new()).expect("priced");
+        let expected = priced(&[
+            line("MUG", 2, 400, ReservationState::Held),
+            line("TEE", 1, 1500, ReservationState::Held),
+        ])
+        .expect("priced");
+        assert_eq!(expected.total, eur(2300));
+        assert_eq!(decision, ReserveDecision::AlreadyHeld(expected));
+    }
+
+    #[test]
+    fn a_released_or_moved_reservation_is_closed_and_not_closed_again() {
+        let released = Reservation { closed: true, lines: Vec::new() };
+        let committed =
+            Reservation { closed: false, lines: vec![line("MUG", 1, 500, ReservationState::Committed)] };
+        for reservation in [released, committed] {
+            let decision = reservation.reserve(&[order_line("MUG", 1)], &shop()).expect("decision");
+            assert_eq!(decision, ReserveDecision::Refuse(ReserveRefusal::Closed));
+            assert_eq!(ReserveRefusal::Closed.code(), "reservation_closed");
+            assert!(!ReserveRefusal::Closed.closes());
+        }
+    }
+
+    #[test]
+    fn a_short_unknown_or_mixed_currency_order_is_refused_and_closed() {
+        let short = Reservation::default().reserve(&[order_line("TEE", 2)], &shop()).expect("decision");
+        let ReserveDecision::Refuse(refusal) = short else { panic!("{short:?}") };
+        assert_eq!((refusal.code(), refusal.closes()), ("out_of_stock", true));
+
+        let unknown = Reservation::default().reserve(&[order_line("NOPE", 1)], &shop()).expect("decision");
+        let ReserveDecision::Refuse(refusal) = unknown else { panic!("{unknown:?}") };
+        assert_eq!((refusal.code(), refusal.closes()), ("unknown_sku", true));
+
+        let mut mixed = shop();
+        mixed.extend([stocked(
+            "CAP",
+            Money::new(900, Currency::parse("USD").expect("usd")).expect("usd"),
+            3,
+        )]);
+        let decision = Reservation::default()
+            .reserve(&[order_line("CAP", 1), order_line("MUG", 1)], &mixed)
+            .expect("decision");
+        assert_eq!(decision, ReserveDecision::Refuse(ReserveRefusal::MixedCurrencies));
+        assert_eq!(
+            (ReserveRefusal::MixedCurrencies.code(), ReserveRefusal::MixedCurrencies.closes()),
+            ("mixed_currencies", true)
+        );
+    }
+
+    #[test]
+    fn a_move_takes_the_lines_in_its_source_state_and_a_release_of_nothing_closes() {
+        let reservation = Reservation {
+            closed: false,
+            lines: vec![
+                line("TEE", 1, 1500, ReservationState::Held),
+                line("MUG", 2, 500, ReservationState::Committed),
+            ],
+        };
+        let commit = reservation.plan_move(Move::Commit);
+        assert_eq!(
+            commit,
+            MovePlan { close: false, lines: vec![line("TEE", 1, 1500, ReservationState::Held)] }
+        );
+        let restock = reservation.plan_move(Move::Restock);
+        assert_eq!(restock.lines, vec![line("MUG", 2, 500, ReservationState::Committed)]);
+        assert!(!reservation.plan_move(Move::Release).close, "something was held");
+
+        let nothing = Reservation::default();
+        assert_eq!(nothing.plan_move(Move::Release), MovePlan { close: true, lines: Vec::new() });
+        assert_eq!(nothing.plan_move(Move::Commit), MovePlan { close: false, lines: Vec::new() });
+        assert_eq!(nothing.plan_move(Move::Restock), MovePlan { close: false, lines: Vec::new() });
+    }
+
+    #[test]
+    fn each_move_changes_the_level_and_announces_it_as_the_same_deltas() {
+        let s = sku("MUG");
+        let level = StockLevel { available: 1, reserved: 2, sold: 3 };
+        for step in [Move::Release, Move::Commit, Move::Restock] {
+            let after = step.apply(level, &s, 2).expect("there");
+            let change = step.change(s.clone(), ORDER, 2);
+            assert_eq!(after.available - level.available, change.available_delta, "{step:?}");
+            assert_eq!(after.reserved - level.reserved, change.reserved_delta, "{step:?}");
+            assert_eq!(after.sold - level.sold, change.sold_delta, "{step:?}");
+            assert_eq!(change.order_id, Some(ORDER));
+            assert_eq!(after.total(), level.total(), "{step:?} conserves stock");
+        }
+        assert_eq!(Move::Commit.change(s.clone(), ORDER, 1).cause, "sold");
+        assert!(matches!(Move::Restock.apply(level, &s, 4), Err(InventoryError::NotThere { .. })));
+        let reserved = reserved_change(s, ORDER, 2);
+        assert_eq!(
+            (reserved.available_delta, reserved.reserved_delta, reserved.cause.as_str()),
+            (-2, 2, "reserved")
+        );
+    }
+
+    #[test]
+    fn states_round_trip_and_moves_go_from_held_or_committed() {
+        for state in ReservationState::ALL {
+            assert_eq!(ReservationState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(ReservationState::parse("lost"), None);
+        assert_eq!(
+            [Move::Release, Move::Commit, Move::Restock].map(|m| (m.source_state(), m.target_state())),
+            [
+                (ReservationState::Held, ReservationState::Released),
+                (ReservationState::Held, ReservationState::Committed),
+                (ReservationState::Committed, ReservationState::Restocked),
+            ]
+        );
+    }
+}

@@ -151,3 +151,105 @@ pub fn authorisation_outcome(request: RecordedRequest, answer: AuthorisationAnsw
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tessera_contracts::Currency;
+
+    use super::*;
+
+    const ORDER: Uuid = Uuid::from_u128(1);
+    const CUSTOMER: Uuid = Uuid::from_u128(2);
+    const PAYMENT: Uuid = Uuid::from_u128(3);
+
+    fn request() -> RecordedRequest {
+        RecordedRequest {
+            order_id: ORDER,
+            payment_id: PAYMENT,
+            amount: Money::new(2500, Currency::eur()).expect("money"),
+            last4: "4242".into(),
+        }
+    }
+
+    #[test]
+    fn a_first_request_for_the_customers_card_is_recorded() {
+        assert_eq!(
+            request_authorisation(None, false, Some(CUSTOMER), CUSTOMER),
+            AuthorisationRequest::Record
+        );
+    }
+
+    #[test]
+    fn a_request_after_a_void_or_for_anothers_card_is_refused() {
+        assert_eq!(
+            request_authorisation(None, true, Some(CUSTOMER), CUSTOMER),
+            AuthorisationRequest::Refuse(AuthorisationRefusal::Cancelled)
+        );
+        for owner in [None, Some(Uuid::from_u128(9))] {
+            assert_eq!(
+                request_authorisation(None, false, owner, CUSTOMER),
+                AuthorisationRequest::Refuse(AuthorisationRefusal::UnknownToken)
+            );
+        }
+        assert_eq!(AuthorisationRefusal::Cancelled.code(), "payment_cancelled");
+        assert_eq!(AuthorisationRefusal::UnknownToken.code(), "unknown_payment_token");
+    }
+
+    #[test]
+    fn a_repeated_request_gets_the_first_answer_whatever_else_changed() {
+        // The card erased since, or a void remembered: the payment's own answer stands.
+        assert_eq!(
+            request_authorisation(Some((PaymentStatus::Authorised, None)), true, None, CUSTOMER),
+            AuthorisationRequest::Repeated(RepeatedAuthorisation::Authorised)
+        );
+        assert_eq!(
+            request_authorisation(Some((PaymentStatus::Authorising, None)), false, Some(CUSTOMER), CUSTOMER),
+            AuthorisationRequest::Repeated(RepeatedAuthorisation::Wait)
+        );
+        assert_eq!(
+            request_authorisation(
+                Some((PaymentStatus::Declined, Some("insufficient_funds"))),
+                false,
+                None,
+                CUSTOMER
+            ),
+            AuthorisationRequest::Repeated(RepeatedAuthorisation::Refused("insufficient_funds".into()))
+        );
+    }
+
+    #[test]
+    fn an_erased_card_is_declined_without_the_network() {
+        assert_eq!(card_to_charge(None), Err(DeclineReason::CardDeclined));
+        assert_eq!(card_to_charge(Some(CardProfile::Slow)), Ok(CardProfile::Slow));
+        assert_eq!(authorisation_key(ORDER), format!("authorise-{ORDER}"));
+    }
+
+    #[test]
+    fn an_approval_authorises_the_payment_announces_it_and_replies_with_it() {
+        let outcome = authorisation_outcome(request(), AuthorisationAnswer::Approved("auth-1".into()));
+        assert_eq!(outcome.status(), PaymentStatus::Authorised);
+        let AuthorisationOutcome::Authorised { authorisation, event, reply } = outcome else {
+            panic!("not authorised")
+        };
+        assert_eq!(authorisation, "auth-1");
+        assert_eq!((event.order_id, event.payment_id, event.amount.amount), (ORDER, PAYMENT, 2500));
+        assert_eq!(reply, authorised_reply(PAYMENT, "4242".into()));
+    }
+
+    #[test]
+    fn a_decline_keeps_its_code_as_the_reason_and_announces_it() {
+        for reason in [DeclineReason::CardDeclined, DeclineReason::InsufficientFunds] {
+            let outcome = authorisation_outcome(request(), AuthorisationAnswer::Declined(reason));
+            assert_eq!(outcome.status(), PaymentStatus::Declined);
+            let code = serde_json::to_value(reason).expect("json");
+            assert_eq!(Some(decline_code(reason)), code.as_str(), "the code is the contract's name");
+            assert_eq!(
+                outcome,
+                AuthorisationOutcome::Declined {
+                    reason: decline_code(reason),
+                    event: PaymentDeclined { order_id: ORDER, reason },
+                }
+            );
+        }
+    }
+}

@@ -255,6 +255,29 @@ mod tests {
     }
 
     #[test]
+    fn a_capture_or_refund_records_and_announces_the_money_and_a_void_neither() {
+        let amount = Money::new(2500, tessera_contracts::Currency::eur()).expect("money");
+        let payment = Uuid::from_u128(7);
+        assert_eq!(
+            Operation::Capture.settled(ORDER, payment, amount.clone()),
+            Settled::Captured(PaymentCaptured {
+                order_id: ORDER,
+                payment_id: payment,
+                amount: amount.clone()
+            })
+        );
+        assert_eq!(
+            Operation::Refund.settled(ORDER, payment, amount.clone()),
+            Settled::Refunded(PaymentRefunded {
+                order_id: ORDER,
+                payment_id: payment,
+                amount: amount.clone()
+            })
+        );
+        assert_eq!(Operation::Void.settled(ORDER, payment, amount), Settled::Voided);
+    }
+
+    #[test]
     fn an_authorisation_asked_again_gets_the_first_answer() {
         assert_eq!(repeated_authorisation(PaymentStatus::Authorising, None), RepeatedAuthorisation::Wait);
         for status in [PaymentStatus::Authorised, PaymentStatus::Captured, PaymentStatus::Refunded] {
