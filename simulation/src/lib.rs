@@ -158,13 +158,20 @@ pub struct SimOutcome {
     pub orders: Vec<OrderOutcome>,
 }
 
-/// An order as the run left it, the place-order saga that decided it, and its payment's
-/// status (`PaymentStatus::as_str`) at payments.
+/// An order as the run left it, the place-order saga that decided it, what inventory holds
+/// for it, and its payment at payments.
 #[derive(Clone, Debug)]
 pub struct OrderOutcome {
     pub order: tessera_orders::domain::Order,
     pub place_saga: Option<tessera_saga::SagaState>,
+    /// Inventory's reservation for the order (its lines in every state).
+    pub reservation: Option<tessera_inventory::domain::Reservation>,
+    /// The payment's status (`PaymentStatus::as_str`).
     pub payment_status: Option<&'static str>,
+    /// Why the payment was declined, as payments stored it.
+    pub payment_reason: Option<String>,
+    /// The card network's profile of the card the order names.
+    pub card: Option<tessera_payments::domain::CardProfile>,
 }
 
 /// Runs seed `seed` until quiescent (or the event bound) and checks every invariant.
@@ -184,8 +191,17 @@ pub fn run_seed(seed: u64, config: &SimConfig) -> SimOutcome {
             tessera_orders::domain::OrderStatus::Cancelled => stats.cancelled += 1,
             _ => {}
         }
-        let payment_status = world.payments.state.payments.get(&order_id).map(|payment| payment.status);
-        orders.push(OrderOutcome { order, place_saga, payment_status });
+        let payments = &world.payments.state;
+        let payment = payments.payments.get(&order_id);
+        let card = payments.methods.get(&order.payment_token).map(|method| method.profile);
+        orders.push(OrderOutcome {
+            reservation: world.inventory.state.reservations.get(&order_id).cloned(),
+            payment_status: payment.map(|payment| payment.status),
+            payment_reason: payment.and_then(|payment| payment.reason.clone()),
+            card,
+            order,
+            place_saga,
+        });
     }
     let (trace_hash, trace) = world.trace.finish();
     SimOutcome { seed, trace_hash, violations, stats, trace, orders }
