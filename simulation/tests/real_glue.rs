@@ -60,8 +60,8 @@ fn every_rejection_and_confirmation_in_the_simulation_is_the_real_orders_reactio
                     reasons.insert(format!("{expected:?}"));
                     // Any authorisation made was undone, or the card refused it.
                     if let Some(status) = outcome.payment_status {
-                        let undone = tessera_payments::domain::PaymentStatus::parse(status)
-                            .is_some_and(|status| Operation::Void.done(status));
+                        let undone =
+                            PaymentStatus::parse(status).is_some_and(|status| Operation::Void.done(status));
                         assert!(undone, "seed {seed}: rejected order {id}'s payment is {status}");
                     }
                 }
