@@ -3,13 +3,12 @@
 //! as `tessera verify` (`tessera-invariants`). This module only translates; it states no rule.
 
 use tessera_invariants::{Facts, NetworkFacts, PipelineFacts};
-use tessera_inventory::facts::{InventoryFacts, ProductFact, ReservationFact, ReservationState};
+use tessera_inventory::facts::{InventoryFacts, ProductFact, ReservationFact};
 use tessera_kernel::Timestamp;
 use tessera_orders::facts::{OrderFold, OrdersFacts, SagaFact};
 use tessera_payments::facts::{MoneyMoved, PaymentFact, PaymentsFacts};
 use tessera_store::{InboxFact, OutboxEnvelope, OutboxFact};
 
-use crate::inventory;
 use crate::message::Service;
 use crate::orders::TimerStatus;
 use crate::store::Store;
@@ -61,16 +60,13 @@ fn inventory(world: &World<'_>) -> InventoryFacts {
         reservations: state
             .reservations
             .iter()
-            .map(|r| ReservationFact {
-                order_id: r.order_id.to_string(),
-                sku: r.sku.as_str().to_owned(),
-                quantity: r.quantity,
-                state: match r.state {
-                    inventory::ReservationState::Held => ReservationState::Held,
-                    inventory::ReservationState::Released => ReservationState::Released,
-                    inventory::ReservationState::Committed => ReservationState::Committed,
-                    inventory::ReservationState::Restocked => ReservationState::Restocked,
-                },
+            .flat_map(|(order_id, reservation)| {
+                reservation.lines.iter().map(move |line| ReservationFact {
+                    order_id: order_id.to_string(),
+                    sku: line.sku.as_str().to_owned(),
+                    quantity: line.quantity,
+                    state: line.state,
+                })
             })
             .collect(),
     }

@@ -16,25 +16,36 @@
 //! Clients place orders (with request keys, retrying when the answer is lost) and cancel some
 //! after confirmation.
 //!
-//! **What is real code.** The saga definitions (`tessera_orders::place_order`,
-//! `cancel_order`) over their typed data (`PlaceOrderData`, `CancelOrderData`) and the saga
-//! decisions (`tessera_saga::{start, decide, reply_input}`, a late reply counting as its
-//! step's timeout as in the engine); the saga wire protocol (`SagaTag` on commands,
-//! `SagaReply` for the participants' answers and for reading them); what a saga's move means
-//! for the order (`tessera_orders::domain::{reaction, record}`, over `Transition::progress`);
-//! the `Order` aggregate (`decide`, `evolve`); payments' life of a payment
-//! (`tessera_payments::domain::{Operation::settle, repeated_authorisation}`); inventory's
-//! rules (`plan_reservation`, `StockLevel::{reserve, release, commit, restock}`); the card
-//! profiles; the contracts' payload types (every command is parsed as the real handler parses
-//! it, every reply's data built from the contract's type). A planted change in any of them
-//! changes what the simulation does (`tests/real_glue.rs` shows it for the rejection reasons).
+//! **What is real code.** Every decision the services' handlers make:
+//! - the saga definitions (`tessera_orders::place_order`, `cancel_order`) over their typed data
+//!   (`PlaceOrderData`, `CancelOrderData`) and the saga decisions (`tessera_saga::{start,
+//!   decide, reply_input}`, a late reply counting as its step's timeout as in the engine); the
+//!   saga wire protocol (`SagaTag` on commands, `SagaReply` for the participants' answers);
+//! - orders: what a saga's move means for the order (`tessera_orders::domain::{reaction,
+//!   record}`, over `Transition::progress`) and the `Order` aggregate (`decide`, `evolve`);
+//! - inventory (`tessera_inventory::domain`): what a `ReserveStock` gets
+//!   (`Reservation::reserve`: a closed reservation, a repeated command answered with what is
+//!   held, the stock plan, mixed currencies, the priced reply, whether a refusal closes the
+//!   reservation), what a release, commit or restock moves (`Reservation::plan_move`,
+//!   `Move::{apply, change}`), and the stock rules (`plan_reservation`, `StockLevel`);
+//! - payments (`tessera_payments::domain`): what an `AuthorisePayment` gets
+//!   (`request_authorisation`), what the authorisation worker charges and records
+//!   (`authorisation_key`, `card_to_charge`, `authorisation_outcome`: the payment's status, its
+//!   event, the reply), and a payment's life after it (`Operation::{settle, settled}`);
+//! - the card profiles and the contracts' payload types (every command is parsed as the real
+//!   handler parses it, every reply and event built from the contract's type).
 //!
-//! **What is the simulation's own.** Storage and plumbing: the simulated stores and their
-//! units of work, the engine's `apply` (writing a decision's state, tagged commands and timers
-//! to the simulated store), the handlers' reads and writes of their tables (inventory's
-//! reservations, payments' rows), the card network and the transport. Inventory's handler
-//! checks (closed reservations, mixed currencies) still follow
-//! `services/inventory/src/app/reservations.rs` by hand.
+//! A planted change in any of them changes what the simulation does: `tests/real_glue.rs`
+//! shows it for orders' rejection reasons, inventory's pricing and reservation moves, and
+//! payments' decline reasons.
+//!
+//! **What is the simulation's own.** Storage, plumbing and the outside world, none of it a
+//! decision of a service: the simulated stores and their units of work (inventory's products
+//! and reservations, payments' rows, orders' streams and sagas as maps), the engine's `apply`
+//! (writing a decision's state, tagged commands and timers to the simulated store), the
+//! transport and relays, the simulated clock and timers, the card network (a stand-in for the
+//! acquirer, as the services' `SimulatedNetwork` is), the clients and the adversary (drops,
+//! duplicates, delays, crashes, the planted [`Bugs`]).
 //!
 //! **What is not covered.** SQL, the SQLite and PostgreSQL backends and their group commit;
 //! NATS; concurrency inside a service (the real handlers' conditional updates against races);
@@ -158,13 +169,20 @@ pub struct SimOutcome {
     pub orders: Vec<OrderOutcome>,
 }
 
-/// An order as the run left it, the place-order saga that decided it, and its payment's
-/// status (`PaymentStatus::as_str`) at payments.
+/// An order as the run left it, the place-order saga that decided it, what inventory holds
+/// for it, and its payment at payments.
 #[derive(Clone, Debug)]
 pub struct OrderOutcome {
     pub order: tessera_orders::domain::Order,
     pub place_saga: Option<tessera_saga::SagaState>,
+    /// Inventory's reservation for the order (its lines in every state).
+    pub reservation: Option<tessera_inventory::domain::Reservation>,
+    /// The payment's status (`PaymentStatus::as_str`).
     pub payment_status: Option<&'static str>,
+    /// Why the payment was declined, as payments stored it.
+    pub payment_reason: Option<String>,
+    /// The card network's profile of the card the order names.
+    pub card: Option<tessera_payments::domain::CardProfile>,
 }
 
 /// Runs seed `seed` until quiescent (or the event bound) and checks every invariant.
@@ -184,8 +202,17 @@ pub fn run_seed(seed: u64, config: &SimConfig) -> SimOutcome {
             tessera_orders::domain::OrderStatus::Cancelled => stats.cancelled += 1,
             _ => {}
         }
-        let payment_status = world.payments.state.payments.get(&order_id).map(|payment| payment.status);
-        orders.push(OrderOutcome { order, place_saga, payment_status });
+        let payments = &world.payments.state;
+        let payment = payments.payments.get(&order_id);
+        let card = payments.methods.get(&order.payment_token).map(|method| method.profile);
+        orders.push(OrderOutcome {
+            reservation: world.inventory.state.reservations.get(&order_id).cloned(),
+            payment_status: payment.map(|payment| payment.status),
+            payment_reason: payment.and_then(|payment| payment.reason.clone()),
+            card,
+            order,
+            place_saga,
+        });
     }
     let (trace_hash, trace) = world.trace.finish();
     SimOutcome { seed, trace_hash, violations, stats, trace, orders }

@@ -1,21 +1,23 @@
 //! Payments' saga handlers and authorisation worker over a simulated store: one payment per
-//! order, captures keyed by order. What a command does to a payment is the real domain's
-//! (`tessera_payments::domain`): `Operation::settle` (capture, void, refund, a void remembered
-//! before the authorisation it cancels, a repeated command answered as done) and
-//! `repeated_authorisation` (the first answer stands); the reply data are the contracts'
-//! types. The card network is outside every store: it survives crashes and answers a repeated
-//! idempotency key with its first answer, like the real acquirer (and the real
-//! `SimulatedNetwork`).
+//! order, captures keyed by order. Every decision is the real domain's
+//! (`tessera_payments::domain`): `request_authorisation` (a repeated request's first answer, a
+//! void that came first, a card that is not the customer's, or record the request),
+//! `card_to_charge`, `authorisation_key` and `authorisation_outcome` for the worker (the
+//! payment's new status, its event, the reply), `Operation::settle` and `Operation::settled`
+//! for capture, void and refund. The simulation's own are its rows and its card network,
+//! which is outside every store: it survives crashes and answers a repeated idempotency key
+//! with its first answer, like the real acquirer (and the real `SimulatedNetwork`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::json;
 use tessera_contracts::payments::{
-    AuthorisePayment, AuthorisePaymentReply, AuthorisedPayment, CapturePayment, RefundPayment, VoidPayment,
+    AuthorisePayment, CapturePayment, DeclineReason, RefundPayment, VoidPayment,
 };
 use tessera_contracts::{Message as _, Money};
 use tessera_payments::domain::{
-    CardProfile, Operation, PaymentStatus, RepeatedAuthorisation, Settlement, repeated_authorisation,
+    AuthorisationAnswer, AuthorisationOutcome, AuthorisationRequest, CardProfile, Operation, PaymentStatus,
+    RecordedRequest, RepeatedAuthorisation, Settled, Settlement, authorisation_key, authorisation_outcome,
+    authorised_reply, card_to_charge, request_authorisation,
 };
 use uuid::Uuid;
 
@@ -55,16 +57,10 @@ pub struct PaymentsState {
     pub voided_orders: BTreeSet<Uuid>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NetworkAnswer {
-    Approved(String),
-    Declined(&'static str),
-}
-
 /// The card network as the outside world: what it did is what the checker trusts for money.
 #[derive(Debug, Default)]
 pub struct CardNetwork {
-    answers: BTreeMap<String, NetworkAnswer>,
+    answers: BTreeMap<String, AuthorisationAnswer>,
     transient_attempts: BTreeMap<String, u32>,
     /// Money moved per idempotency key.
     pub captured: BTreeMap<String, i64>,
@@ -85,8 +81,8 @@ impl CardNetwork {
         &mut self,
         rng: &mut SimRng,
         key: &str,
-        outcome: impl Fn(&mut Self) -> Option<NetworkAnswer>,
-    ) -> Option<NetworkAnswer> {
+        outcome: impl Fn(&mut Self) -> Option<AuthorisationAnswer>,
+    ) -> Option<AuthorisationAnswer> {
         for _ in 0..NETWORK_ATTEMPTS {
             if let Some(answer) = self.answers.get(key) {
                 return Some(answer.clone());
@@ -109,18 +105,20 @@ impl CardNetwork {
         key: &str,
         profile: CardProfile,
         amount: i64,
-    ) -> Option<NetworkAnswer> {
+    ) -> Option<AuthorisationAnswer> {
         self.operation(rng, key, |network| match profile {
-            CardProfile::Decline => Some(NetworkAnswer::Declined("card_declined")),
-            CardProfile::InsufficientFunds => Some(NetworkAnswer::Declined("insufficient_funds")),
+            CardProfile::Decline => Some(AuthorisationAnswer::Declined(DeclineReason::CardDeclined)),
+            CardProfile::InsufficientFunds => {
+                Some(AuthorisationAnswer::Declined(DeclineReason::InsufficientFunds))
+            }
             CardProfile::Transient => {
                 let attempts = network.transient_attempts.entry(key.to_owned()).or_default();
                 *attempts += 1;
                 (*attempts > TRANSIENT_FAILURES)
-                    .then(|| NetworkAnswer::Approved(format!("auth-{key}-{amount}")))
+                    .then(|| AuthorisationAnswer::Approved(format!("auth-{key}-{amount}")))
             }
             CardProfile::Approve | CardProfile::Slow => {
-                Some(NetworkAnswer::Approved(format!("auth-{key}-{amount}")))
+                Some(AuthorisationAnswer::Approved(format!("auth-{key}-{amount}")))
             }
         })
     }
@@ -134,7 +132,7 @@ impl CardNetwork {
                     network.voided.insert(key.to_owned());
                 }
             }
-            Some(NetworkAnswer::Approved(String::new()))
+            Some(AuthorisationAnswer::Approved(String::new()))
         })
         .is_some()
     }
@@ -143,11 +141,6 @@ impl CardNetwork {
 fn status(payment: &Payment) -> Result<PaymentStatus, HandlerError> {
     PaymentStatus::parse(payment.status)
         .ok_or_else(|| HandlerError::Corrupt(format!("unknown payment status {}", payment.status)))
-}
-
-fn authorised_reply(payment: &Payment) -> Result<serde_json::Value, HandlerError> {
-    let payment = AuthorisedPayment { payment_id: payment.payment_id, last4: payment.last4.clone() };
-    serde_json::to_value(AuthorisePaymentReply { payment }).map_err(|e| HandlerError::Corrupt(e.to_string()))
 }
 
 fn answer(
@@ -161,16 +154,24 @@ fn answer(
     }
 }
 
-fn event(ids: &mut Ids, cause: &Message, name: &str, order_id: Uuid) -> Message {
-    Message {
+fn event<M: serde::Serialize + tessera_contracts::Message>(
+    ids: &mut Ids,
+    cause: &Message,
+    event: &M,
+) -> Result<Message, HandlerError> {
+    Ok(Message {
         id: ids.message(),
         kind: Kind::Event,
-        name: name.to_owned(),
+        name: M::NAME.to_owned(),
         source: Service::Payments,
         target: None,
         key: cause.key.clone(),
-        payload: json!({ "order_id": order_id }),
-    }
+        payload: serde_json::to_value(event).map_err(|e| HandlerError::Corrupt(e.to_string()))?,
+    })
+}
+
+fn to_value(value: impl serde::Serialize) -> Result<serde_json::Value, HandlerError> {
+    serde_json::to_value(value).map_err(|e| HandlerError::Corrupt(e.to_string()))
 }
 
 pub fn handle(
@@ -203,37 +204,42 @@ pub fn handle(
 
 fn authorise(unit: &mut Unit<PaymentsState>, message: &Message, ids: &mut Ids) -> Result<(), HandlerError> {
     let command: AuthorisePayment = parse(&message.name, &message.payload)?;
-    if let Some(payment) = unit.state.payments.get(&command.order_id) {
-        let result = match repeated_authorisation(status(payment)?, payment.reason.as_deref()) {
-            RepeatedAuthorisation::Wait => return Ok(()),
-            RepeatedAuthorisation::Authorised => Ok(Some(authorised_reply(payment)?)),
-            RepeatedAuthorisation::Refused(reason) => Err(reason),
+    let state = &unit.state;
+    let payment = state.payments.get(&command.order_id);
+    let stored = match payment {
+        Some(payment) => Some((status(payment)?, payment.reason.as_deref())),
+        None => None,
+    };
+    let voided = state.voided_orders.contains(&command.order_id);
+    let method = state.methods.get(&command.payment_token);
+    let result =
+        match request_authorisation(stored, voided, method.map(|m| m.customer_id), command.customer_id) {
+            AuthorisationRequest::Repeated(RepeatedAuthorisation::Wait) => return Ok(()),
+            AuthorisationRequest::Repeated(RepeatedAuthorisation::Authorised) => {
+                let payment =
+                    payment.ok_or_else(|| HandlerError::Corrupt("a repeat without a payment".into()))?;
+                Ok(Some(to_value(authorised_reply(payment.payment_id, payment.last4.clone()))?))
+            }
+            AuthorisationRequest::Repeated(RepeatedAuthorisation::Refused(reason)) => Err(reason),
+            AuthorisationRequest::Refuse(refusal) => Err(refusal.code().to_owned()),
+            AuthorisationRequest::Record => {
+                let last4 = method.map(|m| m.last4.clone()).unwrap_or_default();
+                let payment = Payment {
+                    payment_id: ids.uuid(),
+                    status: PaymentStatus::Authorising.as_str(),
+                    amount: command.amount.clone(),
+                    last4,
+                    reason: None,
+                    authorisation: None,
+                    token: command.payment_token.clone(),
+                    request: message.clone(),
+                };
+                unit.state.payments.insert(command.order_id, payment);
+                unit.follow_ups.push(FollowUp::Authorise(command.order_id));
+                return Ok(());
+            }
         };
-        answer(unit, ids, message, result);
-        return Ok(());
-    }
-    if unit.state.voided_orders.contains(&command.order_id) {
-        answer(unit, ids, message, Err("payment_cancelled".into()));
-        return Ok(());
-    }
-    let Some(method) =
-        unit.state.methods.get(&command.payment_token).filter(|m| m.customer_id == command.customer_id)
-    else {
-        answer(unit, ids, message, Err("unknown_payment_token".into()));
-        return Ok(());
-    };
-    let payment = Payment {
-        payment_id: ids.uuid(),
-        status: PaymentStatus::Authorising.as_str(),
-        amount: command.amount.clone(),
-        last4: method.last4.clone(),
-        reason: None,
-        authorisation: None,
-        token: command.payment_token.clone(),
-        request: message.clone(),
-    };
-    unit.state.payments.insert(command.order_id, payment);
-    unit.follow_ups.push(FollowUp::Authorise(command.order_id));
+    answer(unit, ids, message, result);
     Ok(())
 }
 
@@ -255,33 +261,39 @@ pub fn authorise_recorded(
     else {
         return Ok(false);
     };
-    let key = format!("authorise-{order_id}");
-    let answer_of_network = match unit.state.methods.get(&payment.token) {
-        Some(method) => network.authorise(rng, &key, method.profile, payment.amount.amount),
-        // The customer was erased while the request waited: decline.
-        None => Some(NetworkAnswer::Declined("card_declined")),
+    let key = authorisation_key(order_id);
+    let profile = unit.state.methods.get(&payment.token).map(|method| method.profile);
+    let network_answer = match card_to_charge(profile) {
+        Ok(profile) => network.authorise(rng, &key, profile, payment.amount.amount),
+        Err(reason) => Some(AuthorisationAnswer::Declined(reason)),
     };
-    let request = payment.request.clone();
+    let Some(network_answer) = network_answer else {
+        return Err(HandlerError::Network("processing error".into()));
+    };
+    let request = RecordedRequest {
+        order_id,
+        payment_id: payment.payment_id,
+        amount: payment.amount.clone(),
+        last4: payment.last4.clone(),
+    };
+    let outcome = authorisation_outcome(request, network_answer);
     let stored = unit
         .state
         .payments
         .get_mut(&order_id)
         .ok_or_else(|| HandlerError::Corrupt("payment vanished".into()))?;
-    match answer_of_network {
-        Some(NetworkAnswer::Approved(code)) => {
-            stored.status = PaymentStatus::Authorised.as_str();
-            stored.authorisation = Some(code);
-            let data = authorised_reply(&payment)?;
-            unit.send(event(ids, &request, "payments.PaymentAuthorised", order_id));
-            answer(unit, ids, &request, Ok(Some(data)));
+    stored.status = outcome.status().as_str();
+    match outcome {
+        AuthorisationOutcome::Authorised { authorisation, event: authorised, reply } => {
+            stored.authorisation = Some(authorisation);
+            unit.send(event(ids, &payment.request, &authorised)?);
+            answer(unit, ids, &payment.request, Ok(Some(to_value(reply)?)));
         }
-        Some(NetworkAnswer::Declined(code)) => {
-            stored.status = PaymentStatus::Declined.as_str();
-            stored.reason = Some(code.to_owned());
-            unit.send(event(ids, &request, "payments.PaymentDeclined", order_id));
-            answer(unit, ids, &request, Err(code.to_owned()));
+        AuthorisationOutcome::Declined { reason, event: declined } => {
+            stored.reason = Some(reason.to_owned());
+            unit.send(event(ids, &payment.request, &declined)?);
+            answer(unit, ids, &payment.request, Err(reason.to_owned()));
         }
-        None => return Err(HandlerError::Network("processing error".into())),
     }
     Ok(true)
 }
@@ -322,20 +334,20 @@ fn settle(
     if let Some(stored) = unit.state.payments.get_mut(&order_id) {
         stored.status = to.as_str();
     }
-    match operation {
-        Operation::Capture => {
-            if unit.state.captures.insert(order_id, payment.amount.amount).is_some() {
+    match operation.settled(order_id, payment.payment_id, payment.amount.clone()) {
+        Settled::Captured(captured) => {
+            if unit.state.captures.insert(order_id, captured.amount.amount).is_some() {
                 return Err(HandlerError::Constraint(format!("a second capture of {order_id}")));
             }
-            unit.send(event(ids, message, "payments.PaymentCaptured", order_id));
+            unit.send(event(ids, message, &captured)?);
         }
-        Operation::Refund => {
-            if unit.state.refunds.insert(order_id, payment.amount.amount).is_some() {
+        Settled::Refunded(refunded) => {
+            if unit.state.refunds.insert(order_id, refunded.amount.amount).is_some() {
                 return Err(HandlerError::Constraint(format!("a second refund of {order_id}")));
             }
-            unit.send(event(ids, message, "payments.PaymentRefunded", order_id));
+            unit.send(event(ids, message, &refunded)?);
         }
-        Operation::Void => {}
+        Settled::Voided => {}
     }
     answer(unit, ids, message, Ok(None));
     Ok(())

@@ -6,12 +6,12 @@
 use std::collections::BTreeMap;
 
 use tessera_contracts::{Currency, Money, OrderLine, Quantity, Sku};
-use tessera_inventory::domain::StockLevel;
+use tessera_inventory::domain::{StockLevel, Stocked};
 use tessera_payments::domain::CardProfile;
 use uuid::Uuid;
 
 use crate::error::HandlerError;
-use crate::inventory::{self, InventoryState, Product};
+use crate::inventory::{self, InventoryState};
 use crate::message::{Ids, Kind, Message, MessageId, Service};
 use crate::orders::{self, OrdersState, PlaceRequest, Sagas, TimerStatus};
 use crate::payments::{self, CardNetwork, PaymentMethod, PaymentsState};
@@ -125,7 +125,7 @@ impl<'c> World<'c> {
             initial_stock.insert(sku.clone(), available);
             inventory.products.insert(
                 sku.clone(),
-                Product {
+                Stocked {
                     name: format!("Product {sku}"),
                     price,
                     level: StockLevel { available, ..StockLevel::default() },

@@ -10,12 +10,24 @@
 //! as the copy and the service differ, on any seed that reaches the difference. The seeds
 //! below must reach every rejection reason, including the reservation's timeout, so the
 //! comparison covers each arm of the real function.
+//!
+//! The same holds for inventory's and payments' handlers, whose decisions are now their
+//! domains' (`tessera_inventory::domain::{Reservation, Move, priced}`,
+//! `tessera_payments::domain::{request_authorisation, authorisation_outcome, Operation}`) and
+//! which the simulation runs as the services do. The second test states, independently of
+//! those functions, what they must come to: an order's total is its reserved lines at their
+//! reserved prices, a reservation ends where its order's fate takes it, and a declined
+//! payment keeps the reason its card's profile gives. A planted change in any of those
+//! functions (a total priced without quantities, a commit that leaves lines held, a decline
+//! code renamed) changes what the simulation reports, and this test fails.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use tessera_contracts::Sku;
 use tessera_contracts::orders::RejectionReason;
+use tessera_inventory::domain::ReservationState;
 use tessera_orders::domain::{OrderStatus, PlaceOrderData, PlaceOrderStep, rejection_reason};
-use tessera_payments::domain::Operation;
+use tessera_payments::domain::{CardProfile, Operation, PaymentStatus};
 use tessera_saga::{FailureKind, read_data};
 use tessera_simulation::{SimConfig, run_seed};
 
@@ -48,8 +60,8 @@ fn every_rejection_and_confirmation_in_the_simulation_is_the_real_orders_reactio
                     reasons.insert(format!("{expected:?}"));
                     // Any authorisation made was undone, or the card refused it.
                     if let Some(status) = outcome.payment_status {
-                        let undone = tessera_payments::domain::PaymentStatus::parse(status)
-                            .is_some_and(|status| Operation::Void.done(status));
+                        let undone =
+                            PaymentStatus::parse(status).is_some_and(|status| Operation::Void.done(status));
                         assert!(undone, "seed {seed}: rejected order {id}'s payment is {status}");
                     }
                 }
@@ -74,4 +86,89 @@ fn every_rejection_and_confirmation_in_the_simulation_is_the_real_orders_reactio
     let expected: BTreeSet<String> = RejectionReason::ALL.iter().map(|r| format!("{r:?}")).collect();
     assert_eq!(reasons, expected, "seeds {SEEDS:?} must reach every rejection reason");
     assert!(confirmed > 0, "no confirmed order in seeds {SEEDS:?}");
+}
+
+#[test]
+fn every_total_reservation_and_payment_in_the_simulation_is_what_the_real_handlers_decide() {
+    let config = SimConfig::default();
+    let (mut priced, mut ended, mut declines) = (0, BTreeSet::new(), BTreeSet::new());
+    for seed in SEEDS {
+        for outcome in &run_seed(seed, &config).orders {
+            let order = &outcome.order;
+            let id = order.id.map(|id| id.to_string()).unwrap_or_default();
+            let lines = outcome.reservation.as_ref().map(|r| r.lines.clone()).unwrap_or_default();
+            let states: BTreeSet<ReservationState> = lines.iter().map(|line| line.state).collect();
+            // Where the order's fate leaves its reservation, once the run is quiet.
+            let expected_state = match order.status {
+                OrderStatus::Confirmed => Some(ReservationState::Committed),
+                OrderStatus::Cancelled => Some(ReservationState::Restocked),
+                OrderStatus::Rejected => Some(ReservationState::Released),
+                _ => None,
+            };
+            if let Some(state) = expected_state
+                && !lines.is_empty()
+            {
+                assert_eq!(states, BTreeSet::from([state]), "seed {seed}: {:?} order {id}", order.status);
+                ended.insert(state);
+            }
+            if matches!(order.status, OrderStatus::Confirmed | OrderStatus::Cancelled) {
+                // What was held is what was ordered, and the total is its price, by hand.
+                let mut ordered: BTreeMap<&Sku, i64> = BTreeMap::new();
+                for line in &order.lines {
+                    *ordered.entry(&line.sku).or_default() += i64::from(line.quantity.get());
+                }
+                let held: BTreeMap<&Sku, i64> = lines.iter().map(|line| (&line.sku, line.quantity)).collect();
+                assert_eq!(held, ordered, "seed {seed}: order {id}'s reservation");
+                let total: i64 = lines.iter().map(|line| line.quantity * line.unit_price.amount).sum();
+                assert_eq!(
+                    order.total.as_ref().map(|t| t.amount),
+                    Some(total),
+                    "seed {seed}: order {id}'s total"
+                );
+                assert_eq!(order.priced.len(), lines.len(), "seed {seed}: order {id}'s priced lines");
+                for (shown, line) in order.priced.iter().zip(&lines) {
+                    assert_eq!(
+                        (&shown.sku, i64::from(shown.quantity.get()), &shown.unit_price),
+                        (&line.sku, line.quantity, &line.unit_price),
+                        "seed {seed}: order {id}'s priced line"
+                    );
+                }
+                let paid = if order.status == OrderStatus::Confirmed {
+                    PaymentStatus::Captured
+                } else {
+                    PaymentStatus::Refunded
+                };
+                assert_eq!(outcome.payment_status, Some(paid.as_str()), "seed {seed}: order {id}'s payment");
+                priced += 1;
+            }
+            if outcome.payment_status == Some(PaymentStatus::Declined.as_str()) {
+                // The network declines these two profiles only, each with its own reason.
+                let reason = match outcome.card {
+                    Some(CardProfile::Decline) => "card_declined",
+                    Some(CardProfile::InsufficientFunds) => "insufficient_funds",
+                    other => panic!("seed {seed}: order {id}'s payment declined for a card {other:?}"),
+                };
+                assert_eq!(outcome.payment_reason.as_deref(), Some(reason), "seed {seed}: order {id}");
+                // A decline that came after the payment's deadline counts as its timeout.
+                let rejected = matches!(
+                    order.reason,
+                    Some(RejectionReason::PaymentDeclined | RejectionReason::PaymentTimeout)
+                );
+                assert!(rejected, "seed {seed}: order {id} rejected as {:?}", order.reason);
+                declines.insert(reason);
+            }
+        }
+    }
+    assert!(priced > 0, "no confirmed or cancelled order in seeds {SEEDS:?}");
+    let all_ends = BTreeSet::from([
+        ReservationState::Committed,
+        ReservationState::Restocked,
+        ReservationState::Released,
+    ]);
+    assert_eq!(ended, all_ends, "seeds {SEEDS:?} must end reservations every way");
+    assert_eq!(
+        declines,
+        BTreeSet::from(["card_declined", "insufficient_funds"]),
+        "seeds {SEEDS:?} must decline both ways"
+    );
 }

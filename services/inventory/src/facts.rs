@@ -7,33 +7,8 @@ use std::collections::BTreeMap;
 
 use tessera_store::{Statement, Store};
 
+pub use crate::domain::ReservationState;
 use crate::domain::StockLevel;
-
-/// Where a reservation is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ReservationState {
-    Held,
-    Released,
-    Committed,
-    Restocked,
-}
-
-impl ReservationState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReservationState::Held => "held",
-            ReservationState::Released => "released",
-            ReservationState::Committed => "committed",
-            ReservationState::Restocked => "restocked",
-        }
-    }
-
-    fn parse(text: &str) -> Option<Self> {
-        [Self::Held, Self::Released, Self::Committed, Self::Restocked]
-            .into_iter()
-            .find(|s| s.as_str() == text)
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProductFact {

@@ -6,74 +6,34 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use tessera_bus::{Handler, HandlerError};
 use tessera_contracts::inventory::{
-    CommitReservation, PricedLine, ReleaseStock, ReserveStock, ReserveStockReply, Reserved, Restock,
-    StockChanged,
+    CommitReservation, ReleaseStock, ReserveStock, ReserveStockReply, Restock,
 };
-use tessera_contracts::{Currency, Message, Money, Quantity, Sku};
+use tessera_contracts::{Currency, Message, Money, Sku};
 use tessera_kernel::Envelope;
 use tessera_saga::SagaEngine;
-use tessera_store::{Row, Statement, UnitOfWork};
+use tessera_store::{Statement, UnitOfWork};
 use uuid::Uuid;
 
 use super::{AppError, Inventory};
-use crate::domain::{StockLevel, plan_reservation};
+use crate::domain::{
+    Move, Reservation, ReservationState, ReserveDecision, ReservedLine, StockLevel, Stocked, reserved_change,
+};
 
-/// Where a reservation's units go next, and the guarded update that moves them.
-#[derive(Clone, Copy, Debug)]
-enum Move {
-    Release,
-    Commit,
-    Restock,
-}
-
-impl Move {
-    fn source_state(self) -> &'static str {
-        match self {
-            Move::Release | Move::Commit => "held",
-            Move::Restock => "committed",
+/// The update of `products` for `quantity` ($2) units of a sku ($1) that `step` moves; the
+/// WHERE clause refuses to take units that are not there.
+fn update(step: Move) -> &'static str {
+    match step {
+        Move::Release => {
+            "UPDATE products SET available = available + $2, reserved = reserved - $2, version = version + 1
+             WHERE sku = $1 AND reserved >= $2"
         }
-    }
-
-    fn target_state(self) -> &'static str {
-        match self {
-            Move::Release => "released",
-            Move::Commit => "committed",
-            Move::Restock => "restocked",
+        Move::Commit => {
+            "UPDATE products SET reserved = reserved - $2, sold = sold + $2, version = version + 1
+             WHERE sku = $1 AND reserved >= $2"
         }
-    }
-
-    /// The update of `products` for `quantity` ($2) units of a sku ($1); the WHERE clause
-    /// refuses to take units that are not there.
-    fn update(self) -> &'static str {
-        match self {
-            Move::Release => {
-                "UPDATE products SET available = available + $2, reserved = reserved - $2, version = version + 1
-                 WHERE sku = $1 AND reserved >= $2"
-            }
-            Move::Commit => {
-                "UPDATE products SET reserved = reserved - $2, sold = sold + $2, version = version + 1
-                 WHERE sku = $1 AND reserved >= $2"
-            }
-            Move::Restock => {
-                "UPDATE products SET available = available + $2, sold = sold - $2, version = version + 1
-                 WHERE sku = $1 AND sold >= $2"
-            }
-        }
-    }
-
-    fn change(self, sku: Sku, order_id: Uuid, quantity: i64) -> StockChanged {
-        let (cause, available_delta, reserved_delta, sold_delta) = match self {
-            Move::Release => ("released", quantity, -quantity, 0),
-            Move::Commit => ("sold", 0, -quantity, quantity),
-            Move::Restock => ("restocked", quantity, 0, -quantity),
-        };
-        StockChanged {
-            sku,
-            cause: cause.into(),
-            order_id: Some(order_id),
-            available_delta,
-            reserved_delta,
-            sold_delta,
+        Move::Restock => {
+            "UPDATE products SET available = available + $2, sold = sold - $2, version = version + 1
+             WHERE sku = $1 AND sold >= $2"
         }
     }
 }
@@ -97,48 +57,41 @@ impl Inventory {
         Ok(())
     }
 
-    async fn reservation(
-        &self,
-        unit: &UnitOfWork,
-        order_id: Uuid,
-        state: &str,
-    ) -> Result<Vec<Row>, AppError> {
-        Ok(unit
+    /// Everything stored about `order_id`'s reservation, for the domain to judge.
+    async fn reservation(&self, unit: &UnitOfWork, order_id: Uuid) -> Result<Reservation, AppError> {
+        let corrupt = |e: &dyn std::fmt::Display| AppError::Corrupt(e.to_string());
+        let closed = unit
+            .query(
+                Statement::new("SELECT 1 AS x FROM released_orders WHERE order_id = $1")
+                    .bind(order_id.to_string()),
+            )
+            .await?;
+        let rows = unit
             .query(
                 Statement::new(
-                    "SELECT sku, name, quantity, unit_price, currency FROM reservations
-                     WHERE order_id = $1 AND state = $2 ORDER BY sku",
+                    "SELECT sku, name, quantity, unit_price, currency, state FROM reservations
+                     WHERE order_id = $1 ORDER BY sku",
                 )
-                .bind(order_id.to_string())
-                .bind(state),
+                .bind(order_id.to_string()),
             )
-            .await?)
-    }
-
-    fn priced(rows: &[Row]) -> Result<Reserved, AppError> {
-        let corrupt = |e: &dyn std::fmt::Display| AppError::Corrupt(e.to_string());
+            .await?;
         let mut lines = Vec::with_capacity(rows.len());
-        let mut total = 0;
-        let mut currency = Currency::eur();
         for row in rows {
-            let quantity = row.int("quantity")?;
-            let unit_price = row.int("unit_price")?;
-            currency = Currency::parse(row.text("currency")?).map_err(|e| corrupt(&e))?;
-            total += quantity * unit_price;
-            lines.push(PricedLine {
+            let currency = Currency::parse(row.text("currency")?).map_err(|e| corrupt(&e))?;
+            let state = row.text("state")?;
+            lines.push(ReservedLine {
                 sku: Sku::parse(row.text("sku")?).map_err(|e| corrupt(&e))?,
                 name: row.text("name")?.to_owned(),
-                quantity: Quantity::new(quantity).map_err(|e| corrupt(&e))?,
-                unit_price: Money::new(unit_price, currency.clone()).map_err(|e| corrupt(&e))?,
+                quantity: row.int("quantity")?,
+                unit_price: Money::new(row.int("unit_price")?, currency).map_err(|e| corrupt(&e))?,
+                state: ReservationState::parse(state)
+                    .ok_or_else(|| AppError::Corrupt(format!("unknown reservation state {state}")))?,
             });
         }
-        Ok(Reserved { lines, total: Money::new(total, currency).map_err(|e| corrupt(&e))? })
+        Ok(Reservation { closed: !closed.is_empty(), lines })
     }
 
-    /// A refused order is closed like a released one: its saga has failed and compensates
-    /// nothing here, so a late copy of its command (redelivered past the inbox's memory, or
-    /// retried from the dead letters once stock is back) must not hold stock for it. Found by
-    /// the simulator (seed 98 with the inbox switched off).
+    /// Closes `order_id`'s reservation for good: a later `ReserveStock` for it is refused.
     fn close(unit: &mut UnitOfWork, order_id: Uuid) {
         unit.execute(
             Statement::new(
@@ -150,55 +103,30 @@ impl Inventory {
 
     async fn reserve(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
         let command: ReserveStock = parse(message)?;
-        // Already held for this order (the command came twice): answer as before.
-        // Released before it was ever reserved (the saga gave up first), or already through:
-        // never hold stock for it again.
-        let closed = unit
-            .query(
-                Statement::new(
-                    "SELECT 1 AS x FROM released_orders WHERE order_id = $1
-                     UNION ALL SELECT 1 AS x FROM reservations WHERE order_id = $1 AND state <> 'held'",
-                )
-                .bind(command.order_id.to_string()),
-            )
-            .await?;
-        if !closed.is_empty() {
-            self.reply(unit, message, Err("reservation_closed".to_owned()))?;
-            return Ok(());
-        }
-        let held = self.reservation(unit, command.order_id, "held").await?;
-        if !held.is_empty() {
-            let reply = serde_json::to_value(ReserveStockReply { reserved: Self::priced(&held)? })?;
-            self.reply(unit, message, Ok(Some(reply)))?;
-            return Ok(());
-        }
-        let mut products = BTreeMap::new();
-        let mut levels = BTreeMap::new();
+        let reservation = self.reservation(unit, command.order_id).await?;
+        let mut stock = BTreeMap::new();
         for line in &command.lines {
             if let Some(product) = self.product(&line.sku).await? {
-                levels.insert(line.sku.clone(), product.level);
-                products.insert(line.sku.clone(), product);
+                let stocked = Stocked { name: product.name, price: product.price, level: product.level };
+                stock.insert(line.sku.clone(), stocked);
             }
         }
-        let plan = match plan_reservation(&levels, &command.lines) {
-            Ok(plan) => plan,
-            Err(refusal) => {
-                Self::close(unit, command.order_id);
+        let (lines, reserved) = match reservation.reserve(&command.lines, &stock)? {
+            ReserveDecision::Refuse(refusal) => {
+                if refusal.closes() {
+                    Self::close(unit, command.order_id);
+                }
                 self.reply(unit, message, Err(refusal.code().to_owned()))?;
                 return Ok(());
             }
+            ReserveDecision::AlreadyHeld(reserved) => {
+                let reply = serde_json::to_value(ReserveStockReply { reserved })?;
+                self.reply(unit, message, Ok(Some(reply)))?;
+                return Ok(());
+            }
+            ReserveDecision::Hold { lines, reserved } => (lines, reserved),
         };
-        // Every line in one currency, checked before anything is written.
-        let currencies: std::collections::HashSet<_> =
-            plan.iter().map(|(sku, _)| &products[sku].price.currency).collect();
-        if currencies.len() > 1 {
-            Self::close(unit, command.order_id);
-            self.reply(unit, message, Err("mixed_currencies".to_owned()))?;
-            return Ok(());
-        }
-        let mut rows = Vec::with_capacity(plan.len());
-        for (sku, quantity) in plan {
-            let product = &products[&sku];
+        for line in lines {
             // If another order took the units since the read, this matches nothing, the unit
             // rolls back, and the message is retried against fresh numbers.
             unit.execute(
@@ -206,44 +134,26 @@ impl Inventory {
                     "UPDATE products SET available = available - $2, reserved = reserved + $2, version = version + 1
                      WHERE sku = $1 AND available >= $2",
                 )
-                .bind(sku.as_str())
-                .bind(quantity)
+                .bind(line.sku.as_str())
+                .bind(line.quantity)
                 .expect_rows(1, "out_of_stock"),
             );
             unit.execute(
                 Statement::new(
                     "INSERT INTO reservations (order_id, sku, name, quantity, unit_price, currency, state)
-                     VALUES ($1, $2, $3, $4, $5, $6, 'held')",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(command.order_id.to_string())
-                .bind(sku.as_str())
-                .bind(product.name.as_str())
-                .bind(quantity)
-                .bind(product.price.amount)
-                .bind(String::from(product.price.currency.clone())),
+                .bind(line.sku.as_str())
+                .bind(line.name.as_str())
+                .bind(line.quantity)
+                .bind(line.unit_price.amount)
+                .bind(String::from(line.unit_price.currency.clone()))
+                .bind(line.state.as_str()),
             );
-            let change = StockChanged {
-                sku: sku.clone(),
-                cause: "reserved".into(),
-                order_id: Some(command.order_id),
-                available_delta: -quantity,
-                reserved_delta: quantity,
-                sold_delta: 0,
-            };
+            let change = reserved_change(line.sku, command.order_id, line.quantity);
             self.stock_changed(unit, Some(message), change)?;
-            rows.push((sku, product.name.clone(), quantity, product.price.clone()));
         }
-        let currency = rows.first().map_or_else(Currency::eur, |(_, _, _, price)| price.currency.clone());
-        let total: i64 = rows.iter().map(|(_, _, quantity, price)| quantity * price.amount).sum();
-        let reserved = Reserved {
-            lines: rows
-                .into_iter()
-                .map(|(sku, name, quantity, unit_price)| {
-                    Ok(PricedLine { sku, name, quantity: Quantity::new(quantity)?, unit_price })
-                })
-                .collect::<Result<_, tessera_contracts::ValueError>>()?,
-            total: Money::new(total, currency)?,
-        };
         self.reply(unit, message, Ok(Some(serde_json::to_value(ReserveStockReply { reserved })?)))?;
         Ok(())
     }
@@ -255,33 +165,18 @@ impl Inventory {
         order_id: Uuid,
         step: Move,
     ) -> Result<(), HandlerError> {
-        // Nothing in the expected state (never reserved, or already moved): a no-op, so the
-        // command is safe to repeat and to send after a timeout.
-        let rows = self.reservation(unit, order_id, step.source_state()).await?;
-        if rows.is_empty() && matches!(step, Move::Release) {
-            // Remember the release, so that a reservation request arriving later (a dead
-            // letter retried, say) is refused instead of holding stock for good.
-            unit.execute(
-                Statement::new(
-                    "INSERT INTO released_orders (order_id) VALUES ($1) ON CONFLICT (order_id) DO NOTHING",
-                )
-                .bind(order_id.to_string()),
-            );
+        let plan = self.reservation(unit, order_id).await?.plan_move(step);
+        if plan.close {
+            Self::close(unit, order_id);
         }
-        for row in rows {
-            let sku = Sku::parse(row.text("sku")?)?;
-            let quantity = row.int("quantity")?;
+        for line in plan.lines {
             // The rules first: a stored level that cannot take the move is a bug to report.
-            let level = self.product(&sku).await?.map(|p| p.level).unwrap_or(StockLevel::default());
-            match step {
-                Move::Release => level.release(&sku, quantity),
-                Move::Commit => level.commit(&sku, quantity),
-                Move::Restock => level.restock(&sku, quantity),
-            }?;
+            let level = self.product(&line.sku).await?.map(|p| p.level).unwrap_or(StockLevel::default());
+            step.apply(level, &line.sku, line.quantity)?;
             unit.execute(
-                Statement::new(step.update())
-                    .bind(sku.as_str())
-                    .bind(quantity)
+                Statement::new(update(step))
+                    .bind(line.sku.as_str())
+                    .bind(line.quantity)
                     .expect_rows(1, "stock_not_there"),
             );
             unit.execute(
@@ -289,12 +184,12 @@ impl Inventory {
                     "UPDATE reservations SET state = $3 WHERE order_id = $1 AND sku = $2 AND state = $4",
                 )
                 .bind(order_id.to_string())
-                .bind(sku.as_str())
-                .bind(step.target_state())
-                .bind(step.source_state())
+                .bind(line.sku.as_str())
+                .bind(step.target_state().as_str())
+                .bind(step.source_state().as_str())
                 .expect_rows(1, "reservation_moved"),
             );
-            self.stock_changed(unit, Some(message), step.change(sku, order_id, quantity))?;
+            self.stock_changed(unit, Some(message), step.change(line.sku, order_id, line.quantity))?;
         }
         self.reply(unit, message, Ok(None))?;
         Ok(())

@@ -13,7 +13,7 @@ pub struct StockLevel {
     pub sold: i64,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InventoryError {
     #[error("no product with sku {0}")]
     UnknownSku(Sku),

@@ -12,10 +12,7 @@ use tessera_web::token::Actor;
 
 use async_trait::async_trait;
 use tessera_bus::{Handler, HandlerError};
-use tessera_contracts::payments::{
-    AuthorisePayment, AuthorisePaymentReply, AuthorisedPayment, CapturePayment, DeclineReason,
-    PaymentAuthorised, PaymentCaptured, PaymentDeclined, PaymentRefunded, RefundPayment, VoidPayment,
-};
+use tessera_contracts::payments::{AuthorisePayment, CapturePayment, RefundPayment, VoidPayment};
 use tessera_contracts::{Currency, EnvelopeBuilder, Message, Money, envelope};
 use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, Timestamp};
 use tessera_saga::SagaEngine;
@@ -26,8 +23,9 @@ pub use erasure::Erasures;
 pub use network::{CardNetwork, NetworkError, NetworkSettings, SimulatedNetwork};
 
 use crate::domain::{
-    CardError, CardProfile, Operation, PaymentStatus, RepeatedAuthorisation, Settlement,
-    repeated_authorisation, validate_card,
+    AuthorisationAnswer, AuthorisationOutcome, AuthorisationRequest, CardError, CardProfile, Operation,
+    PaymentStatus, RecordedRequest, RepeatedAuthorisation, Settled, Settlement, authorisation_key,
+    authorisation_outcome, authorised_reply, card_to_charge, request_authorisation, validate_card,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -251,35 +249,45 @@ impl Payments {
 
     async fn authorise(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
         let command: AuthorisePayment = serde_json::from_value(message.payload.clone())?;
-        if let Some(payment) = self.stored_payment(unit, command.order_id).await? {
-            let answer = match repeated_authorisation(status(&payment)?, payment.reason.as_deref()) {
-                RepeatedAuthorisation::Wait => return Ok(()),
-                RepeatedAuthorisation::Authorised => Ok(Some(authorised_reply(payment.id, payment.last4)?)),
-                RepeatedAuthorisation::Refused(reason) => Err(reason),
-            };
-            return self.reply(unit, message, answer);
-        }
-        // Voided before it was ever asked for (the saga gave up first): never authorise it.
+        let payment = self.stored_payment(unit, command.order_id).await?;
         let voided = unit
             .query(
                 Statement::new("SELECT 1 AS x FROM voided_orders WHERE order_id = $1")
                     .bind(command.order_id.to_string()),
             )
             .await?;
-        if !voided.is_empty() {
-            return self.reply(unit, message, Err("payment_cancelled".into()));
-        }
         let methods = unit
             .query(
                 Statement::new("SELECT customer_id, last4, profile FROM payment_methods WHERE token = $1")
                     .bind(command.payment_token.as_str()),
             )
             .await?;
-        let Some(method) = methods
-            .first()
-            .filter(|m| m.text("customer_id").is_ok_and(|c| c == command.customer_id.to_string()))
-        else {
-            return self.reply(unit, message, Err("unknown_payment_token".into()));
+        let card_owner = methods.first().and_then(|m| m.text("customer_id").ok()?.parse::<Uuid>().ok());
+        let stored = match &payment {
+            Some(payment) => Some((status(payment)?, payment.reason.as_deref())),
+            None => None,
+        };
+        match request_authorisation(stored, !voided.is_empty(), card_owner, command.customer_id) {
+            AuthorisationRequest::Repeated(repeated) => {
+                let answer = match (repeated, payment) {
+                    (RepeatedAuthorisation::Wait, _) => return Ok(()),
+                    (RepeatedAuthorisation::Authorised, Some(payment)) => {
+                        Ok(Some(serde_json::to_value(authorised_reply(payment.id, payment.last4))?))
+                    }
+                    (RepeatedAuthorisation::Authorised, None) => {
+                        return Err(HandlerError::rejected("a repeated authorisation without a payment"));
+                    }
+                    (RepeatedAuthorisation::Refused(reason), _) => Err(reason),
+                };
+                return self.reply(unit, message, answer);
+            }
+            AuthorisationRequest::Refuse(refusal) => {
+                return self.reply(unit, message, Err(refusal.code().to_owned()));
+            }
+            AuthorisationRequest::Record => {}
+        }
+        let Some(method) = methods.first() else {
+            return Err(HandlerError::rejected("a request recorded for no card"));
         };
         let last4 = method.text("last4")?.to_owned();
         // Record the request; the authorisation worker calls the network and answers, so a
@@ -374,34 +382,24 @@ impl Payments {
         let request: Envelope = serde_json::from_str(row.text("request")?)?;
         let command: AuthorisePayment = serde_json::from_value(request.payload.clone())?;
         let last4 = row.text("last4")?.to_owned();
-        let key = format!("authorise-{order_id}");
-        let answer = match row.opt_text("profile")? {
-            Some(profile) => {
-                let profile = CardProfile::parse(profile)
-                    .ok_or_else(|| HandlerError::rejected("stored card profile unknown"))?;
-                self.with_retries(|| self.network.authorise(&key, profile, &command.amount)).await
-            }
-            // The customer was erased while the request waited: their card is gone, and so is
-            // any right to charge it. Declining lets the saga release the stock.
-            None => Err(NetworkError::Declined(DeclineReason::CardDeclined)),
+        let key = authorisation_key(command.order_id);
+        let profile = match row.opt_text("profile")? {
+            Some(profile) => Some(
+                CardProfile::parse(profile)
+                    .ok_or_else(|| HandlerError::rejected("stored card profile unknown"))?,
+            ),
+            None => None,
+        };
+        let answer = match card_to_charge(profile) {
+            Ok(profile) => self.with_retries(|| self.network.authorise(&key, profile, &command.amount)).await,
+            Err(reason) => Err(NetworkError::Declined(reason)),
+        };
+        let answer = match answer {
+            Ok(code) => AuthorisationAnswer::Approved(code),
+            Err(NetworkError::Declined(reason)) => AuthorisationAnswer::Declined(reason),
+            Err(NetworkError::Transient(error)) => return Err(HandlerError::Transient(error.into())),
         };
         let mut unit = self.store.begin();
-        let now = i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX);
-        let record =
-            |unit: &mut UnitOfWork, status: &str, authorisation: Option<String>, reason: Option<String>| {
-                unit.execute(
-                    Statement::new(
-                        "UPDATE payments SET status = $2, authorisation = $3, reason = $4, updated_at = $5
-                     WHERE order_id = $1 AND status = 'authorising'",
-                    )
-                    .bind(order_id)
-                    .bind(status)
-                    .bind(authorisation)
-                    .bind(reason)
-                    .bind(now)
-                    .expect_rows(1, "payment_changed"),
-                );
-            };
         let payment_id: Uuid = unit
             .query(Statement::new("SELECT payment_id FROM payments WHERE order_id = $1").bind(order_id))
             .await?
@@ -409,32 +407,39 @@ impl Payments {
             .ok_or_else(|| HandlerError::rejected("payment vanished"))?
             .text("payment_id")?
             .parse()?;
-        match answer {
-            Ok(code) => {
-                record(&mut unit, "authorised", Some(code), None);
-                let event = PaymentAuthorised {
-                    order_id: command.order_id,
-                    payment_id,
-                    amount: command.amount,
-                    last4: last4.clone(),
-                };
-                // Under the command's key (the order's) and caused by it; likewise below.
+        let request_of =
+            RecordedRequest { order_id: command.order_id, payment_id, amount: command.amount, last4 };
+        let outcome = authorisation_outcome(request_of, answer);
+        let (authorisation, reason) = match &outcome {
+            AuthorisationOutcome::Authorised { authorisation, .. } => (Some(authorisation.clone()), None),
+            AuthorisationOutcome::Declined { reason, .. } => (None, Some((*reason).to_owned())),
+        };
+        unit.execute(
+            Statement::new(
+                "UPDATE payments SET status = $2, authorisation = $3, reason = $4, updated_at = $5
+                 WHERE order_id = $1 AND status = $6",
+            )
+            .bind(order_id)
+            .bind(outcome.status().as_str())
+            .bind(authorisation)
+            .bind(reason)
+            .bind(i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX))
+            .bind(PaymentStatus::Authorising.as_str())
+            .expect_rows(1, "payment_changed"),
+        );
+        match outcome {
+            AuthorisationOutcome::Authorised { event, reply, .. } => {
                 unit.send(
                     &self.build(envelope(&event, crate::SERVICE, &request.key).caused_by(Some(&request)))?,
                 )?;
-                self.reply(&mut unit, &request, Ok(Some(authorised_reply(payment_id, last4)?)))?;
+                self.reply(&mut unit, &request, Ok(Some(serde_json::to_value(reply)?)))?;
             }
-            Err(NetworkError::Declined(reason)) => {
-                let code = serde_json::to_value(reason)?.as_str().unwrap_or("declined").to_owned();
-                record(&mut unit, "declined", None, Some(code.clone()));
-                let declined = PaymentDeclined { order_id: command.order_id, reason };
+            AuthorisationOutcome::Declined { reason, event } => {
                 unit.send(
-                    &self
-                        .build(envelope(&declined, crate::SERVICE, &request.key).caused_by(Some(&request)))?,
+                    &self.build(envelope(&event, crate::SERVICE, &request.key).caused_by(Some(&request)))?,
                 )?;
-                self.reply(&mut unit, &request, Err(code))?;
+                self.reply(&mut unit, &request, Err(reason.to_owned()))?;
             }
-            Err(NetworkError::Transient(error)) => return Err(HandlerError::Transient(error.into())),
         }
         match unit.commit().await {
             // Someone else finished it first: fine.
@@ -504,35 +509,31 @@ impl Payments {
             .expect_rows(1, "payment_changed"),
         );
         let now = i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX);
-        match operation {
-            Operation::Capture => {
+        match operation.settled(order_id, payment.id, payment.amount.clone()) {
+            Settled::Captured(event) => {
                 // The key of `captures` is the order: a second capture cannot be stored.
                 unit.execute(
                     Statement::new("INSERT INTO captures (order_id, amount, at) VALUES ($1, $2, $3)")
                         .bind(order_id.to_string())
-                        .bind(payment.amount.amount)
+                        .bind(event.amount.amount)
                         .bind(now),
                 );
-                let event =
-                    PaymentCaptured { order_id, payment_id: payment.id, amount: payment.amount.clone() };
                 unit.send(
                     &self.build(envelope(&event, crate::SERVICE, &message.key).caused_by(Some(message)))?,
                 )?;
             }
-            Operation::Refund => {
+            Settled::Refunded(event) => {
                 unit.execute(
                     Statement::new("INSERT INTO refunds (order_id, amount, at) VALUES ($1, $2, $3)")
                         .bind(order_id.to_string())
-                        .bind(payment.amount.amount)
+                        .bind(event.amount.amount)
                         .bind(now),
                 );
-                let event =
-                    PaymentRefunded { order_id, payment_id: payment.id, amount: payment.amount.clone() };
                 unit.send(
                     &self.build(envelope(&event, crate::SERVICE, &message.key).caused_by(Some(message)))?,
                 )?;
             }
-            Operation::Void => {}
+            Settled::Voided => {}
         }
         self.reply(unit, message, Ok(None))
     }
@@ -548,11 +549,6 @@ fn status(payment: &Payment) -> Result<PaymentStatus, HandlerError> {
             payment.order_id, payment.status
         ))
     })
-}
-
-/// The data of a successful authorisation's saga reply.
-fn authorised_reply(payment_id: Uuid, last4: String) -> Result<serde_json::Value, HandlerError> {
-    Ok(serde_json::to_value(AuthorisePaymentReply { payment: AuthorisedPayment { payment_id, last4 } })?)
 }
 
 #[async_trait]

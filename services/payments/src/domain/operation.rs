@@ -3,6 +3,8 @@
 //! [`Operation::settle`] what to do with a command; a command repeated after it went through
 //! is answered as done, so redelivery and saga retries are safe.
 
+use tessera_contracts::Money;
+use tessera_contracts::payments::{PaymentCaptured, PaymentRefunded};
 use uuid::Uuid;
 
 /// A payment's status, as stored (`payments.status`).
@@ -97,6 +99,17 @@ pub enum Settlement {
     Move { key: String, from: PaymentStatus, to: PaymentStatus },
 }
 
+/// What a settled operation leaves besides the payment's new status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Money taken: record the capture (one per order) and announce it.
+    Captured(PaymentCaptured),
+    /// Money returned: record the refund (one per order) and announce it.
+    Refunded(PaymentRefunded),
+    /// The hold is gone; no money moved and nothing is announced.
+    Voided,
+}
+
 impl Operation {
     pub fn name(self) -> &'static str {
         match self {
@@ -136,6 +149,16 @@ impl Operation {
     /// order and operation, so a retried call never moves money twice.
     pub fn network_key(self, order_id: Uuid) -> String {
         format!("{}-{order_id}", self.name())
+    }
+
+    /// What the operation leaves once the network did it to `order_id`'s payment `payment_id`
+    /// of `amount`.
+    pub fn settled(self, order_id: Uuid, payment_id: Uuid, amount: Money) -> Settled {
+        match self {
+            Operation::Capture => Settled::Captured(PaymentCaptured { order_id, payment_id, amount }),
+            Operation::Refund => Settled::Refunded(PaymentRefunded { order_id, payment_id, amount }),
+            Operation::Void => Settled::Voided,
+        }
     }
 
     /// What to do with this operation's command for `order_id`, whose payment (if any) is in
@@ -229,6 +252,29 @@ mod tests {
         assert_eq!(Operation::Void.settle(ORDER, None), Settlement::RememberVoid);
         assert_eq!(Operation::Capture.settle(ORDER, None), Settlement::Refuse("no_payment".into()));
         assert_eq!(Operation::Refund.settle(ORDER, None), Settlement::Refuse("no_payment".into()));
+    }
+
+    #[test]
+    fn a_capture_or_refund_records_and_announces_the_money_and_a_void_neither() {
+        let amount = Money::new(2500, tessera_contracts::Currency::eur()).expect("money");
+        let payment = Uuid::from_u128(7);
+        assert_eq!(
+            Operation::Capture.settled(ORDER, payment, amount.clone()),
+            Settled::Captured(PaymentCaptured {
+                order_id: ORDER,
+                payment_id: payment,
+                amount: amount.clone()
+            })
+        );
+        assert_eq!(
+            Operation::Refund.settled(ORDER, payment, amount.clone()),
+            Settled::Refunded(PaymentRefunded {
+                order_id: ORDER,
+                payment_id: payment,
+                amount: amount.clone()
+            })
+        );
+        assert_eq!(Operation::Void.settled(ORDER, payment, amount), Settled::Voided);
     }
 
     #[test]
