@@ -26,10 +26,10 @@ pub trait Handler: Send + Sync + 'static {
 
 /// Why a handler could not apply a message.
 ///
-/// Any error converts with `?`: a payload that does not parse (a `serde_json` data, syntax or
-/// end-of-input error) becomes [`HandlerError::Malformed`], anything else
-/// [`HandlerError::Transient`]. It deliberately does not implement `std::error::Error`, which
-/// is what lets that conversion exist.
+/// Any error converts with `?` into [`HandlerError::Transient`]: where a failure comes from
+/// (the incoming payload, a stored row, an outgoing message) is the handler's to say, so only
+/// [`payload`] and [`HandlerError::malformed`] say a message is malformed. It deliberately does
+/// not implement `std::error::Error`, which is what lets that conversion exist.
 #[derive(Debug)]
 pub enum HandlerError {
     /// The message can never be applied as it is: parked as a dead letter at once, with no
@@ -69,15 +69,7 @@ impl fmt::Display for HandlerError {
 
 impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
     fn from(error: E) -> Self {
-        let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(error);
-        match boxed.downcast_ref::<serde_json::Error>().map(serde_json::Error::classify) {
-            Some(
-                serde_json::error::Category::Data
-                | serde_json::error::Category::Syntax
-                | serde_json::error::Category::Eof,
-            ) => Self::Malformed(boxed.to_string()),
-            _ => Self::Transient(boxed),
-        }
+        Self::Transient(Box::new(error))
     }
 }
 
@@ -93,9 +85,20 @@ mod tests {
 
     #[test]
     fn a_payload_that_does_not_parse_is_malformed_and_other_failures_are_transient() {
-        let parsed: Result<u32, HandlerError> =
-            serde_json::from_str::<u32>("\"seven\"").map_err(HandlerError::from);
+        let message = Envelope::new(
+            &tessera_kernel::UuidV7Gen,
+            tessera_kernel::MessageKind::Event,
+            "shop.Counted",
+            "shop",
+            "k",
+            tessera_kernel::HlcTimestamp::default(),
+            serde_json::json!("seven"),
+        );
+        let parsed: Result<u32, HandlerError> = payload(&message);
         assert!(parsed.expect_err("not a number").is_malformed());
+        // A serde failure met with `?` may be a stored row's or an outgoing message's: transient.
+        let stored = HandlerError::from(serde_json::from_str::<u32>("\"seven\"").expect_err("not a number"));
+        assert!(matches!(stored, HandlerError::Transient(_)), "{stored:?}");
         let io = HandlerError::from(std::io::Error::other("disk away"));
         assert!(matches!(io, HandlerError::Transient(_)), "{io:?}");
         assert_eq!(io.to_string(), "disk away");

@@ -182,7 +182,15 @@ impl SagaEngine {
             unit.fire_timer(timer.id);
             if let Some((state, version)) = self.load(&unit, id).await? {
                 let before = state.clone();
-                let decision = decide::decide(&self.definition, state, input)?;
+                let decision = match decide::decide(&self.definition, state, input) {
+                    Ok(decision) => decision,
+                    // One saga's data that no longer reads must not stall every timer due after
+                    // it: this one stays pending (and is reported each pass), the others go on.
+                    Err(error) => {
+                        tracing::error!(saga = self.definition.name, id, %error, "a saga's timer cannot be decided");
+                        continue;
+                    }
+                };
                 if decision.changed {
                     let after = self.apply(&mut unit, decision, Some(version), Some(&timer.envelope))?;
                     if let Some(observer) = observer

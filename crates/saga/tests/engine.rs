@@ -30,7 +30,14 @@ fn place_order() -> SagaDefinition {
                 name: "authorise",
                 timeout: Duration::from_secs(5),
                 action: |_| command("payments", "payments.AuthorisePayment"),
-                compensation: Some(|_| command("payments", "payments.VoidPayment")),
+                // A saga whose data says `unreadable` cannot build its compensation: data written
+                // by an older shape that no longer reads.
+                compensation: Some(|data| {
+                    if data["unreadable"] == true {
+                        return Err(DataError("the data no longer reads".into()));
+                    }
+                    command("payments", "payments.VoidPayment")
+                }),
                 retriable: false,
             },
             Step {
@@ -268,4 +275,26 @@ async fn a_duplicate_reply_sends_nothing_twice_and_foreign_messages_are_not_clai
     let mut unit = f.store.begin();
     assert!(f.engine.handle_reply(&foreign, &mut unit).await.expect("handle").is_none());
     assert!(!f.engine.claims(&foreign));
+}
+
+#[tokio::test]
+async fn a_saga_whose_data_no_longer_reads_does_not_stall_the_other_timers() {
+    let f = fixture().await;
+    let mut unit = f.store.begin();
+    f.engine.start(&mut unit, "order-bad", json!({ "order": 8, "unreadable": true }), None).expect("start");
+    unit.commit().await.expect("commit");
+    let reserve_bad = f.take_commands().await.pop().expect("reserve");
+    f.answer(&reserve_bad, Ok(None)).await;
+    f.take_commands().await;
+    let _authorise = f.start_and_reserve("order-good", 9).await;
+
+    // Both authorisations time out; the bad saga's is due first and cannot be decided.
+    f.clock.advance(Duration::from_secs(6));
+    assert_eq!(f.engine.fire_due_timers(&f.store, 100, None).await.expect("timers"), 1, "the good one fired");
+    let void = f.take_commands().await.pop().expect("the good saga's void");
+    assert_eq!(void.name, "payments.VoidPayment");
+    let sagas = f.engine.list(&f.store, Some(Status::Compensating)).await.expect("list");
+    assert_eq!(sagas.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["order-good"]);
+    // The bad one's timer stays pending, tried again on every pass.
+    assert_eq!(f.engine.fire_due_timers(&f.store, 100, None).await.expect("timers"), 0);
 }

@@ -30,8 +30,12 @@ use utoipa::OpenApi;
 struct GatewayRoutes;
 
 /// Routes of the services the gateway does not expose.
-const INTERNAL: [&str; 3] =
-    ["/api/v1/customers/credentials", "/api/v1/payment-methods/{token}", "/api/v1/analytics/sales"];
+const INTERNAL: [&str; 4] = [
+    "/api/v1/customers/credentials",
+    "/api/v1/payment-methods/{token}",
+    "/api/v1/analytics/sales",
+    "/api/v1/order-requests",
+];
 
 /// Answers any operation may give besides its own: the edge's and the transport's.
 const EDGE_ERRORS: [(&str, &str); 6] = [
@@ -140,7 +144,7 @@ fn place_order_at_the_edge(operation: &mut Value, problem: &Value) {
     }));
     parameters.push(json!({
         "name": "Prefer", "in": "header", "required": false,
-        "description": "`wait=N` (seconds, at most 30): answer once the order settles (201 with the composed order) or after N seconds (202), RFC 7240; a retry with the same key during the wait waits too",
+        "description": "`wait=N` (seconds, at most 30): answer once the order settles (201 with the composed order) or after N seconds (202), RFC 7240; a retry with the same key answers with the same order (`Idempotent-Replayed: true`), waiting too",
         "schema": {"type": "string"},
     }));
     operation["parameters"] = Value::Array(parameters);
@@ -151,7 +155,6 @@ fn place_order_at_the_edge(operation: &mut Value, problem: &Value) {
     });
     for (status, description) in [
         ("403", "customer_id names another customer, or the caller is not a customer."),
-        ("409", "A request with this key is still being answered (and this one did not ask to wait)."),
         ("422", "The order is invalid, or the key was used with another body."),
     ] {
         if operation["responses"].get(status).is_none() {

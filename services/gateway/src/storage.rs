@@ -8,16 +8,14 @@ use tessera_store::{Migration, MigrationSet, Statement, Store};
 use crate::auth::{SigningKey, TokenError};
 use crate::error::GatewayError;
 
+/// `gateway_idempotency` is no longer written: orders keeps a placement's key with its order
+/// (decision 0004). It stays while gateways of the previous release may run beside this one.
 const KEYS_AND_IDEMPOTENCY: &str = "
     CREATE TABLE gateway_keys (kid TEXT PRIMARY KEY, pkcs8 TEXT NOT NULL, created_at BIGINT NOT NULL);
     CREATE TABLE gateway_idempotency (
         caller TEXT NOT NULL, idempotency_key TEXT NOT NULL, request_hash TEXT NOT NULL,
         status BIGINT, body TEXT, created_at BIGINT NOT NULL,
         PRIMARY KEY (caller, idempotency_key));";
-
-/// Orders keeps a placement's key with the order, in the same unit (one record, no second
-/// commit here); what the gateway kept is dropped with the answers it held.
-const NO_IDEMPOTENCY_TABLE: &str = "DROP TABLE gateway_idempotency;";
 
 pub const MIGRATIONS: MigrationSet = MigrationSet {
     scope: "gateway",
@@ -29,12 +27,6 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             postgres: KEYS_AND_IDEMPOTENCY,
         },
         Migration { version: 2, name: "audit heads witnessed", sqlite: AUDIT_HEADS, postgres: AUDIT_HEADS },
-        Migration {
-            version: 3,
-            name: "idempotency keys kept by orders, with the order they placed",
-            sqlite: NO_IDEMPOTENCY_TABLE,
-            postgres: NO_IDEMPOTENCY_TABLE,
-        },
     ],
 };
 

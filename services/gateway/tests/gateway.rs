@@ -419,6 +419,13 @@ async fn a_key_answers_for_a_day_and_then_places_a_new_order() {
     let other = json!({"items": [{"sku": "TEA-001", "quantity": 2}], "payment_token": card});
     let reused = shop.place(&token, "daily", &other).await;
     assert_eq!(reused.problem_code(), "idempotency_key_reused", "{}", reused.body);
+    // A body the checks refuse (a product that does not exist) under a key that placed an order
+    // is still a reused key: orders, which keeps it, decides.
+    let unknown = json!({"items": [{"sku": "NOPE-001", "quantity": 1}], "payment_token": card});
+    let refused = shop.place(&token, "daily", &unknown).await;
+    assert_eq!(refused.problem_code(), "idempotency_key_reused", "{}", refused.body);
+    let fresh = shop.place(&token, "never-used", &unknown).await;
+    assert_eq!(fresh.problem_code(), "validation_failed", "a new key is checked as before: {}", fresh.body);
 
     // A day and an hour later (orders keeps the key with the time it placed the order).
     let config = tessera_store::StoreConfig::Sqlite {

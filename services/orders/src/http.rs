@@ -34,6 +34,29 @@ pub fn router() -> OpenApiRouter<Orders> {
         .routes(routes!(cancel_order))
         .routes(routes!(order_history))
         .routes(routes!(sales_analytics))
+        .routes(routes!(placed_by_key))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RequestKeyQuery {
+    pub customer_id: Uuid,
+    pub request_key: String,
+}
+
+/// The order a customer's idempotency key placed, while the key is live: the gateway asks
+/// when a retried placement fails its checks (a product or a card gone since, a service down),
+/// so that the retry still answers with its order.
+#[utoipa::path(get, path = "/order-requests", tag = "orders", params(RequestKeyQuery),
+    responses((status = 200, body = Accepted), (status = 404, body = Problem)))]
+async fn placed_by_key(
+    State(orders): State<Orders>,
+    Query(query): Query<RequestKeyQuery>,
+) -> ApiResult<Json<Accepted>> {
+    let placed = orders.placed_by_key(query.customer_id, &query.request_key).await?;
+    let id = placed.ok_or_else(|| Problem::not_found("no order placed with this key"))?;
+    Ok(Json(Accepted { id, status: "pending".into() }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -47,10 +47,16 @@ const REQUEST_KEYS: &str = "
         PRIMARY KEY (customer_id, request_key));";
 
 /// A key's record keeps the first request's body hash (another body under the key is refused)
-/// and its time (a key answers for a day). Earlier records have neither: they replay.
-const REQUEST_KEY_HASHES: &str = "
+/// and its time (a key answers for a day). Earlier records get the migration's time: without a
+/// hash they replay whatever the body, for a day.
+const REQUEST_KEY_HASHES_SQLITE: &str = "
     ALTER TABLE order_requests ADD COLUMN body_hash TEXT;
-    ALTER TABLE order_requests ADD COLUMN kept_at BIGINT;";
+    ALTER TABLE order_requests ADD COLUMN kept_at BIGINT;
+    UPDATE order_requests SET kept_at = CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER);";
+const REQUEST_KEY_HASHES_POSTGRES: &str = "
+    ALTER TABLE order_requests ADD COLUMN body_hash TEXT;
+    ALTER TABLE order_requests ADD COLUMN kept_at BIGINT;
+    UPDATE order_requests SET kept_at = (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;";
 
 /// The sales analytics' table (kept by an asynchronous projection, which starts from the
 /// first event, so past orders are counted too); the same shape as `analytics::create`.
@@ -86,8 +92,8 @@ pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet 
         tessera_store::Migration {
             version: 5,
             name: "request keys with their body hash and time",
-            sqlite: REQUEST_KEY_HASHES,
-            postgres: REQUEST_KEY_HASHES,
+            sqlite: REQUEST_KEY_HASHES_SQLITE,
+            postgres: REQUEST_KEY_HASHES_POSTGRES,
         },
     ],
 };

@@ -256,7 +256,7 @@ impl Handler for TestHandler {
         }
         if let Some(value) = message.payload.get("seq_as_text") {
             // The payload's shape is wrong, whatever the state: the contract says a number.
-            let _: u64 = serde_json::from_value(value.clone())?;
+            let _: u64 = serde_json::from_value(value.clone()).map_err(HandlerError::malformed)?;
         }
         if message.payload["panic"].as_bool() == Some(true) {
             panic!("the handler fell over");

@@ -548,7 +548,7 @@ impl tessera_bus::Handler for Customers {
         if !self.wants(message) {
             return Ok(());
         }
-        let done: ErasureDone = serde_json::from_value(message.payload.clone())?;
+        let done: ErasureDone = tessera_bus::payload(message)?;
         if !tessera_contracts::customers::ERASURE_PARTICIPANTS.contains(&done.service.as_str()) {
             return Err(tessera_bus::HandlerError::rejected(format!(
                 "{} is not a participant of erasures",

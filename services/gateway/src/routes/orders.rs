@@ -166,6 +166,18 @@ async fn place_and_settle(
     Ok(Reply { status: StatusCode::CREATED, headers, body: Bytes::from(view.to_string()) })
 }
 
+/// Whether orders holds an order this caller placed with `key`: a retry of it answers with that
+/// order (or, with another body, is refused by orders) even when a product or a card is gone
+/// since, or a service the checks ask is down.
+async fn placed_by_key(g: &Gateway, caller: &Caller, key: &str) -> bool {
+    let Ok(query) = serde_urlencoded::to_string([("customer_id", caller.sub.as_str()), ("request_key", key)])
+    else {
+        return false;
+    };
+    let path = format!("/order-requests?{query}");
+    g.call(&g.services.orders, Method::GET, &path, None, &[]).await.is_ok_and(|reply| reply.is_success())
+}
+
 /// The country of the customer's address; `None` if customers cannot say right now (the sale
 /// is then counted under an unknown market rather than refused).
 async fn customer_country(g: &Gateway, customer: &str) -> Option<String> {
@@ -189,7 +201,11 @@ async fn place_checked(
     if order.request_key.is_some() || order.request_hash.is_some() {
         return Err(Problem::invalid_field("request_key", "unknown field; send Idempotency-Key instead"));
     }
-    check_order(g, caller, &order).await?;
+    if let Err(problem) = check_order(g, caller, &order).await
+        && !placed_by_key(g, caller, &request.key).await
+    {
+        return Err(problem);
+    }
     order.request_key = Some(request.key);
     order.request_hash = Some(request.body_hash);
     // The market of the sale, for the analytics: the customer's country, never the client's say.

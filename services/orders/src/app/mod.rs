@@ -281,6 +281,20 @@ impl Orders {
         }
     }
 
+    /// The order `customer_id` placed with `request_key`, while the key is live.
+    pub async fn placed_by_key(
+        &self,
+        customer_id: Uuid,
+        request_key: &str,
+    ) -> Result<Option<Uuid>, AppError> {
+        let kept = self.kept_request(customer_id, request_key).await?;
+        let now = self.inner.clock.now().wall().as_micros();
+        Ok(match next_for_request(kept.as_ref(), None, now) {
+            RequestNext::Replay(order_id) => Some(order_id),
+            RequestNext::Place { .. } | RequestNext::Reused => None,
+        })
+    }
+
     /// What orders kept of the first request `customer_id` made with `request_key`, if any.
     async fn kept_request(
         &self,

@@ -248,7 +248,7 @@ impl Payments {
     }
 
     async fn authorise(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
-        let command: AuthorisePayment = serde_json::from_value(message.payload.clone())?;
+        let command: AuthorisePayment = tessera_bus::payload(message)?;
         let payment = self.stored_payment(unit, command.order_id).await?;
         let voided = unit
             .query(
@@ -565,15 +565,15 @@ impl Handler for Payments {
         match message.name.as_str() {
             AuthorisePayment::NAME => self.authorise(message, unit).await,
             CapturePayment::NAME => {
-                let command: CapturePayment = serde_json::from_value(message.payload.clone())?;
+                let command: CapturePayment = tessera_bus::payload(message)?;
                 self.settle(message, unit, command.order_id, Operation::Capture).await
             }
             VoidPayment::NAME => {
-                let command: VoidPayment = serde_json::from_value(message.payload.clone())?;
+                let command: VoidPayment = tessera_bus::payload(message)?;
                 self.settle(message, unit, command.order_id, Operation::Void).await
             }
             RefundPayment::NAME => {
-                let command: RefundPayment = serde_json::from_value(message.payload.clone())?;
+                let command: RefundPayment = tessera_bus::payload(message)?;
                 self.settle(message, unit, command.order_id, Operation::Refund).await
             }
             other => Err(HandlerError::malformed(format!("payments has no command {other}"))),

@@ -463,7 +463,11 @@ impl Handler for Support {
     /// messages about one order applied at the same moment (a dead-letter retry beside the
     /// lanes, say) cannot overwrite each other's knowledge.
     async fn handle(&self, message: &Envelope, unit: &mut UnitOfWork) -> Result<(), HandlerError> {
-        let Some(update) = update_from(message)? else { return Ok(()) };
+        let Some(update) =
+            update_from(message).map_err(|e| HandlerError::malformed(format!("{}: {e}", message.name)))?
+        else {
+            return Ok(());
+        };
         let incoming = OrderReplica::from_update(update);
         let newer = "(excluded.source_version > order_replicas.source_version
                       OR (excluded.source_version = order_replicas.source_version AND excluded.status > order_replicas.status))";
