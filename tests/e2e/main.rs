@@ -3,6 +3,7 @@
 
 mod authz;
 mod browser;
+mod chaos;
 mod distributed;
 mod http;
 mod privacy;
