@@ -8,6 +8,7 @@ mod distributed;
 mod http;
 mod privacy;
 mod prometheus;
+mod sign_in;
 mod traces;
 mod verify;
 mod waiting;

@@ -31,6 +31,8 @@ pub struct Problem {
     /// Stable machine code, e.g. `out_of_stock`.
     pub code: String,
     pub errors: Vec<FieldError>,
+    /// Seconds after which a retry may succeed, sent as `Retry-After` (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 /// The wire form (RFC 9457 members plus `code` and `errors`).
@@ -95,7 +97,18 @@ impl Serialize for Problem {
 
 impl Problem {
     pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
-        Self { status, detail: detail.into(), code: code.to_owned(), errors: Vec::new() }
+        Self { status, detail: detail.into(), code: code.to_owned(), errors: Vec::new(), retry_after: None }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
+    /// 503 `busy`: this process is doing as much of some costly work as it may at once (a
+    /// password hash); a retry in a second may find room.
+    pub fn busy(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", detail).with_retry_after(1)
     }
 
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
@@ -155,6 +168,9 @@ impl IntoResponse for Problem {
         let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (self.status, body).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }

@@ -214,6 +214,16 @@ pub struct VerifiedCaller {
     pub role: String,
 }
 
+/// The token of an `Authorization` header's value: the scheme `Bearer` in any case (RFC 9110
+/// makes schemes case-insensitive), one or more spaces, a non-empty token. The one parser for
+/// authentication, the rate limits and delegation alike, so none of them can read a header
+/// another reads differently.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// A service's check of the bearer token on every request, with the gateway's public keys
 /// cached and fetched again when a token names a `kid` not seen yet (a rotation), at most once
 /// per [`ServiceAuth::REFRESH_EVERY`] so a flood of forged kids cannot hammer the gateway.
@@ -283,11 +293,7 @@ impl ServiceAuth {
     pub async fn check(&self, authorization: Option<&HeaderValue>) -> Result<VerifiedCaller, TokenError> {
         let value =
             authorization.ok_or(TokenError::Malformed)?.to_str().map_err(|_| TokenError::Malformed)?;
-        let (scheme, token) = value.split_once(' ').ok_or(TokenError::Malformed)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(TokenError::Malformed);
-        }
-        let token = token.trim();
+        let token = bearer_token(value).ok_or(TokenError::Malformed)?;
         let kid = key_id(token)?;
         let public = self.key(&kid).await.ok_or(TokenError::UnknownKey)?;
         let now =
@@ -395,5 +401,20 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Actor {
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
         Ok(Self::from_parts(parts))
+    }
+}
+
+#[cfg(test)]
+mod bearer_tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_scheme_is_read_in_any_case_and_an_empty_token_is_none() {
+        for header in ["Bearer abc", "bearer abc", "BEARER abc", "bEaReR   abc  "] {
+            assert_eq!(bearer_token(header), Some("abc"), "{header:?}");
+        }
+        for header in ["Basic abc", "Bearer", "Bearer   ", "Bearerabc", ""] {
+            assert_eq!(bearer_token(header), None, "{header:?}");
+        }
     }
 }

@@ -44,6 +44,7 @@ impl From<AppError> for Problem {
             // A write for someone erased meanwhile: they are gone.
             AppError::Vault(tessera_vault::VaultError::Shredded) => Problem::not_found("no such customer"),
             AppError::Vault(_) => Problem::unavailable(&error),
+            AppError::Busy => tessera_web::bounded::Busy.into(),
             AppError::Hashing(_) | AppError::Corrupt(_) => Problem::internal(&error),
         }
     }

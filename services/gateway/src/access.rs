@@ -59,12 +59,9 @@ fn unauthorized(detail: &str) -> Unauthorized {
 fn bearer(parts: &Parts) -> Result<Option<&str>, Unauthorized> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else { return Ok(None) };
     let value = value.to_str().map_err(|_| unauthorized("the Authorization header is not text"))?;
-    let (scheme, token) =
-        value.split_once(' ').ok_or_else(|| unauthorized("use Authorization: Bearer <token>"))?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(unauthorized("use Authorization: Bearer <token>"));
-    }
-    Ok(Some(token.trim()))
+    tessera_web::token::bearer_token(value)
+        .map(Some)
+        .ok_or_else(|| unauthorized("use Authorization: Bearer <token>"))
 }
 
 fn verify(gateway: &Gateway, token: &str) -> Result<Caller, Unauthorized> {

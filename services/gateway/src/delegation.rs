@@ -49,9 +49,8 @@ pub(crate) async fn remember_bearer(request: Request, next: Next) -> Response {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| Arc::<str>::from(token.trim()));
+        .and_then(tessera_web::token::bearer_token)
+        .map(Arc::<str>::from);
     on_behalf_of(Asking { bearer, verified: Arc::default() }, next.run(request)).await
 }
 

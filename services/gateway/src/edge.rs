@@ -27,10 +27,10 @@ async fn rate_limit(State(gateway): State<Gateway>, request: Request, next: Next
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(tessera_web::token::bearer_token)
         .and_then(|token| {
             let now = tessera_kernel::Timestamp::from_system_time(std::time::SystemTime::now());
-            gateway.keys.verify(token.trim(), now).ok()
+            gateway.keys.verify(token, now).ok()
         })
         .map(|claims| claims.sub);
     if let Err(seconds) = gateway.limiter.check(subject.as_deref(), &address) {

@@ -36,7 +36,7 @@ pub(crate) fn unavailable(error: &ClientError) -> Problem {
 pub(crate) fn pass_on(reply: Reply) -> Response {
     let mut response = Response::new(Body::from(reply.body));
     *response.status_mut() = reply.status;
-    for name in [header::CONTENT_TYPE, header::ETAG, header::LOCATION, REPLAYED] {
+    for name in [header::CONTENT_TYPE, header::ETAG, header::LOCATION, header::RETRY_AFTER, REPLAYED] {
         if let Some(value) = reply.headers.get(&name) {
             response.headers_mut().insert(name, value.clone());
         }
@@ -50,6 +50,8 @@ pub(crate) fn pass_on_error<T>(reply: Reply) -> ApiResult<T> {
     let code = body["code"].as_str().unwrap_or("upstream_error");
     let detail = body["detail"].as_str().unwrap_or("a service refused the request");
     let mut problem = Problem::new(reply.status, code, detail);
+    problem.retry_after =
+        reply.headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     if let Some(errors) = body["errors"].as_array() {
         problem.errors = errors
             .iter()

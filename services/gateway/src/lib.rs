@@ -28,6 +28,7 @@ mod routes;
 mod schemas;
 mod state;
 mod storage;
+mod throttle;
 mod waiting;
 
 use std::sync::Arc;

@@ -17,6 +17,12 @@ const KEYS_AND_IDEMPOTENCY: &str = "
         status BIGINT, body TEXT, created_at BIGINT NOT NULL,
         PRIMARY KEY (caller, idempotency_key));";
 
+/// Failed sign-ins per account or address (`crate::throttle`), shared by every replica.
+const SIGN_IN_FAILURES: &str = "
+    CREATE TABLE gateway_sign_in_failures (
+        subject TEXT PRIMARY KEY, failures BIGINT NOT NULL, last_at BIGINT NOT NULL,
+        blocked_until BIGINT NOT NULL);";
+
 pub const MIGRATIONS: MigrationSet = MigrationSet {
     scope: "gateway",
     migrations: &[
@@ -27,6 +33,12 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             postgres: KEYS_AND_IDEMPOTENCY,
         },
         Migration { version: 2, name: "audit heads witnessed", sqlite: AUDIT_HEADS, postgres: AUDIT_HEADS },
+        Migration {
+            version: 3,
+            name: "failed sign-ins per account and address",
+            sqlite: SIGN_IN_FAILURES,
+            postgres: SIGN_IN_FAILURES,
+        },
     ],
 };
 

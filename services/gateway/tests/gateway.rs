@@ -273,6 +273,11 @@ async fn a_token_over_its_rate_gets_429_with_retry_after() {
     )
     .await;
     assert_eq!(answer.status, StatusCode::OK, "another token has its own allowance");
+    // The scheme's case changes nothing: authentication accepts `BEARER`, so the limit counts it.
+    let shouting = format!("BEARER {token}");
+    let answer =
+        call_raw(&shop.router, Method::GET, "/api/v1/orders", None, &[("authorization", &shouting)]).await;
+    assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS, "the same token's allowance, spelt otherwise");
 }
 
 #[tokio::test]
@@ -631,4 +636,42 @@ async fn an_upload_over_10_mib_is_413_whether_or_not_it_says_its_length() {
     let (status, _, body) = fetch(&shop, &owner, &format!("/api/v1/tickets/{ticket}/attachments")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).expect("json")["items"], json!([]));
+}
+
+#[tokio::test]
+async fn failed_sign_ins_keep_the_account_out_for_longer_each_time_and_a_success_clears_them() {
+    let shop = shop(GatewayConfig::default(), false).await;
+    let sign_in = |password: &'static str| {
+        let router = shop.router.clone();
+        async move {
+            let body = json!({"email": "admin@tessera.local", "password": password}).to_string();
+            call_raw(&router, Method::POST, "/api/v1/auth/token", Some(body.into_bytes()), &[]).await
+        }
+    };
+    // Five failures are free; the sixth keeps the account out for a second.
+    for attempt in 1..=6 {
+        let answer = sign_in("wrong").await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "attempt {attempt}: {}", answer.body);
+    }
+    let kept_out = sign_in("admin").await;
+    assert_eq!(
+        (kept_out.status, kept_out.problem_code()),
+        (StatusCode::TOO_MANY_REQUESTS, "sign_in_throttled"),
+        "even the right password waits"
+    );
+    assert_eq!(kept_out.header("retry-after"), Some("1"));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let wrong_again = sign_in("wrong").await;
+    assert_eq!(wrong_again.status, StatusCode::UNAUTHORIZED);
+    let longer = sign_in("admin").await;
+    assert_eq!(longer.header("retry-after"), Some("2"), "the seventh failure earned two seconds");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(sign_in("admin").await.status, StatusCode::OK, "then the right password signs in");
+    for attempt in 1..=5 {
+        assert_eq!(
+            sign_in("wrong").await.status,
+            StatusCode::UNAUTHORIZED,
+            "cleared: attempt {attempt} is free"
+        );
+    }
 }

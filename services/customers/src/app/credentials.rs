@@ -10,6 +10,8 @@ use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
+use tessera_web::bounded::PASSWORD_HASHING;
+
 use crate::domain::Password;
 
 use super::AppError;
@@ -20,11 +22,10 @@ use super::AppError;
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$J0pvEHMdNJvaPB/qGkskIQ$2rL7oSjNHu9sYy3IOlbPPgTwYqGei/kgAUMYJ1Oy1Qk";
 
-/// Hashes `password` with a fresh random salt, on the blocking pool.
+/// Hashes `password` with a fresh random salt, on the blocking pool, within the process's
+/// bound on password work ([`PASSWORD_HASHING`]): past it, [`AppError::Busy`] at once.
 pub(super) async fn hash(password: Password) -> Result<String, AppError> {
-    tokio::task::spawn_blocking(move || hash_now(&password))
-        .await
-        .map_err(|e| AppError::Hashing(e.to_string()))?
+    PASSWORD_HASHING.run(move || hash_now(&password)).await.map_err(|_| AppError::Busy)?
 }
 
 fn hash_now(password: &Password) -> Result<String, AppError> {
@@ -36,17 +37,20 @@ fn hash_now(password: &Password) -> Result<String, AppError> {
 }
 
 /// Whether `password` matches `stored`, or, when `stored` is `None`, the same work done
-/// against the dummy hash (and `false`). Runs on the blocking pool.
+/// against the dummy hash (and `false`). Runs on the blocking pool, within the process's bound
+/// on password work.
 pub(super) async fn verify(password: Vec<u8>, stored: Option<String>) -> Result<bool, AppError> {
-    tokio::task::spawn_blocking(move || {
-        let known = stored.is_some();
-        let stored = stored.as_deref().unwrap_or(DUMMY_HASH);
-        let hash = PasswordHash::new(stored).map_err(|e| AppError::Corrupt(format!("password hash: {e}")))?;
-        let matches = Argon2::default().verify_password(&password, &hash).is_ok();
-        Ok(known && matches)
-    })
-    .await
-    .map_err(|e| AppError::Hashing(e.to_string()))?
+    PASSWORD_HASHING
+        .run(move || {
+            let known = stored.is_some();
+            let stored = stored.as_deref().unwrap_or(DUMMY_HASH);
+            let hash =
+                PasswordHash::new(stored).map_err(|e| AppError::Corrupt(format!("password hash: {e}")))?;
+            let matches = Argon2::default().verify_password(&password, &hash).is_ok();
+            Ok(known && matches)
+        })
+        .await
+        .map_err(|_| AppError::Busy)?
 }
 
 #[cfg(test)]
@@ -73,7 +77,7 @@ mod tests {
 
     #[test]
     fn hashes_are_salted_argon2id_and_verify_only_their_password() {
-        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
         let password = || Password::parse("correct horse battery staple").expect("valid");
         let first = runtime.block_on(hash(password())).expect("hashes");
         let second = runtime.block_on(hash(password())).expect("hashes");

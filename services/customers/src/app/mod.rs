@@ -32,6 +32,9 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    /// As many password hashes are under way as the process allows.
+    #[error("too many password checks at once")]
+    Busy,
     #[error("stored data cannot be read: {0}")]
     Corrupt(String),
     #[error(transparent)]

@@ -133,10 +133,10 @@ pub(crate) async fn serve(State(state): State<GraphqlState>, request: axum::extr
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let subject = authorization
         .as_deref()
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(tessera_web::token::bearer_token)
         .and_then(|t| {
             let now = tessera_kernel::Timestamp::from_system_time(std::time::SystemTime::now());
-            gateway.keys.verify(t.trim(), now).ok()
+            gateway.keys.verify(t, now).ok()
         })
         .map(|claims| claims.sub);
     for _ in 1..requests.len() {

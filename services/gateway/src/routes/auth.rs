@@ -14,6 +14,7 @@ use crate::auth::Role;
 use crate::forward::pass_on_error;
 use crate::passwords;
 use crate::state::Gateway;
+use crate::throttle::{self, Peer};
 
 fn now() -> Timestamp {
     Timestamp::from_system_time(std::time::SystemTime::now())
@@ -44,11 +45,31 @@ pub(crate) struct Credentials {
 
 /// `POST /auth/token`: the same 401 for an unknown email and a wrong password.
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", security(()), request_body = Credentials,
-    responses((status = 200, body = crate::schemas::TokenAnswer), (status = 401, body = Problem)))]
+    responses((status = 200, body = crate::schemas::TokenAnswer), (status = 401, body = Problem),
+        (status = 429, description = "too many failed sign-ins for this account or address; `Retry-After` says how long", body = Problem),
+        (status = 503, description = "too many password checks at once; `Retry-After: 1`", body = Problem)))]
 pub(crate) async fn issue_token(
     State(gateway): State<Gateway>,
+    Peer(peer): Peer,
     Json(credentials): Json<Credentials>,
 ) -> ApiResult<Response> {
+    let (account, address) = (throttle::account(&credentials.email), throttle::address(peer));
+    let at = now().as_micros();
+    let counted = throttle::check(&gateway.store, &[&account, &address], at).await?;
+    let answer = signed_in(&gateway, credentials).await;
+    match &answer {
+        Err(problem) if problem.status == StatusCode::UNAUTHORIZED => {
+            throttle::failed(&gateway.store, &account, &address, at).await;
+        }
+        Ok(_) if counted => throttle::succeeded(&gateway.store, &account).await,
+        Ok(_) => {}
+        Err(_) => {}
+    }
+    answer
+}
+
+/// The token for `credentials`, or the same 401 whichever of the two is wrong.
+async fn signed_in(gateway: &Gateway, credentials: Credentials) -> ApiResult<Response> {
     let refused = || {
         Problem::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "the email or the password is wrong")
     };
@@ -56,8 +77,10 @@ pub(crate) async fn issue_token(
     let staff = gateway.staff.iter().find(|(known, _, _)| *known == email).cloned();
     let (sub, role) = if let Some((email, hash, role)) = staff {
         let password = credentials.password;
-        let matches =
-            tokio::task::spawn_blocking(move || passwords::matches(&password, &hash)).await.unwrap_or(false);
+        let matches = tessera_web::bounded::PASSWORD_HASHING
+            .run(move || passwords::matches(&password, &hash))
+            .await
+            .map_err(Problem::from)?;
         if !matches {
             return Err(refused());
         }
