@@ -55,6 +55,8 @@ pub struct Gateway {
     pub rate_limit_per_address: u32,
     pub rate_limit_burst_per_address: u32,
     pub cors_origins: Vec<String>,
+    /// Proxies (CIDRs or addresses) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
     pub graphql_introspection: bool,
     pub catalogue_cache: bool,
     pub staff: Vec<StaffUser>,
@@ -71,6 +73,7 @@ impl Default for Gateway {
             rate_limit_per_address: limits.per_address.get(),
             rate_limit_burst_per_address: limits.address_burst.get(),
             cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             graphql_introspection: false,
             catalogue_cache: true,
             staff: defaults
@@ -203,6 +206,13 @@ impl Config {
                 problems.push(format!("{key}: must be at least 1"));
             }
         }
+        for (index, proxy) in g.trusted_proxies.iter().enumerate() {
+            if trusted_proxy(proxy).is_none() {
+                problems.push(format!(
+                    "gateway.trusted_proxies[{index}]: give a CIDR such as 10.0.0.0/8, or an address"
+                ));
+            }
+        }
         if !(1..=60_000).contains(&g.dependency_timeout_ms) {
             problems.push("gateway.dependency_timeout_ms: give 1 to 60000".to_owned());
         }
@@ -244,6 +254,7 @@ impl Config {
                 address_burst: n(g.rate_limit_burst_per_address),
             },
             cors_origins: g.cors_origins.clone(),
+            trusted_proxies: g.trusted_proxies.iter().filter_map(|p| trusted_proxy(p)).collect(),
             hsts: self.tls.self_signed || self.tls.cert.is_some(),
             graphql_introspection: g.graphql_introspection,
             ..tessera_gateway::GatewayConfig::default()
@@ -258,6 +269,14 @@ impl Config {
         }
         Ok(toml::to_string_pretty(&shown)?)
     }
+}
+
+/// A trusted proxy as written in configuration: a CIDR, or one address.
+pub fn trusted_proxy(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 #[cfg(test)]
@@ -289,6 +308,14 @@ mod tests {
             error.contains("tls.cert and tls.key") && error.contains("gateway.rate_limit_per_token"),
             "{error}"
         );
+        let mut config = Config::default();
+        config.gateway.trusted_proxies = vec!["10.0.0.0/8".into(), "192.0.2.1".into(), "ingress".into()];
+        let error = config.validate().expect_err("invalid").to_string();
+        assert!(error.contains("gateway.trusted_proxies[2]") && !error.contains("[0]"), "{error}");
+        config.gateway.trusted_proxies.pop();
+        let nets = config.gateway_config().trusted_proxies;
+        assert_eq!(nets.len(), 2, "a CIDR and a single address");
+        assert!(nets[1].contains(&"192.0.2.1".parse::<std::net::IpAddr>().expect("an address")));
     }
 
     #[test]

@@ -254,7 +254,14 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
             role,
         });
     }
-    let config = GatewayConfig { staff, ..GatewayConfig::default() };
+    let mut trusted_proxies = Vec::new();
+    for proxy in &args.trusted_proxies {
+        match crate::config::trusted_proxy(proxy) {
+            Some(net) => trusted_proxies.push(net),
+            None => bail!("--trusted-proxy {proxy}: give a CIDR such as 10.0.0.0/8, or an address"),
+        }
+    }
+    let config = GatewayConfig { staff, trusted_proxies, ..GatewayConfig::default() };
     let mut gateway = Gateway::new(services, store.clone(), config, TokenSettings::default()).await?;
     let options = NatsOptions {
         namespace: args.nats_namespace.clone(),

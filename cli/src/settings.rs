@@ -58,6 +58,16 @@ pub struct ServeArgs {
     /// default: the distributed gateway has no demo users.
     #[arg(long = "staff", env = "TESSERA_STAFF", value_delimiter = ',', value_name = "ROLE:EMAIL:PASSWORD")]
     pub(crate) staff: Vec<String>,
+    /// For the gateway: a proxy (a CIDR or an address: the ingress, a load balancer) whose
+    /// `X-Forwarded-For` names the client, for rate limits and sign-in counts; repeat it, or
+    /// separate them with commas in TESSERA_TRUSTED_PROXIES. None by default.
+    #[arg(
+        long = "trusted-proxy",
+        env = "TESSERA_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub(crate) trusted_proxies: Vec<String>,
     /// For a service: the gateway's public keys (`http://gateway:8080/.well-known/jwks.json`).
     /// Every request but the probes must carry a token they verify: nothing trusts the network.
     #[arg(long, env = "TESSERA_JWKS_URL", value_name = "URL")]

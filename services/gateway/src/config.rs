@@ -40,6 +40,9 @@ pub struct GatewayConfig {
     pub hsts: bool,
     /// Answer GraphQL introspection queries (off in production).
     pub graphql_introspection: bool,
+    /// Proxies (an ingress, a load balancer) whose `X-Forwarded-For` names the client; none by
+    /// default, so every client is its TCP peer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for GatewayConfig {
@@ -63,6 +66,7 @@ impl Default for GatewayConfig {
             cors_origins: Vec::new(),
             hsts: false,
             graphql_introspection: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -14,13 +14,12 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::client_address::{address_key, client_address};
 use crate::state::Gateway;
 
 async fn rate_limit(State(gateway): State<Gateway>, request: Request, next: Next) -> Response {
-    let address = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "local".to_owned(), |info| info.0.ip().to_string());
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let address = address_key(client_address(peer, request.headers(), &gateway.config.trusted_proxies));
     // Limited per subject of a valid token (new tokens for the same person share one
     // allowance); a bad token counts against its address only, so it cannot grow the table.
     let subject = request

@@ -10,6 +10,7 @@ mod access;
 mod audit;
 pub mod auth;
 pub mod catalogue;
+mod client_address;
 mod clients;
 mod compose;
 mod config;

@@ -3,13 +3,13 @@
 //! further failure keeps that account or address out for twice as long as the last (429 with
 //! `Retry-After`). A success clears the account's count; counts older than an hour start over.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use tessera_store::{Statement, Store, StoreError};
 use tessera_web::Problem;
+
+use crate::client_address::address_key;
 
 /// Failures of one account before it is kept out.
 pub(crate) const ACCOUNT_FREE_FAILURES: u64 = 5;
@@ -50,19 +50,8 @@ pub(crate) fn account(email: &str) -> String {
 }
 
 /// The key of an address's count (`local` when the request came in process).
-pub(crate) fn address(peer: Option<IpAddr>) -> String {
-    format!("address:{}", peer.map_or_else(|| "local".to_owned(), |ip| ip.to_string()))
-}
-
-/// The client's address, as the connection gives it.
-pub(crate) struct Peer(pub Option<IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Peer {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip())))
-    }
+pub(crate) fn address(client: Option<IpAddr>) -> String {
+    format!("address:{}", address_key(client))
 }
 
 async fn read(store: &Store, keys: &[&str]) -> Result<Vec<(String, Failures)>, StoreError> {

@@ -675,3 +675,61 @@ async fn failed_sign_ins_keep_the_account_out_for_longer_each_time_and_a_success
         );
     }
 }
+
+#[tokio::test]
+async fn every_call_a_graphql_query_fans_out_into_counts_against_the_callers_rate() {
+    let n = |value| NonZeroU32::new(value).expect("non-zero");
+    let limits =
+        RateLimits { per_token: n(1), token_burst: n(4), per_address: n(1000), address_burst: n(1000) };
+    let shop = shop(GatewayConfig { rate_limits: limits, ..GatewayConfig::default() }, false).await;
+    let (_, token) = shop.customer();
+    let query = |count: usize| {
+        let fields: String =
+            (0..count).map(|i| format!("p{i}: product(sku: \"TEA-001\") {{ name }} ")).collect();
+        json!({"query": format!("query {{ {fields} }}")})
+    };
+    // The edge takes one of the burst of four, the two fields two more: within the budget.
+    let within = graphql(&shop, Some(&token), query(2)).await;
+    assert!(within.body["errors"].is_null(), "{}", within.body);
+    assert!(within.body["data"]["p1"]["name"].is_string(), "{}", within.body);
+    // Six more fields are past it: refused, as the six REST calls would have been.
+    let past = graphql(&shop, Some(&token), query(6)).await;
+    let limited = past.body["errors"]
+        .as_array()
+        .is_some_and(|errors| errors.iter().any(|e| e["extensions"]["code"] == "rate_limited"));
+    assert!(limited, "{}", past.body);
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_names_the_client_and_anyone_else_is_their_own_address() {
+    let n = |value| NonZeroU32::new(value).expect("non-zero");
+    let limits =
+        RateLimits { per_token: n(1000), token_burst: n(1000), per_address: n(1), address_burst: n(2) };
+    let config = GatewayConfig {
+        rate_limits: limits,
+        trusted_proxies: vec!["10.0.0.0/8".parse().expect("a net")],
+        ..GatewayConfig::default()
+    };
+    let shop = shop(config, false).await;
+    let from = |peer: &str, forwarded: &str| {
+        let mut request = axum::http::Request::builder().method(Method::GET).uri("/api/v1/products");
+        if !forwarded.is_empty() {
+            request = request.header("x-forwarded-for", forwarded);
+        }
+        let mut request = request.body(axum::body::Body::empty()).expect("a request");
+        let peer: std::net::SocketAddr = format!("{peer}:40000").parse().expect("an address");
+        request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        let router = shop.router.clone();
+        async move { tower::ServiceExt::oneshot(router, request).await.expect("an answer").status() }
+    };
+    // Two clients behind the ingress each get their own allowance of two.
+    for _ in 0..2 {
+        assert_eq!(from("10.0.0.5", "203.0.113.1").await, StatusCode::OK);
+        assert_eq!(from("10.0.0.5", "203.0.113.2").await, StatusCode::OK);
+    }
+    assert_eq!(from("10.0.0.5", "203.0.113.1").await, StatusCode::TOO_MANY_REQUESTS);
+    // A client that is not a trusted proxy cannot choose its address by the header.
+    assert_eq!(from("192.0.2.7", "203.0.113.50").await, StatusCode::OK);
+    assert_eq!(from("192.0.2.7", "203.0.113.51").await, StatusCode::OK);
+    assert_eq!(from("192.0.2.7", "203.0.113.52").await, StatusCode::TOO_MANY_REQUESTS);
+}

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tessera_web::Problem;
 
+use crate::client_address::{address_key, client_address};
 use crate::state::Gateway;
 
 /// Deepest nesting a query may have.
@@ -32,7 +33,7 @@ mod rest;
 mod types;
 
 pub use operations::{Mutation, Query};
-use rest::Rest;
+use rest::{Budget, Rest};
 
 pub type ShopSchema = Schema<Query, Mutation, EmptySubscription>;
 /// The schema, with its limits.
@@ -129,7 +130,8 @@ pub(crate) async fn serve(State(state): State<GraphqlState>, request: axum::extr
         }
     }
     // The edge counted this request once; each further operation of a batch counts too.
-    let address = connection.map_or_else(|| "local".to_owned(), |c| c.0.ip().to_string());
+    let address =
+        address_key(client_address(connection.map(|c| c.0.ip()), &headers, &gateway.config.trusted_proxies));
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let subject = authorization
         .as_deref()
@@ -153,7 +155,15 @@ pub(crate) async fn serve(State(state): State<GraphqlState>, request: axum::extr
     let single = requests.len() == 1;
     let mut answers = Vec::with_capacity(requests.len());
     for request in requests {
-        let request = request.data(Rest { routes: state.rest.clone(), authorization: authorization.clone() });
+        let request = request.data(Rest {
+            routes: state.rest.clone(),
+            authorization: authorization.clone(),
+            budget: Budget {
+                limiter: gateway.limiter.clone(),
+                subject: subject.clone(),
+                address: address.clone(),
+            },
+        });
         answers.push(state.schema.execute(request).await);
     }
     let body = if single { serde_json::to_value(&answers[0]) } else { serde_json::to_value(&answers) };

@@ -1,6 +1,8 @@
 //! How resolvers answer: by calling the gateway's own REST routes in process, with the
 //! caller's token, and reading their answers back.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, ErrorExtensions};
 use axum::Router;
 use axum::body::Body;
@@ -10,11 +12,22 @@ use serde::Deserialize;
 use serde_json::Value;
 use tower::ServiceExt;
 
+use crate::limits::Limiter;
+
 /// What a resolver needs: the REST routes (without the edge layers, which the GraphQL request
 /// already passed) and the caller's Authorization header.
 pub(crate) struct Rest {
     pub(crate) routes: Router,
     pub(crate) authorization: Option<String>,
+    pub(crate) budget: Budget,
+}
+
+/// The caller's rate limit, which every resolver's call draws on: one query's fields can fan
+/// out into many REST calls, and each counts as the request it would have been.
+pub(crate) struct Budget {
+    pub(crate) limiter: Arc<Limiter>,
+    pub(crate) subject: Option<String>,
+    pub(crate) address: String,
 }
 
 impl Rest {
@@ -25,6 +38,15 @@ impl Rest {
         body: Option<Value>,
         headers: &[(&str, String)],
     ) -> async_graphql::Result<(StatusCode, Value)> {
+        let budget = &self.budget;
+        if let Err(seconds) = budget.limiter.check(budget.subject.as_deref(), &budget.address) {
+            metrics::counter!("tessera_gateway_graphql_calls_limited_total").increment(1);
+            return Err(async_graphql::Error::new("too many requests; slow down").extend_with(|_, e| {
+                e.set("code", "rate_limited");
+                e.set("status", 429);
+                e.set("retry_after", seconds);
+            }));
+        }
         let mut request = Request::builder().method(method).uri(path);
         if let Some(authorization) = &self.authorization {
             request = request.header(header::AUTHORIZATION, authorization);

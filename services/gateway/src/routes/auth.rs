@@ -11,10 +11,11 @@ use tessera_kernel::Timestamp;
 use tessera_web::{ApiResult, Json, Problem};
 
 use crate::auth::Role;
+use crate::client_address::ClientAddress;
 use crate::forward::pass_on_error;
 use crate::passwords;
 use crate::state::Gateway;
-use crate::throttle::{self, Peer};
+use crate::throttle;
 
 fn now() -> Timestamp {
     Timestamp::from_system_time(std::time::SystemTime::now())
@@ -50,10 +51,10 @@ pub(crate) struct Credentials {
         (status = 503, description = "too many password checks at once; `Retry-After: 1`", body = Problem)))]
 pub(crate) async fn issue_token(
     State(gateway): State<Gateway>,
-    Peer(peer): Peer,
+    ClientAddress(client): ClientAddress,
     Json(credentials): Json<Credentials>,
 ) -> ApiResult<Response> {
-    let (account, address) = (throttle::account(&credentials.email), throttle::address(peer));
+    let (account, address) = (throttle::account(&credentials.email), throttle::address(client));
     let at = now().as_micros();
     let counted = throttle::check(&gateway.store, &[&account, &address], at).await?;
     let answer = signed_in(&gateway, credentials).await;
