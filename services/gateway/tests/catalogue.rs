@@ -246,25 +246,39 @@ async fn a_thousand_concurrent_reads_of_a_cold_key_load_it_from_inventory_once()
         }
         assert!(Instant::now() < deadline, "the creation's invalidations never settled");
     }
-    catalogue.invalidate(groups_for("TEA-200")).await;
-    let before = shop.inventory_reads.load(Ordering::SeqCst);
-    let barrier = Arc::new(tokio::sync::Barrier::new(1_000));
-    let readers: Vec<_> = (0..1_000)
-        .map(|_| {
-            let (shop, barrier) = (shop.clone(), barrier.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                shop.send(Method::GET, "/api/v1/products/TEA-200", None, None).await
+    // A late event of the creation can still empty the key during one burst (and cost it a
+    // second load); it cannot spoil three in a row. Without shared loads every burst would
+    // load the key hundreds of times.
+    let mut loads_per_burst = Vec::new();
+    for _ in 0..3 {
+        catalogue.invalidate(groups_for("TEA-200")).await;
+        let before = shop.inventory_reads.load(Ordering::SeqCst);
+        let barrier = Arc::new(tokio::sync::Barrier::new(1_000));
+        let readers: Vec<_> = (0..1_000)
+            .map(|_| {
+                let (shop, barrier) = (shop.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    shop.send(Method::GET, "/api/v1/products/TEA-200", None, None).await
+                })
             })
-        })
-        .collect();
-    for reader in readers {
-        let answer = reader.await.expect("reader");
-        assert_eq!(answer.status, StatusCode::OK);
-        assert_eq!(answer.body["sku"], "TEA-200");
+            .collect();
+        for reader in readers {
+            let answer = reader.await.expect("reader");
+            assert_eq!(answer.status, StatusCode::OK);
+            assert_eq!(answer.body["sku"], "TEA-200");
+        }
+        loads_per_burst.push(shop.inventory_reads.load(Ordering::SeqCst) - before);
+        if loads_per_burst.last() == Some(&1) {
+            break;
+        }
     }
-    let loads = shop.inventory_reads.load(Ordering::SeqCst) - before;
-    assert_eq!(loads, 1, "one load from inventory for 1,000 readers");
+    assert_eq!(
+        loads_per_burst.last(),
+        Some(&1),
+        "one load from inventory for 1,000 readers: {loads_per_burst:?}"
+    );
+    assert!(loads_per_burst.iter().all(|loads| *loads <= 2), "{loads_per_burst:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
