@@ -28,6 +28,9 @@ use crate::domain::{
     OrderStatus, PlaceOrderData, PublicOutcome, ReactionError, Recorded, RequestNext, next_for_request,
 };
 
+/// How often the timer loop deletes expired idempotency keys.
+const PRUNE_KEYS_EVERY: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
@@ -295,6 +298,17 @@ impl Orders {
         })
     }
 
+    /// Deletes the records of idempotency keys older than [`KEY_LIFETIME`], which no request
+    /// can replay any more; returns how many went.
+    pub async fn prune_request_keys(&self) -> Result<u64, AppError> {
+        let now = self.inner.clock.now().wall().as_micros();
+        let lifetime = u64::try_from(KEY_LIFETIME.as_micros()).unwrap_or(u64::MAX);
+        let cutoff = i64::try_from(now.saturating_sub(lifetime)).unwrap_or(i64::MAX);
+        let mut unit = self.inner.store.begin();
+        unit.execute(Statement::new("DELETE FROM order_requests WHERE kept_at <= $1").bind(cutoff));
+        Ok(unit.commit().await?.rows_affected)
+    }
+
     /// What orders kept of the first request `customer_id` made with `request_key`, if any.
     async fn kept_request(
         &self,
@@ -425,7 +439,15 @@ impl Orders {
 
     /// Fires due saga timers until `shutdown`, every `every`.
     pub async fn run_timers(self, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        let mut last_prune: Option<std::time::Instant> = None;
         while !*shutdown.borrow() {
+            // Keys past their day answer for nothing: their records go, once an hour.
+            if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_KEYS_EVERY) {
+                last_prune = Some(std::time::Instant::now());
+                if let Err(error) = self.prune_request_keys().await {
+                    tracing::warn!(%error, "expired idempotency keys were not pruned; retrying later");
+                }
+            }
             for (saga, engine) in
                 [(OrderSaga::PlaceOrder, &self.inner.place), (OrderSaga::CancelOrder, &self.inner.cancel)]
             {
