@@ -17,7 +17,6 @@ use clap::Args;
 use serde_json::{Value, json};
 use tessera_invariants::{AuditFact, DeadLetterFact, Facts, PipelineFacts};
 use tessera_kernel::Timestamp;
-use tessera_orders::domain::OrderStatus;
 use tessera_store::{PostgresOptions, SqliteOptions, Store, StoreConfig};
 
 use crate::registry;
@@ -140,17 +139,6 @@ impl VerifyReport {
     }
 }
 
-fn status_name(status: OrderStatus) -> &'static str {
-    match status {
-        OrderStatus::New => "new",
-        OrderStatus::Pending => "pending",
-        OrderStatus::Confirmed => "confirmed",
-        OrderStatus::Rejected => "rejected",
-        OrderStatus::Cancelling => "cancelling",
-        OrderStatus::Cancelled => "cancelled",
-    }
-}
-
 /// The platform's facts about one store: its message pipeline.
 async fn pipeline(service: &str, store: &Store) -> anyhow::Result<PipelineFacts> {
     let dead_letters = tessera_bus::list_dead_letters(store, None)
@@ -209,7 +197,7 @@ pub async fn verify(target: &StoreTarget, settle: Duration) -> anyhow::Result<Ve
     };
     for order in &facts.orders.orders {
         if order.settled(cutoff) {
-            *report.orders.entry(status_name(order.state.status)).or_default() += 1;
+            *report.orders.entry(order.state.status.name()).or_default() += 1;
         } else {
             report.unsettled += 1;
         }

@@ -228,23 +228,12 @@ impl Violation {
     }
 }
 
-fn status_name(status: OrderStatus) -> &'static str {
-    match status {
-        OrderStatus::New => "new",
-        OrderStatus::Pending => "pending",
-        OrderStatus::Confirmed => "confirmed",
-        OrderStatus::Rejected => "rejected",
-        OrderStatus::Cancelling => "cancelling",
-        OrderStatus::Cancelled => "cancelled",
-    }
-}
-
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Violation::NoQuiescence { events } => write!(f, "not quiescent after {events} events"),
             Violation::OrderNotTerminal { order_id, status } => {
-                write!(f, "order {order_id} is still {}", status_name(*status))
+                write!(f, "order {order_id} is still {}", status.name())
             }
             Violation::EventRepeated { order_id, events } => {
                 write!(f, "order {order_id} has {} more than once", events.join(", "))
@@ -272,11 +261,7 @@ impl fmt::Display for Violation {
                 write!(f, "order {order_id}: reserved {reserved:?}, the order says {ordered:?}")
             }
             Violation::ReservationHeld { order_id, sku, order_status } => {
-                write!(
-                    f,
-                    "order {order_id} is {}: its {sku} reservation is still held",
-                    status_name(*order_status)
-                )
+                write!(f, "order {order_id} is {}: its {sku} reservation is still held", order_status.name())
             }
             Violation::StockNotSold { order_id, sku, state } => {
                 write!(
@@ -305,7 +290,7 @@ impl fmt::Display for Violation {
             Violation::CaptureMismatch { order_id, status, total, stored, network } => write!(
                 f,
                 "{} order {order_id} (total {total:?}): captures {stored:?} (store), {network:?} (network)",
-                status_name(*status)
+                status.name()
             ),
             Violation::RefundedButConfirmed { order_id, refunded } => {
                 write!(f, "confirmed order {order_id}: refunded {refunded:?}")

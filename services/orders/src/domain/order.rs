@@ -23,6 +23,18 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// The status as orders keeps it (`cancelling` included), for operators' reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            OrderStatus::New => "new",
+            OrderStatus::Pending => "pending",
+            OrderStatus::Confirmed => "confirmed",
+            OrderStatus::Rejected => "rejected",
+            OrderStatus::Cancelling => "cancelling",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+
     /// The status API.md shows (`cancelling` is still `confirmed` to a client).
     pub fn public(self) -> &'static str {
         match self {
