@@ -13,6 +13,7 @@ mod projections;
 mod registry;
 mod serve;
 mod settings;
+mod signing_keys;
 mod simulate;
 mod top;
 mod up;
@@ -72,6 +73,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Rotate the vault's master key (`rotate`).
     Vault(keys::VaultArgs),
+    /// Rotate the gateway's token signing key on a running system (`rotate`).
+    Keys(signing_keys::KeysArgs),
     /// Watch a running system in the terminal: requests, errors, latency, backlogs, lag.
     Top(top::TopArgs),
     /// Drive a running system with an open- or closed-loop mix of shop requests and report
@@ -126,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Projections(args) => projections::run(args).await,
         Command::Audit(args) => audit::run(args).await,
         Command::Vault(args) => keys::run(args).await,
+        Command::Keys(args) => signing_keys::run(args).await,
         Command::Bench { target } => bench::run(target).await,
         Command::Top(args) => top::run(args).await,
         Command::Load(args) => load::run(args).await,

@@ -137,10 +137,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let name = service.name();
     let auth = match (&args.jwks_url, args.insecure_no_auth) {
         (Some(url), _) => {
-            let source = tessera_web::token::HttpJwks::new(url).context("--jwks-url")?;
+            let source = match &args.jwks_ca {
+                Some(path) => {
+                    let pem = std::fs::read(path).with_context(|| format!("--jwks-ca {}", path.display()))?;
+                    tessera_web::token::HttpJwks::with_ca(url, &pem)
+                }
+                None => tessera_web::token::HttpJwks::new(url),
+            }
+            .context("--jwks-url")?;
             Some(Arc::new(tessera_web::token::ServiceAuth::new(
                 Box::new(source),
-                tessera_web::token::TokenRules::default(),
+                tessera_web::token::TokenRules::for_service(name),
             )))
         }
         (None, true) => {
@@ -182,6 +189,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    serve_metrics(&args).await?;
     println!("{name}: databases {}_*, NATS namespace {}", args.database_prefix, args.nats_namespace);
     println!("listening on http://{}", listener.local_addr()?);
     tessera_web::serve(listener, router, crate::up::shutdown_signal()).await?;
@@ -295,12 +303,28 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    serve_metrics(args).await?;
     println!("gateway serving");
     println!("listening on http://{}", listener.local_addr()?);
     tessera_web::serve(listener, router, crate::up::shutdown_signal()).await?;
     if let Some(node) = node {
         node.shutdown(SHUTDOWN_GRACE).await;
     }
+    Ok(())
+}
+
+/// `/metrics` on a listener of its own, open to whoever reaches it, with `--metrics-listen`.
+async fn serve_metrics(args: &ServeArgs) -> anyhow::Result<()> {
+    let Some(address) = args.metrics_listen else { return Ok(()) };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} for metrics"))?;
+    println!("metrics on http://{}/metrics", listener.local_addr()?);
+    tokio::spawn(tessera_web::serve(
+        listener,
+        tessera_runtime::metrics::open_route(),
+        crate::up::shutdown_signal(),
+    ));
     Ok(())
 }
 

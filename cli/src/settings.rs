@@ -72,6 +72,14 @@ pub struct ServeArgs {
     /// Every request but the probes must carry a token they verify: nothing trusts the network.
     #[arg(long, env = "TESSERA_JWKS_URL", value_name = "URL")]
     pub(crate) jwks_url: Option<String>,
+    /// For a service: a PEM file with the CA certificate that signed the gateway's, when the
+    /// JWKS address is https:// under a private CA (the system's roots are trusted besides).
+    #[arg(long, env = "TESSERA_JWKS_CA", value_name = "PATH")]
+    pub(crate) jwks_ca: Option<std::path::PathBuf>,
+    /// Serve `/metrics` to anyone who reaches this address (the scraper's; a network policy
+    /// narrows who that is). Without it `/metrics` answers only this host.
+    #[arg(long, env = "TESSERA_METRICS_LISTEN", value_name = "ADDRESS")]
+    pub(crate) metrics_listen: Option<SocketAddr>,
     /// For a service: accept requests without a token. Only for a service reachable by nothing
     /// but the gateway, on a network you trust.
     #[arg(long, env = "TESSERA_INSECURE_NO_AUTH", conflicts_with = "jwks_url")]

@@ -135,6 +135,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let staff: Vec<_> =
         settings.gateway.staff.iter().map(|u| (u.email.clone(), u.password.clone())).collect();
+    refuse_demo_staff_off_loopback(config.listen, &staff)?;
     let system = Embedded::start(&data, settings).await?;
     seed_catalogue(&system.inventory).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
@@ -197,6 +198,24 @@ async fn seed_catalogue(inventory: &tessera_inventory::Inventory) -> anyhow::Res
     Ok(())
 }
 
+/// The demo's staff passwords, which anybody can read in the README.
+const DEMO_STAFF: [(&str, &str); 2] =
+    [("admin@tessera.local", "admin"), ("support@tessera.local", "support")];
+
+/// `up` on an address other machines reach must not let them in with the demo's passwords.
+fn refuse_demo_staff_off_loopback(listen: SocketAddr, staff: &[(String, String)]) -> anyhow::Result<()> {
+    let demo =
+        staff.iter().find(|(email, password)| DEMO_STAFF.contains(&(email.as_str(), password.as_str())));
+    match demo {
+        Some((email, _)) if !listen.ip().is_loopback() => anyhow::bail!(
+            "{email} still has the demo password, and {listen} is reachable from other machines: \
+             give every member of staff a password of their own ([[gateway.staff]] in tessera.toml), \
+             or listen on 127.0.0.1"
+        ),
+        _ => Ok(()),
+    }
+}
+
 fn print_banner(data: &Path, scheme: &str, address: SocketAddr, took: Duration, staff: &[(String, String)]) {
     let base = format!("{scheme}://{address}");
     println!("Tessera is up (embedded) in {} ms", took.as_millis());
@@ -206,7 +225,8 @@ fn print_banner(data: &Path, scheme: &str, address: SocketAddr, took: Duration, 
     println!("  API       {base}/api/v1");
     println!("  OpenAPI   {base}/openapi.json");
     println!("  health    {base}/health   readiness {base}/ready");
-    for (email, password) in staff {
+    // Passwords are printed only where nobody else can use them.
+    for (email, password) in staff.iter().filter(|_| address.ip().is_loopback()) {
         println!("  sign in   {email} / {password}");
     }
     println!("  try       curl -s {base}/api/v1/products");
@@ -236,5 +256,25 @@ pub(crate) async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staff(password: &str) -> Vec<(String, String)> {
+        vec![("admin@tessera.local".to_owned(), password.to_owned())]
+    }
+
+    #[test]
+    fn demo_passwords_are_refused_only_off_loopback() {
+        let outside: SocketAddr = "0.0.0.0:8080".parse().expect("address");
+        let inside: SocketAddr = "127.0.0.1:8080".parse().expect("address");
+        let refused = refuse_demo_staff_off_loopback(outside, &staff("admin")).expect_err("demo password");
+        assert!(refused.to_string().contains("admin@tessera.local"), "{refused}");
+        assert!(refuse_demo_staff_off_loopback(inside, &staff("admin")).is_ok(), "fine on loopback");
+        assert!(refuse_demo_staff_off_loopback(outside, &staff("a long secret")).is_ok(), "own password");
+        assert!(refuse_demo_staff_off_loopback("[::1]:8080".parse().expect("v6"), &staff("admin")).is_ok());
     }
 }

@@ -203,7 +203,8 @@ fn distributed_orders_survive_a_killed_payments_process() {
     orders.extend((10..15).map(place));
 
     let started = Instant::now();
-    services_check_tokens_again(&services["orders"].base, &me, &admin, &orders[0]);
+    let keys = gateway_keys(&cluster);
+    services_check_tokens_again(&services["orders"].base, &keys, &me, &admin, &orders[0]);
     let views: Vec<Value> = loop {
         let views: Vec<Value> = orders
             .iter()
@@ -300,12 +301,39 @@ fn distributed_orders_survive_a_killed_payments_process() {
     let ticket = json!({"order_id": orders[0], "subject": format!("{canary} subject"), "message": format!("{canary} message")});
     let (code, opened) = call(g, Some(&me), "POST", "/api/v1/tickets", Some(ticket), None);
     assert_eq!(code, 201, "{opened}");
-    let me_id = {
-        let payload = me.split('.').nth(1).expect("a JWT");
-        let claims: Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("claims");
-        claims["sub"].as_str().expect("sub").to_owned()
+    let me_id = subject(&me);
+
+    // Another customer, inside the cluster, goes after this one's data on every service port.
+    let registration = json!({"email": "mallory@example.com", "name": "Mallory", "password": "mallory-pass",
+        "address": {"line1": "2 Side St", "city": "Oslo", "postal_code": "0151", "country": "NO"}});
+    assert_eq!(call(g, None, "POST", "/api/v1/customers", Some(registration), None).0, 201);
+    let mallory = sign_in(g, "mallory@example.com", "mallory-pass");
+    let mallory_id = subject(&mallory);
+    let now = tessera_kernel::Timestamp::from_system_time(std::time::SystemTime::now());
+    let attacker = crate::inside_attacker::Attacker {
+        service_tokens: ["inventory", "orders", "payments", "customers", "support"]
+            .into_iter()
+            .map(|service| {
+                let token = keys
+                    .issue_for_service(service, &mallory_id, "customer", Duration::from_secs(600), now)
+                    .expect("a token");
+                (service, token)
+            })
+            .collect(),
+        customer_id: mallory_id,
+        gateway_token: mallory,
     };
+    let victim = crate::inside_attacker::Victim {
+        customer_id: &me_id,
+        email: "dist@example.com",
+        password: "distributed",
+        order_id: &orders[0],
+        ticket_id: opened["id"].as_str().expect("ticket id"),
+        card_token: &card,
+        sku: "DIST-001",
+    };
+    let bases = services.iter().map(|(name, process)| (*name, process.base.clone())).collect();
+    crate::inside_attacker::attack(&bases, &victim, &attacker, &|| database_texts(&cluster));
     let (code, accepted) = call(g, Some(&me), "DELETE", &format!("/api/v1/customers/{me_id}"), None, None);
     assert_eq!(code, 202, "{accepted}");
     let started = Instant::now();
@@ -340,24 +368,68 @@ fn distributed_orders_survive_a_killed_payments_process() {
     assert_clean(&logs, &personal);
 }
 
-/// A service answers nobody who lacks a token the gateway signed, even on the inside network.
-fn services_check_tokens_again(service: &str, customer: &str, admin: &str, order: &str) {
+/// A service answers nobody who lacks a token the gateway minted for it, even on the inside
+/// network: not a client's own gateway token, not an admin's.
+fn services_check_tokens_again(
+    service: &str,
+    keys: &tessera_gateway::KeyRing,
+    customer: &str,
+    admin: &str,
+    order: &str,
+) {
     let path = format!("/orders/{order}");
     assert_eq!(call(service, None, "GET", "/health", None, None).0, 200, "probes stay open");
     let (code, body) = call(service, None, "GET", &path, None, None);
     assert_eq!(code, 401, "no token: {body}");
     assert_eq!(body["code"], "unauthorized");
-    // The customer's token with its payload changed (role raised), the signature kept.
-    let parts: Vec<&str> = customer.split('.').collect();
+    let now = tessera_kernel::Timestamp::from_system_time(std::time::SystemTime::now());
+    let minted = |role: &str, sub: &str| {
+        keys.issue_for_service("orders", sub, role, Duration::from_secs(60), now).expect("a token")
+    };
+    let as_customer = minted("customer", &subject(customer));
+    // The minted token with its payload changed (role raised), the signature kept.
+    let parts: Vec<&str> = as_customer.split('.').collect();
     let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[1]).expect("base64url")).expect("claims");
     let raised = URL_SAFE_NO_PAD.encode(payload.replace("\"customer\"", "\"admin\""));
     let tampered = format!("{}.{raised}.{}", parts[0], parts[2]);
     assert_eq!(call(service, Some(&tampered), "GET", "/admin/status", None, None).0, 401, "tampered");
     assert_eq!(call(service, Some("not.a.token"), "GET", &path, None, None).0, 401, "garbage");
-    assert_eq!(call(service, Some(customer), "GET", &path, None, None).0, 200, "a genuine token");
-    let (code, body) = call(service, Some(customer), "GET", "/admin/status", None, None);
+    let (code, body) = call(service, Some(customer), "GET", &path, None, None);
+    assert_eq!(code, 401, "a client's own gateway token is not for services: {body}");
+    assert_eq!(call(service, Some(admin), "GET", "/admin/status", None, None).0, 401, "nor an admin's");
+    assert_eq!(call(service, Some(&as_customer), "GET", &path, None, None).0, 200, "minted for orders");
+    let (code, body) = call(service, Some(&as_customer), "GET", "/admin/status", None, None);
     assert_eq!(code, 403, "operator routes are for admins: {body}");
-    assert_eq!(call(service, Some(admin), "GET", "/admin/status", None, None).0, 200);
+    let as_admin = minted("admin", "admin@tessera.local");
+    assert_eq!(call(service, Some(&as_admin), "GET", "/admin/status", None, None).0, 200);
+}
+
+/// The `sub` of a token.
+fn subject(token: &str) -> String {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("claims");
+    claims["sub"].as_str().expect("sub").to_owned()
+}
+
+/// The gateway's signing key, read from its database as an attacker who stole it could: the
+/// test mints the tokens the gateway would mint for a service.
+fn gateway_keys(cluster: &Cluster) -> tessera_gateway::KeyRing {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let pkcs8: String = runtime.block_on(async {
+        let url = tessera_store::database_url(&cluster.postgres, &format!("{}_gateway", cluster.prefix));
+        let (client, connection) =
+            tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        let row = client
+            .query_one("SELECT pkcs8 FROM gateway_keys ORDER BY created_at DESC, kid LIMIT 1", &[])
+            .await
+            .expect("the gateway's key");
+        row.get(0)
+    });
+    let der = base64::engine::general_purpose::STANDARD.decode(pkcs8).expect("base64");
+    let key = tessera_gateway::SigningKey::from_pkcs8(&der).expect("a signing key");
+    tessera_gateway::KeyRing::new(key, tessera_gateway::TokenSettings::default())
 }
 
 /// A CVC no database, stream or log may ever hold.

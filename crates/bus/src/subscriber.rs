@@ -87,6 +87,8 @@ impl std::fmt::Debug for Subscriber {
 /// What every lane shares.
 struct Lane {
     consumer: String,
+    /// The service whose stream this lane reads: the only source its messages may declare.
+    source: String,
     store: Store,
     handler: Arc<dyn Handler>,
     upcasters: Arc<Upcasters>,
@@ -120,7 +122,12 @@ impl Subscriber {
         // missed (the in-process transport keeps messages only for declared consumers).
         transport.declare(&spec);
         let consumer = format!("{}__{}", spec.subscriber, spec.source);
-        Self { spec, transport, lane: Arc::new(Lane { consumer, store, handler, upcasters, options }) }
+        let source = spec.source.clone();
+        Self {
+            spec,
+            transport,
+            lane: Arc::new(Lane { consumer, source, store, handler, upcasters, options }),
+        }
     }
 
     /// The name under which this subscription's dead letters are filed.
@@ -314,6 +321,17 @@ impl Lane {
     /// The handler, with a panic turned into an ordinary failure: a panicking handler must
     /// not take its lane (and every key hashed to it) down with it.
     async fn handle(&self, envelope: &Envelope, unit: &mut UnitOfWork) -> Result<(), Failure> {
+        // A service publishes only on its own stream, so a message that names another source
+        // was put there by someone else: never applied, parked for an operator to see.
+        if envelope.source != self.source {
+            metrics::counter!("tessera_messages_refused_total", "consumer" => self.consumer.clone(), "reason" => "source")
+                .increment(1);
+            tracing::warn!(consumer = %self.consumer, id = %envelope.id, declared = %envelope.source, "a message declares a source other than its stream's");
+            return Err(Failure::Malformed(format!(
+                "declares the source {:?} but came on {:?}'s stream",
+                envelope.source, self.source
+            )));
+        }
         let span =
             tessera_telemetry::message_span(&self.consumer, &envelope.name, envelope.traceparent.as_deref());
         let handled = tracing::Instrument::instrument(self.handler.handle(envelope, unit), span);

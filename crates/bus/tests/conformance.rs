@@ -52,6 +52,44 @@ conformance!(
     a_malformed_message_is_parked_at_once_without_retries,
 );
 
+/// Only over NATS can a message reach a stream that is not its declared source's: in one
+/// process every message goes where its source says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_declaring_another_source_is_parked_and_never_applied() {
+    let Some(world) = World::new(Kind::Nats).await else { return };
+    let url = tessera_testkit::server_url("TESSERA_TEST_NATS", "NATS").expect("the NATS server of the world");
+    let handler = TestHandler::new();
+    let subscriber = world.subscriber(handler.clone(), Upcasters::new(), fast_subscriber());
+    let relay = world.relay(fast_relay());
+    world.produce(&[world.envelope("forged", 0, false)]).await;
+    assert_eq!(world.wait_for_effects(1, WAIT).await.len(), 1);
+    // Published straight onto this source's subjects by someone claiming to be another
+    // service (a forged `CustomerErased` on the orders stream, say).
+    let mut forged = world.envelope("forged", 1, false);
+    forged.source = "customers".to_owned();
+    let client = async_nats::connect(&url).await.expect("connect");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, forged.id.to_string());
+    let subject = format!("tessera.{}.{}.Happened", world.source, world.source);
+    async_nats::jetstream::new(client)
+        .publish_with_headers(subject, headers, serde_json::to_vec(&forged).expect("json").into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored by the stream");
+    world.produce(&(2..=4).map(|i| world.envelope("forged", i, false)).collect::<Vec<_>>()).await;
+    assert_eq!(world.wait_for_effects(4, WAIT).await.len(), 4, "the genuine ones flowed past it");
+    let letters = wait_for_dead_letters(&world).await;
+    relay.stop().await;
+    subscriber.stop().await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].envelope.id, forged.id);
+    assert!(letters[0].error.contains("declares the source"), "{}", letters[0].error);
+    assert!(handler.seen.lock().expect("seen").iter().all(|m| m.id != forged.id), "never handed over");
+    assert!(!world.consumer.inbox_contains(forged.id).await.expect("inbox"), "never applied");
+    assert_eq!(world.effects().await.len(), 4);
+}
+
 const WAIT: Duration = Duration::from_secs(20);
 
 /// The consumer's dead letters, once there is at least one (or after `WAIT`).

@@ -4,9 +4,12 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use axum::Router;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -44,17 +47,45 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
-/// `GET /metrics`.
+/// `GET /metrics` for peers on this host only (a sidecar, `tessera top` beside the process, a
+/// test): the figures name routes, services and volumes an outsider has no business reading.
+/// Others hear 404 and are pointed at the metrics listener ([`open_route`] on an address of
+/// its own, which a network policy can open to the scraper alone).
 pub fn route() -> Router {
+    let handle = prometheus();
+    Router::new().route(
+        "/metrics",
+        get(move |request: Request| {
+            let handle = handle.clone();
+            async move {
+                // A request with no peer came through no socket: a call inside this process.
+                let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
+                if peer.is_some_and(|peer| !peer.ip().is_loopback()) {
+                    return tessera_web::Problem::new(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        "metrics are served to this host only, and on the metrics listener (--metrics-listen)",
+                    )
+                    .into_response();
+                }
+                render(&handle)
+            }
+        }),
+    )
+}
+
+/// `GET /metrics` for whoever reaches the listener it is served on.
+pub fn open_route() -> Router {
     let handle = prometheus();
     Router::new().route(
         "/metrics",
         get(move || {
             let handle = handle.clone();
-            async move {
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render())
-                    .into_response()
-            }
+            async move { render(&handle) }
         }),
     )
+}
+
+fn render(handle: &PrometheusHandle) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()).into_response()
 }

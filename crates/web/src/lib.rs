@@ -3,6 +3,7 @@
 //! provoke (a malformed body, an unknown route, a wrong method, a body over 1 MiB, a panic) is
 //! problem+json with a stable code, never a bare 500 or plain text.
 
+pub mod access;
 pub mod bounded;
 mod extract;
 mod metered;

@@ -51,6 +51,20 @@ impl Default for TokenRules {
     }
 }
 
+impl TokenRules {
+    /// What the service `service` accepts: only tokens minted for it (see [`service_audience`]).
+    /// A client's gateway token (audience `tessera-api`) is refused there, and so is a token
+    /// minted for another service, so a token captured from one call opens nothing else.
+    pub fn for_service(service: &str) -> Self {
+        Self { audience: service_audience(service), ..Self::default() }
+    }
+}
+
+/// The audience of the tokens the gateway mints for calls to `service`.
+pub fn service_audience(service: &str) -> String {
+    format!("tessera:{service}")
+}
+
 /// The `kid` a token names, read before any key is chosen.
 pub fn key_id(token: &str) -> Result<String, TokenError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
@@ -155,54 +169,56 @@ pub trait JwksSource: Send + Sync {
     fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + '_>>;
 }
 
-/// A JWKS document served over HTTP (the gateway's `/.well-known/jwks.json`).
+/// A JWKS document served over HTTP or HTTPS (the gateway's `/.well-known/jwks.json`).
 pub struct HttpJwks {
-    url: axum::http::Uri,
-    client: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        axum::body::Body,
-    >,
+    url: reqwest::Url,
+    client: reqwest::Client,
 }
 
 impl HttpJwks {
+    /// `url` over http:// (inside a cluster network) or https:// (checked against the
+    /// system's trusted roots).
     pub fn new(url: &str) -> Result<Self, TokenError> {
-        let url: axum::http::Uri =
-            url.parse().map_err(|e| TokenError::Invalid(format!("the JWKS address {url:?}: {e}")))?;
-        if url.scheme_str() != Some("http") {
-            return Err(TokenError::Invalid(format!(
-                "the JWKS address {url} must be http:// (the gateway inside the cluster)"
-            )));
+        Self::build(url, None)
+    }
+
+    /// As [`HttpJwks::new`], also trusting the CA certificate `ca_pem` (a private CA's).
+    pub fn with_ca(url: &str, ca_pem: &[u8]) -> Result<Self, TokenError> {
+        Self::build(url, Some(ca_pem))
+    }
+
+    fn build(url: &str, ca_pem: Option<&[u8]>) -> Result<Self, TokenError> {
+        let invalid = |detail: String| TokenError::Invalid(format!("the JWKS address {url:?}: {detail}"));
+        let url = reqwest::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("must be http:// or https://".into()));
         }
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        Ok(Self { url, client })
+        let mut builder =
+            reqwest::Client::builder().timeout(Duration::from_secs(5)).https_only(url.scheme() == "https");
+        if let Some(pem) = ca_pem {
+            let ca = reqwest::Certificate::from_pem(pem).map_err(|e| invalid(format!("its CA: {e}")))?;
+            builder = builder.add_root_certificate(ca);
+        }
+        Ok(Self { url, client: builder.build().map_err(|e| invalid(e.to_string()))? })
     }
 }
 
 impl std::fmt::Debug for HttpJwks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpJwks").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("HttpJwks").field("url", &self.url.as_str()).finish_non_exhaustive()
     }
 }
 
 impl JwksSource for HttpJwks {
     fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + '_>> {
         Box::pin(async move {
-            use http_body_util::BodyExt;
-            let request = axum::http::Request::get(self.url.clone())
-                .body(axum::body::Body::empty())
-                .map_err(|e| e.to_string())?;
-            let exchange = async {
-                let response = self.client.request(request).await.map_err(|e| e.to_string())?;
-                if !response.status().is_success() {
-                    return Err(format!("{} answered {}", self.url, response.status()));
-                }
-                let body = response.into_body().collect().await.map_err(|e| e.to_string())?;
-                Ok(body.to_bytes().to_vec())
-            };
-            tokio::time::timeout(Duration::from_secs(5), exchange)
-                .await
-                .map_err(|_| format!("{} did not answer within 5 s", self.url))?
+            let response = self.client.get(self.url.clone()).send().await.map_err(|e| {
+                if e.is_timeout() { format!("{} did not answer within 5 s", self.url) } else { e.to_string() }
+            })?;
+            if !response.status().is_success() {
+                return Err(format!("{} answered {}", self.url, response.status()));
+            }
+            Ok(response.bytes().await.map_err(|e| e.to_string())?.to_vec())
         })
     }
 }
@@ -226,7 +242,9 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
 
 /// A service's check of the bearer token on every request, with the gateway's public keys
 /// cached and fetched again when a token names a `kid` not seen yet (a rotation), at most once
-/// per [`ServiceAuth::REFRESH_EVERY`] so a flood of forged kids cannot hammer the gateway.
+/// per [`ServiceAuth::REFRESH_EVERY`] so a flood of forged kids cannot hammer the gateway, and
+/// every [`ServiceAuth::REFETCH_EVERY`] whatever tokens come (so a key the gateway retired
+/// stops verifying here too).
 pub struct ServiceAuth {
     source: Box<dyn JwksSource>,
     rules: TokenRules,
@@ -246,6 +264,7 @@ const OPEN_PATHS: [&str; 4] = ["/health", "/ready", "/openapi.json", "/metrics"]
 
 impl ServiceAuth {
     pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
+    pub const REFETCH_EVERY: Duration = Duration::from_secs(300);
 
     pub fn new(source: Box<dyn JwksSource>, rules: TokenRules) -> Self {
         Self {
@@ -276,6 +295,12 @@ impl ServiceAuth {
             }
             *last = Some(Instant::now());
         }
+        self.fetch().await;
+        self.cached(kid)
+    }
+
+    /// Replaces the cached keys with the gateway's current set.
+    async fn fetch(&self) {
         match self.source.fetch().await.map_err(TokenError::Invalid).and_then(|doc| parse_jwks(&doc)) {
             Ok(keys) => {
                 *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
@@ -286,7 +311,22 @@ impl ServiceAuth {
                 *self.last_fetch.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
             }
         }
-        self.cached(kid)
+    }
+
+    /// Fetches the keys every `every` for as long as `auth` is in use (a task on the current
+    /// runtime that ends when the last other handle is dropped).
+    pub fn refetch_on_schedule(auth: &Arc<Self>, every: Duration) {
+        let auth = Arc::downgrade(auth);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(auth) = auth.upgrade() else { return };
+                let _one_fetch_at_a_time = auth.fetching.lock().await;
+                auth.fetch().await;
+            }
+        });
     }
 
     /// The caller a request's bearer token names, or why it is refused.
@@ -305,6 +345,7 @@ impl ServiceAuth {
     /// reaches the service's operator routes (`/admin/...`), which only admins and the
     /// gateway's own service identity may call.
     pub fn protect(self: Arc<Self>, router: Router) -> Router {
+        Self::refetch_on_schedule(&self, Self::REFETCH_EVERY);
         router.layer(axum::middleware::from_fn_with_state(self, authenticate))
     }
 }

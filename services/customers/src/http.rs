@@ -1,7 +1,9 @@
 //! Customers' HTTP routes: registration, the profile, and the credential check the gateway
 //! uses to issue tokens. Handlers parse, call `Customers`, and map the outcome; every error
-//! leaves as a problem with a stable code. Who may call what is the gateway's decision; these
-//! routes trust their caller.
+//! leaves as a problem with a stable code. Each route applies the shared access rules to its
+//! caller (`tessera_web::access`): a customer reaches only their own profile, and registration
+//! and the credential check answer only the gateway's own identity (the credential check is
+//! no password oracle for anyone else on the network).
 //!
 //! Request types that hold a password have no derived `Debug`, and no answer ever echoes one.
 
@@ -13,6 +15,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use tessera_contracts::customers::Address;
+use tessera_web::access::Access;
 use tessera_web::token::Actor;
 use tessera_web::{ApiResult, ETag, FieldError, IfMatch, Json, Path, Problem, stale, store_problem};
 use utoipa::ToSchema;
@@ -179,8 +182,10 @@ fn parse_id(text: &str) -> ApiResult<Uuid> {
 async fn register(
     State(customers): State<Customers>,
     actor: Actor,
+    access: Access,
     Json(body): Json<NewCustomer>,
 ) -> ApiResult<impl IntoResponse> {
+    access.require_gateway()?;
     let mut checks = Checks::default();
     let email = checks.take(Email::parse(&body.email));
     let name = checks.take(Name::parse(&body.name));
@@ -199,9 +204,11 @@ async fn register(
 async fn get_customer(
     State(customers): State<Customers>,
     actor: Actor,
+    access: Access,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id(&id)?;
+    access.see(&id.to_string(), "customer")?;
     let customer = customers
         .read_profile(id, &actor)
         .await?
@@ -218,11 +225,13 @@ async fn get_customer(
 async fn update_customer(
     State(customers): State<Customers>,
     actor: Actor,
+    access: Access,
     Path(id): Path<String>,
     if_match: IfMatch,
     Json(body): Json<CustomerPatch>,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id(&id)?;
+    access.change_person(&id.to_string(), "change profiles")?;
     let mut checks = Checks::default();
     let name = body.name.as_deref().map(|name| checks.take(Name::parse(name)));
     let address = body.address.as_ref().map(|address| checks.take_address(address));
@@ -238,8 +247,10 @@ async fn update_customer(
 async fn check_credentials(
     State(customers): State<Customers>,
     actor: Actor,
+    access: Access,
     Json(body): Json<Credentials>,
 ) -> ApiResult<Json<CredentialsOwner>> {
+    access.require_gateway()?;
     match customers.check_credentials(&body.email, &body.password, &actor).await? {
         Some(customer_id) => Ok(Json(CredentialsOwner { customer_id })),
         None => Err(invalid_credentials()),
@@ -260,9 +271,11 @@ pub struct ErasureAccepted {
 async fn erase_customer(
     State(customers): State<Customers>,
     actor: Actor,
+    access: Access,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id(&id)?;
+    access.change_person(&id.to_string(), "erase a person")?;
     let erasure_id =
         customers.erase(id, &actor).await?.ok_or_else(|| Problem::not_found(format!("no customer {id}")))?;
     Ok((StatusCode::ACCEPTED, Json(ErasureAccepted { erasure_id })))
@@ -312,9 +325,11 @@ impl From<Erasure> for ErasureView {
     responses((status = 200, body = ErasureView), (status = 404, body = Problem)))]
 async fn erasure_progress(
     State(customers): State<Customers>,
+    access: Access,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ErasureView>> {
     let id = parse_id(&id)?;
+    access.change_person(&id.to_string(), "erase a person")?;
     let erasure =
         customers.erasure(id).await?.ok_or_else(|| Problem::not_found(format!("no erasure of {id}")))?;
     Ok(Json(ErasureView::from(erasure)))

@@ -20,7 +20,7 @@ pub struct Caller {
 
 impl Caller {
     pub fn is_staff(&self) -> bool {
-        matches!(self.role, Role::Support | Role::Admin)
+        tessera_web::access::is_staff(self.role.as_str())
     }
 
     /// Whether this caller is the customer `customer_id`.
@@ -28,9 +28,10 @@ impl Caller {
         self.role == Role::Customer && self.sub == customer_id
     }
 
-    /// A customer reaches only their own objects; staff reach all.
+    /// A customer reaches only their own objects; staff reach all: the rule every service
+    /// applies again to the token the gateway mints for it.
     pub fn may_see(&self, customer_id: &str) -> bool {
-        self.is_staff() || self.is(customer_id)
+        tessera_web::access::may_see(self.role.as_str(), &self.sub, customer_id)
     }
 }
 

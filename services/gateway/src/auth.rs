@@ -93,12 +93,12 @@ impl SigningKey {
     }
 
     fn public_only(&self, retire_after: Timestamp) -> Self {
-        Self {
-            kid: self.kid.clone(),
-            pkcs8: None,
-            public: self.public.clone(),
-            retire_after: Some(retire_after),
-        }
+        self.public_only_until(Some(retire_after))
+    }
+
+    /// The public half alone, honoured until `retire_after`.
+    pub fn public_only_until(&self, retire_after: Option<Timestamp>) -> Self {
+        Self { kid: self.kid.clone(), pkcs8: None, public: self.public.clone(), retire_after }
     }
 
     fn jwk(&self) -> serde_json::Value {
@@ -165,15 +165,33 @@ impl KeyRing {
         keys.previous.push(old.public_only(retire_after));
     }
 
+    /// When a key superseded at `superseded_at` stops verifying: once the last token it
+    /// signed has expired.
+    pub fn retire_after(&self, superseded_at: Timestamp) -> Timestamp {
+        superseded_at.saturating_add(self.settings.ttl + self.settings.leeway)
+    }
+
+    /// Signs with `current` from now on and honours `previous` (each with its
+    /// `retire_after`), as read from the store, so that every replica holds the same ring.
+    pub fn replace(&self, current: SigningKey, previous: Vec<SigningKey>) {
+        let previous = previous.into_iter().map(|key| key.public_only_until(key.retire_after)).collect();
+        let mut keys = self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *keys = Keys { current, previous };
+    }
+
+    /// The kids of the keys honoured besides the current one.
+    pub fn previous_kids(&self) -> Vec<String> {
+        self.read().previous.iter().map(|key| key.kid.clone()).collect()
+    }
+
     pub fn current_kid(&self) -> String {
         self.read().current.kid.clone()
     }
 
     /// A token for `sub` with `role`, valid from `now` for the configured time.
     pub fn issue(&self, sub: &str, role: Role, now: Timestamp) -> Result<String, TokenError> {
-        let keys = self.read();
         let now = seconds(now);
-        let claims = Claims {
+        self.sign(&Claims {
             iss: self.settings.issuer.clone(),
             aud: self.settings.audience.clone(),
             sub: sub.to_owned(),
@@ -181,14 +199,42 @@ impl KeyRing {
             iat: now,
             nbf: now,
             exp: now + self.settings.ttl.as_secs(),
-        };
+        })
+    }
+
+    /// A token for one call to `service` on behalf of `role`:`sub`, valid for `ttl` from `now`:
+    /// its audience is that service alone (the on-behalf-of token of RFC 8693), and `act`
+    /// names the gateway as the party acting.
+    pub fn issue_for_service(
+        &self,
+        service: &str,
+        sub: &str,
+        role: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<String, TokenError> {
+        let now = seconds(now);
+        self.sign(&serde_json::json!({
+            "iss": self.settings.issuer,
+            "aud": tessera_web::token::service_audience(service),
+            "sub": sub,
+            "role": role,
+            "act": { "sub": tessera_web::access::GATEWAY },
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl.as_secs(),
+        }))
+    }
+
+    fn sign(&self, claims: &impl Serialize) -> Result<String, TokenError> {
+        let keys = self.read();
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(keys.current.kid.clone());
         let pkcs8 = keys
             .current
             .pkcs8()
             .ok_or_else(|| TokenError::Signing("the current key has no private half".into()))?;
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(pkcs8))
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(pkcs8))
             .map_err(|e| TokenError::Signing(e.to_string()))
     }
 

@@ -31,7 +31,8 @@ pub trait ServiceClient: Send + Sync {
 
 /// The bearer token to show a service on the current call.
 pub trait Credentials: Send + Sync {
-    fn bearer(&self) -> Option<String>;
+    /// The token for a call to `service`, whose audience is that service alone.
+    fn bearer(&self, service: &'static str) -> Option<String>;
     /// `role:subject` of the verified caller being served, if any.
     fn actor(&self) -> Option<String>;
 }
@@ -123,12 +124,15 @@ impl ServiceClient for Http {
         parts.uri = format!("{}{path}", self.base)
             .parse()
             .map_err(|e: axum::http::uri::InvalidUri| unreachable(e.to_string()))?;
-        if !parts.headers.contains_key(header::AUTHORIZATION)
-            && let Some(token) = self.credentials.get().and_then(|c| c.bearer())
-        {
-            let value = header::HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|e| unreachable(e.to_string()))?;
-            parts.headers.insert(header::AUTHORIZATION, value);
+        // As the gateway's client, a client's own token never travels on: each service sees a
+        // token minted for it. (Without credentials this is a plain client, as the CLI uses.)
+        if let Some(credentials) = self.credentials.get() {
+            parts.headers.remove(header::AUTHORIZATION);
+            if let Some(token) = credentials.bearer(self.name) {
+                let value = header::HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|e| unreachable(e.to_string()))?;
+                parts.headers.insert(header::AUTHORIZATION, value);
+            }
         }
         let response = self
             .client

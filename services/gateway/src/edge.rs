@@ -89,7 +89,7 @@ pub(crate) fn layers(router: Router, gateway: &Gateway) -> Router {
         (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
     ];
     let mut router = router
-        .layer(axum::middleware::from_fn(crate::delegation::remember_bearer))
+        .layer(axum::middleware::from_fn(crate::delegation::remember_caller))
         .layer(axum::middleware::from_fn_with_state(gateway.clone(), rate_limit))
         .layer(cors);
     for (name, value) in security {

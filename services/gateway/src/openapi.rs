@@ -22,6 +22,7 @@ use utoipa::OpenApi;
     crate::routes::admin::rebuild,
     crate::audit::verify,
     crate::routes::admin::sales,
+    crate::routes::admin::rotate_keys,
     crate::graphql::serve,
     crate::routes::tickets::attachments::upload_attachment,
     crate::routes::tickets::attachments::list_attachments,

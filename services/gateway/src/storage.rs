@@ -3,9 +3,10 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use tessera_kernel::Timestamp;
 use tessera_store::{Migration, MigrationSet, Statement, Store};
 
-use crate::auth::{SigningKey, TokenError};
+use crate::auth::{KeyRing, SigningKey, TokenError};
 use crate::error::GatewayError;
 
 /// `gateway_idempotency` is no longer written: orders keeps a placement's key with its order
@@ -48,9 +49,16 @@ pub(crate) fn now(store: &Store) -> i64 {
 
 /// The newest stored signing key, or a new one stored first.
 pub(crate) async fn signing_key(store: &Store) -> Result<SigningKey, GatewayError> {
-    if let Some(key) = newest_key(store).await? {
+    if let Some((key, _)) = stored_keys(store).await?.into_iter().next() {
         return Ok(key);
     }
+    let key = add_key(store).await?;
+    // Another replica may have stored its key at the same moment: everyone takes the newest.
+    Ok(stored_keys(store).await?.into_iter().next().map_or(key, |(newest, _)| newest))
+}
+
+/// A new signing key, stored; it signs once the replicas load it ([`load_keys`]).
+pub(crate) async fn add_key(store: &Store) -> Result<SigningKey, GatewayError> {
     let key = SigningKey::generate()?;
     let mut unit = store.begin();
     unit.execute(
@@ -60,19 +68,41 @@ pub(crate) async fn signing_key(store: &Store) -> Result<SigningKey, GatewayErro
             .bind(now(store)),
     );
     unit.commit().await?;
-    // Another replica may have stored its key at the same moment: everyone takes the newest.
-    Ok(newest_key(store).await?.unwrap_or(key))
+    Ok(key)
 }
 
-async fn newest_key(store: &Store) -> Result<Option<SigningKey>, GatewayError> {
+/// Every stored key with when it was stored, newest first.
+async fn stored_keys(store: &Store) -> Result<Vec<(SigningKey, Timestamp)>, GatewayError> {
     let rows = store
-        .query(Statement::new("SELECT pkcs8 FROM gateway_keys ORDER BY created_at DESC, kid LIMIT 1"))
+        .query(Statement::new("SELECT pkcs8, created_at FROM gateway_keys ORDER BY created_at DESC, kid"))
         .await?;
-    let Some(row) = rows.first() else { return Ok(None) };
-    let der = STANDARD
-        .decode(row.text("pkcs8")?)
-        .map_err(|e| GatewayError::Token(TokenError::Signing(e.to_string())))?;
-    Ok(Some(SigningKey::from_pkcs8(&der)?))
+    rows.iter()
+        .map(|row| {
+            let der = STANDARD
+                .decode(row.text("pkcs8")?)
+                .map_err(|e| GatewayError::Token(TokenError::Signing(e.to_string())))?;
+            let created = Timestamp::from_micros(u64::try_from(row.int("created_at")?).unwrap_or(0));
+            Ok((SigningKey::from_pkcs8(&der)?, created))
+        })
+        .collect()
+}
+
+/// Loads the stored keys into `ring`: the newest signs, and each older one verifies until the
+/// tokens it signed before the next one took over have expired. Every replica reads the same
+/// rows, so a rotation made through one reaches all.
+pub(crate) async fn load_keys(store: &Store, ring: &KeyRing, now: Timestamp) -> Result<(), GatewayError> {
+    let keys = stored_keys(store).await?;
+    let Some((newest, _)) = keys.first() else { return Ok(()) };
+    let previous = keys
+        .windows(2)
+        .filter_map(|pair| {
+            let (newer, older) = (&pair[0], &pair[1]);
+            let retire_after = ring.retire_after(newer.1);
+            (retire_after > now).then(|| older.0.public_only_until(Some(retire_after)))
+        })
+        .collect();
+    ring.replace(newest.clone(), previous);
+    Ok(())
 }
 
 const AUDIT_HEADS: &str = "

@@ -1,6 +1,7 @@
 //! Inventory's HTTP routes: the product catalogue and stock adjustments. Handlers parse,
 //! call `Inventory`, and map the outcome; every error leaves as a problem with a stable code.
-//! Who may call what is the gateway's decision; these routes trust their caller.
+//! Each route applies the shared access rules (`tessera_web::access`) to the token it is
+//! shown: any caller the gateway vouches for reads the catalogue, only admins change it.
 
 // utoipa's path macro writes fully qualified paths into the code it generates.
 #![allow(unused_qualifications)]
@@ -10,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use tessera_contracts::{Money, Sku};
+use tessera_web::access::{ADMIN, Access};
 use tessera_web::token::Actor;
 use tessera_web::{
     ApiResult, ETag, FieldError, IfMatch, Json, Path, Problem, Query, page_limit, stale, store_problem,
@@ -203,8 +205,10 @@ async fn list_products(
 async fn create_product(
     State(inventory): State<Inventory>,
     actor: Actor,
+    access: Access,
     Json(body): Json<NewProduct>,
 ) -> ApiResult<impl IntoResponse> {
+    access.require(&[ADMIN])?;
     let mut errors = Vec::new();
     check_text(&mut errors, "name", &body.name, MAX_NAME, true);
     check_text(
@@ -251,10 +255,12 @@ async fn get_product(
 async fn update_product(
     State(inventory): State<Inventory>,
     actor: Actor,
+    access: Access,
     Path(sku): Path<String>,
     if_match: IfMatch,
     Json(body): Json<ProductPatch>,
 ) -> ApiResult<impl IntoResponse> {
+    access.require(&[ADMIN])?;
     let sku = parse_sku(&sku)?;
     let mut errors = Vec::new();
     if let Some(name) = &body.name {
@@ -284,9 +290,11 @@ async fn update_product(
 async fn adjust_stock(
     State(inventory): State<Inventory>,
     actor: Actor,
+    access: Access,
     Path(sku): Path<String>,
     Json(body): Json<StockAdjustment>,
 ) -> ApiResult<Json<StockAvailable>> {
+    access.require(&[ADMIN])?;
     let sku = parse_sku(&sku)?;
     let mut errors = Vec::new();
     if body.delta == 0 || body.delta.abs() > MAX_STOCK {

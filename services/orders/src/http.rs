@@ -1,9 +1,11 @@
 //! Orders' HTTP routes: place, read, list, cancel, and an order's history. Placing answers 202
 //! at once: the saga decides the outcome, which a client reads back.
 //!
-//! These routes are the service's own: the acting customer comes in the body, filled in by the
-//! gateway from the caller's token. Checks that need other services (the sku exists, the payment
-//! token belongs to the customer, `Idempotency-Key`) are the gateway's, before it calls here.
+//! The acting customer comes in the body, filled in by the gateway from the caller's token, and
+//! each route applies the shared access rules to the token it is shown (`tessera_web::access`):
+//! a customer places, reads, lists and cancels only their own orders, and the sales analytics
+//! are for admins. Checks that need other services (the sku exists, the payment token belongs
+//! to the customer) are the gateway's, before it calls here.
 
 // utoipa's path macro writes fully qualified paths into the code it generates.
 #![allow(unused_qualifications)]
@@ -15,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tessera_contracts::Money;
 use tessera_contracts::orders::MAX_ORDER_LINES as MAX_LINES;
 use tessera_contracts::requests::NewOrder;
+use tessera_web::access::{ADMIN, Access, CUSTOMER};
 use tessera_web::token::Actor;
 use tessera_web::{ApiResult, ETag, FieldError, Json, Path, Problem, Query, page_limit, store_problem};
 use utoipa::{IntoParams, ToSchema};
@@ -52,8 +55,10 @@ pub struct RequestKeyQuery {
     responses((status = 200, body = Accepted), (status = 404, body = Problem)))]
 async fn placed_by_key(
     State(orders): State<Orders>,
+    access: Access,
     Query(query): Query<RequestKeyQuery>,
 ) -> ApiResult<Json<Accepted>> {
+    access.see(&query.customer_id.to_string(), "order")?;
     let placed = orders.placed_by_key(query.customer_id, &query.request_key).await?;
     let id = placed.ok_or_else(|| Problem::not_found("no order placed with this key"))?;
     Ok(Json(Accepted { id, status: "pending".into() }))
@@ -93,8 +98,10 @@ fn day(value: Option<&str>, field: &str, default: &str) -> Result<String, Proble
     responses((status = 200, body = SalesReport), (status = 422, body = Problem)))]
 async fn sales_analytics(
     State(orders): State<Orders>,
+    access: Access,
     Query(query): Query<SalesQuery>,
 ) -> ApiResult<Json<SalesReport>> {
+    access.require(&[ADMIN])?;
     let from = day(query.from.as_deref(), "from", "0000-01-01")?;
     let to = day(query.to.as_deref(), "to", "9999-12-31")?;
     let items =
@@ -276,14 +283,29 @@ fn order_id(text: &str) -> ApiResult<Uuid> {
     text.parse().map_err(|_| Problem::not_found("no such order"))
 }
 
+/// The order `id`, if the caller may see it; 404 as for an unknown order otherwise.
+async fn visible_order(orders: &Orders, access: &Access, id: Uuid) -> ApiResult<OrderRecord> {
+    let record = orders.record(id).await?.ok_or_else(|| Problem::not_found("no such order"))?;
+    if let Access::Token(_) = access {
+        let owner = record.order.customer_id.map(|id| id.to_string()).unwrap_or_default();
+        access.see(&owner, "order")?;
+    }
+    Ok(record)
+}
+
 /// Place an order; the answer comes before the outcome (202).
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = NewOrder,
     responses((status = 202, body = Accepted), (status = 422, body = Problem)))]
 async fn place_order(
     State(orders): State<Orders>,
     actor: Actor,
+    access: Access,
     Json(body): Json<NewOrder>,
 ) -> ApiResult<impl IntoResponse> {
+    access.require(&[CUSTOMER])?;
+    if let Some(customer) = body.customer_id {
+        access.act_for(&customer.to_string())?;
+    }
     let mut errors = Vec::new();
     if body.customer_id.is_none() {
         errors.push(FieldError::new("customer_id", "missing field `customer_id`"));
@@ -333,8 +355,12 @@ async fn place_order(
 #[utoipa::path(get, path = "/orders/{id}", tag = "orders",
     params(("id" = Uuid, Path, description = "the order id")),
     responses((status = 200, body = OrderView, headers(("ETag" = String))), (status = 404, body = Problem)))]
-async fn get_order(State(orders): State<Orders>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    let record = orders.record(order_id(&id)?).await?.ok_or_else(|| Problem::not_found("no such order"))?;
+async fn get_order(
+    State(orders): State<Orders>,
+    access: Access,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let record = visible_order(&orders, &access, order_id(&id)?).await?;
     let version = i64::try_from(record.version).unwrap_or(i64::MAX);
     Ok((ETag(version), Json(OrderView::from(&record))))
 }
@@ -344,8 +370,13 @@ async fn get_order(State(orders): State<Orders>, Path(id): Path<String>) -> ApiR
     responses((status = 200, body = SummaryPage), (status = 422, body = Problem)))]
 async fn list_orders(
     State(orders): State<Orders>,
+    access: Access,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<SummaryPage>> {
+    let customer_id = access
+        .list_filter(query.customer_id.map(|id| id.to_string()).as_deref())?
+        .map(|id| id.parse::<Uuid>().map_err(|_| Problem::invalid_field("customer_id", "not a customer id")))
+        .transpose()?;
     let limit = page_limit(query.limit)?;
     if let Some(status) = query.status.as_deref()
         && !["pending", "confirmed", "rejected", "cancelled"].contains(&status)
@@ -361,8 +392,7 @@ async fn list_orders(
         ),
     };
     let limit = limit as usize;
-    let mut summaries =
-        orders.summaries(query.customer_id, query.status.as_deref(), before, limit + 1).await?;
+    let mut summaries = orders.summaries(customer_id, query.status.as_deref(), before, limit + 1).await?;
     let more = summaries.len() > limit;
     summaries.truncate(limit);
     let next_cursor = if more { summaries.last().map(|s| s.order_id.to_string()) } else { None };
@@ -387,9 +417,11 @@ async fn list_orders(
 async fn cancel_order(
     State(orders): State<Orders>,
     actor: Actor,
+    access: Access,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = order_id(&id)?;
+    visible_order(&orders, &access, id).await?;
     orders.cancel(id, &actor).await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { id, status: "cancelling".into() })))
 }
@@ -398,8 +430,13 @@ async fn cancel_order(
 #[utoipa::path(get, path = "/orders/{id}/history", tag = "orders",
     params(("id" = Uuid, Path, description = "the order id")),
     responses((status = 200, body = HistoryView), (status = 404, body = Problem)))]
-async fn order_history(State(orders): State<Orders>, Path(id): Path<String>) -> ApiResult<Json<HistoryView>> {
+async fn order_history(
+    State(orders): State<Orders>,
+    access: Access,
+    Path(id): Path<String>,
+) -> ApiResult<Json<HistoryView>> {
     let id = order_id(&id)?;
+    visible_order(&orders, &access, id).await?;
     let history = orders.history(id).await?.ok_or_else(|| Problem::not_found("no such order"))?;
     let events = history
         .events

@@ -2,8 +2,10 @@
 //! order. The card number and CVC live only in the request being handled: they are parsed
 //! into a type without `Debug` output and dropped after validation.
 //!
-//! These routes are the service's own: the acting customer comes in the body, filled in by the
-//! gateway from the caller's token, which the gateway checks.
+//! The acting customer comes in the body, filled in by the gateway from the caller's token;
+//! each route applies the shared access rules (`tessera_web::access`) to the token it is
+//! shown, so a customer tokenises cards for themself and reads only their own cards and
+//! payments.
 
 // utoipa's path macro writes fully qualified paths into the code it generates.
 #![allow(unused_qualifications)]
@@ -13,6 +15,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tessera_contracts::Money;
 use tessera_contracts::requests::NewCard;
+use tessera_web::access::{Access, CUSTOMER};
 use tessera_web::token::Actor;
 use tessera_web::{ApiResult, Json, Path, Problem, Query, store_problem};
 use utoipa::{IntoParams, ToSchema};
@@ -102,11 +105,14 @@ pub struct PaymentsQuery {
 async fn tokenise_card(
     State(payments): State<Payments>,
     actor: Actor,
+    access: Access,
     Json(card): Json<NewCard>,
 ) -> ApiResult<(StatusCode, Json<PaymentMethodView>)> {
+    access.require(&[CUSTOMER])?;
     let customer_id = card
         .customer_id
         .ok_or_else(|| Problem::invalid_field("customer_id", "missing field `customer_id`"))?;
+    access.act_for(&customer_id.to_string())?;
     let method = payments
         .tokenise(customer_id, &card.card_number, card.exp_month, card.exp_year, &card.cvc, &actor)
         .await?;
@@ -119,10 +125,12 @@ async fn tokenise_card(
     responses((status = 200, body = PaymentMethodView), (status = 404, body = Problem)))]
 async fn get_payment_method(
     State(payments): State<Payments>,
+    access: Access,
     Path(token): Path<String>,
 ) -> ApiResult<Json<PaymentMethodView>> {
     let method =
         payments.payment_method(&token).await?.ok_or_else(|| Problem::not_found("no such payment method"))?;
+    access.see(&method.customer_id.to_string(), "payment method")?;
     Ok(Json(method.into()))
 }
 
@@ -131,8 +139,11 @@ async fn get_payment_method(
     responses((status = 200, body = Vec<PaymentView>), (status = 422, body = Problem)))]
 async fn list_payments(
     State(payments): State<Payments>,
+    access: Access,
     Query(query): Query<PaymentsQuery>,
 ) -> ApiResult<Json<Vec<PaymentView>>> {
     let payment = payments.payment(query.order_id).await.map_err(|e| Problem::internal(&e))?;
+    // Another customer's order has no payments, as far as this caller learns.
+    let payment = payment.filter(|p| access.may_see(&p.customer_id.to_string()));
     Ok(Json(payment.into_iter().map(PaymentView::from).collect()))
 }

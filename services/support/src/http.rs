@@ -1,8 +1,10 @@
 //! Support's HTTP routes: tickets and their messages, with the order summary support holds;
 //! `attachments` has their files.
 //!
-//! These routes are the service's own: the acting customer (and whether a message comes from
-//! the customer or from support) is set by the gateway from the caller's token.
+//! The acting customer (and whether a message comes from the customer or from support) is set
+//! by the gateway from the caller's token; each route applies the shared access rules
+//! (`tessera_web::access`) to the token it is shown: a customer reaches only their own tickets
+//! and writes only as the customer, and only staff write as support or close a ticket.
 
 // utoipa's path macro writes fully qualified paths into the code it generates.
 #![allow(unused_qualifications)]
@@ -14,6 +16,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tessera_contracts::Money;
 use tessera_contracts::requests::{MessageAuthor, NewMessage, NewTicket};
+use tessera_web::access::{ADMIN, Access, CUSTOMER, SUPPORT};
 use tessera_web::token::Actor;
 use tessera_web::{ApiResult, FieldError, Json, Path, Problem, Query, page_limit, store_problem};
 use utoipa::{IntoParams, ToSchema};
@@ -157,17 +160,34 @@ fn ticket_id(text: &str) -> ApiResult<Uuid> {
     text.parse().map_err(|_| Problem::not_found("no such ticket"))
 }
 
+/// The ticket `id`, if the caller may see it; 404 as for an unknown ticket otherwise.
+async fn visible_ticket(support: &Support, access: &Access, id: Uuid) -> ApiResult<Ticket> {
+    let ticket = support.ticket(id).await?.ok_or_else(|| Problem::not_found("no such ticket"))?;
+    access.see(&ticket.customer_id.to_string(), "ticket")?;
+    Ok(ticket)
+}
+
 /// Open a ticket with its first message.
 #[utoipa::path(post, path = "/tickets", tag = "support", request_body = NewTicket,
     responses((status = 201, body = Created), (status = 422, body = Problem)))]
 async fn open_ticket(
     State(support): State<Support>,
     actor: Actor,
+    access: Access,
     Json(body): Json<NewTicket>,
 ) -> ApiResult<(StatusCode, Json<Created>)> {
+    access.require(&[CUSTOMER])?;
     let customer_id = body
         .customer_id
         .ok_or_else(|| Problem::invalid_field("customer_id", "missing field `customer_id`"))?;
+    access.act_for(&customer_id.to_string())?;
+    // A ticket shows the order it is about: only one's own order may be named.
+    if let (Some(order_id), Access::Token(_)) = (body.order_id, &access)
+        && let Some(order) = support.replica(order_id).await?
+        && !access.may_see(&order.customer_id.to_string())
+    {
+        return Err(Problem::invalid_field("order_id", "no order of yours has this id"));
+    }
     let id = support.open(customer_id, body.order_id, &body.subject, &body.message, &actor).await?;
     Ok((StatusCode::CREATED, Json(Created { id })))
 }
@@ -179,10 +199,11 @@ async fn open_ticket(
 async fn get_ticket(
     State(support): State<Support>,
     actor: Actor,
+    access: Access,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TicketView>> {
     let id = ticket_id(&id)?;
-    let ticket = support.ticket(id).await?.ok_or_else(|| Problem::not_found("no such ticket"))?;
+    let ticket = visible_ticket(&support, &access, id).await?;
     let order = match ticket.order_id {
         Some(order_id) => support.replica(order_id).await?.map(OrderSummaryView::from),
         None => None,
@@ -206,8 +227,13 @@ async fn get_ticket(
     responses((status = 200, body = TicketPage), (status = 422, body = Problem)))]
 async fn list_tickets(
     State(support): State<Support>,
+    access: Access,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<TicketPage>> {
+    let customer_id = access
+        .list_filter(query.customer_id.map(|id| id.to_string()).as_deref())?
+        .map(|id| id.parse::<Uuid>().map_err(|_| Problem::invalid_field("customer_id", "not a customer id")))
+        .transpose()?;
     let limit = page_limit(query.limit)?;
     let status = match query.status.as_deref() {
         None => None,
@@ -224,7 +250,7 @@ async fn list_tickets(
                 .map_err(|_| Problem::invalid_field("cursor", "not a cursor of this list"))?,
         ),
     };
-    let mut tickets = support.tickets(query.customer_id, status, before, limit + 1).await?;
+    let mut tickets = support.tickets(customer_id, status, before, limit + 1).await?;
     let more = tickets.len() > limit as usize;
     tickets.truncate(limit as usize);
     let next_cursor = if more { tickets.last().map(|t| t.id.to_string()) } else { None };
@@ -238,13 +264,21 @@ async fn list_tickets(
 async fn add_message(
     State(support): State<Support>,
     actor: Actor,
+    access: Access,
     Path(id): Path<String>,
     Json(body): Json<NewMessage>,
 ) -> ApiResult<StatusCode> {
     let id = ticket_id(&id)?;
+    visible_ticket(&support, &access, id).await?;
     let author = match body.author {
-        Some(MessageAuthor::Customer) => Author::Customer,
-        Some(MessageAuthor::Support) => Author::Support,
+        Some(MessageAuthor::Customer) => {
+            access.require(&[CUSTOMER])?;
+            Author::Customer
+        }
+        Some(MessageAuthor::Support) => {
+            access.require(&[SUPPORT, ADMIN])?;
+            Author::Support
+        }
         None => return Err(Problem::invalid_field("author", "must be customer or support")),
     };
     support.reply(id, author, &body.message, &actor).await?;
@@ -258,9 +292,11 @@ async fn add_message(
 async fn close_ticket(
     State(support): State<Support>,
     actor: Actor,
+    access: Access,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TicketView>> {
     let id = ticket_id(&id)?;
+    access.require(&[SUPPORT, ADMIN])?;
     support.close(id, &actor).await?;
     let ticket = support.ticket(id).await?.ok_or_else(|| Problem::not_found("no such ticket"))?;
     Ok(Json(TicketView::from(ticket)))

@@ -26,6 +26,26 @@ pub(super) fn router() -> Router<Gateway> {
         .route("/admin/projections/{name}/rebuild", post(rebuild))
         .route("/admin/audit/verify", post(crate::audit::verify))
         .route("/admin/analytics/sales", get(sales))
+        .route("/admin/keys/rotate", post(rotate_keys))
+}
+
+/// `POST /admin/keys/rotate`: a new signing key signs from now on, on every replica within
+/// the reload interval; the old one verifies until the last token it signed expires.
+#[utoipa::path(post, path = "/api/v1/admin/keys/rotate", tag = "admin",
+    responses((status = 200, description = "the key that signs now and those still honoured", body = Object),
+              (status = 403, body = Problem)))]
+pub(crate) async fn rotate_keys(State(g): State<Gateway>, caller: Caller) -> ApiResult<Response> {
+    require(&caller, &[Role::Admin])?;
+    let added = crate::storage::add_key(&g.store).await.map_err(|e| Problem::internal(&e))?;
+    let now = g.store.clock().now();
+    crate::storage::load_keys(&g.store, &g.keys, now).await.map_err(|e| Problem::internal(&e))?;
+    tracing::info!(kid = %added.kid, actor = %caller.sub, "the signing key was rotated");
+    Ok(axum::Json(json!({
+        "kid": g.keys.current_kid(),
+        "previous": g.keys.previous_kids(),
+        "replicas_within_seconds": crate::KEY_RELOAD_EVERY.as_secs(),
+    }))
+    .into_response())
 }
 
 fn all(g: &Gateway) -> [&std::sync::Arc<dyn ServiceClient>; 5] {

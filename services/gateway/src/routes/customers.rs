@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tessera_web::{ApiResult, Json, Path, Problem};
 
-use crate::access::{Caller, MaybeCaller, forbidden};
+use crate::access::{Caller, MaybeCaller};
 use crate::auth::Role;
 use crate::clients::ServiceClient;
 use crate::forward::{if_match, pass_on, pass_on_error, uuid};
@@ -77,12 +77,17 @@ async fn get_customer(
 /// Only the person themself or an admin may erase a person, or follow the erasure; support
 /// gets 403, another customer 404 (they may not learn the id exists).
 fn may_erase(caller: &Caller, id: &str) -> ApiResult<()> {
-    if caller.is(id) || caller.role == Role::Admin {
+    may_change_person(caller, id, "erase a person")
+}
+
+/// The shared rule for changing a person (`tessera_web::access`), which customers applies
+/// again to the token it is shown.
+fn may_change_person(caller: &Caller, id: &str, what: &str) -> ApiResult<()> {
+    let role = caller.role.as_str();
+    if tessera_web::access::may_change_person(role, &caller.sub, id) {
         Ok(())
-    } else if caller.role == Role::Support {
-        Err(forbidden("support may not erase a person"))
     } else {
-        Err(Problem::not_found("no such customer"))
+        Err(tessera_web::access::refuse_person_change(role, what))
     }
 }
 
@@ -124,13 +129,7 @@ async fn update_customer(
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
     let id = uuid(&text, "customer")?.to_string();
-    if !(caller.is(&id) || caller.role == Role::Admin) {
-        return Err(if caller.role == Role::Support {
-            forbidden("support may not change profiles")
-        } else {
-            Problem::not_found("no such customer")
-        });
-    }
+    may_change_person(&caller, &id, "change profiles")?;
     g.forward(
         &g.services.customers,
         Method::PATCH,
@@ -171,13 +170,7 @@ pub(crate) async fn export_customer(
     Path(text): Path<String>,
 ) -> ApiResult<Response> {
     let id = uuid(&text, "customer")?;
-    if !(caller.is(&id.to_string()) || caller.role == Role::Admin) {
-        return Err(if caller.role == Role::Support {
-            forbidden("support may not export a person")
-        } else {
-            Problem::not_found("no such customer")
-        });
-    }
+    may_change_person(&caller, &id.to_string(), "export a person")?;
     let profile = g.call(&g.services.customers, Method::GET, &format!("/customers/{id}"), None, &[]).await?;
     if !profile.is_success() {
         return pass_on_error(profile);

@@ -52,6 +52,8 @@ pub struct PaymentMethod {
 pub struct Payment {
     pub id: Uuid,
     pub order_id: Uuid,
+    /// Whose order it pays for (who may read it).
+    pub customer_id: Uuid,
     pub status: String,
     pub amount: Money,
     pub last4: String,
@@ -88,6 +90,7 @@ fn payment_from_row(row: &Row) -> Result<Payment, HandlerError> {
     Ok(Payment {
         id: row.text("payment_id")?.parse()?,
         order_id: row.text("order_id")?.parse()?,
+        customer_id: row.text("customer_id")?.parse()?,
         status: row.text("status")?.to_owned(),
         amount: Money::new(row.int("amount")?, Currency::parse(row.text("currency")?)?)?,
         last4: row.text("last4")?.to_owned(),
@@ -294,15 +297,15 @@ impl Payments {
         // slow card network never holds up other orders' messages.
         unit.execute(
             Statement::new(format!(
-                "INSERT INTO payments ({PAYMENT_COLUMNS}, customer_id, token, request, updated_at)
-                 VALUES ($1, $2, 'authorising', $3, $4, $5, NULL, $6, $7, $8, $9)"
+                "INSERT INTO payments ({PAYMENT_COLUMNS}, token, request, updated_at)
+                 VALUES ($1, $2, $3, 'authorising', $4, $5, $6, NULL, $7, $8, $9)"
             ))
             .bind(Uuid::now_v7().to_string())
             .bind(command.order_id.to_string())
+            .bind(command.customer_id.to_string())
             .bind(command.amount.amount)
             .bind(String::from(command.amount.currency.clone()))
             .bind(last4.as_str())
-            .bind(command.customer_id.to_string())
             .bind(command.payment_token.as_str())
             .bind(serde_json::to_string(message)?)
             .bind(i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX)),
@@ -539,7 +542,7 @@ impl Payments {
     }
 }
 
-const PAYMENT_COLUMNS: &str = "payment_id, order_id, status, amount, currency, last4, reason";
+const PAYMENT_COLUMNS: &str = "payment_id, order_id, customer_id, status, amount, currency, last4, reason";
 
 /// A stored payment's status, read as the domain's type.
 fn status(payment: &Payment) -> Result<PaymentStatus, HandlerError> {

@@ -7,6 +7,7 @@ use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tessera_web::access::Access;
 use tessera_web::token::Actor;
 use tessera_web::{ApiResult, Json, Path, Problem};
 use utoipa::ToSchema;
@@ -14,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::ticket_id;
+use super::{ticket_id, visible_ticket};
 use crate::app::{Attachment, Support};
 use crate::domain::MAX_ATTACHMENT_BYTES;
 
@@ -100,10 +101,12 @@ fn multipart_problem(error: &MultipartError) -> Problem {
 async fn upload_attachment(
     State(support): State<Support>,
     actor: Actor,
+    access: Access,
     Path(id): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<(StatusCode, Json<AttachmentView>)> {
     let id = ticket_id(&id)?;
+    visible_ticket(&support, &access, id).await?;
     let mut multipart = multipart.map_err(|_| {
         Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -137,10 +140,11 @@ async fn upload_attachment(
     responses((status = 200, body = AttachmentList), (status = 404, body = Problem)))]
 async fn list_attachments(
     State(support): State<Support>,
+    access: Access,
     Path(id): Path<String>,
 ) -> ApiResult<Json<AttachmentList>> {
     let id = ticket_id(&id)?;
-    support.ticket(id).await?.ok_or_else(|| Problem::not_found("no such ticket"))?;
+    visible_ticket(&support, &access, id).await?;
     let items = support.attachments(id).await?.into_iter().map(AttachmentView::from).collect();
     Ok(Json(AttachmentList { items }))
 }
@@ -161,9 +165,11 @@ pub struct FileBytes(Vec<u8>);
 async fn download_attachment(
     State(support): State<Support>,
     actor: Actor,
+    access: Access,
     Path((id, attachment)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let id = ticket_id(&id)?;
+    visible_ticket(&support, &access, id).await?;
     let attachment: Uuid = attachment.parse().map_err(|_| Problem::not_found("no such attachment"))?;
     let (found, bytes) = support.download(id, attachment, &actor).await?;
     let mut response = bytes.into_response();
