@@ -4,6 +4,7 @@ mod audit;
 mod bench;
 mod chaos;
 mod config;
+mod contracts;
 mod demo;
 mod dlq;
 mod embedded;
@@ -84,6 +85,8 @@ enum Command {
     Chaos(chaos::ChaosArgs),
     /// Run the deterministic simulation of messaging and sagas over seeds (or one, traced).
     Simulate(simulate::SimulateArgs),
+    /// Check the message types against their committed JSON Schemas (`check`).
+    Contracts(contracts::ContractsArgs),
     /// Measure the platform's throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -132,5 +135,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(args).await,
         Command::Simulate(args) => simulate::run(args),
         Command::Chaos(args) => chaos::run(args).await,
+        Command::Contracts(args) => contracts::run(args),
     }
 }

@@ -1,6 +1,7 @@
 //! Messages owned by the customers service. Every field about the person is [`Personal`], so
 //! the privacy layer can find it; no message ever carries a password or its hash.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tessera_kernel::{Envelope, SubjectId};
 use uuid::Uuid;
@@ -10,7 +11,7 @@ use crate::{Personal, message};
 
 /// A postal address, as customers give it and as their events carry it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
     pub line1: String,
@@ -21,7 +22,7 @@ pub struct Address {
 }
 
 /// Someone registered as a customer; `version` is the profile's first version (1).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CustomerRegistered {
     pub customer_id: Uuid,
     pub email: Personal<String>,
@@ -33,7 +34,7 @@ message!(CustomerRegistered, "customers.CustomerRegistered", 1, Event);
 
 /// A customer's profile changed; it carries the whole new profile, not the difference, so a
 /// replica can take the latest version and ignore older ones.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CustomerUpdated {
     pub customer_id: Uuid,
     pub name: Personal<String>,
@@ -45,7 +46,7 @@ message!(CustomerUpdated, "customers.CustomerUpdated", 1, Event);
 /// A customer asked to be forgotten. Their data key is already shredded; every service drops
 /// or redacts what it holds about them (business records stay, the person shows as
 /// `[erased]`) and answers with [`ErasureDone`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CustomerErased {
     pub customer_id: Uuid,
     pub erasure_id: Uuid,
@@ -54,7 +55,7 @@ message!(CustomerErased, "customers.CustomerErased", 1, Event);
 
 /// A service finished its part of an erasure. Each service that holds anything about customers
 /// (orders, payments, support) publishes it from its own outbox; customers keeps the progress.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErasureDone {
     pub customer_id: Uuid,
     pub erasure_id: Uuid,
