@@ -4,11 +4,13 @@
 //! rule it breaks. `--write` commits the schemas of new versions and of compatible changes.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use tessera_contracts::catalogue::contracts;
 use tessera_contracts::schemas::{SCHEMAS_DIR, check, write};
+use tessera_bus::Upcasters;
 use tessera_contracts::upcasting::UPCASTERS;
 
 #[derive(Debug, Args)]
@@ -48,4 +50,9 @@ pub fn run(args: ContractsArgs) -> anyhow::Result<()> {
     }
     println!("{} message types match their committed schemas ({})", catalogue.len(), schemas.display());
     Ok(())
+}
+
+/// The contracts' upcasters as the bus applies them: the same list the check verifies.
+pub fn upcasters() -> Arc<Upcasters> {
+    Arc::new(UPCASTERS.iter().fold(Upcasters::new(), |all, u| all.with(u.name, u.from_version, u.step)))
 }

@@ -8,6 +8,7 @@ mod contracts;
 mod demo;
 mod dlq;
 mod embedded;
+mod governance;
 mod keys;
 mod load;
 mod projections;
@@ -87,6 +88,9 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Check the message types against their committed JSON Schemas (`check`).
     Contracts(contracts::ContractsArgs),
+    /// The data map of personal data (`map`), the canary scan of a data folder (`scan`), and a
+    /// person's access report from the audit trails (`access`).
+    Governance(governance::GovernanceArgs),
     /// Measure the platform's throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -136,5 +140,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Simulate(args) => simulate::run(args),
         Command::Chaos(args) => chaos::run(args).await,
         Command::Contracts(args) => contracts::run(args),
+        Command::Governance(args) => governance::run(args).await,
     }
 }

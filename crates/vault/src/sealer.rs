@@ -3,8 +3,9 @@
 //! puts a pass-through in its place for its baseline, in the same run.
 
 use async_trait::async_trait;
+use tessera_kernel::personal::PersonalField;
 
-use crate::{Decrypted, Result, Sealed, Vault};
+use crate::{Decrypted, Result, Sealed, Vault, VaultError};
 
 #[async_trait]
 pub trait Sealer: Send + Sync + std::fmt::Debug {
@@ -25,10 +26,29 @@ pub trait Sealer: Send + Sync + std::fmt::Debug {
     fn blind_index(&self, purpose: &str, value: &str) -> String;
     /// A keyed pseudonym of `value` for analytics; stable across restarts.
     fn pseudonym(&self, value: &str) -> String;
+    /// `text`, a value of the declared `field`, sealed with `subject`'s data key. Refused unless
+    /// the declaration says the field is sealed: the data map is what the code does.
+    async fn seal_field(&self, field: &PersonalField, subject: &str, text: &str) -> Result<String> {
+        declared_sealed(field)?;
+        self.seal(subject, text).await
+    }
+    /// Like [`seal_field`](Self::seal_field), for bytes (a file).
+    async fn seal_field_bytes(&self, field: &PersonalField, subject: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+        declared_sealed(field)?;
+        self.seal_bytes(subject, bytes).await
+    }
     /// Forgets `subject`'s key for good.
     async fn shred(&self, subject: &str) -> Result<()>;
     /// Drops `subject`'s key from this process's cache (another process shredded it).
     fn evict(&self, subject: &str);
+}
+
+fn declared_sealed(field: &PersonalField) -> Result<()> {
+    if field.is_sealed() {
+        Ok(())
+    } else {
+        Err(VaultError::NotDeclaredSealed { service: field.service, field: field.field })
+    }
 }
 
 #[async_trait]

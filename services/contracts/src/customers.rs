@@ -89,6 +89,76 @@ impl ErasureDone {
 /// The services whose [`ErasureDone`] an erasure waits for, besides customers itself.
 pub const ERASURE_PARTICIPANTS: [&str; 3] = ["orders", "payments", "support"];
 
+/// The personal fields of a customer's profile, declared here, beside the messages that carry
+/// them, because two services act on the declarations: customers seals what they say is
+/// sealed, and the gateway masks for support what they say is masked.
+pub mod profile {
+    use tessera_kernel::personal::{DataClass, Location, Mask, PersonalField, Protection, Retention};
+
+    /// The route that answers a profile, where support sees it masked.
+    pub const ROUTE: &str = "GET /customers/{id}";
+    const PURPOSE: &str = "delivering orders and reaching the customer about them";
+
+    pub const EMAIL: PersonalField = PersonalField {
+        service: "customers",
+        field: "email",
+        class: DataClass::Contact,
+        protection: &[Protection::Sealed, Protection::MaskedForSupport(Mask::Email)],
+        retention: Retention::UntilErasure,
+        purpose: "signing in, and reaching the customer about their orders",
+        locations: &[
+            Location::Column { table: "customers", column: "email" },
+            Location::Message { name: "customers.CustomerRegistered", field: "email" },
+            Location::Response { route: ROUTE, field: "email" },
+        ],
+    };
+
+    pub const NAME: PersonalField = PersonalField {
+        service: "customers",
+        field: "name",
+        class: DataClass::Identifier,
+        protection: &[Protection::Sealed],
+        retention: Retention::UntilErasure,
+        purpose: PURPOSE,
+        locations: &[
+            Location::Column { table: "customers", column: "name" },
+            Location::Message { name: "customers.CustomerRegistered", field: "name" },
+            Location::Message { name: "customers.CustomerUpdated", field: "name" },
+            Location::Response { route: ROUTE, field: "name" },
+        ],
+    };
+
+    /// One part of the postal address: sealed, and masked for support as `protection` says.
+    macro_rules! address_part {
+        ($field:literal, $column:literal, $protection:expr) => {
+            PersonalField {
+                service: "customers",
+                field: $field,
+                class: DataClass::Address,
+                protection: $protection,
+                retention: Retention::UntilErasure,
+                purpose: PURPOSE,
+                locations: &[
+                    Location::Column { table: "customers", column: $column },
+                    Location::Message { name: "customers.CustomerRegistered", field: concat!("address.", $column) },
+                    Location::Message { name: "customers.CustomerUpdated", field: concat!("address.", $column) },
+                    Location::Response { route: ROUTE, field: concat!("address.", $column) },
+                ],
+            }
+        };
+    }
+
+    const MASKED: &[Protection] = &[Protection::Sealed, Protection::MaskedForSupport(Mask::Hidden)];
+    pub const ADDRESS_LINE1: PersonalField = address_part!("address line", "line1", MASKED);
+    pub const CITY: PersonalField = address_part!("city", "city", MASKED);
+    pub const POSTAL_CODE: PersonalField = address_part!("postal code", "postal_code", MASKED);
+    /// Support sees the country: it tells them which market's rules apply.
+    pub const COUNTRY: PersonalField = address_part!("country", "country", &[Protection::Sealed]);
+
+    /// Every declared field of a profile.
+    pub const FIELDS: [PersonalField; 6] = [EMAIL, NAME, ADDRESS_LINE1, CITY, POSTAL_CODE, COUNTRY];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
