@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
+use tessera_bus::Upcasters;
 use tessera_contracts::catalogue::contracts;
 use tessera_contracts::schemas::{SCHEMAS_DIR, check, write};
-use tessera_bus::Upcasters;
 use tessera_contracts::upcasting::UPCASTERS;
 
 #[derive(Debug, Args)]

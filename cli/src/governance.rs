@@ -60,6 +60,7 @@ enum GovernanceAction {
 pub fn declarations() -> Vec<PersonalField> {
     [
         &tessera_store::personal_data::FIELDS[..],
+        &tessera_vault::personal_data::FIELDS,
         &tessera_gateway::personal_data::FIELDS,
         &tessera_customers::personal_data::FIELDS,
         &tessera_orders::personal_data::FIELDS,
@@ -101,7 +102,10 @@ pub async fn run(args: GovernanceArgs) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&accesses)?);
             } else {
-                println!("{:<27} {:<10} {:<38} {:<9} {:<18} {:<8} resource", "at", "service", "actor", "role", "action", "outcome");
+                println!(
+                    "{:<27} {:<10} {:<38} {:<9} {:<18} {:<8} resource",
+                    "at", "service", "actor", "role", "action", "outcome"
+                );
                 for a in &accesses {
                     println!(
                         "{:<27} {:<10} {:<38} {:<9} {:<18} {:<8} {}",
@@ -129,7 +133,8 @@ async fn trails(data: &Path) -> anyhow::Result<Vec<(String, Vec<StoredAuditRecor
             continue;
         }
         let config = StoreConfig::Sqlite { path, options: SqliteOptions::default() };
-        let store = Store::open(&config, &[]).await.with_context(|| format!("cannot open the {service} store"))?;
+        let store =
+            Store::open(&config, &[]).await.with_context(|| format!("cannot open the {service} store"))?;
         let mut records: Vec<StoredAuditRecord> = Vec::new();
         loop {
             let page = store.audit_records(records.last().map(|r| r.index), 1000).await?;
@@ -193,7 +198,7 @@ mod tests {
     #[test]
     fn the_map_covers_every_service_that_keeps_personal_data() {
         let fields = declarations();
-        for service in ["platform", "gateway", "customers", "orders", "payments", "support"] {
+        for service in ["platform", "vault", "gateway", "customers", "orders", "payments", "support"] {
             assert!(fields.iter().any(|f| f.service == service), "{service} declares nothing");
         }
         let markdown = markdown(&fields);
@@ -210,6 +215,7 @@ mod tests {
                 "payments" => vec![tessera_payments::MIGRATIONS],
                 "support" => vec![tessera_support::MIGRATIONS],
                 "gateway" => vec![tessera_gateway::MIGRATIONS],
+                "vault" => vec![tessera_vault::MIGRATIONS],
                 _ => return String::new(),
             };
             sets.iter().flat_map(|set| set.migrations).map(|m| m.sqlite).collect()
@@ -221,7 +227,11 @@ mod tests {
             }
             for location in field.locations {
                 if let Location::Column { table, column } = location {
-                    assert!(sql.contains(table) && sql.contains(column), "{}: no {table}.{column}", field.service);
+                    assert!(
+                        sql.contains(table) && sql.contains(column),
+                        "{}: no {table}.{column}",
+                        field.service
+                    );
                 }
             }
         }

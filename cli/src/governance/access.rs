@@ -30,7 +30,8 @@ pub fn report(trails: &[(String, Vec<StoredAuditRecord>)], customer: &str) -> Ve
     let profile = format!("customer/{customer}");
     let mut theirs: BTreeSet<&str> = BTreeSet::from([profile.as_str()]);
     for (_, trail) in trails {
-        theirs.extend(trail.iter().filter(|r| r.record.actor == customer).map(|r| r.record.resource.as_str()));
+        theirs
+            .extend(trail.iter().filter(|r| r.record.actor == customer).map(|r| r.record.resource.as_str()));
     }
     // A part of one of their resources is theirs too (`ticket/1/attachment/2` of `ticket/1`).
     let touches = |resource: &str| {
@@ -63,7 +64,14 @@ mod tests {
 
     use super::*;
 
-    fn record(index: u64, at: u64, actor: &str, role: &str, action: &str, resource: &str) -> StoredAuditRecord {
+    fn record(
+        index: u64,
+        at: u64,
+        actor: &str,
+        role: &str,
+        action: &str,
+        resource: &str,
+    ) -> StoredAuditRecord {
         StoredAuditRecord {
             index,
             record: AuditRecord {
@@ -100,10 +108,8 @@ mod tests {
                 ],
             ),
         ];
-        let seen: Vec<(String, String, String, String)> = report(&trails, "ada")
-            .into_iter()
-            .map(|a| (a.service, a.actor, a.role, a.action))
-            .collect();
+        let seen: Vec<(String, String, String, String)> =
+            report(&trails, "ada").into_iter().map(|a| (a.service, a.actor, a.role, a.action)).collect();
         let expected = [
             ("customers", "ada", "customer", "customer.register"),
             ("support", "ada", "customer", "ticket.open"),

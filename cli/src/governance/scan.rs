@@ -63,14 +63,17 @@ fn scan_store(path: &Path, store: &str, needles: &[Vec<u8>], out: &mut Vec<Sight
     // system that was stopped hard; a read-only connection cannot.
     let db = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     let tables: Vec<String> = db
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )?
         .query_map([], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     for table in tables {
         let mut statement = db.prepare(&format!("SELECT * FROM \"{}\"", table.replace('"', "\"\"")))?;
         let columns: Vec<String> = statement.column_names().into_iter().map(str::to_owned).collect();
         // A stored event is named by its row; a message envelope by itself.
-        let name_column = (table == "tessera_events").then(|| columns.iter().position(|c| c == "name")).flatten();
+        let name_column =
+            (table == "tessera_events").then(|| columns.iter().position(|c| c == "name")).flatten();
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
             for (index, column) in columns.iter().enumerate() {
@@ -88,14 +91,17 @@ fn scan_store(path: &Path, store: &str, needles: &[Vec<u8>], out: &mut Vec<Sight
                     message,
                     path,
                 };
-                let json = serde_json::from_slice::<Value>(bytes).ok().filter(|v| v.is_object() || v.is_array());
+                let json =
+                    serde_json::from_slice::<Value>(bytes).ok().filter(|v| v.is_object() || v.is_array());
                 let Some(json) = json else {
                     push_new(out, at(None, None));
                     continue;
                 };
                 let message = match name_column {
                     Some(i) => row.get_ref(i)?.as_str().ok().map(str::to_owned),
-                    None => json.get("payload").and(json.get("name")).and_then(Value::as_str).map(str::to_owned),
+                    None => {
+                        json.get("payload").and(json.get("name")).and_then(Value::as_str).map(str::to_owned)
+                    }
                 };
                 let mut paths = Vec::new();
                 json_paths(&json, "", needles, &mut paths);
@@ -125,7 +131,9 @@ fn json_paths(value: &Value, prefix: &str, needles: &[Vec<u8>], out: &mut Vec<St
         Value::String(text) if holds(text.as_bytes(), needles) => {
             // Text that is itself JSON (a body kept as a string) is searched field by field.
             match serde_json::from_str::<Value>(text) {
-                Ok(inner) if inner.is_object() || inner.is_array() => json_paths(&inner, prefix, needles, out),
+                Ok(inner) if inner.is_object() || inner.is_array() => {
+                    json_paths(&inner, prefix, needles, out)
+                }
                 _ => out.push(prefix.to_owned()),
             }
         }
@@ -136,7 +144,8 @@ fn json_paths(value: &Value, prefix: &str, needles: &[Vec<u8>], out: &mut Vec<St
 /// Files of the object store (or anything else in the data folder), by content and by path.
 fn scan_files(data: &Path, path: &Path, needles: &[Vec<u8>], out: &mut Vec<Sighting>) -> anyhow::Result<()> {
     if path.is_dir() {
-        let mut children: Vec<_> = std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        let mut children: Vec<_> =
+            std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
         children.sort();
         for child in children {
             scan_files(data, &child, needles, out)?;
@@ -148,7 +157,13 @@ fn scan_files(data: &Path, path: &Path, needles: &[Vec<u8>], out: &mut Vec<Sight
     if holds(&bytes, needles) || holds(relative.as_bytes(), needles) {
         push_new(
             out,
-            Sighting { store: "objects".into(), table: "objects".into(), column: relative, message: None, path: None },
+            Sighting {
+                store: "objects".into(),
+                table: "objects".into(),
+                column: relative,
+                message: None,
+                path: None,
+            },
         );
     }
     Ok(())
@@ -186,7 +201,8 @@ mod tests {
         let envelope = serde_json::json!({
             "name": "support.TicketOpened", "subject": CANARY, "key": "t-1",
             "payload": {"ticket_id": "t-1", "customer_id": CANARY, "subject": "v1.c2VhbGVk"}});
-        db.execute("INSERT INTO tessera_outbox_envelopes VALUES (1, ?1)", [envelope.to_string()]).expect("envelope");
+        db.execute("INSERT INTO tessera_outbox_envelopes VALUES (1, ?1)", [envelope.to_string()])
+            .expect("envelope");
         dir
     }
 

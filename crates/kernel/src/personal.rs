@@ -153,9 +153,14 @@ impl PersonalField {
             }
             Location::Message { name, field } => {
                 sighting.message.as_deref() == Some(name)
-                    && sighting.path.as_deref().is_some_and(|p| p == field || p.ends_with(&format!(".{field}")))
+                    && sighting
+                        .path
+                        .as_deref()
+                        .is_some_and(|p| p == field || p.ends_with(&format!(".{field}")))
             }
-            Location::Objects { prefix } => sighting.table == "objects" && sighting.column.starts_with(prefix),
+            Location::Objects { prefix } => {
+                sighting.table == "objects" && sighting.column.starts_with(prefix)
+            }
             Location::Response { .. } => false,
         })
     }
@@ -256,13 +261,27 @@ mod tests {
 
     #[test]
     fn a_message_field_is_covered_in_any_store_and_any_envelope_depth() {
-        let outbox = seen("support", "tessera_outbox_envelopes", "envelope", Some("support.TicketOpened"), Some("payload.subject"));
+        let outbox = seen(
+            "support",
+            "tessera_outbox_envelopes",
+            "envelope",
+            Some("support.TicketOpened"),
+            Some("payload.subject"),
+        );
         assert!(TICKET_SUBJECT.covers(&outbox));
-        let inbox_elsewhere = seen("orders", "tessera_events", "payload", Some("support.TicketOpened"), Some("subject"));
+        let inbox_elsewhere =
+            seen("orders", "tessera_events", "payload", Some("support.TicketOpened"), Some("subject"));
         assert!(TICKET_SUBJECT.covers(&inbox_elsewhere));
-        let other = seen("support", "tessera_outbox_envelopes", "envelope", Some("support.TicketClosed"), Some("payload.subject"));
+        let other = seen(
+            "support",
+            "tessera_outbox_envelopes",
+            "envelope",
+            Some("support.TicketClosed"),
+            Some("payload.subject"),
+        );
         assert!(!TICKET_SUBJECT.covers(&other));
-        let not_the_field = seen("support", "x", "y", Some("support.TicketOpened"), Some("payload.unsubject"));
+        let not_the_field =
+            seen("support", "x", "y", Some("support.TicketOpened"), Some("payload.unsubject"));
         assert!(!TICKET_SUBJECT.covers(&not_the_field));
     }
 

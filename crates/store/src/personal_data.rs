@@ -9,10 +9,16 @@ pub const MESSAGE_SUBJECT: PersonalField = PersonalField {
     service: PLATFORM,
     field: "the person a message is about",
     class: DataClass::Identifier,
-    protection: &[Protection::Plain("a customer id, so that an erasure and the audit find every message about them")],
-    retention: Retention::Days { days: 1, after: "the message was sent: the relay prunes sent outbox rows (timers and dead letters stay until handled)" },
+    protection: &[Protection::Plain(
+        "a customer id, so that an erasure and the audit find every message about them",
+    )],
+    retention: Retention::Days {
+        days: 1,
+        after: "the message was sent: the relay prunes sent outbox rows (timers and dead letters stay until handled)",
+    },
     purpose: "erasure and audit of messages about a person",
     locations: &[
+        Location::Column { table: "tessera_outbox", column: "key" },
         Location::Json { table: "tessera_outbox_envelopes", column: "envelope", path: "subject" },
         Location::Json { table: "tessera_outbox_envelopes", column: "envelope", path: "key" },
         Location::Json { table: "tessera_timers", column: "envelope", path: "subject" },

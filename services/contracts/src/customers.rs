@@ -140,8 +140,14 @@ pub mod profile {
                 purpose: PURPOSE,
                 locations: &[
                     Location::Column { table: "customers", column: $column },
-                    Location::Message { name: "customers.CustomerRegistered", field: concat!("address.", $column) },
-                    Location::Message { name: "customers.CustomerUpdated", field: concat!("address.", $column) },
+                    Location::Message {
+                        name: "customers.CustomerRegistered",
+                        field: concat!("address.", $column),
+                    },
+                    Location::Message {
+                        name: "customers.CustomerUpdated",
+                        field: concat!("address.", $column),
+                    },
                     Location::Response { route: ROUTE, field: concat!("address.", $column) },
                 ],
             }

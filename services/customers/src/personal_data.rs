@@ -9,8 +9,12 @@ pub const CUSTOMER_ID: PersonalField = PersonalField {
     service: "customers",
     field: "customer id",
     class: DataClass::Identifier,
-    protection: &[Protection::Plain("a random id that says nothing by itself; every service keys the person's records by it")],
-    retention: Retention::WithRecord("the row stays, blanked, as the owner of orders and payments after an erasure"),
+    protection: &[Protection::Plain(
+        "a random id that says nothing by itself; every service keys the person's records by it",
+    )],
+    retention: Retention::WithRecord(
+        "the row stays, blanked, as the owner of orders and payments after an erasure",
+    ),
     purpose: "telling customers apart and linking their records",
     locations: &[
         Location::Column { table: "customers", column: "id" },
@@ -36,7 +40,9 @@ pub const PASSWORD_HASH: PersonalField = PersonalField {
     service: "customers",
     field: "password hash",
     class: DataClass::Identifier,
-    protection: &[Protection::Plain("an argon2id hash: the password itself is never stored and cannot be recovered")],
+    protection: &[Protection::Plain(
+        "an argon2id hash: the password itself is never stored and cannot be recovered",
+    )],
     retention: Retention::UntilErasure,
     purpose: "signing in",
     locations: &[Location::Column { table: "customers", column: "password_hash" }],

@@ -9,7 +9,9 @@ pub const SIGN_IN_ACCOUNT: PersonalField = PersonalField {
     field: "email of an account with failed sign-ins",
     class: DataClass::Contact,
     protection: &[Protection::Plain("the count must be found by the address a sign-in gives")],
-    retention: Retention::WithRecord("deleted at the account's next successful sign-in; counts older than an hour start over"),
+    retention: Retention::WithRecord(
+        "deleted at the account's next successful sign-in; counts older than an hour start over",
+    ),
     purpose: "keeping password guessers out",
     locations: &[Location::Column { table: "gateway_sign_in_failures", column: "subject" }],
 };
@@ -18,7 +20,9 @@ pub const IDEMPOTENT_ANSWER: PersonalField = PersonalField {
     service: "gateway",
     field: "caller and answer of an idempotent request",
     class: DataClass::Identifier,
-    protection: &[Protection::Plain("no longer written (decision 0004); rows of older releases answer a retry")],
+    protection: &[Protection::Plain(
+        "no longer written (decision 0004); rows of older releases answer a retry",
+    )],
     retention: Retention::Days { days: 1, after: "the request" },
     purpose: "answering a retried request with the first answer",
     locations: &[

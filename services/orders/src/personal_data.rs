@@ -5,7 +5,8 @@
 use tessera_kernel::personal::{DataClass, Location, PersonalField, Protection, Retention};
 
 const FULFILMENT: &str = "taking, paying for and delivering the order";
-const ORDER_RECORD: &str = "an order is a business record: it stays after an erasure, its buyer shown as `[erased]`";
+const ORDER_RECORD: &str =
+    "an order is a business record: it stays after an erasure, its buyer shown as `[erased]`";
 
 pub const CUSTOMER_ID: PersonalField = PersonalField {
     service: "orders",
@@ -31,7 +32,9 @@ pub const PAYMENT_TOKEN: PersonalField = PersonalField {
     service: "orders",
     field: "card token",
     class: DataClass::Financial,
-    protection: &[Protection::Plain("a token payments issued; it is worth nothing outside payments, which erases it")],
+    protection: &[Protection::Plain(
+        "a token payments issued; it is worth nothing outside payments, which erases it",
+    )],
     retention: Retention::WithRecord(ORDER_RECORD),
     purpose: FULFILMENT,
     locations: &[
@@ -59,7 +62,9 @@ pub const COUNTRY: PersonalField = PersonalField {
     service: "orders",
     field: "market (country)",
     class: DataClass::Address,
-    protection: &[Protection::Plain("a country alone does not identify a person; the analytics group sales by it")],
+    protection: &[Protection::Plain(
+        "a country alone does not identify a person; the analytics group sales by it",
+    )],
     retention: Retention::WithRecord(ORDER_RECORD),
     purpose: "sales analytics per market",
     locations: &[

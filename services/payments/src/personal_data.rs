@@ -24,7 +24,9 @@ pub const CARD_TOKEN: PersonalField = PersonalField {
     service: "payments",
     field: "card token",
     class: DataClass::Financial,
-    protection: &[Protection::Plain("a random token standing for the card; the number itself is never stored")],
+    protection: &[Protection::Plain(
+        "a random token standing for the card; the number itself is never stored",
+    )],
     retention: Retention::UntilErasure,
     purpose: PAYING,
     locations: &[

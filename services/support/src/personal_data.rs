@@ -68,4 +68,5 @@ pub const ATTACHMENT: PersonalField = PersonalField {
 };
 
 /// Everything the support service declares.
-pub const FIELDS: [PersonalField; 5] = [CUSTOMER_ID, TICKET_SUBJECT, TICKET_MESSAGE, ATTACHMENT_NAME, ATTACHMENT];
+pub const FIELDS: [PersonalField; 5] =
+    [CUSTOMER_ID, TICKET_SUBJECT, TICKET_MESSAGE, ATTACHMENT_NAME, ATTACHMENT];
