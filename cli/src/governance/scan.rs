@@ -70,7 +70,7 @@ fn scan_store(path: &Path, store: &str, needles: &[Vec<u8>], out: &mut Vec<Sight
         .collect::<Result<_, _>>()?;
     for table in tables {
         let mut statement = db.prepare(&format!("SELECT * FROM \"{}\"", table.replace('"', "\"\"")))?;
-        let columns: Vec<String> = statement.column_names().into_iter().map(str::to_owned).collect();
+        let columns: Vec<String> = statement.column_names().map(str::to_owned).collect();
         // A stored event is named by its row; a message envelope by itself.
         let name_column =
             (table == "tessera_events").then(|| columns.iter().position(|c| c == "name")).flatten();
