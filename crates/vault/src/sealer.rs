@@ -89,3 +89,66 @@ impl Sealer for Vault {
         Vault::evict(self, subject);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tessera_kernel::personal::{DataClass, Location, PersonalField, Protection, Retention};
+
+    use super::*;
+
+    /// Seals by prefixing, so that the test sees what reached `seal`.
+    #[derive(Debug)]
+    struct Marking;
+
+    #[async_trait]
+    impl Sealer for Marking {
+        async fn seal(&self, subject: &str, text: &str) -> Result<String> {
+            Ok(format!("sealed[{subject}]:{text}"))
+        }
+        async fn open(&self, _: &str, stored: &str) -> Result<Option<String>> {
+            Ok(Some(stored.to_owned()))
+        }
+        async fn seal_bytes(&self, _: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+            Ok([b"sealed:".as_slice(), bytes].concat())
+        }
+        async fn open_bytes(&self, _: &str, sealed: &[u8]) -> Result<Option<Vec<u8>>> {
+            Ok(Some(sealed.to_vec()))
+        }
+        fn blind_index(&self, _: &str, value: &str) -> String {
+            value.to_owned()
+        }
+        fn pseudonym(&self, value: &str) -> String {
+            value.to_owned()
+        }
+        async fn shred(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+        fn evict(&self, _: &str) {}
+    }
+
+    fn field(protection: &'static [Protection]) -> PersonalField {
+        PersonalField {
+            service: "support",
+            field: "ticket subject",
+            class: DataClass::FreeText,
+            protection,
+            retention: Retention::UntilErasure,
+            purpose: "answering",
+            locations: &[Location::Column { table: "tickets", column: "subject" }],
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_field_declared_sealed_is_sealed() {
+        let sealed = field(&[Protection::Sealed]);
+        assert_eq!(Marking.seal_field(&sealed, "ada", "hi").await.expect("sealed"), "sealed[ada]:hi");
+        assert!(Marking.seal_field_bytes(&sealed, "ada", b"x").await.is_ok());
+        let plain = field(&[Protection::Plain("no reason")]);
+        let refused = Marking.seal_field(&plain, "ada", "hi").await.expect_err("not declared sealed");
+        assert!(matches!(
+            refused,
+            VaultError::NotDeclaredSealed { service: "support", field: "ticket subject" }
+        ));
+        assert!(Marking.seal_field_bytes(&plain, "ada", b"x").await.is_err());
+    }
+}
