@@ -50,7 +50,11 @@ impl Embedded {
             services.push(Arc::new(CatalogueInvalidation::new(catalogue.clone(), gateway_store.clone())));
         }
         let transport: Arc<dyn tessera_bus::Transport> = Arc::new(InProcessTransport::new());
-        let node = Node::start(services, transport.clone(), NodeOptions::default())?;
+        let node = Node::start(
+            services,
+            transport.clone(),
+            NodeOptions { upcasters: crate::contracts::upcasters(), ..NodeOptions::default() },
+        )?;
         let client = |name: &'static str| -> anyhow::Result<Arc<dyn ServiceClient>> {
             let router =
                 node.service_router(name).with_context(|| format!("no {name} service in this node"))?;

@@ -4,9 +4,11 @@ mod audit;
 mod bench;
 mod chaos;
 mod config;
+mod contracts;
 mod demo;
 mod dlq;
 mod embedded;
+mod governance;
 mod keys;
 mod load;
 mod projections;
@@ -87,6 +89,11 @@ enum Command {
     Chaos(chaos::ChaosArgs),
     /// Run the deterministic simulation of messaging and sagas over seeds (or one, traced).
     Simulate(simulate::SimulateArgs),
+    /// Check the message types against their committed JSON Schemas (`check`).
+    Contracts(contracts::ContractsArgs),
+    /// The data map of personal data (`map`), the canary scan of a data folder (`scan`), and a
+    /// person's access report from the audit trails (`access`).
+    Governance(governance::GovernanceArgs),
     /// Measure the platform's throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -136,5 +143,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(args).await,
         Command::Simulate(args) => simulate::run(args),
         Command::Chaos(args) => chaos::run(args).await,
+        Command::Contracts(args) => contracts::run(args),
+        Command::Governance(args) => governance::run(args).await,
     }
 }

@@ -166,7 +166,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let transport =
         NatsTransport::connect(&args.nats_url, options).await.context("cannot connect to NATS")?;
-    let node = Node::start(vec![service], Arc::new(transport), NodeOptions::default())?;
+    let node = Node::start(
+        vec![service],
+        Arc::new(transport),
+        NodeOptions { upcasters: crate::contracts::upcasters(), ..NodeOptions::default() },
+    )?;
     let routes = node.service_router(name).context("the service's routes")?;
     let readiness = node.readiness();
     let document = Arc::new(node.openapi().clone());

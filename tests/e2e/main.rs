@@ -5,6 +5,7 @@ mod authz;
 mod browser;
 mod chaos;
 mod distributed;
+mod governance;
 mod http;
 mod inside_attacker;
 mod privacy;

@@ -8,6 +8,7 @@ mod clock;
 mod envelope;
 mod hlc;
 mod id;
+pub mod personal;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use envelope::{Envelope, EnvelopeError, MessageKind};

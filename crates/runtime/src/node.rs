@@ -30,6 +30,9 @@ pub struct NodeOptions {
     pub audit_head_every: Duration,
     /// How often the gauges read from each store (backlogs, lags) are sampled.
     pub gauges_every: Duration,
+    /// Lifts old versions of messages before any subscriber's handler sees them (the
+    /// contracts' upcasters, which `tessera contracts check` verifies).
+    pub upcasters: Arc<Upcasters>,
 }
 
 impl Default for NodeOptions {
@@ -39,6 +42,7 @@ impl Default for NodeOptions {
             relay: RelayOptions::default(),
             audit_head_every: Duration::from_secs(30),
             gauges_every: Duration::from_secs(5),
+            upcasters: Arc::new(Upcasters::new()),
         }
     }
 }
@@ -82,6 +86,7 @@ impl Node {
                 let make = {
                     let service = service.clone();
                     let transport = transport.clone();
+                    let upcasters = options.upcasters.clone();
                     let options = options.subscriber.clone();
                     move || {
                         Subscriber::new(
@@ -90,7 +95,7 @@ impl Node {
                             service.store().clone(),
                             transport.clone(),
                             subscription.handler.clone(),
-                            Arc::new(Upcasters::new()),
+                            upcasters.clone(),
                             options.clone(),
                         )
                     }

@@ -14,6 +14,7 @@ mod error;
 mod facts;
 mod migrate;
 mod model;
+pub mod personal_data;
 mod postgres;
 mod sqlite;
 mod store;

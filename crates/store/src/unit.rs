@@ -62,7 +62,11 @@ impl UnitOfWork {
     /// Loads and folds an aggregate; returns it with the version to expect on append.
     pub async fn load<A: Aggregate>(&self, stream: &StreamId) -> Result<(A, ExpectedVersion)> {
         let slice = self.store.load_stream(stream).await?;
-        let state = A::from_slice(&slice)?;
+        let state = match A::from_slice(&slice)? {
+            Some(state) => state,
+            // The snapshot holds another version of the state's shape: fold every event.
+            None => A::from_events(&self.store.read_stream(stream, 0).await?)?,
+        };
         Ok((state, slice.expected()))
     }
 

@@ -633,7 +633,7 @@ async fn loading_starts_from_the_latest_snapshot(fixture: Fixture) {
     assert_eq!((state.total, expected), (6, ExpectedVersion::Exact(3)));
 
     let mut unit = store.begin();
-    unit.snapshot(&s, 3, serde_json::to_string(&state).expect("state"));
+    unit.snapshot(&s, 3, state.to_snapshot().expect("state"));
     unit.append(&s, ExpectedVersion::Exact(3), vec![event(&ids, 4), event(&ids, 5)]);
     unit.commit().await.expect("snapshot");
     // An older snapshot never replaces a newer one.
@@ -648,6 +648,32 @@ async fn loading_starts_from_the_latest_snapshot(fixture: Fixture) {
     let (folded, expected) = store.begin().load::<Counter>(&s).await.expect("load");
     assert_eq!(folded, Counter { total: 15, events: 5 });
     assert_eq!(expected, ExpectedVersion::Exact(5));
+
+    // The snapshot is read: a state that disagrees with the events shows through.
+    let mut forged = store.begin();
+    forged.snapshot(&s, 5, Counter { total: 1000, events: 5 }.to_snapshot().expect("state"));
+    forged.commit().await.expect("forged snapshot");
+    let (from_snapshot, _) = store.begin().load::<Counter>(&s).await.expect("load");
+    assert_eq!(from_snapshot.total, 1000);
+    // A snapshot of another shape's version, or one stamped with none, is never misread: the
+    // stream is folded from its start.
+    for other in [
+        serde_json::json!({"snapshot_version": 2, "state": {"total": 2000, "events": 5}}).to_string(),
+        serde_json::json!({"total": 3000, "events": 5}).to_string(),
+    ] {
+        let mut unit = store.begin();
+        unit.append(&s, ExpectedVersion::Exact(slice_version(&store, &s).await), vec![event(&ids, 1)]);
+        let at = slice_version(&store, &s).await + 1;
+        unit.snapshot(&s, at, other);
+        unit.commit().await.expect("snapshot of another version");
+        let (replayed, expected) = store.begin().load::<Counter>(&s).await.expect("load");
+        assert_eq!((replayed.events, expected), (at, ExpectedVersion::Exact(at)));
+        assert_eq!(replayed.total, 15 + (at - 5), "folded from the first event: {replayed:?}");
+    }
+}
+
+async fn slice_version(store: &Store, s: &StreamId) -> u64 {
+    store.load_stream(s).await.expect("slice").version().expect("a stream")
 }
 
 async fn migrations_are_idempotent_and_edits_are_refused(fixture: Fixture) {

@@ -23,6 +23,11 @@ pub enum VaultError {
     #[error("malformed sealed value: {0}")]
     Malformed(String),
 
+    /// A field was to be sealed that its service does not declare sealed: the data map would
+    /// not say what the code does.
+    #[error("`{service}` does not declare its {field} sealed; declare it so before sealing it")]
+    NotDeclaredSealed { service: &'static str, field: &'static str },
+
     #[error("a subject id must not be empty")]
     EmptySubject,
 

@@ -17,6 +17,7 @@
 mod crypto;
 mod error;
 mod master;
+pub mod personal_data;
 mod schema;
 mod sealed;
 mod sealer;

@@ -3,8 +3,9 @@
 //! puts a pass-through in its place for its baseline, in the same run.
 
 use async_trait::async_trait;
+use tessera_kernel::personal::PersonalField;
 
-use crate::{Decrypted, Result, Sealed, Vault};
+use crate::{Decrypted, Result, Sealed, Vault, VaultError};
 
 #[async_trait]
 pub trait Sealer: Send + Sync + std::fmt::Debug {
@@ -25,10 +26,29 @@ pub trait Sealer: Send + Sync + std::fmt::Debug {
     fn blind_index(&self, purpose: &str, value: &str) -> String;
     /// A keyed pseudonym of `value` for analytics; stable across restarts.
     fn pseudonym(&self, value: &str) -> String;
+    /// `text`, a value of the declared `field`, sealed with `subject`'s data key. Refused unless
+    /// the declaration says the field is sealed: the data map is what the code does.
+    async fn seal_field(&self, field: &PersonalField, subject: &str, text: &str) -> Result<String> {
+        declared_sealed(field)?;
+        self.seal(subject, text).await
+    }
+    /// Like [`seal_field`](Self::seal_field), for bytes (a file).
+    async fn seal_field_bytes(&self, field: &PersonalField, subject: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+        declared_sealed(field)?;
+        self.seal_bytes(subject, bytes).await
+    }
     /// Forgets `subject`'s key for good.
     async fn shred(&self, subject: &str) -> Result<()>;
     /// Drops `subject`'s key from this process's cache (another process shredded it).
     fn evict(&self, subject: &str);
+}
+
+fn declared_sealed(field: &PersonalField) -> Result<()> {
+    if field.is_sealed() {
+        Ok(())
+    } else {
+        Err(VaultError::NotDeclaredSealed { service: field.service, field: field.field })
+    }
 }
 
 #[async_trait]
@@ -67,5 +87,68 @@ impl Sealer for Vault {
 
     fn evict(&self, subject: &str) {
         Vault::evict(self, subject);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_kernel::personal::{DataClass, Location, PersonalField, Protection, Retention};
+
+    use super::*;
+
+    /// Seals by prefixing, so that the test sees what reached `seal`.
+    #[derive(Debug)]
+    struct Marking;
+
+    #[async_trait]
+    impl Sealer for Marking {
+        async fn seal(&self, subject: &str, text: &str) -> Result<String> {
+            Ok(format!("sealed[{subject}]:{text}"))
+        }
+        async fn open(&self, _: &str, stored: &str) -> Result<Option<String>> {
+            Ok(Some(stored.to_owned()))
+        }
+        async fn seal_bytes(&self, _: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+            Ok([b"sealed:".as_slice(), bytes].concat())
+        }
+        async fn open_bytes(&self, _: &str, sealed: &[u8]) -> Result<Option<Vec<u8>>> {
+            Ok(Some(sealed.to_vec()))
+        }
+        fn blind_index(&self, _: &str, value: &str) -> String {
+            value.to_owned()
+        }
+        fn pseudonym(&self, value: &str) -> String {
+            value.to_owned()
+        }
+        async fn shred(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+        fn evict(&self, _: &str) {}
+    }
+
+    fn field(protection: &'static [Protection]) -> PersonalField {
+        PersonalField {
+            service: "support",
+            field: "ticket subject",
+            class: DataClass::FreeText,
+            protection,
+            retention: Retention::UntilErasure,
+            purpose: "answering",
+            locations: &[Location::Column { table: "tickets", column: "subject" }],
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_field_declared_sealed_is_sealed() {
+        let sealed = field(&[Protection::Sealed]);
+        assert_eq!(Marking.seal_field(&sealed, "ada", "hi").await.expect("sealed"), "sealed[ada]:hi");
+        assert!(Marking.seal_field_bytes(&sealed, "ada", b"x").await.is_ok());
+        let plain = field(&[Protection::Plain("no reason")]);
+        let refused = Marking.seal_field(&plain, "ada", "hi").await.expect_err("not declared sealed");
+        assert!(matches!(
+            refused,
+            VaultError::NotDeclaredSealed { service: "support", field: "ticket subject" }
+        ));
+        assert!(Marking.seal_field_bytes(&plain, "ada", b"x").await.is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Messages owned by the customers service. Every field about the person is [`Personal`], so
 //! the privacy layer can find it; no message ever carries a password or its hash.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tessera_kernel::{Envelope, SubjectId};
 use uuid::Uuid;
@@ -10,7 +11,7 @@ use crate::{Personal, message};
 
 /// A postal address, as customers give it and as their events carry it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
     pub line1: String,
@@ -21,7 +22,7 @@ pub struct Address {
 }
 
 /// Someone registered as a customer; `version` is the profile's first version (1).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CustomerRegistered {
     pub customer_id: Uuid,
     pub email: Personal<String>,
@@ -33,7 +34,7 @@ message!(CustomerRegistered, "customers.CustomerRegistered", 1, Event);
 
 /// A customer's profile changed; it carries the whole new profile, not the difference, so a
 /// replica can take the latest version and ignore older ones.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CustomerUpdated {
     pub customer_id: Uuid,
     pub name: Personal<String>,
@@ -45,7 +46,7 @@ message!(CustomerUpdated, "customers.CustomerUpdated", 1, Event);
 /// A customer asked to be forgotten. Their data key is already shredded; every service drops
 /// or redacts what it holds about them (business records stay, the person shows as
 /// `[erased]`) and answers with [`ErasureDone`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CustomerErased {
     pub customer_id: Uuid,
     pub erasure_id: Uuid,
@@ -54,7 +55,7 @@ message!(CustomerErased, "customers.CustomerErased", 1, Event);
 
 /// A service finished its part of an erasure. Each service that holds anything about customers
 /// (orders, payments, support) publishes it from its own outbox; customers keeps the progress.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErasureDone {
     pub customer_id: Uuid,
     pub erasure_id: Uuid,
@@ -87,6 +88,82 @@ impl ErasureDone {
 
 /// The services whose [`ErasureDone`] an erasure waits for, besides customers itself.
 pub const ERASURE_PARTICIPANTS: [&str; 3] = ["orders", "payments", "support"];
+
+/// The personal fields of a customer's profile, declared here, beside the messages that carry
+/// them, because two services act on the declarations: customers seals what they say is
+/// sealed, and the gateway masks for support what they say is masked.
+pub mod profile {
+    use tessera_kernel::personal::{DataClass, Location, Mask, PersonalField, Protection, Retention};
+
+    /// The route that answers a profile, where support sees it masked.
+    pub const ROUTE: &str = "GET /customers/{id}";
+    const PURPOSE: &str = "delivering orders and reaching the customer about them";
+
+    pub const EMAIL: PersonalField = PersonalField {
+        service: "customers",
+        field: "email",
+        class: DataClass::Contact,
+        protection: &[Protection::Sealed, Protection::MaskedForSupport(Mask::Email)],
+        retention: Retention::UntilErasure,
+        purpose: "signing in, and reaching the customer about their orders",
+        locations: &[
+            Location::Column { table: "customers", column: "email" },
+            Location::Message { name: "customers.CustomerRegistered", field: "email" },
+            Location::Response { route: ROUTE, field: "email" },
+        ],
+    };
+
+    pub const NAME: PersonalField = PersonalField {
+        service: "customers",
+        field: "name",
+        class: DataClass::Identifier,
+        protection: &[Protection::Sealed],
+        retention: Retention::UntilErasure,
+        purpose: PURPOSE,
+        locations: &[
+            Location::Column { table: "customers", column: "name" },
+            Location::Message { name: "customers.CustomerRegistered", field: "name" },
+            Location::Message { name: "customers.CustomerUpdated", field: "name" },
+            Location::Response { route: ROUTE, field: "name" },
+        ],
+    };
+
+    /// One part of the postal address: sealed, and masked for support as `protection` says.
+    macro_rules! address_part {
+        ($field:literal, $column:literal, $protection:expr) => {
+            PersonalField {
+                service: "customers",
+                field: $field,
+                class: DataClass::Address,
+                protection: $protection,
+                retention: Retention::UntilErasure,
+                purpose: PURPOSE,
+                locations: &[
+                    Location::Column { table: "customers", column: $column },
+                    Location::Message {
+                        name: "customers.CustomerRegistered",
+                        field: concat!("address.", $column),
+                    },
+                    Location::Message {
+                        name: "customers.CustomerUpdated",
+                        field: concat!("address.", $column),
+                    },
+                    Location::Response { route: ROUTE, field: concat!("address.", $column) },
+                ],
+            }
+        };
+    }
+
+    const MASKED: &[Protection] = &[Protection::Sealed, Protection::MaskedForSupport(Mask::Hidden)];
+    pub const ADDRESS_LINE1: PersonalField = address_part!("address line", "line1", MASKED);
+    pub const CITY: PersonalField = address_part!("city", "city", MASKED);
+    pub const POSTAL_CODE: PersonalField = address_part!("postal code", "postal_code", MASKED);
+    /// Support sees the country: it tells them which market's rules apply.
+    pub const COUNTRY: PersonalField = address_part!("country", "country", &[Protection::Sealed]);
+
+    /// Every declared field of a profile.
+    pub const FIELDS: [PersonalField; 6] = [EMAIL, NAME, ADDRESS_LINE1, CITY, POSTAL_CODE, COUNTRY];
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,12 +1,13 @@
 //! Messages owned by the inventory service.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{Money, OrderLine, Quantity, Sku, message};
 
 /// Command: hold stock for every line of an order, or for none (`out_of_stock`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ReserveStock {
     pub order_id: Uuid,
     pub lines: Vec<OrderLine>,
@@ -14,28 +15,28 @@ pub struct ReserveStock {
 message!(ReserveStock, "inventory.ReserveStock", 1, Command);
 
 /// Command: give back what an order holds (a no-op if it holds nothing).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ReleaseStock {
     pub order_id: Uuid,
 }
 message!(ReleaseStock, "inventory.ReleaseStock", 1, Command);
 
 /// Command: the order is confirmed; what it holds is sold.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CommitReservation {
     pub order_id: Uuid,
 }
 message!(CommitReservation, "inventory.CommitReservation", 1, Command);
 
 /// Command: put sold stock back (an order cancelled after confirmation).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Restock {
     pub order_id: Uuid,
 }
 message!(Restock, "inventory.Restock", 1, Command);
 
 /// A line as reserved, with the price it was reserved at.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PricedLine {
     pub sku: Sku,
     pub name: String,
@@ -44,19 +45,19 @@ pub struct PricedLine {
 }
 
 /// What was held for an order and what it costs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Reserved {
     pub lines: Vec<PricedLine>,
     pub total: Money,
 }
 
 /// The data of a successful `ReserveStock` saga reply (merged into the saga's data).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ReserveStockReply {
     pub reserved: Reserved,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProductCreated {
     pub sku: Sku,
     pub name: String,
@@ -65,7 +66,7 @@ pub struct ProductCreated {
 }
 message!(ProductCreated, "inventory.ProductCreated", 1, Event);
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProductUpdated {
     pub sku: Sku,
     pub name: String,
@@ -78,7 +79,7 @@ message!(ProductUpdated, "inventory.ProductUpdated", 1, Event);
 /// Stock levels of a sku changed: an adjustment, a reservation, a release, a sale or a
 /// restock. It carries the changes, not the levels, so that it is exact even when other
 /// units changed the same sku concurrently.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StockChanged {
     pub sku: Sku,
     /// `adjustment`, `reserved`, `released`, `sold` or `restocked`.

@@ -1,6 +1,7 @@
 //! Messages owned by the orders service: the Order aggregate's events, published as they are
 //! appended.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -9,7 +10,7 @@ use crate::{Money, OrderLine, message};
 
 /// Why an order ended rejected (API.md: `out_of_stock`, `payment_declined`, `payment_timeout`,
 /// `inventory_timeout`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectionReason {
     OutOfStock,
@@ -28,7 +29,7 @@ impl RejectionReason {
     ];
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderPlaced {
     pub order_id: Uuid,
     pub customer_id: Uuid,
@@ -40,7 +41,7 @@ pub struct OrderPlaced {
 }
 message!(OrderPlaced, "orders.OrderPlaced", 1, Event);
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderConfirmed {
     pub order_id: Uuid,
     pub customer_id: Uuid,
@@ -53,7 +54,7 @@ pub struct OrderConfirmed {
 }
 message!(OrderConfirmed, "orders.OrderConfirmed", 1, Event);
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderRejected {
     pub order_id: Uuid,
     pub customer_id: Uuid,
@@ -65,7 +66,7 @@ pub struct OrderRejected {
 }
 message!(OrderRejected, "orders.OrderRejected", 1, Event);
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderCancelled {
     pub order_id: Uuid,
     pub customer_id: Uuid,

@@ -1,12 +1,13 @@
 //! Messages owned by the payments service. No message ever carries a card number or CVC:
 //! cards travel as tokens.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{Money, message};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AuthorisePayment {
     pub order_id: Uuid,
     pub customer_id: Uuid,
@@ -15,20 +16,20 @@ pub struct AuthorisePayment {
 }
 message!(AuthorisePayment, "payments.AuthorisePayment", 1, Command);
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct VoidPayment {
     pub order_id: Uuid,
 }
 message!(VoidPayment, "payments.VoidPayment", 1, Command);
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CapturePayment {
     pub order_id: Uuid,
     pub amount: Money,
 }
 message!(CapturePayment, "payments.CapturePayment", 1, Command);
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RefundPayment {
     pub order_id: Uuid,
     pub amount: Money,
@@ -36,27 +37,27 @@ pub struct RefundPayment {
 message!(RefundPayment, "payments.RefundPayment", 1, Command);
 
 /// The payment an authorisation made.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AuthorisedPayment {
     pub payment_id: Uuid,
     pub last4: String,
 }
 
 /// The data of a successful `AuthorisePayment` saga reply (merged into the saga's data).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AuthorisePaymentReply {
     pub payment: AuthorisedPayment,
 }
 
 /// Why a card was refused; the reason an order is rejected with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeclineReason {
     CardDeclined,
     InsufficientFunds,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentAuthorised {
     pub order_id: Uuid,
     pub payment_id: Uuid,
@@ -65,14 +66,14 @@ pub struct PaymentAuthorised {
 }
 message!(PaymentAuthorised, "payments.PaymentAuthorised", 1, Event);
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentDeclined {
     pub order_id: Uuid,
     pub reason: DeclineReason,
 }
 message!(PaymentDeclined, "payments.PaymentDeclined", 1, Event);
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentCaptured {
     pub order_id: Uuid,
     pub payment_id: Uuid,
@@ -80,7 +81,7 @@ pub struct PaymentCaptured {
 }
 message!(PaymentCaptured, "payments.PaymentCaptured", 1, Event);
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentRefunded {
     pub order_id: Uuid,
     pub payment_id: Uuid,

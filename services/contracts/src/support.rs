@@ -1,12 +1,13 @@
 //! Messages owned by the support service.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{Personal, message};
 
 /// A customer opened a ticket, optionally about one of their orders.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TicketOpened {
     pub ticket_id: Uuid,
     pub customer_id: Uuid,
@@ -15,7 +16,7 @@ pub struct TicketOpened {
 }
 message!(TicketOpened, "support.TicketOpened", 1, Event);
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TicketClosed {
     pub ticket_id: Uuid,
     pub customer_id: Uuid,

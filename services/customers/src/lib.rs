@@ -11,6 +11,7 @@
 mod app;
 pub mod domain;
 pub mod http;
+pub mod personal_data;
 mod service;
 
 pub use service::CustomersService;

@@ -25,6 +25,7 @@ mod limits;
 mod openapi;
 mod ownership;
 mod passwords;
+pub mod personal_data;
 mod routes;
 mod schemas;
 mod state;

@@ -7,6 +7,7 @@ mod app;
 pub mod domain;
 pub mod facts;
 pub mod http;
+pub mod personal_data;
 mod service;
 
 pub use service::PaymentsService;

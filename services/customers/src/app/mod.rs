@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use tessera_contracts::Personal;
 use tessera_contracts::customers::{
-    Address, CustomerErased, CustomerRegistered, CustomerUpdated, ErasureDone,
+    Address, CustomerErased, CustomerRegistered, CustomerUpdated, ErasureDone, profile,
 };
 use tessera_contracts::{EnvelopeBuilder, Message, envelope};
+use tessera_kernel::personal::PersonalField;
 use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, SubjectId, Timestamp};
 use tessera_store::{Row, Statement, Store, StoreError};
 use tessera_vault::{Sealer, VaultError};
@@ -141,8 +142,10 @@ impl Customers {
         Self { store, vault, ids, clock: Arc::new(HybridClock::new(clock)) }
     }
 
-    async fn seal(&self, id: Uuid, value: &str) -> Result<String, AppError> {
-        Ok(self.vault.seal(&id.to_string(), value).await?)
+    /// `value` of the declared `field` sealed with the customer's key (refused if the field
+    /// is not declared sealed: the data map says what happens here).
+    async fn seal(&self, field: &PersonalField, id: Uuid, value: &str) -> Result<String, AppError> {
+        Ok(self.vault.seal_field(field, &id.to_string(), value).await?)
     }
 
     /// The plain value of a sealed field; `None` once the customer is erased.
@@ -152,10 +155,10 @@ impl Customers {
 
     async fn seal_address(&self, id: Uuid, address: &Address) -> Result<Address, AppError> {
         Ok(Address {
-            line1: self.seal(id, &address.line1).await?,
-            city: self.seal(id, &address.city).await?,
-            postal_code: self.seal(id, &address.postal_code).await?,
-            country: self.seal(id, &address.country).await?,
+            line1: self.seal(&profile::ADDRESS_LINE1, id, &address.line1).await?,
+            city: self.seal(&profile::CITY, id, &address.city).await?,
+            postal_code: self.seal(&profile::POSTAL_CODE, id, &address.postal_code).await?,
+            country: self.seal(&profile::COUNTRY, id, &address.country).await?,
         })
     }
 
@@ -216,8 +219,8 @@ impl Customers {
         let password_hash = credentials::hash(password).await?;
         let now = micros(self.clock.now().wall());
         let address = self.seal_address(id, &address.into_address()).await?;
-        let sealed_email = self.seal(id, email.as_str()).await?;
-        let sealed_name = self.seal(id, name.as_str()).await?;
+        let sealed_email = self.seal(&profile::EMAIL, id, email.as_str()).await?;
+        let sealed_name = self.seal(&profile::NAME, id, name.as_str()).await?;
         let mut unit = self.store.begin();
         unit.execute(
             Statement::new(format!(
@@ -306,7 +309,7 @@ impl Customers {
             version: version + 1,
             ..current
         };
-        let sealed_name = self.seal(id, &updated.name).await?;
+        let sealed_name = self.seal(&profile::NAME, id, &updated.name).await?;
         let sealed_address = self.seal_address(id, &updated.address).await?;
         let mut unit = self.store.begin();
         unit.execute(
@@ -521,8 +524,8 @@ impl Customers {
                      country = $7, email_key = $8, sealed = 1 WHERE id = $1 AND sealed = 0",
                 )
                 .bind(id.to_string())
-                .bind(self.seal(id, &plain.email).await?)
-                .bind(self.seal(id, &plain.name).await?)
+                .bind(self.seal(&profile::EMAIL, id, &plain.email).await?)
+                .bind(self.seal(&profile::NAME, id, &plain.name).await?)
                 .bind(address.line1)
                 .bind(address.city)
                 .bind(address.postal_code)

@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use tessera_contracts::customers::profile;
+use tessera_kernel::personal::Location;
 use tessera_web::{ApiResult, Json, Path, Problem};
 
 use crate::access::{Caller, MaybeCaller};
@@ -34,19 +36,17 @@ async fn register_customer(
     g.forward(&g.services.customers, Method::POST, "/customers", Some(body), &[]).await
 }
 
-/// Masks all but the first character of each part of an email, and the address but its country.
+/// Masks each profile field the customers' declarations say support sees masked (the email
+/// but its first character and domain, the address but its country).
 fn mask(profile: &mut Value) {
-    if let Some(email) = profile["email"].as_str() {
-        let masked = match email.split_once('@') {
-            Some((local, domain)) => format!("{}***@{}", local.chars().next().unwrap_or('*'), domain),
-            None => "***".to_owned(),
-        };
-        profile["email"] = Value::String(masked);
-    }
-    if let Some(address) = profile.get_mut("address").and_then(Value::as_object_mut) {
-        for (field, value) in address.iter_mut() {
-            if field != "country" {
-                *value = Value::String("***".into());
+    for field in &profile::FIELDS {
+        let Some(mask) = field.mask() else { continue };
+        for location in field.locations {
+            if let Location::Response { route: profile::ROUTE, field: path } = location
+                && let Some(value) = profile.pointer_mut(&format!("/{}", path.replace('.', "/")))
+                && let Some(text) = value.as_str()
+            {
+                *value = Value::String(mask.apply(text));
             }
         }
     }

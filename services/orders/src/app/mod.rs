@@ -17,7 +17,7 @@ use tessera_contracts::orders::{OrderCancelled, OrderConfirmed, OrderPlaced, Ord
 use tessera_contracts::{EnvelopeBuilder, Message, OrderLine, envelope};
 use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageId, MessageKind, StreamId, Timestamp};
 use tessera_saga::{SagaEngine, SagaObserver, SagaSummary, Transition};
-use tessera_store::{NewEvent, RecordedEvent, Statement, Store, StoreError, UnitOfWork};
+use tessera_store::{Aggregate, NewEvent, RecordedEvent, Statement, Store, StoreError, UnitOfWork};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -494,8 +494,7 @@ impl Inner {
             unit.execute(summaries::statement(summaries::TABLE, order_id, event, version));
             state = state.evolve(event);
             if self.snapshot_every > 0 && version % self.snapshot_every == 0 {
-                let encoded = serde_json::to_string(&state).map_err(|e| AppError::Internal(e.to_string()))?;
-                unit.snapshot(&stream(order_id)?, version, encoded);
+                unit.snapshot(&stream(order_id)?, version, state.to_snapshot()?);
             }
         }
         let stored = events

@@ -226,6 +226,10 @@ impl Order {
 impl tessera_store::Aggregate for Order {
     type Event = OrderEvent;
 
+    /// Bump when `Order`'s fields change meaning or shape: snapshots of another version are
+    /// ignored and the order's stream is folded from its first event.
+    const SNAPSHOT_VERSION: u32 = 1;
+
     fn evolve(self, event: &OrderEvent) -> Self {
         Order::evolve(self, event)
     }

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::{AppError, Support, corrupt, micros, timestamp};
 use crate::domain::{AttachmentError, ContentType, file_name};
+use crate::personal_data;
 
 /// Where attachments' bytes are kept.
 #[derive(Clone)]
@@ -131,8 +132,9 @@ impl Support {
         let id = Uuid::now_v7();
         let key = ObjectPath::from(format!("{customer}/{ticket}/{id}"));
         let sha256 = sha256_hex(bytes);
-        let sealed = self.vault.seal_bytes(&customer.to_string(), bytes).await?;
-        let sealed_name = self.seal(customer, &name).await?;
+        let sealed =
+            self.vault.seal_field_bytes(&personal_data::ATTACHMENT, &customer.to_string(), bytes).await?;
+        let sealed_name = self.seal(&personal_data::ATTACHMENT_NAME, customer, &name).await?;
         let now = self.clock.now().wall();
         // The object first, then its row: a crash between the two leaves an object without a
         // row (unreachable, and deleted with the customer's erasure, which lists their

@@ -14,6 +14,7 @@ use tessera_bus::{Handler, HandlerError};
 use tessera_contracts::orders::{OrderCancelled, OrderConfirmed, OrderPlaced, OrderRejected};
 use tessera_contracts::support::{TicketClosed, TicketOpened};
 use tessera_contracts::{Currency, EnvelopeBuilder, Message, Money, Personal, envelope};
+use tessera_kernel::personal::PersonalField;
 use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, SubjectId, Timestamp};
 use tessera_store::{Row, SqlValue, Statement, Store, StoreError, UnitOfWork};
 use uuid::Uuid;
@@ -24,6 +25,7 @@ pub use erasure::Erasures;
 use crate::domain::{
     AttachmentError, OrderReplica, ReplicaUpdate, TicketError, TicketStatus, check_message, check_subject,
 };
+use crate::personal_data;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -223,8 +225,10 @@ impl Support {
         Self { store, vault, attachments, ids, clock: Arc::new(HybridClock::new(clock)) }
     }
 
-    async fn seal(&self, customer: Uuid, text: &str) -> Result<String, AppError> {
-        Ok(self.vault.seal(&customer.to_string(), text).await?)
+    /// `text` of the declared `field` sealed with the customer's key (refused if the field is
+    /// not declared sealed: the data map says what happens here).
+    async fn seal(&self, field: &PersonalField, customer: Uuid, text: &str) -> Result<String, AppError> {
+        Ok(self.vault.seal_field(field, &customer.to_string(), text).await?)
     }
 
     /// A stored text opened: `[erased]` once the customer's key is shredded; text written
@@ -265,8 +269,8 @@ impl Support {
         check_message(message)?;
         let id = Uuid::now_v7();
         let now = self.now();
-        let sealed_subject = self.seal(customer_id, subject.trim()).await?;
-        let sealed_message = self.seal(customer_id, message).await?;
+        let sealed_subject = self.seal(&personal_data::TICKET_SUBJECT, customer_id, subject.trim()).await?;
+        let sealed_message = self.seal(&personal_data::TICKET_MESSAGE, customer_id, message).await?;
         let mut unit = self.store.begin();
         unit.execute(
             Statement::new(format!(
@@ -318,7 +322,7 @@ impl Support {
     ) -> Result<(), AppError> {
         check_message(body)?;
         let found = self.ticket(ticket).await?.ok_or(AppError::UnknownTicket(ticket))?;
-        let sealed = self.seal(found.customer_id, body).await?;
+        let sealed = self.seal(&personal_data::TICKET_MESSAGE, found.customer_id, body).await?;
         let mut unit = self.store.begin();
         self.add_message(&mut unit, ticket, author, &sealed, self.now());
         unit.audit(actor.audit("ticket.reply", format!("ticket/{ticket}"), "ok", self.clock.now().wall()));
