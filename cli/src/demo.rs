@@ -7,13 +7,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use axum::body::Body;
-use axum::http::{Method, Request};
+use axum::http::Method;
 use clap::Args;
-use http_body_util::BodyExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
-use tessera_gateway::{Http, ServiceClient};
+use serde_json::json;
+
+use crate::api_client::ApiClient;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -38,67 +37,8 @@ const CARDS: [(&str, &str); 5] = [
     ("4000000000003220", "slow, times out"),
 ];
 
-struct Client {
-    http: Http,
-}
-
-impl Client {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-        key: Option<&str>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let mut request = Request::builder().method(method.clone()).uri(path);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        if let Some(key) = key {
-            request = request.header("idempotency-key", key);
-        }
-        if body.is_some() {
-            request = request.header("content-type", "application/json");
-        }
-        let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))?;
-        let response = self.http.send(request).await.with_context(|| format!("{method} {path}"))?;
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
-    }
-
-    async fn expect(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-        key: Option<&str>,
-    ) -> anyhow::Result<Value> {
-        let (status, answer) = self.call(method.clone(), path, token, body, key).await?;
-        if !(200..300).contains(&status) {
-            bail!("{method} {path} answered {status}: {answer}");
-        }
-        Ok(answer)
-    }
-
-    async fn sign_in(&self, email: &str, password: &str) -> anyhow::Result<String> {
-        let answer = self
-            .expect(
-                Method::POST,
-                "/api/v1/auth/token",
-                None,
-                Some(json!({"email": email, "password": password})),
-                None,
-            )
-            .await?;
-        answer["access_token"].as_str().map(str::to_owned).context("no access_token in the answer")
-    }
-}
-
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let client = Client { http: Http::new("tessera", &args.url) };
+    let client = ApiClient::new(&args.url);
     let started = Instant::now();
     loop {
         match client.call(Method::GET, "/ready", None, None, None).await {

@@ -5,6 +5,7 @@
 
 pub mod bounded;
 mod extract;
+mod field_error_words;
 mod metered;
 mod preconditions;
 mod problem;

@@ -116,7 +116,10 @@ impl Gateway {
                 async move { routes::ready(&gateway, readiness.as_deref()).await }
             }),
         );
-        let graphql = Router::new().route("/graphql", axum::routing::post(graphql::serve)).with_state(
+        let graphql = Router::new()
+            .route("/graphql", axum::routing::post(graphql::serve))
+            .route("/graphql/schema.graphql", axum::routing::get(graphql::schema_sdl))
+            .with_state(
             graphql::GraphqlState {
                 gateway: self.clone(),
                 rest: rest.clone(),

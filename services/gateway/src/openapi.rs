@@ -23,6 +23,7 @@ use utoipa::OpenApi;
     crate::audit::verify,
     crate::routes::admin::sales,
     crate::graphql::serve,
+    crate::graphql::schema_sdl,
     crate::routes::tickets::attachments::upload_attachment,
     crate::routes::tickets::attachments::list_attachments,
     crate::routes::tickets::attachments::download_attachment,
