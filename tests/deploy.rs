@@ -34,7 +34,8 @@ fn rendered(overlay: &str) -> Option<Vec<Yaml>> {
         String::from_utf8_lossy(&output.stderr)
     );
     let text = String::from_utf8(output.stdout).expect("UTF-8");
-    let documents = YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{overlay} renders YAML: {e}"));
+    let documents =
+        YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{overlay} renders YAML: {e}"));
     for document in &documents {
         for field in ["apiVersion", "kind"] {
             assert!(document[field].as_str().is_some(), "{overlay}: a document without {field}");
@@ -73,7 +74,11 @@ fn every_overlay_deploys_every_service_with_probes_and_its_configuration() {
                 .iter()
                 .filter_map(|s| s["configMapRef"]["name"].as_str().or(s["secretRef"]["name"].as_str()))
                 .collect();
-            assert_eq!(sources, ["tessera", "tessera"], "{service}: configuration from the ConfigMap and the Secret");
+            assert_eq!(
+                sources,
+                ["tessera", "tessera"],
+                "{service}: configuration from the ConfigMap and the Secret"
+            );
             let selected = &find(&documents, "Service", service)["spec"]["selector"]["app"];
             assert_eq!(selected.as_str(), Some(service), "{overlay}: the {service} Service selects its pods");
         }
@@ -82,13 +87,18 @@ fn every_overlay_deploys_every_service_with_probes_and_its_configuration() {
         assert_eq!(backend.as_str(), Some("gateway"), "only the gateway is public");
         let secret = find(&documents, "Secret", "tessera");
         assert!(secret["stringData"]["TESSERA_DATABASE_URL"].as_str().is_some());
-        assert!(secret["stringData"]["TESSERA_MASTER_KEY"].as_str().is_some(), "the vault's master key is a Secret");
+        assert!(
+            secret["stringData"]["TESSERA_MASTER_KEY"].as_str().is_some(),
+            "the vault's master key is a Secret"
+        );
         let config = find(&documents, "ConfigMap", "tessera");
-        let jwks = config["data"]["TESSERA_JWKS_URL"].as_str().expect("services verify tokens: TESSERA_JWKS_URL");
+        let jwks =
+            config["data"]["TESSERA_JWKS_URL"].as_str().expect("services verify tokens: TESSERA_JWKS_URL");
         assert!(jwks.starts_with("http://gateway/"), "the gateway's Service: {jwks}");
         let replicas = config["data"]["TESSERA_NATS_REPLICAS"].as_str();
         assert_eq!(replicas, Some(if overlay == "production" { "3" } else { "1" }), "{overlay}");
-        let namespace = find(&documents, "Namespace", if overlay == "production" { "tessera" } else { "tessera-dev" });
+        let namespace =
+            find(&documents, "Namespace", if overlay == "production" { "tessera" } else { "tessera-dev" });
         let name = namespace["metadata"]["name"].as_str();
         for document in documents.iter().filter(|d| d["kind"].as_str() != Some("Namespace")) {
             assert_eq!(document["metadata"]["namespace"].as_str(), name, "{overlay}: one namespace for all");
@@ -100,7 +110,8 @@ fn every_overlay_deploys_every_service_with_probes_and_its_configuration() {
 fn every_deployment_runs_a_pinned_image_within_limits_as_nobody_with_nothing_to_gain() {
     for overlay in OVERLAYS {
         let Some(documents) = rendered(overlay) else { return };
-        let deployments: Vec<&Yaml> = documents.iter().filter(|d| d["kind"].as_str() == Some("Deployment")).collect();
+        let deployments: Vec<&Yaml> =
+            documents.iter().filter(|d| d["kind"].as_str() == Some("Deployment")).collect();
         assert_eq!(deployments.len(), SERVICES.len(), "{overlay}");
         for deployment in deployments {
             let name = deployment["metadata"]["name"].as_str().unwrap_or_default();
@@ -108,20 +119,34 @@ fn every_deployment_runs_a_pinned_image_within_limits_as_nobody_with_nothing_to_
             assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true), "{overlay} {name}");
             assert!(pod["securityContext"]["runAsUser"].as_i64().is_some_and(|u| u > 0), "{overlay} {name}");
             assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(false), "{overlay} {name}");
-            assert!(pod["terminationGracePeriodSeconds"].as_i64().is_some_and(|s| s > 10), "{overlay} {name}: the 10 s graceful stop fits");
+            assert!(
+                pod["terminationGracePeriodSeconds"].as_i64().is_some_and(|s| s > 10),
+                "{overlay} {name}: the 10 s graceful stop fits"
+            );
             let containers = pod["containers"].as_vec().expect("containers");
             for container in containers {
                 let image = container["image"].as_str().unwrap_or_default();
                 let tag = image.rsplit_once(':').map(|(_, tag)| tag).unwrap_or_default();
-                assert!(!tag.is_empty() && tag != "latest" && !tag.contains('/'), "{overlay} {name}: a pinned tag, not {image:?}");
+                assert!(
+                    !tag.is_empty() && tag != "latest" && !tag.contains('/'),
+                    "{overlay} {name}: a pinned tag, not {image:?}"
+                );
                 let security = &container["securityContext"];
                 assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(false), "{overlay} {name}");
                 assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true), "{overlay} {name}");
                 assert_eq!(strings(&security["capabilities"]["drop"]), ["ALL"], "{overlay} {name}");
-                for (kind, resource) in [("requests", "cpu"), ("requests", "memory"), ("limits", "cpu"), ("limits", "memory")] {
-                    assert!(!container["resources"][kind][resource].is_badvalue(), "{overlay} {name}: resources.{kind}.{resource}");
+                for (kind, resource) in
+                    [("requests", "cpu"), ("requests", "memory"), ("limits", "cpu"), ("limits", "memory")]
+                {
+                    assert!(
+                        !container["resources"][kind][resource].is_badvalue(),
+                        "{overlay} {name}: resources.{kind}.{resource}"
+                    );
                 }
-                assert!(!container["readinessProbe"].is_badvalue() && !container["livenessProbe"].is_badvalue(), "{overlay} {name}");
+                assert!(
+                    !container["readinessProbe"].is_badvalue() && !container["livenessProbe"].is_badvalue(),
+                    "{overlay} {name}"
+                );
             }
         }
     }
@@ -137,7 +162,10 @@ fn the_compose_file_runs_every_service_and_its_backing_servers_with_health_check
     for backing in ["postgres", "nats", "redis"] {
         assert!(!services[backing]["healthcheck"]["test"].is_badvalue(), "{backing} has a health check");
         let image = services[backing]["image"].as_str().unwrap_or_default();
-        assert!(image.contains(':') && !image.ends_with(":latest"), "{backing}: a pinned image, not {image:?}");
+        assert!(
+            image.contains(':') && !image.ends_with(":latest"),
+            "{backing}: a pinned image, not {image:?}"
+        );
     }
     assert!(strings(&services["nats"]["command"]).contains(&"--jetstream"), "NATS with JetStream");
     for service in SERVICES {
@@ -145,15 +173,25 @@ fn the_compose_file_runs_every_service_and_its_backing_servers_with_health_check
         let command = strings(&definition["command"]);
         assert_eq!(command.get(..2), Some(&["serve", service][..]), "{service}: {command:?}");
         assert!(command.contains(&"--listen=0.0.0.0:8080"), "{service}: {command:?}");
-        assert!(strings(&definition["healthcheck"]["test"]).contains(&"probe"), "{service}: checked by `tessera probe`");
-        assert_eq!(definition["image"].as_str(), Some("tessera:dev"), "{service}: the image the Dockerfile builds");
+        assert!(
+            strings(&definition["healthcheck"]["test"]).contains(&"probe"),
+            "{service}: checked by `tessera probe`"
+        );
+        assert_eq!(
+            definition["image"].as_str(),
+            Some("tessera:dev"),
+            "{service}: the image the Dockerfile builds"
+        );
         for server in ["postgres", "nats"] {
             let condition = &definition["depends_on"][server]["condition"];
             assert_eq!(condition.as_str(), Some("service_healthy"), "{service} waits for {server}");
         }
     }
     assert!(!services["gateway"]["ports"].is_badvalue(), "the gateway is published");
-    assert!(strings(&services["gateway"]["command"]).iter().filter(|a| a.starts_with("--service-url=")).count() == 5);
+    assert!(
+        strings(&services["gateway"]["command"]).iter().filter(|a| a.starts_with("--service-url=")).count()
+            == 5
+    );
 }
 
 /// The Dockerfile builds in one stage and runs in another, small and not as root.
@@ -163,11 +201,18 @@ fn the_dockerfile_builds_in_one_stage_and_runs_as_nobody_in_a_small_one() {
     let stages: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
     assert!(stages.len() >= 2, "multi-stage: {stages:?}");
     for stage in &stages {
-        assert!(!stage.contains(":latest") && stage.split_whitespace().nth(1).is_some_and(|i| i.contains(':')), "pinned: {stage}");
+        assert!(
+            !stage.contains(":latest") && stage.split_whitespace().nth(1).is_some_and(|i| i.contains(':')),
+            "pinned: {stage}"
+        );
     }
     let runtime = text.rsplit("\nFROM ").next().unwrap_or_default();
     assert!(runtime.starts_with("gcr.io/distroless/"), "a small runtime image: {runtime}");
-    let user = runtime.lines().filter_map(|l| l.strip_prefix("USER ")).last().expect("a USER in the runtime stage");
+    let user = runtime
+        .lines()
+        .filter_map(|l| l.strip_prefix("USER "))
+        .next_back()
+        .expect("a USER in the runtime stage");
     assert!(!["root", "0", "0:0"].contains(&user.trim()), "not root: {user}");
     let ignored = std::fs::read_to_string(deploy().join("../.dockerignore")).expect(".dockerignore");
     assert!(ignored.lines().any(|l| l.trim() == "target"), "the build context leaves target/ out");

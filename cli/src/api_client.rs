@@ -104,7 +104,10 @@ impl GatewayTarget {
         let token = match &self.token {
             Some(token) => token.clone(),
             None => client.sign_in(&self.email, &self.password).await.with_context(|| {
-                format!("cannot sign in to {} as {}: give --token, or --email and --password", self.url, self.email)
+                format!(
+                    "cannot sign in to {} as {}: give --token, or --email and --password",
+                    self.url, self.email
+                )
             })?,
         };
         Ok((client, token))

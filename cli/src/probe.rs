@@ -21,7 +21,8 @@ pub struct ProbeArgs {
 }
 
 pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
-    let (origin, path) = split(&args.url).with_context(|| format!("--url {}: give http://host:port/path", args.url))?;
+    let (origin, path) =
+        split(&args.url).with_context(|| format!("--url {}: give http://host:port/path", args.url))?;
     let client = ApiClient::new(origin);
     let timeout = Duration::try_from_secs_f64(args.timeout).context("--timeout: give seconds")?;
     let (status, _) = tokio::time::timeout(timeout, client.call(Method::GET, path, None, None, None))

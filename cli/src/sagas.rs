@@ -86,7 +86,10 @@ pub fn print_sagas(sagas: &[Value]) -> String {
     if sagas.is_empty() {
         return "  none\n".to_owned();
     }
-    let mut out = format!("  {:<14}  {:<12}  {:>4}  {:<28}  {:>9}  reason\n", "saga", "status", "step", "started", "took");
+    let mut out = format!(
+        "  {:<14}  {:<12}  {:>4}  {:<28}  {:>9}  reason\n",
+        "saga", "status", "step", "started", "took"
+    );
     for saga in sagas {
         let took = match (timestamp(&saga["started_at"]), timestamp(&saga["updated_at"])) {
             (Some(start), Some(end)) => {

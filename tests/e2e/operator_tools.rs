@@ -27,7 +27,13 @@ fn orders_show_and_sagas_show_print_an_order_and_its_sagas_as_text_and_json() {
 
     let (ok, text, stderr) = run(&["orders", "show", &order, "--url", &up.base]);
     assert!(ok, "{stderr}");
-    for expected in [&format!("order     {order}") as &str, "status    rejected (payment_declined)", "TEA-001", "orders.Placed", "place_order"] {
+    for expected in [
+        &format!("order     {order}") as &str,
+        "status    rejected (payment_declined)",
+        "TEA-001",
+        "orders.Placed",
+        "place_order",
+    ] {
         assert!(text.contains(expected), "{expected:?} in:\n{text}");
     }
     let (ok, json, stderr) = run(&["orders", "show", &order, "--url", &up.base, "--json"]);

@@ -161,7 +161,8 @@ mod tests {
 
     #[test]
     fn an_unknown_field_is_named_itself() {
-        let problem = parse_json::<Body>(br#"{"items":[{"sku":"A","quantity":1,"colour":"red"}]}"#).unwrap_err();
+        let problem =
+            parse_json::<Body>(br#"{"items":[{"sku":"A","quantity":1,"colour":"red"}]}"#).unwrap_err();
         assert_eq!(problem.detail, "items[0].colour: is not a field of this request", "{problem:?}");
     }
 

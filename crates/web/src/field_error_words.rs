@@ -138,7 +138,10 @@ mod tests {
         );
         assert_eq!(said("items", "invalid type: map, expected a sequence"), "items: must be an array");
         assert_eq!(said("", "invalid type: string \"x\", expected struct NewOrder"), ": must be an object");
-        assert_eq!(said("author", "unknown variant `bot`, expected `customer` or `support`"), "author: must be one of: customer, support");
+        assert_eq!(
+            said("author", "unknown variant `bot`, expected `customer` or `support`"),
+            "author: must be one of: customer, support"
+        );
         assert_eq!(said("items[0]", "missing field `sku`"), "items[0].sku: is required");
         assert_eq!(said("limit", "invalid digit found in string"), "limit: must be an integer");
         assert_eq!(said("sku", "SKUs are 3 to 32 characters"), "sku: SKUs are 3 to 32 characters");
@@ -149,9 +152,15 @@ mod tests {
         let message = "unknown field `admin`, expected one of `customer_id`, `items`, `request_key`";
         for path in ["", "admin"] {
             let error = field_error(path, message);
-            assert_eq!((error.field.as_str(), error.message.as_str()), ("admin", "is not a field of this request"));
+            assert_eq!(
+                (error.field.as_str(), error.message.as_str()),
+                ("admin", "is not a field of this request")
+            );
             assert!(!error.message.contains("request_key"));
         }
-        assert_eq!(field_error("items[0].colour", "unknown field `colour`, expected `sku`").field, "items[0].colour");
+        assert_eq!(
+            field_error("items[0].colour", "unknown field `colour`, expected `sku`").field,
+            "items[0].colour"
+        );
     }
 }

@@ -87,7 +87,10 @@ pub(crate) struct GraphqlState {
 /// the types; it says nothing a caller could not learn by trying queries.
 #[utoipa::path(get, path = "/graphql/schema.graphql", tag = "graphql",
     responses((status = 200, description = "The schema in GraphQL SDL", content_type = "text/plain", body = String)))]
-pub(crate) async fn schema_sdl(State(state): State<GraphqlState>, request: axum::extract::Request) -> Response {
+pub(crate) async fn schema_sdl(
+    State(state): State<GraphqlState>,
+    request: axum::extract::Request,
+) -> Response {
     use axum::extract::FromRequestParts;
     let (mut parts, _) = request.into_parts();
     if let Err(refused) = crate::access::Caller::from_request_parts(&mut parts, &state.gateway).await {
