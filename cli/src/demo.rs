@@ -27,6 +27,10 @@ pub struct DemoArgs {
     /// Give up waiting for the orders after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
+    /// One JSON object at the end (the customer, each order with its outcome and timeline, the
+    /// ticket, the erasure) instead of the story as it happens.
+    #[arg(long)]
+    json: bool,
 }
 
 const CARDS: [(&str, &str); 5] = [
@@ -39,6 +43,11 @@ const CARDS: [(&str, &str); 5] = [
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.url);
+    let say = |line: String| {
+        if !args.json {
+            println!("{line}");
+        }
+    };
     let started = Instant::now();
     loop {
         match client.call(Method::GET, "/ready", None, None, None).await {
@@ -57,7 +66,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "address": {"line1": "1 Demo Street", "city": "Lisbon", "postal_code": "1100-001", "country": "PT"}});
     let customer = client.expect(Method::POST, "/api/v1/customers", None, Some(registration), None).await?;
     let token = client.sign_in(&email, "demo-password").await?;
-    println!("customer {} signed up as {email}", customer["id"].as_str().unwrap_or_default());
+    say(format!("customer {} signed up as {email}", customer["id"].as_str().unwrap_or_default()));
 
     let mut orders = Vec::new();
     for (n, (number, label)) in CARDS.iter().enumerate() {
@@ -72,7 +81,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         orders.push((placed["id"].as_str().unwrap_or_default().to_owned(), *label, *number));
     }
 
-    let bar = ProgressBar::new(orders.len() as u64);
+    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(orders.len() as u64) };
     bar.set_style(ProgressStyle::with_template("{spinner} orders settled {pos}/{len} {msg}")?);
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     loop {
@@ -111,9 +120,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let ticket = json!({"order_id": approved, "subject": "Changed my mind", "message": "I cancelled; is the refund on its way?"});
     let ticket = client.expect(Method::POST, "/api/v1/tickets", Some(&token), Some(ticket), None).await?;
-    println!("ticket {} opened about order {approved}", ticket["id"].as_str().unwrap_or_default());
+    say(format!("ticket {} opened about order {approved}", ticket["id"].as_str().unwrap_or_default()));
 
-    println!();
+    say(String::new());
+    let mut outcomes = Vec::new();
     for (id, label, number) in &orders {
         let view =
             client.expect(Method::GET, &format!("/api/v1/orders/{id}"), Some(&token), None, None).await?;
@@ -122,21 +132,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .as_i64()
             .map(|a| format!("{}.{:02} EUR", a / 100, a % 100))
             .unwrap_or_default();
-        println!(
+        say(format!(
             "order {id}  card …{}  {label:<26} {}{reason}  {total}",
             &number[12..],
             view["status"].as_str().unwrap_or("?")
-        );
+        ));
         let history = client
             .expect(Method::GET, &format!("/api/v1/orders/{id}/history"), Some(&admin), None, None)
             .await?;
-        for event in history["events"].as_array().cloned().unwrap_or_default() {
-            println!(
+        let events = history["events"].as_array().cloned().unwrap_or_default();
+        for event in &events {
+            say(format!(
                 "    {}  {}",
                 event["at"].as_str().unwrap_or_default(),
                 event["name"].as_str().unwrap_or_default()
-            );
+            ));
         }
+        outcomes.push(json!({"id": id, "card": number, "scenario": label, "status": view["status"],
+            "reason": view["reason"], "total": view["total"],
+            "events": events.iter().map(|e| json!({"at": e["at"], "name": e["name"]})).collect::<Vec<_>>()}));
     }
     // Finally the customer asks to be forgotten; every service reports its part done.
     let customer_id = customer["id"].as_str().unwrap_or_default();
@@ -156,14 +170,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let services: Vec<&str> =
         progress["services"].as_object().map(|s| s.keys().map(String::as_str).collect()).unwrap_or_default();
-    println!(
+    say(format!(
         "\ncustomer {customer_id} erased (erasure {}): done by {}",
         erasure["erasure_id"].as_str().unwrap_or_default(),
         services.join(", ")
-    );
+    ));
     let (first, _, _) = &orders[0];
     let view =
         client.expect(Method::GET, &format!("/api/v1/orders/{first}"), Some(&admin), None, None).await?;
-    println!("order {first} is kept as a business record; its customer reads {}", view["customer"]["name"]);
+    say(format!(
+        "order {first} is kept as a business record; its customer reads {}",
+        view["customer"]["name"]
+    ));
+    if args.json {
+        let report = json!({"customer": {"id": customer_id, "email": email}, "orders": outcomes,
+            "ticket": ticket["id"], "erasure": {"id": erasure["erasure_id"], "done_by": services},
+            "kept_order": {"id": first, "customer_name": view["customer"]["name"]}});
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
     Ok(())
 }
