@@ -51,6 +51,12 @@ fn orders_show_and_sagas_show_print_an_order_and_its_sagas_as_text_and_json() {
     let (ok, text, stderr) = run(&["sagas", "list", "--url", &up.base]);
     assert!(ok && text.contains("no stuck sagas"), "{text}{stderr}");
 
+    // The compose file's health check: `probe` passes on /ready, fails on anything else.
+    let (ok, _, stderr) = run(&["probe", "--url", &format!("{}/ready", up.base)]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(&["probe", "--url", &format!("{}/nowhere", up.base)]);
+    assert!(!ok && stderr.contains("answered 404"), "{stderr}");
+
     // A wrong password or an unknown order is one human line, exit 1.
     let output = tessera()
         .args(["orders", "show", &order, "--url", &up.base, "--password", "wrong"])
