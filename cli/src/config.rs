@@ -94,6 +94,7 @@ impl Default for Gateway {
 pub struct Config {
     /// The data folder: one SQLite file per service.
     pub data: PathBuf,
+    #[serde(deserialize_with = "crate::listen::deserialize")]
     pub listen: SocketAddr,
     pub payment_timeout_seconds: f64,
     pub slow_card_delay_seconds: f64,
@@ -263,11 +264,21 @@ impl Config {
 
     /// The effective configuration as TOML, secrets hidden.
     pub fn print(&self) -> anyhow::Result<String> {
+        Ok(toml::to_string_pretty(&self.shown())?)
+    }
+
+    /// The effective configuration as one JSON object, secrets hidden.
+    pub fn print_json(&self) -> anyhow::Result<String> {
+        Ok(serde_json::to_string_pretty(&self.shown())?)
+    }
+
+    /// This configuration with its secrets masked.
+    fn shown(&self) -> Self {
         let mut shown = self.clone();
         for user in &mut shown.gateway.staff {
             user.password = Secret("***".to_owned());
         }
-        Ok(toml::to_string_pretty(&shown)?)
+        shown
     }
 }
 
@@ -325,6 +336,10 @@ mod tests {
             printed.contains("password = \"***\"") && !printed.contains("password = \"admin\""),
             "{printed}"
         );
+        let json: serde_json::Value =
+            serde_json::from_str(&Config::default().print_json().expect("print")).expect("JSON");
+        assert_eq!(json["gateway"]["staff"][0]["password"], "***");
+        assert_eq!(json["listen"], "127.0.0.1:8080");
         assert_eq!(format!("{:?}", Secret("hunter2".into())), "***");
     }
 }

@@ -7,13 +7,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use axum::body::Body;
-use axum::http::{Method, Request};
+use axum::http::Method;
 use clap::Args;
-use http_body_util::BodyExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
-use tessera_gateway::{Http, ServiceClient};
+use serde_json::json;
+
+use crate::api_client::ApiClient;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -28,6 +27,10 @@ pub struct DemoArgs {
     /// Give up waiting for the orders after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
+    /// One JSON object at the end (the customer, each order with its outcome and timeline, the
+    /// ticket, the erasure) instead of the story as it happens.
+    #[arg(long)]
+    json: bool,
 }
 
 const CARDS: [(&str, &str); 5] = [
@@ -38,67 +41,13 @@ const CARDS: [(&str, &str); 5] = [
     ("4000000000003220", "slow, times out"),
 ];
 
-struct Client {
-    http: Http,
-}
-
-impl Client {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-        key: Option<&str>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let mut request = Request::builder().method(method.clone()).uri(path);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        if let Some(key) = key {
-            request = request.header("idempotency-key", key);
-        }
-        if body.is_some() {
-            request = request.header("content-type", "application/json");
-        }
-        let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))?;
-        let response = self.http.send(request).await.with_context(|| format!("{method} {path}"))?;
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
-    }
-
-    async fn expect(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-        key: Option<&str>,
-    ) -> anyhow::Result<Value> {
-        let (status, answer) = self.call(method.clone(), path, token, body, key).await?;
-        if !(200..300).contains(&status) {
-            bail!("{method} {path} answered {status}: {answer}");
-        }
-        Ok(answer)
-    }
-
-    async fn sign_in(&self, email: &str, password: &str) -> anyhow::Result<String> {
-        let answer = self
-            .expect(
-                Method::POST,
-                "/api/v1/auth/token",
-                None,
-                Some(json!({"email": email, "password": password})),
-                None,
-            )
-            .await?;
-        answer["access_token"].as_str().map(str::to_owned).context("no access_token in the answer")
-    }
-}
-
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let client = Client { http: Http::new("tessera", &args.url) };
+    let client = ApiClient::new(&args.url);
+    let say = |line: String| {
+        if !args.json {
+            println!("{line}");
+        }
+    };
     let started = Instant::now();
     loop {
         match client.call(Method::GET, "/ready", None, None, None).await {
@@ -117,7 +66,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "address": {"line1": "1 Demo Street", "city": "Lisbon", "postal_code": "1100-001", "country": "PT"}});
     let customer = client.expect(Method::POST, "/api/v1/customers", None, Some(registration), None).await?;
     let token = client.sign_in(&email, "demo-password").await?;
-    println!("customer {} signed up as {email}", customer["id"].as_str().unwrap_or_default());
+    say(format!("customer {} signed up as {email}", customer["id"].as_str().unwrap_or_default()));
 
     let mut orders = Vec::new();
     for (n, (number, label)) in CARDS.iter().enumerate() {
@@ -132,7 +81,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         orders.push((placed["id"].as_str().unwrap_or_default().to_owned(), *label, *number));
     }
 
-    let bar = ProgressBar::new(orders.len() as u64);
+    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(orders.len() as u64) };
     bar.set_style(ProgressStyle::with_template("{spinner} orders settled {pos}/{len} {msg}")?);
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     loop {
@@ -171,9 +120,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let ticket = json!({"order_id": approved, "subject": "Changed my mind", "message": "I cancelled; is the refund on its way?"});
     let ticket = client.expect(Method::POST, "/api/v1/tickets", Some(&token), Some(ticket), None).await?;
-    println!("ticket {} opened about order {approved}", ticket["id"].as_str().unwrap_or_default());
+    say(format!("ticket {} opened about order {approved}", ticket["id"].as_str().unwrap_or_default()));
 
-    println!();
+    say(String::new());
+    let mut outcomes = Vec::new();
     for (id, label, number) in &orders {
         let view =
             client.expect(Method::GET, &format!("/api/v1/orders/{id}"), Some(&token), None, None).await?;
@@ -182,21 +132,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .as_i64()
             .map(|a| format!("{}.{:02} EUR", a / 100, a % 100))
             .unwrap_or_default();
-        println!(
+        say(format!(
             "order {id}  card …{}  {label:<26} {}{reason}  {total}",
             &number[12..],
             view["status"].as_str().unwrap_or("?")
-        );
+        ));
         let history = client
             .expect(Method::GET, &format!("/api/v1/orders/{id}/history"), Some(&admin), None, None)
             .await?;
-        for event in history["events"].as_array().cloned().unwrap_or_default() {
-            println!(
+        let events = history["events"].as_array().cloned().unwrap_or_default();
+        for event in &events {
+            say(format!(
                 "    {}  {}",
                 event["at"].as_str().unwrap_or_default(),
                 event["name"].as_str().unwrap_or_default()
-            );
+            ));
         }
+        outcomes.push(json!({"id": id, "card": number, "scenario": label, "status": view["status"],
+            "reason": view["reason"], "total": view["total"],
+            "events": events.iter().map(|e| json!({"at": e["at"], "name": e["name"]})).collect::<Vec<_>>()}));
     }
     // Finally the customer asks to be forgotten; every service reports its part done.
     let customer_id = customer["id"].as_str().unwrap_or_default();
@@ -216,14 +170,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let services: Vec<&str> =
         progress["services"].as_object().map(|s| s.keys().map(String::as_str).collect()).unwrap_or_default();
-    println!(
+    say(format!(
         "\ncustomer {customer_id} erased (erasure {}): done by {}",
         erasure["erasure_id"].as_str().unwrap_or_default(),
         services.join(", ")
-    );
+    ));
     let (first, _, _) = &orders[0];
     let view =
         client.expect(Method::GET, &format!("/api/v1/orders/{first}"), Some(&admin), None, None).await?;
-    println!("order {first} is kept as a business record; its customer reads {}", view["customer"]["name"]);
+    say(format!(
+        "order {first} is kept as a business record; its customer reads {}",
+        view["customer"]["name"]
+    ));
+    if args.json {
+        let report = json!({"customer": {"id": customer_id, "email": email}, "orders": outcomes,
+            "ticket": ticket["id"], "erasure": {"id": erasure["erasure_id"], "done_by": services},
+            "kept_order": {"id": first, "customer_name": view["customer"]["name"]}});
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
     Ok(())
 }

@@ -9,23 +9,30 @@ use tessera_store::{PostgresOptions, SqliteOptions, Store, StoreConfig};
 
 #[derive(Debug, Args)]
 pub struct DlqArgs {
-    /// The service whose store holds the dead letters (embedded: `<data>/<service>.db`).
-    #[arg(long, global = true, default_value = "")]
-    service: String,
-    /// The embedded data folder.
-    #[arg(long, global = true, default_value = "tessera-data", env = "TESSERA_DATA")]
-    data: PathBuf,
-    /// The service's PostgreSQL database (distributed topology), instead of `--data`.
-    #[arg(long, global = true, env = "TESSERA_DATABASE_URL")]
-    database_url: Option<String>,
     #[command(subcommand)]
     action: DlqAction,
+}
+
+/// Whose dead letters: a service of the embedded data folder, or a service's own database.
+#[derive(Debug, Args)]
+struct DlqTarget {
+    /// The service whose store holds the dead letters (embedded: `<data>/<service>.db`).
+    #[arg(long, required_unless_present = "database_url")]
+    service: Option<String>,
+    /// The embedded data folder.
+    #[arg(long, default_value = "tessera-data", env = "TESSERA_DATA")]
+    data: PathBuf,
+    /// The service's PostgreSQL database (distributed topology), instead of `--data`.
+    #[arg(long, env = "TESSERA_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 enum DlqAction {
     /// List dead letters, oldest first.
     List {
+        #[command(flatten)]
+        target: DlqTarget,
         /// Only this subscription (`<subscriber>__<source>`).
         #[arg(long)]
         consumer: Option<String>,
@@ -33,35 +40,56 @@ enum DlqAction {
         json: bool,
     },
     /// Ask the running subscriber to try a dead letter again.
-    Retry { id: i64 },
+    Retry {
+        id: i64,
+        #[command(flatten)]
+        target: DlqTarget,
+        /// `{"id": …, "retry": "queued"}` instead of the sentence.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a dead letter for good.
-    Drop { id: i64 },
+    Drop {
+        id: i64,
+        #[command(flatten)]
+        target: DlqTarget,
+        /// `{"id": …, "dropped": true}` instead of the sentence.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-async fn open(args: &DlqArgs) -> anyhow::Result<Store> {
-    let config = match &args.database_url {
-        Some(url) => StoreConfig::Postgres {
+impl DlqAction {
+    fn target(&self) -> &DlqTarget {
+        match self {
+            Self::List { target, .. } | Self::Retry { target, .. } | Self::Drop { target, .. } => target,
+        }
+    }
+}
+
+async fn open(target: &DlqTarget) -> anyhow::Result<Store> {
+    let config = match (&target.database_url, &target.service) {
+        (Some(url), _) => StoreConfig::Postgres {
             url: url.clone(),
             options: PostgresOptions { create_database: false, ..PostgresOptions::default() },
         },
-        None => {
-            if args.service.is_empty() {
-                bail!("name the service: --service <name> (its store is <data>/<name>.db)");
-            }
-            let path = args.data.join(format!("{}.db", args.service));
+        (None, Some(service)) => {
+            let path = target.data.join(format!("{service}.db"));
             if !path.exists() {
                 bail!("no store at {}: check --data and --service", path.display());
             }
             StoreConfig::Sqlite { path, options: SqliteOptions::default() }
         }
+        // clap requires one of the two.
+        (None, None) => bail!("name the service: --service <name>"),
     };
     Store::open(&config, &[tessera_bus::MIGRATIONS]).await.context("cannot open the service's store")
 }
 
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
-    let store = open(&args).await?;
+    let store = open(args.action.target()).await?;
     match &args.action {
-        DlqAction::List { consumer, json } => {
+        DlqAction::List { consumer, json, .. } => {
             let letters = tessera_bus::list_dead_letters(&store, consumer.as_deref()).await?;
             if *json {
                 let rows: Vec<_> = letters
@@ -90,17 +118,25 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        DlqAction::Retry { id } => {
+        DlqAction::Retry { id, json, .. } => {
             if !tessera_bus::request_retry(&store, *id).await? {
                 bail!("no dead letter {id}");
             }
-            println!("dead letter {id} queued for retry");
+            if *json {
+                println!("{}", serde_json::json!({"id": id, "retry": "queued"}));
+            } else {
+                println!("dead letter {id} queued for retry");
+            }
         }
-        DlqAction::Drop { id } => {
+        DlqAction::Drop { id, json, .. } => {
             if !tessera_bus::drop_dead_letter(&store, *id).await? {
                 bail!("no dead letter {id}");
             }
-            println!("dead letter {id} dropped");
+            if *json {
+                println!("{}", serde_json::json!({"id": id, "dropped": true}));
+            } else {
+                println!("dead letter {id} dropped");
+            }
         }
     }
     Ok(())

@@ -1,18 +1,25 @@
 //! `tessera`: start the system, benchmark it, operate it.
 
+mod api_client;
 mod audit;
 mod bench;
 mod chaos;
 mod config;
 mod contracts;
+mod data_lock;
 mod demo;
 mod dlq;
 mod embedded;
 mod governance;
 mod keys;
+mod listen;
 mod load;
+mod manuals;
+mod orders;
+mod probe;
 mod projections;
 mod registry;
+mod sagas;
 mod serve;
 mod settings;
 mod signing_keys;
@@ -22,17 +29,20 @@ mod up;
 mod verify;
 mod web_ui;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 // glibc's allocator spent a quarter of the bus's async workers' time in malloc, free and
 // their consolidation (docs/BENCHMARKS.md, bus); mimalloc keeps per-thread free lists.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `tessera --version`: the release and the commit it was built from (see build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TESSERA_GIT_COMMIT"), ")");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tessera",
-    version,
+    version = VERSION,
     about = "Data management across microservices: the Tessera platform and shop"
 )]
 struct Cli {
@@ -99,16 +109,46 @@ enum Command {
         #[command(subcommand)]
         target: bench::BenchTarget,
     },
+    /// Show an order of a running system: its state, lines, events and sagas.
+    Orders(orders::OrdersArgs),
+    /// List a running system's sagas by state, or show an order's sagas with their durations.
+    Sagas(sagas::SagasArgs),
+    /// Exit 0 if an address answers 2xx (a health check for images without curl).
+    Probe(probe::ProbeArgs),
+    /// Print the completion script for a shell.
+    Completions(manuals::CompletionsArgs),
+    /// Print the man page, or write one per command with --out-dir.
+    Man(manuals::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum ConfigAction {
     /// Print it as TOML, secrets hidden.
-    Print(up::UpArgs),
+    Print {
+        #[command(flatten)]
+        up: up::UpArgs,
+        /// One JSON object instead of TOML.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
+/// A command's failure is the user's to fix (a port taken, a file missing, a wrong option), so
+/// it is printed as one line with its causes, `error: cannot listen on …: address in use`, and
+/// never with a backtrace, even under `RUST_BACKTRACE=1` (returning `anyhow::Result` from
+/// `main` would print one). A real bug panics, and the panic hook still prints its backtrace.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     // `serve`'s configuration file is a layer of flags under the command line's own.
     let args = serve::with_file_layer(std::env::args_os().collect(), |name| std::env::var(name).ok())?;
     let cli = Cli::parse_from(args);
@@ -128,8 +168,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Up(args) => up::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Config { action: ConfigAction::Print(args) } => {
-            print!("{}", args.configuration()?.print()?);
+        Command::Config { action: ConfigAction::Print { up, json } } => {
+            let config = up.configuration()?;
+            if json {
+                println!("{}", config.print_json()?);
+            } else {
+                print!("{}", config.print()?);
+            }
             Ok(())
         }
         Command::Dlq(args) => dlq::run(args).await,
@@ -145,5 +190,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Chaos(args) => chaos::run(args).await,
         Command::Contracts(args) => contracts::run(args),
         Command::Governance(args) => governance::run(args).await,
+        Command::Orders(args) => orders::run(args).await,
+        Command::Sagas(args) => sagas::run(args).await,
+        Command::Probe(args) => probe::run(args).await,
+        Command::Completions(args) => {
+            manuals::completions(&args, Cli::command());
+            Ok(())
+        }
+        Command::Man(args) => manuals::man(&args, Cli::command()),
     }
 }

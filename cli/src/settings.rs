@@ -48,7 +48,8 @@ pub struct ServeArgs {
     /// Copies of each stream in the NATS cluster (3 in production: see deploy/nats).
     #[arg(long, env = "TESSERA_NATS_REPLICAS", default_value_t = 1)]
     pub(crate) nats_replicas: usize,
-    #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Where to serve HTTP (`host:port`; a name such as localhost is resolved).
+    #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:8080", value_parser = crate::listen::resolve)]
     pub(crate) listen: SocketAddr,
     /// For the gateway: a service's address, `<name>=http://host:port`; once per service.
     #[arg(long = "service-url", value_name = "NAME=URL")]

@@ -13,6 +13,7 @@ use tessera_contracts::{Money, Sku};
 use tessera_inventory::domain::InventoryError;
 
 use crate::config::Config;
+use crate::data_lock::DataLock;
 use crate::embedded::{Embedded, EmbeddedSettings};
 
 #[derive(Debug, Args)]
@@ -23,8 +24,9 @@ pub struct UpArgs {
     /// The data folder: one SQLite file per service [default: tessera-data].
     #[arg(long, env = "TESSERA_DATA")]
     data: Option<PathBuf>,
-    /// Where to serve HTTP; port 0 picks a free port [default: 127.0.0.1:8080].
-    #[arg(long, env = "TESSERA_LISTEN")]
+    /// Where to serve HTTP (`host:port`; a name such as localhost is resolved); port 0 picks a
+    /// free port [default: 127.0.0.1:8080].
+    #[arg(long, env = "TESSERA_LISTEN", value_parser = crate::listen::resolve)]
     listen: Option<SocketAddr>,
     /// Seconds an order waits for the card network before it is rejected [default: 10].
     #[arg(long, env = "TESSERA_PAYMENT_TIMEOUT")]
@@ -107,10 +109,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let config = args.configuration()?;
     let payment_timeout = seconds(config.payment_timeout_seconds, "payment_timeout_seconds")?;
     let slow_delay = seconds(config.slow_card_delay_seconds, "slow_card_delay_seconds")?;
+    // The port first: a start refused for a taken port must leave the data folder as it was
+    // (no master key, no databases created for nothing).
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
+        format!("cannot listen on {}; choose another address with --listen", config.listen)
+    })?;
     std::fs::create_dir_all(&config.data)
         .with_context(|| format!("cannot create the data folder {}", config.data.display()))?;
     let data =
         config.data.canonicalize().with_context(|| format!("cannot resolve {}", config.data.display()))?;
+    // Held until the process ends; before anything else in the folder is opened or written.
+    let _lock = DataLock::acquire(&data)?;
     let identity = match (&config.tls.cert, &config.tls.key, config.tls.self_signed) {
         (Some(cert), Some(key), _) => Some(tessera_web::Identity::from_pem_files(cert, key)?),
         (_, _, true) => {
@@ -138,9 +147,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     refuse_demo_staff_off_loopback(config.listen, &staff)?;
     let system = Embedded::start(&data, settings).await?;
     seed_catalogue(&system.inventory).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
-        format!("cannot listen on {}; choose another address with --listen", config.listen)
-    })?;
     let address = listener.local_addr()?;
     let scheme = if identity.is_some() { "https" } else { "http" };
     print_banner(&data, scheme, address, started.elapsed(), &staff);

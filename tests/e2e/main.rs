@@ -5,9 +5,11 @@ mod authz;
 mod browser;
 mod chaos;
 mod distributed;
+mod errors;
 mod governance;
 mod http;
 mod inside_attacker;
+mod operator_tools;
 mod privacy;
 mod prometheus;
 mod rotation;
@@ -608,6 +610,21 @@ fn demo_runs_its_scenario_against_a_running_system() {
     ] {
         assert!(printed.contains(expected), "the demo prints {expected:?}:\n{printed}");
     }
+    let output = tessera()
+        .args(["demo", "--url", &up.base, "--timeout", "60", "--json"])
+        .output()
+        .expect("run tessera demo --json");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("only one JSON object on stdout");
+    let outcomes: Vec<(&str, &str)> = report["orders"]
+        .as_array()
+        .expect("orders")
+        .iter()
+        .map(|o| (o["scenario"].as_str().unwrap_or_default(), o["status"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(outcomes[0], ("approved", "cancelled"), "{report}");
+    assert_eq!(outcomes[3], ("transient error, retried", "confirmed"), "{report}");
+    assert_eq!(report["erasure"]["done_by"], json!(["customers", "orders", "payments", "support"]));
 }
 
 #[test]

@@ -32,7 +32,18 @@ pub fn server_url(variable: &str, suite: &str) -> Option<String> {
 /// `binary` if it runs (`binary --version`), or `None` after a loud SKIPPED line naming how to
 /// install it. Panics when `CI=true`: CI must run every suite.
 pub fn tool<'a>(binary: &'a str, suite: &str, install: &str) -> Option<&'a str> {
-    let runs = std::process::Command::new(binary).arg("--version").output().is_ok_and(|o| o.status.success());
+    tool_checked_with(binary, &["--version"], suite, install)
+}
+
+/// As [`tool`], for a binary that says its version otherwise (`kubectl version --client`).
+pub fn tool_checked_with<'a>(
+    binary: &'a str,
+    version_args: &[&str],
+    suite: &str,
+    install: &str,
+) -> Option<&'a str> {
+    let runs =
+        std::process::Command::new(binary).args(version_args).output().is_ok_and(|o| o.status.success());
     if runs { Some(binary) } else { skip(&format!("the {suite} needs {binary} ({install})")) }
 }
 

@@ -10,7 +10,8 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use crate::problem::{FieldError, Problem};
+use crate::field_error_words::field_error;
+use crate::problem::Problem;
 
 /// A JSON body, parsed strictly; the type decides what is allowed (`deny_unknown_fields`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -39,18 +40,15 @@ fn field_name(path: &serde_path_to_error::Path) -> String {
     if text == "." || text == "?" { String::new() } else { text }
 }
 
-/// Parses `bytes` as `T`, naming the failing field when the JSON is well-formed but wrong.
+/// Parses `bytes` as `T`, naming the failing field, in the API's words, when the JSON is
+/// well-formed but wrong.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let inner = error.inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let field = field_name(error.path());
-                let message = inner.to_string();
-                // serde appends " at line L column C"; the field path already says where.
-                let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
-                Problem::invalid(vec![FieldError::new(join_missing(field, &message), message)])
+                Problem::invalid(vec![field_error(&field_name(error.path()), &inner.to_string())])
             }
             _ => malformed(inner),
         }
@@ -61,16 +59,6 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
 
 fn malformed(error: &serde_json::Error) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {error}"))
-}
-
-/// serde names a missing field only in its message ("missing field `sku`"), and the path then
-/// points at the object that lacks it: join the two.
-fn join_missing(path: String, message: &str) -> String {
-    let Some(missing) = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next())
-    else {
-        return path;
-    };
-    if path.is_empty() { missing.to_owned() } else { format!("{path}.{missing}") }
 }
 
 impl<S, T> FromRequest<S> for Json<T>
@@ -140,9 +128,7 @@ where
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, Problem> {
     let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
-        let message = error.inner().to_string();
-        let field = field_name(error.path());
-        Problem::invalid(vec![FieldError::new(join_missing(field, &message), message)])
+        Problem::invalid(vec![field_error(&field_name(error.path()), &error.inner().to_string())])
     })
 }
 
@@ -166,10 +152,18 @@ mod tests {
     }
 
     #[test]
-    fn a_wrong_type_names_its_field() {
+    fn a_wrong_type_names_its_field_in_the_apis_words() {
         let problem = parse_json::<Body>(br#"{"items":[{"sku":"A","quantity":"x"}]}"#).unwrap_err();
         assert_eq!(problem.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(problem.errors[0].field, "items[0].quantity");
+        assert_eq!(problem.detail, "items[0].quantity: must be an integer");
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_itself() {
+        let problem =
+            parse_json::<Body>(br#"{"items":[{"sku":"A","quantity":1,"colour":"red"}]}"#).unwrap_err();
+        assert_eq!(problem.detail, "items[0].colour: is not a field of this request", "{problem:?}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod bounded;
 mod extract;
+mod field_error_words;
 mod metered;
 mod preconditions;
 mod problem;

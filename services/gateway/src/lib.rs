@@ -120,13 +120,14 @@ impl Gateway {
                 async move { routes::ready(&gateway, readiness.as_deref()).await }
             }),
         );
-        let graphql = Router::new().route("/graphql", axum::routing::post(graphql::serve)).with_state(
-            graphql::GraphqlState {
+        let graphql = Router::new()
+            .route("/graphql", axum::routing::post(graphql::serve))
+            .route("/graphql/schema.graphql", axum::routing::get(graphql::schema_sdl))
+            .with_state(graphql::GraphqlState {
                 gateway: self.clone(),
                 rest: rest.clone(),
                 schema: graphql::schema(self.config.graphql_introspection),
-            },
-        );
+            });
         let router = rest.merge(docs).merge(graphql).merge(ready);
         tessera_web::metered(edge::layers(tessera_web::standard_layers(router), self), SERVICE)
     }

@@ -24,6 +24,7 @@ use utoipa::OpenApi;
     crate::routes::admin::sales,
     crate::routes::admin::rotate_keys,
     crate::graphql::serve,
+    crate::graphql::schema_sdl,
     crate::routes::tickets::attachments::upload_attachment,
     crate::routes::tickets::attachments::list_attachments,
     crate::routes::tickets::attachments::download_attachment,

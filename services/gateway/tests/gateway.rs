@@ -414,6 +414,22 @@ fn the_graphql_schema_matches_its_snapshot() {
 }
 
 #[tokio::test]
+async fn signed_in_callers_read_the_graphql_schema_as_sdl_while_introspection_is_off() {
+    let shop = shop(GatewayConfig::default(), false).await;
+    let path = "/graphql/schema.graphql";
+    let anonymous = call_raw(&shop.router, Method::GET, path, None, &[]).await;
+    assert_eq!((anonymous.status, anonymous.problem_code()), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let (_, token) = shop.customer();
+    let bearer = format!("Bearer {token}");
+    let answer = call_raw(&shop.router, Method::GET, path, None, &[("authorization", &bearer)]).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(answer.header("content-type").is_some_and(|t| t.starts_with("text/plain")));
+    assert_eq!(answer.body.as_str(), Some(tessera_gateway::graphql::schema(false).sdl().as_str()));
+    let document = call_raw(&shop.router, Method::GET, "/openapi.json", None, &[]).await;
+    assert!(document.body["paths"][path]["get"].is_object(), "documented: {}", document.body["paths"]);
+}
+
+#[tokio::test]
 async fn a_key_answers_for_a_day_and_then_places_a_new_order() {
     let shop = shop(GatewayConfig::default(), false).await;
     let (customer, token) = shop.customer();

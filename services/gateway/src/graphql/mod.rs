@@ -82,6 +82,23 @@ pub(crate) struct GraphqlState {
     pub schema: ShopSchema,
 }
 
+/// `GET /graphql/schema.graphql`: the schema in GraphQL SDL, for any signed-in caller. With
+/// introspection off (the default) this is how a client developer or a code generator reads
+/// the types; it says nothing a caller could not learn by trying queries.
+#[utoipa::path(get, path = "/graphql/schema.graphql", tag = "graphql",
+    responses((status = 200, description = "The schema in GraphQL SDL", content_type = "text/plain", body = String)))]
+pub(crate) async fn schema_sdl(
+    State(state): State<GraphqlState>,
+    request: axum::extract::Request,
+) -> Response {
+    use axum::extract::FromRequestParts;
+    let (mut parts, _) = request.into_parts();
+    if let Err(refused) = crate::access::Caller::from_request_parts(&mut parts, &state.gateway).await {
+        return refused.into_response();
+    }
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], state.schema.sdl()).into_response()
+}
+
 /// `POST /graphql`: one operation or a batch (a JSON array).
 /// GraphQL over the same services and rules; introspection only when configured.
 #[utoipa::path(post, path = "/graphql", tag = "graphql",
