@@ -76,7 +76,7 @@ enum Command {
     /// Run a scripted scenario against a running system and print each order's timeline.
     Demo(demo::DemoArgs),
     /// Run one service, or the gateway, in its own process (distributed: PostgreSQL and NATS).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Inspect and act on a service's dead letters.
     Dlq(dlq::DlqArgs),
     /// List read models with their lag, and rebuild one on a running system.
@@ -166,7 +166,7 @@ async fn run() -> anyhow::Result<()> {
     let _telemetry = tessera_telemetry::init(&telemetry)?;
     match cli.command {
         Command::Up(args) => up::run(args).await,
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Config { action: ConfigAction::Print { up, json } } => {
             let config = up.configuration()?;
