@@ -45,7 +45,7 @@ pub use config::{GatewayConfig, SERVICE, StaffUser};
 pub use error::GatewayError;
 pub use limits::RateLimits;
 pub use state::{Gateway, GatewayParts};
-pub use storage::{MIGRATIONS, migrations};
+pub use storage::{KEY_RELOAD_EVERY, MIGRATIONS, migrations};
 
 // The crate root assembles the gateway from the modules below it and is imported by none of
 // them: the constructor and the router live here, the state they build in `state`.
@@ -85,7 +85,7 @@ impl Gateway {
         }));
         storage::load_keys(&gateway.store, &gateway.keys, gateway.store.clock().now()).await?;
         // A rotation made through any replica reaches this one within the interval.
-        tokio::spawn(reload_keys(Arc::downgrade(&gateway.0)));
+        tokio::spawn(storage::reload_keys(Arc::downgrade(&gateway.0)));
         // The services' audit heads are witnessed outside their databases, here.
         tokio::spawn(audit::witness_heads(gateway.clone()));
         Ok(gateway)
@@ -130,24 +130,5 @@ impl Gateway {
             });
         let router = rest.merge(docs).merge(graphql).merge(ready);
         tessera_web::metered(edge::layers(tessera_web::standard_layers(router), self), SERVICE)
-    }
-}
-
-/// How often a replica reads the stored signing keys again.
-pub const KEY_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Reads the stored signing keys every [`KEY_RELOAD_EVERY`] for as long as the gateway lives.
-async fn reload_keys(gateway: std::sync::Weak<GatewayParts>) {
-    let mut ticks = tokio::time::interval(KEY_RELOAD_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
-    loop {
-        ticks.tick().await;
-        let Some(gateway) = gateway.upgrade() else { return };
-        if let Err(error) =
-            storage::load_keys(&gateway.store, &gateway.keys, gateway.store.clock().now()).await
-        {
-            tracing::warn!(%error, "cannot read the signing keys again");
-        }
     }
 }

@@ -8,6 +8,7 @@ use tessera_store::{Migration, MigrationSet, Statement, Store};
 
 use crate::auth::{KeyRing, SigningKey, TokenError};
 use crate::error::GatewayError;
+use crate::state::GatewayParts;
 
 /// `gateway_idempotency` is no longer written: orders keeps a placement's key with its order
 /// (decision 0004). It stays while gateways of the previous release may run beside this one.
@@ -103,6 +104,23 @@ pub(crate) async fn load_keys(store: &Store, ring: &KeyRing, now: Timestamp) -> 
         .collect();
     ring.replace(newest.clone(), previous);
     Ok(())
+}
+
+/// How often a replica reads the stored signing keys again.
+pub const KEY_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the stored signing keys every [`KEY_RELOAD_EVERY`] for as long as the gateway lives.
+pub(crate) async fn reload_keys(gateway: std::sync::Weak<GatewayParts>) {
+    let mut ticks = tokio::time::interval(KEY_RELOAD_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(gateway) = gateway.upgrade() else { return };
+        if let Err(error) = load_keys(&gateway.store, &gateway.keys, gateway.store.clock().now()).await {
+            tracing::warn!(%error, "cannot read the signing keys again");
+        }
+    }
 }
 
 const AUDIT_HEADS: &str = "

@@ -43,7 +43,7 @@ pub(crate) async fn rotate_keys(State(g): State<Gateway>, caller: Caller) -> Api
     Ok(axum::Json(json!({
         "kid": g.keys.current_kid(),
         "previous": g.keys.previous_kids(),
-        "replicas_within_seconds": crate::KEY_RELOAD_EVERY.as_secs(),
+        "replicas_within_seconds": crate::storage::KEY_RELOAD_EVERY.as_secs(),
     }))
     .into_response())
 }
