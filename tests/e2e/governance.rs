@@ -41,29 +41,7 @@ fn a_canary_customers_data_lies_only_where_the_data_map_says() {
     let token = card(&up, &me, "4242424242424242");
     let order = place(&up, &me, &token, "TEA-001", 1);
     up.settle(&me, std::slice::from_ref(&order), Duration::from_secs(20));
-    let (code, ticket) = up.call_as(
-        &me,
-        "POST",
-        "/api/v1/tickets",
-        Some(json!({"order_id": order, "subject": format!("{canary} subject"), "message": format!("{canary} message")})),
-    );
-    assert_eq!(code, 201, "{ticket}");
-    let ticket = ticket["id"].as_str().expect("ticket").to_owned();
-    let form = format!(
-        "--e2e-boundary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{canary}.txt\"\r\n\r\n\
-         {canary} attachment\r\n--e2e-boundary--\r\n"
-    );
-    let (code, attached) = crate::http::request_raw(
-        &up.base,
-        "POST",
-        &format!("/api/v1/tickets/{ticket}/attachments"),
-        Some(form.as_bytes()),
-        &[
-            ("Authorization", &format!("Bearer {me}")),
-            ("Content-Type", "multipart/form-data; boundary=e2e-boundary"),
-        ],
-    );
-    assert_eq!(code, 201, "{attached}");
+    crate::privacy::ticket_with_attachment(&up, &me, &order, canary);
     let support = up.sign_in("support@tessera.local", "support");
     let (code, masked) = up.call_as(&support, "GET", &format!("/api/v1/customers/{id}"), None);
     assert_eq!(code, 200, "{masked}");

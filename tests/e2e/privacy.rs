@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{Up, card, place};
 
@@ -47,30 +47,8 @@ fn an_erased_customer_is_forgotten_by_every_service() {
     let token = card(&up, &me, "4242424242424242");
     let order = place(&up, &me, &token, "TEA-001", 1);
     up.settle(&me, std::slice::from_ref(&order), Duration::from_secs(20));
-    let (code, ticket) = up.call_as(
-        &me,
-        "POST",
-        "/api/v1/tickets",
-        Some(json!({"order_id": order, "subject": format!("{canary} subject"), "message": format!("{canary} message")})),
-    );
-    assert_eq!(code, 201, "{ticket}");
-    let ticket = ticket["id"].as_str().expect("ticket").to_owned();
     // An attachment too: kept sealed in the data folder's `attachments`, deleted by the erasure.
-    let form = format!(
-        "--e2e-boundary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{canary}.txt\"\r\n\r\n\
-         {canary} attachment\r\n--e2e-boundary--\r\n"
-    );
-    let (code, attached) = crate::http::request_raw(
-        &up.base,
-        "POST",
-        &format!("/api/v1/tickets/{ticket}/attachments"),
-        Some(form.as_bytes()),
-        &[
-            ("Authorization", &format!("Bearer {me}")),
-            ("Content-Type", "multipart/form-data; boundary=e2e-boundary"),
-        ],
-    );
-    assert_eq!(code, 201, "{attached}");
+    let (ticket, attached) = ticket_with_attachment(&up, &me, &order, canary);
     assert_eq!(attached["content_type"], "text/plain; charset=utf-8", "{attached}");
     assert_eq!(objects_in(&data.join("attachments")), 1, "the attachment is in the data folder");
 
@@ -242,7 +220,7 @@ fn no_card_number_or_cvc_is_written_anywhere() {
     }
 }
 
-fn sales(up: &Up, admin: &str) -> Vec<serde_json::Value> {
+fn sales(up: &Up, admin: &str) -> Vec<Value> {
     let (code, report) = up.call_as(admin, "GET", "/api/v1/admin/analytics/sales", None);
     assert_eq!(code, 200, "{report}");
     report["items"].as_array().expect("items").clone()
@@ -412,4 +390,33 @@ fn the_master_key_rotates_without_touching_sealed_data() {
         }
         assert!(open(old.trim()).await.is_err(), "the old key unwraps nothing any more");
     });
+}
+
+/// A ticket about `order` with a file attached, each carrying `canary` in its text and name;
+/// the ticket's id and the attachment as answered.
+pub(crate) fn ticket_with_attachment(up: &Up, me: &str, order: &str, canary: &str) -> (String, Value) {
+    let (code, ticket) = up.call_as(
+        me,
+        "POST",
+        "/api/v1/tickets",
+        Some(json!({"order_id": order, "subject": format!("{canary} subject"), "message": format!("{canary} message")})),
+    );
+    assert_eq!(code, 201, "{ticket}");
+    let ticket = ticket["id"].as_str().expect("ticket").to_owned();
+    let form = format!(
+        "--e2e-boundary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{canary}.txt\"\r\n\r\n\
+         {canary} attachment\r\n--e2e-boundary--\r\n"
+    );
+    let (code, attached) = crate::http::request_raw(
+        &up.base,
+        "POST",
+        &format!("/api/v1/tickets/{ticket}/attachments"),
+        Some(form.as_bytes()),
+        &[
+            ("Authorization", &format!("Bearer {me}")),
+            ("Content-Type", "multipart/form-data; boundary=e2e-boundary"),
+        ],
+    );
+    assert_eq!(code, 201, "{attached}");
+    (ticket, attached)
 }

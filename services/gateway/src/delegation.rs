@@ -6,7 +6,7 @@
 //! A client's own token never leaves the gateway.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -54,7 +54,8 @@ pub(crate) async fn remember_caller(request: Request, next: Next) -> Response {
 /// verified tokens keeps hitting.
 pub(crate) struct Delegation {
     keys: KeyRing,
-    minted: moka::sync::Cache<(String, &'static str), (Arc<str>, Instant)>,
+    /// Minted tokens, each dropped once it is due for renewal.
+    minted: moka::sync::Cache<(String, &'static str), Arc<str>>,
 }
 
 /// How long a token minted for one service lives.
@@ -77,16 +78,14 @@ impl Delegation {
     /// The token for `service` on behalf of `caller` (`role:subject`).
     fn token_for(&self, service: &'static str, caller: &str) -> Option<String> {
         let key = (caller.to_owned(), service);
-        if let Some((token, minted)) = self.minted.get(&key)
-            && minted.elapsed() < SERVICE_TOKEN_TTL - RENEW_BEFORE_EXPIRY
-        {
+        if let Some(token) = self.minted.get(&key) {
             return Some(token.to_string());
         }
         let (role, subject) = caller.split_once(':')?;
         let now = Timestamp::from_system_time(std::time::SystemTime::now());
         match self.keys.issue_for_service(service, subject, role, SERVICE_TOKEN_TTL, now) {
             Ok(token) => {
-                self.minted.insert(key, (Arc::from(token.as_str()), Instant::now()));
+                self.minted.insert(key, Arc::from(token.as_str()));
                 Some(token)
             }
             Err(error) => {
