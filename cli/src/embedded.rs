@@ -43,6 +43,8 @@ impl Embedded {
         let inventory_app = embedding.inventory.take().context("the registry builds no inventory")?;
         let payments_app = embedding.payments.take().context("the registry builds no payments")?;
         let gateway_store = embedding.open(tessera_gateway::SERVICE, tessera_gateway::migrations()).await?;
+        // The gateway's signing keys are sealed by the same vault as the services' data.
+        let key_sealer = embedding.vault().await?;
         let catalogue = settings
             .catalogue_cache
             .then(|| Catalogue::new(Arc::new(LocalCache::new(CATALOGUE_ENTRIES, CATALOGUE_TTL))));
@@ -67,7 +69,9 @@ impl Embedded {
             customers: client(tessera_customers::SERVICE)?,
             support: client(tessera_support::SERVICE)?,
         };
-        let mut gateway = Gateway::new(clients, gateway_store, settings.gateway, TokenSettings::default())
+        let mut gateway_config = settings.gateway;
+        gateway_config.key_sealer.get_or_insert(key_sealer);
+        let mut gateway = Gateway::new(clients, gateway_store, gateway_config, TokenSettings::default())
             .await
             .context("cannot start the gateway")?;
         if let Some(catalogue) = catalogue {

@@ -3,6 +3,7 @@
 mod api_client;
 mod audit;
 mod bench;
+mod bus_credentials;
 mod chaos;
 mod config;
 mod contracts;
@@ -87,6 +88,8 @@ enum Command {
     Vault(keys::VaultArgs),
     /// Rotate the gateway's token signing key on a running system (`rotate`).
     Keys(signing_keys::KeysArgs),
+    /// Make each service's NATS credentials and the server's permissions (`auth`).
+    Nats(bus_credentials::NatsArgs),
     /// Watch a running system in the terminal: requests, errors, latency, backlogs, lag.
     Top(top::TopArgs),
     /// Drive a running system with an open- or closed-loop mix of shop requests and report
@@ -182,6 +185,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Audit(args) => audit::run(args).await,
         Command::Vault(args) => keys::run(args).await,
         Command::Keys(args) => signing_keys::run(args).await,
+        Command::Nats(args) => bus_credentials::run(args),
         Command::Bench { target } => bench::run(target).await,
         Command::Top(args) => top::run(args).await,
         Command::Load(args) => load::run(args).await,

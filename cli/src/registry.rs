@@ -151,7 +151,7 @@ impl<'a> Embedding<'a> {
         self.open(service, migrations_of(service)?).await
     }
 
-    async fn vault(&mut self) -> anyhow::Result<Arc<dyn Sealer>> {
+    pub async fn vault(&mut self) -> anyhow::Result<Arc<dyn Sealer>> {
         if let Some(vault) = &self.vault {
             return Ok(vault.clone());
         }

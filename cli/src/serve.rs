@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::routing::get;
-use tessera_bus::{NatsOptions, NatsTransport};
+use tessera_bus::{NatsOptions, NatsTransport, NkeySeed};
 use tessera_gateway::catalogue::{Catalogue, CatalogueInvalidation, RedisCache, RedisSettings};
 use tessera_gateway::{Gateway, GatewayConfig, Http, ServiceClient, Services, TokenSettings};
 use tessera_kernel::{SystemClock, UuidV7Gen};
@@ -159,13 +159,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
              --jwks-url http://<gateway>/.well-known/jwks.json (or TESSERA_JWKS_URL)"
         ),
     };
-    let options = NatsOptions {
-        namespace: args.nats_namespace.clone(),
-        replicas: args.nats_replicas,
-        ..NatsOptions::default()
-    };
-    let transport =
-        NatsTransport::connect(&args.nats_url, options).await.context("cannot connect to NATS")?;
+    let transport = connect_bus(&args, name).await?;
     let node = Node::start(
         vec![service],
         Arc::new(transport),
@@ -199,6 +193,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tessera_web::serve(listener, router, crate::up::shutdown_signal()).await?;
     node.shutdown(SHUTDOWN_GRACE).await;
     Ok(())
+}
+
+/// The bus as `service`: with its own credentials when it has them, and its own stream
+/// declared, so that its consumers can start before it first publishes.
+async fn connect_bus(args: &ServeArgs, service: &str) -> anyhow::Result<NatsTransport> {
+    let nkey_seed = match &args.nats_nkey_file {
+        Some(path) => Some(NkeySeed(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--nats-nkey-file {}", path.display()))?
+                .trim()
+                .to_owned(),
+        )),
+        None => None,
+    };
+    let options = NatsOptions {
+        namespace: args.nats_namespace.clone(),
+        replicas: args.nats_replicas,
+        service: Some(service.to_owned()),
+        nkey_seed,
+        tls_roots: args.nats_ca.clone(),
+        ..NatsOptions::default()
+    };
+    let transport =
+        NatsTransport::connect(&args.nats_url, options).await.context("cannot connect to NATS")?;
+    transport.declare_own_stream().await.context("cannot create the service's stream on NATS")?;
+    Ok(transport)
 }
 
 async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()> {
@@ -273,15 +293,16 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
             None => bail!("--trusted-proxy {proxy}: give a CIDR such as 10.0.0.0/8, or an address"),
         }
     }
-    let config = GatewayConfig { staff, trusted_proxies, ..GatewayConfig::default() };
+    // The signing keys are sealed by the vault, as the services' personal data is.
+    let key_sealer =
+        crate::keys::open_vault(storage, crate::keys::distributed(args.master_key_file.as_ref())?)
+            .await
+            .context("the gateway seals its signing keys with the vault")?;
+    let config =
+        GatewayConfig { staff, trusted_proxies, key_sealer: Some(key_sealer), ..GatewayConfig::default() };
     let mut gateway = Gateway::new(services, store.clone(), config, TokenSettings::default()).await?;
-    let options = NatsOptions {
-        namespace: args.nats_namespace.clone(),
-        replicas: args.nats_replicas,
-        ..NatsOptions::default()
-    };
     let transport: Arc<dyn tessera_bus::Transport> =
-        Arc::new(NatsTransport::connect(&args.nats_url, options).await.context("cannot connect to NATS")?);
+        Arc::new(connect_bus(args, tessera_gateway::SERVICE).await?);
     // Clients waiting for orders are woken by the orders' messages, which every replica of
     // the gateway watches on its own.
     gateway = gateway.with_order_events(transport.clone());

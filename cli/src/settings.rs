@@ -48,6 +48,14 @@ pub struct ServeArgs {
     /// Copies of each stream in the NATS cluster (3 in production: see deploy/nats).
     #[arg(long, env = "TESSERA_NATS_REPLICAS", default_value_t = 1)]
     pub(crate) nats_replicas: usize,
+    /// The file holding this service's nkey seed (`SU…`, mode 0600), made by `tessera nats
+    /// auth`; the server then allows it only its own subjects and the streams it consumes.
+    #[arg(long, env = "TESSERA_NATS_NKEY_FILE", value_name = "PATH")]
+    pub(crate) nats_nkey_file: Option<std::path::PathBuf>,
+    /// A PEM file of the CA that signed the NATS server's certificate: the connection then
+    /// requires TLS.
+    #[arg(long, env = "TESSERA_NATS_CA", value_name = "PATH")]
+    pub(crate) nats_ca: Option<std::path::PathBuf>,
     /// Where to serve HTTP (`host:port`; a name such as localhost is resolved).
     #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:8080", value_parser = crate::listen::resolve)]
     pub(crate) listen: SocketAddr,

@@ -2,7 +2,9 @@
 //! own PostgreSQL database, NATS JetStream between them, the gateway calling them over HTTP.
 //! Orders are placed through the gateway, the payments process is killed with SIGKILL mid-run
 //! and started again, and every order must still end terminal with money and stock right.
-//! Needs `TESSERA_TEST_POSTGRES` and `TESSERA_TEST_NATS`.
+//! The bus is locked down as in production: a nats-server of the test's own with TLS, and one
+//! user per service made by `tessera nats auth`.
+//! Needs `TESSERA_TEST_POSTGRES`, `TESSERA_TEST_NATS` (the NATS suites on) and nats-server.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
@@ -29,7 +31,9 @@ impl Drop for Process {
 
 struct Cluster {
     postgres: String,
-    nats: String,
+    nats: tessera_testkit::nats::NatsServer,
+    /// The folder `tessera nats auth` wrote the services' seeds to.
+    nats_credentials: std::path::PathBuf,
     prefix: String,
     /// The gateway's address, chosen before anything starts: every service checks tokens
     /// with the gateway's JWKS.
@@ -51,7 +55,19 @@ impl Cluster {
                 "--database-prefix",
                 &self.prefix,
             ])
-            .args(["--nats-url", &self.nats, "--nats-namespace", &self.prefix, "--payment-timeout", "5"])
+            .args([
+                "--nats-url",
+                &self.nats.url(),
+                "--nats-namespace",
+                &self.prefix,
+                "--payment-timeout",
+                "5",
+            ])
+            .arg(format!(
+                "--nats-nkey-file={}",
+                self.nats_credentials.join(format!("{service}.nk")).display()
+            ))
+            .arg(format!("--nats-ca={}", self.nats.ca.display()))
             .args(extra)
             .args(
                 (service != "gateway")
@@ -59,7 +75,7 @@ impl Cluster {
             )
             .env("RUST_LOG", "info")
             // The vault's master key (base64 of 32 bytes), as a Secret would hand it over.
-            .env("TESSERA_MASTER_KEY", "dGVzc2VyYS1kaXN0cmlidXRlZC10ZXN0LWtleS0zMmI=")
+            .env("TESSERA_MASTER_KEY", MASTER_KEY)
             // Support's attachments, in a folder every replica shares.
             .env(
                 "TESSERA_ATTACHMENTS_URL",
@@ -88,6 +104,18 @@ impl Cluster {
         };
         std::thread::spawn(move || for _ in lines {});
         Process { child, base }
+    }
+}
+
+impl Cluster {
+    /// The bus as the operator reaches it.
+    fn bus(&self) -> crate::forged_messages::Bus {
+        crate::forged_messages::Bus {
+            url: self.nats.url(),
+            ca: self.nats.ca.clone(),
+            credentials: self.nats_credentials.clone(),
+            namespace: self.prefix.clone(),
+        }
     }
 }
 
@@ -122,9 +150,10 @@ fn call(
 
 #[test]
 fn distributed_orders_survive_a_killed_payments_process() {
-    let (Some(postgres), Some(nats)) = (
+    let (Some(postgres), Some(_), Some(nats_server)) = (
         tessera_testkit::server_url("TESSERA_TEST_POSTGRES", "distributed end-to-end"),
         tessera_testkit::server_url("TESSERA_TEST_NATS", "distributed end-to-end"),
+        tessera_testkit::nats::server_binary("distributed end-to-end test"),
     ) else {
         return;
     };
@@ -134,13 +163,19 @@ fn distributed_orders_survive_a_killed_payments_process() {
         .and_then(|listener| listener.local_addr())
         .expect("a free port for the gateway")
         .to_string();
-    let cluster = Cluster {
-        postgres,
-        nats,
-        prefix: format!("e2e{}", nanos % 1_000_000_000_000),
-        gateway: gateway_address.clone(),
-        logs: tempfile::tempdir().expect("a log folder"),
-    };
+    let prefix = format!("e2e{}", nanos % 1_000_000_000_000);
+    let logs = tempfile::tempdir().expect("a log folder");
+    // The operator's recipe: credentials for the namespace, then a server that includes them.
+    let nats_credentials = logs.path().join("nats");
+    let made = tessera()
+        .args(["nats", "auth", "--namespace", &prefix, "--out"])
+        .arg(&nats_credentials)
+        .output()
+        .expect("run tessera nats auth");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let nats = tessera_testkit::nats::NatsServer::start(&nats_server, &nats_credentials.join("auth.conf"));
+    let cluster =
+        Cluster { postgres, nats, nats_credentials, prefix, gateway: gateway_address.clone(), logs };
     let mut services = std::collections::BTreeMap::new();
     for service in ["inventory", "orders", "payments", "customers", "support"] {
         services.insert(service, cluster.start(service, "127.0.0.1:0", &[]));
@@ -334,6 +369,7 @@ fn distributed_orders_survive_a_killed_payments_process() {
     };
     let bases = services.iter().map(|(name, process)| (*name, process.base.clone())).collect();
     crate::inside_attacker::attack(&bases, &victim, &attacker, &|| database_texts(&cluster));
+    crate::forged_messages::forge(&cluster.bus(), &me_id, &|| database_texts(&cluster));
     let (code, accepted) = call(g, Some(&me), "DELETE", &format!("/api/v1/customers/{me_id}"), None, None);
     assert_eq!(code, 202, "{accepted}");
     let started = Instant::now();
@@ -412,11 +448,12 @@ fn subject(token: &str) -> String {
     claims["sub"].as_str().expect("sub").to_owned()
 }
 
-/// The gateway's signing key, read from its database as an attacker who stole it could: the
-/// test mints the tokens the gateway would mint for a service.
+/// The gateway's signing key, read from its database and opened with the vault's master key,
+/// as an attacker who stole both could: the test mints the tokens the gateway would mint for a
+/// service. The database alone holds the key sealed, which opens nothing.
 fn gateway_keys(cluster: &Cluster) -> tessera_gateway::KeyRing {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let pkcs8: String = runtime.block_on(async {
+    let der = runtime.block_on(async {
         let url = tessera_store::database_url(&cluster.postgres, &format!("{}_gateway", cluster.prefix));
         let (client, connection) =
             tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
@@ -425,12 +462,34 @@ fn gateway_keys(cluster: &Cluster) -> tessera_gateway::KeyRing {
             .query_one("SELECT pkcs8 FROM gateway_keys ORDER BY created_at DESC, kid LIMIT 1", &[])
             .await
             .expect("the gateway's key");
-        row.get(0)
+        let stored: String = row.get(0);
+        let in_clear = base64::engine::general_purpose::STANDARD.decode(&stored);
+        assert!(
+            in_clear.is_err()
+                || tessera_gateway::SigningKey::from_pkcs8(&in_clear.unwrap_or_default()).is_err(),
+            "the signing key is stored sealed, not in clear"
+        );
+        let storage = tessera_runtime::Storage::Postgres {
+            server: cluster.postgres.clone(),
+            prefix: cluster.prefix.clone(),
+        };
+        let vault_store = tessera_runtime::open_store(&storage, "vault", &[tessera_vault::MIGRATIONS])
+            .await
+            .expect("the vault's store");
+        let master = tessera_vault::MasterKey::from_base64(MASTER_KEY).expect("the master key");
+        let vault = tessera_vault::Vault::open(vault_store, master, Vec::new()).await.expect("the vault");
+        let text = tessera_vault::Sealer::open(&vault, "gateway:signing-keys", &stored)
+            .await
+            .expect("opened")
+            .expect("the key's data key is there");
+        base64::engine::general_purpose::STANDARD.decode(text).expect("base64")
     });
-    let der = base64::engine::general_purpose::STANDARD.decode(pkcs8).expect("base64");
     let key = tessera_gateway::SigningKey::from_pkcs8(&der).expect("a signing key");
     tessera_gateway::KeyRing::new(key, tessera_gateway::TokenSettings::default())
 }
+
+/// The vault's master key every process of the run shares.
+const MASTER_KEY: &str = "dGVzc2VyYS1kaXN0cmlidXRlZC10ZXN0LWtleS0zMmI=";
 
 /// A CVC no database, stream or log may ever hold.
 const CANARY_CVC: &str = "8642";
@@ -466,27 +525,7 @@ fn database_texts(cluster: &Cluster) -> Vec<(String, String)> {
 /// Every message of this run's NATS streams (headers and payload), by stream.
 fn stream_texts(cluster: &Cluster) -> Vec<(String, String)> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    runtime.block_on(async {
-        let client = async_nats::connect(&cluster.nats).await.expect("connect to NATS");
-        let jetstream = async_nats::jetstream::new(client);
-        let mut texts = Vec::new();
-        // The bus names a source's stream `<NAMESPACE>_<SOURCE>`.
-        for source in ["inventory", "orders", "payments", "customers", "support"] {
-            let name = format!("{}_{source}", cluster.prefix).to_ascii_uppercase();
-            let Ok(mut stream) = jetstream.get_stream(&name).await else { continue };
-            let state = stream.info().await.expect("info").state.clone();
-            let mut text = String::new();
-            for sequence in state.first_sequence..=state.last_sequence {
-                if let Ok(message) = stream.get_raw_message(sequence).await {
-                    text.push_str(&format!("{:?}", message.headers));
-                    text.push_str(&String::from_utf8_lossy(&message.payload));
-                    text.push('\n');
-                }
-            }
-            texts.push((name, text));
-        }
-        texts
-    })
+    runtime.block_on(cluster.bus().messages())
 }
 
 /// No card number, CVC or `forbidden` text in any of `texts`.

@@ -6,6 +6,7 @@ mod browser;
 mod chaos;
 mod distributed;
 mod errors;
+mod forged_messages;
 mod governance;
 mod http;
 mod inside_attacker;

@@ -203,7 +203,9 @@ async fn distributed_run(
     let logs = tempfile::tempdir()?;
     let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let prefix = format!("bench{}r{run}", std::process::id());
-    let mut system = crate::chaos::system::System::distributed(postgres, nats, &prefix, logs.path())?;
+    let bus =
+        crate::chaos::system::Bus { url: nats.to_owned(), namespace: prefix.clone(), credentials: None };
+    let mut system = crate::chaos::system::System::distributed(postgres, &bus, &prefix, logs.path())?;
     let measured = async {
         system.start_all().await?;
         crate::chaos::create_products(&system.gateway, &[(SKU, "Benchmark tea", 100_000_000, 500)]).await?;

@@ -52,6 +52,14 @@ pub struct ChaosArgs {
     /// Distributed: the NATS server.
     #[arg(long, env = "TESSERA_NATS_URL")]
     nats_url: Option<String>,
+    /// Distributed: the subjects' and streams' prefix [default: chaos<pid>]. With
+    /// --nats-credentials, the namespace they were made for.
+    #[arg(long)]
+    nats_namespace: Option<String>,
+    /// Distributed: the folder of `tessera nats auth`'s seeds; each service signs in to NATS
+    /// as itself.
+    #[arg(long, value_name = "DIR")]
+    nats_credentials: Option<PathBuf>,
     /// A shell command that restarts NATS (a fault is injected with it when given).
     #[arg(long)]
     nats_restart_command: Option<String>,
@@ -334,7 +342,12 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
                 bail!("the distributed topology needs --database-url and --nats-url");
             };
             let prefix = format!("chaos{}", std::process::id());
-            System::distributed(postgres, nats, &prefix, &logs)?
+            let bus = system::Bus {
+                url: nats.clone(),
+                namespace: args.nats_namespace.clone().unwrap_or_else(|| prefix.clone()),
+                credentials: args.nats_credentials.clone(),
+            };
+            System::distributed(postgres, &bus, &prefix, &logs)?
         }
     };
     let outcome = drive(&args, &mut system).await;

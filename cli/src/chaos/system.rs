@@ -57,6 +57,15 @@ fn free_address() -> anyhow::Result<String> {
     Ok(listener.local_addr()?.to_string())
 }
 
+/// The NATS the distributed system runs on.
+#[derive(Debug)]
+pub struct Bus {
+    pub url: String,
+    pub namespace: String,
+    /// `tessera nats auth`'s folder, when the server checks who connects.
+    pub credentials: Option<PathBuf>,
+}
+
 impl System {
     /// One `tessera up` on `data`.
     pub fn embedded(data: &Path, logs: &Path) -> anyhow::Result<Self> {
@@ -88,7 +97,7 @@ impl System {
     }
 
     /// Every service and the gateway, each its own `tessera serve`.
-    pub fn distributed(postgres: &str, nats: &str, prefix: &str, logs: &Path) -> anyhow::Result<Self> {
+    pub fn distributed(postgres: &str, bus: &Bus, prefix: &str, logs: &Path) -> anyhow::Result<Self> {
         let mut addresses = BTreeMap::new();
         for name in distributed_processes() {
             addresses.insert(name, free_address()?);
@@ -102,8 +111,8 @@ impl System {
                 format!("--listen={}", addresses[name]),
                 format!("--database-url={postgres}"),
                 format!("--database-prefix={prefix}"),
-                format!("--nats-url={nats}"),
-                format!("--nats-namespace={prefix}"),
+                format!("--nats-url={}", bus.url),
+                format!("--nats-namespace={}", bus.namespace),
                 "--payment-timeout=5".into(),
                 "--slow-card-delay=2".into(),
             ];
@@ -114,6 +123,10 @@ impl System {
                 args.push(format!("--staff=admin:{}:{}", ADMIN.0, ADMIN.1));
             } else {
                 args.push(format!("--jwks-url=http://{gateway}/.well-known/jwks.json"));
+            }
+            if let Some(credentials) = &bus.credentials {
+                let seed = crate::bus_credentials::seed_file(credentials, name);
+                args.push(format!("--nats-nkey-file={}", seed.display()));
             }
             if name == "support" {
                 args.push(format!("--attachments-url=file://{}", logs.join("attachments").display()));

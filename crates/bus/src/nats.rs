@@ -7,6 +7,7 @@
 //! commit. Streams and consumers are created idempotently when first used.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +31,32 @@ pub struct NatsOptions {
     pub duplicate_window: Duration,
     /// How long messages are kept (zero: forever).
     pub max_age: Duration,
+    /// The service this connection belongs to, in the distributed topology. It then creates
+    /// only its own stream (its sources' streams are their owners' to create, and its
+    /// credentials allow nothing else), waits for the streams it consumes, and takes its
+    /// replies under its own inbox prefix ([`crate::inbox_prefix`]).
+    pub service: Option<String>,
+    /// The nkey seed (`SU…`) the connection authenticates with.
+    pub nkey_seed: Option<NkeySeed>,
+    /// A PEM file of the certificate authorities to trust: the connection then requires TLS.
+    pub tls_roots: Option<PathBuf>,
+}
+
+/// An nkey seed, kept out of logs and debug output.
+#[derive(Clone)]
+pub struct NkeySeed(pub String);
+
+impl std::fmt::Debug for NkeySeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NkeySeed(..)")
+    }
+}
+
+impl NatsOptions {
+    /// The stream of `source`: `<NAMESPACE>_<SOURCE>`, upper case.
+    pub fn stream_name(&self, source: &str) -> String {
+        token(&format!("{}_{}", self.namespace, source)).to_ascii_uppercase()
+    }
 }
 
 impl Default for NatsOptions {
@@ -40,6 +67,9 @@ impl Default for NatsOptions {
             storage: stream::StorageType::File,
             duplicate_window: Duration::from_secs(120),
             max_age: Duration::from_secs(7 * 24 * 3600),
+            service: None,
+            nkey_seed: None,
+            tls_roots: None,
         }
     }
 }
@@ -66,18 +96,43 @@ pub(crate) mod header {
     pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 }
 
-fn token(text: &str) -> String {
+pub(crate) fn token(text: &str) -> String {
     text.replace(['.', ' ', '*', '>'], "_")
 }
 
-fn consumer_name(spec: &ConsumerSpec) -> String {
-    token(&format!("{}__{}", spec.subscriber, spec.source))
+pub(crate) fn consumer_name_of(subscriber: &str, source: &str) -> String {
+    token(&format!("{subscriber}__{source}"))
 }
+
+fn consumer_name(spec: &ConsumerSpec) -> String {
+    consumer_name_of(&spec.subscriber, &spec.source)
+}
+
+fn stream_missing(error: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        error.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(ref cause)
+            if cause.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
+/// How often a consumer looks again for a stream its owner has not created yet.
+const STREAM_LOOKUP_EVERY: Duration = Duration::from_millis(500);
 
 impl NatsTransport {
     pub async fn connect(url: &str, options: NatsOptions) -> Result<Self> {
         let (gap, gaps) = tokio::sync::watch::channel(0_u64);
-        let client = async_nats::ConnectOptions::new()
+        let mut connect = async_nats::ConnectOptions::new();
+        if let Some(seed) = &options.nkey_seed {
+            connect = connect.nkey(seed.0.clone());
+        }
+        if let Some(service) = &options.service {
+            connect = connect.custom_inbox_prefix(crate::inbox_prefix(service));
+        }
+        if let Some(roots) = &options.tls_roots {
+            connect = connect.add_root_certificates(roots.clone()).require_tls(true);
+        }
+        let client = connect
             .event_callback(move |event| {
                 if matches!(event, async_nats::Event::Connected | async_nats::Event::SlowConsumer(_)) {
                     gap.send_modify(|count| *count += 1);
@@ -107,9 +162,42 @@ impl NatsTransport {
         Ok(stream)
     }
 
+    /// The stream of a source this connection consumes. A service's connection waits for its
+    /// owner to create it; a tool's (no [`NatsOptions::service`]) creates it.
+    async fn source_stream(&self, source: &str) -> Result<stream::Stream> {
+        let owned_elsewhere = self.options.service.as_deref().is_some_and(|service| service != source);
+        if !owned_elsewhere {
+            return self.ensure_stream(source).await;
+        }
+        let name = self.stream_name(source);
+        let mut waited = false;
+        loop {
+            match self.jetstream.get_stream(&name).await {
+                Ok(stream) => return Ok(stream),
+                Err(error) if stream_missing(&error) => {
+                    if !waited {
+                        tracing::info!(stream = %name, %error, "waiting for the stream's owner to create it");
+                        waited = true;
+                    }
+                    tokio::time::sleep(STREAM_LOOKUP_EVERY).await;
+                }
+                Err(error) => return Err(BusError::nats(error)),
+            }
+        }
+    }
+
+    /// Creates the stream of this connection's own service, so that its consumers can start
+    /// before it first publishes.
+    pub async fn declare_own_stream(&self) -> Result<()> {
+        if let Some(service) = self.options.service.clone() {
+            self.ensure_stream(&service).await?;
+        }
+        Ok(())
+    }
+
     /// `<NAMESPACE>_<SOURCE>`, upper case.
     pub fn stream_name(&self, source: &str) -> String {
-        token(&format!("{}_{}", self.options.namespace, source)).to_ascii_uppercase()
+        self.options.stream_name(source)
     }
 
     fn knows_stream(&self, source: &str) -> bool {
@@ -148,7 +236,7 @@ impl Transport for NatsTransport {
     }
 
     async fn consume(&self, spec: &ConsumerSpec) -> Result<Box<dyn Consumer>> {
-        let stream = self.ensure_stream(&spec.source).await?;
+        let stream = self.source_stream(&spec.source).await?;
         let name = consumer_name(spec);
         let config = consumer::pull::Config {
             durable_name: Some(name.clone()),

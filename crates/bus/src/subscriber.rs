@@ -212,7 +212,10 @@ impl Subscriber {
                 Ok(deliveries) => {
                     let mut unwanted = Vec::new();
                     for delivery in deliveries {
-                        if !self.lane.handler.wants(&delivery.envelope) {
+                        // A message from the wrong source is never skipped unread: the lane
+                        // refuses it and parks it, so that someone sees the forgery.
+                        let genuine = delivery.envelope.source == self.lane.source;
+                        if genuine && !self.lane.handler.wants(&delivery.envelope) {
                             unwanted.push(delivery);
                             continue;
                         }

@@ -58,7 +58,9 @@ conformance!(
 async fn a_message_declaring_another_source_is_parked_and_never_applied() {
     let Some(world) = World::new(Kind::Nats).await else { return };
     let url = tessera_testkit::server_url("TESSERA_TEST_NATS", "NATS").expect("the NATS server of the world");
-    let handler = TestHandler::new();
+    // The handler wants only this source's own kind of message, and the forgery is of another
+    // kind: it must be parked all the same, never skipped unread.
+    let handler = TestHandler::wanting_only(&format!("{}.Happened", world.source));
     let subscriber = world.subscriber(handler.clone(), Upcasters::new(), fast_subscriber());
     let relay = world.relay(fast_relay());
     world.produce(&[world.envelope("forged", 0, false)]).await;
@@ -67,6 +69,7 @@ async fn a_message_declaring_another_source_is_parked_and_never_applied() {
     // service (a forged `CustomerErased` on the orders stream, say).
     let mut forged = world.envelope("forged", 1, false);
     forged.source = "customers".to_owned();
+    forged.name = "customers.CustomerErased".to_owned();
     let client = async_nats::connect(&url).await.expect("connect");
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(async_nats::header::NATS_MESSAGE_ID, forged.id.to_string());

@@ -7,6 +7,7 @@
 
 pub mod decide;
 pub mod http;
+pub mod nats;
 mod participant;
 pub mod redis;
 pub mod sources;
@@ -47,7 +48,7 @@ pub fn tool_checked_with<'a>(
     if runs { Some(binary) } else { skip(&format!("the {suite} needs {binary} ({install})")) }
 }
 
-fn skip<T>(why: &str) -> Option<T> {
+pub(crate) fn skip<T>(why: &str) -> Option<T> {
     let message = format!("SKIPPED: {why}");
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{message}, and CI=true forbids skipping");

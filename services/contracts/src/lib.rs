@@ -20,6 +20,7 @@ pub mod requests;
 pub mod schemas;
 pub mod support;
 pub mod testing;
+pub mod topology;
 pub mod upcasting;
 mod values;
 

@@ -43,6 +43,10 @@ pub struct GatewayConfig {
     /// Proxies (an ingress, a load balancer) whose `X-Forwarded-For` names the client; none by
     /// default, so every client is its TCP peer.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Seals the token signing keys where they are stored (the vault, in production), so that
+    /// a copy of the gateway's database signs nothing. Without it (tests) they are kept in
+    /// clear; keys stored in clear before are sealed at the next start that has it.
+    pub key_sealer: Option<std::sync::Arc<dyn tessera_vault::Sealer>>,
 }
 
 impl Default for GatewayConfig {
@@ -67,6 +71,7 @@ impl Default for GatewayConfig {
             hsts: false,
             graphql_introspection: false,
             trusted_proxies: Vec::new(),
+            key_sealer: None,
         }
     }
 }

@@ -58,7 +58,8 @@ impl Gateway {
         config: GatewayConfig,
         tokens: TokenSettings,
     ) -> Result<Self, GatewayError> {
-        let key = storage::signing_key(&store).await?;
+        let key_store = storage::KeyStore { store: store.clone(), sealer: config.key_sealer.clone() };
+        let key = key_store.signing_key().await?;
         let staff = config
             .staff
             .iter()
@@ -83,7 +84,7 @@ impl Gateway {
             catalogue: None,
             waiters: Arc::default(),
         }));
-        storage::load_keys(&gateway.store, &gateway.keys, gateway.store.clock().now()).await?;
+        key_store.load_keys(&gateway.keys, gateway.store.clock().now()).await?;
         // A rotation made through any replica reaches this one within the interval.
         tokio::spawn(storage::reload_keys(Arc::downgrade(&gateway.0)));
         // The services' audit heads are witnessed outside their databases, here.

@@ -36,9 +36,10 @@ pub(super) fn router() -> Router<Gateway> {
               (status = 403, body = Problem)))]
 pub(crate) async fn rotate_keys(State(g): State<Gateway>, caller: Caller) -> ApiResult<Response> {
     require(&caller, &[Role::Admin])?;
-    let added = crate::storage::add_key(&g.store).await.map_err(|e| Problem::internal(&e))?;
+    let keys = crate::storage::KeyStore { store: g.store.clone(), sealer: g.config.key_sealer.clone() };
+    let added = keys.add_key().await.map_err(|e| Problem::internal(&e))?;
     let now = g.store.clock().now();
-    crate::storage::load_keys(&g.store, &g.keys, now).await.map_err(|e| Problem::internal(&e))?;
+    keys.load_keys(&g.keys, now).await.map_err(|e| Problem::internal(&e))?;
     tracing::info!(kid = %added.kid, actor = %caller.sub, "the signing key was rotated");
     Ok(axum::Json(json!({
         "kid": g.keys.current_kid(),
