@@ -34,7 +34,7 @@ pub struct NatsOptions {
     /// The service this connection belongs to, in the distributed topology. It then creates
     /// only its own stream (its sources' streams are their owners' to create, and its
     /// credentials allow nothing else), waits for the streams it consumes, and takes its
-    /// replies under its own inbox prefix ([`crate::inbox_prefix`]).
+    /// replies under its own inbox prefix ([`inbox_prefix`]).
     pub service: Option<String>,
     /// The nkey seed (`SU…`) the connection authenticates with.
     pub nkey_seed: Option<NkeySeed>,
@@ -104,6 +104,11 @@ pub(crate) fn consumer_name_of(subscriber: &str, source: &str) -> String {
     token(&format!("{subscriber}__{source}"))
 }
 
+/// The inbox prefix of `service`'s connection: replies to its requests arrive under it.
+pub fn inbox_prefix(service: &str) -> String {
+    format!("_INBOX_{}", token(service))
+}
+
 fn consumer_name(spec: &ConsumerSpec) -> String {
     consumer_name_of(&spec.subscriber, &spec.source)
 }
@@ -127,7 +132,7 @@ impl NatsTransport {
             connect = connect.nkey(seed.0.clone());
         }
         if let Some(service) = &options.service {
-            connect = connect.custom_inbox_prefix(crate::inbox_prefix(service));
+            connect = connect.custom_inbox_prefix(inbox_prefix(service));
         }
         if let Some(roots) = &options.tls_roots {
             connect = connect.add_root_certificates(roots.clone()).require_tls(true);

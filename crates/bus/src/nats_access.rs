@@ -4,11 +4,11 @@
 //! A service publishes only on its own subjects and manages only its own stream. For each
 //! source it consumes it may look up that stream, create and read its own durable consumer,
 //! and acknowledge that consumer's messages; nothing else of the stream. It receives replies
-//! only on its own inbox prefix ([`inbox_prefix`]), so it cannot read another service's
+//! only on its own inbox prefix ([`crate::inbox_prefix`]), so it cannot read another service's
 //! deliveries. Deleting or purging a stream, or reading a consumer it does not own, is
 //! refused by the server.
 
-use crate::nats::{NatsOptions, consumer_name_of, token};
+use crate::nats::{NatsOptions, consumer_name_of, inbox_prefix};
 
 /// Subjects a user may publish to and subscribe to (NATS wildcards allowed).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,11 +26,6 @@ pub struct BusUser {
     pub nkey: String,
     /// `None`: an operator's user, allowed everything (tools, tests, migrations).
     pub permissions: Option<BusPermissions>,
-}
-
-/// The inbox prefix of `service`'s connection: replies to its requests arrive under it.
-pub fn inbox_prefix(service: &str) -> String {
-    format!("_INBOX_{}", token(service))
 }
 
 impl NatsOptions {
