@@ -63,9 +63,9 @@ fn strings(value: &Yaml) -> Vec<&str> {
     value.as_vec().map(|items| items.iter().filter_map(Yaml::as_str).collect()).unwrap_or_default()
 }
 
-/// The services that seal personal data, so the only ones to hold the vault's master key
-/// (cli/src/registry.rs).
-const SEALING: [&str; 3] = ["orders", "customers", "support"];
+/// The processes that seal with the vault, so the only ones to hold its master key: the
+/// services that keep personal data (cli/src/registry.rs) and the gateway, for its signing keys.
+const SEALING: [&str; 4] = ["orders", "customers", "support", "gateway"];
 /// Where every pod finds its own NATS seed (TESSERA_NATS_NKEY_FILE).
 const SEED_FOLDER: &str = "/var/run/tessera/nats";
 

@@ -17,11 +17,12 @@ SET client_min_messages TO warning;
 \endif
 
 -- The services and the gateway. The vault's keys live in <prefix>_vault, shared by the
--- services that seal personal data (orders, customers, support; cli/src/registry.rs).
+-- services that seal personal data (orders, customers, support; cli/src/registry.rs) and the
+-- gateway, which seals its token signing keys.
 CREATE TEMPORARY TABLE tessera_services (service text PRIMARY KEY, seals boolean NOT NULL);
 INSERT INTO tessera_services VALUES
   ('inventory', false), ('orders', true), ('payments', false),
-  ('customers', true), ('support', true), ('gateway', false);
+  ('customers', true), ('support', true), ('gateway', true);
 
 SELECT format('CREATE ROLE %I LOGIN', :'prefix' || '_' || service)
 FROM tessera_services
