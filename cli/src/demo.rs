@@ -20,9 +20,9 @@ pub struct DemoArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080", env = "TESSERA_URL")]
     url: String,
     /// The admin sign-in (the demo's by default).
-    #[arg(long, default_value = "admin@tessera.local")]
+    #[arg(long, default_value = "admin@tessera.local", env = "TESSERA_ADMIN_EMAIL")]
     admin_email: String,
-    #[arg(long, default_value = "admin")]
+    #[arg(long, default_value = "admin", env = "TESSERA_ADMIN_PASSWORD", hide_env_values = true)]
     admin_password: String,
     /// Give up waiting for the orders after this many seconds.
     #[arg(long, default_value_t = 120)]

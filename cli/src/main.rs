@@ -10,6 +10,7 @@ mod contracts;
 mod data_lock;
 mod demo;
 mod dlq;
+mod down;
 mod embedded;
 mod governance;
 mod keys;
@@ -21,6 +22,7 @@ mod probe;
 mod projections;
 mod registry;
 mod sagas;
+mod seed;
 mod serve;
 mod settings;
 mod signing_keys;
@@ -88,6 +90,10 @@ enum Command {
     Vault(keys::VaultArgs),
     /// Rotate the gateway's token signing key on a running system (`rotate`).
     Keys(signing_keys::KeysArgs),
+    /// Add the demo catalogue to a running system through its API (as `up` does by itself).
+    Seed(seed::SeedArgs),
+    /// Drop a distributed system's databases and NATS streams (`--purge`).
+    Down(down::DownArgs),
     /// Make each service's NATS credentials and the server's permissions (`auth`).
     Nats(bus_credentials::NatsArgs),
     /// Watch a running system in the terminal: requests, errors, latency, backlogs, lag.
@@ -186,6 +192,8 @@ async fn run() -> anyhow::Result<()> {
         Command::Vault(args) => keys::run(args).await,
         Command::Keys(args) => signing_keys::run(args).await,
         Command::Nats(args) => bus_credentials::run(args),
+        Command::Seed(args) => seed::run(args).await,
+        Command::Down(args) => down::run(args).await,
         Command::Bench { target } => bench::run(target).await,
         Command::Top(args) => top::run(args).await,
         Command::Load(args) => load::run(args).await,

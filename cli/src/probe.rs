@@ -18,6 +18,10 @@ pub struct ProbeArgs {
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 2.0)]
     timeout: f64,
+    /// Ask again every half second until a 2xx comes or this many seconds have passed (for a
+    /// script that starts a system and waits for it).
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<f64>,
 }
 
 pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
@@ -25,13 +29,25 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
         split(&args.url).with_context(|| format!("--url {}: give http://host:port/path", args.url))?;
     let client = ApiClient::new(origin);
     let timeout = Duration::try_from_secs_f64(args.timeout).context("--timeout: give seconds")?;
-    let (status, _) = tokio::time::timeout(timeout, client.call(Method::GET, path, None, None, None))
-        .await
-        .with_context(|| format!("{} did not answer within {timeout:?}", args.url))??;
-    if !(200..300).contains(&status) {
-        bail!("{} answered {status}", args.url);
+    let wait = Duration::try_from_secs_f64(args.wait.unwrap_or(0.0)).context("--wait: give seconds")?;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let asked = async {
+            let (status, _) = tokio::time::timeout(timeout, client.call(Method::GET, path, None, None, None))
+                .await
+                .with_context(|| format!("{} did not answer within {timeout:?}", args.url))??;
+            if !(200..300).contains(&status) {
+                bail!("{} answered {status}", args.url);
+            }
+            Ok(())
+        }
+        .await;
+        match asked {
+            Ok(()) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() >= deadline => return Err(error),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
     }
-    Ok(())
 }
 
 /// `http://host:port/path` → (`http://host:port`, `/path`).

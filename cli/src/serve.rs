@@ -13,7 +13,7 @@ use axum::Router;
 use axum::routing::get;
 use tessera_bus::{NatsOptions, NatsTransport, NkeySeed};
 use tessera_gateway::catalogue::{Catalogue, CatalogueInvalidation, RedisCache, RedisSettings};
-use tessera_gateway::{Gateway, GatewayConfig, Http, ServiceClient, Services, TokenSettings};
+use tessera_gateway::{Gateway, GatewayConfig, Http, PublicDocument, ServiceClient, Services, TokenSettings};
 use tessera_kernel::{SystemClock, UuidV7Gen};
 use tessera_runtime::{Node, NodeOptions, Storage, open_store};
 
@@ -244,25 +244,12 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
     if let Some(unknown) = urls.keys().next() {
         bail!("--service-url names no service the gateway calls: {unknown}");
     }
-    // The public document: each service's own, fetched from it.
-    let mut document = utoipa::openapi::OpenApi::default();
-    for service in
-        [&services.inventory, &services.orders, &services.payments, &services.customers, &services.support]
-    {
-        let request = axum::http::Request::get("/openapi.json").body(axum::body::Body::empty())?;
-        match service.send(request).await {
-            Ok(response) => {
-                let bytes = http_body_util::BodyExt::collect(response.into_body()).await?.to_bytes();
-                match serde_json::from_slice::<utoipa::openapi::OpenApi>(&bytes) {
-                    Ok(part) => document.merge(part),
-                    Err(error) => {
-                        tracing::warn!(service = service.name(), %error, "a service's document is unreadable")
-                    }
-                }
-            }
-            Err(error) => tracing::warn!(%error, "a service's routes are missing from /openapi.json"),
-        }
-    }
+    // The public document: each service's own, read from it now and again later (a service
+    // still starting now, or one upgraded since).
+    let clients: Vec<Arc<dyn ServiceClient>> = services.all().into_iter().cloned().collect();
+    let (first, missing) = read_documents(&clients).await;
+    let document = PublicDocument::new(first);
+    tokio::spawn(refresh_documents(clients, document.clone(), missing));
     let store = open_store(storage, tessera_gateway::SERVICE, &tessera_gateway::migrations())
         .await
         .context("cannot open the gateway's database")?;
@@ -322,7 +309,7 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
         None => None,
     };
     let router = gateway
-        .router(document, None)
+        .router_publishing(document, None)
         .merge(tessera_runtime::metrics::route())
         .merge(crate::web_ui::routes());
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -336,6 +323,54 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
         node.shutdown(SHUTDOWN_GRACE).await;
     }
     Ok(())
+}
+
+/// How often the gateway reads the services' documents again while one is missing, and after.
+const DOCUMENTS_RETRY: Duration = Duration::from_secs(2);
+const DOCUMENTS_REFRESH: Duration = Duration::from_secs(300);
+
+/// Every service's OpenAPI document merged, and how many services did not give theirs.
+async fn read_documents(clients: &[Arc<dyn ServiceClient>]) -> (utoipa::openapi::OpenApi, usize) {
+    let mut document = utoipa::openapi::OpenApi::default();
+    let mut missing = 0;
+    for service in clients {
+        match read_document(service.as_ref()).await {
+            Ok(part) => document.merge(part),
+            Err(error) => {
+                missing += 1;
+                tracing::info!(service = service.name(), %error, "a service's routes are not in /openapi.json yet");
+            }
+        }
+    }
+    (document, missing)
+}
+
+async fn read_document(service: &dyn ServiceClient) -> anyhow::Result<utoipa::openapi::OpenApi> {
+    let request = axum::http::Request::get("/openapi.json").body(axum::body::Body::empty())?;
+    let response = service.send(request).await?;
+    anyhow::ensure!(response.status().is_success(), "it answered {}", response.status());
+    let bytes = http_body_util::BodyExt::collect(response.into_body()).await?.to_bytes();
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// Reads the documents again every [`DOCUMENTS_RETRY`] while one is missing, then every
+/// [`DOCUMENTS_REFRESH`], publishing each complete reading.
+async fn refresh_documents(
+    clients: Vec<Arc<dyn ServiceClient>>,
+    document: PublicDocument,
+    mut missing: usize,
+) {
+    loop {
+        tokio::time::sleep(if missing > 0 { DOCUMENTS_RETRY } else { DOCUMENTS_REFRESH }).await;
+        let (next, still_missing) = read_documents(&clients).await;
+        if still_missing == 0 {
+            if missing > 0 {
+                tracing::info!("every service's routes are in /openapi.json");
+            }
+            document.replace(next);
+        }
+        missing = still_missing;
+    }
 }
 
 /// `/metrics` on a listener of its own, open to whoever reaches it, with `--metrics-listen`.

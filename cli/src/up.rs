@@ -91,7 +91,7 @@ impl UpArgs {
 /// How long a graceful stop may take before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-const DEMO_CATALOGUE: [(&str, &str, &str, i64, i64); 5] = [
+pub(crate) const DEMO_CATALOGUE: [(&str, &str, &str, i64, i64); 5] = [
     ("TEA-001", "Sencha", "Steamed Japanese green tea, 100 g", 850, 500),
     ("TEA-002", "Assam", "Malty black tea from India, 250 g", 1200, 300),
     ("MUG-001", "Stoneware mug", "Hand-glazed, 350 ml", 1800, 120),

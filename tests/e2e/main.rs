@@ -13,6 +13,7 @@ mod inside_attacker;
 mod operator_tools;
 mod privacy;
 mod prometheus;
+mod readme_distributed;
 mod rotation;
 mod sign_in;
 mod traces;

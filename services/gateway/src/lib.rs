@@ -44,6 +44,7 @@ pub use clients::{ClientError, Credentials, Http, InProcess, Reply, ServiceClien
 pub use config::{GatewayConfig, SERVICE, StaffUser};
 pub use error::GatewayError;
 pub use limits::RateLimits;
+pub use openapi::PublicDocument;
 pub use state::{Gateway, GatewayParts};
 pub use storage::{KEY_RELOAD_EVERY, MIGRATIONS, migrations};
 
@@ -102,10 +103,28 @@ impl Gateway {
         services_openapi: utoipa::openapi::OpenApi,
         readiness: Option<Arc<dyn tessera_web::Readiness>>,
     ) -> Router {
-        let document = openapi::document(services_openapi);
+        self.router_publishing(PublicDocument::new(services_openapi), readiness)
+    }
+
+    /// [`Self::router`], serving `document` at `/openapi.json` as it is at each request.
+    pub fn router_publishing(
+        &self,
+        document: PublicDocument,
+        readiness: Option<Arc<dyn tessera_web::Readiness>>,
+    ) -> Router {
         // Swagger UI is served from the crate's vendored copy (no download at build or run
         // time); its page needs its own scripts and styles, so it gets its own CSP.
-        let docs: Router = Router::from(utoipa_swagger_ui::SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", document))
+        let docs: Router = Router::from(
+            utoipa_swagger_ui::SwaggerUi::new("/docs")
+                .config(utoipa_swagger_ui::Config::from("/openapi.json")),
+        )
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let document = document.current();
+                async move { axum::Json(document.as_ref().clone()) }
+            }),
+        )
             .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
                 axum::http::header::CONTENT_SECURITY_POLICY,
                 axum::http::HeaderValue::from_static(

@@ -4,6 +4,8 @@
 //! `Idempotency-Key` on order placement, and the errors any call may meet: 401 for a bad token,
 //! 413, 429 with Retry-After, 503/504 when a service is down or slow), each as problem+json.
 
+use std::sync::{Arc, PoisonError, RwLock};
+
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
@@ -162,5 +164,28 @@ fn place_order_at_the_edge(operation: &mut Value, problem: &Value) {
         if operation["responses"].get(status).is_none() {
             operation["responses"][status] = json!({"description": description, "content": problem.clone()});
         }
+    }
+}
+
+/// The public document `/openapi.json` serves: the gateway's own routes and the services'
+/// documents, replaced whenever the services' documents are read again (a service that was
+/// down when the gateway started, or one upgraded since).
+#[derive(Clone, Debug)]
+pub struct PublicDocument(Arc<RwLock<Arc<Value>>>);
+
+impl PublicDocument {
+    pub fn new(services: utoipa::openapi::OpenApi) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(document(services)))))
+    }
+
+    /// Publishes the document made from `services` from now on.
+    pub fn replace(&self, services: utoipa::openapi::OpenApi) {
+        let next = Arc::new(document(services));
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = next;
+    }
+
+    /// The document as published now.
+    pub fn current(&self) -> Arc<Value> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
