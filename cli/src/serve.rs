@@ -354,7 +354,8 @@ async fn read_document(service: &dyn ServiceClient) -> anyhow::Result<utoipa::op
 }
 
 /// Reads the documents again every [`DOCUMENTS_RETRY`] while one is missing, then every
-/// [`DOCUMENTS_REFRESH`], publishing each complete reading.
+/// [`DOCUMENTS_REFRESH`], publishing each reading that lacks no more services than the one
+/// published (a service that stops answering keeps its routes documented).
 async fn refresh_documents(
     clients: Vec<Arc<dyn ServiceClient>>,
     document: PublicDocument,
@@ -362,14 +363,14 @@ async fn refresh_documents(
 ) {
     loop {
         tokio::time::sleep(if missing > 0 { DOCUMENTS_RETRY } else { DOCUMENTS_REFRESH }).await;
-        let (next, still_missing) = read_documents(&clients).await;
-        if still_missing == 0 {
-            if missing > 0 {
+        let (next, now_missing) = read_documents(&clients).await;
+        if now_missing <= missing {
+            if now_missing == 0 && missing > 0 {
                 tracing::info!("every service's routes are in /openapi.json");
             }
             document.replace(next);
+            missing = now_missing;
         }
-        missing = still_missing;
     }
 }
 

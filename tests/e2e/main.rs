@@ -7,6 +7,7 @@ mod chaos;
 mod distributed;
 mod errors;
 mod forged_messages;
+mod gateway_documents;
 mod governance;
 mod http;
 mod inside_attacker;
