@@ -2,23 +2,16 @@
 //! against the newest head the gateway witnessed, so an edited, deleted, reordered or inserted
 //! record, or a chain cut short, is reported with the first bad index. Exits non-zero on any.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use tessera_store::{PostgresOptions, SqliteOptions, Store, StoreConfig};
+use tessera_store::Store;
+
+use crate::store_target::StoreTarget;
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// The embedded data folder.
-    #[arg(long, global = true, default_value = "tessera-data", env = "TESSERA_DATA")]
-    data: PathBuf,
-    /// The PostgreSQL server of the distributed topology, instead of `--data`.
-    #[arg(long, global = true, env = "TESSERA_DATABASE_URL")]
-    database_url: Option<String>,
-    /// Prefix of the database names (`<prefix>_<service>`).
-    #[arg(long, global = true, env = "TESSERA_DATABASE_PREFIX", default_value = "tessera")]
-    database_prefix: String,
+    #[command(flatten)]
+    stores: StoreTarget,
     #[command(subcommand)]
     action: AuditAction,
 }
@@ -30,23 +23,6 @@ enum AuditAction {
         #[arg(long)]
         json: bool,
     },
-}
-
-async fn open(args: &AuditArgs, service: &str) -> anyhow::Result<Store> {
-    let config = match &args.database_url {
-        Some(server) => StoreConfig::Postgres {
-            url: tessera_store::database_url(server, &format!("{}_{service}", args.database_prefix)),
-            options: PostgresOptions { create_database: false, ..PostgresOptions::default() },
-        },
-        None => {
-            let path = args.data.join(format!("{service}.db"));
-            if !path.exists() {
-                bail!("no store at {}: check --data", path.display());
-            }
-            StoreConfig::Sqlite { path, options: SqliteOptions::default() }
-        }
-    };
-    Store::open(&config, &[]).await.with_context(|| format!("cannot open the {service} store"))
 }
 
 /// The newest head of `service` the gateway witnessed, if its store has one (the gateway's
@@ -63,10 +39,10 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
     let AuditAction::Verify { json } = args.action;
     // The gateway's store holds the witnessed heads; without it, truncation at the end of a
     // chain cannot be told apart from a chain that is simply short.
-    let gateway = open(&args, tessera_gateway::SERVICE).await.ok();
+    let gateway = args.stores.open(tessera_gateway::SERVICE).await.ok();
     let mut results = Vec::new();
     for service in crate::registry::names() {
-        let store = open(&args, service).await?;
+        let store = args.stores.open(service).await?;
         let head = witnessed(gateway.as_ref(), service).await?;
         let verification = store.verify_audit(head).await.with_context(|| format!("{service}'s chain"))?;
         results.push(serde_json::json!({

@@ -1,11 +1,11 @@
 //! `tessera dlq list|retry|drop`: the dead letters of one service's store. A retry is picked
 //! up by the service's running subscriber within its poll interval.
 
-use std::path::PathBuf;
-
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
-use tessera_store::{PostgresOptions, SqliteOptions, Store, StoreConfig};
+use tessera_store::Store;
+
+use crate::store_target::StoreTarget;
 
 #[derive(Debug, Args)]
 pub struct DlqArgs {
@@ -13,18 +13,14 @@ pub struct DlqArgs {
     action: DlqAction,
 }
 
-/// Whose dead letters: a service of the embedded data folder, or a service's own database.
+/// Whose dead letters: a service, in the embedded data folder or on the PostgreSQL server.
 #[derive(Debug, Args)]
 struct DlqTarget {
-    /// The service whose store holds the dead letters (embedded: `<data>/<service>.db`).
-    #[arg(long, required_unless_present = "database_url")]
-    service: Option<String>,
-    /// The embedded data folder.
-    #[arg(long, default_value = "tessera-data", env = "TESSERA_DATA")]
-    data: PathBuf,
-    /// The service's PostgreSQL database (distributed topology), instead of `--data`.
-    #[arg(long, env = "TESSERA_DATABASE_URL")]
-    database_url: Option<String>,
+    /// The service whose store holds the dead letters.
+    #[arg(long)]
+    service: String,
+    #[command(flatten)]
+    stores: StoreTarget,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,22 +64,7 @@ impl DlqAction {
 }
 
 async fn open(target: &DlqTarget) -> anyhow::Result<Store> {
-    let config = match (&target.database_url, &target.service) {
-        (Some(url), _) => StoreConfig::Postgres {
-            url: url.clone(),
-            options: PostgresOptions { create_database: false, ..PostgresOptions::default() },
-        },
-        (None, Some(service)) => {
-            let path = target.data.join(format!("{service}.db"));
-            if !path.exists() {
-                bail!("no store at {}: check --data and --service", path.display());
-            }
-            StoreConfig::Sqlite { path, options: SqliteOptions::default() }
-        }
-        // clap requires one of the two.
-        (None, None) => bail!("name the service: --service <name>"),
-    };
-    Store::open(&config, &[tessera_bus::MIGRATIONS]).await.context("cannot open the service's store")
+    target.stores.open(&target.service).await
 }
 
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {

@@ -27,6 +27,7 @@ mod serve;
 mod settings;
 mod signing_keys;
 mod simulate;
+mod store_target;
 mod top;
 mod up;
 mod verify;

@@ -2,22 +2,19 @@
 //! running system. The request is written to the service's store; its running projection
 //! runner picks it up within its poll interval, builds a shadow table and swaps it in.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use tessera_projection::ProjectionStatus;
-use tessera_store::{PostgresOptions, SqliteOptions, Store, StoreConfig};
+use tessera_store::Store;
+
+use crate::store_target::StoreTarget;
 
 #[derive(Debug, Args)]
 pub struct ProjectionsArgs {
-    /// The embedded data folder.
-    #[arg(long, global = true, default_value = "tessera-data", env = "TESSERA_DATA")]
-    data: PathBuf,
-    /// A service's PostgreSQL database (distributed topology), instead of `--data`.
-    #[arg(long, global = true, env = "TESSERA_DATABASE_URL")]
-    database_url: Option<String>,
+    #[command(flatten)]
+    stores: StoreTarget,
     #[command(subcommand)]
     action: ProjectionsAction,
 }
@@ -42,43 +39,6 @@ enum ProjectionsAction {
     },
 }
 
-async fn open(args: &ProjectionsArgs, service: &str) -> anyhow::Result<Store> {
-    let config = match &args.database_url {
-        Some(url) => StoreConfig::Postgres {
-            url: url.clone(),
-            options: PostgresOptions { create_database: false, ..PostgresOptions::default() },
-        },
-        None => {
-            let path = args.data.join(format!("{service}.db"));
-            if !path.exists() {
-                bail!("no store at {}: check --data and the service name", path.display());
-            }
-            StoreConfig::Sqlite { path, options: SqliteOptions::default() }
-        }
-    };
-    Store::open(&config, &[]).await.with_context(|| format!("cannot open the {service} store"))
-}
-
-/// The services whose stores are in the data folder (or the one database named).
-fn services(args: &ProjectionsArgs) -> anyhow::Result<Vec<String>> {
-    if args.database_url.is_some() {
-        return Ok(vec!["database".to_owned()]);
-    }
-    let mut names: Vec<String> = std::fs::read_dir(&args.data)
-        .with_context(|| format!("cannot read {}", args.data.display()))?
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let path = entry.path();
-            if path.extension()? != "db" {
-                return None;
-            }
-            Some(path.file_stem()?.to_string_lossy().into_owned())
-        })
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
 /// A store without the projection table has no projections.
 async fn statuses(store: &Store) -> Vec<ProjectionStatus> {
     tessera_projection::status(store).await.unwrap_or_default()
@@ -88,8 +48,8 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
     match &args.action {
         ProjectionsAction::List { json } => {
             let mut rows = Vec::new();
-            for service in services(&args)? {
-                let store = open(&args, &service).await?;
+            for service in args.stores.services()? {
+                let store = args.stores.open(&service).await?;
                 rows.extend(statuses(&store).await.into_iter().map(|status| (service.clone(), status)));
             }
             if *json {
@@ -125,7 +85,7 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
             Ok(())
         }
         ProjectionsAction::Rebuild { service, name, wait, timeout } => {
-            let store = open(&args, service).await?;
+            let store = args.stores.open(service).await?;
             let before = statuses(&store)
                 .await
                 .into_iter()

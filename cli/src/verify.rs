@@ -9,51 +9,17 @@
 //! than the settle time is still allowed to be in flight and is left out.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use serde_json::{Value, json};
 use tessera_invariants::{AuditFact, DeadLetterFact, Facts, PipelineFacts};
 use tessera_kernel::Timestamp;
-use tessera_store::{PostgresOptions, SqliteOptions, Store, StoreConfig};
+use tessera_store::Store;
 
 use crate::registry;
-
-/// Where the services' stores are: an embedded data folder or a PostgreSQL server.
-#[derive(Clone, Debug, Args)]
-pub struct StoreTarget {
-    /// The embedded data folder.
-    #[arg(long, default_value = "tessera-data", env = "TESSERA_DATA")]
-    pub data: PathBuf,
-    /// The PostgreSQL server of the distributed topology, instead of `--data`.
-    #[arg(long, env = "TESSERA_DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// Prefix of the database names (`<prefix>_<service>`).
-    #[arg(long, env = "TESSERA_DATABASE_PREFIX", default_value = "tessera")]
-    pub database_prefix: String,
-}
-
-impl StoreTarget {
-    /// Opens one service's store as it is, creating and migrating nothing.
-    pub async fn open(&self, service: &str) -> anyhow::Result<Store> {
-        let config = match &self.database_url {
-            Some(server) => StoreConfig::Postgres {
-                url: tessera_store::database_url(server, &format!("{}_{service}", self.database_prefix)),
-                options: PostgresOptions { create_database: false, ..PostgresOptions::default() },
-            },
-            None => {
-                let path = self.data.join(format!("{service}.db"));
-                if !path.exists() {
-                    bail!("no store at {}: check --data", path.display());
-                }
-                StoreConfig::Sqlite { path, options: SqliteOptions::default() }
-            }
-        };
-        Store::open(&config, &[]).await.with_context(|| format!("cannot open the {service} store"))
-    }
-}
+pub use crate::store_target::StoreTarget;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {

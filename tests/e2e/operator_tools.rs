@@ -119,3 +119,45 @@ fn config_print_json_is_one_object_with_secrets_hidden_and_host_names_resolved()
     assert_eq!(config["listen"], "127.0.0.1:9103", "localhost resolved: {config}");
     assert_eq!(config["gateway"]["staff"][0]["password"], "***");
 }
+
+/// Every operator command that reads stores names them the same way, and a place without a
+/// Tessera store is an error naming where it looked, never an empty answer.
+#[test]
+fn ops_commands_address_stores_alike_and_refuse_a_place_without_one() {
+    let empty = tempfile::tempdir().expect("a folder");
+    let data = empty.path().to_str().expect("utf-8");
+    for args in [
+        vec!["dlq", "list", "--service", "inventory", "--data", data],
+        vec!["projections", "list", "--data", data],
+        vec!["audit", "verify", "--data", data],
+        vec!["verify", "--data", data],
+    ] {
+        let (ok, _, stderr) = run(&args);
+        assert!(!ok, "{args:?} fails");
+        assert!(
+            stderr.contains(data) && stderr.contains("--data"),
+            "{args:?} says where it looked: {stderr}"
+        );
+    }
+    let Some(postgres) = tessera_testkit::server_url("TESSERA_TEST_POSTGRES", "operator tools on PostgreSQL")
+    else {
+        return;
+    };
+    // A database that is there but holds no Tessera store.
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let prefix = format!("ops{}", nanos % 1_000_000_000_000);
+    let url = tessera_store::database_url(&postgres, &format!("{prefix}_inventory"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(tessera_store::create_database(&url)).expect("an empty database");
+    for args in
+        [vec!["dlq", "list", "--service", "inventory"], vec!["projections", "list"], vec!["audit", "verify"]]
+    {
+        let mut args = args;
+        args.extend(["--database-url", &postgres, "--database-prefix", &prefix]);
+        let (ok, _, stderr) = run(&args);
+        assert!(!ok, "{args:?} fails");
+        assert!(stderr.contains(&format!("{prefix}_")), "{args:?} names the database: {stderr}");
+    }
+    runtime.block_on(tessera_store::drop_database(&url)).expect("dropped");
+}

@@ -25,6 +25,26 @@ pub enum StoreConfig {
     Postgres { url: String, options: PostgresOptions },
 }
 
+impl StoreConfig {
+    /// Whether the file or database is there and holds a Tessera store (its migrations ledger),
+    /// looked at without creating or changing anything: tools pointed at the wrong place say
+    /// so instead of answering from an empty store they just made.
+    pub async fn holds_a_store(&self) -> Result<bool> {
+        match self {
+            Self::Sqlite { path, .. } => {
+                if !path.exists() {
+                    return Ok(false);
+                }
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || crate::sqlite::holds_a_store(&path))
+                    .await
+                    .map_err(|e| crate::StoreError::Io(std::io::Error::other(e)))?
+            }
+            Self::Postgres { url, .. } => crate::postgres::holds_a_store(url).await,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Arc<dyn Backend>,

@@ -110,6 +110,21 @@ pub async fn create_database(url: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether the database named in `url` exists and holds a Tessera store.
+pub(crate) async fn holds_a_store(url: &str) -> Result<bool> {
+    let config = parse_url(url)?;
+    let name = config.get_dbname().ok_or_else(|| StoreError::Pool("the URL names no database".into()))?;
+    let maintenance = connect_maintenance(&config).await?;
+    if maintenance.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_none() {
+        return Ok(false);
+    }
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(connection);
+    let ledger: Option<String> =
+        client.query_one("SELECT to_regclass('tessera_migrations')::text", &[]).await?.get(0);
+    Ok(ledger.is_some())
+}
+
 /// Drops the database named in `url`, disconnecting its sessions (tests and `tessera` resets).
 pub async fn drop_database(url: &str) -> Result<()> {
     let config = parse_url(url)?;

@@ -29,6 +29,19 @@ use crate::error::{Result, StoreError};
 use crate::migrate::{self, CORE, Dialect, MigrationSet};
 use crate::model::{DueTimer, OutboxMessage, RecordedEvent, Row, Snapshot, SqlValue, Statement};
 
+/// Whether the SQLite file at `path` holds a Tessera store, opened read-only.
+pub(crate) fn holds_a_store(path: &Path) -> Result<bool> {
+    let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let ledger: Option<String> = connection
+        .query_row(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'tessera_migrations'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(ledger.is_some())
+}
+
 /// How hard a commit waits for the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Synchronous {
