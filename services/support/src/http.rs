@@ -10,6 +10,7 @@
 #![allow(unused_qualifications)]
 
 pub mod attachments;
+mod paced;
 
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{ticket_id, visible_ticket};
+use super::{paced, ticket_id, visible_ticket};
 use crate::app::{Attachment, Support, Upload};
 use crate::domain::MAX_ATTACHMENT_BYTES;
 
@@ -29,6 +29,8 @@ pub fn router() -> OpenApiRouter<Support> {
         // Above the 1 MiB every other route takes; only these routes take bodies this large,
         // and axum's multipart reader stops at the limit instead of buffering what comes.
         .layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT))
+        // ... and reads the body a piece at a time (see `paced`).
+        .layer(axum::middleware::map_request(paced::pace))
         .routes(routes!(download_attachment))
 }
 
