@@ -92,6 +92,7 @@ async fn orders_per_second(
         gateway: unlimited_gateway()?,
         sealer,
         catalogue_cache: true,
+        attachment_limits: tessera_support::AttachmentLimits::default(),
     };
     let system = Embedded::start(dir.path(), settings).await?;
     let bench = tessera_web::token::Actor::system("bench");
