@@ -89,6 +89,41 @@ impl Default for Gateway {
     }
 }
 
+/// Support's limits on tickets' attachments.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Support {
+    pub attachment_files_per_ticket: u64,
+    pub attachment_mib_per_ticket: u64,
+    pub attachment_mib_per_customer: u64,
+    pub concurrent_uploads: usize,
+}
+
+const MIB: u64 = 1024 * 1024;
+
+impl Default for Support {
+    fn default() -> Self {
+        let limits = tessera_support::AttachmentLimits::default();
+        Self {
+            attachment_files_per_ticket: limits.files_per_ticket,
+            attachment_mib_per_ticket: limits.bytes_per_ticket / MIB,
+            attachment_mib_per_customer: limits.bytes_per_customer / MIB,
+            concurrent_uploads: limits.concurrent_uploads,
+        }
+    }
+}
+
+impl Support {
+    pub fn attachment_limits(&self) -> tessera_support::AttachmentLimits {
+        tessera_support::AttachmentLimits {
+            files_per_ticket: self.attachment_files_per_ticket,
+            bytes_per_ticket: self.attachment_mib_per_ticket.saturating_mul(MIB),
+            bytes_per_customer: self.attachment_mib_per_customer.saturating_mul(MIB),
+            concurrent_uploads: self.concurrent_uploads,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -104,6 +139,7 @@ pub struct Config {
     pub card_latency_ms: u64,
     pub tls: Tls,
     pub gateway: Gateway,
+    pub support: Support,
     /// `tessera serve`'s settings (see `crate::serve::with_file_layer`); `up` does not read them.
     #[serde(skip_serializing_if = "toml::Table::is_empty")]
     pub serve: toml::Table,
@@ -120,6 +156,7 @@ impl Default for Config {
             card_latency_ms: 0,
             tls: Tls::default(),
             gateway: Gateway::default(),
+            support: Support::default(),
             serve: toml::Table::new(),
         }
     }
@@ -127,7 +164,7 @@ impl Default for Config {
 
 /// The keys the environment may set (others under `TESSERA_`, such as the test suites'
 /// variables, are not configuration).
-const ENV_KEYS: [&str; 8] = [
+const ENV_KEYS: [&str; 9] = [
     "data",
     "listen",
     "payment_timeout_seconds",
@@ -136,6 +173,7 @@ const ENV_KEYS: [&str; 8] = [
     "card_latency_ms",
     "tls__",
     "gateway__",
+    "support__",
 ];
 
 impl Config {
@@ -225,6 +263,17 @@ impl Config {
                 problems.push(format!("gateway.staff[{index}].password: must not be empty"));
             }
         }
+        let s = &self.support;
+        for (key, value) in [
+            ("support.attachment_files_per_ticket", s.attachment_files_per_ticket),
+            ("support.attachment_mib_per_ticket", s.attachment_mib_per_ticket),
+            ("support.attachment_mib_per_customer", s.attachment_mib_per_customer),
+            ("support.concurrent_uploads", s.concurrent_uploads as u64),
+        ] {
+            if value == 0 {
+                problems.push(format!("{key}: must be at least 1"));
+            }
+        }
         if problems.is_empty() { Ok(()) } else { bail!("invalid configuration: {}", problems.join("; ")) }
     }
 
@@ -260,6 +309,11 @@ impl Config {
             graphql_introspection: g.graphql_introspection,
             ..tessera_gateway::GatewayConfig::default()
         }
+    }
+
+    /// Support's limits on attachments from this configuration.
+    pub fn attachment_limits(&self) -> tessera_support::AttachmentLimits {
+        self.support.attachment_limits()
     }
 
     /// The effective configuration as TOML, secrets hidden.
@@ -327,6 +381,21 @@ mod tests {
         let nets = config.gateway_config().trusted_proxies;
         assert_eq!(nets.len(), 2, "a CIDR and a single address");
         assert!(nets[1].contains(&"192.0.2.1".parse::<std::net::IpAddr>().expect("an address")));
+    }
+
+    #[test]
+    fn supports_attachment_limits_are_read_in_mib_and_none_may_be_zero() {
+        let config: Config = toml::from_str(
+            "[support]\nattachment_files_per_ticket = 5\nattachment_mib_per_customer = 1\nconcurrent_uploads = 2",
+        )
+        .expect("parses");
+        let limits = config.attachment_limits();
+        assert_eq!((limits.files_per_ticket, limits.bytes_per_customer), (5, 1024 * 1024));
+        assert_eq!((limits.bytes_per_ticket, limits.concurrent_uploads), (50 * 1024 * 1024, 2), "defaults");
+        let mut config = Config::default();
+        config.support.concurrent_uploads = 0;
+        let error = config.validate().expect_err("invalid").to_string();
+        assert!(error.contains("support.concurrent_uploads"), "{error}");
     }
 
     #[test]

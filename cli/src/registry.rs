@@ -320,7 +320,8 @@ mod support {
         let store = c.open_own(tessera_support::SERVICE).await?;
         let vault = c.vault().await?;
         let attachments = AttachmentStore::local(&c.data.join("attachments"))?;
-        Ok(Arc::new(SupportService::new(store, vault, attachments, c.ids.clone(), c.clock.clone())))
+        let support = SupportService::new(store, vault, attachments, c.ids.clone(), c.clock.clone());
+        Ok(Arc::new(support.with_attachment_limits(c.settings.attachment_limits)))
     }
 
     pub async fn serve(c: &mut Serving<'_>) -> anyhow::Result<Arc<dyn Service>> {
@@ -331,9 +332,19 @@ mod support {
              or file:///absolute/folder (or TESSERA_ATTACHMENTS_URL)",
         )?;
         let attachments = AttachmentStore::open(url).context("--attachments-url")?;
+        let args = &c.args;
+        let mib = |value: u64| value.saturating_mul(1024 * 1024);
+        let limits = tessera_support::AttachmentLimits {
+            files_per_ticket: args.attachment_files_per_ticket,
+            bytes_per_ticket: mib(args.attachment_mib_per_ticket),
+            bytes_per_customer: mib(args.attachment_mib_per_customer),
+            concurrent_uploads: args.concurrent_uploads,
+        };
+        limits.validate().context("attachment limits")?;
         let store = c.open_own(tessera_support::SERVICE).await?;
         let vault = c.vault().await?;
-        Ok(Arc::new(SupportService::new(store, vault, attachments, c.ids.clone(), c.clock.clone())))
+        let support = SupportService::new(store, vault, attachments, c.ids.clone(), c.clock.clone());
+        Ok(Arc::new(support.with_attachment_limits(limits)))
     }
 
     pub async fn facts(store: &Store, facts: &mut Facts) -> anyhow::Result<()> {

@@ -23,6 +23,8 @@ pub struct EmbeddedSettings {
     pub sealer: Option<Arc<dyn tessera_vault::Sealer>>,
     /// Serve product reads from a cache in this process, emptied by inventory's events.
     pub catalogue_cache: bool,
+    /// Support's quotas on attachments and its concurrent uploads.
+    pub attachment_limits: tessera_support::AttachmentLimits,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +105,18 @@ pub struct ServeArgs {
     /// `file:///absolute/folder` for a folder every replica of support shares.
     #[arg(long, env = "TESSERA_ATTACHMENTS_URL", value_name = "URL")]
     pub(crate) attachments_url: Option<String>,
+    /// For support: files one ticket holds at most.
+    #[arg(long, env = "TESSERA_ATTACHMENT_FILES_PER_TICKET", default_value_t = 20)]
+    pub(crate) attachment_files_per_ticket: u64,
+    /// For support: MiB one ticket's files hold at most.
+    #[arg(long, env = "TESSERA_ATTACHMENT_MIB_PER_TICKET", default_value_t = 50)]
+    pub(crate) attachment_mib_per_ticket: u64,
+    /// For support: MiB all of one customer's tickets' files hold at most.
+    #[arg(long, env = "TESSERA_ATTACHMENT_MIB_PER_CUSTOMER", default_value_t = 200)]
+    pub(crate) attachment_mib_per_customer: u64,
+    /// For support: uploads streamed at once; one more is answered 503 with Retry-After.
+    #[arg(long, env = "TESSERA_CONCURRENT_UPLOADS", default_value_t = 16)]
+    pub(crate) concurrent_uploads: usize,
     /// How long an order waits for the card network before it is rejected (seconds).
     #[arg(long, default_value_t = 10.0, env = "TESSERA_PAYMENT_TIMEOUT")]
     pub(crate) payment_timeout: f64,

@@ -141,6 +141,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         gateway,
         sealer: None,
         catalogue_cache: config.gateway.catalogue_cache,
+        attachment_limits: config.attachment_limits(),
     };
     let staff: Vec<_> =
         settings.gateway.staff.iter().map(|u| (u.email.clone(), u.password.clone())).collect();

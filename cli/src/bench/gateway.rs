@@ -143,6 +143,7 @@ async fn system(dir: &std::path::Path, catalogue_cache: bool) -> anyhow::Result<
         gateway: unlimited_gateway()?,
         sealer: None,
         catalogue_cache,
+        attachment_limits: tessera_support::AttachmentLimits::default(),
     };
     let system = Embedded::start(dir, settings).await?;
     system

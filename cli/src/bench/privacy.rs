@@ -56,6 +56,16 @@ impl Sealer for PassThrough {
     async fn open_bytes(&self, _subject: &str, sealed: &[u8]) -> tessera_vault::Result<Option<Vec<u8>>> {
         Ok(Some(sealed.to_vec()))
     }
+    // Streams (attachments) are sealed under a fixed key: the benchmark places orders only.
+    async fn stream_sealing_key(&self, subject: &str) -> tessera_vault::Result<tessera_vault::StreamKey> {
+        Ok(tessera_vault::StreamKey::from_bytes(&[0; 32], subject))
+    }
+    async fn stream_opening_key(
+        &self,
+        subject: &str,
+    ) -> tessera_vault::Result<Option<tessera_vault::StreamKey>> {
+        Ok(Some(tessera_vault::StreamKey::from_bytes(&[0; 32], subject)))
+    }
     fn blind_index(&self, purpose: &str, value: &str) -> String {
         format!("{purpose}:{value}")
     }
@@ -82,6 +92,7 @@ async fn orders_per_second(
         gateway: unlimited_gateway()?,
         sealer,
         catalogue_cache: true,
+        attachment_limits: tessera_support::AttachmentLimits::default(),
     };
     let system = Embedded::start(dir.path(), settings).await?;
     let bench = tessera_web::token::Actor::system("bench");

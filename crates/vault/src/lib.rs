@@ -21,6 +21,7 @@ pub mod personal_data;
 mod schema;
 mod sealed;
 mod sealer;
+mod stream;
 mod vault;
 
 pub use error::{Result, VaultError};
@@ -28,4 +29,5 @@ pub use master::MasterKey;
 pub use schema::MIGRATIONS;
 pub use sealed::{Decrypted, ERASED, Sealed};
 pub use sealer::Sealer;
+pub use stream::{STREAM_CHUNK_LEN, STREAM_HEADER_LEN, STREAM_PREFIX, StreamKey, StreamOpener, StreamSealer};
 pub use vault::{RotationStep, Vault, VaultOptions};

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use tessera_kernel::personal::PersonalField;
 
-use crate::{Decrypted, Result, Sealed, Vault, VaultError};
+use crate::{Decrypted, Result, Sealed, StreamKey, StreamSealer, Vault, VaultError};
 
 #[async_trait]
 pub trait Sealer: Send + Sync + std::fmt::Debug {
@@ -22,6 +22,11 @@ pub trait Sealer: Send + Sync + std::fmt::Debug {
     /// The plain bytes of what [`seal_bytes`](Self::seal_bytes) made; `None` once the
     /// subject's key is shredded.
     async fn open_bytes(&self, subject: &str, sealed: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// `subject`'s data key for sealing a stream (a file, chunk by chunk: see
+    /// [`StreamKey`]), made on first use; refused once the subject is erased.
+    async fn stream_sealing_key(&self, subject: &str) -> Result<StreamKey>;
+    /// `subject`'s data key for opening a stream; `None` once the subject's key is shredded.
+    async fn stream_opening_key(&self, subject: &str) -> Result<Option<StreamKey>>;
     /// A keyed hash of `value` for lookups (`purpose` separates uses); stable across restarts.
     fn blind_index(&self, purpose: &str, value: &str) -> String;
     /// A keyed pseudonym of `value` for analytics; stable across restarts.
@@ -36,6 +41,17 @@ pub trait Sealer: Send + Sync + std::fmt::Debug {
     async fn seal_field_bytes(&self, field: &PersonalField, subject: &str, bytes: &[u8]) -> Result<Vec<u8>> {
         declared_sealed(field)?;
         self.seal_bytes(subject, bytes).await
+    }
+    /// Like [`seal_field`](Self::seal_field), for a stream; `context` names the stream (the
+    /// object it goes to) and is needed again to open it.
+    async fn seal_field_stream(
+        &self,
+        field: &PersonalField,
+        subject: &str,
+        context: &str,
+    ) -> Result<StreamSealer> {
+        declared_sealed(field)?;
+        self.stream_sealing_key(subject).await?.sealer(context)
     }
     /// Forgets `subject`'s key for good.
     async fn shred(&self, subject: &str) -> Result<()>;
@@ -71,6 +87,14 @@ impl Sealer for Vault {
 
     async fn open_bytes(&self, subject: &str, sealed: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.decrypt(subject, &Sealed::from_binary(sealed)?).await?.into_option())
+    }
+
+    async fn stream_sealing_key(&self, subject: &str) -> Result<StreamKey> {
+        Vault::stream_key(self, subject, true).await?.ok_or(VaultError::Shredded)
+    }
+
+    async fn stream_opening_key(&self, subject: &str) -> Result<Option<StreamKey>> {
+        Vault::stream_key(self, subject, false).await
     }
 
     fn blind_index(&self, purpose: &str, value: &str) -> String {
@@ -114,6 +138,12 @@ mod tests {
         async fn open_bytes(&self, _: &str, sealed: &[u8]) -> Result<Option<Vec<u8>>> {
             Ok(Some(sealed.to_vec()))
         }
+        async fn stream_sealing_key(&self, subject: &str) -> Result<StreamKey> {
+            Ok(StreamKey::from_bytes(&[0; 32], subject))
+        }
+        async fn stream_opening_key(&self, subject: &str) -> Result<Option<StreamKey>> {
+            Ok(Some(StreamKey::from_bytes(&[0; 32], subject)))
+        }
         fn blind_index(&self, _: &str, value: &str) -> String {
             value.to_owned()
         }
@@ -150,5 +180,7 @@ mod tests {
             VaultError::NotDeclaredSealed { service: "support", field: "ticket subject" }
         ));
         assert!(Marking.seal_field_bytes(&plain, "ada", b"x").await.is_err());
+        assert!(Marking.seal_field_stream(&sealed, "ada", "x").await.is_ok());
+        assert!(Marking.seal_field_stream(&plain, "ada", "x").await.is_err());
     }
 }

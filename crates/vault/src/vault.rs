@@ -26,6 +26,7 @@ use crate::error::{Result, VaultError};
 use crate::master::MasterKey;
 use crate::schema::MIGRATIONS;
 use crate::sealed::{Decrypted, Sealed};
+use crate::stream::StreamKey;
 
 #[derive(Clone, Debug)]
 pub struct VaultOptions {
@@ -239,6 +240,15 @@ impl Vault {
                     .map_err(|_| VaultError::Malformed("the plaintext is not UTF-8".into()))?,
             ),
             Decrypted::Erased => Decrypted::Erased,
+        })
+    }
+
+    /// `subject`'s data key for streams: made on first use if `create`; `None` once the
+    /// subject is erased (or, without `create`, if they have no key).
+    pub(crate) async fn stream_key(&self, subject: &str, create: bool) -> Result<Option<StreamKey>> {
+        Ok(match self.key_for(subject, create).await? {
+            Lookup::Live(key) => Some(StreamKey::new(key, subject)),
+            Lookup::Erased | Lookup::Absent => None,
         })
     }
 

@@ -145,9 +145,25 @@ async fn bytes_sealed_through_the_sealer_trait_open_until_the_subject_is_shredde
     vault.seal_bytes("customer-2", b"x").await.expect("customer-2 has a key too");
     assert!(matches!(vault.open_bytes("customer-2", &sealed).await, Err(VaultError::Decrypt)));
     assert!(matches!(vault.open_bytes("customer-1", &file).await, Err(VaultError::Malformed(_))));
+    // The same file as a stream, sealed chunk by chunk under the same key.
+    let key = vault.stream_sealing_key("customer-1").await.expect("a key");
+    let mut sealer = key.sealer("c1/t1/a1").expect("sealer");
+    let mut stream = sealer.header().to_vec();
+    for piece in file.chunks(7_000) {
+        stream.extend(sealer.push(piece).expect("push"));
+    }
+    stream.extend(sealer.finish().expect("finish"));
+    let opening = vault.stream_opening_key("customer-1").await.expect("key").expect("live");
+    let (header, body) = stream.split_at(tessera_vault::STREAM_HEADER_LEN);
+    let mut opener = opening.opener("c1/t1/a1", header).expect("opener");
+    let mut plain = opener.push(body).expect("open");
+    plain.extend(opener.finish().expect("the last chunk"));
+    assert_eq!(plain, file);
     vault.shred("customer-1").await.expect("shred");
     assert_eq!(vault.open_bytes("customer-1", &sealed).await.expect("open"), None);
     assert!(matches!(vault.seal_bytes("customer-1", &file).await, Err(VaultError::Shredded)));
+    assert!(vault.stream_opening_key("customer-1").await.expect("asked").is_none(), "shredded");
+    assert!(matches!(vault.stream_sealing_key("customer-1").await, Err(VaultError::Shredded)));
 }
 
 async fn a_value_sealed_for_one_subject_does_not_open_for_another(fixture: Fixture) {

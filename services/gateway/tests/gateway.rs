@@ -654,6 +654,143 @@ async fn an_upload_over_10_mib_is_413_whether_or_not_it_says_its_length() {
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).expect("json")["items"], json!([]));
 }
 
+/// An upload whose body is `head` now and `tail` when the returned sender is used, declaring
+/// its whole length (so support reserves only that much of the quotas).
+fn stalled_upload(
+    token: &str,
+    ticket: &str,
+    body: &[u8],
+    split: usize,
+) -> (axum::http::Request<axum::body::Body>, tokio::sync::mpsc::Sender<bytes::Bytes>, bytes::Bytes) {
+    let (more, pieces) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
+    more.try_send(bytes::Bytes::copy_from_slice(&body[..split])).expect("the first piece");
+    let stream = futures_util::stream::unfold(pieces, |mut pieces| async move {
+        pieces.recv().await.map(|piece| (Ok::<_, std::convert::Infallible>(piece), pieces))
+    });
+    let request = axum::http::Request::post(format!("/api/v1/tickets/{ticket}/attachments"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+        .header("content-length", body.len())
+        .body(axum::body::Body::from_stream(stream))
+        .expect("request");
+    (request, more, bytes::Bytes::copy_from_slice(&body[split..]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_stream_through_so_a_full_house_and_a_quota_reach_the_client_as_support_answers() {
+    let shop = shop(GatewayConfig::default(), false).await;
+    let (_, owner) = shop.customer();
+    let (slow_ticket, quick_ticket) = (ticket_of(&shop, &owner).await, ticket_of(&shop, &owner).await);
+    // Support's 16 upload slots, held by uploads whose bodies stall after their first piece.
+    // They reach support before their bodies end: a gateway that read bodies whole first
+    // would never let them, and the 17th would not be refused.
+    let mut stalled = Vec::new();
+    for n in 0..16 {
+        let body = form(&format!("{n}.txt"), &vec![b'a'; 1_000]);
+        let (request, more, tail) = stalled_upload(&owner, &slow_ticket, &body, 300);
+        let router = shop.router.clone();
+        let answer = tokio::spawn(async move {
+            use tower::ServiceExt;
+            router.oneshot(request).await.expect("routers are infallible").status()
+        });
+        stalled.push((answer, more, tail));
+    }
+    let mut busy = None;
+    for _ in 0..20 {
+        // Until they have all taken their slots, a quick upload may take one first.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            stalled.iter().all(|(answer, _, _)| !answer.is_finished()),
+            "every stalled upload holds a slot"
+        );
+        let answer = upload(&shop, &owner, &quick_ticket, form("quick.txt", b"quick"), true).await;
+        if answer.0 == StatusCode::SERVICE_UNAVAILABLE {
+            busy = Some(answer);
+            break;
+        }
+        assert_eq!(answer.0, StatusCode::CREATED, "{}", String::from_utf8_lossy(&answer.2));
+    }
+    let busy = busy.expect("a full house");
+    assert_eq!(problem(&busy), (StatusCode::SERVICE_UNAVAILABLE, "uploads_busy".to_owned()));
+    assert_eq!(busy.1.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    for (answer, more, tail) in stalled {
+        more.send(tail).await.expect("the rest");
+        drop(more);
+        assert_eq!(answer.await.expect("an upload"), StatusCode::CREATED);
+    }
+
+    // The slow ticket holds 16 files; a ticket holds 20 by default.
+    for n in 0..4 {
+        let answer = upload(&shop, &owner, &slow_ticket, form(&format!("more{n}.txt"), b"more"), true).await;
+        assert_eq!(answer.0, StatusCode::CREATED, "{}", String::from_utf8_lossy(&answer.2));
+    }
+    let over = upload(&shop, &owner, &slow_ticket, form("one-too-many.txt", b"x"), false).await;
+    assert_eq!(problem(&over), (StatusCode::CONFLICT, "ticket_file_quota_exceeded".to_owned()));
+
+    let document = call_raw(&shop.router, Method::GET, "/openapi.json", None, &[]).await.body;
+    let responses = &document["paths"]["/api/v1/tickets/{id}/attachments"]["post"]["responses"];
+    for status in ["409", "413", "503"] {
+        assert!(responses[status]["description"].is_string(), "{status}: {responses}");
+    }
+}
+
+/// Peak memory of the whole process (gateway and support in it) while ten customers upload
+/// 10 MiB each at once, the bodies made as they are sent. A measurement, not a check: run it
+/// alone (`cargo test -p tessera-gateway --test gateway -- --ignored --exact
+/// peak_memory_of_ten_concurrent_10_mib_uploads --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run it alone"]
+async fn peak_memory_of_ten_concurrent_10_mib_uploads() {
+    fn kib(field: &str) -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_default();
+        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or_default()
+    }
+    let shop = shop(GatewayConfig::default(), false).await;
+    let piece = bytes::Bytes::from(vec![b'a'; 64 * 1024]);
+    let mut uploads = Vec::new();
+    let mut tickets = Vec::new();
+    for _ in 0..10 {
+        let (_, token) = shop.customer();
+        let ticket = ticket_of(&shop, &token).await;
+        tickets.push((token, ticket));
+    }
+    let (before_rss, before_peak) = (kib("VmRSS:"), kib("VmHWM:"));
+    for (token, ticket) in tickets {
+        let head = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\n\r\n"
+        );
+        let tail = format!("\r\n--{BOUNDARY}--\r\n");
+        let mut pieces = vec![bytes::Bytes::from(head)];
+        pieces.extend(std::iter::repeat_n(piece.clone(), 160));
+        pieces.push(bytes::Bytes::from(tail));
+        let length: usize = pieces.iter().map(bytes::Bytes::len).sum();
+        let stream = futures_util::stream::iter(pieces.into_iter().map(Ok::<_, std::convert::Infallible>));
+        let request = axum::http::Request::post(format!("/api/v1/tickets/{ticket}/attachments"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+            .header("content-length", length)
+            .body(axum::body::Body::from_stream(stream))
+            .expect("request");
+        let router = shop.router.clone();
+        uploads.push(tokio::spawn(async move {
+            use tower::ServiceExt;
+            router.oneshot(request).await.expect("routers are infallible").status()
+        }));
+    }
+    for upload in uploads {
+        assert_eq!(upload.await.expect("an upload"), StatusCode::CREATED);
+    }
+    let peak = kib("VmHWM:");
+    println!(
+        "RSS before: {} MiB (peak so far {} MiB); peak during 10 concurrent 10 MiB uploads: {} MiB (+{} MiB)",
+        before_rss / 1024,
+        before_peak / 1024,
+        peak / 1024,
+        peak.saturating_sub(before_rss) / 1024
+    );
+}
+
 #[tokio::test]
 async fn failed_sign_ins_keep_the_account_out_for_longer_each_time_and_a_success_clears_them() {
     let shop = shop(GatewayConfig::default(), false).await;

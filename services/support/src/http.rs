@@ -10,6 +10,7 @@
 #![allow(unused_qualifications)]
 
 pub mod attachments;
+mod paced;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -60,8 +61,21 @@ impl From<AppError> for Problem {
             AppError::Attachment(AttachmentError::Unsupported) => {
                 Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", error.to_string())
             }
+            AppError::Attachment(AttachmentError::LongerThanDeclared) => {
+                Problem::new(StatusCode::BAD_REQUEST, "malformed_body", error.to_string())
+            }
             AppError::UnknownAttachment(_) => Problem::not_found("no such attachment"),
             AppError::Objects(_) => Problem::unavailable(&error),
+            // 409: the ticket's (or customer's) files as they stand leave no room for this one,
+            // and sending it again will not change that. 413 stays for a file too large on its
+            // own.
+            AppError::Quota(exceeded) => Problem::conflict(exceeded.code(), exceeded.to_string()),
+            AppError::Busy => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "uploads_busy",
+                "as many uploads as support takes at once are under way; retry shortly",
+            )
+            .with_retry_after(1),
         }
     }
 }

@@ -12,9 +12,10 @@ pub mod personal_data;
 mod service;
 
 pub use app::{
-    AppError, Attachment, AttachmentStore, AttachmentStoreError, Author, Erasures, Support, Ticket,
-    TicketMessage,
+    AppError, Attachment, AttachmentStore, AttachmentStoreError, Author, Erasures, FileStream, Support,
+    Ticket, TicketMessage, Upload, UploadPermit,
 };
+pub use domain::AttachmentLimits;
 pub use service::SupportService;
 
 pub const SERVICE: &str = "support";
@@ -25,6 +26,19 @@ const ATTACHMENTS: &str = "
         id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, object_key TEXT NOT NULL, size BIGINT NOT NULL,
         sha256 TEXT NOT NULL, content_type TEXT NOT NULL, file_name TEXT NOT NULL, created_at BIGINT NOT NULL);
     CREATE INDEX ticket_attachments_ticket ON ticket_attachments (ticket_id, id);";
+
+/// Quotas: what each ticket (`ticket:<id>`) and each customer (`customer:<id>`) holds, counted
+/// as uploads reserve and release, so a check is one conditional update (see
+/// `app::upload`). An upload's row is `pending` while its bytes stream. The counts start from
+/// the attachments already kept.
+const QUOTAS: &str = "
+    ALTER TABLE ticket_attachments ADD COLUMN state TEXT NOT NULL DEFAULT 'stored';
+    CREATE TABLE attachment_usage (scope TEXT PRIMARY KEY, files BIGINT NOT NULL, bytes BIGINT NOT NULL);
+    INSERT INTO attachment_usage (scope, files, bytes)
+        SELECT 'ticket:' || ticket_id, count(*), sum(size) FROM ticket_attachments GROUP BY ticket_id;
+    INSERT INTO attachment_usage (scope, files, bytes)
+        SELECT 'customer:' || t.customer_id, count(*), sum(a.size)
+        FROM ticket_attachments a JOIN tickets t ON t.id = a.ticket_id GROUP BY t.customer_id;";
 
 const SCHEMA: &str = "
     CREATE TABLE tickets (
@@ -55,6 +69,7 @@ pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet 
             sqlite: ATTACHMENTS,
             postgres: ATTACHMENTS,
         },
+        tessera_store::Migration { version: 3, name: "attachment quotas", sqlite: QUOTAS, postgres: QUOTAS },
     ],
 };
 

@@ -20,6 +20,8 @@ pub const CUSTOMER_ID: PersonalField = PersonalField {
         Location::Message { name: "support.TicketClosed", field: "customer_id" },
         // Attachments are filed under their customer's id, so an erasure finds them.
         Location::Column { table: "ticket_attachments", column: "object_key" },
+        // What a customer's attachments hold, counted for their quota; deleted by an erasure.
+        Location::Column { table: "attachment_usage", column: "scope" },
         Location::Objects { prefix: "attachments" },
     ],
 };

@@ -10,7 +10,7 @@ use tessera_store::Store;
 use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{AttachmentStore, Erasures, Support};
+use crate::{AttachmentLimits, AttachmentStore, Erasures, Support};
 
 #[derive(Clone, Debug)]
 pub struct SupportService {
@@ -26,6 +26,11 @@ impl SupportService {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self { support: Support::new(store, vault, attachments, ids, clock) }
+    }
+
+    /// With `limits` on attachments (quotas, concurrent uploads) instead of the defaults.
+    pub fn with_attachment_limits(self, limits: AttachmentLimits) -> Self {
+        Self { support: self.support.with_attachment_limits(limits) }
     }
 
     pub fn support(&self) -> &Support {

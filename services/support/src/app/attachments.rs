@@ -6,7 +6,8 @@
 //! when it came.
 //!
 //! Objects are kept under `<customer>/<ticket>/<attachment>`, so an erasure also finds an
-//! object whose row was never written.
+//! object whose row was never written. Uploads (`upload`) and downloads (`download`) stream:
+//! no file is ever held whole.
 
 use std::path::Path as FsPath;
 use std::sync::Arc;
@@ -16,18 +17,23 @@ use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
 use tessera_kernel::Timestamp;
 use tessera_store::{Row, Statement, UnitOfWork};
-use tessera_web::token::Actor;
 use uuid::Uuid;
 
-use super::{AppError, Support, corrupt, micros, timestamp};
-use crate::domain::{AttachmentError, ContentType, file_name};
-use crate::personal_data;
+use super::{AppError, Support, corrupt, timestamp};
+use crate::domain::{AttachmentError, ContentType};
+
+/// The part size S3 requires of every part of a multipart upload but the last.
+const S3_PART_BYTES: usize = 5 * 1024 * 1024;
+/// Parts for stores without S3's minimum (a folder, memory): what an upload holds at most.
+const SMALL_PART_BYTES: usize = 256 * 1024;
 
 /// Where attachments' bytes are kept.
 #[derive(Clone)]
 pub struct AttachmentStore {
-    objects: Arc<dyn ObjectStore>,
+    pub(super) objects: Arc<dyn ObjectStore>,
     location: Arc<str>,
+    /// Bytes an upload gathers before writing them as one part.
+    pub(super) part_bytes: usize,
 }
 
 impl std::fmt::Debug for AttachmentStore {
@@ -69,17 +75,20 @@ impl AttachmentStore {
         let failed = |source| AttachmentStoreError::Folder { path: folder.display().to_string(), source };
         std::fs::create_dir_all(folder).map_err(failed)?;
         let local = object_store::local::LocalFileSystem::new_with_prefix(folder)?;
-        Ok(Self::new(Arc::new(local), &format!("file://{}", folder.display())))
+        let location = format!("file://{}", folder.display());
+        Ok(Self { part_bytes: SMALL_PART_BYTES, ..Self::new(Arc::new(local), &location) })
     }
 
     /// In memory, for tests that do not look at attachments.
     pub fn in_memory() -> Self {
-        Self::new(Arc::new(object_store::memory::InMemory::new()), "memory:")
+        let memory = Arc::new(object_store::memory::InMemory::new());
+        Self { part_bytes: SMALL_PART_BYTES, ..Self::new(memory, "memory:") }
     }
 
-    /// Any object store; `location` names it in logs.
+    /// Any object store; `location` names it in logs. Uploads write parts of S3's minimum
+    /// size, which every store takes.
     pub fn new(objects: Arc<dyn ObjectStore>, location: &str) -> Self {
-        Self { objects, location: location.into() }
+        Self { objects, location: location.into(), part_bytes: S3_PART_BYTES }
     }
 
     /// The store itself (tests look at what is kept).
@@ -88,7 +97,7 @@ impl AttachmentStore {
     }
 
     /// Deletes an object; one already gone is fine (a retried erasure).
-    async fn delete(&self, key: &ObjectPath) -> Result<(), AppError> {
+    pub(super) async fn delete(&self, key: &ObjectPath) -> Result<(), AppError> {
         match self.objects.delete(key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(error) => Err(AppError::Objects(error)),
@@ -109,61 +118,18 @@ pub struct Attachment {
     pub created_at: Timestamp,
 }
 
-const ATTACHMENT_COLUMNS: &str = "a.id, a.ticket_id, a.object_key, a.size, a.sha256, a.content_type, a.file_name, a.created_at, t.customer_id";
+pub(super) const ATTACHMENT_COLUMNS: &str = "a.id, a.ticket_id, a.object_key, a.size, a.sha256, a.content_type, a.file_name, a.created_at, t.customer_id";
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+/// A SHA-256 digest as lowercase hex.
+pub(super) fn hex(digest: &ring::digest::Digest) -> String {
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Support {
-    /// Attaches a file to a ticket. `sent_name` is the client's file name; the type is
-    /// sniffed from `bytes`.
-    pub async fn attach(
+    pub(super) async fn attachment_from_row(
         &self,
-        ticket: Uuid,
-        sent_name: Option<&str>,
-        bytes: &[u8],
-        actor: &Actor,
-    ) -> Result<Attachment, AppError> {
-        let content_type = ContentType::sniff(bytes)?;
-        let found = self.ticket(ticket).await?.ok_or(AppError::UnknownTicket(ticket))?;
-        let customer = found.customer_id;
-        let name = file_name(sent_name);
-        let id = Uuid::now_v7();
-        let key = ObjectPath::from(format!("{customer}/{ticket}/{id}"));
-        let sha256 = sha256_hex(bytes);
-        let sealed =
-            self.vault.seal_field_bytes(&personal_data::ATTACHMENT, &customer.to_string(), bytes).await?;
-        let sealed_name = self.seal(&personal_data::ATTACHMENT_NAME, customer, &name).await?;
-        let now = self.clock.now().wall();
-        // The object first, then its row: a crash between the two leaves an object without a
-        // row (unreachable, and deleted with the customer's erasure, which lists their
-        // prefix), never a row without its object.
-        self.attachments.objects.put(&key, sealed.into()).await.map_err(AppError::Objects)?;
-        let size = bytes.len() as u64;
-        let mut unit = self.store.begin();
-        unit.execute(
-            Statement::new(
-                "INSERT INTO ticket_attachments
-                   (id, ticket_id, object_key, size, sha256, content_type, file_name, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(id.to_string())
-            .bind(ticket.to_string())
-            .bind(key.to_string())
-            .bind(i64::try_from(size).unwrap_or(i64::MAX))
-            .bind(sha256.as_str())
-            .bind(content_type.as_mime())
-            .bind(sealed_name.as_str())
-            .bind(micros(now)),
-        );
-        let resource = format!("ticket/{ticket}/attachment/{id}");
-        unit.audit(actor.audit("ticket.attach", resource, "ok", now));
-        unit.commit().await?;
-        Ok(Attachment { id, ticket_id: ticket, file_name: name, content_type, size, sha256, created_at: now })
-    }
-
-    async fn attachment_from_row(&self, row: &Row) -> Result<(Attachment, Uuid, ObjectPath), AppError> {
+        row: &Row,
+    ) -> Result<(Attachment, Uuid, ObjectPath), AppError> {
         let customer: Uuid = row.text("customer_id")?.parse().map_err(corrupt)?;
         let attachment = Attachment {
             id: row.text("id")?.parse().map_err(corrupt)?,
@@ -185,7 +151,8 @@ impl Support {
             .query(
                 Statement::new(format!(
                     "SELECT {ATTACHMENT_COLUMNS} FROM ticket_attachments a
-                     JOIN tickets t ON t.id = a.ticket_id WHERE a.ticket_id = $1 ORDER BY a.id"
+                     JOIN tickets t ON t.id = a.ticket_id
+                     WHERE a.ticket_id = $1 AND a.state = 'stored' ORDER BY a.id"
                 ))
                 .bind(ticket.to_string()),
             )
@@ -195,49 +162,6 @@ impl Support {
             attachments.push(self.attachment_from_row(row).await?.0);
         }
         Ok(attachments)
-    }
-
-    /// An attachment with its plain bytes, checked against the hash taken at upload. Its
-    /// reading is on the audit trail (the bytes are the customer's).
-    pub async fn download(
-        &self,
-        ticket: Uuid,
-        attachment: Uuid,
-        actor: &Actor,
-    ) -> Result<(Attachment, Vec<u8>), AppError> {
-        let rows = self
-            .store
-            .query(
-                Statement::new(format!(
-                    "SELECT {ATTACHMENT_COLUMNS} FROM ticket_attachments a
-                     JOIN tickets t ON t.id = a.ticket_id WHERE a.ticket_id = $1 AND a.id = $2"
-                ))
-                .bind(ticket.to_string())
-                .bind(attachment.to_string()),
-            )
-            .await?;
-        let row = rows.first().ok_or(AppError::UnknownAttachment(attachment))?;
-        let (found, customer, key) = self.attachment_from_row(row).await?;
-        let sealed = match self.attachments.objects.get(&key).await {
-            Ok(object) => object.bytes().await.map_err(AppError::Objects)?,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(corrupt(format!("the object of attachment {attachment} is missing")));
-            }
-            Err(error) => return Err(AppError::Objects(error)),
-        };
-        let bytes = self
-            .vault
-            .open_bytes(&customer.to_string(), &sealed)
-            .await?
-            .ok_or(AppError::Vault(tessera_vault::VaultError::Shredded))?;
-        if sha256_hex(&bytes) != found.sha256 || bytes.len() as u64 != found.size {
-            return Err(corrupt(format!("attachment {attachment} does not match its hash")));
-        }
-        let mut unit = self.store.begin();
-        let resource = format!("ticket/{ticket}/attachment/{attachment}");
-        unit.audit(actor.audit("ticket.attachment.read", resource, "ok", self.clock.now().wall()));
-        unit.commit().await?;
-        Ok((found, bytes))
     }
 
     /// An erased customer's attachments: deletes their objects now (those of their rows, and
@@ -271,6 +195,14 @@ impl Support {
             Statement::new(
                 "DELETE FROM ticket_attachments
                  WHERE ticket_id IN (SELECT id FROM tickets WHERE customer_id = $1)",
+            )
+            .bind(customer.to_string()),
+        );
+        // The quota counts name the customer (and their tickets): they go too.
+        unit.execute(
+            Statement::new(
+                "DELETE FROM attachment_usage WHERE scope = 'customer:' || $1
+                 OR scope IN (SELECT 'ticket:' || id FROM tickets WHERE customer_id = $1)",
             )
             .bind(customer.to_string()),
         );

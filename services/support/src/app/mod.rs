@@ -4,7 +4,9 @@
 //! `erasure` takes the customers service's erasures; `attachments` keeps tickets' files.
 
 mod attachments;
+mod download;
 mod erasure;
+mod upload;
 
 use std::sync::Arc;
 use tessera_web::token::Actor;
@@ -20,10 +22,14 @@ use tessera_store::{Row, SqlValue, Statement, Store, StoreError, UnitOfWork};
 use uuid::Uuid;
 
 pub use attachments::{Attachment, AttachmentStore, AttachmentStoreError};
+pub use download::FileStream;
 pub use erasure::Erasures;
+use upload::UploadSlots;
+pub use upload::{Upload, UploadPermit};
 
 use crate::domain::{
-    AttachmentError, OrderReplica, ReplicaUpdate, TicketError, TicketStatus, check_message, check_subject,
+    AttachmentError, AttachmentLimits, OrderReplica, QuotaExceeded, ReplicaUpdate, TicketError, TicketStatus,
+    check_message, check_subject,
 };
 use crate::personal_data;
 
@@ -45,6 +51,10 @@ pub enum AppError {
     UnknownAttachment(Uuid),
     #[error("the attachments' object store failed: {0}")]
     Objects(object_store::Error),
+    #[error(transparent)]
+    Quota(QuotaExceeded),
+    #[error("as many uploads as this process takes at once are under way")]
+    Busy,
 }
 
 impl From<tessera_vault::VaultError> for AppError {
@@ -100,6 +110,8 @@ pub struct Support {
     store: Store,
     vault: Arc<dyn tessera_vault::Sealer>,
     attachments: AttachmentStore,
+    limits: AttachmentLimits,
+    uploads: UploadSlots,
     ids: Arc<dyn IdGen>,
     clock: Arc<HybridClock>,
 }
@@ -222,7 +234,16 @@ impl Support {
         ids: Arc<dyn IdGen>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { store, vault, attachments, ids, clock: Arc::new(HybridClock::new(clock)) }
+        let limits = AttachmentLimits::default();
+        let uploads = UploadSlots::new(&limits);
+        Self { store, vault, attachments, limits, uploads, ids, clock: Arc::new(HybridClock::new(clock)) }
+    }
+
+    /// With `limits` on attachments instead of the defaults.
+    pub fn with_attachment_limits(mut self, limits: AttachmentLimits) -> Self {
+        self.uploads = UploadSlots::new(&limits);
+        self.limits = limits;
+        self
     }
 
     /// `text` of the declared `field` sealed with the customer's key (refused if the field is

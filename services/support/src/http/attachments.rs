@@ -1,10 +1,11 @@
 //! A ticket's attachments: upload (multipart/form-data, one file part), list, download.
 //! Whether the caller may touch the ticket is the gateway's check, as for the ticket itself.
 
+use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tessera_web::access::Access;
@@ -15,8 +16,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{ticket_id, visible_ticket};
-use crate::app::{Attachment, Support};
+use super::{paced, ticket_id, visible_ticket};
+use crate::app::{Attachment, Support, Upload};
 use crate::domain::MAX_ATTACHMENT_BYTES;
 
 /// The largest upload body: the largest file and room for the multipart framing around it.
@@ -28,6 +29,8 @@ pub fn router() -> OpenApiRouter<Support> {
         // Above the 1 MiB every other route takes; only these routes take bodies this large,
         // and axum's multipart reader stops at the limit instead of buffering what comes.
         .layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT))
+        // ... and reads the body a piece at a time (see `paced`).
+        .layer(axum::middleware::map_request(paced::pace))
         .routes(routes!(download_attachment))
 }
 
@@ -92,21 +95,28 @@ fn multipart_problem(error: &MultipartError) -> Problem {
     }
 }
 
-/// Attach a file to a ticket.
+/// Attach a file to a ticket. The file streams through: it is sniffed, hashed, sealed and
+/// stored as it arrives, never held whole.
 #[utoipa::path(post, path = "/tickets/{id}/attachments", tag = "support",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     params(("id" = Uuid, Path, description = "the ticket id")),
-    responses((status = 201, body = AttachmentView), (status = 404, body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = AttachmentView), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem,
+            description = "Over a quota: the ticket's files (count or bytes) or the customer's bytes."),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 503, body = Problem,
+            description = "As many uploads as support takes at once are under way; retry after `Retry-After` seconds.")))]
 async fn upload_attachment(
     State(support): State<Support>,
     actor: Actor,
     access: Access,
     Path(id): Path<String>,
+    headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<(StatusCode, Json<AttachmentView>)> {
     let id = ticket_id(&id)?;
     visible_ticket(&support, &access, id).await?;
+    let permit = support.upload_permit()?;
     let mut multipart = multipart.map_err(|_| {
         Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -114,24 +124,34 @@ async fn upload_attachment(
             "send multipart/form-data with one file part",
         )
     })?;
-    let mut file: Option<(Option<String>, Vec<u8>)> = None;
-    while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_problem(&e))? {
-        if file.is_some() {
-            return Err(one_file_part());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    // The room is reserved before any byte is read, by the body's declared length.
+    let mut upload = support.begin_upload(id, declared, permit, &actor).await?;
+    let name = match stream_file(&mut multipart, &mut upload).await {
+        Ok(name) => name,
+        Err(problem) => {
+            upload.abort().await;
+            return Err(problem);
         }
-        let name = field.file_name().map(str::to_owned);
-        let mut bytes = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_problem(&e))? {
-            if bytes.len() + chunk.len() > MAX_ATTACHMENT_BYTES {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        file = Some((name, bytes));
-    }
-    let (name, bytes) = file.ok_or_else(one_file_part)?;
-    let attachment = support.attach(id, name.as_deref(), &bytes, &actor).await?;
+    };
+    let attachment = upload.finish(name.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(AttachmentView::from(attachment))))
+}
+
+/// Streams the one file part of `multipart` into `upload`; answers the client's file name.
+async fn stream_file(multipart: &mut Multipart, upload: &mut Upload) -> ApiResult<Option<String>> {
+    let mut field =
+        multipart.next_field().await.map_err(|e| multipart_problem(&e))?.ok_or_else(one_file_part)?;
+    let name = field.file_name().map(str::to_owned);
+    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_problem(&e))? {
+        upload.write(&chunk).await?;
+    }
+    drop(field);
+    match multipart.next_field().await.map_err(|e| multipart_problem(&e))? {
+        Some(_) => Err(one_file_part()),
+        None => Ok(name),
+    }
 }
 
 /// A ticket's attachments (metadata), oldest first.
@@ -155,7 +175,8 @@ async fn list_attachments(
 #[allow(dead_code)] // documents the body; the handler answers the bytes themselves
 pub struct FileBytes(Vec<u8>);
 
-/// Download an attachment: its bytes with the type sniffed at upload, as a download.
+/// Download an attachment: its bytes with the type sniffed at upload, as a download. The
+/// bytes are opened as they stream out; one that fails its check mid-way cuts the body short.
 #[utoipa::path(get, path = "/tickets/{id}/attachments/{attachment_id}", tag = "support",
     params(("id" = Uuid, Path, description = "the ticket id"),
         ("attachment_id" = Uuid, Path, description = "the attachment id")),
@@ -171,9 +192,10 @@ async fn download_attachment(
     let id = ticket_id(&id)?;
     visible_ticket(&support, &access, id).await?;
     let attachment: Uuid = attachment.parse().map_err(|_| Problem::not_found("no such attachment"))?;
-    let (found, bytes) = support.download(id, attachment, &actor).await?;
-    let mut response = bytes.into_response();
+    let (found, file) = support.download(id, attachment, &actor).await?;
+    let mut response = Body::from_stream(file).into_response();
     let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(found.size));
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(found.content_type.as_mime()));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if let Ok(value) = HeaderValue::from_str(&content_disposition(&found.file_name)) {

@@ -2,18 +2,27 @@
 //! customer, support, admins; anyone else gets 404), checked exactly as for `GET
 //! /tickets/{id}`; support sniffs, seals and stores the files.
 //!
-//! The upload route alone takes a body over 1 MiB: up to [`UPLOAD_BODY_LIMIT`], read through a
-//! length limit that stops at it (413), so an endless body is never buffered.
+//! The upload route alone takes a body over 1 MiB: up to [`UPLOAD_BODY_LIMIT`]. Files stream
+//! through in both directions, never held whole here: an upload's body is passed on to
+//! support as it arrives, through a count that stops it at the limit (413), and a download's
+//! bytes are passed back as support opens them. So the gateway holds no more per upload than
+//! the pieces in flight, and needs no cap of its own on concurrent uploads: support's answers
+//! 503 with `Retry-After`, passed on as it is.
 
 // utoipa's path macro writes fully qualified paths into the code it generates.
 #![allow(unused_qualifications)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{MethodRouter, get, post};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Limited};
 use serde::Serialize;
 use tessera_web::{ApiResult, Path, Problem};
 use utoipa::ToSchema;
@@ -28,6 +37,14 @@ use crate::state::Gateway;
 const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
 /// The largest upload body: the largest file and room for the multipart framing around it.
 pub(crate) const UPLOAD_BODY_LIMIT: usize = MAX_FILE_BYTES + 64 * 1024;
+/// How long a file may take to stream through: far longer than a call (10 MiB at 1 Mbit/s is
+/// some 80 seconds), yet bounded, so a stalled transfer does not hold its connection forever.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The upload body was cut at [`UPLOAD_BODY_LIMIT`].
+#[derive(Debug, thiserror::Error)]
+#[error("the upload body is over {UPLOAD_BODY_LIMIT} bytes")]
+struct OverLimit;
 
 /// `GET` (list) and `POST` (upload) on `/tickets/{id}/attachments`.
 pub(crate) fn collection() -> MethodRouter<Gateway> {
@@ -77,25 +94,30 @@ fn too_large() -> Problem {
     Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "an attachment is at most 10 MiB")
 }
 
-/// Calls support with `request` within the call timeout, reading at most `limit` bytes back.
-async fn exchange(g: &Gateway, request: Request<Body>, limit: usize) -> ApiResult<Reply> {
+/// Sends `request` to support within `timeout`; the answer's head, its body unread.
+async fn send(g: &Gateway, request: Request<Body>, timeout: Duration) -> ApiResult<Response> {
     let client = &g.services.support;
-    let (service, timeout) = (client.name(), g.config.call_timeout);
-    let work = async {
-        let response = client.send(request).await?;
-        let (status, headers) = (response.status(), response.headers().clone());
-        let body = Limited::new(response.into_body(), limit)
-            .collect()
-            .await
-            .map_err(|e| ClientError::Unreachable { service, reason: e.to_string() })?
-            .to_bytes();
-        Ok(Reply { status, headers, body })
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(Ok(reply)) => Ok(reply),
+    match tokio::time::timeout(timeout, client.send(request)).await {
+        Ok(Ok(response)) => Ok(response),
         Ok(Err(error)) => Err(unavailable(&error)),
-        Err(_) => Err(unavailable(&ClientError::Timeout { service, timeout })),
+        Err(_) => Err(unavailable(&ClientError::Timeout { service: client.name(), timeout })),
     }
+}
+
+/// Support's answer read whole (a problem or a small JSON document), within the call timeout.
+async fn read_whole(g: &Gateway, response: Response) -> ApiResult<Reply> {
+    let service = g.services.support.name();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let reading = Limited::new(response.into_body(), tessera_web::BODY_LIMIT_BYTES).collect();
+    let timeout = g.config.call_timeout;
+    let body = match tokio::time::timeout(timeout, reading).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) => {
+            return Err(unavailable(&ClientError::Unreachable { service, reason: error.to_string() }));
+        }
+        Err(_) => return Err(unavailable(&ClientError::Timeout { service, timeout })),
+    };
+    Ok(Reply { status, headers, body })
 }
 
 /// Attach a file to a ticket (its customer, support or an admin).
@@ -104,10 +126,14 @@ async fn exchange(g: &Gateway, request: Request<Body>, limit: usize) -> ApiResul
     params(("id" = Uuid, Path, description = "the ticket id")),
     responses((status = 201, body = AttachmentView),
         (status = 404, body = Problem, description = "No such ticket, or not one the caller may see."),
+        (status = 409, body = Problem,
+            description = "Over a quota: the ticket holds as many files, or as many bytes, as it may (20 files, 50 MiB by default), or the customer's tickets do (200 MiB). `code` says which: ticket_file_quota_exceeded, ticket_byte_quota_exceeded, customer_byte_quota_exceeded."),
         (status = 413, body = Problem, description = "The file is over 10 MiB."),
         (status = 415, body = Problem,
             description = "The body is not multipart/form-data, or the file is none of PNG, JPEG, GIF, WebP, PDF or UTF-8 text."),
-        (status = 422, body = Problem, description = "Not exactly one file part, or an empty file.")))]
+        (status = 422, body = Problem, description = "Not exactly one file part, or an empty file."),
+        (status = 503, body = Problem,
+            description = "As many uploads as support takes at once are under way (`uploads_busy`); retry after the `Retry-After` seconds.")))]
 pub(crate) async fn upload_attachment(
     State(g): State<Gateway>,
     caller: Caller,
@@ -137,25 +163,34 @@ pub(crate) async fn upload_attachment(
         return Err(too_large());
     }
     visible_ticket(&g, &caller, id).await?;
-    // Read up to the limit and no further, whatever Content-Length said (or did not say).
-    let bytes: Bytes = match Limited::new(body, UPLOAD_BODY_LIMIT).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-        Err(error) => {
-            return Err(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_body",
-                format!("the body could not be read: {error}"),
-            ));
+    // Passed on as it comes, counted: past the limit the stream fails (whatever
+    // Content-Length said, or did not say), which ends the upload at support too.
+    let over_limit = Arc::new(AtomicBool::new(false));
+    let mut seen = 0usize;
+    let flag = over_limit.clone();
+    let counted = body.into_data_stream().map(move |piece| -> Result<Bytes, axum::BoxError> {
+        let piece = piece?;
+        seen += piece.len();
+        if seen > UPLOAD_BODY_LIMIT {
+            flag.store(true, Ordering::Relaxed);
+            return Err(axum::BoxError::from(OverLimit));
         }
-    };
-    let request = Request::builder()
+        Ok(piece)
+    });
+    let mut request = Request::builder()
         .method(Method::POST)
         .uri(format!("/tickets/{id}/attachments"))
-        .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from(bytes))
-        .map_err(|e| Problem::internal(&e))?;
-    exchange(&g, request, tessera_web::BODY_LIMIT_BYTES).await.map(pass_on)
+        .header(header::CONTENT_TYPE, content_type);
+    if let Some(length) = declared {
+        // Support reserves the file's room in the quotas by it.
+        request = request.header(header::CONTENT_LENGTH, length);
+    }
+    let request = request.body(Body::from_stream(counted)).map_err(|e| Problem::internal(&e))?;
+    let answer = send(&g, request, TRANSFER_TIMEOUT).await;
+    if over_limit.load(Ordering::Relaxed) {
+        return Err(too_large());
+    }
+    read_whole(&g, answer?).await.map(pass_on)
 }
 
 /// A ticket's attachments (metadata), oldest first.
@@ -196,14 +231,16 @@ pub(crate) async fn download_attachment(
         .uri(format!("/tickets/{id}/attachments/{attachment}"))
         .body(Body::empty())
         .map_err(|e| Problem::internal(&e))?;
-    let reply = exchange(&g, request, UPLOAD_BODY_LIMIT).await?;
-    if !reply.is_success() {
-        return Ok(pass_on(reply));
+    let answer = send(&g, request, g.config.call_timeout).await?;
+    if !answer.status().is_success() {
+        return read_whole(&g, answer).await.map(pass_on);
     }
-    let mut response = Response::new(Body::from(reply.body));
+    // The bytes pass through as support opens them, never held here.
+    let (parts, body) = answer.into_parts();
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
-    for name in [header::CONTENT_TYPE, header::CONTENT_DISPOSITION] {
-        if let Some(value) = reply.headers.get(&name) {
+    for name in [header::CONTENT_TYPE, header::CONTENT_DISPOSITION, header::CONTENT_LENGTH] {
+        if let Some(value) = parts.headers.get(&name) {
             headers.insert(name, value.clone());
         }
     }
