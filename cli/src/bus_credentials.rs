@@ -161,6 +161,7 @@ mod tests {
             gateway: tessera_gateway::GatewayConfig::default(),
             sealer: None,
             catalogue_cache: true,
+            attachment_limits: tessera_support::AttachmentLimits::default(),
         };
         let ids: Arc<dyn IdGen> = Arc::new(UuidV7Gen);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
