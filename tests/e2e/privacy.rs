@@ -354,7 +354,8 @@ fn the_master_key_rotates_without_touching_sealed_data() {
     let output = rotate(old.trim());
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let said = String::from_utf8_lossy(&output.stdout);
-    assert!(said.contains("rewrapped 1 data keys"), "{said}");
+    // The customer's data key, and the one sealing the gateway's token signing keys.
+    assert!(said.contains("rewrapped 2 data keys"), "{said}");
     assert!(!rotate("").status.success(), "nothing to rotate from without the old key");
 
     // The customer's sealed name opens with the new key alone; the old one opens nothing now.

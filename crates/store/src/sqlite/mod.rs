@@ -9,7 +9,7 @@ mod sql;
 mod wal;
 mod writer;
 
-use sql::{highest_outbox_position, translate_placeholders};
+use sql::{bind, highest_outbox_position};
 use wal::{LogRestart, checkpoint_in_background};
 
 use std::path::{Path, PathBuf};
@@ -514,9 +514,10 @@ impl Backend for SqliteBackend {
 
     async fn query(&self, statement: Statement) -> Result<Vec<Row>> {
         self.read_now(move |c| {
-            let mut prepared = c.prepare_cached(&translate_placeholders(&statement.sql))?;
+            let mut prepared = c.prepare_cached(&statement.sql)?;
             let columns: Arc<[String]> = prepared.column_names().map(str::to_owned).collect();
-            let mut rows = prepared.query(rusqlite::params_from_iter(statement.params.iter()))?;
+            bind(&mut prepared, &statement.params)?;
+            let mut rows = prepared.raw_query();
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
                 let values = (0..columns.len())
@@ -566,11 +567,17 @@ mod tests {
     }
 
     #[test]
-    fn placeholders_become_numbered_question_marks_outside_quotes() {
-        assert_eq!(
-            translate_placeholders("UPDATE t SET a = $1 WHERE b = '$2' AND c = $12"),
-            "UPDATE t SET a = ?1 WHERE b = '$2' AND c = ?12"
-        );
-        assert_eq!(translate_placeholders("SELECT '$' || $1"), "SELECT '$' || ?1");
+    fn placeholders_are_bound_by_their_number_and_never_read_in_quotes_or_comments() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let connection =
+            open_connection(&dir.path().join("store.db"), Synchronous::Normal, false).expect("open");
+        let mut statement = connection
+            .prepare("SELECT $2 || '$1' || $1 -- and $3 in a comment\n || /* $4 */ $2")
+            .expect("prepare");
+        bind(&mut statement, &[SqlValue::Text("a".into()), SqlValue::Text("b".into())]).expect("bound");
+        let text: String = statement.raw_query().next().expect("step").expect("a row").get(0).expect("text");
+        assert_eq!(text, "b$1ab");
+        let mut missing = connection.prepare("SELECT $3").expect("prepare");
+        assert!(bind(&mut missing, &[SqlValue::Int(1)]).is_err(), "a number without a value");
     }
 }

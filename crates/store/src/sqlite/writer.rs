@@ -9,7 +9,7 @@ use tessera_kernel::{Clock, StreamId};
 use tokio::sync::mpsc;
 
 use super::durable::Durability;
-use super::sql::{highest_outbox_position, translate_placeholders};
+use super::sql::{bind, highest_outbox_position};
 use super::wal::LogRestart;
 use crate::backend::{
     CommitReceipt, Committed, EncodedEvent, Job, Op, OutgoingMessage, Reply, audit_hash, to_i64, to_u64,
@@ -469,10 +469,9 @@ fn insert_outbox(connection: &Connection, message: &OutgoingMessage, now: i64) -
 }
 
 fn execute(connection: &Connection, statement: &Statement) -> Result<u64> {
-    let affected = connection
-        .prepare_cached(&translate_placeholders(&statement.sql))?
-        .execute(rusqlite::params_from_iter(statement.params.iter()))
-        .map_err(constraint_as_typed)? as u64;
+    let mut prepared = connection.prepare_cached(&statement.sql)?;
+    bind(&mut prepared, &statement.params)?;
+    let affected = prepared.raw_execute().map_err(constraint_as_typed)? as u64;
     statement.check_affected(affected)?;
     Ok(affected)
 }
