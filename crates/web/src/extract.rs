@@ -77,6 +77,12 @@ where
             ));
         }
         let bytes = Bytes::from_request(request, state).await.map_err(|r| body_problem(&r))?;
+        // Every body this API takes is an object. serde would also read a struct from an array
+        // of its fields in order (`[null, null]`), which no client means and the document
+        // does not allow.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(Problem::invalid_field("body", "must be a JSON object"));
+        }
         parse_json(&bytes).map(Json)
     }
 }

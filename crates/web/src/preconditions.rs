@@ -30,19 +30,22 @@ impl IntoResponseParts for ETag {
 pub struct IfMatch(pub Option<i64>);
 
 impl IfMatch {
-    /// Parses the header's value; `Err` when it names no version of ours.
-    pub fn parse(value: &str) -> Result<Self, Problem> {
+    /// Parses the header's value. A tag that names no version of ours (a weak one, or one we
+    /// never made) is kept as a precondition no version meets: the write is refused with 412
+    /// where the precondition is judged, after the request itself has been validated, as RFC
+    /// 9110 §13.2.1 orders (a request that fails otherwise fails as it would without it).
+    pub fn parse(value: &str) -> Self {
         let value = value.trim();
         if value == "*" {
-            return Ok(Self(None));
+            return Self(None);
         }
         // Weak tags never match for If-Match (RFC 9110 §13.1.1): only our strong tags do.
-        value
+        let version = value
             .strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))
             .and_then(|v| v.parse::<i64>().ok())
-            .map(|version| Self(Some(version)))
-            .ok_or_else(stale)
+            .unwrap_or(NO_VERSION);
+        Self(Some(version))
     }
 
     /// True when `current` satisfies this precondition.
@@ -50,6 +53,9 @@ impl IfMatch {
         self.0.is_none_or(|version| version == current)
     }
 }
+
+/// A version no resource ever has (versions start at 1).
+const NO_VERSION: i64 = -1;
 
 /// The answer to a write that named a version which is no longer current.
 pub fn stale() -> Problem {
@@ -71,8 +77,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
                 "send If-Match with the ETag you read",
             ));
         };
-        let value = value.to_str().map_err(|_| stale())?;
-        Self::parse(value)
+        Ok(value.to_str().map_or(Self(Some(NO_VERSION)), Self::parse))
     }
 }
 
@@ -82,10 +87,12 @@ mod tests {
 
     #[test]
     fn if_match_takes_our_strong_tags_and_the_wildcard() {
-        assert_eq!(IfMatch::parse("\"7\"").map(|m| m.0), Ok(Some(7)));
-        assert_eq!(IfMatch::parse("*").map(|m| m.0), Ok(None));
-        assert_eq!(IfMatch::parse("W/\"7\"").map_err(|p| p.status), Err(StatusCode::PRECONDITION_FAILED));
-        assert_eq!(IfMatch::parse("7").map_err(|p| p.status), Err(StatusCode::PRECONDITION_FAILED));
+        assert_eq!(IfMatch::parse("\"7\"").0, Some(7));
+        assert_eq!(IfMatch::parse("*").0, None);
+        for foreign in ["W/\"7\"", "7", "\"x\""] {
+            let precondition = IfMatch::parse(foreign);
+            assert!((1..1000).all(|version| !precondition.matches(version)), "{foreign} matches nothing");
+        }
         assert!(IfMatch(Some(3)).matches(3) && !IfMatch(Some(3)).matches(4) && IfMatch(None).matches(9));
     }
 }

@@ -14,11 +14,77 @@ use crate::{Personal, message};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 200,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub line1: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 100,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub city: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 20,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub postal_code: String,
     /// ISO 3166-1 alpha-2, e.g. `DE`.
+    #[cfg_attr(feature = "openapi", schema(schema_with = country_code_schema))]
     pub country: String,
+}
+
+/// An address's `country`: the officially assigned ISO 3166-1 alpha-2 codes, sorted (for the binary search).
+pub const COUNTRY_CODES: [&str; 249] = [
+    "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ", //
+    "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS", "BT",
+    "BV", "BW", "BY", "BZ", //
+    "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN", "CO", "CR", "CU", "CV", "CW", "CX",
+    "CY", "CZ", //
+    "DE", "DJ", "DK", "DM", "DO", "DZ", //
+    "EC", "EE", "EG", "EH", "ER", "ES", "ET", //
+    "FI", "FJ", "FK", "FM", "FO", "FR", //
+    "GA", "GB", "GD", "GE", "GF", "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS", "GT", "GU",
+    "GW", "GY", //
+    "HK", "HM", "HN", "HR", "HT", "HU", //
+    "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR", "IS", "IT", //
+    "JE", "JM", "JO", "JP", //
+    "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", //
+    "LA", "LB", "LC", "LI", "LK", "LR", "LS", "LT", "LU", "LV", "LY", //
+    "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK", "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS", "MT",
+    "MU", "MV", "MW", "MX", "MY", "MZ", //
+    "NA", "NC", "NE", "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ", //
+    "OM", //
+    "PA", "PE", "PF", "PG", "PH", "PK", "PL", "PM", "PN", "PR", "PS", "PT", "PW", "PY", //
+    "QA", //
+    "RE", "RO", "RS", "RU", "RW", //
+    "SA", "SB", "SC", "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS", "ST",
+    "SV", "SX", "SY", "SZ", //
+    "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO", "TR", "TT", "TV", "TW", "TZ", //
+    "UA", "UG", "UM", "US", "UY", "UZ", //
+    "VA", "VC", "VE", "VG", "VI", "VN", "VU", //
+    "WF", "WS", //
+    "YE", "YT", //
+    "ZA", "ZM", "ZW",
+];
+
+/// The document's `country`: one of [`COUNTRY_CODES`], so that what a client generator
+/// accepts is what the service accepts.
+#[cfg(feature = "openapi")]
+fn country_code_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(COUNTRY_CODES))
+        .build()
 }
 
 /// Someone registered as a customer; `version` is the profile's first version (1).

@@ -17,10 +17,13 @@ pub struct NewCard {
     /// The customer the token will belong to (the gateway sets it from the caller's token).
     #[serde(default)]
     pub customer_id: Option<Uuid>,
-    #[cfg_attr(feature = "openapi", schema(example = "4242424242424242"))]
+    /// 12 to 19 digits that pass the Luhn check.
+    #[cfg_attr(feature = "openapi", schema(example = "4242424242424242", pattern = "^[0-9]{12,19}$"))]
     pub card_number: String,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 12))]
     pub exp_month: u32,
     pub exp_year: u32,
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]{3,4}$"))]
     pub cvc: String,
 }
 
@@ -40,7 +43,9 @@ pub struct NewTicket {
     pub customer_id: Option<Uuid>,
     #[serde(default)]
     pub order_id: Option<Uuid>,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub subject: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 5000, pattern = r"\S"))]
     pub message: String,
 }
 

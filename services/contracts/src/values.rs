@@ -129,7 +129,9 @@ impl From<Currency> for String {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Money {
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub amount: i64,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[A-Z]{3}$"))]
     pub currency: Currency,
 }
 

@@ -42,6 +42,15 @@ const INTERNAL: [&str; 4] = [
 ];
 
 /// Answers any operation may give besides its own: the edge's and the transport's.
+/// Operations anyone may call, signed in or not: the catalogue, registration and GraphQL (whose
+/// resolvers check the caller themselves).
+const OPEN_TO_ANYONE: [(&str, &str); 4] = [
+    ("get", "/api/v1/products"),
+    ("get", "/api/v1/products/{sku}"),
+    ("post", "/api/v1/customers"),
+    ("post", "/graphql"),
+];
+
 const EDGE_ERRORS: [(&str, &str); 6] = [
     ("400", "The request is malformed."),
     ("401", "The bearer token is missing (where one is needed), expired, or not ours."),
@@ -95,7 +104,11 @@ pub(crate) fn document(services: utoipa::openapi::OpenApi) -> Value {
                 if !["get", "post", "patch", "put", "delete"].contains(&method.as_str()) {
                     continue;
                 }
-                let anonymous = operation["security"] == json!([{}]);
+                if OPEN_TO_ANYONE.contains(&(method.as_str(), path.as_str())) {
+                    operation["security"] = json!([{}, {"bearer": []}]);
+                }
+                let anonymous = operation["security"] == json!([{}])
+                    || operation["security"] == json!([{}, {"bearer": []}]);
                 let takes_input = operation.get("requestBody").is_some()
                     || operation["parameters"].as_array().is_some_and(|p| !p.is_empty());
                 let mut errors: Vec<(&str, &str)> = EDGE_ERRORS.to_vec();
@@ -124,6 +137,13 @@ pub(crate) fn document(services: utoipa::openapi::OpenApi) -> Value {
                     if responses.get(status).is_none() {
                         responses[status] = json!({"description": description, "content": problem.clone()});
                     }
+                }
+                if method == "post" && path == "/api/v1/tickets/{id}/messages" {
+                    // The author is the caller's role; a client sends only the message.
+                    operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["message"], "additionalProperties": false,
+                        "properties": {"message": {"type": "string", "minLength": 1, "maxLength": 5000, "pattern": "\\S"}},
+                    }}}});
                 }
                 if method == "post" && path == "/api/v1/orders" {
                     place_order_at_the_edge(operation, &problem);

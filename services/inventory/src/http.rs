@@ -112,28 +112,81 @@ impl From<&Product> for ProductView {
 pub struct NewProduct {
     #[schema(value_type = String, pattern = "^[A-Z0-9-]{3,32}$", example = "TEA-001")]
     pub sku: Sku,
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub description: Option<String>,
+    #[schema(schema_with = product_price_schema)]
     pub price: Money,
     /// Units in stock at creation.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub stock: i64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
+    #[schema(max_length = 4000)]
     pub description: Option<String>,
+    #[schema(schema_with = product_price_schema)]
     pub price: Option<Money>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockAdjustment {
-    /// Units to add (positive) or remove (negative).
+    /// Units to add (positive) or remove (negative); not zero.
+    #[schema(schema_with = stock_delta_schema)]
     pub delta: i64,
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub reason: String,
+}
+
+/// A product's price in the document: a `Money` of at most the catalogue's limit.
+fn product_price_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Object)
+        .property(
+            "amount",
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::Integer)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+                .minimum(Some(0))
+                .maximum(Some(MAX_PRICE)),
+        )
+        .property(
+            "currency",
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .pattern(Some("^[A-Z]{3}$")),
+        )
+        .required("amount")
+        .required("currency")
+        .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)))
+        .description(Some("Minor units (cents) and an ISO 4217 code."))
+        .build()
+}
+
+/// A stock change's `delta` in the document: from 1 to the limit, or from minus the limit to -1.
+fn stock_delta_schema() -> utoipa::openapi::schema::Schema {
+    let range = |low: i64, high: i64| {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::Integer)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+            .minimum(Some(low))
+            .maximum(Some(high))
+    };
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(range(1, MAX_STOCK))
+        .item(range(-MAX_STOCK, -1))
+        .description(Some("Units to add (positive) or remove (negative); not zero."))
+        .build()
+        .into()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -146,8 +199,10 @@ pub struct StockAvailable {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (a sku).
+    #[param(pattern = "^([A-Z0-9-]{3,32})?$")]
     pub cursor: Option<String>,
 }
 

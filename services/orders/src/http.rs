@@ -69,8 +69,10 @@ async fn placed_by_key(
 #[into_params(parameter_in = Query)]
 pub struct SalesQuery {
     /// First day, `YYYY-MM-DD` (default: the beginning).
+    #[param(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub from: Option<String>,
     /// Last day, `YYYY-MM-DD` (default: today).
+    #[param(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub to: Option<String>,
 }
 
@@ -243,8 +245,13 @@ pub struct SummaryPage {
 pub struct ListQuery {
     pub customer_id: Option<Uuid>,
     /// pending, confirmed, rejected or cancelled.
+    #[param(pattern = "^(pending|confirmed|rejected|cancelled)$")]
     pub status: Option<String>,
+    /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub cursor: Option<String>,
 }
 

@@ -165,8 +165,13 @@ pub struct TicketPage {
 pub struct ListQuery {
     pub customer_id: Option<Uuid>,
     /// open or closed.
+    #[param(pattern = "^(open|closed)$")]
     pub status: Option<String>,
+    /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub cursor: Option<String>,
 }
 

@@ -56,42 +56,8 @@ impl fmt::Debug for PostalAddress {
 
 /// Whether `code` is one of the 249 officially assigned ISO 3166-1 alpha-2 codes, in capitals.
 pub fn is_country_code(code: &str) -> bool {
-    code.len() == 2 && COUNTRIES.binary_search(&code).is_ok()
+    code.len() == 2 && tessera_contracts::customers::COUNTRY_CODES.binary_search(&code).is_ok()
 }
-
-/// The officially assigned ISO 3166-1 alpha-2 codes, sorted (for the binary search).
-const COUNTRIES: [&str; 249] = [
-    "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ", //
-    "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS", "BT",
-    "BV", "BW", "BY", "BZ", //
-    "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN", "CO", "CR", "CU", "CV", "CW", "CX",
-    "CY", "CZ", //
-    "DE", "DJ", "DK", "DM", "DO", "DZ", //
-    "EC", "EE", "EG", "EH", "ER", "ES", "ET", //
-    "FI", "FJ", "FK", "FM", "FO", "FR", //
-    "GA", "GB", "GD", "GE", "GF", "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS", "GT", "GU",
-    "GW", "GY", //
-    "HK", "HM", "HN", "HR", "HT", "HU", //
-    "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR", "IS", "IT", //
-    "JE", "JM", "JO", "JP", //
-    "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", //
-    "LA", "LB", "LC", "LI", "LK", "LR", "LS", "LT", "LU", "LV", "LY", //
-    "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK", "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS", "MT",
-    "MU", "MV", "MW", "MX", "MY", "MZ", //
-    "NA", "NC", "NE", "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ", //
-    "OM", //
-    "PA", "PE", "PF", "PG", "PH", "PK", "PL", "PM", "PN", "PR", "PS", "PT", "PW", "PY", //
-    "QA", //
-    "RE", "RO", "RS", "RU", "RW", //
-    "SA", "SB", "SC", "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS", "ST",
-    "SV", "SX", "SY", "SZ", //
-    "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO", "TR", "TT", "TV", "TW", "TZ", //
-    "UA", "UG", "UM", "US", "UY", "UZ", //
-    "VA", "VC", "VE", "VG", "VI", "VN", "VU", //
-    "WF", "WS", //
-    "YE", "YT", //
-    "ZA", "ZM", "ZW",
-];
 
 #[cfg(test)]
 mod tests {
@@ -136,7 +102,11 @@ mod tests {
 
     #[test]
     fn the_country_table_is_sorted_and_unique() {
-        assert!(COUNTRIES.windows(2).all(|pair| pair[0] < pair[1]));
-        assert!(COUNTRIES.iter().all(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())));
+        assert!(tessera_contracts::customers::COUNTRY_CODES.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(
+            tessera_contracts::customers::COUNTRY_CODES
+                .iter()
+                .all(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()))
+        );
     }
 }

@@ -149,6 +149,7 @@ pub(crate) async fn sagas(
 #[into_params(parameter_in = Query)]
 pub(crate) struct SagaQuery {
     /// Only `stuck` is listed.
+    #[param(pattern = "^stuck$")]
     state: Option<String>,
 }
 
@@ -193,8 +194,10 @@ pub(crate) async fn rebuild(
 #[into_params(parameter_in = Query)]
 pub(crate) struct SalesQuery {
     /// First day, `YYYY-MM-DD`.
+    #[param(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     from: Option<String>,
     /// Last day, `YYYY-MM-DD`.
+    #[param(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     to: Option<String>,
 }
 

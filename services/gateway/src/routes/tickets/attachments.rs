@@ -215,8 +215,10 @@ pub(crate) async fn list_attachments(
 #[utoipa::path(get, path = "/api/v1/tickets/{id}/attachments/{attachment_id}", tag = "support",
     params(("id" = Uuid, Path, description = "the ticket id"),
         ("attachment_id" = Uuid, Path, description = "the attachment id")),
-    responses((status = 200, body = FileBytes, content_type = "application/octet-stream",
-            description = "The file, with its sniffed Content-Type."),
+    responses((status = 200, description = "The file, with the Content-Type sniffed at upload.",
+            content((FileBytes = "image/png"), (FileBytes = "image/jpeg"), (FileBytes = "image/gif"),
+                (FileBytes = "image/webp"), (FileBytes = "application/pdf"),
+                (FileBytes = "text/plain; charset=utf-8"))),
         (status = 404, body = Problem, description = "No such ticket or attachment, or not one the caller may see.")))]
 pub(crate) async fn download_attachment(
     State(g): State<Gateway>,
