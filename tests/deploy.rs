@@ -860,3 +860,51 @@ async fn the_database_roles_keep_each_service_in_its_own_database() {
     assert_eq!(opened.as_deref(), Some("Ada Lovelace"), "one vault for the services that seal");
     drop((orders, vaults));
 }
+
+/// deploy/grafana/tessera.json: every panel draws from the Prometheus data source the user
+/// picks, and every metric and label its queries use is one the services record.
+#[test]
+fn every_dashboard_panel_queries_metrics_the_services_record() {
+    let text = std::fs::read_to_string(deploy().join("grafana/tessera.json")).expect("the dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 8, "a panel per concern");
+    let mut sources = String::new();
+    let mut folders = vec![deploy().join("../crates"), deploy().join("../services")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read a folder").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+    }
+    let mut metrics = 0;
+    for panel in panels {
+        let title = panel["title"].as_str().expect("a title");
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title} uses the chosen data source");
+        let targets = panel["targets"].as_array().filter(|t| !t.is_empty()).expect("a query");
+        for target in targets {
+            let expr = target["expr"].as_str().expect("an expression");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if let Some(name) = word.strip_prefix("tessera_").map(|_| word) {
+                    let recorded = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .fold(name, |name, suffix| name.strip_suffix(suffix).unwrap_or(name));
+                    assert!(sources.contains(&format!("\"{recorded}\"")), "{title}: {recorded} is recorded nowhere");
+                    metrics += 1;
+                }
+            }
+            // Every label it groups by is one some metric carries.
+            for group in expr.split("by (").skip(1) {
+                let labels = group.split(')').next().unwrap_or_default();
+                for label in labels.split(',').map(str::trim).filter(|l| *l != "le") {
+                    assert!(sources.contains(&format!("\"{label}\"")), "{title}: no metric has the label {label}");
+                }
+            }
+        }
+    }
+    assert!(metrics >= 15, "the queries name the services' metrics ({metrics})");
+}
