@@ -893,7 +893,10 @@ fn every_dashboard_panel_queries_metrics_the_services_record() {
                     let recorded = ["_bucket", "_sum", "_count"]
                         .iter()
                         .fold(name, |name, suffix| name.strip_suffix(suffix).unwrap_or(name));
-                    assert!(sources.contains(&format!("\"{recorded}\"")), "{title}: {recorded} is recorded nowhere");
+                    assert!(
+                        sources.contains(&format!("\"{recorded}\"")),
+                        "{title}: {recorded} is recorded nowhere"
+                    );
                     metrics += 1;
                 }
             }
@@ -901,7 +904,10 @@ fn every_dashboard_panel_queries_metrics_the_services_record() {
             for group in expr.split("by (").skip(1) {
                 let labels = group.split(')').next().unwrap_or_default();
                 for label in labels.split(',').map(str::trim).filter(|l| *l != "le") {
-                    assert!(sources.contains(&format!("\"{label}\"")), "{title}: no metric has the label {label}");
+                    assert!(
+                        sources.contains(&format!("\"{label}\"")),
+                        "{title}: no metric has the label {label}"
+                    );
                 }
             }
         }

@@ -50,6 +50,8 @@ fn a_canary_customers_data_lies_only_where_the_data_map_says() {
         (masked["address"]["city"].as_str(), masked["address"]["country"].as_str()),
         (Some("***"), Some("GB"))
     );
+    let (code, read) = up.call_as(&support, "GET", &format!("/api/v1/orders/{order}"), None);
+    assert_eq!(code, 200, "{read}");
     let (bystander, theirs) = up.customer("bystander-gov@example.com");
     assert_eq!(up.call_as(&theirs, "GET", &format!("/api/v1/customers/{bystander}"), None).0, 200);
     // Let the messages about the order and the ticket reach every subscriber.
@@ -89,6 +91,10 @@ fn a_canary_customers_data_lies_only_where_the_data_map_says() {
         ("customers", "support", "customer.read"),
         ("payments", "customer", "payment_method.add"),
         ("orders", "customer", "order.place"),
+        // Reads of their order and card, theirs and support's, in the services that served them.
+        ("orders", "customer", "order.read"),
+        ("orders", "support", "order.read"),
+        ("payments", "customer", "payment_method.read"),
         ("support", "customer", "ticket.open"),
         ("support", "customer", "ticket.attach"),
     ] {

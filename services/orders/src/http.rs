@@ -362,10 +362,13 @@ async fn place_order(
     responses((status = 200, body = OrderView, headers(("ETag" = String))), (status = 404, body = Problem)))]
 async fn get_order(
     State(orders): State<Orders>,
+    actor: Actor,
     access: Access,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let record = visible_order(&orders, &access, order_id(&id)?).await?;
+    let id = order_id(&id)?;
+    let record = visible_order(&orders, &access, id).await?;
+    orders.audit_read("order.read", format!("order/{id}"), &actor).await;
     let version = i64::try_from(record.version).unwrap_or(i64::MAX);
     Ok((ETag(version), Json(OrderView::from(&record))))
 }
@@ -437,11 +440,13 @@ async fn cancel_order(
     responses((status = 200, body = HistoryView), (status = 404, body = Problem)))]
 async fn order_history(
     State(orders): State<Orders>,
+    actor: Actor,
     access: Access,
     Path(id): Path<String>,
 ) -> ApiResult<Json<HistoryView>> {
     let id = order_id(&id)?;
     visible_order(&orders, &access, id).await?;
+    orders.audit_read("order.history", format!("order/{id}"), &actor).await;
     let history = orders.history(id).await?.ok_or_else(|| Problem::not_found("no such order"))?;
     let events = history
         .events

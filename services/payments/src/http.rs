@@ -125,12 +125,14 @@ async fn tokenise_card(
     responses((status = 200, body = PaymentMethodView), (status = 404, body = Problem)))]
 async fn get_payment_method(
     State(payments): State<Payments>,
+    actor: Actor,
     access: Access,
     Path(token): Path<String>,
 ) -> ApiResult<Json<PaymentMethodView>> {
     let method =
         payments.payment_method(&token).await?.ok_or_else(|| Problem::not_found("no such payment method"))?;
     access.see(&method.customer_id.to_string(), "payment method")?;
+    payments.audit_read("payment_method.read", format!("payment_method/{token}"), &actor).await;
     Ok(Json(method.into()))
 }
 
@@ -139,11 +141,15 @@ async fn get_payment_method(
     responses((status = 200, body = Vec<PaymentView>), (status = 422, body = Problem)))]
 async fn list_payments(
     State(payments): State<Payments>,
+    actor: Actor,
     access: Access,
     Query(query): Query<PaymentsQuery>,
 ) -> ApiResult<Json<Vec<PaymentView>>> {
     let payment = payments.payment(query.order_id).await.map_err(|e| Problem::internal(&e))?;
     // Another customer's order has no payments, as far as this caller learns.
     let payment = payment.filter(|p| access.may_see(&p.customer_id.to_string()));
+    if payment.is_some() {
+        payments.audit_read("payment.read", format!("order/{}/payment", query.order_id), &actor).await;
+    }
     Ok(Json(payment.into_iter().map(PaymentView::from).collect()))
 }

@@ -129,6 +129,15 @@ fn stream(order_id: Uuid) -> Result<StreamId, AppError> {
 }
 
 impl Orders {
+    /// A read of someone's order on their behalf goes on the audit trail (the person's
+    /// access report lists it). Its record joins the store's next group commit and the reader
+    /// does not wait for it (docs/decisions/0015-read-audits-do-not-wait.md).
+    pub async fn audit_read(&self, action: &str, resource: String, actor: &Actor) {
+        let mut unit = self.inner.store.begin();
+        unit.audit(actor.audit(action, resource, "ok", self.inner.clock.now().wall()));
+        unit.commit_detached().await;
+    }
+
     pub fn new(store: Store, settings: &OrdersSettings, ids: Arc<dyn IdGen>, clock: Arc<dyn Clock>) -> Self {
         let place = SagaEngine::new(
             crate::SERVICE,

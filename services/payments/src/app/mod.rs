@@ -99,6 +99,15 @@ fn payment_from_row(row: &Row) -> Result<Payment, HandlerError> {
 }
 
 impl Payments {
+    /// A read of someone's payment data on their behalf goes on the audit trail (the person's
+    /// access report lists it). Its record joins the store's next group commit and the reader
+    /// does not wait for it (docs/decisions/0015-read-audits-do-not-wait.md).
+    pub async fn audit_read(&self, action: &str, resource: String, actor: &Actor) {
+        let mut unit = self.store.begin();
+        unit.audit(actor.audit(action, resource, "ok", self.clock.now().wall()));
+        unit.commit_detached().await;
+    }
+
     pub fn new(
         store: Store,
         network: Arc<dyn CardNetwork>,
