@@ -2,13 +2,15 @@
 //! order, and support's own replica of order summaries, built from the orders service's
 //! events. It never asks the orders service: what it knows of an order arrived as messages.
 //! Tickets carry attachments, kept sealed in an object store. When the customers service erases
-//! a customer, support blanks what they wrote and deletes their attachments.
+//! a customer, support blanks what they wrote and deletes their attachments. A closed ticket's
+//! messages are erased once its retention has passed (`retention`).
 
 mod app;
 pub mod domain;
 pub mod facts;
 pub mod http;
 pub mod personal_data;
+pub mod retention;
 mod service;
 
 pub use app::{
@@ -25,6 +27,18 @@ const ATTACHMENTS: &str = "
         id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, object_key TEXT NOT NULL, size BIGINT NOT NULL,
         sha256 TEXT NOT NULL, content_type TEXT NOT NULL, file_name TEXT NOT NULL, created_at BIGINT NOT NULL);
     CREATE INDEX ticket_attachments_ticket ON ticket_attachments (ticket_id, id);";
+
+/// When a ticket was closed (the start of its messages' retention) and when its messages were
+/// erased; the retention job's runs. Tickets closed before this migration count as closed at
+/// their last update, which was their closing: a closed ticket takes no more messages.
+const RETENTION: &str = "
+    ALTER TABLE tickets ADD COLUMN closed_at BIGINT;
+    ALTER TABLE tickets ADD COLUMN messages_erased_at BIGINT;
+    UPDATE tickets SET closed_at = updated_at WHERE status = 'closed';
+    CREATE INDEX tickets_closed ON tickets (closed_at) WHERE messages_erased_at IS NULL;
+    CREATE TABLE retention_runs (
+        job TEXT PRIMARY KEY, kept_days BIGINT NOT NULL, last_run_at BIGINT NOT NULL,
+        last_count BIGINT NOT NULL, total_count BIGINT NOT NULL);";
 
 const SCHEMA: &str = "
     CREATE TABLE tickets (
@@ -54,6 +68,12 @@ pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet 
             name: "ticket attachments",
             sqlite: ATTACHMENTS,
             postgres: ATTACHMENTS,
+        },
+        tessera_store::Migration {
+            version: 3,
+            name: "closed tickets' messages retention",
+            sqlite: RETENTION,
+            postgres: RETENTION,
         },
     ],
 };

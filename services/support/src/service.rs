@@ -1,5 +1,5 @@
-//! Support as the runtime runs it: its routes, the orders service's events, and the customers
-//! service's erasures.
+//! Support as the runtime runs it: its routes, the orders service's events, the customers
+//! service's erasures, and the sweep that erases closed tickets' messages when they are due.
 
 use std::sync::Arc;
 
@@ -26,6 +26,12 @@ impl SupportService {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self { support: Support::new(store, vault, attachments, ids, clock) }
+    }
+
+    /// Replaces the declared retention of closed tickets' messages (a setting).
+    #[must_use]
+    pub fn with_retention(self, settings: crate::retention::RetentionSettings) -> Self {
+        Self { support: self.support.with_retention(settings) }
     }
 
     pub fn support(&self) -> &Support {
@@ -56,7 +62,7 @@ impl Service for SupportService {
         ]
     }
 
-    fn tasks(&self, _stop: watch::Receiver<bool>) -> Vec<Task> {
-        Vec::new()
+    fn tasks(&self, stop: watch::Receiver<bool>) -> Vec<Task> {
+        vec![Box::pin(self.support.clone().sweep_retention(stop))]
     }
 }

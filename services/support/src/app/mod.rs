@@ -1,10 +1,12 @@
 //! Support's glue: tickets in its own tables, and the handler that keeps the order-summary
 //! replica from the orders service's events (exactly once per message through the
 //! subscriber's inbox, and convergent under duplicates and reordering through the merge).
-//! `erasure` takes the customers service's erasures; `attachments` keeps tickets' files.
+//! `erasure` takes the customers service's erasures; `attachments` keeps tickets' files;
+//! `retention` sweeps closed tickets' messages once they are due.
 
 mod attachments;
 mod erasure;
+mod retention;
 
 use std::sync::Arc;
 use tessera_web::token::Actor;
@@ -102,6 +104,7 @@ pub struct Support {
     attachments: AttachmentStore,
     ids: Arc<dyn IdGen>,
     clock: Arc<HybridClock>,
+    retention: crate::retention::RetentionSettings,
 }
 
 fn corrupt(error: impl std::fmt::Display) -> AppError {
@@ -222,7 +225,14 @@ impl Support {
         ids: Arc<dyn IdGen>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { store, vault, attachments, ids, clock: Arc::new(HybridClock::new(clock)) }
+        Self {
+            store,
+            vault,
+            attachments,
+            ids,
+            clock: Arc::new(HybridClock::new(clock)),
+            retention: crate::retention::RetentionSettings::default(),
+        }
     }
 
     /// `text` of the declared `field` sealed with the customer's key (refused if the field is
@@ -347,7 +357,8 @@ impl Support {
         let mut unit = self.store.begin();
         unit.execute(
             Statement::new(
-                "UPDATE tickets SET status = 'closed', updated_at = $2 WHERE id = $1 AND status = 'open'",
+                "UPDATE tickets SET status = 'closed', updated_at = $2, closed_at = $2
+                 WHERE id = $1 AND status = 'open'",
             )
             .bind(ticket.to_string())
             .bind(self.now())
