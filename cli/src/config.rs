@@ -89,6 +89,22 @@ impl Default for Gateway {
     }
 }
 
+/// The support service's settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Support {
+    /// Days a closed ticket's messages are kept before the retention job erases them.
+    pub closed_ticket_messages_days: u32,
+}
+
+impl Default for Support {
+    fn default() -> Self {
+        // The data map's declaration, so the default and the map say the same.
+        let declared = tessera_support::domain::MessageRetention::declared().in_days();
+        Self { closed_ticket_messages_days: u32::try_from(declared).unwrap_or(90) }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -104,6 +120,7 @@ pub struct Config {
     pub card_latency_ms: u64,
     pub tls: Tls,
     pub gateway: Gateway,
+    pub support: Support,
     /// `tessera serve`'s settings (see `crate::serve::with_file_layer`); `up` does not read them.
     #[serde(skip_serializing_if = "toml::Table::is_empty")]
     pub serve: toml::Table,
@@ -120,6 +137,7 @@ impl Default for Config {
             card_latency_ms: 0,
             tls: Tls::default(),
             gateway: Gateway::default(),
+            support: Support::default(),
             serve: toml::Table::new(),
         }
     }
@@ -127,7 +145,7 @@ impl Default for Config {
 
 /// The keys the environment may set (others under `TESSERA_`, such as the test suites'
 /// variables, are not configuration).
-const ENV_KEYS: [&str; 8] = [
+const ENV_KEYS: [&str; 9] = [
     "data",
     "listen",
     "payment_timeout_seconds",
@@ -136,6 +154,7 @@ const ENV_KEYS: [&str; 8] = [
     "card_latency_ms",
     "tls__",
     "gateway__",
+    "support__",
 ];
 
 impl Config {
@@ -183,6 +202,9 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.card_failure_rate) {
             problems.push("card_failure_rate: give a share from 0 to 1".to_owned());
+        }
+        if !(1..=36_500).contains(&self.support.closed_ticket_messages_days) {
+            problems.push("support.closed_ticket_messages_days: give 1 to 36500 days".to_owned());
         }
         if self.card_latency_ms > 60_000 {
             problems.push("card_latency_ms: give at most 60000".to_owned());

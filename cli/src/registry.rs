@@ -312,15 +312,22 @@ mod customers {
 }
 
 mod support {
+    use tessera_support::domain::MessageRetention;
+    use tessera_support::retention::RetentionSettings;
     use tessera_support::{AttachmentStore, SupportService};
 
     use super::*;
+
+    fn retention(messages: MessageRetention) -> RetentionSettings {
+        RetentionSettings { messages, ..RetentionSettings::default() }
+    }
 
     pub async fn embedded(c: &mut Embedding<'_>) -> anyhow::Result<Arc<dyn Service>> {
         let store = c.open_own(tessera_support::SERVICE).await?;
         let vault = c.vault().await?;
         let attachments = AttachmentStore::local(&c.data.join("attachments"))?;
-        Ok(Arc::new(SupportService::new(store, vault, attachments, c.ids.clone(), c.clock.clone())))
+        let service = SupportService::new(store, vault, attachments, c.ids.clone(), c.clock.clone());
+        Ok(Arc::new(service.with_retention(retention(c.settings.closed_ticket_messages))))
     }
 
     pub async fn serve(c: &mut Serving<'_>) -> anyhow::Result<Arc<dyn Service>> {
@@ -333,7 +340,12 @@ mod support {
         let attachments = AttachmentStore::open(url).context("--attachments-url")?;
         let store = c.open_own(tessera_support::SERVICE).await?;
         let vault = c.vault().await?;
-        Ok(Arc::new(SupportService::new(store, vault, attachments, c.ids.clone(), c.clock.clone())))
+        let messages = c
+            .args
+            .closed_ticket_messages_days
+            .map_or_else(MessageRetention::declared, MessageRetention::days);
+        let service = SupportService::new(store, vault, attachments, c.ids.clone(), c.clock.clone());
+        Ok(Arc::new(service.with_retention(retention(messages))))
     }
 
     pub async fn facts(store: &Store, facts: &mut Facts) -> anyhow::Result<()> {

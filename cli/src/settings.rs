@@ -23,6 +23,8 @@ pub struct EmbeddedSettings {
     pub sealer: Option<Arc<dyn tessera_vault::Sealer>>,
     /// Serve product reads from a cache in this process, emptied by inventory's events.
     pub catalogue_cache: bool,
+    /// How long support keeps a closed ticket's messages.
+    pub closed_ticket_messages: tessera_support::domain::MessageRetention,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +105,11 @@ pub struct ServeArgs {
     /// `file:///absolute/folder` for a folder every replica of support shares.
     #[arg(long, env = "TESSERA_ATTACHMENTS_URL", value_name = "URL")]
     pub(crate) attachments_url: Option<String>,
+    /// For support: days a closed ticket's messages are kept before they are erased (default:
+    /// what the data map declares, 90).
+    #[arg(long, env = "TESSERA_CLOSED_TICKET_MESSAGES_DAYS", value_name = "DAYS",
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub(crate) closed_ticket_messages_days: Option<u32>,
     /// How long an order waits for the card network before it is rejected (seconds).
     #[arg(long, default_value_t = 10.0, env = "TESSERA_PAYMENT_TIMEOUT")]
     pub(crate) payment_timeout: f64,

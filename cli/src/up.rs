@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::Args;
 use tessera_contracts::{Money, Sku};
 use tessera_inventory::domain::InventoryError;
+use tessera_support::domain::MessageRetention;
 
 use crate::config::Config;
 use crate::data_lock::DataLock;
@@ -141,6 +142,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         gateway,
         sealer: None,
         catalogue_cache: config.gateway.catalogue_cache,
+        closed_ticket_messages: MessageRetention::days(config.support.closed_ticket_messages_days),
     };
     let staff: Vec<_> =
         settings.gateway.staff.iter().map(|u| (u.email.clone(), u.password.clone())).collect();

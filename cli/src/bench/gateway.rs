@@ -143,6 +143,7 @@ async fn system(dir: &std::path::Path, catalogue_cache: bool) -> anyhow::Result<
         gateway: unlimited_gateway()?,
         sealer: None,
         catalogue_cache,
+        closed_ticket_messages: tessera_support::domain::MessageRetention::declared(),
     };
     let system = Embedded::start(dir, settings).await?;
     system
