@@ -161,7 +161,7 @@ mod tests {
             gateway: tessera_gateway::GatewayConfig::default(),
             sealer: None,
             catalogue_cache: true,
-            closed_ticket_messages: tessera_support::domain::MessageRetention::declared(),
+            retention: crate::settings::Retention::default(),
         };
         let ids: Arc<dyn IdGen> = Arc::new(UuidV7Gen);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -105,6 +105,26 @@ impl Default for Support {
     }
 }
 
+/// The audit trails' archive.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    /// Audit records older than this many days are archived to `<data>/archive`.
+    pub archive_after_days: u32,
+    /// Records per archived segment.
+    pub segment_records: usize,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        let policy = tessera_runtime::audit_archive::ArchivePolicy::default();
+        Self {
+            archive_after_days: u32::try_from(policy.older_than.as_secs() / 86_400).unwrap_or(365),
+            segment_records: policy.segment_records,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -121,6 +141,7 @@ pub struct Config {
     pub tls: Tls,
     pub gateway: Gateway,
     pub support: Support,
+    pub audit: Audit,
     /// `tessera serve`'s settings (see `crate::serve::with_file_layer`); `up` does not read them.
     #[serde(skip_serializing_if = "toml::Table::is_empty")]
     pub serve: toml::Table,
@@ -138,6 +159,7 @@ impl Default for Config {
             tls: Tls::default(),
             gateway: Gateway::default(),
             support: Support::default(),
+            audit: Audit::default(),
             serve: toml::Table::new(),
         }
     }
@@ -145,7 +167,7 @@ impl Default for Config {
 
 /// The keys the environment may set (others under `TESSERA_`, such as the test suites'
 /// variables, are not configuration).
-const ENV_KEYS: [&str; 9] = [
+const ENV_KEYS: [&str; 10] = [
     "data",
     "listen",
     "payment_timeout_seconds",
@@ -155,6 +177,7 @@ const ENV_KEYS: [&str; 9] = [
     "tls__",
     "gateway__",
     "support__",
+    "audit__",
 ];
 
 impl Config {
@@ -205,6 +228,12 @@ impl Config {
         }
         if !(1..=36_500).contains(&self.support.closed_ticket_messages_days) {
             problems.push("support.closed_ticket_messages_days: give 1 to 36500 days".to_owned());
+        }
+        if self.audit.archive_after_days == 0 {
+            problems.push("audit.archive_after_days: give at least 1 day".to_owned());
+        }
+        if !(1..=1_000_000).contains(&self.audit.segment_records) {
+            problems.push("audit.segment_records: give 1 to 1000000".to_owned());
         }
         if self.card_latency_ms > 60_000 {
             problems.push("card_latency_ms: give at most 60000".to_owned());

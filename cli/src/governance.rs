@@ -134,10 +134,15 @@ pub async fn run(args: GovernanceArgs) -> anyhow::Result<()> {
         GovernanceAction::Retention { data, json } => {
             let declared = declarations();
             let now = SystemClock.now();
+            // The embedded configuration's archive age (tessera.toml), as `up` would use it.
+            let audit = crate::config::Config::load(None, &serde_json::json!({}))
+                .map(|config| config.audit)
+                .unwrap_or_default();
+            let archive_after = std::time::Duration::from_secs(u64::from(audit.archive_after_days) * 86_400);
             let mut lines = Vec::new();
             for service in crate::registry::names().chain([tessera_gateway::SERVICE]) {
                 if let Some(store) = open_embedded(&data, service).await? {
-                    lines.extend(retention::lines(service, &store, &declared, now).await);
+                    lines.extend(retention::lines(service, &store, &declared, now, archive_after).await);
                 }
             }
             if lines.is_empty() {

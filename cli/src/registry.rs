@@ -327,7 +327,7 @@ mod support {
         let vault = c.vault().await?;
         let attachments = AttachmentStore::local(&c.data.join("attachments"))?;
         let service = SupportService::new(store, vault, attachments, c.ids.clone(), c.clock.clone());
-        Ok(Arc::new(service.with_retention(retention(c.settings.closed_ticket_messages))))
+        Ok(Arc::new(service.with_retention(retention(c.settings.retention.closed_ticket_messages))))
     }
 
     pub async fn serve(c: &mut Serving<'_>) -> anyhow::Result<Arc<dyn Service>> {

@@ -23,8 +23,16 @@ pub struct EmbeddedSettings {
     pub sealer: Option<Arc<dyn tessera_vault::Sealer>>,
     /// Serve product reads from a cache in this process, emptied by inventory's events.
     pub catalogue_cache: bool,
+    pub retention: Retention,
+}
+
+/// What the retention jobs keep, and for how long.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Retention {
     /// How long support keeps a closed ticket's messages.
     pub closed_ticket_messages: tessera_support::domain::MessageRetention,
+    /// Which audit records are archived (to `<data>/archive`), in segments of how many.
+    pub audit_archive: tessera_runtime::audit_archive::ArchivePolicy,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +118,13 @@ pub struct ServeArgs {
     #[arg(long, env = "TESSERA_CLOSED_TICKET_MESSAGES_DAYS", value_name = "DAYS",
           value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub(crate) closed_ticket_messages_days: Option<u32>,
+    /// Archive each audit chain's records older than `--audit-archive-after-days` to this
+    /// object store (`s3://bucket` or `file:///absolute/folder`, as for attachments), keeping
+    /// an anchor in the database. Without it the chain stays whole in the database.
+    #[arg(long, env = "TESSERA_AUDIT_ARCHIVE_URL", value_name = "URL")]
+    pub(crate) audit_archive_url: Option<String>,
+    #[arg(long, env = "TESSERA_AUDIT_ARCHIVE_AFTER_DAYS", default_value_t = 365, value_name = "DAYS")]
+    pub(crate) audit_archive_after_days: u32,
     /// How long an order waits for the card network before it is rejected (seconds).
     #[arg(long, default_value_t = 10.0, env = "TESSERA_PAYMENT_TIMEOUT")]
     pub(crate) payment_timeout: f64,

@@ -152,7 +152,7 @@ async fn embedded_run(args: &E2eBenchArgs, dir: &Path, mode: LoadMode) -> anyhow
         gateway: unlimited_gateway()?,
         sealer: None,
         catalogue_cache: true,
-        closed_ticket_messages: tessera_support::domain::MessageRetention::declared(),
+        retention: crate::settings::Retention::default(),
     };
     let system = Embedded::start(dir.path(), settings).await?;
     system

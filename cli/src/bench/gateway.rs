@@ -143,7 +143,7 @@ async fn system(dir: &std::path::Path, catalogue_cache: bool) -> anyhow::Result<
         gateway: unlimited_gateway()?,
         sealer: None,
         catalogue_cache,
-        closed_ticket_messages: tessera_support::domain::MessageRetention::declared(),
+        retention: crate::settings::Retention::default(),
     };
     let system = Embedded::start(dir, settings).await?;
     system

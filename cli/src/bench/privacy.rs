@@ -82,7 +82,7 @@ async fn orders_per_second(
         gateway: unlimited_gateway()?,
         sealer,
         catalogue_cache: true,
-        closed_ticket_messages: tessera_support::domain::MessageRetention::declared(),
+        retention: crate::settings::Retention::default(),
     };
     let system = Embedded::start(dir.path(), settings).await?;
     let bench = tessera_web::token::Actor::system("bench");

@@ -54,12 +54,13 @@ fn line(service: &str, field: &PersonalField, job: &str) -> RetentionLine {
 }
 
 /// The lines of `service`'s store: its own declarations, then the platform's, which every
-/// store carries.
+/// store carries. Audit records older than `audit_archive_after` are due for the archive.
 pub async fn lines(
     service: &str,
     store: &Store,
     declared: &[PersonalField],
     now: Timestamp,
+    audit_archive_after: Duration,
 ) -> Vec<RetentionLine> {
     let mut lines = Vec::new();
     for field in declared.iter().filter(|f| f.service == service) {
@@ -69,7 +70,7 @@ pub async fn lines(
         lines.push(request_keys(store, now).await);
     }
     for field in declared.iter().filter(|f| f.service == PLATFORM) {
-        lines.push(platform_line(service, field, store, now).await);
+        lines.push(platform_line(service, field, store, now, audit_archive_after).await);
     }
     lines
 }
@@ -135,7 +136,13 @@ async fn request_keys(store: &Store, now: Timestamp) -> RetentionLine {
     }
 }
 
-async fn platform_line(service: &str, field: &PersonalField, store: &Store, now: Timestamp) -> RetentionLine {
+async fn platform_line(
+    service: &str,
+    field: &PersonalField,
+    store: &Store,
+    now: Timestamp,
+    audit_archive_after: Duration,
+) -> RetentionLine {
     if field.field == tessera_store::personal_data::MESSAGE_SUBJECT.field {
         let mut line = line(service, field, "the relay (every minute): prunes sent outbox rows");
         line.due_now = count(
@@ -147,7 +154,48 @@ async fn platform_line(service: &str, field: &PersonalField, store: &Store, now:
         line.done = "pruned as it goes; not counted".to_owned();
         return line;
     }
+    if field.field == tessera_store::personal_data::AUDIT_PARTIES.field {
+        return audit_line(service, field, store, now, audit_archive_after).await;
+    }
     line(service, field, "kept with its record")
+}
+
+/// The audit chain is never cut: old segments are archived whole, an anchor left behind.
+async fn audit_line(
+    service: &str,
+    field: &PersonalField,
+    store: &Store,
+    now: Timestamp,
+    archive_after: Duration,
+) -> RetentionLine {
+    let mut line = line(
+        service,
+        field,
+        &format!("audit archive (hourly): segments older than {} day(s)", archive_after.as_secs() / 86_400),
+    );
+    line.due_now = count(
+        store,
+        "SELECT COUNT(*) AS n FROM tessera_audit WHERE at < $1",
+        now.saturating_sub(archive_after),
+    )
+    .await;
+    match store.audit_anchors().await {
+        Ok(anchors) => {
+            let archived: u64 =
+                anchors.iter().map(|a| a.last_index.saturating_sub(a.first_index).saturating_add(1)).sum();
+            line.last_run_at = anchors.last().map(|a| a.archived_at);
+            line.done = match anchors.last() {
+                Some(newest) => format!(
+                    "{archived} record(s) archived in {} segment(s); the chain verifies from index {}",
+                    anchors.len(),
+                    newest.last_index
+                ),
+                None => "nothing archived yet".to_owned(),
+            };
+        }
+        Err(error) => line.done = format!("cannot read the anchors: {error}"),
+    }
+    line
 }
 
 /// A table for a terminal.

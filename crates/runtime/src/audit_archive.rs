@@ -13,6 +13,7 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 use tessera_audit::{Anchor, Verification, encode_segment, segment_key, verify_segment};
 use tessera_store::{Store, StoreError};
+use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -20,6 +21,36 @@ pub enum ArchiveError {
     Store(#[from] StoreError),
     #[error("the audit archive failed at {key}: {source}")]
     Objects { key: String, source: object_store::Error },
+    #[error("audit archive `{0}`: use file:///absolute/folder or s3://bucket")]
+    Url(String),
+    #[error("cannot open the audit archive: {0}")]
+    Open(String),
+}
+
+/// The archive at `url`: `file:///absolute/folder` (created if missing), or `s3://bucket`
+/// configured by the usual `AWS_*` environment, as support's attachments are.
+pub fn open_archive(url: &str) -> Result<Arc<dyn ObjectStore>, ArchiveError> {
+    let failed = |error: &dyn std::fmt::Display| ArchiveError::Open(format!("{url}: {error}"));
+    if let Some(path) = url.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return Err(ArchiveError::Url(url.to_owned()));
+        }
+        std::fs::create_dir_all(path).map_err(|e| failed(&e))?;
+        let local = object_store::local::LocalFileSystem::new_with_prefix(path).map_err(|e| failed(&e))?;
+        return Ok(Arc::new(local));
+    }
+    if url.starts_with("s3://") || url.starts_with("s3a://") {
+        let s3 =
+            object_store::aws::AmazonS3Builder::from_env().with_url(url).build().map_err(|e| failed(&e))?;
+        return Ok(Arc::new(s3));
+    }
+    Err(ArchiveError::Url(url.to_owned()))
+}
+
+/// The archive of an embedded data folder: `<data>/archive`.
+pub fn embedded_archive_url(data: &std::path::Path) -> String {
+    let absolute = std::path::absolute(data).unwrap_or_else(|_| data.to_path_buf());
+    format!("file://{}", absolute.join("archive").display())
 }
 
 /// How old a record must be before it is archived, and how many records a segment holds.
@@ -32,6 +63,38 @@ pub struct ArchivePolicy {
 impl Default for ArchivePolicy {
     fn default() -> Self {
         Self { older_than: Duration::from_secs(365 * 86_400), segment_records: 10_000 }
+    }
+}
+
+/// How often a node looks for segments old enough to archive.
+pub const ARCHIVE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Where a node archives its services' audit chains, what it archives, and how often it looks.
+#[derive(Clone, Debug)]
+pub struct AuditArchive {
+    pub objects: Arc<dyn ObjectStore>,
+    pub policy: ArchivePolicy,
+    pub every: Duration,
+}
+
+/// Until `stopped`, every `archive.every`: every sealable segment of `service`'s chain
+/// archived. Nothing is kept in memory between runs: the anchors say where the next starts.
+pub(crate) async fn archive_until(
+    service: &'static str,
+    store: Store,
+    archive: AuditArchive,
+    mut stopped: watch::Receiver<bool>,
+) {
+    while !*stopped.borrow() {
+        match archive_audit(service, &store, &archive.objects, archive.policy).await {
+            Ok(anchors) if anchors.is_empty() => {}
+            Ok(anchors) => tracing::info!(service, segments = anchors.len(), "audit segments archived"),
+            Err(error) => tracing::warn!(service, %error, "audit archiving failed; retrying later"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(archive.every) => {}
+            _ = stopped.changed() => {}
+        }
     }
 }
 
