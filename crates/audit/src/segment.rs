@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 use tessera_kernel::Timestamp;
 
-use crate::chain::{GENESIS, hash_from_hex, hash_to_hex};
+use crate::chain::GENESIS;
+use crate::record::AuditRecord;
 use crate::verify::{StoredAuditRecord, Verification, Verifier};
 
 /// What is left in the database of an archived segment.
@@ -48,7 +49,7 @@ pub fn encode_segment(records: &[StoredAuditRecord]) -> Vec<u8> {
 #[derive(Serialize, Deserialize)]
 struct ArchivedRecord {
     index: u64,
-    record: crate::record::AuditRecord,
+    record: AuditRecord,
     #[serde(with = "hex_hash")]
     hash: [u8; 32],
 }
@@ -89,7 +90,7 @@ pub fn resume_point(newest: Option<&Anchor>) -> (Option<u64>, [u8; 32]) {
 mod hex_hash {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    use super::{hash_from_hex, hash_to_hex};
+    use crate::chain::{hash_from_hex, hash_to_hex};
 
     pub fn serialize<S: Serializer>(hash: &[u8; 32], serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&hash_to_hex(hash))
@@ -105,7 +106,6 @@ mod hex_hash {
 mod tests {
     use super::*;
     use crate::chain::next_link;
-    use crate::record::AuditRecord;
     use crate::verify::ChainBreak;
 
     fn chain(n: u64) -> Vec<StoredAuditRecord> {
