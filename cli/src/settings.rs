@@ -123,6 +123,8 @@ pub struct ServeArgs {
     /// an anchor in the database. Without it the chain stays whole in the database.
     #[arg(long, env = "TESSERA_AUDIT_ARCHIVE_URL", value_name = "URL")]
     pub(crate) audit_archive_url: Option<String>,
+    /// With `--audit-archive-url`: how old (days) every record of a segment must be before it
+    /// is archived.
     #[arg(long, env = "TESSERA_AUDIT_ARCHIVE_AFTER_DAYS", default_value_t = 365, value_name = "DAYS")]
     pub(crate) audit_archive_after_days: u32,
     /// How long an order waits for the card network before it is rejected (seconds).
