@@ -1,6 +1,7 @@
 //! The old part of an audit chain archived to an object store on a manual clock: the chain
 //! left in the table verifies from its newest anchor, the archived segments verify against
-//! their anchors, and tampering with either is found where it was done.
+//! their anchors, and tampering with either is found where it was done. On SQLite, and on
+//! PostgreSQL too when `TESSERA_TEST_POSTGRES` names a server.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +16,12 @@ use tessera_testkit::TempDataDir;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
-async fn store(dir: &TempDataDir, clock: &Arc<ManualClock>) -> Store {
-    let config = StoreConfig::Sqlite { path: dir.file("support.db"), options: SqliteOptions::default() };
-    Store::open_with_clock(&config, &[], clock.clone()).await.expect("store")
+fn sqlite(dir: &TempDataDir) -> StoreConfig {
+    StoreConfig::Sqlite { path: dir.file("support.db"), options: SqliteOptions::default() }
+}
+
+async fn store(config: &StoreConfig, clock: &Arc<ManualClock>) -> Store {
+    Store::open_with_clock(config, &[], clock.clone()).await.expect("store")
 }
 
 async fn append(store: &Store, clock: &ManualClock, n: u64) {
@@ -42,10 +46,9 @@ fn policy() -> ArchivePolicy {
 }
 
 /// 25 records a year and more ago, 3 recent ones; two full segments archived.
-async fn archived() -> (TempDataDir, Arc<ManualClock>, Store, Arc<dyn ObjectStore>) {
-    let dir = TempDataDir::new();
+async fn archived(config: &StoreConfig) -> (Arc<ManualClock>, Store, Arc<dyn ObjectStore>) {
     let clock = Arc::new(ManualClock::new(Timestamp::from_micros(1_800_000_000_000_000)));
-    let store = store(&dir, &clock).await;
+    let store = store(config, &clock).await;
     append(&store, &clock, 25).await;
     clock.advance(DAY * 400);
     append(&store, &clock, 3).await;
@@ -54,7 +57,7 @@ async fn archived() -> (TempDataDir, Arc<ManualClock>, Store, Arc<dyn ObjectStor
     archive.put(&Path::from(tessera_audit_key(0, 9)), b"garbage".to_vec().into()).await.expect("put");
     let anchors = archive_audit("support", &store, &archive, policy()).await.expect("archive");
     assert_eq!(anchors.iter().map(|a| (a.first_index, a.last_index)).collect::<Vec<_>>(), [(0, 9), (10, 19)]);
-    (dir, clock, store, archive)
+    (clock, store, archive)
 }
 
 fn tessera_audit_key(first: u64, last: u64) -> String {
@@ -62,8 +65,20 @@ fn tessera_audit_key(first: u64, last: u64) -> String {
 }
 
 #[tokio::test]
-async fn an_archived_chain_verifies_from_its_anchor_and_its_segments_against_theirs() {
-    let (dir, clock, store, archive) = archived().await;
+async fn on_sqlite_an_archived_chain_verifies_from_its_anchor_and_its_segments_against_theirs() {
+    let dir = TempDataDir::new();
+    archived_chain_verifies(&sqlite(&dir)).await;
+}
+
+#[tokio::test]
+async fn on_postgres_an_archived_chain_verifies_from_its_anchor_and_its_segments_against_theirs() {
+    let Some(database) = tessera_testkit::TempPostgres::create().await else { return };
+    let options = tessera_store::PostgresOptions { create_database: false, ..Default::default() };
+    archived_chain_verifies(&StoreConfig::Postgres { url: database.url().to_owned(), options }).await;
+}
+
+async fn archived_chain_verifies(config: &StoreConfig) {
+    let (clock, store, archive) = archived(config).await;
     let remaining = store.verify_audit(None).await.expect("verify");
     assert!(remaining.ok, "{remaining:?}");
     assert_eq!(remaining.records, 8, "records 20 to 27 stay");
@@ -74,7 +89,7 @@ async fn an_archived_chain_verifies_from_its_anchor_and_its_segments_against_the
 
     // Idempotent: nothing more is old enough to fill a segment, across a restart too.
     drop(store);
-    let store = self::store(&dir, &clock).await;
+    let store = self::store(config, &clock).await;
     assert!(archive_audit("support", &store, &archive, policy()).await.expect("archive").is_empty());
     // New records still link to the head that stayed.
     append(&store, &clock, 2).await;
@@ -83,7 +98,8 @@ async fn an_archived_chain_verifies_from_its_anchor_and_its_segments_against_the
 
 #[tokio::test]
 async fn a_tampered_archived_segment_is_named_with_its_index() {
-    let (_dir, _clock, store, archive) = archived().await;
+    let dir = TempDataDir::new();
+    let (_clock, store, archive) = archived(&sqlite(&dir)).await;
     let key = Path::from(tessera_audit_key(10, 19));
     let text = archive.get(&key).await.expect("get").bytes().await.expect("bytes");
     let tampered = String::from_utf8(text.to_vec()).expect("utf-8").replace("user-13\"", "user-X\"");
@@ -102,7 +118,8 @@ async fn a_tampered_archived_segment_is_named_with_its_index() {
 
 #[tokio::test]
 async fn a_tampered_or_missing_record_after_the_anchor_is_named_with_its_index() {
-    let (_dir, _clock, store, _archive) = archived().await;
+    let dir = TempDataDir::new();
+    let (_clock, store, _archive) = archived(&sqlite(&dir)).await;
     let mut unit = store.begin();
     unit.execute(Statement::new("UPDATE tessera_audit SET actor = 'someone' WHERE idx = 22"));
     unit.commit().await.expect("tamper");

@@ -1,10 +1,12 @@
 //! Closed tickets' messages erased once their retention has passed, on a manual clock and a
-//! real SQLite file that is closed and reopened in between (a restart).
+//! real store (a SQLite file; PostgreSQL too when `TESSERA_TEST_POSTGRES` names a server) that
+//! is closed and reopened in between (a restart).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_kernel::{Clock, ManualClock, Timestamp, UuidV7Gen};
+use tessera_runtime::audit_archive::{ArchivePolicy, archive_audit, verify_archived};
 use tessera_store::{SqliteOptions, Store, StoreConfig};
 use tessera_support::domain::MessageRetention;
 use tessera_support::retention::{self, ERASE_ACTION, RetentionSettings, Sweep};
@@ -16,12 +18,11 @@ use uuid::Uuid;
 const DAY: Duration = Duration::from_secs(86_400);
 
 async fn start(
-    dir: &TempDataDir,
+    config: &StoreConfig,
     clock: &Arc<ManualClock>,
     vault: &Arc<dyn tessera_vault::Sealer>,
 ) -> Support {
-    let config = StoreConfig::Sqlite { path: dir.file("support.db"), options: SqliteOptions::default() };
-    let store = Store::open_with_clock(&config, &tessera_support::migrations(), clock.clone())
+    let store = Store::open_with_clock(config, &tessera_support::migrations(), clock.clone())
         .await
         .expect("support store");
     Support::new(store, vault.clone(), AttachmentStore::in_memory(), Arc::new(UuidV7Gen), clock.clone())
@@ -42,12 +43,33 @@ async fn tickets(support: &Support) -> (Uuid, Uuid) {
     (closed, open)
 }
 
+fn sqlite(dir: &TempDataDir) -> StoreConfig {
+    StoreConfig::Sqlite { path: dir.file("support.db"), options: SqliteOptions::default() }
+}
+
 #[tokio::test]
-async fn a_closed_tickets_messages_are_kept_for_the_declared_days_then_erased_once_across_a_restart() {
+async fn on_sqlite_a_closed_tickets_messages_are_kept_for_the_declared_days_then_erased_once_across_a_restart()
+ {
     let dir = TempDataDir::new();
+    kept_then_erased_once_across_a_restart(&sqlite(&dir)).await;
+}
+
+#[tokio::test]
+async fn on_postgres_a_closed_tickets_messages_are_kept_for_the_declared_days_then_erased_once_across_a_restart()
+ {
+    let Some(database) = tessera_testkit::TempPostgres::create().await else { return };
+    let options = tessera_store::PostgresOptions { create_database: false, ..Default::default() };
+    kept_then_erased_once_across_a_restart(&StoreConfig::Postgres {
+        url: database.url().to_owned(),
+        options,
+    })
+    .await;
+}
+
+async fn kept_then_erased_once_across_a_restart(config: &StoreConfig) {
     let vault = tessera_testkit::temporary_vault().await;
     let clock = Arc::new(ManualClock::new(Timestamp::from_micros(1_800_000_000_000_000)));
-    let support = start(&dir, &clock, &vault).await;
+    let support = start(config, &clock, &vault).await;
     let (closed, open) = tickets(&support).await;
     let closed_at = clock.now();
 
@@ -61,7 +83,7 @@ async fn a_closed_tickets_messages_are_kept_for_the_declared_days_then_erased_on
 
     // A restart: nothing of the job lived in memory, so nothing is lost.
     drop(support);
-    let support = start(&dir, &clock, &vault).await;
+    let support = start(config, &clock, &vault).await;
     clock.advance(DAY + Duration::from_secs(1));
     let status = retention::status(support.store(), None, clock.now()).await.expect("status");
     assert_eq!((status.due_tickets, status.due_messages), (1, 2));
@@ -88,6 +110,17 @@ async fn a_closed_tickets_messages_are_kept_for_the_declared_days_then_erased_on
     );
     assert!(support.store().verify_audit(None).await.expect("verify").ok);
 
+    // The audit records of the ticket's life, older than 30 days, archived: the chain still
+    // verifies from its anchor, and the archived segments against theirs.
+    let archive: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let policy = ArchivePolicy { older_than: DAY * 30, segment_records: 2 };
+    let anchors = archive_audit("support", support.store(), &archive, policy).await.expect("archive");
+    assert_eq!(anchors.last().map(|a| a.last_index), Some(3), "open, reply, open, close archived");
+    let remaining = support.store().verify_audit(None).await.expect("verify");
+    assert!(remaining.ok && remaining.records == 1, "the erasure's record stays: {remaining:?}");
+    let segments = verify_archived(support.store(), &archive).await.expect("verify archived");
+    assert!(segments.len() == 2 && segments.iter().all(|s| s.ok()), "{segments:?}");
+
     // An open ticket's messages are never due.
     clock.advance(DAY * 3650);
     assert_eq!(support.erase_due_messages().await.expect("sweep"), Sweep::default());
@@ -100,7 +133,7 @@ async fn a_setting_replaces_the_declared_retention() {
     let vault = tessera_testkit::temporary_vault().await;
     let clock = Arc::new(ManualClock::new(Timestamp::from_micros(1_800_000_000_000_000)));
     let settings = RetentionSettings { messages: MessageRetention::days(30), ..RetentionSettings::default() };
-    let support = start(&dir, &clock, &vault).await.with_retention(settings);
+    let support = start(&sqlite(&dir), &clock, &vault).await.with_retention(settings);
     let (closed, _) = tickets(&support).await;
 
     clock.advance(DAY * 29);
