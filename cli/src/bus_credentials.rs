@@ -162,6 +162,7 @@ mod tests {
             sealer: None,
             catalogue_cache: true,
             attachment_limits: tessera_support::AttachmentLimits::default(),
+            retention: crate::settings::Retention::default(),
         };
         let ids: Arc<dyn IdGen> = Arc::new(UuidV7Gen);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);

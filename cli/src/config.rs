@@ -89,7 +89,7 @@ impl Default for Gateway {
     }
 }
 
-/// Support's limits on tickets' attachments.
+/// The support service's settings: attachment limits and message retention.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Support {
@@ -97,6 +97,8 @@ pub struct Support {
     pub attachment_mib_per_ticket: u64,
     pub attachment_mib_per_customer: u64,
     pub concurrent_uploads: usize,
+    /// Days a closed ticket's messages are kept before the retention job erases them.
+    pub closed_ticket_messages_days: u32,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -104,11 +106,14 @@ const MIB: u64 = 1024 * 1024;
 impl Default for Support {
     fn default() -> Self {
         let limits = tessera_support::AttachmentLimits::default();
+        // The data map's declaration, so the default and the map say the same.
+        let declared = tessera_support::domain::MessageRetention::declared().in_days();
         Self {
             attachment_files_per_ticket: limits.files_per_ticket,
             attachment_mib_per_ticket: limits.bytes_per_ticket / MIB,
             attachment_mib_per_customer: limits.bytes_per_customer / MIB,
             concurrent_uploads: limits.concurrent_uploads,
+            closed_ticket_messages_days: u32::try_from(declared).unwrap_or(90),
         }
     }
 }
@@ -120,6 +125,26 @@ impl Support {
             bytes_per_ticket: self.attachment_mib_per_ticket.saturating_mul(MIB),
             bytes_per_customer: self.attachment_mib_per_customer.saturating_mul(MIB),
             concurrent_uploads: self.concurrent_uploads,
+        }
+    }
+}
+
+/// The audit trails' archive.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    /// Audit records older than this many days are archived to `<data>/archive`.
+    pub archive_after_days: u32,
+    /// Records per archived segment.
+    pub segment_records: usize,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        let policy = tessera_runtime::audit_archive::ArchivePolicy::default();
+        Self {
+            archive_after_days: u32::try_from(policy.older_than.as_secs() / 86_400).unwrap_or(365),
+            segment_records: policy.segment_records,
         }
     }
 }
@@ -140,6 +165,7 @@ pub struct Config {
     pub tls: Tls,
     pub gateway: Gateway,
     pub support: Support,
+    pub audit: Audit,
     /// `tessera serve`'s settings (see `crate::serve::with_file_layer`); `up` does not read them.
     #[serde(skip_serializing_if = "toml::Table::is_empty")]
     pub serve: toml::Table,
@@ -157,6 +183,7 @@ impl Default for Config {
             tls: Tls::default(),
             gateway: Gateway::default(),
             support: Support::default(),
+            audit: Audit::default(),
             serve: toml::Table::new(),
         }
     }
@@ -164,7 +191,7 @@ impl Default for Config {
 
 /// The keys the environment may set (others under `TESSERA_`, such as the test suites'
 /// variables, are not configuration).
-const ENV_KEYS: [&str; 9] = [
+const ENV_KEYS: [&str; 10] = [
     "data",
     "listen",
     "payment_timeout_seconds",
@@ -174,6 +201,7 @@ const ENV_KEYS: [&str; 9] = [
     "tls__",
     "gateway__",
     "support__",
+    "audit__",
 ];
 
 impl Config {
@@ -221,6 +249,15 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.card_failure_rate) {
             problems.push("card_failure_rate: give a share from 0 to 1".to_owned());
+        }
+        if !(1..=36_500).contains(&self.support.closed_ticket_messages_days) {
+            problems.push("support.closed_ticket_messages_days: give 1 to 36500 days".to_owned());
+        }
+        if self.audit.archive_after_days == 0 {
+            problems.push("audit.archive_after_days: give at least 1 day".to_owned());
+        }
+        if !(1..=1_000_000).contains(&self.audit.segment_records) {
+            problems.push("audit.segment_records: give 1 to 1000000".to_owned());
         }
         if self.card_latency_ms > 60_000 {
             problems.push("card_latency_ms: give at most 60000".to_owned());

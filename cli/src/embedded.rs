@@ -12,6 +12,7 @@ use tessera_bus::InProcessTransport;
 use tessera_gateway::catalogue::{Catalogue, CatalogueInvalidation, LocalCache};
 use tessera_gateway::{Gateway, InProcess, ServiceClient, Services, TokenSettings};
 use tessera_kernel::{Clock, IdGen, SystemClock, UuidV7Gen};
+use tessera_runtime::audit_archive::{ARCHIVE_EVERY, AuditArchive, embedded_archive_url, open_archive};
 use tessera_runtime::{Node, NodeOptions, Service};
 
 use crate::registry::{self, Embedding};
@@ -55,7 +56,15 @@ impl Embedded {
         let node = Node::start(
             services,
             transport.clone(),
-            NodeOptions { upcasters: crate::contracts::upcasters(), ..NodeOptions::default() },
+            NodeOptions {
+                upcasters: crate::contracts::upcasters(),
+                audit_archive: Some(AuditArchive {
+                    objects: open_archive(&embedded_archive_url(data))?,
+                    policy: settings.retention.audit_archive,
+                    every: ARCHIVE_EVERY,
+                }),
+                ..NodeOptions::default()
+            },
         )?;
         let client = |name: &'static str| -> anyhow::Result<Arc<dyn ServiceClient>> {
             let router =

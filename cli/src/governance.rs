@@ -1,9 +1,10 @@
 //! `tessera governance`: the data map, generated from the declarations each service makes of
 //! the personal data it keeps (the same declarations its sealing and masking code act on),
 //! and the scan that holds a data folder to them: a canary's bytes found where no declaration
-//! says they may be fail it.
+//! says they may be fail it. `retention` shows what each declared retention has due and done.
 
 mod access;
+mod retention;
 mod scan;
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use tessera_kernel::personal::PersonalField;
+use tessera_kernel::{Clock, SystemClock};
 use tessera_store::{SqliteOptions, Store, StoreConfig, StoredAuditRecord};
 
 #[derive(Debug, Args)]
@@ -48,6 +50,15 @@ enum GovernanceAction {
         /// The customer's id.
         #[arg(long)]
         customer: String,
+        /// The embedded data folder.
+        #[arg(long, default_value = "tessera-data", env = "TESSERA_DATA")]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per service, each declared retention, the job that carries it out, what is due now and
+    /// what was done, read from the stores of an embedded data folder.
+    Retention {
         /// The embedded data folder.
         #[arg(long, default_value = "tessera-data", env = "TESSERA_DATA")]
         data: PathBuf,
@@ -120,21 +131,50 @@ pub async fn run(args: GovernanceArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        GovernanceAction::Retention { data, json } => {
+            let declared = declarations();
+            let now = SystemClock.now();
+            // The embedded configuration's archive age (tessera.toml), as `up` would use it.
+            let audit = crate::config::Config::load(None, &serde_json::json!({}))
+                .map(|config| config.audit)
+                .unwrap_or_default();
+            let archive_after = std::time::Duration::from_secs(u64::from(audit.archive_after_days) * 86_400);
+            let mut lines = Vec::new();
+            for service in crate::registry::names().chain([tessera_gateway::SERVICE]) {
+                if let Some(store) = open_embedded(&data, service).await? {
+                    lines.extend(retention::lines(service, &store, &declared, now, archive_after).await);
+                }
+            }
+            if lines.is_empty() {
+                bail!("no store in {}: check --data", data.display());
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&lines)?);
+            } else {
+                print!("{}", retention::table(&lines));
+            }
+        }
     }
     Ok(())
+}
+
+/// `service`'s store in an embedded data folder, if it has one.
+async fn open_embedded(data: &Path, service: &str) -> anyhow::Result<Option<Store>> {
+    let path = data.join(format!("{service}.db"));
+    if !path.exists() {
+        return Ok(None);
+    }
+    let config = StoreConfig::Sqlite { path, options: SqliteOptions::default() };
+    let store =
+        Store::open(&config, &[]).await.with_context(|| format!("cannot open the {service} store"))?;
+    Ok(Some(store))
 }
 
 /// Every service's audit trail in an embedded data folder, the gateway's too.
 async fn trails(data: &Path) -> anyhow::Result<Vec<(String, Vec<StoredAuditRecord>)>> {
     let mut trails = Vec::new();
     for service in crate::registry::names().chain([tessera_gateway::SERVICE]) {
-        let path = data.join(format!("{service}.db"));
-        if !path.exists() {
-            continue;
-        }
-        let config = StoreConfig::Sqlite { path, options: SqliteOptions::default() };
-        let store =
-            Store::open(&config, &[]).await.with_context(|| format!("cannot open the {service} store"))?;
+        let Some(store) = open_embedded(data, service).await? else { continue };
         let mut records: Vec<StoredAuditRecord> = Vec::new();
         loop {
             let page = store.audit_records(records.last().map(|r| r.index), 1000).await?;

@@ -312,16 +312,24 @@ mod customers {
 }
 
 mod support {
+    use tessera_support::domain::MessageRetention;
+    use tessera_support::retention::RetentionSettings;
     use tessera_support::{AttachmentStore, SupportService};
 
     use super::*;
+
+    fn retention(messages: MessageRetention) -> RetentionSettings {
+        RetentionSettings { messages, ..RetentionSettings::default() }
+    }
 
     pub async fn embedded(c: &mut Embedding<'_>) -> anyhow::Result<Arc<dyn Service>> {
         let store = c.open_own(tessera_support::SERVICE).await?;
         let vault = c.vault().await?;
         let attachments = AttachmentStore::local(&c.data.join("attachments"))?;
-        let support = SupportService::new(store, vault, attachments, c.ids.clone(), c.clock.clone());
-        Ok(Arc::new(support.with_attachment_limits(c.settings.attachment_limits)))
+        let support = SupportService::new(store, vault, attachments, c.ids.clone(), c.clock.clone())
+            .with_attachment_limits(c.settings.attachment_limits)
+            .with_retention(retention(c.settings.retention.closed_ticket_messages));
+        Ok(Arc::new(support))
     }
 
     pub async fn serve(c: &mut Serving<'_>) -> anyhow::Result<Arc<dyn Service>> {
@@ -343,8 +351,14 @@ mod support {
         limits.validate().context("attachment limits")?;
         let store = c.open_own(tessera_support::SERVICE).await?;
         let vault = c.vault().await?;
-        let support = SupportService::new(store, vault, attachments, c.ids.clone(), c.clock.clone());
-        Ok(Arc::new(support.with_attachment_limits(limits)))
+        let messages = c
+            .args
+            .closed_ticket_messages_days
+            .map_or_else(MessageRetention::declared, MessageRetention::days);
+        let support = SupportService::new(store, vault, attachments, c.ids.clone(), c.clock.clone())
+            .with_attachment_limits(limits)
+            .with_retention(retention(messages));
+        Ok(Arc::new(support))
     }
 
     pub async fn facts(store: &Store, facts: &mut Facts) -> anyhow::Result<()> {

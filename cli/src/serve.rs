@@ -15,6 +15,7 @@ use tessera_bus::{NatsOptions, NatsTransport, NkeySeed};
 use tessera_gateway::catalogue::{Catalogue, CatalogueInvalidation, RedisCache, RedisSettings};
 use tessera_gateway::{Gateway, GatewayConfig, Http, PublicDocument, ServiceClient, Services, TokenSettings};
 use tessera_kernel::{SystemClock, UuidV7Gen};
+use tessera_runtime::audit_archive::{ARCHIVE_EVERY, ArchivePolicy, AuditArchive, open_archive};
 use tessera_runtime::{Node, NodeOptions, Storage, open_store};
 
 pub use crate::settings::ServeArgs;
@@ -160,10 +161,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
     };
     let transport = connect_bus(&args, name).await?;
+    let audit_archive = match &args.audit_archive_url {
+        Some(url) => Some(AuditArchive {
+            objects: open_archive(url).context("--audit-archive-url")?,
+            policy: ArchivePolicy {
+                older_than: Duration::from_secs(u64::from(args.audit_archive_after_days) * 86_400),
+                ..ArchivePolicy::default()
+            },
+            every: ARCHIVE_EVERY,
+        }),
+        None => None,
+    };
     let node = Node::start(
         vec![service],
         Arc::new(transport),
-        NodeOptions { upcasters: crate::contracts::upcasters(), ..NodeOptions::default() },
+        NodeOptions { upcasters: crate::contracts::upcasters(), audit_archive, ..NodeOptions::default() },
     )?;
     let routes = node.service_router(name).context("the service's routes")?;
     let readiness = node.readiness();

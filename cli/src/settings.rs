@@ -25,6 +25,16 @@ pub struct EmbeddedSettings {
     pub catalogue_cache: bool,
     /// Support's quotas on attachments and its concurrent uploads.
     pub attachment_limits: tessera_support::AttachmentLimits,
+    pub retention: Retention,
+}
+
+/// What the retention jobs keep, and for how long.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Retention {
+    /// How long support keeps a closed ticket's messages.
+    pub closed_ticket_messages: tessera_support::domain::MessageRetention,
+    /// Which audit records are archived (to `<data>/archive`), in segments of how many.
+    pub audit_archive: tessera_runtime::audit_archive::ArchivePolicy,
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +127,20 @@ pub struct ServeArgs {
     /// For support: uploads streamed at once; one more is answered 503 with Retry-After.
     #[arg(long, env = "TESSERA_CONCURRENT_UPLOADS", default_value_t = 16)]
     pub(crate) concurrent_uploads: usize,
+    /// For support: days a closed ticket's messages are kept before they are erased (default:
+    /// what the data map declares, 90).
+    #[arg(long, env = "TESSERA_CLOSED_TICKET_MESSAGES_DAYS", value_name = "DAYS",
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub(crate) closed_ticket_messages_days: Option<u32>,
+    /// Archive each audit chain's records older than `--audit-archive-after-days` to this
+    /// object store (`s3://bucket` or `file:///absolute/folder`, as for attachments), keeping
+    /// an anchor in the database. Without it the chain stays whole in the database.
+    #[arg(long, env = "TESSERA_AUDIT_ARCHIVE_URL", value_name = "URL")]
+    pub(crate) audit_archive_url: Option<String>,
+    /// With `--audit-archive-url`: how old (days) every record of a segment must be before it
+    /// is archived.
+    #[arg(long, env = "TESSERA_AUDIT_ARCHIVE_AFTER_DAYS", default_value_t = 365, value_name = "DAYS")]
+    pub(crate) audit_archive_after_days: u32,
     /// How long an order waits for the card network before it is rejected (seconds).
     #[arg(long, default_value_t = 10.0, env = "TESSERA_PAYMENT_TIMEOUT")]
     pub(crate) payment_timeout: f64,

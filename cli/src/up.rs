@@ -11,10 +11,13 @@ use anyhow::Context;
 use clap::Args;
 use tessera_contracts::{Money, Sku};
 use tessera_inventory::domain::InventoryError;
+use tessera_runtime::audit_archive::ArchivePolicy;
+use tessera_support::domain::MessageRetention;
 
 use crate::config::Config;
 use crate::data_lock::DataLock;
 use crate::embedded::{Embedded, EmbeddedSettings};
+use crate::settings::Retention;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -142,6 +145,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         sealer: None,
         catalogue_cache: config.gateway.catalogue_cache,
         attachment_limits: config.attachment_limits(),
+        retention: Retention {
+            closed_ticket_messages: MessageRetention::days(config.support.closed_ticket_messages_days),
+            audit_archive: ArchivePolicy {
+                older_than: Duration::from_secs(u64::from(config.audit.archive_after_days) * 86_400),
+                segment_records: config.audit.segment_records,
+            },
+        },
     };
     let staff: Vec<_> =
         settings.gateway.staff.iter().map(|u| (u.email.clone(), u.password.clone())).collect();

@@ -153,6 +153,7 @@ async fn embedded_run(args: &E2eBenchArgs, dir: &Path, mode: LoadMode) -> anyhow
         sealer: None,
         catalogue_cache: true,
         attachment_limits: tessera_support::AttachmentLimits::default(),
+        retention: crate::settings::Retention::default(),
     };
     let system = Embedded::start(dir.path(), settings).await?;
     system

@@ -144,6 +144,7 @@ async fn system(dir: &std::path::Path, catalogue_cache: bool) -> anyhow::Result<
         sealer: None,
         catalogue_cache,
         attachment_limits: tessera_support::AttachmentLimits::default(),
+        retention: crate::settings::Retention::default(),
     };
     let system = Embedded::start(dir, settings).await?;
     system

@@ -93,6 +93,7 @@ async fn orders_per_second(
         sealer,
         catalogue_cache: true,
         attachment_limits: tessera_support::AttachmentLimits::default(),
+        retention: crate::settings::Retention::default(),
     };
     let system = Embedded::start(dir.path(), settings).await?;
     let bench = tessera_web::token::Actor::system("bench");

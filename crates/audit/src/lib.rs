@@ -8,13 +8,18 @@
 //! someone able to rewrite the table can also recompute every hash after an edit; only a head
 //! published outside the database catches that, so publish it somewhere they cannot write.
 //!
+//! Old records may be sealed into segments and archived (`segment`): an [`Anchor`] stays
+//! behind, and the chain verifies from it.
+//!
 //! This crate is pure (no I/O): the store appends records inside its units of work and pages
 //! its table through a [`Verifier`].
 
 mod chain;
 mod record;
+mod segment;
 mod verify;
 
 pub use chain::{GENESIS, hash_from_hex, hash_to_hex, link, next_link};
 pub use record::AuditRecord;
+pub use segment::{Anchor, encode_segment, resume_point, segment_key, verify_segment};
 pub use verify::{ChainBreak, StoredAuditRecord, Verification, Verifier, verify};

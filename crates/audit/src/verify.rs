@@ -78,6 +78,18 @@ impl Verifier {
         Self { published_head, next_index: 0, prev_hash: GENESIS, records: 0, broken: None }
     }
 
+    /// Verifies records after `index`, whose hash was `hash`: the chain from an anchor, its
+    /// older records archived (see `crate::segment`).
+    pub fn resume(index: u64, hash: [u8; 32], published_head: Option<(u64, [u8; 32])>) -> Self {
+        Self {
+            published_head,
+            next_index: index.saturating_add(1),
+            prev_hash: hash,
+            records: 0,
+            broken: None,
+        }
+    }
+
     /// The index the next record must have; a store pages from here.
     pub fn next_index(&self) -> u64 {
         self.next_index

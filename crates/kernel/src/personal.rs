@@ -76,6 +76,17 @@ pub enum Retention {
     WithRecord(&'static str),
 }
 
+impl Retention {
+    /// How long after its moment a field declared [`Retention::Days`] is kept; `None` for the
+    /// others, which no clock ends.
+    pub fn period(&self) -> Option<std::time::Duration> {
+        match self {
+            Retention::Days { days, .. } => Some(std::time::Duration::from_secs(u64::from(*days) * 86_400)),
+            Retention::UntilErasure | Retention::WithRecord(_) => None,
+        }
+    }
+}
+
 /// Where a field lies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -283,6 +294,14 @@ mod tests {
         let not_the_field =
             seen("support", "x", "y", Some("support.TicketOpened"), Some("payload.unsubject"));
         assert!(!TICKET_SUBJECT.covers(&not_the_field));
+    }
+
+    #[test]
+    fn only_a_retention_in_days_has_a_period() {
+        let ninety = Retention::Days { days: 90, after: "the ticket is closed" };
+        assert_eq!(ninety.period(), Some(std::time::Duration::from_secs(90 * 86_400)));
+        assert_eq!(Retention::UntilErasure.period(), None);
+        assert_eq!(Retention::WithRecord("ledger").period(), None);
     }
 
     #[test]

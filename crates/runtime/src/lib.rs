@@ -4,6 +4,7 @@
 //! Only this crate and the binary know which backends and transports exist.
 
 mod admin;
+pub mod audit_archive;
 mod audit_head;
 mod gauges;
 pub mod metrics;

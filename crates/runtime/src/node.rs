@@ -33,6 +33,8 @@ pub struct NodeOptions {
     /// Lifts old versions of messages before any subscriber's handler sees them (the
     /// contracts' upcasters, which `tessera contracts check` verifies).
     pub upcasters: Arc<Upcasters>,
+    /// Where old segments of each service's audit chain are archived; `None`: kept in place.
+    pub audit_archive: Option<crate::audit_archive::AuditArchive>,
 }
 
 impl Default for NodeOptions {
@@ -43,6 +45,7 @@ impl Default for NodeOptions {
             audit_head_every: Duration::from_secs(30),
             gauges_every: Duration::from_secs(5),
             upcasters: Arc::new(Upcasters::new()),
+            audit_archive: None,
         }
     }
 }
@@ -126,6 +129,14 @@ impl Node {
                 options.audit_head_every,
                 stopped.clone(),
             )));
+            if let Some(archive) = &options.audit_archive {
+                tasks.push(tokio::spawn(crate::audit_archive::archive_until(
+                    service.name(),
+                    service.store().clone(),
+                    archive.clone(),
+                    stopped.clone(),
+                )));
+            }
             tasks.push(tokio::spawn(crate::gauges::sample_until(
                 service.name(),
                 service.store().clone(),

@@ -9,6 +9,7 @@
 
 mod activity;
 mod aggregate;
+mod audit_segments;
 mod backend;
 mod error;
 mod facts;
@@ -37,7 +38,7 @@ pub use postgres::{
 pub use sqlite::{SqliteOptions, Synchronous};
 pub use store::{Store, StoreConfig};
 pub use tessera_audit::{
-    AuditRecord, ChainBreak, StoredAuditRecord, Verification, hash_from_hex, hash_to_hex,
+    Anchor, AuditRecord, ChainBreak, StoredAuditRecord, Verification, hash_from_hex, hash_to_hex,
 };
 pub use unit::UnitOfWork;
 pub use version::ExpectedVersion;

@@ -234,8 +234,25 @@ pub(crate) const CORE: MigrationSet = MigrationSet {
             ALTER TABLE tessera_outbox DROP COLUMN envelope;
         ",
         },
+        Migration {
+            version: 4,
+            name: "audit anchors",
+            // What stays of an archived segment of the audit chain (`tessera_audit::Anchor`):
+            // its range, the hash of its last record (hex) and where the archive keeps it.
+            sqlite: AUDIT_ANCHORS,
+            postgres: AUDIT_ANCHORS,
+        },
     ],
 };
+
+const AUDIT_ANCHORS: &str = "
+    CREATE TABLE tessera_audit_anchors (
+        first_idx BIGINT NOT NULL CHECK (first_idx >= 0),
+        last_idx BIGINT PRIMARY KEY CHECK (last_idx >= first_idx),
+        hash TEXT NOT NULL CHECK (length(hash) = 64),
+        object_key TEXT NOT NULL,
+        archived_at BIGINT NOT NULL
+    );";
 
 #[cfg(test)]
 mod tests {

@@ -35,11 +35,16 @@ pub const AUDIT_PARTIES: PersonalField = PersonalField {
     protection: &[Protection::Plain(
         "the audit trail must say who read or changed a person's data; its records are hash-chained and never edited",
     )],
-    retention: Retention::WithRecord("an audit record is kept as long as the chain it is part of"),
+    retention: Retention::WithRecord(
+        "an audit record is kept as long as the chain it is part of; old segments move whole to the archive, an anchor left behind",
+    ),
     purpose: "accountability: who read or changed a person's data, when and how",
     locations: &[
         Location::Column { table: "tessera_audit", column: "actor" },
         Location::Column { table: "tessera_audit", column: "resource" },
+        // Archived segments of the chain (`tessera_audit::segment_key`), in the embedded data
+        // folder's archive.
+        Location::Objects { prefix: "archive/audit" },
     ],
 };
 

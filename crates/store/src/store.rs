@@ -38,7 +38,7 @@ impl StoreConfig {
                 let path = path.clone();
                 tokio::task::spawn_blocking(move || crate::sqlite::holds_a_store(&path))
                     .await
-                    .map_err(|e| crate::StoreError::Io(std::io::Error::other(e)))?
+                    .map_err(|e| crate::error::StoreError::Io(std::io::Error::other(e)))?
             }
             Self::Postgres { url, .. } => crate::postgres::holds_a_store(url).await,
         }
@@ -249,10 +249,18 @@ impl Store {
     /// Reads the whole audit chain, a page at a time, and checks every link and, if given,
     /// the last published head. A broken chain is an `Ok` answer naming the first bad index;
     /// `Err` means the table could not be read.
+    ///
+    /// The chain is verified from its newest anchor when older segments were archived
+    /// (`audit_segments`): their records are no longer here, and the anchor's hash stands for them.
     pub async fn verify_audit(&self, published_head: Option<(u64, [u8; 32])>) -> Result<Verification> {
         const PAGE: usize = 1_000;
-        let mut verifier = Verifier::new(published_head);
-        let mut after = None;
+        let anchors = self.audit_anchors().await?;
+        let (mut after, mut verifier) = match anchors.last() {
+            None => (None, Verifier::new(published_head)),
+            Some(anchor) => {
+                (Some(anchor.last_index), Verifier::resume(anchor.last_index, anchor.hash, published_head))
+            }
+        };
         loop {
             let page = self.backend.audit_page(after, PAGE).await?;
             for row in &page {

@@ -2,13 +2,15 @@
 //! order, and support's own replica of order summaries, built from the orders service's
 //! events. It never asks the orders service: what it knows of an order arrived as messages.
 //! Tickets carry attachments, kept sealed in an object store. When the customers service erases
-//! a customer, support blanks what they wrote and deletes their attachments.
+//! a customer, support blanks what they wrote and deletes their attachments. A closed ticket's
+//! messages are erased once its retention has passed (`retention`).
 
 mod app;
 pub mod domain;
 pub mod facts;
 pub mod http;
 pub mod personal_data;
+pub mod retention;
 mod service;
 
 pub use app::{
@@ -40,6 +42,18 @@ const QUOTAS: &str = "
         SELECT 'customer:' || t.customer_id, count(*), sum(a.size)
         FROM ticket_attachments a JOIN tickets t ON t.id = a.ticket_id GROUP BY t.customer_id;";
 
+/// When a ticket was closed (the start of its messages' retention) and when its messages were
+/// erased; the retention job's runs. Tickets closed before this migration count as closed at
+/// their last update, which was their closing: a closed ticket takes no more messages.
+const RETENTION: &str = "
+    ALTER TABLE tickets ADD COLUMN closed_at BIGINT;
+    ALTER TABLE tickets ADD COLUMN messages_erased_at BIGINT;
+    UPDATE tickets SET closed_at = updated_at WHERE status = 'closed';
+    CREATE INDEX tickets_closed ON tickets (closed_at) WHERE messages_erased_at IS NULL;
+    CREATE TABLE retention_runs (
+        job TEXT PRIMARY KEY, kept_days BIGINT NOT NULL, last_run_at BIGINT NOT NULL,
+        last_count BIGINT NOT NULL, total_count BIGINT NOT NULL);";
+
 const SCHEMA: &str = "
     CREATE TABLE tickets (
         id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, order_id TEXT, subject TEXT NOT NULL,
@@ -70,6 +84,12 @@ pub const MIGRATIONS: tessera_store::MigrationSet = tessera_store::MigrationSet 
             postgres: ATTACHMENTS,
         },
         tessera_store::Migration { version: 3, name: "attachment quotas", sqlite: QUOTAS, postgres: QUOTAS },
+        tessera_store::Migration {
+            version: 4,
+            name: "closed tickets' messages retention",
+            sqlite: RETENTION,
+            postgres: RETENTION,
+        },
     ],
 };
 

@@ -44,7 +44,9 @@ pub const TICKET_MESSAGE: PersonalField = PersonalField {
     field: "ticket message",
     class: DataClass::FreeText,
     protection: &[Protection::Sealed],
-    retention: Retention::UntilErasure,
+    // The default of support's retention job (`crate::domain::MessageRetention`), which a
+    // setting may shorten or lengthen; until then, or the customer's erasure.
+    retention: Retention::Days { days: 90, after: "the ticket is closed" },
     purpose: ANSWERING,
     locations: &[Location::Column { table: "ticket_messages", column: "body" }],
 };

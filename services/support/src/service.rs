@@ -1,5 +1,5 @@
-//! Support as the runtime runs it: its routes, the orders service's events, and the customers
-//! service's erasures.
+//! Support as the runtime runs it: its routes, the orders service's events, the customers
+//! service's erasures, and the sweep that erases closed tickets' messages when they are due.
 
 use std::sync::Arc;
 
@@ -33,6 +33,12 @@ impl SupportService {
         Self { support: self.support.with_attachment_limits(limits) }
     }
 
+    /// Replaces the declared retention of closed tickets' messages (a setting).
+    #[must_use]
+    pub fn with_retention(self, settings: crate::retention::RetentionSettings) -> Self {
+        Self { support: self.support.with_retention(settings) }
+    }
+
     pub fn support(&self) -> &Support {
         &self.support
     }
@@ -61,7 +67,7 @@ impl Service for SupportService {
         ]
     }
 
-    fn tasks(&self, _stop: watch::Receiver<bool>) -> Vec<Task> {
-        Vec::new()
+    fn tasks(&self, stop: watch::Receiver<bool>) -> Vec<Task> {
+        vec![Box::pin(self.support.clone().sweep_retention(stop))]
     }
 }

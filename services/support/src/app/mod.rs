@@ -1,11 +1,13 @@
 //! Support's glue: tickets in its own tables, and the handler that keeps the order-summary
 //! replica from the orders service's events (exactly once per message through the
 //! subscriber's inbox, and convergent under duplicates and reordering through the merge).
-//! `erasure` takes the customers service's erasures; `attachments` keeps tickets' files.
+//! `erasure` takes the customers service's erasures; `attachments` keeps tickets' files;
+//! `retention` sweeps closed tickets' messages once they are due.
 
 mod attachments;
 mod download;
 mod erasure;
+mod retention;
 mod upload;
 
 use std::sync::Arc;
@@ -114,6 +116,7 @@ pub struct Support {
     uploads: UploadSlots,
     ids: Arc<dyn IdGen>,
     clock: Arc<HybridClock>,
+    retention: crate::retention::RetentionSettings,
 }
 
 fn corrupt(error: impl std::fmt::Display) -> AppError {
@@ -236,7 +239,16 @@ impl Support {
     ) -> Self {
         let limits = AttachmentLimits::default();
         let uploads = UploadSlots::new(&limits);
-        Self { store, vault, attachments, limits, uploads, ids, clock: Arc::new(HybridClock::new(clock)) }
+        Self {
+            store,
+            vault,
+            attachments,
+            limits,
+            uploads,
+            ids,
+            clock: Arc::new(HybridClock::new(clock)),
+            retention: crate::retention::RetentionSettings::default(),
+        }
     }
 
     /// With `limits` on attachments instead of the defaults.
@@ -368,7 +380,8 @@ impl Support {
         let mut unit = self.store.begin();
         unit.execute(
             Statement::new(
-                "UPDATE tickets SET status = 'closed', updated_at = $2 WHERE id = $1 AND status = 'open'",
+                "UPDATE tickets SET status = 'closed', updated_at = $2, closed_at = $2
+                 WHERE id = $1 AND status = 'open'",
             )
             .bind(ticket.to_string())
             .bind(self.now())
