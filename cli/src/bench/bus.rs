@@ -20,7 +20,9 @@ use tessera_kernel::{Clock, Envelope, HlcTimestamp, MessageKind, SystemClock, Uu
 use tessera_store::{SqliteOptions, Store, StoreConfig, UnitOfWork};
 use tokio::sync::watch;
 
+use super::parts::PartCost;
 use super::report::{BenchResult, ProcessCpu, Report, latency_histogram};
+use super::system_cost::cost_of;
 
 #[derive(Debug, Args)]
 pub struct BusBenchArgs {
@@ -39,9 +41,11 @@ pub struct BusBenchArgs {
     #[arg(long)]
     dir: Option<PathBuf>,
     /// The subscriber's lanes: how many groups of keys it applies concurrently.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = DEFAULT_LANES)]
     lanes: usize,
 }
+
+const DEFAULT_LANES: usize = 64;
 
 /// Counts consumer commits and records their latency since the producer's commit.
 #[derive(Debug)]
@@ -257,14 +261,25 @@ async fn measure(
         &drained,
     )
     .with_cpu(drain_cpu, drain_count);
-    let applied_by_drain = pipeline.meter.applied.load(Ordering::Acquire);
 
-    // Maximum rate: producers commit as fast as they can while the pipeline consumes; the
-    // consumer's commit rate over the window is what the whole chain sustains.
     let pipeline = Arc::new(pipeline);
+    let window = Duration::from_secs_f64(args.seconds.max(0.5));
+    let max = saturated(&pipeline, window, label).await?;
+    let (half_result, _) = half_load(&pipeline, half_rate(&max), window, label).await?;
+    match Arc::try_unwrap(pipeline) {
+        Ok(pipeline) => pipeline.stop().await,
+        Err(_) => anyhow::bail!("{label}: the pipeline is still shared"),
+    }
+    Ok(vec![drain, max, half_result])
+}
+
+/// Maximum rate: producers commit as fast as they can while the pipeline consumes; the
+/// consumer's commit rate over `window` is what the whole chain sustains. Returns once all
+/// that was produced is consumed.
+async fn saturated(pipeline: &Arc<Pipeline>, window: Duration, label: &str) -> anyhow::Result<BenchResult> {
+    let applied_base = pipeline.meter.applied.load(Ordering::Acquire);
     let produced_total = Arc::new(AtomicU64::new(0));
     let producing = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let applied_base = applied_by_drain;
     let producers: Vec<_> = (0..2)
         .map(|p| {
             let (pipeline, produced_total, producing) =
@@ -288,7 +303,6 @@ async fn measure(
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     pipeline.meter.reset();
-    let window = Duration::from_secs_f64(args.seconds.max(0.5));
     let applied_before = pipeline.meter.applied.load(Ordering::Acquire);
     let started = Instant::now();
     let cpu = ProcessCpu::now();
@@ -301,23 +315,37 @@ async fn measure(
     for producer in producers {
         producer.await??;
     }
-    let mut produced = produced_total.load(Ordering::Acquire) + applied_by_drain;
+    let produced = produced_total.load(Ordering::Acquire) + applied_base;
     anyhow::ensure!(
         pipeline.wait_for(produced, Duration::from_secs(120)).await,
         "{label}: the backlog did not drain"
     );
     pipeline.meter.reset();
-    let max = BenchResult::new("end to end, saturated (msgs/s)", label, 2, applied, elapsed, &saturated)
-        .with_cpu(saturated_cpu, applied);
+    Ok(BenchResult::new("end to end, saturated (msgs/s)", label, 2, applied, elapsed, &saturated)
+        .with_cpu(saturated_cpu, applied))
+}
 
-    // Half that rate, open loop: a batch every millisecond whatever the latency.
-    let rate = (max.ops_per_sec / 2.0).max(1000.0);
-    let duration = Duration::from_secs_f64(args.seconds.max(0.5));
+/// Half the rate of a saturated run (1,000 messages/s at least).
+fn half_rate(saturated: &BenchResult) -> f64 {
+    (saturated.ops_per_sec / 2.0).max(1000.0)
+}
+
+/// `rate` messages/s for `duration`, open loop: a batch every millisecond whatever the
+/// latency. Returns once all of them are consumed, with their number.
+async fn half_load(
+    pipeline: &Pipeline,
+    rate: f64,
+    duration: Duration,
+    label: &str,
+) -> anyhow::Result<(BenchResult, u64)> {
+    // Everything produced before is consumed: the count of consumed messages is where this
+    // run's numbering of due messages starts.
+    let first = pipeline.meter.applied.load(Ordering::Acquire);
+    let mut produced = first;
     let started = Instant::now();
     let cpu = ProcessCpu::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let first = produced;
     let mut next = 2_000_000_000;
     while started.elapsed() < duration {
         tick.tick().await;
@@ -334,20 +362,39 @@ async fn measure(
         "{label}: the half-load run did not finish"
     );
     let half = pipeline.meter.reset();
-    let half_result = BenchResult::new(
+    let messages = produced - first;
+    let result = BenchResult::new(
         "end to end at half the maximum rate (msgs/s)",
         label,
         1,
-        produced - first,
+        messages,
         started.elapsed(),
         &half,
     )
-    .with_cpu(cpu.elapsed(), produced - first);
-    match Arc::try_unwrap(pipeline) {
-        Ok(pipeline) => pipeline.stop().await,
-        Err(_) => anyhow::bail!("{label}: the pipeline is still shared"),
+    .with_cpu(cpu.elapsed(), messages);
+    Ok((result, messages))
+}
+
+/// `bench bus`'s in-process row at half the maximum rate, the maximum measured just before,
+/// each for `duration`, with SQLite stores in a scratch folder inside `dir`: what a message
+/// costs this process's threads in CPU, from the producer's outbox commit to the consumer's
+/// inbox commit.
+pub(super) async fn half_load_in_process_part(
+    dir: &std::path::Path,
+    duration: Duration,
+) -> anyhow::Result<PartCost> {
+    let scratch = tempfile::tempdir_in(dir)?;
+    let transport: Arc<dyn Transport> = Arc::new(InProcessTransport::new());
+    let pipeline =
+        Arc::new(Pipeline::start(scratch.path(), transport.clone(), transport, "part", DEFAULT_LANES).await?);
+    let label = "in-process";
+    let max = saturated(&pipeline, duration, label).await?;
+    let (half, cost) = cost_of(half_load(&pipeline, half_rate(&max), duration, label)).await?;
+    let (_, messages) = half?;
+    if let Ok(pipeline) = Arc::try_unwrap(pipeline) {
+        pipeline.stop().await;
     }
-    Ok(vec![drain, max, half_result])
+    Ok(PartCost::new(messages, cost.cpu))
 }
 
 async fn delete_stream(url: &str, name: &str) {

@@ -13,6 +13,11 @@
 //! nats-server's processes are counted in), and the units of work, messages and syncs its
 //! stores made; the folder's file system and an fsync's latency are measured in the same run,
 //! since a run on a disk that does not sync is no result.
+//!
+//! After the runs, the same process prices an order's parts (see [`super::parts`]): its units,
+//! messages and HTTP requests at what each costs in CPU when a fixed variant of `bench store`,
+//! `bench bus` and `bench gateway` runs alone on the same folder. An order's CPU over that sum
+//! is the system's waste.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +30,7 @@ use tessera_contracts::{Money, Sku};
 use tessera_store::{StoreActivity, activity, units_by_store};
 
 use super::gateway::unlimited_gateway;
+use super::parts::{Parts, PartsPerOrder, cpu_to_parts};
 use super::report::{BenchResult, Report};
 use super::system_cost::{Cost, CostMeter, LOAD_THREAD, Scope};
 use crate::embedded::{Embedded, EmbeddedSettings};
@@ -62,9 +68,15 @@ pub struct E2eBenchArgs {
     /// ... and this NATS server.
     #[arg(long, requires = "database_url")]
     nats_url: Option<String>,
+    /// Skip pricing the orders' parts after the runs (about 20 s).
+    #[arg(long)]
+    no_parts: bool,
     #[arg(long)]
     json: bool,
 }
+
+/// How long each part's variant runs.
+const PART_RUN: Duration = Duration::from_secs(3);
 
 const SKU: &str = "BENCH-E2E";
 
@@ -335,6 +347,14 @@ struct PerOrder {
     fsyncs_per_order: Option<f64>,
     units_per_order: Option<f64>,
     messages_per_order: Option<f64>,
+    /// The load's HTTP requests, retries and reads of the final state included.
+    requests_per_order: f64,
+    /// The units, messages and requests at the parts' prices (embedded rows, when the parts
+    /// were measured).
+    parts_ms_per_order: Option<f64>,
+    parts_ms_per_order_by_part: Option<PartsPerOrder>,
+    /// `cpu_ms_per_order` over `parts_ms_per_order`.
+    cpu_to_parts_ratio: Option<f64>,
     /// PostgreSQL transactions, read-only ones included (distributed only).
     postgres_transactions_per_order: Option<f64>,
     /// The embedded units of work per order, by store.
@@ -360,6 +380,10 @@ impl PerOrder {
             fsyncs_per_order: stores.map(|s| per(s.syncs)).or(postgres.map(|p| per(p.wal_syncs))),
             units_per_order: stores.map(|s| per(s.units)),
             messages_per_order: stores.map(|s| per(s.messages)),
+            requests_per_order: per(measured.report.requests),
+            parts_ms_per_order: None,
+            parts_ms_per_order_by_part: None,
+            cpu_to_parts_ratio: None,
             postgres_transactions_per_order: postgres.map(|p| per(p.transactions)),
             cpu_ms_per_order_by_part: measured
                 .cost
@@ -374,6 +398,18 @@ impl PerOrder {
                 .map(|(store, units)| (store.clone(), per(*units)))
                 .collect(),
         }
+    }
+}
+
+impl PerOrder {
+    /// Prices this row's units, messages and requests with `parts`; a row without counts of
+    /// units and messages (a distributed one) stays unpriced.
+    fn price(&mut self, parts: &Parts) {
+        let (Some(units), Some(messages)) = (self.units_per_order, self.messages_per_order) else { return };
+        let priced = parts.price(units, messages, self.requests_per_order);
+        self.parts_ms_per_order = Some(priced.total_ms());
+        self.parts_ms_per_order_by_part = Some(priced);
+        self.cpu_to_parts_ratio = cpu_to_parts(self.cpu_ms_per_order, priced.total_ms());
     }
 }
 
@@ -415,6 +451,8 @@ struct E2eReport {
     clients_follow_orders_by: String,
     disk: Option<Disk>,
     load_average: Option<String>,
+    /// What a unit of work, a message and a gateway request cost alone, measured after the runs.
+    parts: Option<Parts>,
     results: Vec<BenchResult>,
     per_order: Vec<PerOrder>,
 }
@@ -467,6 +505,20 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
             notes.extend(shortfall(&open.report));
         }
     }
+    let priceable = per_order.iter().any(|o| o.units_per_order.is_some() && o.messages_per_order.is_some());
+    let parts = if args.no_parts || !priceable {
+        None
+    } else {
+        if !args.json {
+            eprintln!("pricing the parts: bench store, bench bus and bench gateway variants…");
+        }
+        let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+        let parts = Parts::measure(&dir, PART_RUN).await.context("measure the parts")?;
+        for order in &mut per_order {
+            order.price(&parts);
+        }
+        Some(parts)
+    };
     let following = match args.poll_ms {
         Some(ms) => format!("poll every {ms} ms"),
         None => "wait".to_owned(),
@@ -477,6 +529,7 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
             clients_follow_orders_by: following,
             disk,
             load_average: load_average(),
+            parts,
             results,
             per_order,
         };
@@ -486,11 +539,13 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
     Report { bench: "e2e", results }.print(false)?;
     println!();
     println!(
-        "{:<44} {:<11} {:>9} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8}",
+        "{:<44} {:<11} {:>9} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}",
         "per confirmed order",
         "backend",
         "confirmed",
         "cpu ms",
+        "parts ms",
+        "cpu/parts",
         "switches",
         "fsyncs",
         "units",
@@ -500,21 +555,23 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
     let cell = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
     for order in &per_order {
         println!(
-            "{:<44} {:<11} {:>9} {:>10.2} {:>9.1} {:>8} {:>8} {:>8} {:>8}",
+            "{:<44} {:<11} {:>9} {:>10.2} {:>9} {:>9} {:>9.1} {:>8} {:>8} {:>8} {:>8}",
             order.name,
             order.backend,
             order.confirmed,
             order.cpu_ms_per_order,
+            order.parts_ms_per_order.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2}")),
+            order.cpu_to_parts_ratio.map_or_else(|| "-".to_owned(), |ratio| format!("{ratio:.1}×")),
             order.context_switches_per_order,
             cell(order.fsyncs_per_order),
             cell(order.units_per_order),
             cell(order.messages_per_order),
             cell(order.postgres_transactions_per_order),
         );
-        let mut parts: Vec<(&String, &f64)> = order.cpu_ms_per_order_by_part.iter().collect();
-        parts.sort_by(|a, b| b.1.total_cmp(a.1));
-        let parts: Vec<String> = parts.iter().map(|(part, ms)| format!("{part} {ms:.2}")).collect();
-        println!("  cpu ms by part: {}", parts.join(", "));
+        let mut by_part: Vec<(&String, &f64)> = order.cpu_ms_per_order_by_part.iter().collect();
+        by_part.sort_by(|a, b| b.1.total_cmp(a.1));
+        let by_part: Vec<String> = by_part.iter().map(|(part, ms)| format!("{part} {ms:.2}")).collect();
+        println!("  cpu ms by part: {}", by_part.join(", "));
         if !order.units_per_order_by_store.is_empty() {
             let stores: Vec<String> = order
                 .units_per_order_by_store
@@ -522,6 +579,20 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
                 .map(|(store, units)| format!("{store} {units:.1}"))
                 .collect();
             println!("  units by store: {}", stores.join(", "));
+        }
+        if let (Some(priced), Some(parts)) = (&order.parts_ms_per_order_by_part, &parts) {
+            println!(
+                "  parts ms: store {:.2} ({} units × {:.1} µs), bus {:.2} ({} messages × {:.1} µs), gateway {:.2} ({:.1} requests × {:.1} µs)",
+                priced.store_ms,
+                cell(order.units_per_order),
+                parts.store_unit.cpu_us_per_operation,
+                priced.bus_ms,
+                cell(order.messages_per_order),
+                parts.bus_message.cpu_us_per_operation,
+                priced.gateway_ms,
+                order.requests_per_order,
+                parts.gateway_request.cpu_us_per_operation,
+            );
         }
     }
     println!();
@@ -532,6 +603,15 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
         println!(
             "data folder {} on {}: fsync p50 {} µs (measured before the runs)",
             disk.folder, disk.filesystem, disk.fsync_p50_us
+        );
+    }
+    if let Some(parts) = &parts {
+        println!(
+            "parts, CPU of this process's threads, each run alone for {} s after the runs on the same folder: store {:.1} µs per unit (bench store, 64 writers, 1-event units), bus {:.1} µs per message (bench bus, in-process, half load), gateway {:.1} µs per request (bench gateway, 1 client, authenticated product read)",
+            parts.seconds_each,
+            parts.store_unit.cpu_us_per_operation,
+            parts.bus_message.cpu_us_per_operation,
+            parts.gateway_request.cpu_us_per_operation,
         );
     }
     if let Some(load) = load_average() {
@@ -560,5 +640,51 @@ mod tests {
             |filesystem: &str| Disk { folder: "x".into(), filesystem: filesystem.into(), fsync_p50_us: 1 };
         assert!(!disk("tmpfs").syncs());
         assert!(disk("ext4").syncs());
+    }
+
+    fn row(units: Option<f64>, messages: Option<f64>) -> PerOrder {
+        PerOrder {
+            name: "r".into(),
+            backend: "embedded".into(),
+            confirmed: 100,
+            cpu_ms_per_order: 3.0,
+            context_switches_per_order: 80.0,
+            fsyncs_per_order: Some(8.6),
+            units_per_order: units,
+            messages_per_order: messages,
+            requests_per_order: 2.5,
+            parts_ms_per_order: None,
+            parts_ms_per_order_by_part: None,
+            cpu_to_parts_ratio: None,
+            postgres_transactions_per_order: None,
+            units_per_order_by_store: std::collections::BTreeMap::new(),
+            cpu_ms_per_order_by_part: std::collections::BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_row_is_priced_by_its_units_messages_and_requests_and_set_against_its_cpu() {
+        let cost = |us| super::super::parts::PartCost { operations: 1000, cpu_us_per_operation: us };
+        let parts = Parts {
+            store_unit: cost(20.0),
+            bus_message: cost(25.0),
+            gateway_request: cost(80.0),
+            seconds_each: 3.0,
+        };
+        let mut embedded = row(Some(15.0), Some(14.0));
+        embedded.price(&parts);
+        // 15 × 20 µs + 14 × 25 µs + 2.5 × 80 µs = 0.3 + 0.35 + 0.2 ms.
+        let total = embedded.parts_ms_per_order.expect("priced");
+        assert!((total - 0.85).abs() < 1e-9, "{total}");
+        let ratio = embedded.cpu_to_parts_ratio.expect("a ratio");
+        assert!((ratio - 3.0 / 0.85).abs() < 1e-9, "{ratio}");
+        let by_part = embedded.parts_ms_per_order_by_part.expect("by part");
+        assert!((by_part.gateway_ms - 0.2).abs() < 1e-9, "{by_part:?}");
+
+        // A distributed row counts neither units nor messages: it is left unpriced.
+        let mut distributed = row(None, None);
+        distributed.price(&parts);
+        assert_eq!(distributed.parts_ms_per_order, None);
+        assert_eq!(distributed.cpu_to_parts_ratio, None);
     }
 }

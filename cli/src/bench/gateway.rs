@@ -21,7 +21,9 @@ use tessera_kernel::Timestamp;
 use tokio::sync::Mutex;
 use tower::ServiceExt;
 
+use super::parts::PartCost;
 use super::report::{BenchResult, Report, latency_histogram, micros};
+use super::system_cost::cost_of;
 use crate::embedded::{Embedded, EmbeddedSettings};
 
 #[derive(Debug, Args)]
@@ -328,6 +330,42 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
     }
     system.node.shutdown(Duration::from_secs(5)).await;
     Ok(())
+}
+
+/// `bench gateway`'s read of a product through the gateway by one client, one request after
+/// another, here with a customer's bearer token, as every request of an order carries one: the
+/// gateway verifies it and calls inventory on the customer's behalf. On an embedded system in
+/// a scratch folder inside `dir`, without the catalogue cache, for `duration` after a warm-up:
+/// what a request costs this process's threads in CPU, inventory's read included.
+pub(super) async fn authenticated_single_client_part(
+    dir: &std::path::Path,
+    duration: Duration,
+) -> anyhow::Result<PartCost> {
+    let scratch = tempfile::tempdir_in(dir)?;
+    let system = system(scratch.path(), false).await?;
+    let customer = tessera_kernel::MessageId::generate(&tessera_kernel::UuidV7Gen).to_string();
+    let token = system.gateway.keys().issue(
+        &customer,
+        Role::Customer,
+        Timestamp::from_system_time(std::time::SystemTime::now()),
+    )?;
+    let (router, path) = (system.router.clone(), "/api/v1/products/BENCH-001");
+    for _ in 0..1000 {
+        get(&router, path, Some(&token)).await?;
+    }
+    let (requests, cost) = cost_of(async {
+        let started = Instant::now();
+        let mut requests = 0_u64;
+        while started.elapsed() < duration {
+            let status = get(&router, path, Some(&token)).await?;
+            anyhow::ensure!(status == StatusCode::OK, "an authenticated product read answered {status}");
+            requests += 1;
+        }
+        anyhow::Ok(requests)
+    })
+    .await?;
+    system.node.shutdown(Duration::from_secs(5)).await;
+    Ok(PartCost::new(requests?, cost.cpu))
 }
 
 /// Two more gateways on `system`'s services, reaching inventory over HTTP on loopback: one

@@ -4,6 +4,7 @@
 mod bus;
 mod e2e;
 mod gateway;
+mod parts;
 mod privacy;
 pub(crate) mod report;
 mod store;

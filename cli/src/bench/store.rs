@@ -16,7 +16,9 @@ use tessera_store::{
     ExpectedVersion, NewEvent, PostgresOptions, SqliteOptions, Store, StoreConfig, Synchronous,
 };
 
+use super::parts::PartCost;
 use super::report::{BenchResult, Report, latency_histogram, micros};
+use super::system_cost::cost_of;
 
 #[derive(Debug, Args)]
 pub struct StoreBenchArgs {
@@ -50,10 +52,14 @@ struct Scenario {
     new_stream_per_unit: bool,
 }
 
+/// The row `bench e2e` prices an order's units of work with.
+const APPEND_64_WRITERS: Scenario =
+    Scenario { name: "append 1-event units", writers: 64, events_per_unit: 1, new_stream_per_unit: false };
+
 const SCENARIOS: [Scenario; 6] = [
     Scenario { name: "append 1-event units", writers: 1, events_per_unit: 1, new_stream_per_unit: false },
     Scenario { name: "append 1-event units", writers: 16, events_per_unit: 1, new_stream_per_unit: false },
-    Scenario { name: "append 1-event units", writers: 64, events_per_unit: 1, new_stream_per_unit: false },
+    APPEND_64_WRITERS,
     Scenario { name: "append 100-event units", writers: 8, events_per_unit: 100, new_stream_per_unit: false },
     Scenario {
         name: "1-event units, new stream each",
@@ -133,6 +139,33 @@ fn remove_sqlite_files(path: &std::path::Path) {
 }
 
 async fn run_scenario(store: &Store, scenario: Scenario, duration: Duration) -> anyhow::Result<BenchResult> {
+    let written = write(store, scenario, duration).await?;
+    let events = written.units * scenario.events_per_unit as u64;
+    let name = format!("{} (events/s)", scenario.name);
+    Ok(BenchResult::new(
+        &name,
+        &store.kind().to_string(),
+        scenario.writers,
+        events,
+        written.elapsed,
+        &written.latency,
+    ))
+}
+
+/// What a scenario's writers committed.
+struct Written {
+    /// Units committed after the warm-up, whose latency is recorded.
+    units: u64,
+    /// Every unit committed, the warm-up's included.
+    all_units: u64,
+    latency: Histogram<u64>,
+    /// From the end of the warm-up to the last commit.
+    elapsed: Duration,
+}
+
+/// `scenario`'s writers, each committing units one after another until `duration` after a
+/// short warm-up.
+async fn write(store: &Store, scenario: Scenario, duration: Duration) -> anyhow::Result<Written> {
     let payload = serde_json::json!({ "sku": "SKU-0001", "quantity": 1, "price_cents": 1999 });
     let warm_up = Duration::from_millis(300);
     let start = Instant::now();
@@ -145,7 +178,7 @@ async fn run_scenario(store: &Store, scenario: Scenario, duration: Duration) -> 
                 let mut stream = StreamId::parse(format!("bench-{writer}"))?;
                 let mut version = None;
                 let mut latency = latency_histogram();
-                let mut units = 0u64;
+                let (mut units, mut all_units) = (0u64, 0u64);
                 loop {
                     let events = (0..scenario.events_per_unit)
                         .map(|_| NewEvent::new(MessageId::generate(&UuidV7Gen), "bench.Appended", &payload))
@@ -161,28 +194,45 @@ async fn run_scenario(store: &Store, scenario: Scenario, duration: Duration) -> 
                     let receipt = unit.commit().await?;
                     let done = Instant::now();
                     version = receipt.stream_versions.last().map(|(_, v)| *v);
+                    all_units += 1;
                     if began >= measure_from {
                         latency.record(micros(done - began))?;
                         units += 1;
                     }
                     if done >= stop {
-                        return anyhow::Ok((units, latency));
+                        return anyhow::Ok((units, all_units, latency));
                     }
                 }
             })
         })
         .collect();
-    let mut latency = latency_histogram();
-    let mut units = 0;
+    let mut written =
+        Written { units: 0, all_units: 0, latency: latency_histogram(), elapsed: Duration::ZERO };
     for task in tasks {
-        let (count, histogram) = task.await??;
-        units += count;
-        latency.add(&histogram)?;
+        let (units, all_units, histogram) = task.await??;
+        written.units += units;
+        written.all_units += all_units;
+        written.latency.add(&histogram)?;
     }
-    let elapsed = Instant::now().saturating_duration_since(measure_from);
-    let events = units * scenario.events_per_unit as u64;
-    let name = format!("{} (events/s)", scenario.name);
-    Ok(BenchResult::new(&name, &store.kind().to_string(), scenario.writers, events, elapsed, &latency))
+    written.elapsed = Instant::now().saturating_duration_since(measure_from);
+    Ok(written)
+}
+
+/// `bench store`'s row of 64 writers appending 1-event units to their own streams, on SQLite
+/// with its default settings in a scratch folder inside `dir`, for `duration`: what a unit
+/// costs this process's threads in CPU. The warm-up's units and CPU are counted alike.
+pub(super) async fn sixty_four_writers_part(
+    dir: &std::path::Path,
+    duration: Duration,
+) -> anyhow::Result<PartCost> {
+    let scratch = tempfile::tempdir_in(dir)?;
+    let config =
+        StoreConfig::Sqlite { path: scratch.path().join("part.db"), options: SqliteOptions::default() };
+    let store = Store::open(&config, &[]).await.context("open the SQLite store")?;
+    let (written, cost) = cost_of(write(&store, APPEND_64_WRITERS, duration)).await?;
+    let written = written?;
+    drop(store);
+    Ok(PartCost::new(written.all_units, cost.cpu))
 }
 
 /// The limit underneath: plain inserts on one connection, `rows_per_transaction` per commit.

@@ -71,6 +71,13 @@ impl CostMeter {
     }
 }
 
+/// What `work` cost this process (see [`Scope::ThisProcess`]), beside its output.
+pub async fn cost_of<T>(work: impl Future<Output = T>) -> anyhow::Result<(T, Cost)> {
+    let meter = CostMeter::start(Scope::ThisProcess)?;
+    let output = work.await;
+    Ok((output, meter.finish()))
+}
+
 /// One thread's reading: CPU ticks and context switches.
 #[derive(Clone, Copy, Debug, Default)]
 struct Reading {

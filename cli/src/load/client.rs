@@ -3,6 +3,7 @@
 //! acts as, whose tokens are renewed when the system answers 401.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -57,11 +58,18 @@ impl Outcome {
 pub struct Client {
     http: Http,
     timeout: Duration,
+    /// Shared by the clones, so that the run's requests are counted wherever they are sent.
+    sent: Arc<AtomicU64>,
 }
 
 impl Client {
     pub fn new(url: &str, timeout: Duration) -> Self {
-        Self { http: Http::new("tessera", url), timeout }
+        Self { http: Http::new("tessera", url), timeout, sent: Arc::default() }
+    }
+
+    /// Requests sent so far, answered or not, by this client and its clones.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     pub async fn call(
@@ -101,6 +109,7 @@ impl Client {
         let Ok(request) = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string()))) else {
             return Outcome::Failed("request");
         };
+        self.sent.fetch_add(1, Ordering::Relaxed);
         let exchange = async {
             let response = match self.http.send(request).await {
                 Ok(response) => response,

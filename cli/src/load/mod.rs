@@ -238,6 +238,7 @@ pub async fn run_load(options: LoadOptions, progress: bool) -> anyhow::Result<Lo
         options.poll_interval,
     ));
     let end = options.duration.map(|d| shared.started + d);
+    let sent_before_load = shared.client.sent();
     if let Some(started) = &options.started {
         started.notify_one();
     }
@@ -268,7 +269,8 @@ pub async fn run_load(options: LoadOptions, progress: bool) -> anyhow::Result<Lo
     settling.set_message("reading the orders' final state");
     run::final_statuses(&shared, deadline).await;
     settling.finish_and_clear();
-    Ok(report(&shared, &options, elapsed))
+    let requests = shared.client.sent() - sent_before_load;
+    Ok(report(&shared, &options, elapsed, requests))
 }
 
 /// The bar of the load phase: elapsed seconds, or orders attempted when there is no duration.
@@ -299,7 +301,7 @@ fn watch_progress(
     })
 }
 
-fn report(shared: &Shared, options: &LoadOptions, elapsed: Duration) -> LoadReport {
+fn report(shared: &Shared, options: &LoadOptions, elapsed: Duration, requests: u64) -> LoadReport {
     use std::sync::atomic::Ordering::Relaxed;
     let (operations, errors, settle) = shared.recorder.summarise(elapsed);
     let orders = shared.placed_orders();
@@ -311,6 +313,7 @@ fn report(shared: &Shared, options: &LoadOptions, elapsed: Duration) -> LoadRepo
     LoadReport {
         mode: format!("{}, mix {}", options.mode, options.mix),
         elapsed,
+        requests,
         operations,
         errors,
         settle,

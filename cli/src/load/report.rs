@@ -160,6 +160,9 @@ pub struct LoadReport {
     pub mode: String,
     /// The load phase, without set-up and without the wait for orders to settle.
     pub elapsed: Duration,
+    /// HTTP requests sent from the start of the load phase to the last read of the orders'
+    /// final state, retries and renewed sign-ins included.
+    pub requests: u64,
     pub operations: Vec<OperationStats>,
     pub errors: Vec<ErrorCount>,
     /// Placed to terminal, by the terminal status first seen.
@@ -327,6 +330,7 @@ mod tests {
         let report = LoadReport {
             mode: "closed, 1 client".into(),
             elapsed,
+            requests: 1007,
             operations,
             errors,
             settle,
