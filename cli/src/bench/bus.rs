@@ -20,9 +20,8 @@ use tessera_kernel::{Clock, Envelope, HlcTimestamp, MessageKind, SystemClock, Uu
 use tessera_store::{SqliteOptions, Store, StoreConfig, UnitOfWork};
 use tokio::sync::watch;
 
-use super::parts::PartCost;
 use super::report::{BenchResult, ProcessCpu, Report, latency_histogram};
-use super::system_cost::cost_of;
+use super::system_cost::{PartCost, cost_of};
 
 #[derive(Debug, Args)]
 pub struct BusBenchArgs {

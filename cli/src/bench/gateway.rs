@@ -21,9 +21,8 @@ use tessera_kernel::Timestamp;
 use tokio::sync::Mutex;
 use tower::ServiceExt;
 
-use super::parts::PartCost;
 use super::report::{BenchResult, Report, latency_histogram, micros};
-use super::system_cost::cost_of;
+use super::system_cost::{PartCost, cost_of};
 use crate::embedded::{Embedded, EmbeddedSettings};
 
 #[derive(Debug, Args)]

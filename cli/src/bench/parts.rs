@@ -9,20 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-/// What one operation of a part cost in CPU, over a run of `operations`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct PartCost {
-    pub operations: u64,
-    pub cpu_us_per_operation: f64,
-}
-
-impl PartCost {
-    pub fn new(operations: u64, cpu: Duration) -> Self {
-        #[allow(clippy::cast_precision_loss)]
-        let cpu_us_per_operation = cpu.as_secs_f64() * 1e6 / operations.max(1) as f64;
-        Self { operations, cpu_us_per_operation }
-    }
-}
+pub use super::system_cost::PartCost;
 
 /// The three prices, each measured by CPU time of this process's threads over its run.
 #[derive(Clone, Debug, PartialEq, Serialize)]

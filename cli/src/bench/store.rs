@@ -16,9 +16,8 @@ use tessera_store::{
     ExpectedVersion, NewEvent, PostgresOptions, SqliteOptions, Store, StoreConfig, Synchronous,
 };
 
-use super::parts::PartCost;
 use super::report::{BenchResult, Report, latency_histogram, micros};
-use super::system_cost::cost_of;
+use super::system_cost::{PartCost, cost_of};
 
 #[derive(Debug, Args)]
 pub struct StoreBenchArgs {
