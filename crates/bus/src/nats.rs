@@ -142,6 +142,11 @@ impl NatsTransport {
                 if matches!(event, async_nats::Event::Connected | async_nats::Event::SlowConsumer(_)) {
                     gap.send_modify(|count| *count += 1);
                 }
+                // A refused key or a permission the service lacks would otherwise only show as
+                // a connection that never comes up, or a consumer that never starts.
+                if let async_nats::Event::ServerError(error) = &event {
+                    tracing::error!(%error, "the NATS server refused this connection or one of its requests");
+                }
                 async {}
             })
             .retry_on_initial_connect()
