@@ -17,11 +17,13 @@ pub struct NewCard {
     /// The customer the token will belong to (the gateway sets it from the caller's token).
     #[serde(default)]
     pub customer_id: Option<Uuid>,
-    /// 12 to 19 digits that pass the Luhn check.
-    #[cfg_attr(feature = "openapi", schema(example = "4242424242424242", pattern = "^[0-9]{12,19}$"))]
+    /// 13 to 19 digits that pass the Luhn check.
+    #[cfg_attr(feature = "openapi", schema(example = "4242424242424242", pattern = "^[0-9]{13,19}$"))]
     pub card_number: String,
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 12))]
     pub exp_month: u32,
+    /// `YY` (read as 20YY) or `YYYY`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 9999))]
     pub exp_year: u32,
     #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]{3,4}$"))]
     pub cvc: String,

@@ -138,6 +138,9 @@ pub(crate) fn document(services: utoipa::openapi::OpenApi) -> Value {
                         responses[status] = json!({"description": description, "content": problem.clone()});
                     }
                 }
+                if method == "post" && path == "/graphql" {
+                    graphql_at_the_edge(operation);
+                }
                 if method == "post" && path == "/api/v1/tickets/{id}/messages" {
                     // The author is the caller's role; a client sends only the message.
                     operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
@@ -153,6 +156,29 @@ pub(crate) fn document(services: utoipa::openapi::OpenApi) -> Value {
         }
     }
     document
+}
+
+/// POST /graphql: one operation, or a batch of them as a JSON array (answered with an array).
+fn graphql_at_the_edge(operation: &mut Value) {
+    let request = json!({
+        "type": "object", "required": ["query"],
+        "properties": {
+            "query": {"type": "string"},
+            "variables": {"type": ["object", "null"]},
+            "operationName": {"type": ["string", "null"]},
+        },
+    });
+    let answer = json!({
+        "type": "object",
+        "properties": {"data": {}, "errors": {"type": "array", "items": {"type": "object"}}},
+    });
+    operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
+        "oneOf": [request.clone(), {"type": "array", "items": request, "minItems": 1, "maxItems": 10}],
+    }}}});
+    operation["responses"]["200"] = json!({
+        "description": "`{data, errors?}`, or an array of them for a batch",
+        "content": {"application/json": {"schema": {"oneOf": [answer.clone(), {"type": "array", "items": answer}]}}},
+    });
 }
 
 /// POST /orders through the gateway: an `Idempotency-Key` is required, the customer is the

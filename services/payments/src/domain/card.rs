@@ -95,6 +95,8 @@ pub enum CardError {
     CheckDigit,
     #[error("the expiry month must be 1 to 12")]
     ExpiryMonth,
+    #[error("the expiry year must be YY or YYYY")]
+    ExpiryYear,
     #[error("the card expired at the end of {month:02}/{year}")]
     Expired { month: u32, year: u32 },
     #[error("the CVC must be 3 or 4 digits")]
@@ -105,7 +107,7 @@ impl CardError {
     pub fn code(&self) -> &'static str {
         match self {
             CardError::NumberFormat | CardError::CheckDigit => "invalid_card_number",
-            CardError::ExpiryMonth => "invalid_expiry",
+            CardError::ExpiryMonth | CardError::ExpiryYear => "invalid_expiry",
             CardError::Expired { .. } => "card_expired",
             CardError::Cvc => "invalid_cvc",
         }
@@ -116,6 +118,7 @@ impl CardError {
         match self {
             CardError::NumberFormat | CardError::CheckDigit => "card_number",
             CardError::ExpiryMonth | CardError::Expired { .. } => "exp_month",
+            CardError::ExpiryYear => "exp_year",
             CardError::Cvc => "cvc",
         }
     }
@@ -167,6 +170,9 @@ pub fn validate_card(
     }
     if !(1..=12).contains(&exp_month) {
         return Err(CardError::ExpiryMonth);
+    }
+    if exp_year > 9999 {
+        return Err(CardError::ExpiryYear);
     }
     // Two-digit years are read as 20xx.
     let exp_year = if exp_year < 100 { 2000 + exp_year } else { exp_year };
@@ -229,6 +235,7 @@ mod tests {
             (validate_card("4242", 1, 2030, "123", NOW), "invalid_card_number"),
             (validate_card("4242abcd42424242", 1, 2030, "123", NOW), "invalid_card_number"),
             (validate_card("4242424242424242", 13, 2030, "123", NOW), "invalid_expiry"),
+            (validate_card("4242424242424242", 12, 2_147_483_648, "123", NOW), "invalid_expiry"),
             (validate_card("4242424242424242", 10, 2026, "123", NOW), "card_expired"),
             (validate_card("4242424242424242", 11, 2026, "12", NOW), "invalid_cvc"),
         ];
