@@ -150,6 +150,7 @@ fn call(
 
 #[test]
 fn distributed_orders_survive_a_killed_payments_process() {
+    let _turn = crate::distributed_turn();
     let (Some(postgres), Some(_), Some(nats_server)) = (
         tessera_testkit::server_url("TESSERA_TEST_POSTGRES", "distributed end-to-end"),
         tessera_testkit::server_url("TESSERA_TEST_NATS", "distributed end-to-end"),

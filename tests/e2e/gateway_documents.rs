@@ -46,6 +46,7 @@ fn serve(args: &[String], env: &[(&str, &str)]) -> Running {
 
 #[test]
 fn the_gateway_documents_a_service_that_starts_after_it() {
+    let _turn = crate::distributed_turn();
     let (Some(postgres), Some(nats)) = (
         tessera_testkit::server_url("TESSERA_TEST_POSTGRES", "gateway's documents"),
         tessera_testkit::server_url("TESSERA_TEST_NATS", "gateway's documents"),

@@ -30,6 +30,16 @@ use serde_json::{Value, json};
 
 use crate::http::request;
 
+/// Held by each test that starts a distributed system of its own: each such system keeps tens
+/// of PostgreSQL connections open, and several at once exceed the server's limit.
+static DISTRIBUTED_SYSTEM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The turn of a test that starts a distributed system (one at a time; a panicking holder
+/// still passes it on).
+fn distributed_turn() -> std::sync::MutexGuard<'static, ()> {
+    DISTRIBUTED_SYSTEM.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn tessera() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tessera"))
 }

@@ -21,6 +21,7 @@ fn section_blocks(readme: &str, heading: &str) -> Vec<String> {
 
 #[test]
 fn the_distributed_quick_start_works_as_written() {
+    let _turn = crate::distributed_turn();
     let (Some(postgres), Some(nats)) = (
         tessera_testkit::server_url("TESSERA_TEST_POSTGRES", "README's distributed quick start"),
         tessera_testkit::server_url("TESSERA_TEST_NATS", "README's distributed quick start"),
@@ -68,17 +69,18 @@ fn the_distributed_quick_start_works_as_written() {
         .env_remove("TESSERA_MASTER_KEY")
         .env_remove("TESSERA_URL")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        // Files, not pipes: processes a failed run leaves behind would hold a pipe open.
+        .stdout(std::fs::File::create(folder.path().join("stdout")).expect("stdout"))
+        .stderr(std::fs::File::create(folder.path().join("stderr")).expect("stderr"));
     std::os::unix::process::CommandExt::process_group(&mut bash, 0);
-    let child = bash.spawn().expect("bash");
+    let mut child = bash.spawn().expect("bash");
     let group = child.id();
-    let output = child.wait_with_output().expect("the quick start runs");
+    let status = child.wait().expect("the quick start runs");
     // Whatever a failed run left behind.
     let _ = Command::new("kill").args(["-KILL", "--", &format!("-{group}")]).stderr(Stdio::null()).status();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the quick start failed:\n{stdout}\n{stderr}");
+    let stdout = std::fs::read_to_string(folder.path().join("stdout")).unwrap_or_default();
+    let stderr = std::fs::read_to_string(folder.path().join("stderr")).unwrap_or_default();
+    assert!(status.success(), "the quick start failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("added 5 products"), "tessera seed added the catalogue:\n{stdout}");
     assert!(stdout.contains("confirmed"), "the demo's order was confirmed:\n{stdout}");
     assert!(stdout.contains("erased"), "the demo's customer was erased:\n{stdout}");
