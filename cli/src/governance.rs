@@ -3,7 +3,6 @@
 //! and the scan that holds a data folder to them: a canary's bytes found where no declaration
 //! says they may be fail it. `retention` shows what each declared retention has due and done.
 
-mod access;
 mod retention;
 mod scan;
 
@@ -45,14 +44,18 @@ enum GovernanceAction {
         json: bool,
     },
     /// Who read or changed a customer's data, when, under which role, in which service and
-    /// through which action, from every service's hash-chained audit trail.
+    /// through which action, from every service's hash-chained audit trail: read from the
+    /// stores of an embedded data folder (`--data`), or asked of a running system's gateway
+    /// (the report its export carries).
     Access {
         /// The customer's id.
         #[arg(long)]
         customer: String,
-        /// The embedded data folder.
-        #[arg(long, default_value = "tessera-data", env = "TESSERA_DATA")]
-        data: PathBuf,
+        /// Read the stores of this embedded data folder instead of asking the gateway.
+        #[arg(long, env = "TESSERA_DATA")]
+        data: Option<PathBuf>,
+        #[command(flatten)]
+        target: crate::api_client::GatewayTarget,
         #[arg(long)]
         json: bool,
     },
@@ -108,8 +111,11 @@ pub async fn run(args: GovernanceArgs) -> anyhow::Result<()> {
             }
             eprintln!("{} place(s) hold the person's data; every one is declared", judged.len());
         }
-        GovernanceAction::Access { customer, data, json } => {
-            let accesses = access::report(&trails(&data).await?, &customer);
+        GovernanceAction::Access { customer, data, target, json } => {
+            let accesses = match data {
+                Some(data) => tessera_store::audit_access::person_report(&trails(&data).await?, &customer),
+                None => gateway_report(&target, &customer).await?,
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&accesses)?);
             } else {
@@ -156,6 +162,18 @@ pub async fn run(args: GovernanceArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The access report a running system's export carries, asked by a member of staff.
+async fn gateway_report(
+    target: &crate::api_client::GatewayTarget,
+    customer: &str,
+) -> anyhow::Result<Vec<tessera_store::audit_access::Access>> {
+    let (client, token) = target.connect().await?;
+    let path = format!("/api/v1/customers/{customer}/export");
+    let export = client.expect(axum::http::Method::GET, &path, Some(&token), None, None).await?;
+    serde_json::from_value(export["accesses"].clone())
+        .context("the gateway's export carries no access report this tessera can read")
 }
 
 /// `service`'s store in an embedded data folder, if it has one.

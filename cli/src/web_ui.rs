@@ -1,6 +1,8 @@
 //! The browser pages served from the binary: the storefront at `/shop` and the operator console
 //! at `/ui`. Their files are compiled in (no build step, no CDN, nothing fetched at run time)
-//! and speak only the public API under `/api/v1` and `/metrics`, as any other client would.
+//! and speak only the public API under `/api/v1` and `/metrics`, as any other client would. The
+//! console's data map (`/ui/data-map.json`) is the services' declarations of the personal data
+//! they keep, compiled into this binary like the pages.
 //!
 //! The pages get their own Content-Security-Policy, as Swagger UI does: scripts, styles and
 //! requests from this origin only, no inline script, so the JavaScript lives in files.
@@ -36,10 +38,11 @@ const SHOP: [Asset; 3] = [
     Asset { name: "shop.css", content_type: CSS, body: include_str!("../assets/shop/shop.css") },
 ];
 
-const CONSOLE: [Asset; 4] = [
+const CONSOLE: [Asset; 5] = [
     Asset { name: "index.html", content_type: HTML, body: include_str!("../assets/ui/index.html") },
     Asset { name: "console.js", content_type: JS, body: include_str!("../assets/ui/console.js") },
     Asset { name: "charts.js", content_type: JS, body: include_str!("../assets/ui/charts.js") },
+    Asset { name: "governance.js", content_type: JS, body: include_str!("../assets/ui/governance.js") },
     Asset { name: "console.css", content_type: CSS, body: include_str!("../assets/ui/console.css") },
 ];
 
@@ -55,6 +58,7 @@ pub fn routes() -> Router {
         .route("/shop/{*file}", get(|Path(file): Path<String>| async move { page(&SHOP, &file) }))
         .route("/ui", get(|| async { page(&CONSOLE, "index.html") }))
         .route("/ui/", get(|| async { page(&CONSOLE, "index.html") }))
+        .route("/ui/data-map.json", get(|| async { secured(axum::Json(crate::governance::declarations()).into_response()) }))
         .route("/ui/{*file}", get(|Path(file): Path<String>| async move { page(&CONSOLE, &file) }))
 }
 

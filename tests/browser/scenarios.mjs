@@ -6,7 +6,8 @@
 // (a) storefront: sign up, see a refused card explained, add the approving test card, order,
 //     watch the order go from pending to confirmed, open a ticket, export the data;
 // (b) console as admin: the live overview, that order's timeline, a dead letter retried
-//     (the Rust test seeds one), a projection rebuilt, audit verification; as support: a 403
+//     (the Rust test seeds one), a projection rebuilt, audit verification, the data map and the
+//     customer's access report; as support: a 403
 //     shown and the timeline; then the customer erases their data.
 
 import { mkdirSync } from 'node:fs';
@@ -121,6 +122,10 @@ try {
   await shop.click('#export');
   const exported = await shop.waitForSelector('#export-json');
   check((await exported.innerText()).includes(order), 'the export lacks the order');
+  const exportedBody = JSON.parse(await exported.innerText());
+  const customerId = exportedBody.customer.id;
+  check((exportedBody.accesses || []).some((a) => a.service === 'gateway' && a.action === 'customer.export'),
+    'the export does not say the export itself read the data');
   await shot(shop, 'shop-5-orders-ticket-export.png');
 
   // ---- (b) console ----
@@ -180,6 +185,25 @@ try {
   check((await verdict.innerText()).includes('intact'), `audit: ${await verdict.innerText()}`);
   await shot(admin, 'console-6-audit.png');
 
+  step = 'the data map and the customer\'s access report';
+  await admin.click('nav.tabs button[data-tab=governance]');
+  await admin.waitForSelector('#data-map-table tbody tr');
+  const mapped = await admin.$$eval('#data-map-table tbody tr', (rows) => rows.map((r) => r.dataset.service));
+  for (const service of ['customers', 'orders', 'payments', 'support']) {
+    check(mapped.includes(service), `the data map has no field of ${service}: ${[...new Set(mapped)].join(', ')}`);
+  }
+  await admin.selectOption('#data-map-service', 'support');
+  const filtered = await admin.$$eval('#data-map-table tbody tr', (rows) => rows.map((r) => r.dataset.service));
+  check(filtered.length > 0 && filtered.every((s) => s === 'support'), `filtered to support: ${filtered.join(', ')}`);
+  await admin.fill('#accesses-id', customerId);
+  await admin.click('#accesses-show');
+  await admin.waitForSelector('#accesses-table tbody tr');
+  const accesses = await admin.$$eval('#accesses-table tbody tr', (rows) => rows.map((r) => `${r.dataset.service} ${r.dataset.role} ${r.dataset.action}`));
+  for (const wanted of ['gateway customer session.create', 'gateway customer customer.export', 'orders customer order.place', 'orders admin order.history']) {
+    check(accesses.includes(wanted), `the access report lacks "${wanted}": ${accesses.join('; ')}`);
+  }
+  await shot(admin, 'console-7-data-and-privacy.png');
+
   step = 'support sees a 403 where the API refuses';
   const support = await page('support');
   await support.goto(`${base}/ui#dlq`);
@@ -188,7 +212,7 @@ try {
   await support.click('#login-button');
   const forbidden = await support.waitForSelector('#dlq .problem');
   check((await forbidden.innerText()).includes('403'), `support's DLQ page: ${await forbidden.innerText()}`);
-  await shot(support, 'console-7-support-forbidden.png');
+  await shot(support, 'console-8-support-forbidden.png');
   await support.click('nav.tabs button[data-tab=orders]');
   await support.fill('#order-id', order);
   await support.click('#lookup');

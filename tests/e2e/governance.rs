@@ -24,6 +24,19 @@ fn scan(data: &Path, needles: &[&str]) -> (bool, Vec<Value>, String) {
     (output.status.success(), judged, format!("{stdout}{}", String::from_utf8_lossy(&output.stderr)))
 }
 
+/// `(service, role, action)` of each access a report lists.
+fn accesses(report: &Value) -> Vec<(String, String, String)> {
+    report
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let text = |key: &str| a[key].as_str().unwrap_or_default().to_owned();
+            (text("service"), text("role"), text("action"))
+        })
+        .collect()
+}
+
 #[test]
 fn a_canary_customers_data_lies_only_where_the_data_map_says() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -41,8 +54,10 @@ fn a_canary_customers_data_lies_only_where_the_data_map_says() {
     let token = card(&up, &me, "4242424242424242");
     let order = place(&up, &me, &token, "TEA-001", 1);
     up.settle(&me, std::slice::from_ref(&order), Duration::from_secs(20));
-    crate::privacy::ticket_with_attachment(&up, &me, &order, canary);
+    let (ticket, _) = crate::privacy::ticket_with_attachment(&up, &me, &order, canary);
     let support = up.sign_in("support@tessera.local", "support");
+    let (code, read) = up.call_as(&support, "GET", &format!("/api/v1/tickets/{ticket}"), None);
+    assert_eq!(code, 200, "{read}");
     let (code, masked) = up.call_as(&support, "GET", &format!("/api/v1/customers/{id}"), None);
     assert_eq!(code, 200, "{masked}");
     assert_eq!(masked["email"], "Q***@example.com", "masked as the declaration says: {masked}");
@@ -56,6 +71,34 @@ fn a_canary_customers_data_lies_only_where_the_data_map_says() {
     assert_eq!(up.call_as(&theirs, "GET", &format!("/api/v1/customers/{bystander}"), None).0, 200);
     // Let the messages about the order and the ticket reach every subscriber.
     std::thread::sleep(Duration::from_secs(2));
+
+    // The person's own export says who received their data (GDPR Art. 15): the gateway's
+    // sign-in and export, and the reads each service served, under the reader's role.
+    let (code, export) = up.call_as(&me, "GET", &format!("/api/v1/customers/{id}/export"), None);
+    assert_eq!(code, 200, "{export}");
+    let reported = accesses(&export["accesses"]);
+    for (service, role, action) in [
+        ("gateway", "customer", "session.create"),
+        ("gateway", "customer", "customer.export"),
+        ("customers", "support", "customer.read"),
+        ("orders", "customer", "order.place"),
+        ("orders", "support", "order.read"),
+        ("payments", "customer", "payment_method.add"),
+        ("support", "customer", "ticket.open"),
+        ("support", "support", "ticket.read"),
+    ] {
+        let wanted = (service.to_owned(), role.to_owned(), action.to_owned());
+        assert!(reported.contains(&wanted), "{wanted:?} is in the export's report: {reported:?}");
+    }
+    assert!(!export["accesses"].to_string().contains(&bystander), "nobody else's records");
+    // Staff ask the same of the running system.
+    let output = tessera()
+        .args(["governance", "access", "--json", "--customer", &id, "--url", &up.base])
+        .output()
+        .expect("run tessera governance access --url");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let asked: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert!(accesses(&asked).contains(&("gateway".into(), "admin".into(), "customer.export".into())));
     up.kill();
 
     let (ok, judged, shown) = scan(&data, &[canary, &id]);
@@ -77,14 +120,7 @@ fn a_canary_customers_data_lies_only_where_the_data_map_says() {
         .output()
         .expect("run tessera governance access");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let accesses: Vec<Value> = serde_json::from_slice(&output.stdout).expect("json");
-    let seen: Vec<(String, String, String)> = accesses
-        .iter()
-        .map(|a| {
-            let text = |key: &str| a[key].as_str().unwrap_or_default().to_owned();
-            (text("service"), text("role"), text("action"))
-        })
-        .collect();
+    let seen = accesses(&serde_json::from_slice(&output.stdout).expect("json"));
     for (service, role, action) in [
         // Registering is done before anyone is signed in.
         ("customers", "none", "customer.register"),

@@ -1,10 +1,11 @@
 // The operator console: a live overview (from /metrics and /api/v1/admin/services), the
 // services and their projections (rebuild with progress), sagas, dead letters (retry, drop),
-// one order's timeline across services, and audit verification. The API decides who may do
+// one order's timeline across services, audit verification, and the data map with access reports. The API decides who may do
 // what; a 403 is shown as such, never hidden.
 
 import { api, ApiError, fill, h, money, problemView, session, showProblem, sleep, statusBadge, when } from './api.js';
 import { chart, sparkline } from './charts.js';
+import { loadGovernance } from './governance.js';
 
 const $ = (selector) => document.querySelector(selector);
 const HISTORY = 90;
@@ -61,7 +62,7 @@ function fail(target, error, context) {
 
 // ---- tabs ----
 
-const TABS = { overview: startOverview, services: startServices, sagas: loadSagas, dlq: loadDlq, orders: loadRecent, audit: () => {} };
+const TABS = { overview: startOverview, services: startServices, sagas: loadSagas, dlq: loadDlq, orders: loadRecent, audit: () => {}, governance: loadGovernance };
 
 function stop() { if (timer) clearInterval(timer); timer = null; }
 

@@ -14,6 +14,7 @@
 //! This crate is pure (no I/O): the store appends records inside its units of work and pages
 //! its table through a [`Verifier`].
 
+pub mod access;
 mod chain;
 mod record;
 mod segment;

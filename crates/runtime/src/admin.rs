@@ -28,6 +28,7 @@ pub(crate) fn routes(service: &'static str, store: Store) -> Router {
         .route("/admin/projections/{name}/rebuild", post(rebuild))
         .route("/admin/audit/head", get(audit_head))
         .route("/admin/audit/verify", post(audit_verify))
+        .route("/admin/audit/accesses", post(person_accesses))
         .with_state(Admin { service, store })
 }
 
@@ -194,4 +195,37 @@ async fn audit_verify(State(admin): State<Admin>, Query(query): Query<AuditQuery
         body["problem"] = json!(problem.to_string());
     }
     Ok(axum::Json(body).into_response())
+}
+
+/// The most resources a caller may name as the person's: an export names their orders and
+/// tickets, and a body this size stays far below the services' body limit.
+const MAX_OWNED_RESOURCES: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessesQuery {
+    /// The person: a customer id, or a staff member's subject.
+    person: String,
+    /// Resources known to be theirs from other services (`order/<id>`): parts of them kept
+    /// here count as theirs.
+    #[serde(default)]
+    resources: Vec<String>,
+}
+
+/// `POST /admin/audit/accesses`: the records of this service's trail that concern one person
+/// (what they did, and what anyone did to their data): `{service, items: [Access]}`.
+async fn person_accesses(
+    State(admin): State<Admin>,
+    tessera_web::Json(query): tessera_web::Json<AccessesQuery>,
+) -> ApiResult<Response> {
+    if query.person.is_empty() || query.person.len() > 320 {
+        return Err(Problem::invalid_field("person", "must be 1 to 320 characters"));
+    }
+    if query.resources.len() > MAX_OWNED_RESOURCES {
+        return Err(Problem::invalid_field("resources", "at most 10000"));
+    }
+    let mut filter = tessera_store::audit_access::PersonFilter::new(&query.person);
+    query.resources.into_iter().for_each(|resource| filter.own(resource));
+    let items = admin.store.person_accesses(admin.service, filter).await.map_err(|e| failed(&e))?;
+    Ok(axum::Json(json!({ "service": admin.service, "items": items })).into_response())
 }

@@ -37,6 +37,7 @@ pub use postgres::{
 };
 pub use sqlite::{SqliteOptions, Synchronous};
 pub use store::{Store, StoreConfig};
+pub use tessera_audit::access as audit_access;
 pub use tessera_audit::{
     Anchor, AuditRecord, ChainBreak, StoredAuditRecord, Verification, hash_from_hex, hash_to_hex,
 };

@@ -240,6 +240,37 @@ impl Store {
         self.backend.audit_page(after_index, limit).await?.into_iter().map(AuditRow::into_stored).collect()
     }
 
+    /// The records of this service's audit trail that concern `filter`'s person, oldest first.
+    /// The trail is read twice, a page at a time: first to learn what the person created here,
+    /// then to pick the records, so a read made before the creation it refers to is not missed
+    /// and the whole trail is never held in memory.
+    pub async fn person_accesses(
+        &self,
+        service: &str,
+        mut filter: tessera_audit::access::PersonFilter,
+    ) -> Result<Vec<tessera_audit::access::Access>> {
+        const PAGE: usize = 1000;
+        let mut after = None;
+        loop {
+            let page = self.audit_records(after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.index);
+            page.iter().for_each(|record| filter.learn(record));
+        }
+        let (mut accesses, mut after) = (Vec::new(), None);
+        loop {
+            let page = self.audit_records(after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.index);
+            accesses.extend(
+                page.iter()
+                    .filter(|record| filter.touches(record))
+                    .map(|record| tessera_audit::access::Access::new(service, record)),
+            );
+        }
+        Ok(accesses)
+    }
+
     /// The index and hash of the audit chain's last record: what to publish, so that a later
     /// verification notices records cut off the end. `None` while the chain is empty.
     pub async fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>> {

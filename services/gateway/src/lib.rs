@@ -7,6 +7,7 @@
 //! (embedded) or over HTTP (distributed), and speaks their HTTP APIs.
 
 mod access;
+mod access_report;
 mod audit;
 pub mod auth;
 pub mod catalogue;

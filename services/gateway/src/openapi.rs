@@ -14,6 +14,7 @@ use utoipa::OpenApi;
     crate::routes::auth::issue_token,
     crate::routes::auth::jwks,
     crate::routes::customers::export_customer,
+    crate::routes::customers::customer_accesses,
     crate::compose::order_view,
     crate::routes::orders::events::order_events,
     crate::routes::admin::services,

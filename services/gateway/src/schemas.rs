@@ -86,4 +86,8 @@ pub(crate) struct Export {
     pub payments: Vec<Value>,
     #[schema(value_type = Vec<Object>)]
     pub tickets: Vec<Value>,
+    /// Who read or changed the person's data, from every service's audit trail, oldest first:
+    /// `{service, index, at, actor, role, action, resource, outcome}`.
+    #[schema(value_type = Vec<Object>)]
+    pub accesses: Vec<Value>,
 }

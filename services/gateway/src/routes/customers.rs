@@ -26,6 +26,7 @@ pub(super) fn router() -> Router<Gateway> {
         .route("/customers/{id}", get(get_customer).patch(update_customer).delete(erase_customer))
         .route("/customers/{id}/erasure", get(erasure_progress))
         .route("/customers/{id}/export", get(export_customer))
+        .route("/customers/{id}/accesses", get(customer_accesses))
 }
 
 async fn register_customer(
@@ -159,7 +160,6 @@ async fn all_pages(g: &Gateway, service: &Arc<dyn ServiceClient>, path: &str) ->
     }
 }
 
-/// Everything the services hold about one person.
 /// Everything every service holds about one person (the person themself or an admin).
 #[utoipa::path(get, path = "/api/v1/customers/{id}/export", tag = "customers",
     params(("id" = uuid::Uuid, Path, description = "the customer id")),
@@ -196,8 +196,38 @@ pub(crate) async fn export_customer(
         }
         payments.extend(reply.json().as_array().cloned().unwrap_or_default());
     }
-    Ok(axum::Json(
-        json!({"customer": profile.json(), "orders": orders, "payments": payments, "tickets": tickets}),
-    )
+    let resource = format!("customer/{id}");
+    crate::access_report::note(&g.store, &caller.sub, caller.role.as_str(), "customer.export", resource).await;
+    let accesses = crate::access_report::person_report(&g, &id.to_string(), theirs(&orders, &tickets)).await?;
+    Ok(axum::Json(json!({
+        "customer": profile.json(), "orders": orders, "payments": payments, "tickets": tickets,
+        "accesses": accesses,
+    }))
     .into_response())
+}
+
+/// The resources one service knows as the person's, for the others' trails: their orders and
+/// their tickets.
+fn theirs(orders: &[Value], tickets: &[Value]) -> Vec<String> {
+    let named = |kind: &'static str| move |item: &Value| Some(format!("{kind}/{}", item["id"].as_str()?));
+    orders.iter().filter_map(named("order")).chain(tickets.iter().filter_map(named("ticket"))).collect()
+}
+
+/// Who read or changed one person's data (the person themself or an admin): the access report
+/// alone, without the data the export carries.
+#[utoipa::path(get, path = "/api/v1/customers/{id}/accesses", tag = "customers",
+    params(("id" = uuid::Uuid, Path, description = "the customer id")),
+    responses((status = 200, description = "`{items}`: `{service, index, at, actor, role, action, resource, outcome}`, oldest first",
+        body = Object), (status = 403, body = Problem)))]
+pub(crate) async fn customer_accesses(
+    State(g): State<Gateway>,
+    caller: Caller,
+    Path(text): Path<String>,
+) -> ApiResult<Response> {
+    let id = uuid(&text, "customer")?;
+    may_change_person(&caller, &id.to_string(), "see who read a person's data")?;
+    let orders = all_pages(&g, &g.services.orders, &format!("/orders?customer_id={id}")).await?;
+    let tickets = all_pages(&g, &g.services.support, &format!("/tickets?customer_id={id}")).await?;
+    let accesses = crate::access_report::person_report(&g, &id.to_string(), theirs(&orders, &tickets)).await?;
+    Ok(axum::Json(json!({ "items": accesses })).into_response())
 }
