@@ -58,7 +58,10 @@ pub fn routes() -> Router {
         .route("/shop/{*file}", get(|Path(file): Path<String>| async move { page(&SHOP, &file) }))
         .route("/ui", get(|| async { page(&CONSOLE, "index.html") }))
         .route("/ui/", get(|| async { page(&CONSOLE, "index.html") }))
-        .route("/ui/data-map.json", get(|| async { secured(axum::Json(crate::governance::declarations()).into_response()) }))
+        .route(
+            "/ui/data-map.json",
+            get(|| async { secured(axum::Json(crate::governance::declarations()).into_response()) }),
+        )
         .route("/ui/{*file}", get(|Path(file): Path<String>| async move { page(&CONSOLE, &file) }))
 }
 

@@ -117,7 +117,14 @@ mod tests {
     use super::*;
     use crate::AuditRecord;
 
-    fn record(index: u64, at: u64, actor: &str, role: &str, action: &str, resource: &str) -> StoredAuditRecord {
+    fn record(
+        index: u64,
+        at: u64,
+        actor: &str,
+        role: &str,
+        action: &str,
+        resource: &str,
+    ) -> StoredAuditRecord {
         StoredAuditRecord {
             index,
             record: AuditRecord {

@@ -5,14 +5,32 @@
 use axum::http::Method;
 use serde_json::{Value, json};
 use tessera_store::audit_access::{self, Access, PersonFilter};
-use tessera_store::{AuditRecord, Store};
+use tessera_store::{AuditRecord, Store, StoreError};
 use tessera_web::{ApiResult, Problem};
 
 use crate::state::Gateway;
 
-/// Appends `action` on `resource` by `actor` under `role` to the gateway's trail. It rides the
-/// store's next group commit: the caller does not wait for a sync of its own (decision 0015).
-pub(crate) async fn note(store: &Store, actor: &str, role: &str, action: &str, resource: String) {
+/// How a record of the gateway's is committed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// Rides the store's next group commit; the caller does not wait for its sync (decision
+    /// 0015). For sign-ins, which are many.
+    Detached,
+    /// Committed before the caller goes on: an export must find its own record in the report
+    /// it carries. Exports are rare, so the wait costs nothing that matters.
+    Waited,
+}
+
+/// Appends `action` on `resource` by `actor` under `role` to the gateway's trail. A waited
+/// commit that fails is the caller's error: an export whose record cannot be kept is refused.
+pub(crate) async fn note(
+    store: &Store,
+    commit: Commit,
+    actor: &str,
+    role: &str,
+    action: &str,
+    resource: String,
+) -> Result<(), StoreError> {
     let mut unit = store.begin();
     unit.audit(AuditRecord {
         actor: actor.to_owned(),
@@ -23,20 +41,27 @@ pub(crate) async fn note(store: &Store, actor: &str, role: &str, action: &str, r
         trace_id: None,
         at: store.clock().now(),
     });
-    unit.commit_detached().await;
+    match commit {
+        Commit::Detached => {
+            unit.commit_detached().await;
+            Ok(())
+        }
+        Commit::Waited => unit.commit().await.map(|_| ()),
+    }
 }
 
 /// Every record in the gateway's and the services' trails that concerns `person`, oldest
 /// first. `resources` are what the export found theirs in one service (their orders, their
 /// tickets), so that another service's part of one (payments' `order/<id>/payment`) counts.
-pub(crate) async fn person_report(g: &Gateway, person: &str, resources: Vec<String>) -> ApiResult<Vec<Access>> {
+pub(crate) async fn person_report(
+    g: &Gateway,
+    person: &str,
+    resources: Vec<String>,
+) -> ApiResult<Vec<Access>> {
     let mut filter = PersonFilter::new(person);
     resources.iter().for_each(|resource| filter.own(resource.clone()));
-    let mut accesses = g
-        .store
-        .person_accesses(crate::SERVICE, filter)
-        .await
-        .map_err(|e| Problem::unavailable(&e))?;
+    let mut accesses =
+        g.store.person_accesses(crate::SERVICE, filter).await.map_err(|e| Problem::unavailable(&e))?;
     let body = json!({"person": person, "resources": resources});
     for service in g.services.all() {
         let reply = g.call(service, Method::POST, "/admin/audit/accesses", Some(body.clone()), &[]).await?;
@@ -45,7 +70,10 @@ pub(crate) async fn person_report(g: &Gateway, person: &str, resources: Vec<Stri
         }
         let items = reply.json().get("items").cloned().unwrap_or(Value::Null);
         let items: Vec<Access> = serde_json::from_value(items).map_err(|e| {
-            Problem::unavailable(&format!("{} answered an access list this gateway cannot read: {e}", service.name()))
+            Problem::unavailable(&format!(
+                "{} answered an access list this gateway cannot read: {e}",
+                service.name()
+            ))
         })?;
         accesses.extend(items);
     }

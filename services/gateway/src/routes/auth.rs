@@ -106,7 +106,10 @@ async fn signed_in(gateway: &Gateway, credentials: Credentials) -> ApiResult<Res
     };
     let token = gateway.keys.issue(&sub, role, now()).map_err(|e| Problem::internal(&e))?;
     let account = if role == Role::Customer { format!("customer/{sub}") } else { format!("staff/{sub}") };
-    crate::access_report::note(&gateway.store, &sub, role.as_str(), "session.create", account).await;
+    let detached = crate::access_report::Commit::Detached;
+    let _ =
+        crate::access_report::note(&gateway.store, detached, &sub, role.as_str(), "session.create", account)
+            .await;
     Ok(axum::Json(json!({
         "access_token": token, "token_type": "Bearer", "expires_in": gateway.keys.settings.ttl.as_secs(),
     }))

@@ -15,6 +15,7 @@ use tessera_kernel::personal::Location;
 use tessera_web::{ApiResult, Json, Path, Problem};
 
 use crate::access::{Caller, MaybeCaller};
+use crate::access_report::Commit;
 use crate::auth::Role;
 use crate::clients::ServiceClient;
 use crate::forward::{if_match, pass_on, pass_on_error, uuid};
@@ -197,8 +198,18 @@ pub(crate) async fn export_customer(
         payments.extend(reply.json().as_array().cloned().unwrap_or_default());
     }
     let resource = format!("customer/{id}");
-    crate::access_report::note(&g.store, &caller.sub, caller.role.as_str(), "customer.export", resource).await;
-    let accesses = crate::access_report::person_report(&g, &id.to_string(), theirs(&orders, &tickets)).await?;
+    crate::access_report::note(
+        &g.store,
+        Commit::Waited,
+        &caller.sub,
+        caller.role.as_str(),
+        "customer.export",
+        resource,
+    )
+    .await
+    .map_err(|e| Problem::unavailable(&e))?;
+    let accesses =
+        crate::access_report::person_report(&g, &id.to_string(), theirs(&orders, &tickets)).await?;
     Ok(axum::Json(json!({
         "customer": profile.json(), "orders": orders, "payments": payments, "tickets": tickets,
         "accesses": accesses,
@@ -228,6 +239,7 @@ pub(crate) async fn customer_accesses(
     may_change_person(&caller, &id.to_string(), "see who read a person's data")?;
     let orders = all_pages(&g, &g.services.orders, &format!("/orders?customer_id={id}")).await?;
     let tickets = all_pages(&g, &g.services.support, &format!("/tickets?customer_id={id}")).await?;
-    let accesses = crate::access_report::person_report(&g, &id.to_string(), theirs(&orders, &tickets)).await?;
+    let accesses =
+        crate::access_report::person_report(&g, &id.to_string(), theirs(&orders, &tickets)).await?;
     Ok(axum::Json(json!({ "items": accesses })).into_response())
 }
