@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_part_another_service_keeps_is_found_when_the_owner_is_known_from_elsewhere() {
-        let payments = vec![
+        let payments = [
             record(0, 1, "sam", "support", "payment.read", "order/o1/payment"),
             record(1, 2, "sam", "support", "payment.read", "order/o10/payment"),
             record(2, 3, "sam", "support", "payment.read", "order/o1x"),

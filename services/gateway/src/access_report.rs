@@ -60,8 +60,11 @@ pub(crate) async fn person_report(
 ) -> ApiResult<Vec<Access>> {
     let mut filter = PersonFilter::new(person);
     resources.iter().for_each(|resource| filter.own(resource.clone()));
-    let mut accesses =
-        g.store.person_accesses(crate::SERVICE, filter).await.map_err(|e| Problem::unavailable(&e))?;
+    let mut accesses = g
+        .store
+        .person_accesses(crate::config::SERVICE, filter)
+        .await
+        .map_err(|e| Problem::unavailable(&e))?;
     let body = json!({"person": person, "resources": resources});
     for service in g.services.all() {
         let reply = g.call(service, Method::POST, "/admin/audit/accesses", Some(body.clone()), &[]).await?;
