@@ -73,17 +73,11 @@ pub struct Payments {
     requested: Arc<tokio::sync::Notify>,
 }
 
-/// The civil (year, month) of a timestamp, UTC (Howard Hinnant's days-to-civil).
+/// The civil (year, month) of a timestamp, UTC: what a card's expiry is compared with.
 fn year_month(at: Timestamp) -> (u32, u32) {
-    let days = i64::try_from(at.as_micros() / 86_400_000_000).unwrap_or(0) + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (u32::try_from(year).unwrap_or(0), u32::try_from(month).unwrap_or(1))
+    let seconds = i64::try_from(at.as_micros() / 1_000_000).unwrap_or(i64::MAX);
+    let date = time::OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    (u32::try_from(date.year()).unwrap_or(0), u32::from(u8::from(date.month())))
 }
 
 fn payment_from_row(row: &Row) -> Result<Payment, HandlerError> {
