@@ -201,10 +201,36 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     serve_metrics(&args).await?;
     println!("{name}: databases {}_*, NATS namespace {}", args.database_prefix, args.nats_namespace);
-    println!("listening on http://{}", listener.local_addr()?);
-    tessera_web::serve(listener, router, crate::up::shutdown_signal()).await?;
+    serve_http(&args, listener, router).await?;
     node.shutdown(SHUTDOWN_GRACE).await;
     Ok(())
+}
+
+/// Serves `router` on `listener` until a stop signal: HTTPS with --tls-cert and --tls-key,
+/// HTTP otherwise. Prints the address first, which scripts and tests wait for.
+async fn serve_http(
+    args: &ServeArgs,
+    listener: tokio::net::TcpListener,
+    router: Router,
+) -> anyhow::Result<()> {
+    let address = listener.local_addr()?;
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let config = tessera_web::Identity::from_pem_files(cert, key)
+                .and_then(tessera_web::Identity::server_config)
+                .context("--tls-cert and --tls-key")?;
+            println!("listening on https://{address}");
+            tessera_web::serve_tls(listener, router, config, crate::up::shutdown_signal())
+                .await
+                .context("the HTTPS server failed")
+        }
+        _ => {
+            println!("listening on http://{address}");
+            tessera_web::serve(listener, router, crate::up::shutdown_signal())
+                .await
+                .context("the HTTP server failed")
+        }
+    }
 }
 
 /// The bus as `service`: with its own credentials when it has them, and its own stream
@@ -240,11 +266,20 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
             entry.split_once('=').with_context(|| format!("--service-url {entry}: use NAME=URL"))?;
         urls.insert(name.to_owned(), url.to_owned());
     }
+    let ca = match &args.service_ca {
+        Some(path) => Some(
+            std::fs::read(path).with_context(|| format!("cannot read --service-ca {}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut client = |name: &'static str| -> anyhow::Result<Arc<dyn ServiceClient>> {
         let url = urls.remove(name).with_context(|| {
             format!("give the {name} service's address: --service-url {name}=http://host:port")
         })?;
-        Ok(Arc::new(Http::new(name, &url)))
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("--service-url {name}={url}: the address starts with http:// or https://");
+        }
+        Ok(Arc::new(Http::trusting(name, &url, ca.as_deref()).context("--service-ca")?))
     };
     let services = Services {
         inventory: client(tessera_inventory::SERVICE)?,
@@ -329,8 +364,7 @@ async fn serve_gateway(args: &ServeArgs, storage: &Storage) -> anyhow::Result<()
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     serve_metrics(args).await?;
     println!("gateway serving");
-    println!("listening on http://{}", listener.local_addr()?);
-    tessera_web::serve(listener, router, crate::up::shutdown_signal()).await?;
+    serve_http(args, listener, router).await?;
     if let Some(node) = node {
         node.shutdown(SHUTDOWN_GRACE).await;
     }

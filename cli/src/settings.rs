@@ -71,9 +71,20 @@ pub struct ServeArgs {
     /// Where to serve HTTP (`host:port`; a name such as localhost is resolved).
     #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:8080", value_parser = crate::listen::resolve)]
     pub(crate) listen: SocketAddr,
-    /// For the gateway: a service's address, `<name>=http://host:port`; once per service.
+    /// Serve HTTPS with this certificate (PEM, the chain from the leaf) instead of HTTP.
+    #[arg(long, env = "TESSERA_TLS_CERT", value_name = "PATH", requires = "tls_key")]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "TESSERA_TLS_KEY", value_name = "PATH", requires = "tls_cert")]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
+    /// For the gateway: a service's address, `<name>=http://host:port` or `https://…`; once
+    /// per service.
     #[arg(long = "service-url", value_name = "NAME=URL")]
     pub(crate) service_urls: Vec<String>,
+    /// For the gateway: a PEM file of the CA that signed the services' certificates, when
+    /// their addresses are https:// under a private CA (the system's roots are trusted besides).
+    #[arg(long, env = "TESSERA_SERVICE_CA", value_name = "PATH")]
+    pub(crate) service_ca: Option<std::path::PathBuf>,
     /// For the gateway: a member of staff who signs in with a password, `role:email:password`
     /// (role admin or support); repeat it, or separate them with commas in TESSERA_STAFF. None by
     /// default: the distributed gateway has no demo users.

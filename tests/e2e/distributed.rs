@@ -389,6 +389,8 @@ fn distributed_orders_survive_a_killed_payments_process() {
         card_token: &card,
         sku: "DIST-001",
     };
+    https_to_a_service(&cluster, &urls, &me);
+
     let bases = services.iter().map(|(name, process)| (*name, process.base.clone())).collect();
     crate::inside_attacker::attack(&bases, &victim, &attacker, &|| database_texts(&cluster));
     crate::forged_messages::forge(&cluster.bus(), &me_id, &|| database_texts(&cluster));
@@ -428,6 +430,39 @@ fn distributed_orders_survive_a_killed_payments_process() {
 
 /// A service answers nobody who lacks a token the gateway minted for it, even on the inside
 /// network: not a client's own gateway token, not an admin's.
+/// A support replica serving HTTPS under the test's own CA: a gateway told to trust that CA
+/// reaches it; one that is not refuses the certificate and answers 503.
+fn https_to_a_service(cluster: &Cluster, urls: &[String], me: &str) {
+    let tls = [
+        format!("--tls-cert={}", cluster.nats.ca.display()),
+        format!("--tls-key={}", cluster.nats.key.display()),
+    ];
+    let support = cluster.start("support", "127.0.0.1:0", &tls);
+    assert!(support.base.starts_with("https://"), "{}", support.base);
+    let over_https: Vec<String> = urls
+        .iter()
+        .filter(|url| !url.starts_with("--redis-url="))
+        .map(|url| {
+            if url.starts_with("--service-url=support=") {
+                format!("--service-url=support={}", support.base)
+            } else {
+                url.clone()
+            }
+        })
+        .collect();
+    let mut trusting = over_https.clone();
+    trusting.push(format!("--service-ca={}", cluster.nats.ca.display()));
+    let gateway = cluster.start("gateway", "127.0.0.1:0", &trusting);
+    let (code, tickets) = call(&gateway.base, Some(me), "GET", "/api/v1/tickets", None, None);
+    assert_eq!(code, 200, "through a gateway that trusts the CA: {tickets}");
+    assert!(tickets["items"].as_array().is_some_and(|t| !t.is_empty()), "{tickets}");
+    drop(gateway);
+    let gateway = cluster.start("gateway", "127.0.0.1:0", &over_https);
+    let (code, refused) = call(&gateway.base, Some(me), "GET", "/api/v1/tickets", None, None);
+    assert_eq!(code, 503, "a gateway that does not trust the CA refuses the certificate: {refused}");
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+}
+
 fn services_check_tokens_again(
     service: &str,
     keys: &tessera_gateway::KeyRing,

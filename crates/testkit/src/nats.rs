@@ -31,8 +31,11 @@ pub struct NatsServer {
     config: PathBuf,
     child: Option<Child>,
     port: u16,
-    /// The PEM file of the certificate the server presents (its own CA: self-signed).
+    /// The PEM file of the certificate the server presents (its own CA: self-signed), for
+    /// 127.0.0.1 and localhost.
     pub ca: PathBuf,
+    /// Its private key (PEM): a test may serve HTTPS with the same certificate.
+    pub key: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -64,7 +67,7 @@ impl NatsServer {
         // nats-server reads an include relative to the including file, absolute or not.
         std::fs::copy(auth_conf, dir.path().join("auth.conf")).expect("copy the users");
         std::fs::write(&config, text).expect("write the configuration");
-        let mut server = Self { binary: binary.to_owned(), config, child: None, port, ca, _dir: dir };
+        let mut server = Self { binary: binary.to_owned(), config, child: None, port, ca, key, _dir: dir };
         server.spawn();
         server
     }

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod bounded;
+pub mod client;
 mod extract;
 mod field_error_words;
 mod metered;

@@ -193,13 +193,9 @@ impl HttpJwks {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid("must be http:// or https://".into()));
         }
-        let mut builder =
-            reqwest::Client::builder().timeout(Duration::from_secs(5)).https_only(url.scheme() == "https");
-        if let Some(pem) = ca_pem {
-            let ca = reqwest::Certificate::from_pem(pem).map_err(|e| invalid(format!("its CA: {e}")))?;
-            builder = builder.add_root_certificate(ca);
-        }
-        Ok(Self { url, client: builder.build().map_err(|e| invalid(e.to_string()))? })
+        let client =
+            crate::client::client(ca_pem, url.scheme() == "https").map_err(|e| invalid(e.to_string()))?;
+        Ok(Self { url, client })
     }
 }
 
@@ -212,9 +208,16 @@ impl std::fmt::Debug for HttpJwks {
 impl JwksSource for HttpJwks {
     fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + '_>> {
         Box::pin(async move {
-            let response = self.client.get(self.url.clone()).send().await.map_err(|e| {
-                if e.is_timeout() { format!("{} did not answer within 5 s", self.url) } else { e.to_string() }
-            })?;
+            let response =
+                self.client.get(self.url.clone()).timeout(Duration::from_secs(5)).send().await.map_err(
+                    |e| {
+                        if e.is_timeout() {
+                            format!("{} did not answer within 5 s", self.url)
+                        } else {
+                            e.to_string()
+                        }
+                    },
+                )?;
             if !response.status().is_success() {
                 return Err(format!("{} answered {}", self.url, response.status()));
             }

@@ -81,27 +81,53 @@ impl ServiceClient for InProcess {
     }
 }
 
-/// A service in another process, over HTTP/1.1 with pooled keep-alive connections.
+/// A service in another process, over http:// or https:// with pooled keep-alive
+/// connections (reqwest, rustls).
 #[derive(Clone)]
 pub struct Http {
     name: &'static str,
     base: String,
-    client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>,
+    client: reqwest::Client,
     credentials: Arc<std::sync::OnceLock<Arc<dyn Credentials>>>,
 }
 
+/// A body this small is read before sending, so that a call whose connection could not be
+/// opened is sent again on a fresh one; a larger body (an attachment) streams and is sent once.
+const RETRIABLE_BODY: u64 = 64 * 1024;
+
 impl Http {
-    /// `base` is the service's root, `http://host:port`.
+    /// `base` is the service's root, `http://host:port` or `https://host:port` (checked against
+    /// the system's roots). Like `reqwest::Client::new`, it can fail only if the TLS library
+    /// cannot start, which no input causes.
     pub fn new(name: &'static str, base: &str) -> Self {
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build_http();
-        Self {
+        Self::trusting(name, base, None).unwrap_or_else(|_| Self {
             name,
             base: base.trim_end_matches('/').to_owned(),
-            client,
+            client: reqwest::Client::new(),
             credentials: Arc::new(std::sync::OnceLock::new()),
-        }
+        })
+    }
+
+    /// As [`Http::new`], also trusting the CA certificates of `ca_pem` (a cluster's own CA).
+    pub fn trusting(
+        name: &'static str,
+        base: &str,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, tessera_web::client::ClientBuildError> {
+        Ok(Self {
+            name,
+            base: base.trim_end_matches('/').to_owned(),
+            client: tessera_web::client::client(ca_pem, base.starts_with("https://"))?,
+            credentials: Arc::new(std::sync::OnceLock::new()),
+        })
+    }
+
+    fn request(&self, parts: &axum::http::request::Parts, body: reqwest::Body) -> reqwest::RequestBuilder {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        self.client
+            .request(parts.method.clone(), format!("{}{path}", self.base))
+            .headers(parts.headers.clone())
+            .body(body)
     }
 }
 
@@ -118,27 +144,34 @@ impl ServiceClient for Http {
     }
 
     async fn send(&self, request: Request<Body>) -> Result<axum::response::Response, ClientError> {
-        let unreachable = |reason: String| ClientError::Unreachable { service: self.name, reason };
+        let unreachable = |error: &dyn std::fmt::Display| ClientError::Unreachable {
+            service: self.name,
+            reason: error.to_string(),
+        };
         let (mut parts, body) = request.into_parts();
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = format!("{}{path}", self.base)
-            .parse()
-            .map_err(|e: axum::http::uri::InvalidUri| unreachable(e.to_string()))?;
         // As the gateway's client, a client's own token never travels on: each service sees a
         // token minted for it. (Without credentials this is a plain client, as the CLI uses.)
         if let Some(credentials) = self.credentials.get() {
             parts.headers.remove(header::AUTHORIZATION);
             if let Some(token) = credentials.bearer(self.name) {
-                let value = header::HeaderValue::from_str(&format!("Bearer {token}"))
-                    .map_err(|e| unreachable(e.to_string()))?;
+                let value =
+                    header::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| unreachable(&e))?;
                 parts.headers.insert(header::AUTHORIZATION, value);
             }
         }
-        let response = self
-            .client
-            .request(Request::from_parts(parts, body))
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        let small = axum::body::HttpBody::size_hint(&body).upper().is_some_and(|n| n <= RETRIABLE_BODY);
+        let response = if small {
+            let bytes = body.collect().await.map_err(|e| unreachable(&e))?.to_bytes();
+            match self.request(&parts, bytes.clone().into()).send().await {
+                // Nothing reached the service: a pooled connection it had closed, or a restart.
+                Err(error) if error.is_connect() => self.request(&parts, bytes.into()).send().await,
+                other => other,
+            }
+        } else {
+            self.request(&parts, reqwest::Body::wrap_stream(body.into_data_stream())).send().await
+        }
+        .map_err(|e| unreachable(&e))?;
+        let response: axum::http::Response<reqwest::Body> = response.into();
         Ok(response.map(Body::new))
     }
 
