@@ -103,7 +103,8 @@ pub(crate) async fn schema_sdl(
 /// GraphQL over the same services and rules; introspection only when configured.
 #[utoipa::path(post, path = "/graphql", tag = "graphql",
     request_body(content = Object, description = "`{query, variables?, operationName?}` or a batch of them"),
-    responses((status = 200, description = "`{data, errors?}`", body = Object)))]
+    responses((status = 200, description = "`{data, errors?}`", body = Object),
+        (status = 422, description = "no `query` in a request", body = Problem)))]
 pub(crate) async fn serve(State(state): State<GraphqlState>, request: axum::extract::Request) -> Response {
     let gateway = &state.gateway;
     let connection = request.extensions().get::<ConnectInfo<SocketAddr>>().copied();
@@ -137,6 +138,10 @@ pub(crate) async fn serve(State(state): State<GraphqlState>, request: axum::extr
     };
     if requests.is_empty() || requests.len() > MAX_BATCH {
         return too_many(format!("a batch holds 1 to {MAX_BATCH} operations"));
+    }
+    // A request without a document is malformed, not a query that fails (GraphQL over HTTP).
+    if requests.iter().any(|request| request.query.trim().is_empty()) {
+        return Problem::invalid_field("query", "give the operation as a GraphQL document").into_response();
     }
     for request in &requests {
         match async_graphql::parser::parse_query(&request.query) {
