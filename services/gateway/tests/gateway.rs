@@ -363,7 +363,12 @@ async fn abusive_graphql_is_refused_before_it_runs() {
         answer.body
     );
     // No document at all, alone or in a batch: a malformed request, not a failed query.
-    for body in [json!({}), json!({"query": "  "}), json!([{"query": "{ __typename }"}, {}])] {
+    for body in [
+        json!({}),
+        json!({"query": "  "}),
+        json!([{"query": "{ __typename }"}, {}]),
+        json!(["{ __typename }"]),
+    ] {
         let answer = graphql(&shop, Some(&token), body.clone()).await;
         assert_eq!(
             (answer.status.as_u16(), answer.body["errors"][0]["field"].clone()),
