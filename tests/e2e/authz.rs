@@ -139,6 +139,7 @@ fn every_endpoint_answers_each_role_and_owner_as_specified() {
         ),
         ("POST", format!("/api/v1/tickets/{ticket}/close"), None, &[], [401, 403, 403, 200, 409]),
         ("GET", "/api/v1/admin/services".into(), None, &[], [401, 403, 403, 403, 200]),
+        ("GET", "/api/v1/admin/metrics".into(), None, &[], [401, 403, 403, 403, 200]),
         ("GET", "/api/v1/admin/dlq".into(), None, &[], [401, 403, 403, 403, 200]),
         ("GET", "/api/v1/admin/sagas?state=stuck".into(), None, &[], [401, 403, 403, 403, 200]),
         (

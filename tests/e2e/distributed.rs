@@ -284,6 +284,20 @@ fn distributed_orders_survive_a_killed_payments_process() {
     }
     assert!(confirmed >= 10, "only payments died; the card approves: {confirmed} of {}", orders.len());
 
+    // `tessera top` at the gateway shows every process, each from its own figures: the
+    // gateway gathers them (a process's /metrics holds its own only).
+    crate::top::check_in_terminal(g, "/api/v1/admin/metrics", &[]);
+    let order_path = format!("/api/v1/orders/{}", orders[0]);
+    let overview = crate::top::json_overview(g, || {
+        for _ in 0..15 {
+            assert_eq!(call(g, Some(&me), "GET", &order_path, None, None).0, 200);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let served = |service: &str| crate::top::service_row(&overview, service)["requests_per_second"].as_f64();
+    assert!(served("gateway").is_some_and(|r| r > 0.0), "{overview}");
+    assert!(served("orders").is_some_and(|r| r > 0.0), "the orders process's own figure: {overview}");
+
     // Waiting instead of polling, across gateway replicas: each watches the orders' messages
     // on NATS, so a waiter on one replica is woken whichever replica placed the order.
     let (code, head, settled) =

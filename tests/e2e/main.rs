@@ -17,6 +17,7 @@ mod prometheus;
 mod readme_distributed;
 mod rotation;
 mod sign_in;
+mod top;
 mod traces;
 mod verify;
 mod waiting;
@@ -489,6 +490,7 @@ fn bad_requests_to_up_get_problem_json_never_a_500() {
         ("get", "/api/v1/tickets/{id}/attachments/{attachment_id}"),
         ("post", "/graphql"),
         ("get", "/api/v1/admin/services"),
+        ("get", "/api/v1/admin/metrics"),
         ("get", "/api/v1/admin/dlq"),
         ("post", "/api/v1/admin/dlq/{id}/retry"),
         ("delete", "/api/v1/admin/dlq/{id}"),

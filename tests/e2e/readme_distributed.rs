@@ -85,6 +85,13 @@ fn the_distributed_quick_start_works_as_written() {
     assert!(stdout.contains("confirmed"), "the demo's order was confirmed:\n{stdout}");
     assert!(stdout.contains("erased"), "the demo's customer was erased:\n{stdout}");
     assert!(stdout.contains("dropped the databases"), "tessera down --purge ran:\n{stdout}");
+    for service in crate::top::ROWS {
+        assert!(
+            stdout.lines().any(|line| line.starts_with(&format!("{service} "))
+                && line.split_whitespace().nth(1) == Some("up")),
+            "tessera top --once has a row for {service}, up:\n{stdout}"
+        );
+    }
     let key = folder.path().join("tessera-master.key");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&key).expect("the key file").permissions(),

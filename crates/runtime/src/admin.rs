@@ -1,6 +1,6 @@
 //! Every service's operator routes, added by the runtime to its router (internal: the gateway
 //! exposes them to admins under `/api/v1/admin`): where its outbox, dead letters, sagas and
-//! projections stand, and the actions on them.
+//! projections stand, and the actions on them, and the process's metrics.
 
 use axum::Router;
 use axum::extract::State;
@@ -21,6 +21,7 @@ struct Admin {
 pub(crate) fn routes(service: &'static str, store: Store) -> Router {
     Router::new()
         .route("/admin/status", get(status))
+        .route("/admin/metrics", get(metrics))
         .route("/admin/dlq", get(dead_letters))
         .route("/admin/dlq/{id}/retry", post(retry))
         .route("/admin/dlq/{id}", axum::routing::delete(drop_letter))
@@ -72,6 +73,13 @@ async fn status(State(admin): State<Admin>) -> ApiResult<Response> {
         })).collect::<Vec<_>>(),
     }))
     .into_response())
+}
+
+/// The process's metrics, for the gateway's `GET /api/v1/admin/metrics`: a service's own
+/// `/metrics` answers only its host, and an operator's `tessera top` may be anywhere the gateway
+/// is reachable from. (Embedded, every service's process is the same one: the figures of all.)
+async fn metrics() -> Response {
+    crate::metrics::render(&crate::metrics::prometheus())
 }
 
 async fn dead_letters(State(admin): State<Admin>) -> ApiResult<Response> {

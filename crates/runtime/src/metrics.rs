@@ -86,6 +86,6 @@ pub fn open_route() -> Router {
     )
 }
 
-fn render(handle: &PrometheusHandle) -> Response {
+pub(crate) fn render(handle: &PrometheusHandle) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()).into_response()
 }

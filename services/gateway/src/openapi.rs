@@ -18,6 +18,7 @@ use utoipa::OpenApi;
     crate::compose::order_view,
     crate::routes::orders::events::order_events,
     crate::routes::admin::services,
+    crate::routes::admin::metrics,
     crate::routes::admin::dead_letters,
     crate::routes::admin::retry,
     crate::routes::admin::drop_letter,

@@ -19,6 +19,7 @@ use crate::state::Gateway;
 pub(super) fn router() -> Router<Gateway> {
     Router::new()
         .route("/admin/services", get(services))
+        .route("/admin/metrics", get(metrics))
         .route("/admin/dlq", get(dead_letters))
         .route("/admin/dlq/{id}/retry", post(retry))
         .route("/admin/dlq/{id}", delete(drop_letter))
@@ -72,6 +73,33 @@ pub(crate) async fn services(State(g): State<Gateway>, caller: Caller) -> ApiRes
             Err(error) => json!({"service": name, "health": "down", "error": error.to_string()}),
         })
         .collect();
+    Ok(axum::Json(json!({ "services": services })).into_response())
+}
+
+/// `GET /admin/metrics`: every process's metrics in Prometheus' text format, the gateway's own
+/// and each service's, for `tessera top`: a process's `/metrics` answers only its own host, and
+/// in the distributed topology each holds only its own figures. A service that does not answer
+/// is reported down, as in `/admin/services`. (Embedded, each answer is the one process's
+/// figures of every service.)
+#[utoipa::path(get, path = "/api/v1/admin/metrics", tag = "admin",
+    responses((status = 200, description = "`{services: [{service, health, metrics?, error?}]}`: each process's metrics as Prometheus' text format", body = Object),
+              (status = 403, body = Problem)))]
+pub(crate) async fn metrics(State(g): State<Gateway>, caller: Caller) -> ApiResult<Response> {
+    require(&caller, &[Role::Admin])?;
+    let timeout = g.config.dependency_timeout * 5;
+    let answers = futures_util::future::join_all(all(&g).map(|service| async move {
+        (service.name(), call(service, Method::GET, "/admin/metrics", None, &[], timeout).await)
+    }))
+    .await;
+    let own = tessera_runtime::metrics::prometheus().render();
+    let mut services = vec![json!({"service": crate::config::SERVICE, "health": "up", "metrics": own})];
+    services.extend(answers.into_iter().map(|(name, answer)| match answer {
+        Ok(reply) if reply.is_success() => {
+            json!({"service": name, "health": "up", "metrics": String::from_utf8_lossy(&reply.body)})
+        }
+        Ok(reply) => json!({"service": name, "health": "failing", "status": reply.status.as_u16()}),
+        Err(error) => json!({"service": name, "health": "down", "error": error.to_string()}),
+    }));
     Ok(axum::Json(json!({ "services": services })).into_response())
 }
 
