@@ -205,8 +205,8 @@ pub fn cancel(
     let events = order.decide(OrderCommand::RequestCancel)?;
     unit.state.streams.entry(order_id).or_default().extend(events);
     let total = order.total.clone().ok_or_else(|| corrupt("a confirmed order without a total"))?;
-    let data =
-        serde_json::to_value(CancelOrderData { order_id, charged: Charged { total } }).map_err(corrupt)?;
+    let data = CancelOrderData { order_id, charged: Charged { total }, customer_id: order.customer_id };
+    let data = serde_json::to_value(data).map_err(corrupt)?;
     let decision = tessera_saga::start(&sagas.cancel, order_id.to_string(), data).map_err(corrupt)?;
     apply(&sagas.cancel, unit, decision, now, ids)?;
     Ok(())

@@ -5,10 +5,11 @@
 //
 // (a) storefront: sign up, see a refused card explained, add the approving test card, order,
 //     watch the order go from pending to confirmed, open a ticket, export the data;
-// (b) console as admin: the live overview, that order's timeline, a dead letter retried
-//     (the Rust test seeds one), a projection rebuilt, audit verification, the data map and the
-//     customer's access report; as support: a 403
-//     shown and the timeline; then the customer erases their data.
+// (b) console as admin: the live overview, that order's timeline, the sagas of the confirmed
+//     and the declined order searched by id (each step timed, the compensation marked) and
+//     filtered by state, a dead letter retried (the Rust test seeds one), a projection
+//     rebuilt, audit verification, the data map and the customer's access report; as
+//     support: a 403 shown and the timeline; then the customer erases their data.
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -55,6 +56,28 @@ async function shot(tab, file) {
 
 function check(condition, message) {
   if (!condition) throw new Error(message);
+}
+
+/** Searches the console's sagas for `id` until its place-order saga shows `status` (a saga
+ * settles a little after its order is decided); returns that saga's element. */
+async function sagaOf(tab, id, status) {
+  await tab.fill('#saga-q', id);
+  for (let attempt = 0; ; attempt += 1) {
+    await tab.click('#saga-search');
+    const saga = await tab.waitForSelector(`#saga-results .saga[data-saga-id="${id}"][data-saga="place_order"]`);
+    if (await saga.getAttribute('data-status') === status) return saga;
+    if (attempt === 40) throw new Error(`the saga of ${id} stayed ${await saga.getAttribute('data-status')}, not ${status}`);
+    await tab.waitForTimeout(250);
+  }
+}
+
+/** A saga's steps as the console shows them. */
+function stepsOf(saga) {
+  return saga.$$eval('.saga-steps li', (items) => items.map((li) => ({
+    step: li.dataset.step, kind: li.dataset.kind, outcome: li.dataset.outcome,
+    duration: li.querySelector('.duration').textContent, tag: li.querySelector('.tag').textContent,
+    marked: li.classList.contains('compensation'),
+  })));
 }
 
 try {
@@ -109,6 +132,7 @@ try {
   await shop.click('#place-order');
   const declined = await shop.waitForSelector(`#order-live:not([data-order="${order}"])[data-status="rejected"]`, { timeout: 30_000 });
   check((await declined.innerText()).includes('payment declined'), `the rejection lacks its reason: ${await declined.innerText()}`);
+  const declinedOrder = await declined.getAttribute('data-order');
   await shot(shop, 'shop-4-order-rejected.png');
 
   step = 'open a ticket about it';
@@ -155,6 +179,36 @@ try {
   check(await admin.$('#timeline li[data-kind=saga]'), 'the timeline shows no saga');
   console.log(`timeline: ${events.join(' → ')}`);
   await shot(admin, 'console-2-order-timeline.png');
+
+  step = 'the sagas of the confirmed and the declined order, searched by order id';
+  await admin.click('nav.tabs button[data-tab=sagas]');
+  const confirmedSaga = await sagaOf(admin, order, 'completed');
+  const confirmedSteps = await stepsOf(confirmedSaga);
+  check(confirmedSteps.map((s) => `${s.step}:${s.kind}:${s.outcome}`).join(' ')
+    === 'reserve_stock:forward:succeeded authorise_payment:forward:succeeded commit_reservation:forward:succeeded capture_payment:forward:succeeded',
+  `the confirmed order's saga ran ${JSON.stringify(confirmedSteps)}`);
+  const declinedSaga = await sagaOf(admin, declinedOrder, 'compensated');
+  const declinedSteps = await stepsOf(declinedSaga);
+  check(declinedSteps.map((s) => `${s.step}:${s.kind}:${s.outcome}`).join(' ')
+    === 'reserve_stock:forward:succeeded authorise_payment:forward:failed reserve_stock:compensation:compensated',
+  `the declined order's saga ran ${JSON.stringify(declinedSteps)}`);
+  for (const s of [...confirmedSteps, ...declinedSteps]) {
+    check(/^\d+(\.\d+)? (µs|ms|s)$/.test(s.duration), `step ${s.step} (${s.kind}) shows no duration: "${s.duration}"`);
+  }
+  const undo = declinedSteps.find((s) => s.kind === 'compensation');
+  check(undo.tag === '↩ compensation' && undo.marked, `the compensation is not marked: ${JSON.stringify(undo)}`);
+  check(/took \d/.test(await declinedSaga.innerText()), 'the saga shows no duration of its own');
+  console.log(`sagas: ${declinedSteps.map((s) => `${s.step} ${s.kind} ${s.outcome} ${s.duration}`).join(', ')}`);
+  await shot(admin, 'console-2b-sagas.png');
+
+  step = 'the sagas filtered by state';
+  await admin.selectOption('#saga-state', 'completed');
+  await admin.click('#saga-search');
+  await admin.waitForSelector('#saga-none');
+  await admin.selectOption('#saga-state', 'failed');
+  await admin.click('#saga-search');
+  await admin.waitForSelector(`#saga-results .saga[data-saga-id="${declinedOrder}"][data-status="compensated"]`);
+  await admin.selectOption('#saga-state', '');
 
   step = 'retry a dead letter';
   await admin.click('nav.tabs button[data-tab=dlq]');

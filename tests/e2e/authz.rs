@@ -142,6 +142,9 @@ fn every_endpoint_answers_each_role_and_owner_as_specified() {
         ("GET", "/api/v1/admin/metrics".into(), None, &[], [401, 403, 403, 403, 200]),
         ("GET", "/api/v1/admin/dlq".into(), None, &[], [401, 403, 403, 403, 200]),
         ("GET", "/api/v1/admin/sagas?state=stuck".into(), None, &[], [401, 403, 403, 403, 200]),
+        ("GET", format!("/api/v1/admin/sagas?q={alice_id}"), None, &[], [401, 403, 403, 403, 200]),
+        ("GET", format!("/api/v1/admin/sagas/{order}"), None, &[], [401, 403, 403, 403, 200]),
+        ("GET", "/api/v1/admin/sagas?state=lost".into(), None, &[], [401, 403, 403, 403, 422]),
         (
             "POST",
             "/api/v1/admin/projections/order_summaries/rebuild".into(),

@@ -283,6 +283,33 @@ fn distributed_orders_survive_a_killed_payments_process() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(confirmed >= 10, "only payments died; the card approves: {confirmed} of {}", orders.len());
+    // An admin finds the customer's sagas (their id read out of the sagas' JSON on PostgreSQL)
+    // through the gateway and orders' own check of the admin's token, each step timed.
+    let first =
+        views.iter().find(|v| v["status"] == "confirmed").map(|v| v["id"].clone()).expect("confirmed");
+    let search = format!("/api/v1/admin/sagas?q={}&type=place_order&state=completed", subject(&me));
+    let started = Instant::now();
+    let found = loop {
+        // A saga completes once orders has the capture's reply, a moment after payments' record.
+        let (code, found) = call(g, Some(&admin), "GET", &search, None, None);
+        assert_eq!(code, 200, "{found}");
+        if found["items"].as_array().is_some_and(|items| items.len() == confirmed) {
+            break found;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{confirmed} sagas completed: {found}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let items = found["items"].as_array().expect("items");
+    let saga = items.iter().find(|s| s["id"] == first).expect("the first confirmed order's saga");
+    let steps: Vec<&Value> = saga["steps"].as_array().expect("steps").iter().map(|s| &s["name"]).collect();
+    assert_eq!(
+        steps,
+        ["reserve_stock", "authorise_payment", "commit_reservation", "capture_payment"],
+        "{saga}"
+    );
+    assert!(saga["steps"].as_array().expect("steps").iter().all(|s| s["duration_ms"].is_f64()), "{saga}");
+    let (code, _) = call(g, Some(&me), "GET", &search, None, None);
+    assert_eq!(code, 403, "a customer does not search sagas");
 
     // `tessera top` at the gateway shows every process, each from its own figures: the
     // gateway gathers them (a process's /metrics holds its own only).

@@ -495,6 +495,7 @@ fn bad_requests_to_up_get_problem_json_never_a_500() {
         ("post", "/api/v1/admin/dlq/{id}/retry"),
         ("delete", "/api/v1/admin/dlq/{id}"),
         ("get", "/api/v1/admin/sagas"),
+        ("get", "/api/v1/admin/sagas/{id}"),
         ("post", "/api/v1/admin/projections/{name}/rebuild"),
         ("get", "/health"),
         ("get", "/ready"),

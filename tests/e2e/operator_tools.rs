@@ -1,5 +1,6 @@
 //! The operator's tools a user of Temporal's or Dapr's CLI expects: an order and its sagas by
-//! id (text and `--json`), shell completions, man pages, and the commit in `--version`.
+//! id (text and `--json`, each step timed), sagas searched and filtered, shell completions, man
+//! pages, and the commit in `--version`.
 
 use std::time::Duration;
 
@@ -42,14 +43,68 @@ fn orders_show_and_sagas_show_print_an_order_and_its_sagas_as_text_and_json() {
     assert_eq!(json["order"]["status"], "rejected");
     assert!(json["history"]["events"].as_array().is_some_and(|e| e.len() >= 2), "{json}");
 
-    let (ok, json, stderr) = run(&["sagas", "show", &order, "--url", &up.base, "--json"]);
-    assert!(ok, "{stderr}");
-    let sagas: Value = serde_json::from_str(&json).expect("a JSON array");
+    // The saga goes on undoing the reservation after the rejection: wait until it is done.
+    let started = std::time::Instant::now();
+    let sagas = loop {
+        let (ok, json, stderr) = run(&["sagas", "show", &order, "--url", &up.base, "--json"]);
+        assert!(ok, "{stderr}");
+        let sagas: Value = serde_json::from_str(&json).expect("a JSON array");
+        if sagas[0]["status"] == "compensated" {
+            break sagas;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the saga was not compensated: {sagas}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(sagas[0]["saga"], "place_order", "{sagas}");
+    let steps: Vec<(&str, &str, &str)> = sagas[0]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or("?"),
+                s["kind"].as_str().unwrap_or("?"),
+                s["outcome"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("reserve_stock", "forward", "succeeded"),
+            ("authorise_payment", "forward", "failed"),
+            ("reserve_stock", "compensation", "compensated"),
+        ]
+    );
     let (ok, text, stderr) = run(&["sagas", "show", &order, "--url", &up.base]);
-    assert!(ok && text.contains("place_order") && text.contains(" s "), "{text}{stderr}");
+    assert!(ok, "{stderr}");
+    for expected in ["place_order  compensated", "authorise_payment", "failed", "↩ undo", "compensated"] {
+        assert!(text.contains(expected), "{expected:?} in:\n{text}");
+    }
     let (ok, text, stderr) = run(&["sagas", "list", "--url", &up.base]);
     assert!(ok && text.contains("no stuck sagas"), "{text}{stderr}");
+    let (ok, text, stderr) = run(&["sagas", "list", "-q", &order, "--url", &up.base]);
+    assert!(ok && text.contains(&order) && text.contains("compensated"), "{text}{stderr}");
+    let (ok, json, stderr) = run(&[
+        "sagas",
+        "list",
+        "--state",
+        "failed",
+        "--type",
+        "place_order",
+        "--limit",
+        "1",
+        "--url",
+        &up.base,
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let page: Value = serde_json::from_str(&json).expect("one JSON object");
+    assert_eq!(page["items"][0]["id"], order.as_str(), "{page}");
+    let (ok, _, stderr) = run(&["sagas", "list", "--state", "lost", "--url", &up.base]);
+    assert!(!ok && stderr.contains("state"), "{stderr}");
+    let (ok, _, stderr) = run(&["sagas", "show", "0195f2a8-5f7e-7c3a-9d3e-3b1f6a0c2d11", "--url", &up.base]);
+    assert!(!ok && stderr.contains("404"), "{stderr}");
 
     // The compose file's health check: `probe` passes on /ready, fails on anything else.
     let (ok, _, stderr) = run(&["probe", "--url", &format!("{}/ready", up.base)]);

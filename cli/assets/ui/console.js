@@ -1,7 +1,8 @@
 // The operator console: a live overview (from /metrics and /api/v1/admin/services), the
-// services and their projections (rebuild with progress), sagas, dead letters (retry, drop),
-// one order's timeline across services, audit verification, and the data map with access reports. The API decides who may do
-// what; a 403 is shown as such, never hidden.
+// services and their projections (rebuild with progress), sagas (searched by order or
+// customer, each step with its duration, compensations marked), dead letters (retry, drop),
+// one order's timeline across services, audit verification, and the data map with access
+// reports. The API decides who may do what; a 403 is shown as such, never hidden.
 
 import { api, ApiError, fill, h, money, problemView, session, showProblem, sleep, statusBadge, when } from './api.js';
 import { chart, sparkline } from './charts.js';
@@ -291,15 +292,20 @@ async function rebuild(name, button, problem) {
 
 // ---- sagas ----
 
+const NS = 'http://www.w3.org/2000/svg';
+let sagaCursor = null;
+
 async function loadSagas() {
+  searchSagas();
   const stuck = $('#stuck');
   try {
     const items = (await api('GET', '/admin/sagas?state=stuck')).body.items || [];
     stuck.replaceChildren(items.length ? h('table', {},
       h('thead', {}, h('tr', {}, ['Saga', 'Id', 'Reason', 'Since', ''].map((t) => h('th', {}, t)))),
       h('tbody', {}, items.map((s) => h('tr', {}, h('td', {}, s.saga), h('td', {}, h('code', {}, s.id)),
-        h('td', {}, statusBadge('stuck'), ' ', s.reason), h('td', {}, when(s.updated_at)),
-        h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => lookup(s.id) }, 'timeline'))))))
+        h('td', {}, statusBadge('stuck'), ' ', s.stuck || s.reason), h('td', {}, when(s.updated_at)),
+        h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => findSaga(s.id) }, 'steps'), ' ',
+          h('button', { type: 'button', class: 'link', onclick: () => lookup(s.id) }, 'timeline'))))))
       : h('p', { class: 'muted' }, 'No stuck sagas.'));
   } catch (error) {
     fail(stuck, error, 'Cannot list the stuck sagas');
@@ -311,6 +317,100 @@ async function loadSagas() {
   } catch (error) {
     fail(flight, error, 'Cannot list the pending orders');
   }
+}
+
+$('#saga-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  searchSagas();
+});
+
+$('#saga-more').addEventListener('click', () => searchSagas({ more: true }));
+
+/** Shows the sagas of one id in the search, whatever their state. */
+function findSaga(id) {
+  $('#saga-q').value = id;
+  $('#saga-state').value = '';
+  $('#saga-type').value = '';
+  searchSagas();
+}
+
+/** Runs the search the form describes; `more` appends the next page. */
+async function searchSagas({ more = false } = {}) {
+  const target = $('#saga-results');
+  const button = $('#saga-more');
+  const query = new URLSearchParams({ limit: '20' });
+  for (const [name, value] of [['q', $('#saga-q').value.trim()], ['state', $('#saga-state').value], ['type', $('#saga-type').value]]) {
+    if (value) query.set(name, value);
+  }
+  if (more && sagaCursor) query.set('cursor', sagaCursor);
+  button.disabled = true;
+  let page;
+  try {
+    page = (await api('GET', `/admin/sagas?${query}`)).body;
+  } catch (error) {
+    fail(target, error, 'Cannot search the sagas');
+    button.classList.add('hidden');
+    return;
+  } finally {
+    button.disabled = false;
+  }
+  const items = page.items || [];
+  sagaCursor = page.next_cursor || null;
+  button.classList.toggle('hidden', !sagaCursor);
+  if (!more) target.replaceChildren();
+  if (!more && !items.length) target.append(h('p', { class: 'muted', id: 'saga-none' }, 'No saga matches.'));
+  target.append(...items.map(sagaView));
+}
+
+function millis(ms) {
+  if (typeof ms !== 'number') return '–';
+  if (ms < 1) return `${Math.round(ms * 1000)} µs`;
+  if (ms < 1000) return `${ms.toFixed(1)} ms`;
+  return `${(ms / 1000).toFixed(3)} s`;
+}
+
+/** One saga: what it is and where it stands, then each step and compensation on a shared time axis. */
+function sagaView(saga) {
+  const steps = saga.steps || [];
+  const start = Date.parse(saga.started_at);
+  const ends = steps.map((s) => Date.parse(s.ended_at || saga.updated_at));
+  const span = Math.max(1, ...ends.map((end) => end - start), Date.parse(saga.updated_at) - start);
+  return h('div', { class: 'saga', dataset: { sagaId: saga.id, saga: saga.saga, status: saga.status } },
+    h('div', { class: 'head' },
+      h('strong', {}, saga.saga), h('code', {}, saga.id), statusBadge(saga.status),
+      saga.stuck ? statusBadge('stuck') : null,
+      h('span', { class: 'small muted' }, 'started ', when(saga.started_at)),
+      h('span', { class: 'took' }, saga.duration_ms === null || saga.duration_ms === undefined ? 'running' : `took ${millis(saga.duration_ms)}`),
+      saga.stuck || saga.reason ? h('span', { class: 'small' }, saga.stuck ? `STUCK: ${saga.stuck}` : saga.reason) : null,
+      h('button', { type: 'button', class: 'link', onclick: () => lookup(saga.id) }, 'order timeline')),
+    steps.length
+      ? h('ol', { class: 'saga-steps' }, steps.map((step) => stepView(step, start, span, saga.updated_at)))
+      : h('p', { class: 'small muted' }, 'No step timings: this saga started before they were kept.'));
+}
+
+function stepView(step, start, span, updated) {
+  const compensation = step.kind === 'compensation';
+  const from = Date.parse(step.started_at) - start;
+  const to = Date.parse(step.ended_at || updated) - start;
+  const bar = document.createElementNS(NS, 'svg');
+  bar.setAttribute('viewBox', '0 0 300 12');
+  bar.setAttribute('preserveAspectRatio', 'none');
+  const rect = document.createElementNS(NS, 'rect');
+  const x = (Math.max(0, from) / span) * 300;
+  for (const [name, value] of Object.entries({
+    x: x.toFixed(1), y: 2, height: 8, rx: 2,
+    width: Math.max(2, ((to - from) / span) * 300).toFixed(1),
+    fill: compensation ? '#b7791f' : step.outcome === 'failed' || step.outcome === 'timed_out' ? '#b42318' : '#2f6f5e',
+    'fill-opacity': step.ended_at ? 1 : 0.4,
+  })) rect.setAttribute(name, String(value));
+  bar.append(rect);
+  const outcome = step.outcome || 'waiting';
+  return h('li', { class: compensation ? 'compensation' : 'forward', dataset: { kind: step.kind, outcome, step: step.name } },
+    h('span', { class: 'name' }, step.name),
+    compensation ? h('span', { class: 'tag compensation' }, '↩ compensation') : h('span', { class: 'tag' }, 'step'),
+    h('span', {}, statusBadge(outcome), step.attempts > 1 ? h('span', { class: 'small muted' }, ` ×${step.attempts}`) : null),
+    h('span', { class: 'duration' }, step.ended_at ? millis(step.duration_ms) : 'waiting'),
+    bar);
 }
 
 // ---- dead letters ----

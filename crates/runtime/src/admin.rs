@@ -1,6 +1,7 @@
 //! Every service's operator routes, added by the runtime to its router (internal: the gateway
 //! exposes them to admins under `/api/v1/admin`): where its outbox, dead letters, sagas and
-//! projections stand, and the actions on them, and the process's metrics.
+//! projections stand, the actions on them, and the process's metrics. Searching sagas is the
+//! orchestrator's own route (orders' `/admin/sagas`): only it knows what its sagas' data holds.
 
 use axum::Router;
 use axum::extract::State;
@@ -25,7 +26,6 @@ pub(crate) fn routes(service: &'static str, store: Store) -> Router {
         .route("/admin/dlq", get(dead_letters))
         .route("/admin/dlq/{id}/retry", post(retry))
         .route("/admin/dlq/{id}", axum::routing::delete(drop_letter))
-        .route("/admin/sagas", get(sagas))
         .route("/admin/projections/{name}/rebuild", post(rebuild))
         .route("/admin/audit/head", get(audit_head))
         .route("/admin/audit/verify", post(audit_verify))
@@ -131,21 +131,6 @@ pub(crate) async fn stuck_sagas(store: &Store) -> Vec<Value> {
             json!({"saga": text("saga"), "id": text("saga_id"), "reason": text("stuck"), "updated_at": updated})
         })
         .collect()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SagaQuery {
-    state: Option<String>,
-}
-
-async fn sagas(State(admin): State<Admin>, Query(query): Query<SagaQuery>) -> ApiResult<Response> {
-    match query.state.as_deref() {
-        None | Some("stuck") => {
-            Ok(axum::Json(json!({ "items": stuck_sagas(&admin.store).await })).into_response())
-        }
-        Some(_) => Err(Problem::invalid_field("state", "only state=stuck is listed")),
-    }
 }
 
 async fn rebuild(State(admin): State<Admin>, Path(name): Path<String>) -> ApiResult<Response> {

@@ -6,6 +6,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::timing::StepTiming;
+
 /// A command a step sends (or its compensation): for which service, which message, with
 /// what payload. The engine adds the saga id and step to it.
 #[derive(Clone, Debug, PartialEq)]
@@ -132,6 +134,10 @@ pub struct SagaState {
     /// that comes later counts as the timeout, however late the timer itself fires.
     #[serde(default)]
     pub deadline: Option<u64>,
+    /// When each step and compensation ran and how it ended (see [`crate::timeline`]). Empty in
+    /// sagas stored before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timings: Vec<StepTiming>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -207,6 +213,7 @@ pub fn start(definition: &SagaDefinition, id: String, data: Value) -> Result<Dec
         stuck: None,
         pending_timer: None,
         deadline: None,
+        timings: Vec::new(),
     };
     if definition.steps.is_empty() {
         return Ok(Decision {

@@ -14,25 +14,40 @@ use tessera_store::{Migration, MigrationSet, Row, Statement, Store, StoreError, 
 
 use crate::decide::{self, DataError, Decision, Input, SagaDefinition, SagaState, Status, TimerPurpose};
 use crate::reply::{SagaReply, SagaTag};
+use crate::timeline;
+use crate::timing::StepTiming;
 use crate::transition::Transition;
 
 /// Include in the store of every service that orchestrates sagas.
 pub const MIGRATIONS: MigrationSet = MigrationSet {
     scope: "tessera.saga",
-    migrations: &[Migration {
-        version: 1,
-        name: "sagas",
-        sqlite: "CREATE TABLE tessera_sagas (
+    migrations: &[
+        Migration {
+            version: 1,
+            name: "sagas",
+            sqlite: "CREATE TABLE tessera_sagas (
                 saga_id TEXT NOT NULL, saga TEXT NOT NULL, status TEXT NOT NULL, stuck TEXT,
                 state TEXT NOT NULL, version BIGINT NOT NULL, started_at BIGINT NOT NULL,
                 updated_at BIGINT NOT NULL, PRIMARY KEY (saga, saga_id));
             CREATE INDEX tessera_sagas_open ON tessera_sagas (saga, status);",
-        postgres: "CREATE TABLE tessera_sagas (
+            postgres: "CREATE TABLE tessera_sagas (
                 saga_id TEXT NOT NULL, saga TEXT NOT NULL, status TEXT NOT NULL, stuck TEXT,
                 state TEXT NOT NULL, version BIGINT NOT NULL, started_at BIGINT NOT NULL,
                 updated_at BIGINT NOT NULL, PRIMARY KEY (saga, saga_id));
             CREATE INDEX tessera_sagas_open ON tessera_sagas (saga, status);",
-    }],
+        },
+        // Operators page through every saga newest first and look one up by id across types
+        // (`crate::search`); without these, each page and each lookup reads the whole table.
+        // Neither column changes after the insert, so the engine's updates never touch them.
+        Migration {
+            version: 2,
+            name: "sagas_newest_and_by_id",
+            sqlite: "CREATE INDEX tessera_sagas_newest ON tessera_sagas (started_at, saga_id, saga);
+            CREATE INDEX tessera_sagas_id ON tessera_sagas (saga_id);",
+            postgres: "CREATE INDEX tessera_sagas_newest ON tessera_sagas (started_at, saga_id, saga);
+            CREATE INDEX tessera_sagas_id ON tessera_sagas (saga_id);",
+        },
+    ],
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +79,8 @@ pub struct SagaSummary {
     pub stuck: Option<String>,
     pub started_at: Timestamp,
     pub updated_at: Timestamp,
+    /// When each step and compensation ran, in the order they started.
+    pub timings: Vec<StepTiming>,
 }
 
 pub struct SagaEngine {
@@ -265,6 +282,10 @@ impl SagaEngine {
         cause: Option<&Envelope>,
     ) -> Result<SagaState> {
         let Decision { mut state, send, timer, .. } = decision;
+        let now = self.physical.now();
+        let sent: Vec<(usize, bool)> =
+            send.iter().map(|(step, compensation, _)| (*step, *compensation)).collect();
+        timeline::record(&self.definition, &mut state, &sent, now.as_micros());
         state.deadline = None;
         if let Some(pending) = state.pending_timer.take()
             && let Ok(id) = pending.parse::<MessageId>()
@@ -312,7 +333,7 @@ impl SagaEngine {
         }
         let json = serde_json::to_string(&state)
             .map_err(|e| EngineError::Corrupt(state.id.clone(), e.to_string()))?;
-        let now = i64::try_from(self.physical.now().as_micros()).unwrap_or(i64::MAX);
+        let now = i64::try_from(now.as_micros()).unwrap_or(i64::MAX);
         let status = serde_json::to_value(state.status)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -385,7 +406,7 @@ impl SagaEngine {
     }
 }
 
-fn summary(row: &Row) -> Result<SagaSummary> {
+pub(crate) fn summary(row: &Row) -> Result<SagaSummary> {
     let id = row.text("saga_id")?.to_owned();
     let state: SagaState = serde_json::from_str(row.text("state")?)
         .map_err(|e| EngineError::Corrupt(id.clone(), e.to_string()))?;
@@ -399,5 +420,6 @@ fn summary(row: &Row) -> Result<SagaSummary> {
         stuck: state.stuck,
         started_at: micros("started_at")?,
         updated_at: micros("updated_at")?,
+        timings: state.timings,
     })
 }

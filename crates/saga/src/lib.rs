@@ -6,7 +6,9 @@
 //!
 //! [`decide`] holds all of that as pure functions of (state, input). The [`SagaEngine`] loads
 //! the state, applies a decision and writes the new state, the commands (outbox) and the
-//! timers (durable timers) in the caller's unit of work, next to its inbox record.
+//! timers (durable timers) in the caller's unit of work, next to its inbox record. With each
+//! move it notes in the state when each step and compensation started and ended
+//! ([`StepTiming`]); [`search`] finds sagas for operators, running or finished.
 
 //!
 //! The wire protocol between an orchestrator and its participants is [`SagaTag`] (on every
@@ -16,6 +18,9 @@
 mod decide;
 mod engine;
 mod reply;
+pub mod search;
+mod timeline;
+mod timing;
 mod transition;
 
 pub use decide::{
@@ -24,4 +29,6 @@ pub use decide::{
 };
 pub use engine::{EngineError, MIGRATIONS, SagaEngine, SagaObserver, SagaSummary};
 pub use reply::{SagaReply, SagaTag};
+pub use search::{BadCursor, SagaCursor, SagaPage, SagaSearch, StateFilter, UnknownState};
+pub use timing::{StepKind, StepOutcome, StepTiming};
 pub use transition::{Progress, Transition};

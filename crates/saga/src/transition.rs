@@ -66,6 +66,7 @@ mod tests {
             stuck: None,
             pending_timer: None,
             deadline: None,
+            timings: Vec::new(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tessera_kernel::{Envelope, HlcTimestamp, ManualClock, Timestamp, UuidV7Gen};
-use tessera_saga::{Command, DataError, SagaDefinition, SagaEngine, Status, Step};
+use tessera_saga::{Command, DataError, SagaDefinition, SagaEngine, Status, Step, StepKind, StepOutcome};
 use tessera_store::{SqliteOptions, Store, StoreConfig};
 use tessera_testkit::TempDataDir;
 
@@ -297,4 +297,89 @@ async fn a_saga_whose_data_no_longer_reads_does_not_stall_the_other_timers() {
     assert_eq!(sagas.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["order-good"]);
     // The bad one's timer stays pending, tried again on every pass.
     assert_eq!(f.engine.fire_due_timers(&f.store, 100, None).await.expect("timers"), 0);
+}
+
+/// A timed step as `(name, kind, duration in ms, outcome, attempts)`.
+type Timed = (String, StepKind, Option<u128>, Option<StepOutcome>, u32);
+
+/// Each timed step of the saga `id`.
+async fn timeline(f: &Fixture, id: &str) -> Vec<Timed> {
+    let saga = f.engine.find(&f.store, id).await.expect("find").expect("the saga");
+    saga.timings
+        .into_iter()
+        .map(|t| (t.name.clone(), t.kind, t.duration().map(|d| d.as_millis()), t.outcome, t.attempts))
+        .collect()
+}
+
+#[tokio::test]
+async fn each_step_is_timed_by_the_engine_clock_with_how_it_ended() {
+    let f = fixture().await;
+    let reserve = f.start("order-timed", 1).await;
+    f.clock.advance(Duration::from_millis(250));
+    f.answer(&reserve, Ok(None)).await;
+    let authorise = f.take_commands().await.pop().expect("authorise");
+    f.clock.advance(Duration::from_millis(400));
+    f.answer(&authorise, Ok(None)).await;
+    let confirm = f.take_commands().await.pop().expect("confirm");
+    f.clock.advance(Duration::from_millis(30));
+    f.answer(&confirm, Ok(None)).await;
+    use StepKind::Forward;
+    use StepOutcome::Succeeded;
+    assert_eq!(
+        timeline(&f, "order-timed").await,
+        vec![
+            ("reserve".into(), Forward, Some(250), Some(Succeeded), 1),
+            ("authorise".into(), Forward, Some(400), Some(Succeeded), 1),
+            ("confirm".into(), Forward, Some(30), Some(Succeeded), 1),
+        ]
+    );
+    let saga = f.engine.find(&f.store, "order-timed").await.expect("find").expect("the saga");
+    assert_eq!(saga.updated_at.since(saga.started_at), Duration::from_millis(680), "the saga's own span");
+}
+
+#[tokio::test]
+async fn a_failed_step_and_its_timed_out_neighbour_are_timed_with_their_compensations() {
+    let f = fixture().await;
+    // Refused: the authorisation fails, the reservation is released.
+    let authorise = f.start_and_reserve("order-refused", 1).await;
+    f.clock.advance(Duration::from_millis(120));
+    f.answer(&authorise, Err("card declined".into())).await;
+    let release = f.take_commands().await.pop().expect("release");
+    f.clock.advance(Duration::from_millis(80));
+    f.answer(&release, Ok(None)).await;
+    use StepKind::{Compensation, Forward};
+    use StepOutcome::{Compensated, Failed, Succeeded, TimedOut};
+    assert_eq!(
+        timeline(&f, "order-refused").await,
+        vec![
+            ("reserve".into(), Forward, Some(0), Some(Succeeded), 1),
+            ("authorise".into(), Forward, Some(120), Some(Failed), 1),
+            ("reserve".into(), Compensation, Some(80), Some(Compensated), 1),
+        ]
+    );
+
+    // Timed out: its timer fires, and the step itself is undone before the one before it; the
+    // void fails once and is sent again after its backoff.
+    let _authorise = f.start_and_reserve("order-slow", 2).await;
+    f.clock.advance(Duration::from_secs(6));
+    assert_eq!(f.engine.fire_due_timers(&f.store, 100, None).await.expect("timers"), 1);
+    let void = f.take_commands().await.pop().expect("void");
+    f.answer(&void, Err("payments unavailable".into())).await;
+    f.clock.advance(Duration::from_secs(1));
+    assert_eq!(f.engine.fire_due_timers(&f.store, 100, None).await.expect("timers"), 1);
+    let void = f.take_commands().await.pop().expect("void again");
+    f.answer(&void, Ok(None)).await;
+    let release = f.take_commands().await.pop().expect("release");
+    let pending = timeline(&f, "order-slow").await;
+    assert_eq!(pending.last(), Some(&("reserve".into(), Compensation, None, None, 1)), "still waiting");
+    f.answer(&release, Ok(None)).await;
+    assert_eq!(
+        timeline(&f, "order-slow").await,
+        vec![
+            ("reserve".into(), Forward, Some(0), Some(Succeeded), 1),
+            ("authorise".into(), Forward, Some(6_000), Some(TimedOut), 1),
+            ("authorise".into(), Compensation, Some(1_000), Some(Compensated), 2),
+            ("reserve".into(), Compensation, Some(0), Some(Compensated), 1),
+        ]
+    );
 }

@@ -22,7 +22,8 @@ use utoipa::OpenApi;
     crate::routes::admin::dead_letters,
     crate::routes::admin::retry,
     crate::routes::admin::drop_letter,
-    crate::routes::admin::sagas,
+    crate::routes::admin::sagas::list,
+    crate::routes::admin::sagas::with_id,
     crate::routes::admin::rebuild,
     crate::audit::verify,
     crate::routes::admin::sales,
@@ -36,11 +37,14 @@ use utoipa::OpenApi;
 struct GatewayRoutes;
 
 /// Routes of the services the gateway does not expose.
-const INTERNAL: [&str; 4] = [
+const INTERNAL: [&str; 6] = [
     "/api/v1/customers/credentials",
     "/api/v1/payment-methods/{token}",
     "/api/v1/analytics/sales",
     "/api/v1/order-requests",
+    // Orders' own saga search: the gateway documents its public one, `/api/v1/admin/sagas`.
+    "/api/v1/admin/sagas",
+    "/api/v1/admin/sagas/{saga_id}",
 ];
 
 /// Answers any operation may give besides its own: the edge's and the transport's.

@@ -4,8 +4,9 @@
 //! The acting customer comes in the body, filled in by the gateway from the caller's token, and
 //! each route applies the shared access rules to the token it is shown (`tessera_web::access`):
 //! a customer places, reads, lists and cancels only their own orders, and the sales analytics
-//! are for admins. Checks that need other services (the sku exists, the payment token belongs
-//! to the customer) are the gateway's, before it calls here.
+//! and the operators' saga search (`sagas`) are for admins. Checks that need other services
+//! (the sku exists, the payment token belongs to the customer) are the gateway's, before it
+//! calls here.
 
 // utoipa's path macro writes fully qualified paths into the code it generates.
 #![allow(unused_qualifications)]
@@ -28,6 +29,10 @@ use uuid::Uuid;
 use crate::app::{AppError, OrderRecord, Orders, RequestKey};
 use crate::domain::{OrderError, OrderStatus};
 
+mod sagas;
+
+pub use sagas::{SagaList, SagaPageView, SagaQuery, SagaStepView, SagaView};
+
 const MAX_TOKEN: usize = 100;
 
 pub fn router() -> OpenApiRouter<Orders> {
@@ -38,6 +43,7 @@ pub fn router() -> OpenApiRouter<Orders> {
         .routes(routes!(order_history))
         .routes(routes!(sales_analytics))
         .routes(routes!(placed_by_key))
+        .merge(sagas::router())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -276,6 +282,8 @@ pub struct HistorySaga {
     pub stuck: Option<String>,
     pub started_at: String,
     pub updated_at: String,
+    /// Its steps and compensations in the order they started, each with its duration.
+    pub steps: Vec<SagaStepView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -469,6 +477,7 @@ async fn order_history(
             stuck: saga.stuck,
             started_at: saga.started_at.to_rfc3339(),
             updated_at: saga.updated_at.to_rfc3339(),
+            steps: saga.timings.into_iter().map(sagas::step_view).collect(),
         })
         .collect();
     Ok(Json(HistoryView { id, events, sagas }))

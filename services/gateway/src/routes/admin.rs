@@ -16,6 +16,8 @@ use crate::clients::{ServiceClient, call};
 use crate::forward::{pass_on, unavailable};
 use crate::state::Gateway;
 
+pub(crate) mod sagas;
+
 pub(super) fn router() -> Router<Gateway> {
     Router::new()
         .route("/admin/services", get(services))
@@ -23,7 +25,8 @@ pub(super) fn router() -> Router<Gateway> {
         .route("/admin/dlq", get(dead_letters))
         .route("/admin/dlq/{id}/retry", post(retry))
         .route("/admin/dlq/{id}", delete(drop_letter))
-        .route("/admin/sagas", get(sagas))
+        .route("/admin/sagas", get(sagas::list))
+        .route("/admin/sagas/{id}", get(sagas::with_id))
         .route("/admin/projections/{name}/rebuild", post(rebuild))
         .route("/admin/audit/verify", post(crate::audit::verify))
         .route("/admin/analytics/sales", get(sales))
@@ -155,30 +158,6 @@ pub(crate) async fn drop_letter(
     require(&caller, &[Role::Admin])?;
     let (service, number) = letter(&g, &id)?;
     g.call(service, Method::DELETE, &format!("/admin/dlq/{number}"), None, &[]).await.map(pass_on)
-}
-
-/// `GET /admin/sagas?state=stuck`: sagas run in orders.
-#[utoipa::path(get, path = "/api/v1/admin/sagas", tag = "admin", params(SagaQuery),
-    responses((status = 200, description = "the stuck sagas, with their reasons", body = Object)))]
-pub(crate) async fn sagas(
-    State(g): State<Gateway>,
-    caller: Caller,
-    tessera_web::Query(query): tessera_web::Query<SagaQuery>,
-) -> ApiResult<Response> {
-    require(&caller, &[Role::Admin])?;
-    if query.state.as_deref().is_some_and(|s| s != "stuck") {
-        return Err(Problem::invalid_field("state", "only state=stuck is listed"));
-    }
-    g.call(&g.services.orders, Method::GET, "/admin/sagas?state=stuck", None, &[]).await.map(pass_on)
-}
-
-#[derive(serde::Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct SagaQuery {
-    /// Only `stuck` is listed.
-    #[param(pattern = "^stuck$")]
-    state: Option<String>,
 }
 
 /// `POST /admin/projections/{name}/rebuild`: asks the service that has it; 202, progress in

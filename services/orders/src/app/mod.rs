@@ -16,7 +16,7 @@ use tessera_bus::{Handler, HandlerError};
 use tessera_contracts::orders::{OrderCancelled, OrderConfirmed, OrderPlaced, OrderRejected};
 use tessera_contracts::{EnvelopeBuilder, Message, OrderLine, envelope};
 use tessera_kernel::{Clock, Envelope, HybridClock, IdGen, MessageId, MessageKind, StreamId, Timestamp};
-use tessera_saga::{SagaEngine, SagaObserver, SagaSummary, Transition};
+use tessera_saga::{SagaEngine, SagaObserver, SagaPage, SagaSearch, SagaSummary, Transition};
 use tessera_store::{Aggregate, NewEvent, RecordedEvent, Statement, Store, StoreError, UnitOfWork};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -355,7 +355,7 @@ impl Orders {
             .total
             .clone()
             .ok_or_else(|| AppError::Internal("a confirmed order without a total".into()))?;
-        let data = CancelOrderData { order_id, charged: Charged { total } };
+        let data = CancelOrderData { order_id, charged: Charged { total }, customer_id: order.customer_id };
         let data = serde_json::to_value(data).map_err(|e| AppError::Internal(e.to_string()))?;
         self.inner.cancel.start(&mut unit, &order_id.to_string(), data, None)?;
         unit.audit(actor.audit(
@@ -405,6 +405,19 @@ impl Orders {
             sagas.extend(engine.find(&self.inner.store, &order_id.to_string()).await?);
         }
         Ok(Some(OrderHistory { events, sagas }))
+    }
+
+    /// Sagas for operators, newest first. Its `q` matches an order's id (a saga's id is its
+    /// order's) or a customer's: both sagas' data hold the customer (cancellations since they
+    /// were made to).
+    pub async fn search_sagas(&self, search: SagaSearch<'_>) -> Result<SagaPage, AppError> {
+        let search = SagaSearch { data_keys: &["customer_id"], ..search };
+        Ok(tessera_saga::search::search(&self.inner.store, &search).await?)
+    }
+
+    /// Every saga of the order `saga_id` (placing it, cancelling it), in the order they started.
+    pub async fn sagas_with_id(&self, saga_id: &str) -> Result<Vec<SagaSummary>, AppError> {
+        Ok(tessera_saga::search::with_id(&self.inner.store, saga_id).await?)
     }
 
     /// Summaries, newest first, optionally of one customer and one public status, starting

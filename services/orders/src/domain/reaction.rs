@@ -137,6 +137,7 @@ mod tests {
             stuck: None,
             pending_timer: None,
             deadline: None,
+            timings: Vec::new(),
         }
     }
 

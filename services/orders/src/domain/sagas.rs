@@ -50,6 +50,10 @@ pub struct CancelOrderData {
     /// holds its total, since the first cancel sagas were written that way).
     #[serde(rename = "reserved")]
     pub charged: Charged,
+    /// Whose order it is, so that operators find the cancellation by customer as they find the
+    /// placement. Absent from cancel sagas stored before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<Uuid>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
