@@ -169,7 +169,7 @@ fn graphql_at_the_edge(operation: &mut Value) {
     let request = json!({
         "type": "object", "required": ["query"],
         "properties": {
-            "query": {"type": "string"},
+            "query": {"type": "string", "minLength": 1, "pattern": "\\S"},
             "variables": {"type": ["object", "null"]},
             "operationName": {"type": ["string", "null"]},
         },

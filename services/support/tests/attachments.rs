@@ -242,6 +242,21 @@ async fn the_type_comes_from_the_bytes_and_anything_else_is_refused() {
         (two.status, two.problem_code().as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
     );
+    // One part, but not named `file`.
+    let unnamed = form(&[("a.txt", "text/plain", b"a")]);
+    let unnamed = String::from_utf8(unnamed).expect("text").replace("name=\"file\"", "name=\"\"");
+    let unnamed = send(
+        &app.router,
+        Request::post(format!("/tickets/{ticket}/attachments"))
+            .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={BOUNDARY}"))
+            .body(Body::from(unnamed))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(
+        (unnamed.status, unnamed.json()["errors"][0]["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, serde_json::json!("file"))
+    );
     let empty = upload(&app, ticket, &[("a.txt", "text/plain", b"")]).await;
     assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
     let big = vec![b'a'; 10 * 1024 * 1024 + 1];

@@ -99,37 +99,10 @@ pub(crate) async fn schema_sdl(
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], state.schema.sdl()).into_response()
 }
 
-/// One GraphQL operation, as GraphQL over HTTP sends it.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // read only by the OpenAPI document; async-graphql parses the body itself
-pub(crate) struct GraphqlOperation {
-    /// The document: a query or a mutation (not only white space).
-    #[schema(min_length = 1, pattern = "\\S")]
-    pub query: String,
-    #[schema(value_type = Option<Object>)]
-    pub variables: Option<Value>,
-    #[schema(rename = "operationName")]
-    pub operation_name: Option<String>,
-}
-
-/// One operation, or a batch of 1 to 10 answered in the same order.
-pub(crate) struct GraphqlBody;
-
-impl utoipa::PartialSchema for GraphqlBody {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder};
-        let one = <GraphqlOperation as utoipa::PartialSchema>::schema();
-        let batch = ArrayBuilder::new().items(one.clone()).min_items(Some(1)).max_items(Some(MAX_BATCH));
-        OneOfBuilder::new().item(one).item(batch).into()
-    }
-}
-
-impl utoipa::ToSchema for GraphqlBody {}
-
 /// `POST /graphql`: one operation or a batch (a JSON array).
 /// GraphQL over the same services and rules; introspection only when configured.
 #[utoipa::path(post, path = "/graphql", tag = "graphql",
-    request_body(content = GraphqlBody, description = "`{query, variables?, operationName?}` or a batch of them"),
+    request_body(content = Object, description = "`{query, variables?, operationName?}` or a batch of them"),
     responses((status = 200, description = "`{data, errors?}`", body = Object),
         (status = 422, description = "no `query` in a request", body = Problem)))]
 pub(crate) async fn serve(State(state): State<GraphqlState>, request: axum::extract::Request) -> Response {

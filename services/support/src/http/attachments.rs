@@ -66,8 +66,9 @@ pub struct AttachmentList {
     pub items: Vec<AttachmentView>,
 }
 
-/// The upload form: one file part.
+/// The upload form: one file part, named `file`, and nothing else.
 #[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // documents the form; the handler reads the parts as they stream
 pub struct UploadForm {
     /// PNG, JPEG, GIF, WebP, PDF or UTF-8 text, at most 10 MiB; the type is read from the bytes.
@@ -80,7 +81,7 @@ fn too_large() -> Problem {
 }
 
 fn one_file_part() -> Problem {
-    Problem::invalid_field("file", "send exactly one file part")
+    Problem::invalid_field("file", "send exactly one part, named file")
 }
 
 fn multipart_problem(error: &MultipartError) -> Problem {
@@ -143,6 +144,9 @@ async fn upload_attachment(
 async fn stream_file(multipart: &mut Multipart, upload: &mut Upload) -> ApiResult<Option<String>> {
     let mut field =
         multipart.next_field().await.map_err(|e| multipart_problem(&e))?.ok_or_else(one_file_part)?;
+    if field.name() != Some("file") {
+        return Err(one_file_part());
+    }
     let name = field.file_name().map(str::to_owned);
     while let Some(chunk) = field.chunk().await.map_err(|e| multipart_problem(&e))? {
         upload.write(&chunk).await?;

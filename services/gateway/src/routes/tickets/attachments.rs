@@ -75,8 +75,9 @@ pub(crate) struct AttachmentList {
     pub items: Vec<AttachmentView>,
 }
 
-/// The upload form: one file part.
+/// The upload form: one file part, named `file`, and nothing else.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // documents the form; the body is passed on as it came
 pub(crate) struct UploadForm {
     /// PNG, JPEG, GIF, WebP, PDF or UTF-8 text, at most 10 MiB; the type is read from the bytes.
