@@ -25,7 +25,7 @@ pub mod upcasting;
 mod values;
 
 pub use envelope::{EnvelopeBuilder, envelope};
-pub use values::{Currency, Money, OrderLine, Personal, Quantity, Sku, ValueError};
+pub use values::{Currency, Money, OrderLine, Personal, Quantity, Sku, ValueError, whole_number};
 
 pub(crate) use message::message;
 pub use message::{Kind, Message};

@@ -21,9 +21,11 @@ pub struct NewCard {
     #[cfg_attr(feature = "openapi", schema(example = "4242424242424242", pattern = "^[0-9]{13,19}$"))]
     pub card_number: String,
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 12))]
+    #[serde(deserialize_with = "crate::whole_number")]
     pub exp_month: u32,
     /// `YY` (read as 20YY) or `YYYY`.
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 9999))]
+    #[serde(deserialize_with = "crate::whole_number")]
     pub exp_year: u32,
     #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]{3,4}$"))]
     pub cvc: String,

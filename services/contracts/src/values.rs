@@ -130,6 +130,8 @@ impl From<Currency> for String {
 #[serde(deny_unknown_fields)]
 pub struct Money {
     #[cfg_attr(feature = "openapi", schema(minimum = 0))]
+    #[serde(deserialize_with = "whole_number")]
+    #[schemars(with = "i64")]
     pub amount: i64,
     #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[A-Z]{3}$"))]
     pub currency: Currency,
@@ -159,6 +161,44 @@ pub struct OrderLine {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Personal<T>(pub T);
+
+/// An integer as JSON may write it: `3`, or `3.0` (JSON Schema's `integer` admits both, and so
+/// do client generators); a fraction or a number out of range is refused.
+pub fn whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    struct Whole;
+    impl serde::de::Visitor<'_> for Whole {
+        type Value = i64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an integer")
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<i64, E> {
+            Ok(value)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<i64, E> {
+            i64::try_from(value).map_err(|_| E::custom("an integer out of range"))
+        }
+
+        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<i64, E> {
+            // Within ±2^53 every whole f64 is exact; beyond it `3.0` may stand for another number.
+            const EXACT: f64 = 9_007_199_254_740_992.0;
+            if value.fract() == 0.0 && value.abs() <= EXACT {
+                Ok(value as i64)
+            } else {
+                Err(E::invalid_type(serde::de::Unexpected::Float(value), &self))
+            }
+        }
+    }
+    let value = deserializer.deserialize_any(Whole)?;
+    T::try_from(value).map_err(|_| serde::de::Error::custom(format!("{value} is out of range")))
+}
 
 #[cfg(test)]
 mod tests {
@@ -196,5 +236,18 @@ mod tests {
         );
         assert_eq!(Money::eur(-1), Err(ValueError::Amount(-1)));
         assert!(Currency::parse("eur").is_err());
+    }
+
+    #[test]
+    fn an_amount_may_be_written_as_a_whole_float_but_not_a_fraction() {
+        let money: Money = serde_json::from_str(r#"{"amount": 325.0, "currency": "EUR"}"#).expect("325.0");
+        assert_eq!(money.amount, 325);
+        for refused in [
+            r#"{"amount": 325.5, "currency": "EUR"}"#,
+            r#"{"amount": 1e300, "currency": "EUR"}"#,
+            r#"{"amount": "3", "currency": "EUR"}"#,
+        ] {
+            assert!(serde_json::from_str::<Money>(refused).is_err(), "{refused}");
+        }
     }
 }

@@ -122,6 +122,7 @@ pub struct NewProduct {
     pub price: Money,
     /// Units in stock at creation.
     #[schema(minimum = 0, maximum = 1_000_000_000)]
+    #[serde(deserialize_with = "tessera_contracts::whole_number")]
     pub stock: i64,
 }
 
@@ -141,6 +142,7 @@ pub struct ProductPatch {
 pub struct StockAdjustment {
     /// Units to add (positive) or remove (negative); not zero.
     #[schema(schema_with = stock_delta_schema)]
+    #[serde(deserialize_with = "tessera_contracts::whole_number")]
     pub delta: i64,
     /// Not blank.
     #[schema(min_length = 1, max_length = 500, pattern = r"\S")]

@@ -71,8 +71,8 @@ pub struct AttachmentList {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // documents the form; the handler reads the parts as they stream
 pub struct UploadForm {
-    /// PNG, JPEG, GIF, WebP, PDF or UTF-8 text, at most 10 MiB; the type is read from the bytes.
-    #[schema(value_type = String, format = Binary)]
+    /// PNG, JPEG, GIF, WebP, PDF or UTF-8 text, 1 byte to 10 MiB; the type is read from the bytes.
+    #[schema(value_type = String, format = Binary, min_length = 1)]
     pub file: Vec<u8>,
 }
 

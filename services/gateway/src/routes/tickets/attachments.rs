@@ -80,8 +80,8 @@ pub(crate) struct AttachmentList {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // documents the form; the body is passed on as it came
 pub(crate) struct UploadForm {
-    /// PNG, JPEG, GIF, WebP, PDF or UTF-8 text, at most 10 MiB; the type is read from the bytes.
-    #[schema(value_type = String, format = Binary)]
+    /// PNG, JPEG, GIF, WebP, PDF or UTF-8 text, 1 byte to 10 MiB; the type is read from the bytes.
+    #[schema(value_type = String, format = Binary, min_length = 1)]
     pub file: Vec<u8>,
 }
 
