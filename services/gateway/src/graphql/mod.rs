@@ -142,7 +142,7 @@ pub(crate) async fn serve(State(state): State<GraphqlState>, request: axum::extr
     }
     let batch: async_graphql::BatchRequest = match serde_json::from_value(value) {
         Ok(batch) => batch,
-        Err(error) => return Problem::invalid_field("query", &error.to_string()).into_response(),
+        Err(error) => return Problem::invalid_field("query", error.to_string()).into_response(),
     };
     let requests: Vec<async_graphql::Request> = match batch {
         async_graphql::BatchRequest::Single(request) => vec![request],
