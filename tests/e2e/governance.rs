@@ -37,6 +37,15 @@ fn accesses(report: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// Fails unless `report` (an array of accesses) lists each `(service, role, action)` wanted.
+pub(crate) fn assert_reports(report: &Value, wanted: &[(&str, &str, &str)]) {
+    let seen = accesses(report);
+    for (service, role, action) in wanted {
+        let wanted = ((*service).to_owned(), (*role).to_owned(), (*action).to_owned());
+        assert!(seen.contains(&wanted), "{wanted:?} is in the report: {seen:?}");
+    }
+}
+
 #[test]
 fn a_canary_customers_data_lies_only_where_the_data_map_says() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -76,20 +85,19 @@ fn a_canary_customers_data_lies_only_where_the_data_map_says() {
     // sign-in and export, and the reads each service served, under the reader's role.
     let (code, export) = up.call_as(&me, "GET", &format!("/api/v1/customers/{id}/export"), None);
     assert_eq!(code, 200, "{export}");
-    let reported = accesses(&export["accesses"]);
-    for (service, role, action) in [
-        ("gateway", "customer", "session.create"),
-        ("gateway", "customer", "customer.export"),
-        ("customers", "support", "customer.read"),
-        ("orders", "customer", "order.place"),
-        ("orders", "support", "order.read"),
-        ("payments", "customer", "payment_method.add"),
-        ("support", "customer", "ticket.open"),
-        ("support", "support", "ticket.read"),
-    ] {
-        let wanted = (service.to_owned(), role.to_owned(), action.to_owned());
-        assert!(reported.contains(&wanted), "{wanted:?} is in the export's report: {reported:?}");
-    }
+    assert_reports(
+        &export["accesses"],
+        &[
+            ("gateway", "customer", "session.create"),
+            ("gateway", "customer", "customer.export"),
+            ("customers", "support", "customer.read"),
+            ("orders", "customer", "order.place"),
+            ("orders", "support", "order.read"),
+            ("payments", "customer", "payment_method.add"),
+            ("support", "customer", "ticket.open"),
+            ("support", "support", "ticket.read"),
+        ],
+    );
     assert!(!export["accesses"].to_string().contains(&bystander), "nobody else's records");
     // Staff ask the same of the running system.
     let output = tessera()
@@ -98,7 +106,7 @@ fn a_canary_customers_data_lies_only_where_the_data_map_says() {
         .expect("run tessera governance access --url");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let asked: Value = serde_json::from_slice(&output.stdout).expect("json");
-    assert!(accesses(&asked).contains(&("gateway".into(), "admin".into(), "customer.export".into())));
+    assert_reports(&asked, &[("gateway", "admin", "customer.export")]);
     up.kill();
 
     let (ok, judged, shown) = scan(&data, &[canary, &id]);
@@ -120,23 +128,23 @@ fn a_canary_customers_data_lies_only_where_the_data_map_says() {
         .output()
         .expect("run tessera governance access");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let seen = accesses(&serde_json::from_slice(&output.stdout).expect("json"));
-    for (service, role, action) in [
-        // Registering is done before anyone is signed in.
-        ("customers", "none", "customer.register"),
-        ("customers", "support", "customer.read"),
-        ("payments", "customer", "payment_method.add"),
-        ("orders", "customer", "order.place"),
-        // Reads of their order and card, theirs and support's, in the services that served them.
-        ("orders", "customer", "order.read"),
-        ("orders", "support", "order.read"),
-        ("payments", "customer", "payment_method.read"),
-        ("support", "customer", "ticket.open"),
-        ("support", "customer", "ticket.attach"),
-    ] {
-        let wanted = (service.to_owned(), role.to_owned(), action.to_owned());
-        assert!(seen.contains(&wanted), "{wanted:?} is in the report: {seen:?}");
-    }
+    let report: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_reports(
+        &report,
+        &[
+            // Registering is done before anyone is signed in.
+            ("customers", "none", "customer.register"),
+            ("customers", "support", "customer.read"),
+            ("payments", "customer", "payment_method.add"),
+            ("orders", "customer", "order.place"),
+            // Reads of their order and card, theirs and support's, in the services that served them.
+            ("orders", "customer", "order.read"),
+            ("orders", "support", "order.read"),
+            ("payments", "customer", "payment_method.read"),
+            ("support", "customer", "ticket.open"),
+            ("support", "customer", "ticket.attach"),
+        ],
+    );
     assert!(
         !String::from_utf8_lossy(&output.stdout).contains(&bystander),
         "another customer's records are not theirs"

@@ -100,12 +100,9 @@ impl Http {
     /// the system's roots). Like `reqwest::Client::new`, it can fail only if the TLS library
     /// cannot start, which no input causes.
     pub fn new(name: &'static str, base: &str) -> Self {
-        Self::trusting(name, base, None).unwrap_or_else(|_| Self {
-            name,
-            base: base.trim_end_matches('/').to_owned(),
-            client: reqwest::Client::new(),
-            credentials: Arc::new(std::sync::OnceLock::new()),
-        })
+        let client = tessera_web::client::client(None, base.starts_with("https://"))
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self::with_client(name, base, client)
     }
 
     /// As [`Http::new`], also trusting the CA certificates of `ca_pem` (a cluster's own CA).
@@ -114,12 +111,16 @@ impl Http {
         base: &str,
         ca_pem: Option<&[u8]>,
     ) -> Result<Self, tessera_web::client::ClientBuildError> {
-        Ok(Self {
+        Ok(Self::with_client(name, base, tessera_web::client::client(ca_pem, base.starts_with("https://"))?))
+    }
+
+    fn with_client(name: &'static str, base: &str, client: reqwest::Client) -> Self {
+        Self {
             name,
             base: base.trim_end_matches('/').to_owned(),
-            client: tessera_web::client::client(ca_pem, base.starts_with("https://"))?,
+            client,
             credentials: Arc::new(std::sync::OnceLock::new()),
-        })
+        }
     }
 
     fn request(&self, parts: &axum::http::request::Parts, body: reqwest::Body) -> reqwest::RequestBuilder {
